@@ -1,0 +1,73 @@
+//! `foxxy-bridge stdio`: serve MCP on stdin/stdout until the client goes away.
+//!
+//! Shutdown is bounded: when stdin closes or SIGTERM/SIGINT/SIGHUP arrives, every
+//! upstream is ended (children included) and the process exits, without waiting for
+//! work still in flight.
+
+use std::{sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use rmcp::ServiceExt;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+use super::{Context, Outcome};
+use crate::{output, proxy::{Bridge, stdio}};
+
+/// How long the MCP session may take to flush its last messages on the way out.
+const CLOSE_LIMIT: Duration = Duration::from_millis(300);
+
+pub async fn run(context: &Context) -> anyhow::Result<Outcome> {
+    // A broken config is the one thing reported on stderr: the client shows it to the
+    // user, and there is no session to report it in.
+    let settings = match context.load_settings() {
+        Ok(settings) => settings,
+        Err(error) => {
+            output::error_line(format_args!("foxxy-bridge: {error:#}"));
+            return Ok(Outcome::Failure);
+        }
+    };
+    let _log = context.start_logging(Some(&settings))?;
+    tracing::info!(config = %settings.source.display(), "starting stdio bridge");
+    let bridge = Arc::new(Bridge::start(settings.clone()));
+    let stop = CancellationToken::new();
+    let stdin_closed = CancellationToken::new();
+    spawn_signal_watch(stop.clone())?;
+
+    let transport = stdio::stdio(settings.bridge.max_message_bytes, stdin_closed.clone());
+    let serve = bridge.clone().serve_with_ct(transport, stop.child_token());
+    let service = tokio::select! {
+        service = serve => Some(service.context("the MCP session could not start")?),
+        () = stdin_closed.cancelled() => None,
+        () = stop.cancelled() => None,
+    };
+    if let Some(mut service) = service {
+        tokio::select! {
+            _ = stdin_closed.cancelled() => tracing::info!("client closed stdin"),
+            _ = stop.cancelled() => {}
+        }
+        bridge.shutdown().await;
+        let _ = service.close_with_timeout(CLOSE_LIMIT).await;
+    } else {
+        bridge.shutdown().await;
+    }
+    tracing::info!("stdio bridge stopped");
+    Ok(Outcome::Success)
+}
+
+/// Cancel `stop` on SIGTERM, SIGINT or SIGHUP.
+fn spawn_signal_watch(stop: CancellationToken) -> anyhow::Result<()> {
+    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    tokio::spawn(async move {
+        let name = tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+            _ = hangup.recv() => "SIGHUP",
+        };
+        tracing::info!("{name} received, shutting down");
+        stop.cancel();
+    });
+    Ok(())
+}

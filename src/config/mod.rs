@@ -1,0 +1,40 @@
+//! The config file: where it is, what it may contain, and what it means.
+//!
+//! Owns the file format (JSON5, `raw.rs`), its JSON Schema (generated from the raw types,
+//! committed as `schema/foxxy-bridge.schema.json`), `${VAR}` expansion (`expand.rs`),
+//! diagnostics that name file:line:column or a JSON path (`validate.rs`, `error.rs`) and
+//! the resolved [`Settings`] the rest of the bridge runs on (`settings.rs`,
+//! `resolve.rs`). `load.rs` ties the stages together:
+//!
+//! ```text
+//! text ─json5─▶ Node ─expand ${VAR}─▶ Node ─check against schema─▶ serde_json::Value
+//!      ─deserialize per server─▶ Raw* ─semantic checks, defaults, units─▶ Settings
+//! ```
+//!
+//! Every stage after parsing adds to one list of problems, so all of them are reported
+//! together. Not owned here: where the state root is (`paths.rs`), the command line
+//! (`cli.rs`), and acting on the settings (watching the file for reload included).
+
+mod error;
+mod expand;
+mod load;
+mod node;
+mod raw;
+mod resolve;
+pub mod settings;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::{ConfigError, Location, Problem};
+pub use load::{load, load_str, locate};
+pub use settings::*;
+
+/// The JSON Schema of the config file, pretty-printed, ending in a newline. Byte-identical
+/// to the committed `schema/foxxy-bridge.schema.json` (a test keeps it so).
+pub fn schema_json() -> String {
+    let mut text = serde_json::to_string_pretty(&*validate::SCHEMA).expect("a JSON value always serializes");
+    text.push('\n');
+    text
+}

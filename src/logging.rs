@@ -1,0 +1,73 @@
+//! Logging to a file, never to stdout (which belongs to MCP in `stdio` mode).
+//!
+//! Lines go to `<state>/logs/foxxy-bridge.<date>.log`, rotated daily, seven kept, with
+//! `foxxy-bridge.log` a symlink to the current file. Writing is non-blocking and lossy
+//! under pressure: a burst of logs can never stall the proxy. Every line carries the
+//! process id, since several bridges of one client share the file. The returned guard
+//! flushes what is queued when dropped: keep it until the process ends.
+
+use std::path::Path;
+
+use tracing_appender::{non_blocking::WorkerGuard, rolling};
+use tracing_subscriber::{
+    EnvFilter,
+    fmt::{format::Writer, time::FormatTime},
+};
+
+/// Keeps the log writer alive; dropping it flushes.
+#[must_use = "dropping the guard stops logging"]
+pub struct LogGuard {
+    _worker: WorkerGuard,
+}
+
+/// Timestamps followed by the process id, e.g. `2026-11-27T10:00:00.123456Z [4242]`.
+struct TimeAndPid {
+    pid: u32,
+}
+
+impl FormatTime for TimeAndPid {
+    fn format_time(&self, writer: &mut Writer<'_>) -> std::fmt::Result {
+        tracing_subscriber::fmt::time::SystemTime.format_time(writer)?;
+        write!(writer, " [{}]", self.pid)
+    }
+}
+
+/// Start logging into `logs_dir` at `level` (a level name or a tracing filter).
+/// Errors (e.g. an unwritable directory) are returned, not printed.
+pub fn init(logs_dir: &Path, level: &str) -> std::io::Result<LogGuard> {
+    std::fs::create_dir_all(logs_dir)?;
+    let appender = rolling::Builder::new()
+        .rotation(rolling::Rotation::DAILY)
+        .filename_prefix("foxxy-bridge")
+        .filename_suffix("log")
+        .max_log_files(7)
+        .latest_symlink("foxxy-bridge.log")
+        .build(logs_dir)
+        .map_err(std::io::Error::other)?;
+    let (writer, worker) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .finish(appender);
+    let filter = filter_for(level);
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(false)
+        .with_target(true)
+        .with_timer(TimeAndPid { pid: std::process::id() })
+        .finish();
+    tracing::subscriber::set_global_default(subscriber).map_err(std::io::Error::other)?;
+    Ok(LogGuard { _worker: worker })
+}
+
+/// A bare level applies to the bridge and the crates it uses alike; anything else is
+/// taken as a tracing filter. rmcp logs every message at info, so it is kept at warn
+/// unless asked for.
+fn filter_for(level: &str) -> EnvFilter {
+    let level = level.trim().to_ascii_lowercase();
+    let directive = match level.as_str() {
+        "trace" | "debug" => format!("{level},hyper=info,reqwest=info,h2=info"),
+        "info" | "warn" | "error" | "off" => format!("{level},rmcp=warn"),
+        _ => level,
+    };
+    EnvFilter::try_new(&directive).unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn"))
+}

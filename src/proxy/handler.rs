@@ -1,0 +1,254 @@
+//! The rmcp `ServerHandler` of [`Bridge`]: one method per MCP request, each a thin
+//! mapping from exposed names to an upstream request.
+
+use std::borrow::Cow;
+
+use rmcp::{
+    ErrorData, RoleServer, ServerHandler,
+    model::{
+        CallToolRequestParams, CallToolResponse, ClientNotification, ClientRequest, CompleteRequest,
+        CompleteRequestParams, CompleteResult, GetPromptRequest, GetPromptRequestParams, GetPromptResponse,
+        Implementation, InitializeRequestParams, InitializeResult, ListPromptsResult,
+        ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+        ProtocolVersion, ReadResourceRequest, ReadResourceRequestParams, ReadResourceResponse, Reference, ResourceContents,
+        RootsListChangedNotification, ServerCapabilities, ServerInfo, ServerResult, SetLevelRequestParams,
+        SubscribeRequest, SubscribeRequestParams, UnsubscribeRequest, UnsubscribeRequestParams,
+    },
+    service::{NotificationContext, RequestContext},
+};
+
+use super::{Bridge, catalog::Route, expect_result};
+use crate::upstream::{RequestOptions, forwarded_meta};
+
+impl Bridge {
+    fn options(context: &RequestContext<RoleServer>) -> RequestOptions {
+        RequestOptions {
+            cancel: context.ct.clone(),
+            progress_token: context.meta.get_progress_token(),
+            meta: forwarded_meta(context.meta.clone()),
+        }
+    }
+
+    async fn forward(
+        &self,
+        route: &Route,
+        request: ClientRequest,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<ServerResult, ErrorData> {
+        self.upstreams
+            .request(&route.upstream, request, Self::options(context))
+            .await
+            .map_err(|error| error.into_error_data())
+    }
+
+    fn resource_route(&self, uri: &str) -> Result<Route, ErrorData> {
+        self.catalog()
+            .resource(uri)
+            .ok_or_else(|| ErrorData::resource_not_found(format!("unknown resource `{uri}`"), None))
+    }
+}
+
+impl ServerHandler for Bridge {
+    fn get_info(&self) -> ServerInfo {
+        let mut capabilities = ServerCapabilities::builder()
+            .enable_logging()
+            .enable_completions()
+            .enable_prompts()
+            .enable_prompts_list_changed()
+            .enable_resources()
+            .enable_resources_list_changed()
+            .enable_resources_subscribe()
+            .enable_tools()
+            .enable_tool_list_changed()
+            .build();
+        if !self.aggregation.tools {
+            capabilities.tools = None;
+        }
+        if !self.aggregation.prompts {
+            capabilities.prompts = None;
+        }
+        if !self.aggregation.resources {
+            capabilities.resources = None;
+        }
+        ServerInfo::new(capabilities)
+            .with_server_info(Implementation::new("foxxy-bridge", env!("CARGO_PKG_VERSION")))
+            .with_protocol_version(ProtocolVersion::V_2025_11_25)
+    }
+
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        // rmcp defaults to 2026-07-28, which has no `initialize` and no server→client
+        // requests; clients of today speak up to 2025-11-25.
+        Cow::Borrowed(ProtocolVersion::known_up_to(&ProtocolVersion::V_2025_11_25))
+    }
+
+    async fn initialize(
+        &self,
+        request: InitializeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<InitializeResult, ErrorData> {
+        tracing::info!(
+            client = %request.client_info.name,
+            version = %request.client_info.version,
+            protocol = %request.protocol_version,
+            "client initialized"
+        );
+        context.peer.set_peer_info(request.clone());
+        self.link.set_peer(context.peer.clone());
+        self.negotiate_initialize(&request)
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let catalog = self.settled_catalog().await;
+        if let Some(conflict) = catalog.conflicts.first() {
+            return Err(ErrorData::internal_error(conflict.clone(), None));
+        }
+        Ok(ListToolsResult::with_all_items(catalog.tools.clone()))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let options = Self::options(&context);
+        self.route_tool_call(request, options).await.map(CallToolResponse::from)
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        let catalog = self.settled_catalog().await;
+        Ok(ListPromptsResult::with_all_items(catalog.prompts.clone()))
+    }
+
+    async fn get_prompt(
+        &self,
+        mut request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        let route = self
+            .catalog()
+            .prompt(&request.name)
+            .cloned()
+            .ok_or_else(|| ErrorData::invalid_params(format!("unknown prompt `{}`", request.name), None))?;
+        request.name = route.name.clone();
+        let result = self.forward(&route, ClientRequest::GetPromptRequest(GetPromptRequest::new(request)), &context).await?;
+        expect_result(result, |result| match result {
+            ServerResult::GetPromptResult(result) => Ok(result),
+            other => Err(other),
+        })
+        .map(GetPromptResponse::from)
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let catalog = self.settled_catalog().await;
+        Ok(ListResourcesResult::with_all_items(catalog.resources.clone()))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let catalog = self.settled_catalog().await;
+        Ok(ListResourceTemplatesResult::with_all_items(catalog.resource_templates.clone()))
+    }
+
+    async fn read_resource(
+        &self,
+        mut request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let exposed = request.uri.clone();
+        let route = self.resource_route(&request.uri)?;
+        request.uri = route.name.clone();
+        let result =
+            self.forward(&route, ClientRequest::ReadResourceRequest(ReadResourceRequest::new(request)), &context).await?;
+        let mut result = expect_result(result, |result| match result {
+            ServerResult::ReadResourceResult(result) => Ok(result),
+            other => Err(other),
+        })?;
+        // Contents name the URI they belong to: give the client back the one it asked for.
+        for contents in &mut result.contents {
+            if let ResourceContents::TextResourceContents { uri, .. }
+            | ResourceContents::BlobResourceContents { uri, .. } = contents
+                && *uri == route.name
+            {
+                *uri = exposed.clone();
+            }
+        }
+        Ok(ReadResourceResponse::from(result))
+    }
+
+    async fn subscribe(&self, mut request: SubscribeRequestParams, context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
+        let route = self.resource_route(&request.uri)?;
+        request.uri = route.name.clone();
+        self.forward(&route, ClientRequest::SubscribeRequest(SubscribeRequest::new(request)), &context).await?;
+        Ok(())
+    }
+
+    async fn unsubscribe(
+        &self,
+        mut request: UnsubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let route = self.resource_route(&request.uri)?;
+        request.uri = route.name.clone();
+        self.forward(&route, ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(request)), &context).await?;
+        Ok(())
+    }
+
+    async fn complete(
+        &self,
+        mut request: CompleteRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        let catalog = self.catalog();
+        let route = match &mut request.r#ref {
+            Reference::Prompt(prompt) => {
+                let route = catalog.prompt(&prompt.name).cloned();
+                if let Some(route) = &route {
+                    prompt.name = route.name.clone();
+                }
+                route
+            }
+            Reference::Resource(template) => {
+                let route = catalog.template(&template.uri);
+                if let Some(route) = &route {
+                    template.uri = route.name.clone();
+                }
+                route
+            }
+            _ => None,
+        };
+        let Some(route) = route else {
+            // Nothing to complete against: an empty completion, not an error.
+            return Ok(CompleteResult::default());
+        };
+        let result = self.forward(&route, ClientRequest::CompleteRequest(CompleteRequest::new(request)), &context).await?;
+        expect_result(result, |result| match result {
+            ServerResult::CompleteResult(result) => Ok(result),
+            other => Err(other),
+        })
+    }
+
+    async fn set_level(&self, request: SetLevelRequestParams, _context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
+        self.upstreams.set_log_level(request.level).await;
+        Ok(())
+    }
+
+    async fn on_roots_list_changed(&self, _context: NotificationContext<RoleServer>) {
+        let notification = ClientNotification::RootsListChangedNotification(RootsListChangedNotification::default());
+        self.upstreams.notify_all(notification).await;
+    }
+}

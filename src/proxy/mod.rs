@@ -1,0 +1,197 @@
+//! The downstream MCP server: what the client sees.
+//!
+//! [`Bridge`] is an rmcp `ServerHandler` that answers `initialize` at once, serves the
+//! merged [`Catalog`] of the upstreams, and routes every request to the upstream behind
+//! the exposed name it uses. It owns naming (`naming.rs`), the merged catalog
+//! (`catalog.rs`), the way back from upstreams to the client (`link.rs`) and the stdio
+//! transport with its JSON-RPC error handling (`stdio.rs`). It does not own upstream
+//! connections: it talks to them only through [`Upstreams`].
+
+// Logging, sampling, roots and subscriptions are deprecated by SEP-2577 for protocol
+// 2026-07-28, but they are live parts of the 2024-11-05 … 2025-11-25 protocols we serve.
+#![allow(deprecated)]
+
+pub mod catalog;
+mod handler;
+pub mod link;
+pub mod naming;
+pub mod stdio;
+
+use std::sync::Arc;
+
+use rmcp::model::{
+    CallToolRequest, CallToolRequestParams, CallToolResult, ClientRequest, ContentBlock,
+    PromptListChangedNotification, ResourceListChangedNotification, ServerNotification,
+    ServerResult, ToolListChangedNotification,
+};
+use serde::de::DeserializeOwned;
+use tokio::{sync::watch, time::Instant};
+use tokio_util::sync::CancellationToken;
+
+pub use self::catalog::Catalog;
+use self::link::DownstreamLink;
+use crate::{
+    config::{Aggregation, Settings},
+    upstream::{RequestOptions, UpstreamError, UpstreamSet, Upstreams, View},
+};
+
+/// The aggregating server. Cheap to share: everything inside is behind `Arc`s.
+pub struct Bridge {
+    upstreams: Arc<dyn Upstreams>,
+    catalog: watch::Receiver<Arc<Catalog>>,
+    link: Arc<DownstreamLink>,
+    /// The first list requests wait for upstreams still connecting until this instant.
+    startup_deadline: Instant,
+    aggregation: Aggregation,
+    /// Ends the catalog task.
+    cancel: CancellationToken,
+}
+
+impl Bridge {
+    /// Start every upstream of `settings` and the task that keeps the merged catalog
+    /// current. Returns at once; upstreams connect in the background.
+    pub fn start(settings: Arc<Settings>) -> Bridge {
+        let (catalog_tx, catalog) = watch::channel(Arc::new(Catalog::default()));
+        let link = Arc::new(DownstreamLink::new(catalog.clone()));
+        let upstreams: Arc<dyn Upstreams> = UpstreamSet::start(&settings, link.clone());
+        let cancel = CancellationToken::new();
+        tokio::spawn(maintain_catalog(
+            upstreams.view(),
+            settings.clone(),
+            catalog_tx,
+            link.clone(),
+            cancel.clone(),
+        ));
+        Bridge {
+            upstreams,
+            catalog,
+            link,
+            startup_deadline: Instant::now() + settings.bridge.startup_timeout,
+            aggregation: settings.bridge.aggregation,
+            cancel,
+        }
+    }
+
+    /// The catalog as it is now.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.borrow().clone()
+    }
+
+    /// The catalog once every upstream has finished its first connection attempt, or the
+    /// startup deadline has passed, whichever comes first.
+    pub async fn settled_catalog(&self) -> Arc<Catalog> {
+        let mut catalog = self.catalog.clone();
+        loop {
+            {
+                let current = catalog.borrow_and_update();
+                if current.all_settled || Instant::now() >= self.startup_deadline {
+                    return current.clone();
+                }
+            }
+            tokio::select! {
+                changed = catalog.changed() => {
+                    if changed.is_err() {
+                        return catalog.borrow().clone();
+                    }
+                }
+                () = tokio::time::sleep_until(self.startup_deadline) => {}
+            }
+        }
+    }
+
+    /// Call one exposed tool from a shell (`foxxy-bridge call`), through the same
+    /// routing the MCP handler uses.
+    pub async fn call_tool(&self, params: CallToolRequestParams) -> Result<CallToolResult, rmcp::ErrorData> {
+        self.route_tool_call(params, RequestOptions::default()).await
+    }
+
+    async fn route_tool_call(
+        &self,
+        mut params: CallToolRequestParams,
+        options: RequestOptions,
+    ) -> Result<CallToolResult, rmcp::ErrorData> {
+        let mut catalog = self.catalog();
+        if catalog.tool(&params.name).is_none() && !catalog.all_settled {
+            catalog = self.settled_catalog().await;
+        }
+        let Some(route) = catalog.tool(&params.name).cloned() else {
+            return Err(rmcp::ErrorData::invalid_params(format!("unknown tool `{}`", params.name), None));
+        };
+        let exposed = std::mem::replace(&mut params.name, route.name.into());
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+        match self.upstreams.request(&route.upstream, request, options).await {
+            Ok(result) => expect_result(result, |result| match result {
+                ServerResult::CallToolResult(result) => Ok(result),
+                other => Err(other),
+            }),
+            Err(UpstreamError::Mcp(error)) => Err(error),
+            Err(UpstreamError::Cancelled) => Err(rmcp::ErrorData::internal_error("request cancelled", None)),
+            Err(error) => {
+                tracing::warn!(tool = %exposed, "tool call failed: {error}");
+                Ok(CallToolResult::error(vec![ContentBlock::text(format!("cannot call `{exposed}`: {error}"))]))
+            }
+        }
+    }
+
+    /// Stop the catalog task and every upstream (bounded time).
+    pub async fn shutdown(&self) {
+        self.cancel.cancel();
+        self.upstreams.shutdown().await;
+    }
+}
+
+/// Take the expected variant out of an upstream result. rmcp decodes results as an
+/// untagged union, so a result can land in a neighbouring variant; re-decode it then.
+fn expect_result<T: DeserializeOwned>(
+    result: ServerResult,
+    pick: impl FnOnce(ServerResult) -> Result<T, ServerResult>,
+) -> Result<T, rmcp::ErrorData> {
+    pick(result).or_else(|other| {
+        serde_json::to_value(other).and_then(serde_json::from_value).map_err(|error| {
+            rmcp::ErrorData::internal_error(format!("the upstream sent a malformed result: {error}"), None)
+        })
+    })
+}
+
+/// Rebuild the catalog whenever an upstream changes, and tell the client which lists
+/// changed.
+async fn maintain_catalog(
+    mut view: watch::Receiver<Arc<View>>,
+    settings: Arc<Settings>,
+    catalog: watch::Sender<Arc<Catalog>>,
+    link: Arc<DownstreamLink>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let snapshot = view.borrow_and_update().clone();
+        let next = Catalog::build(&snapshot, &settings);
+        let previous = catalog.borrow().clone();
+        let tools_changed = previous.tools != next.tools;
+        let prompts_changed = previous.prompts != next.prompts;
+        let resources_changed =
+            previous.resources != next.resources || previous.resource_templates != next.resource_templates;
+        catalog.send_replace(Arc::new(next));
+        if let Some(peer) = link.peer() {
+            let mut notifications = Vec::new();
+            if tools_changed {
+                notifications.push(ServerNotification::ToolListChangedNotification(ToolListChangedNotification::default()));
+            }
+            if prompts_changed {
+                notifications
+                    .push(ServerNotification::PromptListChangedNotification(PromptListChangedNotification::default()));
+            }
+            if resources_changed {
+                notifications.push(ServerNotification::ResourceListChangedNotification(
+                    ResourceListChangedNotification::default(),
+                ));
+            }
+            for notification in notifications {
+                let _ = peer.send_notification(notification).await;
+            }
+        }
+        tokio::select! {
+            changed = view.changed() => if changed.is_err() { break },
+            () = cancel.cancelled() => break,
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! The downstream stdio transport: newline-delimited JSON-RPC on stdin/stdout, with
+//! the error handling a client is owed.
+//!
+//! rmcp's own stdio transport drops unparsable lines silently and answers malformed
+//! requests without their id. This one answers every bad line as JSON-RPC 2.0 says:
+//! `-32700` (parse error, `id: null`), `-32600` (invalid request; also a line over
+//! `maxMessageBytes`, and a request whose id is still in flight), `-32602` (a known
+//! method with parameters of the wrong shape, with the request's id). rmcp then sees
+//! only well-formed messages.
+//!
+//! Threads: stdin is read by a plain thread (a blocked read of a pipe cannot be
+//! cancelled, and the thread simply dies with the process); stdout is written by
+//! another, which batches and flushes. Outgoing messages are serialized when rmcp hands
+//! them over, so they leave in the order rmcp sends them.
+
+use std::{
+    collections::HashSet,
+    io::{BufRead, Write},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use rmcp::{
+    model::{ClientJsonRpcMessage, ClientNotification, JsonRpcMessage, RequestId, ServerJsonRpcMessage},
+    service::{RoleServer, RxJsonRpcMessage, TxJsonRpcMessage},
+    transport::Transport,
+};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// Messages queued for stdout before senders wait.
+const OUTBOX_CAPACITY: usize = 1024;
+/// How long closing the transport waits for queued output to be written.
+const FLUSH_LIMIT: Duration = Duration::from_secs(1);
+
+enum Outgoing {
+    Line(Vec<u8>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Shared by the transport (rmcp's side) and the stdin thread (error replies).
+struct Outbox {
+    tx: mpsc::Sender<Outgoing>,
+    /// Ids of client requests that have not been answered yet.
+    in_flight: Mutex<HashSet<RequestId>>,
+    max_bytes: usize,
+}
+
+impl Outbox {
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, HashSet<RequestId>> {
+        self.in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queue an error reply from the stdin thread.
+    fn reply_error(&self, id: Value, code: i32, message: String) {
+        let reply = json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}});
+        tracing::debug!(code, "rejected a client message: {message}");
+        let mut line = reply.to_string().into_bytes();
+        line.push(b'\n');
+        let _ = self.tx.blocking_send(Outgoing::Line(line));
+    }
+}
+
+/// The transport rmcp serves the client over.
+pub struct StdioTransport {
+    incoming: mpsc::Receiver<ClientJsonRpcMessage>,
+    outbox: Arc<Outbox>,
+}
+
+/// Start the stdin and stdout threads. `stdin_closed` fires when the client closes
+/// stdin (or it fails), so the caller can shut down without waiting for rmcp.
+pub fn stdio(max_bytes: usize, stdin_closed: CancellationToken) -> StdioTransport {
+    let (out_tx, out_rx) = mpsc::channel(OUTBOX_CAPACITY);
+    let outbox = Arc::new(Outbox { tx: out_tx, in_flight: Mutex::new(HashSet::new()), max_bytes });
+    let (in_tx, incoming) = mpsc::channel(64);
+    let reader_outbox = outbox.clone();
+    let spawned = std::thread::Builder::new().name("stdin".into()).spawn(move || {
+        read_stdin(std::io::stdin().lock(), &reader_outbox, &in_tx);
+        stdin_closed.cancel();
+    });
+    if let Err(error) = spawned {
+        tracing::error!("cannot start the stdin thread: {error}");
+    }
+    if let Err(error) = std::thread::Builder::new().name("stdout".into()).spawn(move || write_stdout(out_rx)) {
+        tracing::error!("cannot start the stdout thread: {error}");
+    }
+    StdioTransport { incoming, outbox }
+}
+
+/// Read newline-delimited messages until EOF, never holding more than `max_bytes` of
+/// one line in memory.
+fn read_stdin(mut input: impl BufRead, outbox: &Outbox, incoming: &mpsc::Sender<ClientJsonRpcMessage>) {
+    let mut line = Vec::new();
+    let mut oversized = false;
+    loop {
+        let buffer = match input.fill_buf() {
+            Ok([]) => break,
+            Ok(buffer) => buffer,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(error) => {
+                tracing::warn!("reading stdin failed: {error}");
+                break;
+            }
+        };
+        let (chunk, complete) = match buffer.iter().position(|&byte| byte == b'\n') {
+            Some(end) => (&buffer[..end], true),
+            None => (buffer, false),
+        };
+        if line.len() + chunk.len() > outbox.max_bytes {
+            oversized = true;
+            line.clear();
+        } else if !oversized {
+            line.extend_from_slice(chunk);
+        }
+        let used = chunk.len() + usize::from(complete);
+        input.consume(used);
+        if complete {
+            if oversized {
+                outbox.reply_error(
+                    Value::Null,
+                    -32600,
+                    format!("message larger than the {} byte limit (`bridge.maxMessageBytes`)", outbox.max_bytes),
+                );
+                oversized = false;
+            } else if let Some(message) = parse_line(&line, outbox) {
+                if incoming.blocking_send(message).is_err() {
+                    break;
+                }
+            }
+            line.clear();
+        }
+    }
+    if !line.is_empty() && !oversized {
+        if let Some(message) = parse_line(&line, outbox) {
+            let _ = incoming.blocking_send(message);
+        }
+    }
+}
+
+/// Parse one line; answer it with an error and return `None` when it is not a message
+/// rmcp should see.
+fn parse_line(line: &[u8], outbox: &Outbox) -> Option<ClientJsonRpcMessage> {
+    let line = line.trim_ascii();
+    if line.is_empty() {
+        return None;
+    }
+    match serde_json::from_slice::<ClientJsonRpcMessage>(line) {
+        Ok(JsonRpcMessage::Request(request)) => {
+            if !outbox.in_flight().insert(request.id.clone()) {
+                outbox.reply_error(
+                    serde_json::to_value(&request.id).unwrap_or(Value::Null),
+                    -32600,
+                    format!("request id `{}` is already used by a request in flight", request.id),
+                );
+                return None;
+            }
+            Some(JsonRpcMessage::Request(request))
+        }
+        Ok(JsonRpcMessage::Notification(notification)) => {
+            if let ClientNotification::CancelledNotification(cancelled) = &notification.notification
+                && let Some(id) = &cancelled.params.request_id
+            {
+                // A cancelled request gets no response, so its id is free again.
+                outbox.in_flight().remove(id);
+            }
+            Some(JsonRpcMessage::Notification(notification))
+        }
+        Ok(message) => Some(message),
+        Err(error) => {
+            reject(line, &error, outbox);
+            None
+        }
+    }
+}
+
+/// Work out why `line` is not a valid client message and answer accordingly.
+fn reject(line: &[u8], error: &serde_json::Error, outbox: &Outbox) {
+    let value = match serde_json::from_slice::<Value>(line) {
+        Ok(value) => value,
+        Err(parse_error) => {
+            outbox.reply_error(Value::Null, -32700, format!("parse error: {parse_error}"));
+            return;
+        }
+    };
+    let Value::Object(object) = &value else {
+        let message = if value.is_array() {
+            "batch requests are not supported".to_owned()
+        } else {
+            "a JSON-RPC message must be an object".to_owned()
+        };
+        outbox.reply_error(Value::Null, -32600, message);
+        return;
+    };
+    let id = object.get("id").filter(|id| id.is_string() || id.is_i64() || id.is_u64()).cloned();
+    let method = object.get("method").and_then(Value::as_str);
+    if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        outbox.reply_error(id.unwrap_or(Value::Null), -32600, "`jsonrpc` must be \"2.0\"".to_owned());
+        return;
+    }
+    match (method, id) {
+        (Some(method), Some(id)) => {
+            outbox.reply_error(id, -32602, format!("invalid params for `{method}`: {error}"));
+        }
+        (Some(method), None) if !object.contains_key("id") => {
+            tracing::warn!("dropped notification `{method}` with invalid params: {error}");
+        }
+        (None, Some(_)) if object.contains_key("result") || object.contains_key("error") => {
+            tracing::warn!("dropped a malformed response from the client: {error}");
+        }
+        (_, id) => {
+            outbox.reply_error(id.unwrap_or(Value::Null), -32600, format!("invalid request: {error}"));
+        }
+    }
+}
+
+/// Write queued lines to stdout, flushing whenever the queue runs dry.
+fn write_stdout(mut queue: mpsc::Receiver<Outgoing>) {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+    while let Some(item) = queue.blocking_recv() {
+        let mut next = Some(item);
+        while let Some(item) = next.take() {
+            match item {
+                Outgoing::Line(line) => {
+                    if out.write_all(&line).is_err() {
+                        return;
+                    }
+                }
+                Outgoing::Flush(done) => {
+                    let _ = out.flush();
+                    let _ = done.send(());
+                }
+            }
+            next = queue.try_recv().ok();
+        }
+        if out.flush().is_err() {
+            return;
+        }
+    }
+}
+
+impl StdioTransport {
+    fn encode(&self, item: &ServerJsonRpcMessage) -> Option<Vec<u8>> {
+        let id = match item {
+            JsonRpcMessage::Response(response) => Some(&response.id),
+            JsonRpcMessage::Error(error) => error.id.as_ref(),
+            _ => None,
+        };
+        if let Some(id) = id {
+            self.outbox.in_flight().remove(id);
+        }
+        let mut line = match serde_json::to_vec(item) {
+            Ok(line) => line,
+            Err(error) => {
+                tracing::error!("cannot encode a message for the client: {error}");
+                return None;
+            }
+        };
+        if line.len() > self.outbox.max_bytes {
+            tracing::warn!(bytes = line.len(), "a message for the client is over `maxMessageBytes`");
+            let id = id.cloned()?;
+            line = json!({"jsonrpc": "2.0", "id": id, "error": {
+                "code": -32603,
+                "message": format!("the result is larger than the {} byte limit (`bridge.maxMessageBytes`)", self.outbox.max_bytes),
+            }})
+            .to_string()
+            .into_bytes();
+        }
+        line.push(b'\n');
+        Some(line)
+    }
+}
+
+impl Transport<RoleServer> for StdioTransport {
+    type Error = std::io::Error;
+
+    fn send(
+        &mut self,
+        item: TxJsonRpcMessage<RoleServer>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        let line = self.encode(&item);
+        let tx = self.outbox.tx.clone();
+        // Queue now, while rmcp's loop holds the message order; wait only when full.
+        let pending = match line.map(|line| tx.try_send(Outgoing::Line(line))) {
+            None | Some(Ok(())) => None,
+            Some(Err(mpsc::error::TrySendError::Full(item))) => Some(item),
+            Some(Err(mpsc::error::TrySendError::Closed(_))) => {
+                return futures::future::Either::Left(std::future::ready(Err(closed())));
+            }
+        };
+        futures::future::Either::Right(async move {
+            if let Some(item) = pending {
+                tx.send(item).await.map_err(|_| closed())?;
+            }
+            Ok(())
+        })
+    }
+
+    async fn receive(&mut self) -> Option<RxJsonRpcMessage<RoleServer>> {
+        self.incoming.recv().await
+    }
+
+    async fn close(&mut self) -> Result<(), Self::Error> {
+        let (done, flushed) = oneshot::channel();
+        if self.outbox.tx.send(Outgoing::Flush(done)).await.is_ok() {
+            let _ = tokio::time::timeout(FLUSH_LIMIT, flushed).await;
+        }
+        Ok(())
+    }
+}
+
+fn closed() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::BrokenPipe, "stdout is closed")
+}

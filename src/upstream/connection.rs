@@ -1,0 +1,353 @@
+//! One live MCP session with an upstream: the rmcp client handler that answers the
+//! upstream's requests by asking the client, the ordered notification forwarder, and
+//! the request path with progress routing, cancellation and timeouts.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use rmcp::{
+    ClientHandler, ErrorData, Peer, RoleClient,
+    model::{
+        CancelledNotification, CancelledNotificationParam, ClientCapabilities, ClientInfo,
+        ClientNotification, ClientRequest, ClientResult, ElicitRequest,
+        CreateMessageRequest, CreateMessageRequestParams, CreateMessageResult, CustomNotification,
+        CustomRequest, CustomResult, ElicitRequestParams, ElicitResult, ElicitationCapability,
+        FormElicitationCapability, Implementation, ListRootsRequest, ListRootsResult,
+        LoggingMessageNotification, ProgressNotification, ProgressToken, ProtocolVersion,
+        RequestMetaObject, ResourceUpdatedNotification, ResourceUpdatedNotificationParam,
+        ServerNotification, ServerRequest, ServerResult, UrlElicitationCapability,
+    },
+    service::{NotificationContext, PeerRequestOptions, RequestContext, ServiceError},
+};
+use tokio::sync::{Mutex, Notify, mpsc, oneshot};
+
+use super::{ClientLink, RequestOptions, UpstreamError, tap::Tapped};
+
+/// How long a finished request waits for its queued progress to reach the client.
+const PROGRESS_FLUSH_LIMIT: Duration = Duration::from_secs(1);
+
+/// Where progress for one in-flight request goes.
+pub struct ProgressRoute {
+    client_token: ProgressToken,
+    /// Signalled on each progress notification; restarts the request timeout.
+    activity: Arc<Notify>,
+}
+
+/// Upstream progress token → route. Locked by a request from before its message is
+/// queued until its route is in, and by the forwarder per progress notification, so a
+/// fast upstream's first progress can never miss its route.
+pub type ProgressRoutes = Mutex<HashMap<ProgressToken, ProgressRoute>>;
+
+/// The request side of a live upstream session, shared by every caller.
+pub struct Connection {
+    name: Arc<str>,
+    peer: Peer<RoleClient>,
+    routes: Arc<ProgressRoutes>,
+    /// Producer side of the ordered queue, used to post flush barriers.
+    tapped: mpsc::Sender<Tapped>,
+    request_timeout: Duration,
+}
+
+impl Connection {
+    pub fn peer(&self) -> &Peer<RoleClient> {
+        &self.peer
+    }
+
+    /// Send `request` and wait for its result; see [`super::Upstreams::request`].
+    pub async fn request(
+        &self,
+        request: ClientRequest,
+        options: RequestOptions,
+    ) -> Result<ServerResult, UpstreamError> {
+        let mut peer_options = PeerRequestOptions::no_options();
+        if let Some(meta) = options.meta {
+            peer_options = peer_options.with_meta(meta);
+        }
+        let activity = Arc::new(Notify::new());
+        let (handle, routed_token) = match options.progress_token {
+            Some(client_token) => {
+                let mut routes = self.routes.lock().await;
+                let handle = self.send(request, peer_options).await?;
+                let token = handle.progress_token.clone();
+                routes.insert(
+                    token.clone(),
+                    ProgressRoute { client_token, activity: activity.clone() },
+                );
+                (handle, Some(token))
+            }
+            None => (self.send(request, peer_options).await?, None),
+        };
+
+        let id = handle.id.clone();
+        let peer = handle.peer.clone();
+        let response = handle.await_response();
+        tokio::pin!(response);
+        let timeout = self.request_timeout;
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let result = loop {
+            tokio::select! {
+                result = &mut response => break result.map_err(|error| self.service_error(error)),
+                () = options.cancel.cancelled() => {
+                    cancel_upstream(&peer, id, "cancelled by the client").await;
+                    break Err(UpstreamError::Cancelled);
+                }
+                () = &mut deadline => {
+                    cancel_upstream(&peer, id, "request timeout").await;
+                    break Err(UpstreamError::Timeout { name: self.name.to_string(), seconds: timeout.as_secs() });
+                }
+                () = activity.notified() => {
+                    deadline.as_mut().reset(tokio::time::Instant::now() + timeout);
+                }
+            }
+        };
+        if let Some(token) = routed_token {
+            self.flush_progress().await;
+            self.routes.lock().await.remove(&token);
+        }
+        result
+    }
+
+    async fn send(
+        &self,
+        request: ClientRequest,
+        options: PeerRequestOptions,
+    ) -> Result<rmcp::service::RequestHandle<RoleClient>, UpstreamError> {
+        self.peer
+            .send_cancellable_request(request, options)
+            .await
+            .map_err(|error| self.service_error(error))
+    }
+
+    /// Wait until every progress notification queued so far has reached the client, so
+    /// the client sees them before the result.
+    async fn flush_progress(&self) {
+        let (done, flushed) = oneshot::channel();
+        if self.tapped.send(Tapped::Barrier(done)).await.is_ok() {
+            let _ = tokio::time::timeout(PROGRESS_FLUSH_LIMIT, flushed).await;
+        }
+    }
+
+    fn service_error(&self, error: ServiceError) -> UpstreamError {
+        match error {
+            ServiceError::McpError(error) => UpstreamError::Mcp(error),
+            ServiceError::Cancelled { .. } => UpstreamError::Cancelled,
+            ServiceError::TransportClosed => UpstreamError::NotConnected {
+                name: self.name.to_string(),
+                cause: "the connection closed".to_owned(),
+            },
+            other => UpstreamError::Transport { name: self.name.to_string(), cause: other.to_string() },
+        }
+    }
+}
+
+async fn cancel_upstream(peer: &Peer<RoleClient>, id: rmcp::model::RequestId, reason: &str) {
+    let notification =
+        CancelledNotification::new(CancelledNotificationParam::new(Some(id), Some(reason.to_owned())));
+    let _ = peer.send_notification(ClientNotification::CancelledNotification(notification)).await;
+}
+
+/// The pieces a new session is made of; see [`start`].
+pub struct SessionParts {
+    pub handler: UpstreamHandler,
+    pub connection_parts: ConnectionParts,
+    pub tapped_rx: mpsc::Receiver<Tapped>,
+    pub tapped_tx: mpsc::Sender<Tapped>,
+}
+
+pub struct ConnectionParts {
+    name: Arc<str>,
+    pub routes: Arc<ProgressRoutes>,
+    request_timeout: Duration,
+}
+
+impl ConnectionParts {
+    /// Finish the connection once rmcp has initialized the session.
+    pub fn into_connection(self, peer: Peer<RoleClient>, tapped: mpsc::Sender<Tapped>) -> Connection {
+        Connection {
+            name: self.name,
+            peer,
+            routes: self.routes,
+            tapped,
+            request_timeout: self.request_timeout,
+        }
+    }
+}
+
+/// Build the handler and queues for a new session of upstream `name`.
+pub fn session_parts(
+    name: Arc<str>,
+    link: Arc<dyn ClientLink>,
+    lists_changed: Arc<Notify>,
+    request_timeout: Duration,
+) -> SessionParts {
+    let (tapped_tx, tapped_rx) = mpsc::channel(super::tap::TAP_CAPACITY);
+    let routes = Arc::new(ProgressRoutes::default());
+    SessionParts {
+        handler: UpstreamHandler { name: name.clone(), link, lists_changed },
+        connection_parts: ConnectionParts { name, routes, request_timeout },
+        tapped_rx,
+        tapped_tx,
+    }
+}
+
+/// Drain the ordered notification queue of one session until it closes: progress goes
+/// to the request that asked for it, log messages to the client, barriers are acked.
+pub async fn forward_tapped(
+    name: Arc<str>,
+    link: Arc<dyn ClientLink>,
+    routes: Arc<ProgressRoutes>,
+    mut tapped: mpsc::Receiver<Tapped>,
+) {
+    while let Some(item) = tapped.recv().await {
+        match item {
+            Tapped::Progress(mut progress) => {
+                let routes_guard = routes.lock().await;
+                let Some(route) = routes_guard.get(&progress.progress_token) else {
+                    tracing::debug!(upstream = %name, "progress for an unknown or finished request dropped");
+                    continue;
+                };
+                route.activity.notify_one();
+                progress.progress_token = route.client_token.clone();
+                drop(routes_guard);
+                let notification = ProgressNotification::new(progress);
+                link.notify(&name, ServerNotification::ProgressNotification(notification)).await;
+            }
+            Tapped::Log(log) => {
+                let notification = LoggingMessageNotification::new(log);
+                link.notify(&name, ServerNotification::LoggingMessageNotification(notification))
+                    .await;
+            }
+            Tapped::Barrier(done) => {
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+/// The rmcp client handler of one upstream session.
+pub struct UpstreamHandler {
+    name: Arc<str>,
+    link: Arc<dyn ClientLink>,
+    /// Signalled when the upstream says one of its lists changed; the supervisor re-lists.
+    lists_changed: Arc<Notify>,
+}
+
+impl UpstreamHandler {
+    async fn ask_client(
+        &self,
+        request: ServerRequest,
+        context: RequestContext<RoleClient>,
+    ) -> Result<ClientResult, ErrorData> {
+        self.link.request(&self.name, request, context.ct).await
+    }
+}
+
+fn unexpected(method: &str) -> ErrorData {
+    ErrorData::internal_error(format!("the client answered `{method}` with an unexpected result"), None)
+}
+
+impl ClientHandler for UpstreamHandler {
+    fn get_info(&self) -> ClientInfo {
+        // Upstreams connect before the client has said what it supports, so the bridge
+        // declares everything and answers with an error what the client cannot do.
+        let capabilities = ClientCapabilities::builder()
+            .enable_roots()
+            .enable_roots_list_changed()
+            .enable_sampling()
+            .enable_elicitation_with(
+                ElicitationCapability::new()
+                    .with_form(FormElicitationCapability::default())
+                    .with_url(UrlElicitationCapability::default()),
+            )
+            .build();
+        ClientInfo::new(
+            capabilities,
+            Implementation::new("foxxy-bridge", env!("CARGO_PKG_VERSION")),
+        )
+        .with_protocol_version(ProtocolVersion::V_2025_11_25)
+    }
+
+    async fn create_message(
+        &self,
+        params: CreateMessageRequestParams,
+        context: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, ErrorData> {
+        let request = ServerRequest::CreateMessageRequest(CreateMessageRequest::new(params));
+        match self.ask_client(request, context).await? {
+            ClientResult::CreateMessageResult(result) => Ok(*result),
+            _ => Err(unexpected("sampling/createMessage")),
+        }
+    }
+
+    async fn list_roots(&self, context: RequestContext<RoleClient>) -> Result<ListRootsResult, ErrorData> {
+        let request = ServerRequest::ListRootsRequest(ListRootsRequest::default());
+        match self.ask_client(request, context).await? {
+            ClientResult::ListRootsResult(result) => Ok(result),
+            _ => Err(unexpected("roots/list")),
+        }
+    }
+
+    async fn create_elicitation(
+        &self,
+        params: ElicitRequestParams,
+        context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        let request = ServerRequest::ElicitRequest(ElicitRequest::new(params));
+        match self.ask_client(request, context).await? {
+            ClientResult::ElicitResult(result) => Ok(result),
+            _ => Err(unexpected("elicitation/create")),
+        }
+    }
+
+    async fn on_custom_request(
+        &self,
+        request: CustomRequest,
+        context: RequestContext<RoleClient>,
+    ) -> Result<CustomResult, ErrorData> {
+        match self.ask_client(ServerRequest::CustomRequest(request), context).await? {
+            ClientResult::CustomResult(result) => Ok(result),
+            other => serde_json::to_value(other)
+                .map(CustomResult)
+                .map_err(|error| ErrorData::internal_error(error.to_string(), None)),
+        }
+    }
+
+    async fn on_resource_updated(
+        &self,
+        params: ResourceUpdatedNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        let notification = ResourceUpdatedNotification::new(params);
+        self.link
+            .notify(&self.name, ServerNotification::ResourceUpdatedNotification(notification))
+            .await;
+    }
+
+    async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.lists_changed.notify_one();
+    }
+
+    async fn on_prompt_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.lists_changed.notify_one();
+    }
+
+    async fn on_resource_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.lists_changed.notify_one();
+    }
+
+    async fn on_custom_notification(
+        &self,
+        notification: CustomNotification,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.link
+            .notify(&self.name, ServerNotification::CustomNotification(notification))
+            .await;
+    }
+}
+
+/// Meta without the progress token, which the upstream session replaces with its own.
+pub fn forwarded_meta(mut meta: RequestMetaObject) -> Option<RequestMetaObject> {
+    meta.0 .0.remove("progressToken");
+    (!meta.0 .0.is_empty()).then_some(meta)
+}

@@ -1,0 +1,222 @@
+//! The set of upstream MCP servers: starting them, keeping them connected, and sending
+//! them requests.
+//!
+//! This module owns every upstream connection and child process. It does NOT know how
+//! the bridge presents itself to the MCP client: naming, merging and routing by exposed
+//! name live in `proxy/`. The boundary is deliberately narrow:
+//!
+//! - [`Upstreams`] is what the proxy calls: a watchable [`View`] of every upstream's
+//!   state and last known catalog, and `request`/`notify` addressed by upstream name.
+//! - [`ClientLink`] is what upstreams call back into: server→client requests (sampling,
+//!   elicitation, roots) and notifications the client should see.
+//!
+//! A later per-user daemon that shares upstream processes between bridges would be a
+//! second implementation of [`Upstreams`], not a rewrite of the proxy.
+
+// Sampling, roots, logging and resource subscriptions are deprecated by SEP-2577 for
+// protocol 2026-07-28, but they are live parts of 2025-11-25, which the bridge speaks.
+#![allow(deprecated)]
+
+mod child;
+mod connection;
+mod set;
+mod supervisor;
+mod tap;
+
+use std::{fmt, sync::Arc};
+
+use futures::future::BoxFuture;
+use rmcp::{
+    ErrorData,
+    model::{
+        ClientNotification, ClientRequest, ClientResult, LoggingLevel, Prompt, ProgressToken,
+        Resource, ResourceTemplate, ServerCapabilities, ServerNotification, ServerRequest,
+        ServerResult, Tool,
+    },
+};
+pub use connection::forwarded_meta;
+pub use set::UpstreamSet;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// What the proxy needs from the upstreams. Implemented by [`UpstreamSet`].
+pub trait Upstreams: Send + Sync + 'static {
+    /// The current state of every configured upstream, updated on every change.
+    fn view(&self) -> watch::Receiver<Arc<View>>;
+
+    /// Send one request to one upstream and wait for its result.
+    ///
+    /// Cancelling `options.cancel` sends `notifications/cancelled` upstream and returns
+    /// [`UpstreamError::Cancelled`]. Progress for this request is forwarded to the
+    /// [`ClientLink`] under `options.progress_token`.
+    fn request(
+        &self,
+        upstream: &str,
+        request: ClientRequest,
+        options: RequestOptions,
+    ) -> BoxFuture<'_, Result<ServerResult, UpstreamError>>;
+
+    /// Send a notification to every connected upstream (e.g. roots list changed).
+    fn notify_all(&self, notification: ClientNotification) -> BoxFuture<'_, ()>;
+
+    /// Set the log level on every upstream that supports logging, now and on reconnect.
+    fn set_log_level(&self, level: LoggingLevel) -> BoxFuture<'_, ()>;
+
+    /// Stop every upstream: close connections, end child processes (bounded time).
+    fn shutdown(&self) -> BoxFuture<'_, ()>;
+}
+
+/// What upstreams need from the client side of the bridge.
+pub trait ClientLink: Send + Sync + 'static {
+    /// A request from upstream `from` to the client (sampling, elicitation, roots).
+    /// `cancel` fires when the upstream cancels its request.
+    fn request(
+        &self,
+        from: &str,
+        request: ServerRequest,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'_, Result<ClientResult, ErrorData>>;
+
+    /// A notification from upstream `from` that the client should see: progress (its
+    /// token already mapped back to the client's), log messages, resource updates.
+    /// Awaiting it means it has been handed to the client transport, which is what keeps
+    /// progress ahead of the result it belongs to.
+    fn notify(&self, from: &str, notification: ServerNotification) -> BoxFuture<'_, ()>;
+}
+
+/// Per-request options for [`Upstreams::request`].
+#[derive(Debug, Clone, Default)]
+pub struct RequestOptions {
+    /// Cancelled when the client cancels the request it made to the bridge.
+    pub cancel: CancellationToken,
+    /// The client's progress token: upstream progress is forwarded under it.
+    pub progress_token: Option<ProgressToken>,
+    /// `_meta` fields of the client's request other than the progress token.
+    pub meta: Option<rmcp::model::RequestMetaObject>,
+}
+
+/// A snapshot of every configured, enabled upstream, in config order.
+#[derive(Debug, Clone, Default)]
+pub struct View {
+    pub upstreams: Vec<UpstreamState>,
+}
+
+impl View {
+    /// True once every upstream has finished its first connection attempt.
+    pub fn all_settled(&self) -> bool {
+        self.upstreams.iter().all(|upstream| upstream.settled)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&UpstreamState> {
+        self.upstreams.iter().find(|upstream| &*upstream.name == name)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamState {
+    pub name: Arc<str>,
+    /// `stdio`, `streamable-http` or `sse`.
+    pub transport: &'static str,
+    pub status: Status,
+    /// Set once the first connection attempt has ended, either way.
+    pub settled: bool,
+    /// The last catalog listed by this upstream; kept while it is down so calls to its
+    /// tools can be answered with an error that names it.
+    pub catalog: Option<Arc<UpstreamCatalog>>,
+}
+
+impl UpstreamState {
+    pub fn is_ready(&self) -> bool {
+        matches!(self.status, Status::Ready)
+    }
+}
+
+/// Where an upstream is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// Starting or initializing (first time or after a failure).
+    Connecting,
+    /// Connected and listed.
+    Ready,
+    /// Down, will be retried after a backoff; holds the cause.
+    Retrying(String),
+    /// `retryAttempts` consecutive failures; retried only every `recoveryInterval` or
+    /// when a call needs it. Holds the cause.
+    Failed(String),
+}
+
+impl Status {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Status::Connecting => "connecting",
+            Status::Ready => "ready",
+            Status::Retrying(_) => "retrying",
+            Status::Failed(_) => "failed",
+        }
+    }
+
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            Status::Retrying(error) | Status::Failed(error) => Some(error),
+            Status::Connecting | Status::Ready => None,
+        }
+    }
+}
+
+/// Everything one upstream lists.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamCatalog {
+    pub capabilities: ServerCapabilities,
+    pub instructions: Option<String>,
+    pub tools: Vec<Tool>,
+    pub prompts: Vec<Prompt>,
+    pub resources: Vec<Resource>,
+    pub resource_templates: Vec<ResourceTemplate>,
+}
+
+/// Why a request to an upstream did not produce a result.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("upstream `{0}` is not configured")]
+    Unknown(String),
+    #[error("upstream `{name}` is not connected: {cause}")]
+    NotConnected { name: String, cause: String },
+    #[error("upstream `{name}` did not answer within {seconds} s")]
+    Timeout { name: String, seconds: u64 },
+    #[error("request cancelled")]
+    Cancelled,
+    /// The upstream answered with a JSON-RPC error: passed through as is.
+    #[error("{}", .0.message)]
+    Mcp(ErrorData),
+    #[error("upstream `{name}` failed: {cause}")]
+    Transport { name: String, cause: String },
+}
+
+impl UpstreamError {
+    /// The JSON-RPC error the client gets for this failure.
+    pub fn into_error_data(self) -> ErrorData {
+        match self {
+            UpstreamError::Mcp(error) => error,
+            UpstreamError::Unknown(_) => ErrorData::invalid_params(self.to_string(), None),
+            other => ErrorData::internal_error(other.to_string(), None),
+        }
+    }
+}
+
+/// Kinds of upstream catalog lists, for list_changed bookkeeping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ListKind {
+    Tools,
+    Prompts,
+    Resources,
+}
+
+impl fmt::Display for ListKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ListKind::Tools => "tools",
+            ListKind::Prompts => "prompts",
+            ListKind::Resources => "resources",
+        })
+    }
+}

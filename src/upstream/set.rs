@@ -1,0 +1,278 @@
+//! [`UpstreamSet`]: the in-process implementation of [`Upstreams`]. It starts one
+//! supervisor task per enabled upstream and routes requests to their live sessions.
+
+use std::{
+    collections::BTreeSet,
+    sync::{Arc, Mutex, RwLock},
+    time::Duration,
+};
+
+use futures::future::{BoxFuture, FutureExt, join_all};
+use rmcp::model::{ClientNotification, ClientRequest, LoggingLevel, ServerResult};
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use super::{
+    ClientLink, RequestOptions, Status, UpstreamError, UpstreamState, Upstreams, View,
+    connection::Connection, supervisor,
+};
+use crate::config::{ServerSettings, Settings, TransportSettings};
+
+/// How long a request for a disconnected upstream waits for the reconnect it triggers.
+const RECONNECT_WAIT: Duration = Duration::from_secs(5);
+/// How long `shutdown` waits for every supervisor to end its upstream.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(3);
+
+/// State shared by the set and every supervisor.
+pub struct Shared {
+    pub link: Arc<dyn ClientLink>,
+    view: watch::Sender<Arc<View>>,
+    /// Bounds how many upstreams start at once (`bridge.maxConcurrentStarts`).
+    pub start_permits: Semaphore,
+    pub max_message_bytes: usize,
+    pub recovery_interval: Duration,
+    /// The level the client last set with `logging/setLevel`, re-applied on reconnect.
+    log_level: Mutex<Option<LoggingLevel>>,
+}
+
+impl Shared {
+    /// Change one upstream's entry in the view and notify watchers.
+    pub fn publish(&self, name: &str, change: impl FnOnce(&mut UpstreamState)) {
+        self.view.send_modify(|view| {
+            let view = Arc::make_mut(view);
+            if let Some(state) = view.upstreams.iter_mut().find(|state| &*state.name == name) {
+                change(state);
+            }
+        });
+    }
+
+    pub fn log_level(&self) -> Option<LoggingLevel> {
+        *self.log_level.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// One configured upstream. Its supervisor task is the only writer of `connection`.
+pub struct Entry {
+    pub name: Arc<str>,
+    pub settings: ServerSettings,
+    /// Ends this upstream's supervisor (bridge shutdown, or the upstream removed).
+    pub cancel: CancellationToken,
+    /// The live session, if any. Read by every request, written by the supervisor.
+    connection: RwLock<Option<Arc<Connection>>>,
+    /// Signalled by a request that found no session: retry now instead of after backoff.
+    pub reconnect: Notify,
+    /// Signalled by the session handler when the upstream announces a list change.
+    pub lists_changed: Arc<Notify>,
+    /// Counts finished connection attempts, so a waiting request sees the next one end.
+    attempts: watch::Sender<u64>,
+    /// URIs the client subscribed to on this upstream, re-subscribed on reconnect.
+    subscriptions: Mutex<BTreeSet<String>>,
+}
+
+impl Entry {
+    fn new(settings: ServerSettings, cancel: CancellationToken) -> Self {
+        Self {
+            name: Arc::from(settings.name.as_str()),
+            settings,
+            cancel,
+            connection: RwLock::new(None),
+            reconnect: Notify::new(),
+            lists_changed: Arc::new(Notify::new()),
+            attempts: watch::Sender::new(0),
+            subscriptions: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    pub fn connection(&self) -> Option<Arc<Connection>> {
+        self.connection.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    pub fn set_connection(&self, connection: Option<Arc<Connection>>) {
+        *self.connection.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = connection;
+    }
+
+    pub fn attempt_finished(&self) {
+        self.attempts.send_modify(|count| *count += 1);
+    }
+
+    pub fn subscriptions(&self) -> Vec<String> {
+        self.subscriptions.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).iter().cloned().collect()
+    }
+
+    fn track_subscription(&self, request: &ClientRequest) {
+        let mut subscriptions = self.subscriptions.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match request {
+            ClientRequest::SubscribeRequest(request) => {
+                subscriptions.insert(request.params.uri.clone());
+            }
+            ClientRequest::UnsubscribeRequest(request) => {
+                subscriptions.remove(&request.params.uri);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Every enabled upstream of one bridge process, each with its own supervisor.
+pub struct UpstreamSet {
+    shared: Arc<Shared>,
+    entries: RwLock<Vec<Arc<Entry>>>,
+    tasks: TaskTracker,
+    cancel: CancellationToken,
+}
+
+impl UpstreamSet {
+    /// Start every enabled upstream of `settings` in the background.
+    pub fn start(settings: &Settings, link: Arc<dyn ClientLink>) -> Arc<Self> {
+        let bridge = &settings.bridge;
+        let servers: Vec<&ServerSettings> = settings.enabled_servers().collect();
+        let view = View {
+            upstreams: servers
+                .iter()
+                .map(|server| UpstreamState {
+                    name: Arc::from(server.name.as_str()),
+                    transport: transport_label(&server.transport),
+                    status: Status::Connecting,
+                    settled: false,
+                    catalog: None,
+                })
+                .collect(),
+        };
+        let shared = Arc::new(Shared {
+            link,
+            view: watch::Sender::new(Arc::new(view)),
+            start_permits: Semaphore::new(bridge.max_concurrent_starts.max(1)),
+            max_message_bytes: bridge.max_message_bytes,
+            recovery_interval: bridge.failover.recovery_interval,
+            log_level: Mutex::new(None),
+        });
+        let set = Arc::new(Self {
+            shared,
+            entries: RwLock::new(Vec::new()),
+            tasks: TaskTracker::new(),
+            cancel: CancellationToken::new(),
+        });
+        for server in servers {
+            set.add(server.clone());
+        }
+        set
+    }
+
+    fn add(&self, settings: ServerSettings) {
+        let entry = Arc::new(Entry::new(settings, self.cancel.child_token()));
+        self.entries.write().unwrap_or_else(|poisoned| poisoned.into_inner()).push(entry.clone());
+        self.tasks.spawn(supervisor::run(entry, self.shared.clone()));
+    }
+
+    fn entry(&self, name: &str) -> Option<Arc<Entry>> {
+        let entries = self.entries.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        entries.iter().find(|entry| &*entry.name == name).cloned()
+    }
+
+    fn connections(&self) -> Vec<Arc<Connection>> {
+        let entries = self.entries.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        entries.iter().filter_map(|entry| entry.connection()).collect()
+    }
+
+    /// The live session of `entry`, reconnecting first when there is none.
+    async fn connection_for_request(&self, entry: &Entry) -> Result<Arc<Connection>, UpstreamError> {
+        if let Some(connection) = entry.connection() {
+            return Ok(connection);
+        }
+        let mut attempts = entry.attempts.subscribe();
+        attempts.mark_unchanged();
+        entry.reconnect.notify_one();
+        let wait = RECONNECT_WAIT.min(entry.settings.connect_timeout);
+        let _ = tokio::time::timeout(wait, attempts.changed()).await;
+        entry.connection().ok_or_else(|| {
+            let view = self.shared.view.borrow();
+            let cause = view
+                .get(&entry.name)
+                .and_then(|state| state.status.error().map(str::to_owned))
+                .unwrap_or_else(|| "it is still starting".to_owned());
+            UpstreamError::NotConnected { name: entry.name.to_string(), cause }
+        })
+    }
+
+    async fn request_inner(
+        &self,
+        upstream: &str,
+        request: ClientRequest,
+        options: RequestOptions,
+    ) -> Result<ServerResult, UpstreamError> {
+        let entry = self.entry(upstream).ok_or_else(|| UpstreamError::Unknown(upstream.to_owned()))?;
+        let connection = self.connection_for_request(&entry).await?;
+        let tracks_subscription =
+            matches!(request, ClientRequest::SubscribeRequest(_) | ClientRequest::UnsubscribeRequest(_));
+        let bookkeeping = tracks_subscription.then(|| request.clone());
+        let result = connection.request(request, options).await;
+        if let (Ok(_), Some(request)) = (&result, bookkeeping) {
+            entry.track_subscription(&request);
+        }
+        result
+    }
+}
+
+fn transport_label(transport: &TransportSettings) -> &'static str {
+    match transport {
+        TransportSettings::Stdio { .. } => "stdio",
+        TransportSettings::Remote(remote) => match remote.kind {
+            crate::config::RemoteKind::StreamableHttp => "streamable-http",
+            crate::config::RemoteKind::Sse => "sse",
+            crate::config::RemoteKind::Auto => "http",
+        },
+    }
+}
+
+impl Upstreams for UpstreamSet {
+    fn view(&self) -> watch::Receiver<Arc<View>> {
+        self.shared.view.subscribe()
+    }
+
+    fn request(
+        &self,
+        upstream: &str,
+        request: ClientRequest,
+        options: RequestOptions,
+    ) -> BoxFuture<'_, Result<ServerResult, UpstreamError>> {
+        let upstream = upstream.to_owned();
+        async move { self.request_inner(&upstream, request, options).await }.boxed()
+    }
+
+    fn notify_all(&self, notification: ClientNotification) -> BoxFuture<'_, ()> {
+        async move {
+            let connections = self.connections();
+            join_all(connections.iter().map(|connection| {
+                let notification = notification.clone();
+                async move {
+                    let _ = connection.peer().send_notification(notification).await;
+                }
+            }))
+            .await;
+        }
+        .boxed()
+    }
+
+    fn set_log_level(&self, level: LoggingLevel) -> BoxFuture<'_, ()> {
+        async move {
+            *self.shared.log_level.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(level);
+            let connections = self.connections();
+            join_all(connections.iter().filter(|connection| {
+                connection.peer().peer_info().is_some_and(|info| info.capabilities.logging.is_some())
+            }).map(|connection| supervisor::set_level(connection, level)))
+            .await;
+        }
+        .boxed()
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        async move {
+            self.cancel.cancel();
+            self.tasks.close();
+            if tokio::time::timeout(SHUTDOWN_LIMIT, self.tasks.wait()).await.is_err() {
+                tracing::warn!("some upstreams did not stop in time");
+            }
+        }
+        .boxed()
+    }
+}
