@@ -60,9 +60,11 @@ pub fn expand_str(text: &str, env: EnvLookup<'_>) -> Result<String, Vec<String>>
             rest = after;
         } else if let Some(after) = rest.strip_prefix("${") {
             let Some(end) = closing_brace(after) else {
-                problems.push(format!(
-                    "unterminated `${{` in `{text}`; close it with `}}`, or write `$${{` for a literal `${{`"
-                ));
+                // The text is not quoted back: it may be a header value, i.e. a secret.
+                problems.push(
+                    "unterminated `${`; close it with `}`, or write `$${` for a literal `${`"
+                        .to_owned(),
+                );
                 return Err(problems);
             };
             match expand_reference(&after[..end], env) {
@@ -197,7 +199,10 @@ mod tests {
         check("${MODE:--x}", "-x");
         check("${HOME:/tmp}", "/home/fox");
         check("${EMPTY:fallback}", "");
-        check("${URL:http://localhost:8080/mcp}", "http://localhost:8080/mcp");
+        check(
+            "${URL:http://localhost:8080/mcp}",
+            "http://localhost:8080/mcp",
+        );
         check("${A:${HOME}/x}", "/home/fox/x");
         check("${A:${B:deep}}", "deep");
         check("${A:$${literal}}", "${literal}");
@@ -229,7 +234,7 @@ mod tests {
         );
         check(
             "${HOME",
-            "error: unterminated `${` in `${HOME`; close it with `}`, or write `$${` for a literal `${`",
+            "error: unterminated `${`; close it with `}`, or write `$${` for a literal `${`",
         );
         check(
             "${}",
@@ -264,7 +269,13 @@ mod tests {
         let Node::Object(members) = &node else {
             panic!("not an object")
         };
-        assert_eq!(members[0].1, Node::Array(vec![Node::String("/home/fox".into()), Node::String("${NOPE}".into())]));
+        assert_eq!(
+            members[0].1,
+            Node::Array(vec![
+                Node::String("/home/fox".into()),
+                Node::String("${NOPE}".into())
+            ])
+        );
         assert_eq!(members[1].0, "${KEY}", "keys are not expanded");
     }
 }

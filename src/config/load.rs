@@ -5,14 +5,18 @@
 //! first, so a user fixing a file sees everything that is wrong with it at once. Only a
 //! syntax error stops early, because nothing after it can be trusted.
 
-use std::path::{Path, PathBuf};
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+};
 
 use super::{
     error::{ConfigError, Problem},
     expand::{EnvLookup, expand_node},
-    node::Node,
+    node::{Node, child_path, index_path},
     resolve::resolve,
     settings::Settings,
+    syntax,
     validate::{Report, SCHEMA, check},
 };
 
@@ -31,7 +35,8 @@ pub fn locate(explicit: Option<&Path>, state_root: &Path) -> Result<PathBuf, Con
     if let Some(explicit) = explicit {
         return Ok(explicit.to_path_buf());
     }
-    let platform_dir = directories::ProjectDirs::from("", "", "foxxy-bridge").map(|dirs| dirs.config_dir().to_path_buf());
+    let platform_dir = directories::ProjectDirs::from("", "", "foxxy-bridge")
+        .map(|dirs| dirs.config_dir().to_path_buf());
     let mut tried: Vec<PathBuf> = Vec::new();
     for dir in std::iter::once(state_root.to_path_buf()).chain(platform_dir) {
         for name in FILE_NAMES {
@@ -91,7 +96,52 @@ pub fn load_str(text: &str, path: &Path, env: EnvLookup<'_>) -> Result<Settings,
     if report.problems.is_empty() {
         Ok(settings)
     } else {
-        Err(invalid(report.problems))
+        let mut problems = report.problems;
+        sort_in_document_order(&mut problems, &document);
+        Err(invalid(problems))
+    }
+}
+
+/// Orders problems as their places appear in the file (stably, so the problems of one
+/// place keep the order the stages found them in), so a user can fix them top to bottom.
+/// A problem about something absent (a defaulted field) sorts with its nearest present
+/// parent.
+fn sort_in_document_order(problems: &mut [Problem], document: &Node) {
+    let mut order = HashMap::new();
+    number_paths(document, String::new(), &mut order);
+    let rank = |problem: &Problem| {
+        let mut path = problem.path().unwrap_or_default();
+        loop {
+            if let Some(rank) = order.get(path) {
+                return *rank;
+            }
+            match path.rfind(['.', '[']) {
+                Some(cut) => path = &path[..cut],
+                None => return 0,
+            }
+        }
+    };
+    problems.sort_by_cached_key(rank);
+}
+
+/// Numbers every path in the document in pre-order (file order).
+fn number_paths(node: &Node, path: String, order: &mut HashMap<String, usize>) {
+    let children: Vec<(String, &Node)> = match node {
+        Node::Object(members) => members
+            .iter()
+            .map(|(key, value)| (child_path(&path, key), value))
+            .collect(),
+        Node::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(index, item)| (index_path(&path, index), item))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let next = order.len();
+    order.entry(path).or_insert(next);
+    for (child, value) in children {
+        number_paths(value, child, order);
     }
 }
 
@@ -107,8 +157,14 @@ fn parse(text: &str) -> Result<Node, Problem> {
         ));
     }
     json5::from_str(text).map_err(|json5::Error::Message { msg, location }| {
-        let (line, column) = location.map_or((1, 1), |location| (location.line, location.column));
-        Problem::position(line, column, syntax_message(&msg))
+        // `json5`'s position is often off (see `syntax.rs`); prefer the scanner's when it
+        // finds the error, else keep what `json5` said.
+        let (line, column, message) = syntax::first_error(text).unwrap_or_else(|| {
+            let (line, column) =
+                location.map_or((1, 1), |location| (location.line, location.column));
+            (line, column, syntax_message(&msg))
+        });
+        Problem::position(line, column, format!("syntax error: {message}"))
     })
 }
 
@@ -117,7 +173,10 @@ fn is_blank(text: &str) -> bool {
     let mut rest = text.trim_start();
     loop {
         if let Some(comment) = rest.strip_prefix("//") {
-            rest = comment.split_once('\n').map_or("", |(_, after)| after).trim_start();
+            rest = comment
+                .split_once('\n')
+                .map_or("", |(_, after)| after)
+                .trim_start();
         } else if let Some(comment) = rest.strip_prefix("/*") {
             match comment.split_once("*/") {
                 Some((_, after)) => rest = after.trim_start(),
@@ -138,7 +197,7 @@ fn syntax_message(message: &str) -> String {
         .find_map(|line| line.trim_start().strip_prefix("= "))
         .unwrap_or(message)
         .trim();
-    format!("syntax error: {detail}")
+    detail.to_owned()
 }
 
 /// The server names in file order (the checked document's maps are sorted by key).

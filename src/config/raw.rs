@@ -37,6 +37,7 @@ pub struct RawConfig {
 /// One upstream MCP server: a local program (`command`) or a remote endpoint (`url`).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(rename = "Server")]
 pub struct RawServer {
     /// The program to run for a local (stdio) server, found on `PATH` like a shell would.
     /// Give either `command` or `url`.
@@ -171,6 +172,7 @@ impl Default for RawServer {
 
 /// `transport`: how to talk to a remote server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[schemars(rename = "Transport")]
 pub enum RawTransport {
     #[serde(rename = "streamablehttp")]
     StreamableHttp,
@@ -184,6 +186,7 @@ pub enum RawTransport {
 
 /// `type`: the VS Code / Claude Code spelling of the transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[schemars(rename = "Type")]
 pub enum RawType {
     #[serde(rename = "stdio")]
     Stdio,
@@ -199,6 +202,7 @@ pub enum RawType {
 
 /// `transportType`: the predecessor's spelling of the transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[schemars(rename = "TransportType")]
 pub enum RawTransportType {
     #[serde(rename = "stdio")]
     Stdio,
@@ -213,6 +217,7 @@ pub enum RawTransportType {
 /// OAuth 2.1 settings of a remote server. Field names follow the predecessor's guide.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
+#[schemars(rename = "OAuth")]
 pub struct RawOAuth {
     /// Use OAuth for this server. `false` also turns off starting OAuth on a 401 answer.
     /// Default: `true` (a block without `enabled` counts as enabled).
@@ -270,6 +275,7 @@ impl Default for RawOAuth {
 /// `healthCheck`: periodic `ping` of an upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
+#[schemars(rename = "HealthCheck")]
 pub struct RawHealthCheck {
     /// Ping the server periodically. Default: `true`.
     pub enabled: bool,
@@ -295,6 +301,7 @@ impl Default for RawHealthCheck {
 /// and no `deny` glob.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
+#[schemars(rename = "ToolFilter")]
 pub struct RawToolFilter {
     /// Globs of tool names to expose. Default: none, which exposes every tool.
     pub allow: Vec<String>,
@@ -305,6 +312,7 @@ pub struct RawToolFilter {
 /// `bridge`: settings of the bridge itself.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(rename = "Bridge")]
 pub struct RawBridge {
     /// What happens when two servers expose the same tool or prompt name: `namespace`
     /// (disambiguate), `priority` (lowest `priority` wins), `first` (first in the file wins)
@@ -344,9 +352,9 @@ pub struct RawBridge {
     #[schemars(range(min = 1))]
     pub max_concurrent_starts: usize,
     /// Level of the log file: `error`, `warn`, `info`, `debug` or `trace`. `--debug`,
-    /// `--log-level` and `FOXXY_BRIDGE_LOG` override it. Default: none (the bridge's
-    /// built-in level).
+    /// `--log-level` and `FOXXY_BRIDGE_LOG` override it. Default: `info`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = "info"))]
     pub log_level: Option<RawLogLevel>,
 }
 
@@ -373,6 +381,7 @@ impl Default for RawBridge {
 /// `bridge.conflictResolution`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[schemars(rename = "ConflictResolution")]
 pub enum RawConflictResolution {
     Namespace,
     Priority,
@@ -383,6 +392,7 @@ pub enum RawConflictResolution {
 /// `bridge.logLevel`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[schemars(rename = "LogLevel")]
 pub enum RawLogLevel {
     Error,
     Warn,
@@ -394,6 +404,7 @@ pub enum RawLogLevel {
 /// `bridge.aggregation`: which kinds of capabilities the bridge merges and serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
+#[schemars(rename = "Aggregation")]
 pub struct RawAggregation {
     /// Serve the servers' tools. Default: `true`.
     pub tools: bool,
@@ -416,6 +427,7 @@ impl Default for RawAggregation {
 /// `bridge.failover`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(rename = "Failover")]
 pub struct RawFailover {
     /// Mark a server failed after `maxFailures` consecutive failures and probe it for
     /// recovery. Default: `true`.
@@ -441,6 +453,7 @@ impl Default for RawFailover {
 /// `bridge.configReload`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(rename = "ConfigReload")]
 pub struct RawConfigReload {
     /// Reload the config when the file changes. Default: `true`.
     pub enabled: bool,
@@ -476,7 +489,10 @@ fn unwrap_descriptions(schema: &mut serde_json::Value) {
             for (key, value) in object.iter_mut() {
                 match value {
                     serde_json::Value::String(text) if key == "description" => {
-                        let paragraphs: Vec<String> = text.split("\n\n").map(|paragraph| paragraph.replace('\n', " ")).collect();
+                        let paragraphs: Vec<String> = text
+                            .split("\n\n")
+                            .map(|paragraph| paragraph.replace('\n', " "))
+                            .collect();
                         *text = paragraphs.join("\n\n");
                     }
                     _ => unwrap_descriptions(value),

@@ -17,21 +17,27 @@ use serde_json::Value;
 use super::{
     node::{child_path, index_path},
     raw::{
-        RawBridge, RawConflictResolution, RawOAuth, RawServer, RawToolFilter, RawTransport, RawTransportType,
-        RawType,
+        RawBridge, RawConflictResolution, RawOAuth, RawServer, RawToolFilter, RawTransport,
+        RawTransportType, RawType,
     },
     settings::{
         Aggregation, BridgeSettings, ConfigReloadSettings, ConflictResolution, FailoverSettings,
-        HealthCheckSettings, OAuthSettings, RemoteKind, RemoteSettings, Secret, ServerSettings, Settings,
-        ToolFilter, TransportSettings,
+        HealthCheckSettings, OAuthSettings, RemoteKind, RemoteSettings, Secret, ServerSettings,
+        Settings, ToolFilter, TransportSettings,
     },
     validate::Report,
 };
 
 /// Builds the settings from a checked document, reporting every semantic problem. The
 /// result is only meaningful when `report` holds no problems.
-pub fn resolve(source: &Path, document: &Value, server_order: &[String], report: &mut Report) -> Settings {
-    let bridge: RawBridge = deserialize(document.get("bridge"), "bridge", report).unwrap_or_default();
+pub fn resolve(
+    source: &Path,
+    document: &Value,
+    server_order: &[String],
+    report: &mut Report,
+) -> Settings {
+    let bridge: RawBridge =
+        deserialize(document.get("bridge"), "bridge", report).unwrap_or_default();
     let servers = server_order
         .iter()
         .filter_map(|name| {
@@ -50,7 +56,11 @@ pub fn resolve(source: &Path, document: &Value, server_order: &[String], report:
 
 /// Deserializes a checked value. This only fails if the schema let through something
 /// serde rejects, which is then reported rather than trusted.
-fn deserialize<T: DeserializeOwned + Default>(value: Option<&Value>, path: &str, report: &mut Report) -> Option<T> {
+fn deserialize<T: DeserializeOwned + Default>(
+    value: Option<&Value>,
+    path: &str,
+    report: &mut Report,
+) -> Option<T> {
     let Some(value) = value else {
         return Some(T::default());
     };
@@ -103,8 +113,14 @@ fn resolve_bridge(raw: RawBridge, report: &mut Report) -> BridgeSettings {
 
 /// `127.0.0.1` (any `127.x`), `::1` (also bracketed) or `localhost`.
 fn is_loopback(host: &str) -> bool {
-    let unbracketed = host.strip_prefix('[').and_then(|host| host.strip_suffix(']')).unwrap_or(host);
-    host.eq_ignore_ascii_case("localhost") || unbracketed.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    let unbracketed = host
+        .strip_prefix('[')
+        .and_then(|host| host.strip_suffix(']'))
+        .unwrap_or(host);
+    host.eq_ignore_ascii_case("localhost")
+        || unbracketed
+            .parse::<IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn resolve_server(
@@ -158,9 +174,9 @@ type Declaration = (&'static str, String, Declared);
 fn declarations(raw: &RawServer) -> Vec<Declaration> {
     let transport = raw.transport.map(|value| {
         let declared = match value {
-            RawTransport::StreamableHttp | RawTransport::Http | RawTransport::StreamableHttpDashed => {
-                Declared::StreamableHttp
-            }
+            RawTransport::StreamableHttp
+            | RawTransport::Http
+            | RawTransport::StreamableHttpDashed => Declared::StreamableHttp,
             RawTransport::Sse => Declared::Sse,
         };
         ("transport", spelling(&value), declared)
@@ -168,7 +184,9 @@ fn declarations(raw: &RawServer) -> Vec<Declaration> {
     let kind = raw.kind.map(|value| {
         let declared = match value {
             RawType::Stdio => Declared::Stdio,
-            RawType::Http | RawType::StreamableHttp | RawType::StreamableHttpDashed => Declared::StreamableHttp,
+            RawType::Http | RawType::StreamableHttp | RawType::StreamableHttpDashed => {
+                Declared::StreamableHttp
+            }
             RawType::Sse => Declared::Sse,
         };
         ("type", spelling(&value), declared)
@@ -181,14 +199,22 @@ fn declarations(raw: &RawServer) -> Vec<Declaration> {
         };
         ("transportType", spelling(&value), declared)
     });
-    [transport, kind, transport_type].into_iter().flatten().collect()
+    [transport, kind, transport_type]
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
-fn resolve_transport(raw: &RawServer, path: &str, report: &mut Report) -> Option<TransportSettings> {
+fn resolve_transport(
+    raw: &RawServer,
+    path: &str,
+    report: &mut Report,
+) -> Option<TransportSettings> {
     let declarations = declarations(raw);
     let declared = declarations.first();
     if let Some((field, spelled, first)) = declared
-        && let Some((other_field, other_spelled, _)) = declarations.iter().find(|(_, _, other)| other != first)
+        && let Some((other_field, other_spelled, _)) =
+            declarations.iter().find(|(_, _, other)| other != first)
     {
         report.problem(
             path,
@@ -204,8 +230,13 @@ fn resolve_transport(raw: &RawServer, path: &str, report: &mut Report) -> Option
             None
         }
         (None, None) => {
-            if !report.is_tainted(&child_path(path, "command")) && !report.is_tainted(&child_path(path, "url")) {
-                report.problem(path, "needs `command` (a local program to run) or `url` (a remote endpoint)");
+            if !report.is_tainted(&child_path(path, "command"))
+                && !report.is_tainted(&child_path(path, "url"))
+            {
+                report.problem(
+                    path,
+                    "needs `command` (a local program to run) or `url` (a remote endpoint)",
+                );
             }
             None
         }
@@ -237,7 +268,12 @@ fn resolve_transport(raw: &RawServer, path: &str, report: &mut Report) -> Option
     }
 }
 
-fn resolve_stdio(command: &str, raw: &RawServer, path: &str, report: &mut Report) -> TransportSettings {
+fn resolve_stdio(
+    command: &str,
+    raw: &RawServer,
+    path: &str,
+    report: &mut Report,
+) -> TransportSettings {
     if !raw.headers.is_empty() {
         report.problem(
             &child_path(path, "headers"),
@@ -253,9 +289,15 @@ fn resolve_stdio(command: &str, raw: &RawServer, path: &str, report: &mut Report
     let env_path = child_path(path, "env");
     for (name, value) in &raw.env {
         if name.is_empty() || name.contains(['=', '\0']) {
-            report.problem(&env_path, format!("`{name}` is not a valid environment variable name"));
+            report.problem(
+                &env_path,
+                format!("`{name}` is not a valid environment variable name"),
+            );
         } else if value.contains('\0') {
-            report.problem(&child_path(&env_path, name), "must not contain a NUL character");
+            report.problem(
+                &child_path(&env_path, name),
+                "must not contain a NUL character",
+            );
         }
     }
     TransportSettings::Stdio {
@@ -266,7 +308,13 @@ fn resolve_stdio(command: &str, raw: &RawServer, path: &str, report: &mut Report
     }
 }
 
-fn resolve_remote(url: &str, kind: RemoteKind, raw: &RawServer, path: &str, report: &mut Report) -> TransportSettings {
+fn resolve_remote(
+    url: &str,
+    kind: RemoteKind,
+    raw: &RawServer,
+    path: &str,
+    report: &mut Report,
+) -> TransportSettings {
     for (field, present) in [
         ("args", !raw.args.is_empty()),
         ("env", !raw.env.is_empty()),
@@ -275,7 +323,9 @@ fn resolve_remote(url: &str, kind: RemoteKind, raw: &RawServer, path: &str, repo
         if present {
             report.problem(
                 &child_path(path, field),
-                format!("`{field}` only applies to local (`command`) servers; this server has a `url`"),
+                format!(
+                    "`{field}` only applies to local (`command`) servers; this server has a `url`"
+                ),
             );
         }
     }
@@ -283,16 +333,29 @@ fn resolve_remote(url: &str, kind: RemoteKind, raw: &RawServer, path: &str, repo
     let headers_path = child_path(path, "headers");
     for (name, value) in &raw.headers {
         if name.is_empty() || !name.chars().all(is_header_name_char) {
-            report.problem(&headers_path, format!("`{name}` is not a valid HTTP header name"));
+            report.problem(
+                &headers_path,
+                format!("`{name}` is not a valid HTTP header name"),
+            );
         } else if value.contains(['\r', '\n', '\0']) {
-            report.problem(&child_path(&headers_path, name), "must not contain a line break or NUL character");
+            report.problem(
+                &child_path(&headers_path, name),
+                "must not contain a line break or NUL character",
+            );
         }
     }
-    let oauth = raw.oauth.as_ref().map(|oauth| resolve_oauth(oauth, &child_path(path, "oauth"), report));
+    let oauth = raw
+        .oauth
+        .as_ref()
+        .map(|oauth| resolve_oauth(oauth, &child_path(path, "oauth"), report));
     TransportSettings::Remote(RemoteSettings {
         url: url.to_owned(),
         kind,
-        headers: raw.headers.iter().map(|(name, value)| (name.clone(), Secret::new(value))).collect(),
+        headers: raw
+            .headers
+            .iter()
+            .map(|(name, value)| (name.clone(), Secret::new(value)))
+            .collect(),
         verify_ssl: raw.verify_ssl && raw.oauth.as_ref().is_none_or(|oauth| oauth.verify_ssl),
         oauth,
     })
@@ -335,7 +398,10 @@ fn check_url(text: &str, path: &str, report: &mut Report) {
         Ok(url) if matches!(url.scheme(), "http" | "https") => {}
         Ok(url) => report.problem(
             path,
-            format!("`{text}` is not an `http://` or `https://` URL (its scheme is `{}`)", url.scheme()),
+            format!(
+                "`{text}` is not an `http://` or `https://` URL (its scheme is `{}`)",
+                url.scheme()
+            ),
         ),
         Err(error) => report.problem(path, format!("`{text}` is not a valid URL: {error}")),
     }
@@ -347,7 +413,10 @@ fn check_tool_filter(filter: &RawToolFilter, path: &str, report: &mut Report) {
             if let Err(error) = glob::Pattern::new(pattern) {
                 report.problem(
                     &index_path(&child_path(path, field), index),
-                    format!("invalid glob `{pattern}`: {} at character {}", error.msg, error.pos),
+                    format!(
+                        "invalid glob `{pattern}`: {} at character {}",
+                        error.msg, error.pos
+                    ),
                 );
             }
         }

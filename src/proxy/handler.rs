@@ -41,9 +41,9 @@ impl Bridge {
             .map_err(|error| error.into_error_data())
     }
 
-    fn resource_route(&self, uri: &str) -> Result<Route, ErrorData> {
-        self.catalog()
-            .resource(uri)
+    async fn resource_route(&self, uri: &str) -> Result<Route, ErrorData> {
+        self.route(|catalog| catalog.resource(uri))
+            .await
             .ok_or_else(|| ErrorData::resource_not_found(format!("unknown resource `{uri}`"), None))
     }
 }
@@ -133,9 +133,8 @@ impl ServerHandler for Bridge {
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
         let route = self
-            .catalog()
-            .prompt(&request.name)
-            .cloned()
+            .route(|catalog| catalog.prompt(&request.name).cloned())
+            .await
             .ok_or_else(|| ErrorData::invalid_params(format!("unknown prompt `{}`", request.name), None))?;
         request.name = route.name.clone();
         let result = self.forward(&route, ClientRequest::GetPromptRequest(GetPromptRequest::new(request)), &context).await?;
@@ -170,7 +169,7 @@ impl ServerHandler for Bridge {
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
         let exposed = request.uri.clone();
-        let route = self.resource_route(&request.uri)?;
+        let route = self.resource_route(&request.uri).await?;
         request.uri = route.name.clone();
         let result =
             self.forward(&route, ClientRequest::ReadResourceRequest(ReadResourceRequest::new(request)), &context).await?;
@@ -191,7 +190,7 @@ impl ServerHandler for Bridge {
     }
 
     async fn subscribe(&self, mut request: SubscribeRequestParams, context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
-        let route = self.resource_route(&request.uri)?;
+        let route = self.resource_route(&request.uri).await?;
         request.uri = route.name.clone();
         self.forward(&route, ClientRequest::SubscribeRequest(SubscribeRequest::new(request)), &context).await?;
         Ok(())
@@ -202,7 +201,7 @@ impl ServerHandler for Bridge {
         mut request: UnsubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        let route = self.resource_route(&request.uri)?;
+        let route = self.resource_route(&request.uri).await?;
         request.uri = route.name.clone();
         self.forward(&route, ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(request)), &context).await?;
         Ok(())
@@ -213,17 +212,16 @@ impl ServerHandler for Bridge {
         mut request: CompleteRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, ErrorData> {
-        let catalog = self.catalog();
         let route = match &mut request.r#ref {
             Reference::Prompt(prompt) => {
-                let route = catalog.prompt(&prompt.name).cloned();
+                let route = self.route(|catalog| catalog.prompt(&prompt.name).cloned()).await;
                 if let Some(route) = &route {
                     prompt.name = route.name.clone();
                 }
                 route
             }
             Reference::Resource(template) => {
-                let route = catalog.template(&template.uri);
+                let route = self.route(|catalog| catalog.template(&template.uri)).await;
                 if let Some(route) = &route {
                     template.uri = route.name.clone();
                 }

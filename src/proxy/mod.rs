@@ -105,16 +105,25 @@ impl Bridge {
         self.route_tool_call(params, RequestOptions::default()).await
     }
 
+    /// Look `exposed` up with `find`; while upstreams are still starting, a miss waits
+    /// for them (bounded by the startup deadline) before it counts.
+    async fn route<T>(&self, find: impl Fn(&Catalog) -> Option<T>) -> Option<T> {
+        let catalog = self.catalog();
+        if let Some(found) = find(&catalog) {
+            return Some(found);
+        }
+        if catalog.all_settled {
+            return None;
+        }
+        find(&*self.settled_catalog().await)
+    }
+
     async fn route_tool_call(
         &self,
         mut params: CallToolRequestParams,
         options: RequestOptions,
     ) -> Result<CallToolResult, rmcp::ErrorData> {
-        let mut catalog = self.catalog();
-        if catalog.tool(&params.name).is_none() && !catalog.all_settled {
-            catalog = self.settled_catalog().await;
-        }
-        let Some(route) = catalog.tool(&params.name).cloned() else {
+        let Some(route) = self.route(|catalog| catalog.tool(&params.name).cloned()).await else {
             return Err(rmcp::ErrorData::invalid_params(format!("unknown tool `{}`", params.name), None));
         };
         let exposed = std::mem::replace(&mut params.name, route.name.into());

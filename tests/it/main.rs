@@ -1,1 +1,6 @@
-//! Integration tests.
+//! Integration tests: the built `foxxy-bridge` binary, driven as MCP clients and users
+//! drive it, against real MCP servers (the rmcp fixture in `tests/fixture/` and
+//! third-party peers).
+
+mod core;
+mod support;

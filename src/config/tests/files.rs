@@ -1,0 +1,170 @@
+//! Finding and reading config files, rendering errors, and the committed schema.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+};
+
+use crate::config::*;
+
+const SCHEMA_FILE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/schema/foxxy-bridge.schema.json"
+);
+
+#[test]
+fn problems_render_with_the_file() {
+    let error = ConfigError::Invalid {
+        path: PathBuf::from("dir/config.json5"),
+        problems: vec![
+            Problem::position(3, 7, "syntax error: expected `}`"),
+            Problem::at("mcpServers.a.url", "bad"),
+            Problem::at("", "the config must be a JSON5 object"),
+        ],
+    };
+    assert_eq!(
+        error.to_string(),
+        "dir/config.json5:3:7: syntax error: expected `}`\n\
+         dir/config.json5: mcpServers.a.url: bad\n\
+         dir/config.json5: the config must be a JSON5 object"
+    );
+    let error = ConfigError::NotFound {
+        tried: vec![
+            PathBuf::from("/a/config.json5"),
+            PathBuf::from("/a/config.json"),
+        ],
+    };
+    assert_eq!(
+        error.to_string(),
+        "no config file found; tried:\n  /a/config.json5\n  /a/config.json\n\
+         hint: create one of these, or pass `--config PATH` or set `FOXXY_BRIDGE_CONFIG`"
+    );
+}
+
+#[test]
+fn load_reads_files_and_reports_unreadable_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.json5");
+    fs::write(&path, r#"{ "mcpServers": { "a": { "command": "x" } } }"#).unwrap();
+    assert_eq!(load(&path).unwrap().servers.len(), 1);
+    let missing = dir.path().join("missing.json5");
+    let error = load(&missing).unwrap_err();
+    assert!(
+        matches!(&error, ConfigError::Read { path, .. } if *path == missing),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().starts_with("cannot read config file `"),
+        "{error}"
+    );
+}
+
+#[test]
+fn locate_prefers_explicit_then_json5_then_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let explicit = root.join("elsewhere.json5");
+    assert_eq!(
+        locate(Some(&explicit), root).unwrap(),
+        explicit,
+        "explicit paths are not checked"
+    );
+
+    fs::write(root.join("config.json"), "{}").unwrap();
+    assert_eq!(locate(None, root).unwrap(), root.join("config.json"));
+    fs::write(root.join("config.json5"), "{}").unwrap();
+    assert_eq!(locate(None, root).unwrap(), root.join("config.json5"));
+}
+
+#[test]
+fn locate_lists_every_path_tried() {
+    let dir = tempfile::tempdir().unwrap();
+    match locate(None, dir.path()) {
+        // A developer machine may have a real config in the platform directory.
+        Ok(found) => assert!(!found.starts_with(dir.path())),
+        Err(ConfigError::NotFound { tried }) => {
+            assert_eq!(
+                tried[..2],
+                [
+                    dir.path().join("config.json5"),
+                    dir.path().join("config.json")
+                ]
+            );
+            if let Some(dirs) = directories::ProjectDirs::from("", "", "foxxy-bridge") {
+                assert_eq!(
+                    tried[2..],
+                    [
+                        dirs.config_dir().join("config.json5"),
+                        dirs.config_dir().join("config.json")
+                    ]
+                );
+            }
+        }
+        Err(other) => panic!("unexpected {other:?}"),
+    }
+}
+
+/// The committed schema is what `schema_json()` prints. `FOXXY_UPDATE_SCHEMA=1` rewrites it.
+#[test]
+fn committed_schema_is_up_to_date() {
+    let generated = schema_json();
+    if std::env::var_os("FOXXY_UPDATE_SCHEMA").is_some_and(|value| value == "1") {
+        fs::create_dir_all(Path::new(SCHEMA_FILE).parent().unwrap()).unwrap();
+        fs::write(SCHEMA_FILE, &generated).unwrap();
+        return;
+    }
+    let committed = fs::read_to_string(SCHEMA_FILE).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "`schema/foxxy-bridge.schema.json` is out of date with the config types; \
+         run `cargo run -- schema > schema/foxxy-bridge.schema.json` \
+         (or `FOXXY_UPDATE_SCHEMA=1 cargo test --lib config`)"
+    );
+}
+
+#[test]
+fn schema_documents_every_field() {
+    let schema: serde_json::Value = serde_json::from_str(&schema_json()).unwrap();
+    assert_eq!(schema["title"], "foxxy-bridge configuration");
+    assert_eq!(
+        schema["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
+    let mut objects = vec![("#".to_owned(), &schema)];
+    objects.extend(
+        schema["$defs"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(name, def)| (name.clone(), def)),
+    );
+    for (name, object) in objects {
+        assert!(
+            object.get("description").is_some(),
+            "{name} has no description"
+        );
+        let Some(properties) = object.get("properties").and_then(|value| value.as_object()) else {
+            continue;
+        };
+        assert_eq!(
+            object["additionalProperties"], false,
+            "{name} allows unknown keys"
+        );
+        for (field, property) in properties {
+            let description = property["description"].as_str().unwrap_or_default();
+            assert!(!description.is_empty(), "{name}.{field} has no description");
+            assert!(
+                !description.contains('\n'),
+                "{name}.{field}: description has a line break"
+            );
+            let optional = property.get("anyOf").is_some()
+                || property["type"]
+                    .as_array()
+                    .is_some_and(|types| types.contains(&"null".into()));
+            assert!(
+                optional || property.get("default").is_some(),
+                "{name}.{field} has neither a default nor is optional"
+            );
+        }
+    }
+}
