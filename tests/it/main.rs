@@ -3,4 +3,5 @@
 //! third-party peers).
 
 mod core;
+mod lifecycle;
 mod support;
