@@ -12,7 +12,7 @@ use std::{
 
 use super::{
     error::{ConfigError, Problem},
-    expand::{EnvLookup, expand_node},
+    expand::expand_node,
     node::{Node, child_path, index_path},
     resolve::resolve,
     settings::Settings,
@@ -66,7 +66,11 @@ pub fn load(path: &Path) -> Result<Settings, ConfigError> {
 
 /// Same as [`load`], from text, with an injectable environment lookup (tests, fuzzing).
 /// `path` is only used in messages and as [`Settings::source`].
-pub fn load_str(text: &str, path: &Path, env: EnvLookup<'_>) -> Result<Settings, ConfigError> {
+pub fn load_str(
+    text: &str,
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Settings, ConfigError> {
     let invalid = |problems| ConfigError::Invalid {
         path: path.to_path_buf(),
         problems,

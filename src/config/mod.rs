@@ -1,13 +1,13 @@
 //! The config file: where it is, what it may contain, and what it means.
 //!
-//! Owns the file format (JSON5, `raw.rs`), its JSON Schema (generated from the raw types,
-//! committed as `schema/foxxy-bridge.schema.json`), `${VAR}` expansion (`expand.rs`),
-//! diagnostics that name file:line:column or a JSON path (`validate.rs`, `error.rs`) and
-//! the resolved [`Settings`] the rest of the bridge runs on (`settings.rs`,
-//! `resolve.rs`). `load.rs` ties the stages together:
+//! Owns the file format (JSON5; the serde + schemars types in `raw.rs`), its JSON Schema
+//! (generated from those types, committed as `schema/foxxy-bridge.schema.json`), `${VAR}`
+//! expansion (`expand.rs`), diagnostics that name `file:line:column` (`syntax.rs`) or a
+//! JSON path (`validate.rs`, `error.rs`), and the resolved [`Settings`] the rest of the
+//! bridge runs on (`settings.rs`, `resolve.rs`). `load.rs` ties the stages together:
 //!
 //! ```text
-//! text ─json5─▶ Node ─expand ${VAR}─▶ Node ─check against schema─▶ serde_json::Value
+//! text ─json5─▶ Node (node.rs) ─expand ${VAR}─▶ Node ─check against the schema─▶ JSON value
 //!      ─deserialize per server─▶ Raw* ─semantic checks, defaults, units─▶ Settings
 //! ```
 //!

@@ -21,7 +21,7 @@ use std::{
 };
 
 use rmcp::{
-    model::{ClientJsonRpcMessage, ClientNotification, JsonRpcMessage, RequestId, ServerJsonRpcMessage},
+    model::{ClientJsonRpcMessage, ClientNotification, ClientRequest, JsonRpcMessage, RequestId, ServerJsonRpcMessage},
     service::{RoleServer, RxJsonRpcMessage, TxJsonRpcMessage},
     transport::Transport,
 };
@@ -147,6 +147,17 @@ fn parse_line(line: &[u8], outbox: &Outbox) -> Option<ClientJsonRpcMessage> {
     }
     match serde_json::from_slice::<ClientJsonRpcMessage>(line) {
         Ok(JsonRpcMessage::Request(request)) => {
+            if let ClientRequest::CustomRequest(custom) = &request.request
+                && let Some(problem) = standard_params_problem(&custom.method, custom.params.as_ref())
+            {
+                // A standard method whose params did not fit: rmcp would call it unknown.
+                outbox.reply_error(
+                    serde_json::to_value(&request.id).unwrap_or(Value::Null),
+                    -32602,
+                    format!("invalid params for `{}`: {problem}", custom.method),
+                );
+                return None;
+            }
             if !outbox.in_flight().insert(request.id.clone()) {
                 outbox.reply_error(
                     serde_json::to_value(&request.id).unwrap_or(Value::Null),
@@ -172,6 +183,36 @@ fn parse_line(line: &[u8], outbox: &Outbox) -> Option<ClientJsonRpcMessage> {
             None
         }
     }
+}
+
+/// For a standard MCP method, why `params` do not fit it (rmcp then decodes the request
+/// as a custom one). `None` for methods rmcp does not know.
+fn standard_params_problem(method: &str, params: Option<&Value>) -> Option<String> {
+    fn check<T: serde::de::DeserializeOwned>(params: Option<&Value>) -> Option<String> {
+        let params = params.cloned().unwrap_or(Value::Object(Default::default()));
+        serde_json::from_value::<T>(params).err().map(|error| error.to_string())
+    }
+    use rmcp::model::*;
+    match method {
+        "initialize" => check::<InitializeRequestParams>(params),
+        "tools/call" => check::<CallToolRequestParams>(params),
+        "prompts/get" => check::<GetPromptRequestParams>(params),
+        "resources/read" => check::<ReadResourceRequestParams>(params),
+        "resources/subscribe" => check::<SubscribeRequestParams>(params),
+        "resources/unsubscribe" => check::<UnsubscribeRequestParams>(params),
+        "completion/complete" => check::<CompleteRequestParams>(params),
+        #[allow(deprecated)]
+        "logging/setLevel" => check::<SetLevelRequestParams>(params),
+        "tools/list" | "prompts/list" | "resources/list" | "resources/templates/list" => {
+            check::<Option<PaginatedRequestParams>>(params)
+        }
+        "ping" => Some("`ping` takes no params".to_owned()),
+        _ => None,
+    }
+    .or_else(|| {
+        matches!(method, "tools/call" | "prompts/get" | "resources/read" | "initialize")
+            .then(|| "params do not match the method".to_owned())
+    })
 }
 
 /// Work out why `line` is not a valid client message and answer accordingly.

@@ -3,5 +3,6 @@
 //! third-party peers).
 
 mod core;
+mod jsonrpc;
 mod lifecycle;
 mod support;

@@ -371,6 +371,16 @@ impl RawSession {
         serde_json::from_str(&line).unwrap_or_else(|error| panic!("stdout line is not JSON ({error}): {line:?}"))
     }
 
+    /// The next response or error, skipping notifications and requests.
+    pub async fn reply(&mut self) -> Value {
+        loop {
+            let message = self.recv().await;
+            if message.get("method").is_none() {
+                return message;
+            }
+        }
+    }
+
     /// Skip notifications until the response with `id`.
     pub async fn response(&mut self, id: &Value) -> Value {
         loop {

@@ -168,3 +168,30 @@ fn schema_documents_every_field() {
         }
     }
 }
+
+/// `docs/configuration.md` has a table row for every field of every object in the schema.
+#[test]
+fn docs_describe_every_field() {
+    let docs = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/configuration.md"
+    ))
+    .unwrap();
+    let schema: serde_json::Value = serde_json::from_str(&schema_json()).unwrap();
+    let mut objects = vec![&schema];
+    objects.extend(schema["$defs"].as_object().unwrap().values());
+    for object in objects {
+        for field in object["properties"]
+            .as_object()
+            .into_iter()
+            .flat_map(|properties| properties.keys())
+        {
+            if field != "$schema" {
+                assert!(
+                    docs.contains(&format!("| `{field}` |")),
+                    "docs/configuration.md does not describe `{field}`"
+                );
+            }
+        }
+    }
+}

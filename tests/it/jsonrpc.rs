@@ -1,0 +1,124 @@
+//! Malformed and hostile client input on stdin: every bad line gets the JSON-RPC error
+//! the spec asks for, and the session carries on.
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+async fn session() -> (TestEnv, RawSession) {
+    let env = TestEnv::new();
+    env.write_config(&json!({ "mcpServers": { "fix": fixture("fix", &[]) }, "bridge": { "maxMessageBytes": 65536 } }));
+    let mut raw = RawSession::start(&env).await;
+    raw.initialize().await;
+    (env, raw)
+}
+
+/// The session still answers a well-formed request.
+async fn still_alive(raw: &mut RawSession, id: i64) {
+    raw.send(&json!({"jsonrpc": "2.0", "id": id, "method": "ping"})).await;
+    let pong = raw.response(&json!(id)).await;
+    assert_eq!(pong["result"], json!({}), "{pong}");
+}
+
+fn error_code(reply: &Value) -> i64 {
+    reply["error"]["code"].as_i64().unwrap_or_else(|| panic!("not an error reply: {reply}"))
+}
+
+#[tokio::test]
+async fn parse_errors_get_minus_32700_with_null_id() {
+    let (_env, mut raw) = session().await;
+    raw.send_line("{this is not json").await;
+    let reply = raw.reply().await;
+    assert_eq!(error_code(&reply), -32700);
+    assert_eq!(reply["id"], Value::Null);
+    assert!(reply.as_object().unwrap().contains_key("id"), "id is present and null: {reply}");
+    still_alive(&mut raw, 10).await;
+}
+
+#[tokio::test]
+async fn invalid_requests_get_minus_32600() {
+    let (_env, mut raw) = session().await;
+    for line in [r#"[1, 2]"#, r#""a string""#, r#"{"jsonrpc": "2.0", "id": 5}"#, r#"{"jsonrpc": "1.0", "id": 6, "method": "ping"}"#] {
+        raw.send_line(line).await;
+        let reply = raw.reply().await;
+        assert_eq!(error_code(&reply), -32600, "for {line}: {reply}");
+    }
+    still_alive(&mut raw, 11).await;
+}
+
+#[tokio::test]
+async fn the_id_of_an_invalid_request_is_echoed() {
+    let (_env, mut raw) = session().await;
+    raw.send_line(r#"{"jsonrpc": "1.0", "id": "abc", "method": "ping"}"#).await;
+    let reply = raw.reply().await;
+    assert_eq!(error_code(&reply), -32600);
+    assert_eq!(reply["id"], "abc");
+}
+
+#[tokio::test]
+async fn unknown_methods_get_minus_32601() {
+    let (_env, mut raw) = session().await;
+    raw.send(&json!({"jsonrpc": "2.0", "id": 3, "method": "no/such/method", "params": {}})).await;
+    let reply = raw.response(&json!(3)).await;
+    assert_eq!(error_code(&reply), -32601, "{reply}");
+    still_alive(&mut raw, 12).await;
+}
+
+#[tokio::test]
+async fn wrong_param_types_get_minus_32602_with_the_id() {
+    let (_env, mut raw) = session().await;
+    raw.send(&json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": 42}})).await;
+    let reply = raw.response(&json!(4)).await;
+    assert_eq!(error_code(&reply), -32602, "{reply}");
+    raw.send(&json!({"jsonrpc": "2.0", "id": 5, "method": "resources/read", "params": "nope"})).await;
+    let reply = raw.response(&json!(5)).await;
+    assert_eq!(error_code(&reply), -32602, "{reply}");
+    still_alive(&mut raw, 13).await;
+}
+
+#[tokio::test]
+async fn unknown_tools_resources_and_prompts_are_errors() {
+    let (_env, mut raw) = session().await;
+    raw.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "fix__nope", "arguments": {}}})).await;
+    assert_eq!(error_code(&raw.response(&json!(1)).await), -32602);
+    raw.send(&json!({"jsonrpc": "2.0", "id": 2, "method": "prompts/get", "params": {"name": "nope"}})).await;
+    assert_eq!(error_code(&raw.response(&json!(2)).await), -32602);
+    raw.send(&json!({"jsonrpc": "2.0", "id": 3, "method": "resources/read", "params": {"uri": "fixture://fix/none"}})).await;
+    assert_eq!(error_code(&raw.response(&json!(3)).await), -32002);
+    still_alive(&mut raw, 14).await;
+}
+
+#[tokio::test]
+async fn a_reused_id_in_flight_is_rejected_without_stealing_the_other_result() {
+    let (_env, mut raw) = session().await;
+    let slow = json!({"jsonrpc": "2.0", "id": 77, "method": "tools/call", "params": {"name": "fix__sleep", "arguments": {"ms": 500}}});
+    raw.send(&slow).await;
+    raw.send(&json!({"jsonrpc": "2.0", "id": 77, "method": "ping"})).await;
+    let first = raw.response(&json!(77)).await;
+    assert_eq!(error_code(&first), -32600, "the duplicate is rejected first: {first}");
+    let second = raw.response(&json!(77)).await;
+    assert_eq!(second["result"]["content"][0]["text"], "slept", "the original request keeps its own result: {second}");
+    // Once answered, the id may be used again.
+    raw.send(&json!({"jsonrpc": "2.0", "id": 77, "method": "ping"})).await;
+    assert_eq!(raw.response(&json!(77)).await["result"], json!({}));
+}
+
+#[tokio::test]
+async fn an_oversized_line_gets_an_error_and_the_session_continues() {
+    let (_env, mut raw) = session().await;
+    let big = "x".repeat(200_000);
+    raw.send(&json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "fix__echo", "arguments": {"message": big}}})).await;
+    let reply = raw.reply().await;
+    assert_eq!(error_code(&reply), -32600, "{reply}");
+    assert_eq!(reply["id"], Value::Null);
+    assert!(reply["error"]["message"].as_str().unwrap().contains("maxMessageBytes"));
+    still_alive(&mut raw, 15).await;
+}
+
+#[tokio::test]
+async fn notifications_with_bad_params_are_ignored_quietly() {
+    let (_env, mut raw) = session().await;
+    raw.send(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": 5})).await;
+    raw.send(&json!({"jsonrpc": "2.0", "method": "notifications/whatever"})).await;
+    still_alive(&mut raw, 16).await;
+}
