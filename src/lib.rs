@@ -4,11 +4,13 @@
 //! code; everything else lives here so the tests can reach it. See `ARCHITECTURE.md`
 //! for the codemap.
 
-pub mod config;
-pub mod paths;
-pub mod upstream;
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod logging;
 pub mod output;
+pub mod paths;
 pub mod proxy;
+pub mod upstream;

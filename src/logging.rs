@@ -44,9 +44,8 @@ pub fn init(logs_dir: &Path, level: &str) -> std::io::Result<LogGuard> {
         .latest_symlink("foxxy-bridge.log")
         .build(logs_dir)
         .map_err(std::io::Error::other)?;
-    let (writer, worker) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(true)
-        .finish(appender);
+    let (writer, worker) =
+        tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(true).finish(appender);
     let filter = filter_for(level);
     let subscriber = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -75,7 +75,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     match cli.command {
         Command::Stdio => stdio::run(&context).await,
         Command::Tools { json } => tools::list(&context, json).await,
-        Command::Call { name, arguments, json } => tools::call(&context, &name, arguments.as_deref(), json).await,
+        Command::Call { name, arguments, json } => {
+            tools::call(&context, &name, arguments.as_deref(), json).await
+        }
         Command::Schema => Ok(config::schema()),
         Command::Config(ConfigCommand::Validate) => config::validate(&context),
         Command::Oauth(_) => anyhow::bail!("OAuth support is not available in this build yet"),

@@ -12,7 +12,10 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use super::{Context, Outcome};
-use crate::{output, proxy::{Bridge, stdio}};
+use crate::{
+    output,
+    proxy::{Bridge, stdio},
+};
 
 /// How long the MCP session may take to flush its last messages on the way out.
 const CLOSE_LIMIT: Duration = Duration::from_millis(300);

@@ -7,7 +7,10 @@ use rmcp::model::{CallToolRequestParams, CallToolResult, ContentBlock, JsonObjec
 use serde_json::{Value, json};
 
 use super::{Context, Outcome, UsageError};
-use crate::{output, proxy::{Bridge, Catalog}};
+use crate::{
+    output,
+    proxy::{Bridge, Catalog},
+};
 
 pub async fn list(context: &Context, json: bool) -> anyhow::Result<Outcome> {
     let settings = context.load_settings()?;
@@ -90,7 +93,12 @@ fn shorten(text: &str, limit: usize) -> String {
     format!("{kept}…")
 }
 
-pub async fn call(context: &Context, name: &str, arguments: Option<&str>, json: bool) -> anyhow::Result<Outcome> {
+pub async fn call(
+    context: &Context,
+    name: &str,
+    arguments: Option<&str>,
+    json: bool,
+) -> anyhow::Result<Outcome> {
     let arguments = parse_arguments(arguments)?;
     let settings = context.load_settings()?;
     let _log = context.start_logging(Some(&settings))?;

@@ -28,17 +28,11 @@ pub enum ConfigError {
     NotFound { tried: Vec<PathBuf> },
     /// The file was read but is not a valid config; one problem per line.
     #[error("{}", render_problems(path, problems))]
-    Invalid {
-        path: PathBuf,
-        problems: Vec<Problem>,
-    },
+    Invalid { path: PathBuf, problems: Vec<Problem> },
 }
 
 fn render_problems(path: &Path, problems: &[Problem]) -> String {
-    let lines: Vec<String> = problems
-        .iter()
-        .map(|problem| problem.in_file(path).to_string())
-        .collect();
+    let lines: Vec<String> = problems.iter().map(|problem| problem.in_file(path).to_string()).collect();
     lines.join("\n")
 }
 
@@ -62,18 +56,12 @@ pub enum Location {
 impl Problem {
     /// A problem at a JSON path.
     pub fn at(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            location: Location::Path(path.into()),
-            message: message.into(),
-        }
+        Self { location: Location::Path(path.into()), message: message.into() }
     }
 
     /// A problem at a position in the file.
     pub fn position(line: usize, column: usize, message: impl Into<String>) -> Self {
-        Self {
-            location: Location::Position { line, column },
-            message: message.into(),
-        }
+        Self { location: Location::Position { line, column }, message: message.into() }
     }
 
     /// The JSON path of a semantic problem, `None` for a syntax error.
@@ -86,10 +74,7 @@ impl Problem {
 
     /// Renders as `<file>:<line>:<col>: <message>` or `<file>: <json.path>: <message>`.
     pub fn in_file<'a>(&'a self, file: &'a Path) -> impl fmt::Display + 'a {
-        InFile {
-            problem: self,
-            file,
-        }
+        InFile { problem: self, file }
     }
 }
 

@@ -27,11 +27,7 @@ pub fn expand_node(node: &mut Node, path: &str, env: EnvLookup<'_>, problems: &m
     match node {
         Node::String(text) => match expand_str(text, env) {
             Ok(expanded) => *text = expanded,
-            Err(messages) => problems.extend(
-                messages
-                    .into_iter()
-                    .map(|message| Problem::at(path, message)),
-            ),
+            Err(messages) => problems.extend(messages.into_iter().map(|message| Problem::at(path, message))),
         },
         Node::Array(items) => {
             for (index, item) in items.iter_mut().enumerate() {
@@ -62,8 +58,7 @@ pub fn expand_str(text: &str, env: EnvLookup<'_>) -> Result<String, Vec<String>>
             let Some(end) = closing_brace(after) else {
                 // The text is not quoted back: it may be a header value, i.e. a secret.
                 problems.push(
-                    "unterminated `${`; close it with `}`, or write `$${` for a literal `${`"
-                        .to_owned(),
+                    "unterminated `${`; close it with `}`, or write `$${` for a literal `${`".to_owned(),
                 );
                 return Err(problems);
             };
@@ -78,11 +73,7 @@ pub fn expand_str(text: &str, env: EnvLookup<'_>) -> Result<String, Vec<String>>
         }
     }
     output.push_str(rest);
-    if problems.is_empty() {
-        Ok(output)
-    } else {
-        Err(problems)
-    }
+    if problems.is_empty() { Ok(output) } else { Err(problems) }
 }
 
 /// The index of the `}` that closes a `${` whose contents start `text`, counting nested
@@ -134,9 +125,7 @@ fn expand_reference(reference: &str, env: EnvLookup<'_>) -> Result<String, Vec<S
 
 fn is_variable_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+    chars.next().is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -199,10 +188,7 @@ mod tests {
         check("${MODE:--x}", "-x");
         check("${HOME:/tmp}", "/home/fox");
         check("${EMPTY:fallback}", "");
-        check(
-            "${URL:http://localhost:8080/mcp}",
-            "http://localhost:8080/mcp",
-        );
+        check("${URL:http://localhost:8080/mcp}", "http://localhost:8080/mcp");
         check("${A:${HOME}/x}", "/home/fox/x");
         check("${A:${B:deep}}", "deep");
         check("${A:$${literal}}", "${literal}");
@@ -232,10 +218,7 @@ mod tests {
             "${A:${B}}",
             "error: environment variable `B` is not set; set it, or give a default: `${B:default}`",
         );
-        check(
-            "${HOME",
-            "error: unterminated `${`; close it with `}`, or write `$${` for a literal `${`",
-        );
+        check("${HOME", "error: unterminated `${`; close it with `}`, or write `$${` for a literal `${`");
         check(
             "${}",
             "error: `${}`: `` is not a variable name (letters, digits and `_`, not starting with a digit); write `$${` for a literal `${`",
@@ -266,15 +249,10 @@ mod tests {
                 "[\"${KEY}\"][\"b.c\"]: environment variable `ALSO_NOPE` is not set; set it, or give a default: `${ALSO_NOPE:default}`",
             ]
         );
-        let Node::Object(members) = &node else {
-            panic!("not an object")
-        };
+        let Node::Object(members) = &node else { panic!("not an object") };
         assert_eq!(
             members[0].1,
-            Node::Array(vec![
-                Node::String("/home/fox".into()),
-                Node::String("${NOPE}".into())
-            ])
+            Node::Array(vec![Node::String("/home/fox".into()), Node::String("${NOPE}".into())])
         );
         assert_eq!(members[1].0, "${KEY}", "keys are not expanded");
     }

@@ -35,8 +35,8 @@ pub fn locate(explicit: Option<&Path>, state_root: &Path) -> Result<PathBuf, Con
     if let Some(explicit) = explicit {
         return Ok(explicit.to_path_buf());
     }
-    let platform_dir = directories::ProjectDirs::from("", "", "foxxy-bridge")
-        .map(|dirs| dirs.config_dir().to_path_buf());
+    let platform_dir =
+        directories::ProjectDirs::from("", "", "foxxy-bridge").map(|dirs| dirs.config_dir().to_path_buf());
     let mut tried: Vec<PathBuf> = Vec::new();
     for dir in std::iter::once(state_root.to_path_buf()).chain(platform_dir) {
         for name in FILE_NAMES {
@@ -55,10 +55,8 @@ pub fn locate(explicit: Option<&Path>, state_root: &Path) -> Result<PathBuf, Con
 /// Reads, parses (JSON5), expands `${VAR}` from the process environment, validates and
 /// resolves the config file at `path`.
 pub fn load(path: &Path) -> Result<Settings, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
     // A variable that is set but not valid UTF-8 counts as unset: it could not be put in
     // a JSON string anyway.
     load_str(&text, path, &|name| std::env::var(name).ok())
@@ -71,10 +69,7 @@ pub fn load_str(
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Settings, ConfigError> {
-    let invalid = |problems| ConfigError::Invalid {
-        path: path.to_path_buf(),
-        problems,
-    };
+    let invalid = |problems| ConfigError::Invalid { path: path.to_path_buf(), problems };
     let mut document = parse(text).map_err(|problem| invalid(vec![problem]))?;
     if !matches!(document, Node::Object(_)) {
         let problem = Problem::at(
@@ -131,15 +126,10 @@ fn sort_in_document_order(problems: &mut [Problem], document: &Node) {
 /// Numbers every path in the document in pre-order (file order).
 fn number_paths(node: &Node, path: String, order: &mut HashMap<String, usize>) {
     let children: Vec<(String, &Node)> = match node {
-        Node::Object(members) => members
-            .iter()
-            .map(|(key, value)| (child_path(&path, key), value))
-            .collect(),
-        Node::Array(items) => items
-            .iter()
-            .enumerate()
-            .map(|(index, item)| (index_path(&path, index), item))
-            .collect(),
+        Node::Object(members) => members.iter().map(|(key, value)| (child_path(&path, key), value)).collect(),
+        Node::Array(items) => {
+            items.iter().enumerate().map(|(index, item)| (index_path(&path, index), item)).collect()
+        }
         _ => Vec::new(),
     };
     let next = order.len();
@@ -164,8 +154,7 @@ fn parse(text: &str) -> Result<Node, Problem> {
         // `json5`'s position is often off (see `syntax.rs`); prefer the scanner's when it
         // finds the error, else keep what `json5` said.
         let (line, column, message) = syntax::first_error(text).unwrap_or_else(|| {
-            let (line, column) =
-                location.map_or((1, 1), |location| (location.line, location.column));
+            let (line, column) = location.map_or((1, 1), |location| (location.line, location.column));
             (line, column, syntax_message(&msg))
         });
         Problem::position(line, column, format!("syntax error: {message}"))
@@ -177,10 +166,7 @@ fn is_blank(text: &str) -> bool {
     let mut rest = text.trim_start();
     loop {
         if let Some(comment) = rest.strip_prefix("//") {
-            rest = comment
-                .split_once('\n')
-                .map_or("", |(_, after)| after)
-                .trim_start();
+            rest = comment.split_once('\n').map_or("", |(_, after)| after).trim_start();
         } else if let Some(comment) = rest.strip_prefix("/*") {
             match comment.split_once("*/") {
                 Some((_, after)) => rest = after.trim_start(),
@@ -196,11 +182,8 @@ fn is_blank(text: &str) -> bool {
 /// line with a caret, ending in `= expected ...`; only that last part is new
 /// information, because the problem carries the line and column already.
 fn syntax_message(message: &str) -> String {
-    let detail = message
-        .lines()
-        .find_map(|line| line.trim_start().strip_prefix("= "))
-        .unwrap_or(message)
-        .trim();
+    let detail =
+        message.lines().find_map(|line| line.trim_start().strip_prefix("= ")).unwrap_or(message).trim();
     detail.to_owned()
 }
 

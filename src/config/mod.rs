@@ -35,8 +35,7 @@ pub use settings::*;
 /// The JSON Schema of the config file, pretty-printed, ending in a newline. Byte-identical
 /// to the committed `schema/foxxy-bridge.schema.json` (a test keeps it so).
 pub fn schema_json() -> String {
-    let mut text =
-        serde_json::to_string_pretty(&*validate::SCHEMA).expect("a JSON value always serializes");
+    let mut text = serde_json::to_string_pretty(&*validate::SCHEMA).expect("a JSON value always serializes");
     text.push('\n');
     text
 }

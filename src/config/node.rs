@@ -108,10 +108,8 @@ impl<'de> Visitor<'de> for NodeVisitor {
 /// Appends an object key to a JSON path: `a.b` for plain keys, `a["b.c"]` for keys that
 /// would be ambiguous written plainly.
 pub fn child_path(path: &str, key: &str) -> String {
-    let plain = !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '$'));
+    let plain =
+        !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '$'));
     match (plain, path.is_empty()) {
         (true, true) => key.to_owned(),
         (true, false) => format!("{path}.{key}"),

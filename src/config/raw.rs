@@ -289,11 +289,7 @@ pub struct RawHealthCheck {
 
 impl Default for RawHealthCheck {
     fn default() -> Self {
-        Self {
-            enabled: true,
-            interval: 30_000,
-            timeout: 5_000,
-        }
+        Self { enabled: true, interval: 30_000, timeout: 5_000 }
     }
 }
 
@@ -416,11 +412,7 @@ pub struct RawAggregation {
 
 impl Default for RawAggregation {
     fn default() -> Self {
-        Self {
-            tools: true,
-            resources: true,
-            prompts: true,
-        }
+        Self { tools: true, resources: true, prompts: true }
     }
 }
 
@@ -442,11 +434,7 @@ pub struct RawFailover {
 
 impl Default for RawFailover {
     fn default() -> Self {
-        Self {
-            enabled: true,
-            max_failures: 3,
-            recovery_interval: 60_000,
-        }
+        Self { enabled: true, max_failures: 3, recovery_interval: 60_000 }
     }
 }
 
@@ -464,10 +452,7 @@ pub struct RawConfigReload {
 
 impl Default for RawConfigReload {
     fn default() -> Self {
-        Self {
-            enabled: true,
-            debounce_ms: 1000,
-        }
+        Self { enabled: true, debounce_ms: 1000 }
     }
 }
 
@@ -489,10 +474,8 @@ fn unwrap_descriptions(schema: &mut serde_json::Value) {
             for (key, value) in object.iter_mut() {
                 match value {
                     serde_json::Value::String(text) if key == "description" => {
-                        let paragraphs: Vec<String> = text
-                            .split("\n\n")
-                            .map(|paragraph| paragraph.replace('\n', " "))
-                            .collect();
+                        let paragraphs: Vec<String> =
+                            text.split("\n\n").map(|paragraph| paragraph.replace('\n', " ")).collect();
                         *text = paragraphs.join("\n\n");
                     }
                     _ => unwrap_descriptions(value),

@@ -17,27 +17,21 @@ use serde_json::Value;
 use super::{
     node::{child_path, index_path},
     raw::{
-        RawBridge, RawConflictResolution, RawOAuth, RawServer, RawToolFilter, RawTransport,
-        RawTransportType, RawType,
+        RawBridge, RawConflictResolution, RawOAuth, RawServer, RawToolFilter, RawTransport, RawTransportType,
+        RawType,
     },
     settings::{
         Aggregation, BridgeSettings, ConfigReloadSettings, ConflictResolution, FailoverSettings,
-        HealthCheckSettings, OAuthSettings, RemoteKind, RemoteSettings, Secret, ServerSettings,
-        Settings, ToolFilter, TransportSettings,
+        HealthCheckSettings, OAuthSettings, RemoteKind, RemoteSettings, Secret, ServerSettings, Settings,
+        ToolFilter, TransportSettings,
     },
     validate::Report,
 };
 
 /// Builds the settings from a checked document, reporting every semantic problem. The
 /// result is only meaningful when `report` holds no problems.
-pub fn resolve(
-    source: &Path,
-    document: &Value,
-    server_order: &[String],
-    report: &mut Report,
-) -> Settings {
-    let bridge: RawBridge =
-        deserialize(document.get("bridge"), "bridge", report).unwrap_or_default();
+pub fn resolve(source: &Path, document: &Value, server_order: &[String], report: &mut Report) -> Settings {
+    let bridge: RawBridge = deserialize(document.get("bridge"), "bridge", report).unwrap_or_default();
     let servers = server_order
         .iter()
         .filter_map(|name| {
@@ -47,11 +41,7 @@ pub fn resolve(
             resolve_server(name, raw, &bridge, &path, report)
         })
         .collect();
-    Settings {
-        source: source.to_path_buf(),
-        servers,
-        bridge: resolve_bridge(bridge, report),
-    }
+    Settings { source: source.to_path_buf(), servers, bridge: resolve_bridge(bridge, report) }
 }
 
 /// Deserializes a checked value. This only fails if the schema let through something
@@ -64,9 +54,7 @@ fn deserialize<T: DeserializeOwned + Default>(
     let Some(value) = value else {
         return Some(T::default());
     };
-    serde_json::from_value(value.clone())
-        .map_err(|error| report.problem(path, error.to_string()))
-        .ok()
+    serde_json::from_value(value.clone()).map_err(|error| report.problem(path, error.to_string())).ok()
 }
 
 fn resolve_bridge(raw: RawBridge, report: &mut Report) -> BridgeSettings {
@@ -113,14 +101,8 @@ fn resolve_bridge(raw: RawBridge, report: &mut Report) -> BridgeSettings {
 
 /// `127.0.0.1` (any `127.x`), `::1` (also bracketed) or `localhost`.
 fn is_loopback(host: &str) -> bool {
-    let unbracketed = host
-        .strip_prefix('[')
-        .and_then(|host| host.strip_suffix(']'))
-        .unwrap_or(host);
-    host.eq_ignore_ascii_case("localhost")
-        || unbracketed
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    let unbracketed = host.strip_prefix('[').and_then(|host| host.strip_suffix(']')).unwrap_or(host);
+    host.eq_ignore_ascii_case("localhost") || unbracketed.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn resolve_server(
@@ -153,10 +135,7 @@ fn resolve_server(
             interval: Duration::from_millis(raw.health_check.interval),
             timeout: Duration::from_millis(raw.health_check.timeout),
         },
-        tool_filter: ToolFilter {
-            allow: raw.tool_filter.allow,
-            deny: raw.tool_filter.deny,
-        },
+        tool_filter: ToolFilter { allow: raw.tool_filter.allow, deny: raw.tool_filter.deny },
     })
 }
 
@@ -174,9 +153,9 @@ type Declaration = (&'static str, String, Declared);
 fn declarations(raw: &RawServer) -> Vec<Declaration> {
     let transport = raw.transport.map(|value| {
         let declared = match value {
-            RawTransport::StreamableHttp
-            | RawTransport::Http
-            | RawTransport::StreamableHttpDashed => Declared::StreamableHttp,
+            RawTransport::StreamableHttp | RawTransport::Http | RawTransport::StreamableHttpDashed => {
+                Declared::StreamableHttp
+            }
             RawTransport::Sse => Declared::Sse,
         };
         ("transport", spelling(&value), declared)
@@ -199,17 +178,10 @@ fn declarations(raw: &RawServer) -> Vec<Declaration> {
         };
         ("transportType", spelling(&value), declared)
     });
-    [transport, kind, transport_type]
-        .into_iter()
-        .flatten()
-        .collect()
+    [transport, kind, transport_type].into_iter().flatten().collect()
 }
 
-fn resolve_transport(
-    raw: &RawServer,
-    path: &str,
-    report: &mut Report,
-) -> Option<TransportSettings> {
+fn resolve_transport(raw: &RawServer, path: &str, report: &mut Report) -> Option<TransportSettings> {
     let declarations = declarations(raw);
     let declared = declarations.first();
     if let Some((field, spelled, first)) = declared
@@ -233,10 +205,7 @@ fn resolve_transport(
             if !report.is_tainted(&child_path(path, "command"))
                 && !report.is_tainted(&child_path(path, "url"))
             {
-                report.problem(
-                    path,
-                    "needs `command` (a local program to run) or `url` (a remote endpoint)",
-                );
+                report.problem(path, "needs `command` (a local program to run) or `url` (a remote endpoint)");
             }
             None
         }
@@ -255,7 +224,9 @@ fn resolve_transport(
             if let Some((field, spelled, Declared::Stdio)) = declared {
                 report.problem(
                     path,
-                    format!("`{field}` is `{spelled}`, which runs a local `command`, but this server has a `url`"),
+                    format!(
+                        "`{field}` is `{spelled}`, which runs a local `command`, but this server has a `url`"
+                    ),
                 );
             }
             let kind = match declared.map(|declaration| declaration.2) {
@@ -268,17 +239,9 @@ fn resolve_transport(
     }
 }
 
-fn resolve_stdio(
-    command: &str,
-    raw: &RawServer,
-    path: &str,
-    report: &mut Report,
-) -> TransportSettings {
+fn resolve_stdio(command: &str, raw: &RawServer, path: &str, report: &mut Report) -> TransportSettings {
     if !raw.headers.is_empty() {
-        report.problem(
-            &child_path(path, "headers"),
-            "`headers` only apply to remote (`url`) servers",
-        );
+        report.problem(&child_path(path, "headers"), "`headers` only apply to remote (`url`) servers");
     }
     if raw.oauth.is_some() {
         report.problem(
@@ -289,21 +252,15 @@ fn resolve_stdio(
     let env_path = child_path(path, "env");
     for (name, value) in &raw.env {
         if name.is_empty() || name.contains(['=', '\0']) {
-            report.problem(
-                &env_path,
-                format!("`{name}` is not a valid environment variable name"),
-            );
+            report.problem(&env_path, format!("`{name}` is not a valid environment variable name"));
         } else if value.contains('\0') {
-            report.problem(
-                &child_path(&env_path, name),
-                "must not contain a NUL character",
-            );
+            report.problem(&child_path(&env_path, name), "must not contain a NUL character");
         }
     }
     TransportSettings::Stdio {
         command: command.to_owned(),
         args: raw.args.clone(),
-        env: raw.env.clone(),
+        env: raw.env.iter().map(|(name, value)| (name.clone(), Secret::new(value.clone()))).collect(),
         cwd: raw.cwd.as_ref().map(Into::into),
     }
 }
@@ -315,17 +272,13 @@ fn resolve_remote(
     path: &str,
     report: &mut Report,
 ) -> TransportSettings {
-    for (field, present) in [
-        ("args", !raw.args.is_empty()),
-        ("env", !raw.env.is_empty()),
-        ("cwd", raw.cwd.is_some()),
-    ] {
+    for (field, present) in
+        [("args", !raw.args.is_empty()), ("env", !raw.env.is_empty()), ("cwd", raw.cwd.is_some())]
+    {
         if present {
             report.problem(
                 &child_path(path, field),
-                format!(
-                    "`{field}` only applies to local (`command`) servers; this server has a `url`"
-                ),
+                format!("`{field}` only applies to local (`command`) servers; this server has a `url`"),
             );
         }
     }
@@ -333,29 +286,17 @@ fn resolve_remote(
     let headers_path = child_path(path, "headers");
     for (name, value) in &raw.headers {
         if name.is_empty() || !name.chars().all(is_header_name_char) {
-            report.problem(
-                &headers_path,
-                format!("`{name}` is not a valid HTTP header name"),
-            );
+            report.problem(&headers_path, format!("`{name}` is not a valid HTTP header name"));
         } else if value.contains(['\r', '\n', '\0']) {
-            report.problem(
-                &child_path(&headers_path, name),
-                "must not contain a line break or NUL character",
-            );
+            report
+                .problem(&child_path(&headers_path, name), "must not contain a line break or NUL character");
         }
     }
-    let oauth = raw
-        .oauth
-        .as_ref()
-        .map(|oauth| resolve_oauth(oauth, &child_path(path, "oauth"), report));
+    let oauth = raw.oauth.as_ref().map(|oauth| resolve_oauth(oauth, &child_path(path, "oauth"), report));
     TransportSettings::Remote(RemoteSettings {
         url: url.to_owned(),
         kind,
-        headers: raw
-            .headers
-            .iter()
-            .map(|(name, value)| (name.clone(), Secret::new(value)))
-            .collect(),
+        headers: raw.headers.iter().map(|(name, value)| (name.clone(), Secret::new(value))).collect(),
         verify_ssl: raw.verify_ssl && raw.oauth.as_ref().is_none_or(|oauth| oauth.verify_ssl),
         oauth,
     })
@@ -398,10 +339,7 @@ fn check_url(text: &str, path: &str, report: &mut Report) {
         Ok(url) if matches!(url.scheme(), "http" | "https") => {}
         Ok(url) => report.problem(
             path,
-            format!(
-                "`{text}` is not an `http://` or `https://` URL (its scheme is `{}`)",
-                url.scheme()
-            ),
+            format!("`{text}` is not an `http://` or `https://` URL (its scheme is `{}`)", url.scheme()),
         ),
         Err(error) => report.problem(path, format!("`{text}` is not a valid URL: {error}")),
     }
@@ -413,10 +351,7 @@ fn check_tool_filter(filter: &RawToolFilter, path: &str, report: &mut Report) {
             if let Err(error) = glob::Pattern::new(pattern) {
                 report.problem(
                     &index_path(&child_path(path, field), index),
-                    format!(
-                        "invalid glob `{pattern}`: {} at character {}",
-                        error.msg, error.pos
-                    ),
+                    format!("invalid glob `{pattern}`: {} at character {}", error.msg, error.pos),
                 );
             }
         }

@@ -64,8 +64,9 @@ pub enum TransportSettings {
     Stdio {
         command: String,
         args: Vec<String>,
-        /// Added to (not replacing) the bridge's own environment.
-        env: BTreeMap<String, String>,
+        /// Added to (not replacing) the bridge's own environment. Values often hold
+        /// tokens, so they are secrets.
+        env: BTreeMap<String, Secret>,
         cwd: Option<PathBuf>,
     },
     /// A remote endpoint.
@@ -131,9 +132,8 @@ pub struct ToolFilter {
 
 impl ToolFilter {
     pub fn allows(&self, tool: &str) -> bool {
-        let matches = |pattern: &String| {
-            glob::Pattern::new(pattern).is_ok_and(|pattern| pattern.matches(tool))
-        };
+        let matches =
+            |pattern: &String| glob::Pattern::new(pattern).is_ok_and(|pattern| pattern.matches(tool));
         (self.allow.is_empty() || self.allow.iter().any(matches)) && !self.deny.iter().any(matches)
     }
 }

@@ -16,10 +16,7 @@ pub type SyntaxError = (usize, usize, String);
 
 /// The first syntax error in `text`, if the scanner finds one.
 pub fn first_error(text: &str) -> Option<SyntaxError> {
-    let mut scanner = Scanner {
-        chars: text.chars().collect(),
-        position: 0,
-    };
+    let mut scanner = Scanner { chars: text.chars().collect(), position: 0 };
     let result = scanner.document();
     result.err().map(|(position, message)| {
         let (line, column) = line_column(&scanner.chars, position);
@@ -104,8 +101,7 @@ impl Scanner {
                     )),
                 }
             }
-            _ => Err(self
-                .unexpected("a value (object, array, string, number, `true`, `false` or `null`)")),
+            _ => Err(self.unexpected("a value (object, array, string, number, `true`, `false` or `null`)")),
         }
     }
 
@@ -163,10 +159,7 @@ impl Scanner {
         loop {
             match self.peek() {
                 None => {
-                    return Err((
-                        start,
-                        format!("unterminated string; close it with `{quote}`"),
-                    ));
+                    return Err((start, format!("unterminated string; close it with `{quote}`")));
                 }
                 Some('\\') => self.position += 2,
                 Some('\n' | '\r') => {
@@ -213,10 +206,7 @@ impl Scanner {
         let start = self.position;
         while let Some(c) = self.peek() {
             let exponent_sign = matches!(c, '+' | '-')
-                && matches!(
-                    self.chars.get(self.position.wrapping_sub(1)),
-                    Some('e' | 'E')
-                );
+                && matches!(self.chars.get(self.position.wrapping_sub(1)), Some('e' | 'E'));
             if !(is_identifier_char(c) || c == '.' || exponent_sign) {
                 break;
             }
@@ -229,10 +219,8 @@ impl Scanner {
         let found = match self.peek() {
             None => "the end of the file".to_owned(),
             Some(c) if is_identifier_char(c) => {
-                let word: String = self.chars[self.position..]
-                    .iter()
-                    .take_while(|&&c| is_identifier_char(c))
-                    .collect();
+                let word: String =
+                    self.chars[self.position..].iter().take_while(|&&c| is_identifier_char(c)).collect();
                 format!("`{word}`")
             }
             Some(c) => format!("`{c}`"),
@@ -244,10 +232,7 @@ impl Scanner {
         let (line, column) = line_column(&self.chars, open);
         (
             self.position,
-            format!(
-                "unexpected end of file; the `{}` at {line}:{column} is never closed",
-                self.chars[open]
-            ),
+            format!("unexpected end of file; the `{}` at {line}:{column} is never closed", self.chars[open]),
         )
     }
 }
@@ -269,8 +254,7 @@ fn is_number(word: &str) -> bool {
     };
     let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
     let digits = |part: &str| part.chars().all(|c| c.is_ascii_digit());
-    let mantissa_ok =
-        (!whole.is_empty() || !fraction.is_empty()) && digits(whole) && digits(fraction);
+    let mantissa_ok = (!whole.is_empty() || !fraction.is_empty()) && digits(whole) && digits(fraction);
     let exponent_ok = exponent.is_none_or(|exponent| {
         let unsigned = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
         !unsigned.is_empty() && digits(unsigned)
@@ -296,19 +280,13 @@ mod tests {
     fn valid_json5() {
         check("{}", "ok");
         check("  {  } // trailing comment", "ok");
-        check(
-            "/* a */ { /* b */ a: 1, 'b': \"2\", $c_d: [1, 2,], } /* c */",
-            "ok",
-        );
+        check("/* a */ { /* b */ a: 1, 'b': \"2\", $c_d: [1, 2,], } /* c */", "ok");
         check(
             r#"{ "s": "esc \" \\ \n \u00e9", 's2': 'it\'s', "cont": "a\
 b" }"#,
             "ok",
         );
-        check(
-            "[1, -2, +3, 1.5, .5, 5., 1e3, 1E-3, 2.5e+10, 0x1F, -0XaB, Infinity, -Infinity, NaN]",
-            "ok",
-        );
+        check("[1, -2, +3, 1.5, .5, 5., 1e3, 1E-3, 2.5e+10, 0x1F, -0XaB, Infinity, -Infinity, NaN]", "ok");
         check("[true, false, null, [], {}]", "ok");
         check("{ ünïcødé: 1, 'x': 'ünï' }", "ok");
         check("\u{feff}{}", "ok");
@@ -316,35 +294,14 @@ b" }"#,
 
     #[test]
     fn errors() {
-        check(
-            "{\n  \"a\": 1\n  \"b\": 2\n}",
-            "3:3: expected `,` or `}`, found `\"`; is a comma missing?",
-        );
-        check(
-            "[1 2]",
-            "1:4: expected `,` or `]`, found `2`; is a comma missing?",
-        );
-        check(
-            "{ \"a\": npx }",
-            "1:8: unexpected `npx`; a string value needs quotes: `\"npx\"`",
-        );
-        check(
-            "{ \"a\": 1,, }",
-            "1:10: expected a key (a quoted string or a name) or `}`, found `,`",
-        );
+        check("{\n  \"a\": 1\n  \"b\": 2\n}", "3:3: expected `,` or `}`, found `\"`; is a comma missing?");
+        check("[1 2]", "1:4: expected `,` or `]`, found `2`; is a comma missing?");
+        check("{ \"a\": npx }", "1:8: unexpected `npx`; a string value needs quotes: `\"npx\"`");
+        check("{ \"a\": 1,, }", "1:10: expected a key (a quoted string or a name) or `}`, found `,`");
         check("{ \"a\" 1 }", "1:7: expected `:` after the key, found `1`");
-        check(
-            "{\n \"a\": 1\n",
-            "3:1: unexpected end of file; the `{` at 1:1 is never closed",
-        );
-        check(
-            "{ \"a\": [1, 2 }",
-            "1:14: expected `,` or `]`, found `}`; is a comma missing?",
-        );
-        check(
-            "{ \"a\": 'x }",
-            "1:8: unterminated string; close it with `'`",
-        );
+        check("{\n \"a\": 1\n", "3:1: unexpected end of file; the `{` at 1:1 is never closed");
+        check("{ \"a\": [1, 2 }", "1:14: expected `,` or `]`, found `}`; is a comma missing?");
+        check("{ \"a\": 'x }", "1:8: unterminated string; close it with `'`");
         check(
             "{ \"a\": \"x\ny\" }",
             "1:10: line break inside a string; close the string with `\"` before it, or write `\\n`",
@@ -356,10 +313,7 @@ b" }"#,
             "{ \"a\": } ",
             "1:8: expected a value (object, array, string, number, `true`, `false` or `null`), found `}`",
         );
-        check(
-            "{} {}",
-            "1:4: expected the end of the file after the top-level value, found `{`",
-        );
+        check("{} {}", "1:4: expected the end of the file after the top-level value, found `{`");
         check("/* open", "1:1: unterminated `/*` comment");
         check(
             "",

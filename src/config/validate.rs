@@ -46,13 +46,10 @@ impl Report {
 
     /// Whether `path`, or something inside it, already has a problem.
     pub fn is_tainted(&self, path: &str) -> bool {
-        self.tainted
-            .range(path.to_owned()..)
-            .take_while(|tainted| tainted.starts_with(path))
-            .any(|tainted| {
-                let rest = &tainted[path.len()..];
-                rest.is_empty() || rest.starts_with(['.', '['])
-            })
+        self.tainted.range(path.to_owned()..).take_while(|tainted| tainted.starts_with(path)).any(|tainted| {
+            let rest = &tainted[path.len()..];
+            rest.is_empty() || rest.starts_with(['.', '['])
+        })
     }
 }
 
@@ -70,39 +67,27 @@ pub fn check(node: &Node, schema: &Value, path: &str, report: &mut Report) -> Op
         return check(node, branch, path, report);
     }
     if !type_matches(node, schema) {
-        report.problem(
-            path,
-            format!("expected {}, found {}", describe(schema), node.kind()),
-        );
+        report.problem(path, format!("expected {}, found {}", describe(schema), node.kind()));
         return None;
     }
     match node {
         Node::Null => Some(Value::Null),
         Node::Bool(value) => Some(Value::Bool(*value)),
-        Node::Integer(value) => {
-            check_range(*value as f64, schema, path, report).then(|| Value::from(*value))
-        }
+        Node::Integer(value) => check_range(*value as f64, schema, path, report).then(|| Value::from(*value)),
         Node::Float(value) => match serde_json::Number::from_f64(*value) {
-            Some(number) => {
-                check_range(*value, schema, path, report).then_some(Value::Number(number))
-            }
+            Some(number) => check_range(*value, schema, path, report).then_some(Value::Number(number)),
             None => {
                 report.problem(path, format!("expected a finite number, found `{value}`"));
                 None
             }
         },
-        Node::String(text) => {
-            check_string(text, schema, path, report).then(|| Value::String(text.clone()))
-        }
+        Node::String(text) => check_string(text, schema, path, report).then(|| Value::String(text.clone())),
         Node::Array(items) => {
             let item_schema = schema.get("items");
-            let checked = items
-                .iter()
-                .enumerate()
-                .filter_map(|(index, item)| match item_schema {
-                    Some(item_schema) => check(item, item_schema, &index_path(path, index), report),
-                    None => Some(to_value(item)),
-                });
+            let checked = items.iter().enumerate().filter_map(|(index, item)| match item_schema {
+                Some(item_schema) => check(item, item_schema, &index_path(path, index), report),
+                None => Some(to_value(item)),
+            });
             Some(Value::Array(checked.collect()))
         }
         Node::Object(members) => Some(Value::Object(check_object(members, schema, path, report))),
@@ -116,20 +101,14 @@ fn check_object(
     report: &mut Report,
 ) -> Map<String, Value> {
     let empty = Map::new();
-    let properties = schema
-        .get("properties")
-        .and_then(Value::as_object)
-        .unwrap_or(&empty);
+    let properties = schema.get("properties").and_then(Value::as_object).unwrap_or(&empty);
     let additional = schema.get("additionalProperties");
     let mut checked = Map::new();
     let mut seen = BTreeSet::new();
     for (key, value) in members {
         let member_path = child_path(path, key);
         if !seen.insert(key.as_str()) {
-            report.problem(
-                path,
-                format!("duplicate key `{key}`; each key may appear only once"),
-            );
+            report.problem(path, format!("duplicate key `{key}`; each key may appear only once"));
         }
         let member_schema = match (properties.get(key), additional) {
             (Some(member_schema), _) => member_schema,
@@ -144,29 +123,15 @@ fn check_object(
             checked.insert(key.clone(), value);
         }
     }
-    for required in schema
-        .get("required")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        if let Some(required) = required
-            .as_str()
-            .filter(|required| !seen.contains(required))
-        {
+    for required in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
+        if let Some(required) = required.as_str().filter(|required| !seen.contains(required)) {
             report.problem(path, format!("missing field `{required}`"));
         }
     }
     checked
 }
 
-fn unknown_key(
-    key: &str,
-    value: &Node,
-    properties: &Map<String, Value>,
-    path: &str,
-    report: &mut Report,
-) {
+fn unknown_key(key: &str, value: &Node, properties: &Map<String, Value>, path: &str, report: &mut Report) {
     report.taint(child_path(path, key));
     let looks_like_server = matches!(value, Node::Object(members)
         if members.iter().any(|(name, _)| name == "command" || name == "url"));
@@ -178,10 +143,7 @@ fn unknown_key(
         report.taint(child_path(path, suggestion));
         format!("unknown field `{key}`; did you mean `{suggestion}`?")
     } else {
-        format!(
-            "unknown field `{key}`; expected one of {}",
-            backticked(properties.keys())
-        )
+        format!("unknown field `{key}`; expected one of {}", backticked(properties.keys()))
     };
     report.problem(path, message);
 }
@@ -195,13 +157,7 @@ fn check_string(text: &str, schema: &Value, path: &str, report: &mut Report) -> 
         let hint = did_you_mean(text, names.clone())
             .map(|name| format!("; did you mean `{name}`?"))
             .unwrap_or_default();
-        report.problem(
-            path,
-            format!(
-                "unknown value `{text}`{hint} (expected one of {})",
-                backticked(names)
-            ),
-        );
+        report.problem(path, format!("unknown value `{text}`{hint} (expected one of {})", backticked(names)));
         return false;
     }
     let min_length = schema.get("minLength").and_then(Value::as_u64).unwrap_or(0);
@@ -297,15 +253,9 @@ fn describe(schema: &Value) -> String {
         return describe(branch);
     }
     if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
-        return format!(
-            "one of {}",
-            backticked(allowed.iter().filter_map(Value::as_str))
-        );
+        return format!("one of {}", backticked(allowed.iter().filter_map(Value::as_str)));
     }
-    let kind = schema_types(schema)
-        .into_iter()
-        .find(|name| *name != "null")
-        .unwrap_or("any value");
+    let kind = schema_types(schema).into_iter().find(|name| *name != "null").unwrap_or("any value");
     match kind {
         "boolean" => "`true` or `false`".to_owned(),
         "integer" => "an integer".to_owned(),
@@ -329,40 +279,26 @@ fn to_value(node: &Node) -> Value {
         Node::Null => Value::Null,
         Node::Bool(value) => Value::Bool(*value),
         Node::Integer(value) => Value::from(*value),
-        Node::Float(value) => {
-            serde_json::Number::from_f64(*value).map_or(Value::Null, Value::Number)
-        }
+        Node::Float(value) => serde_json::Number::from_f64(*value).map_or(Value::Null, Value::Number),
         Node::String(text) => Value::String(text.clone()),
         Node::Array(items) => Value::Array(items.iter().map(to_value).collect()),
-        Node::Object(members) => Value::Object(
-            members
-                .iter()
-                .map(|(key, value)| (key.clone(), to_value(value)))
-                .collect(),
-        ),
+        Node::Object(members) => {
+            Value::Object(members.iter().map(|(key, value)| (key.clone(), to_value(value))).collect())
+        }
     }
 }
 
 fn backticked<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> String {
-    let names: Vec<String> = names
-        .into_iter()
-        .map(|name| format!("`{}`", name.as_ref()))
-        .collect();
+    let names: Vec<String> = names.into_iter().map(|name| format!("`{}`", name.as_ref())).collect();
     names.join(", ")
 }
 
 /// The known name closest to `unknown`, if one is close enough to be a likely typo.
 /// Case, `_` and `-` are ignored (`tool_namespace` → `toolNamespace`), and a known name
 /// that ends or starts with the unknown one counts too (`servers` → `mcpServers`).
-pub fn did_you_mean<'a>(
-    unknown: &str,
-    known: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub fn did_you_mean<'a>(unknown: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let normalize = |name: &str| -> Vec<char> {
-        name.chars()
-            .filter(|c| !matches!(c, '_' | '-'))
-            .flat_map(char::to_lowercase)
-            .collect()
+        name.chars().filter(|c| !matches!(c, '_' | '-')).flat_map(char::to_lowercase).collect()
     };
     let unknown = normalize(unknown);
     let limit = (unknown.len() / 3).clamp(1, 3);
@@ -370,13 +306,9 @@ pub fn did_you_mean<'a>(
         .into_iter()
         .filter_map(|name| {
             let candidate = normalize(name);
-            let affix = unknown.len() >= 5
-                && (candidate.ends_with(&unknown) || candidate.starts_with(&unknown));
-            let distance = if affix {
-                1
-            } else {
-                levenshtein(&unknown, &candidate)
-            };
+            let affix =
+                unknown.len() >= 5 && (candidate.ends_with(&unknown) || candidate.starts_with(&unknown));
+            let distance = if affix { 1 } else { levenshtein(&unknown, &candidate) };
             (distance <= limit).then_some((distance, name))
         })
         .min_by_key(|(distance, _)| *distance)
@@ -404,17 +336,8 @@ mod tests {
 
     #[track_caller]
     fn check_suggestion(unknown: &str, expected: Option<&str>) {
-        let known = [
-            "command",
-            "args",
-            "env",
-            "url",
-            "toolNamespace",
-            "mcpServers",
-            "verify_ssl",
-            "timeout",
-            "tags",
-        ];
+        let known =
+            ["command", "args", "env", "url", "toolNamespace", "mcpServers", "verify_ssl", "timeout", "tags"];
         assert_eq!(did_you_mean(unknown, known), expected, "unknown: {unknown}");
     }
 
@@ -441,12 +364,8 @@ mod tests {
 
     #[test]
     fn distances() {
-        let distance = |a: &str, b: &str| {
-            levenshtein(
-                &a.chars().collect::<Vec<_>>(),
-                &b.chars().collect::<Vec<_>>(),
-            )
-        };
+        let distance =
+            |a: &str, b: &str| levenshtein(&a.chars().collect::<Vec<_>>(), &b.chars().collect::<Vec<_>>());
         assert_eq!(distance("", ""), 0);
         assert_eq!(distance("abc", ""), 3);
         assert_eq!(distance("", "abc"), 3);
@@ -497,8 +416,7 @@ mod tests {
             for (keyword, value) in object {
                 let here = format!("{path}/{keyword}");
                 assert!(
-                    UNDERSTOOD.contains(&keyword.as_str())
-                        || ANNOTATIONS.contains(&keyword.as_str()),
+                    UNDERSTOOD.contains(&keyword.as_str()) || ANNOTATIONS.contains(&keyword.as_str()),
                     "the validator does not understand `{here}`"
                 );
                 match keyword.as_str() {
@@ -507,11 +425,7 @@ mod tests {
                         .into_iter()
                         .flatten()
                         .for_each(|(name, sub)| visit(sub, &format!("{here}/{name}"))),
-                    "anyOf" => value
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .for_each(|sub| visit(sub, &here)),
+                    "anyOf" => value.as_array().into_iter().flatten().for_each(|sub| visit(sub, &here)),
                     "items" | "additionalProperties" => visit(value, &here),
                     _ => {}
                 }

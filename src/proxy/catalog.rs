@@ -96,7 +96,8 @@ impl Catalog {
         let mut tools = Vec::new();
         let mut prompts = Vec::new();
         for (order, state) in view.upstreams.iter().enumerate() {
-            let (Some(server), Some(upstream_catalog)) = (settings.server(&state.name), &state.catalog) else {
+            let (Some(server), Some(upstream_catalog)) = (settings.server(&state.name), &state.catalog)
+            else {
                 continue;
             };
             let namespace = |configured: &Option<String>| {
@@ -226,7 +227,11 @@ impl Catalog {
                 let exposed =
                     if namespaced { naming::namespaced_uri(&host, &original) } else { original.clone() };
                 if !namespaced {
-                    self.template_routes.push((literal_prefix(&exposed), state.name.clone(), literal_prefix(&original)));
+                    self.template_routes.push((
+                        literal_prefix(&exposed),
+                        state.name.clone(),
+                        literal_prefix(&original),
+                    ));
                 }
                 let mut template = template.clone();
                 template.uri_template = exposed;
@@ -234,7 +239,7 @@ impl Catalog {
             }
         }
         // Longest prefix first, so the most specific template wins.
-        self.template_routes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        self.template_routes.sort_by_key(|route| std::cmp::Reverse(route.0.len()));
     }
 
     /// Route of an exposed tool name; a tool of an upstream that is down routes too, so
@@ -316,7 +321,10 @@ fn resolve<T>(
         if group.is_empty() {
             order.push(candidate.exposed.clone());
         }
-        if group.iter().any(|other| other.upstream == candidate.upstream && other.original == candidate.original) {
+        if group
+            .iter()
+            .any(|other| other.upstream == candidate.upstream && other.original == candidate.original)
+        {
             tracing::warn!(upstream = %candidate.upstream, "{kind} `{}` is listed twice; keeping the first", candidate.original);
             continue;
         }
@@ -330,14 +338,19 @@ fn resolve<T>(
             resolved.push((candidate.exposed.clone(), candidate));
             continue;
         }
-        let names = group.iter().map(|candidate| format!("`{}`", candidate.upstream)).collect::<Vec<_>>().join(", ");
+        let names =
+            group.iter().map(|candidate| format!("`{}`", candidate.upstream)).collect::<Vec<_>>().join(", ");
         let across_upstreams = group.iter().any(|candidate| candidate.upstream != group[0].upstream);
         match policy {
             _ if !across_upstreams => disambiguate(group, &mut resolved),
             ConflictResolution::Namespace => disambiguate(group, &mut resolved),
             ConflictResolution::Priority | ConflictResolution::First => {
                 group.sort_by_key(|candidate| {
-                    if policy == ConflictResolution::Priority { (candidate.priority, candidate.order) } else { (0, candidate.order) }
+                    if policy == ConflictResolution::Priority {
+                        (candidate.priority, candidate.order)
+                    } else {
+                        (0, candidate.order)
+                    }
                 });
                 let winner = group.remove(0);
                 tracing::info!(
@@ -360,7 +373,8 @@ fn resolve<T>(
     let mut seen = HashSet::new();
     for (exposed, candidate) in &mut resolved {
         if !seen.insert(exposed.clone()) {
-            *exposed = with_hash_suffix(exposed, &format!("{}\u{0}{}", candidate.upstream, candidate.original));
+            *exposed =
+                with_hash_suffix(exposed, &format!("{}\u{0}{}", candidate.upstream, candidate.original));
             seen.insert(exposed.clone());
         }
     }
@@ -372,7 +386,10 @@ fn resolve<T>(
 fn disambiguate<T>(group: Vec<Candidate<T>>, resolved: &mut Vec<(String, Candidate<T>)>) {
     for candidate in group {
         let exposed = if candidate.namespaced {
-            with_hash_suffix(&candidate.exposed, &format!("{}\u{0}{}", candidate.upstream, candidate.original))
+            with_hash_suffix(
+                &candidate.exposed,
+                &format!("{}\u{0}{}", candidate.upstream, candidate.original),
+            )
         } else {
             exposed_name(Some(&candidate.upstream), &candidate.original)
         };

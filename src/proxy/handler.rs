@@ -10,9 +10,10 @@ use rmcp::{
         CompleteRequestParams, CompleteResult, GetPromptRequest, GetPromptRequestParams, GetPromptResponse,
         Implementation, InitializeRequestParams, InitializeResult, ListPromptsResult,
         ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
-        ProtocolVersion, ReadResourceRequest, ReadResourceRequestParams, ReadResourceResponse, Reference, ResourceContents,
-        RootsListChangedNotification, ServerCapabilities, ServerInfo, ServerResult, SetLevelRequestParams,
-        SubscribeRequest, SubscribeRequestParams, UnsubscribeRequest, UnsubscribeRequestParams,
+        ProtocolVersion, ReadResourceRequest, ReadResourceRequestParams, ReadResourceResponse, Reference,
+        ResourceContents, RootsListChangedNotification, ServerCapabilities, ServerInfo, ServerResult,
+        SetLevelRequestParams, SubscribeRequest, SubscribeRequestParams, UnsubscribeRequest,
+        UnsubscribeRequestParams,
     },
     service::{NotificationContext, RequestContext},
 };
@@ -137,10 +138,12 @@ impl ServerHandler for Bridge {
             .await
             .ok_or_else(|| ErrorData::invalid_params(format!("unknown prompt `{}`", request.name), None))?;
         request.name = route.name.clone();
-        let result = self.forward(&route, ClientRequest::GetPromptRequest(GetPromptRequest::new(request)), &context).await?;
+        let result = self
+            .forward(&route, ClientRequest::GetPromptRequest(GetPromptRequest::new(request)), &context)
+            .await?;
         expect_result(result, |result| match result {
             ServerResult::GetPromptResult(result) => Ok(result),
-            other => Err(other),
+            other => Err(Box::new(other)),
         })
         .map(GetPromptResponse::from)
     }
@@ -171,11 +174,12 @@ impl ServerHandler for Bridge {
         let exposed = request.uri.clone();
         let route = self.resource_route(&request.uri).await?;
         request.uri = route.name.clone();
-        let result =
-            self.forward(&route, ClientRequest::ReadResourceRequest(ReadResourceRequest::new(request)), &context).await?;
+        let result = self
+            .forward(&route, ClientRequest::ReadResourceRequest(ReadResourceRequest::new(request)), &context)
+            .await?;
         let mut result = expect_result(result, |result| match result {
             ServerResult::ReadResourceResult(result) => Ok(result),
-            other => Err(other),
+            other => Err(Box::new(other)),
         })?;
         // Contents name the URI they belong to: give the client back the one it asked for.
         for contents in &mut result.contents {
@@ -189,10 +193,15 @@ impl ServerHandler for Bridge {
         Ok(ReadResourceResponse::from(result))
     }
 
-    async fn subscribe(&self, mut request: SubscribeRequestParams, context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
+    async fn subscribe(
+        &self,
+        mut request: SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
         let route = self.resource_route(&request.uri).await?;
         request.uri = route.name.clone();
-        self.forward(&route, ClientRequest::SubscribeRequest(SubscribeRequest::new(request)), &context).await?;
+        self.forward(&route, ClientRequest::SubscribeRequest(SubscribeRequest::new(request)), &context)
+            .await?;
         Ok(())
     }
 
@@ -203,7 +212,8 @@ impl ServerHandler for Bridge {
     ) -> Result<(), ErrorData> {
         let route = self.resource_route(&request.uri).await?;
         request.uri = route.name.clone();
-        self.forward(&route, ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(request)), &context).await?;
+        self.forward(&route, ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(request)), &context)
+            .await?;
         Ok(())
     }
 
@@ -233,20 +243,27 @@ impl ServerHandler for Bridge {
             // Nothing to complete against: an empty completion, not an error.
             return Ok(CompleteResult::default());
         };
-        let result = self.forward(&route, ClientRequest::CompleteRequest(CompleteRequest::new(request)), &context).await?;
+        let result = self
+            .forward(&route, ClientRequest::CompleteRequest(CompleteRequest::new(request)), &context)
+            .await?;
         expect_result(result, |result| match result {
             ServerResult::CompleteResult(result) => Ok(result),
-            other => Err(other),
+            other => Err(Box::new(other)),
         })
     }
 
-    async fn set_level(&self, request: SetLevelRequestParams, _context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
         self.upstreams.set_log_level(request.level).await;
         Ok(())
     }
 
     async fn on_roots_list_changed(&self, _context: NotificationContext<RoleServer>) {
-        let notification = ClientNotification::RootsListChangedNotification(RootsListChangedNotification::default());
+        let notification =
+            ClientNotification::RootsListChangedNotification(RootsListChangedNotification::default());
         self.upstreams.notify_all(notification).await;
     }
 }

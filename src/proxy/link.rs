@@ -51,7 +51,9 @@ impl DownstreamLink {
         let method = method_of(&request);
         let Some(peer) = self.peer.get() else {
             return Err(ErrorData::internal_error(
-                format!("`{method}` from upstream `{from}` cannot be answered: no MCP client is connected to the bridge"),
+                format!(
+                    "`{method}` from upstream `{from}` cannot be answered: no MCP client is connected to the bridge"
+                ),
                 None,
             ));
         };
@@ -110,7 +112,9 @@ fn missing_capability(request: &ServerRequest, capabilities: &ClientCapabilities
 fn client_error(method: &str, error: ServiceError) -> ErrorData {
     match error {
         ServiceError::McpError(error) => error,
-        other => ErrorData::internal_error(format!("the MCP client did not answer `{method}`: {other}"), None),
+        other => {
+            ErrorData::internal_error(format!("the MCP client did not answer `{method}`: {other}"), None)
+        }
     }
 }
 

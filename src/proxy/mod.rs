@@ -21,8 +21,8 @@ use std::sync::Arc;
 
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResult, ClientRequest, ContentBlock,
-    PromptListChangedNotification, ResourceListChangedNotification, ServerNotification,
-    ServerResult, ToolListChangedNotification,
+    PromptListChangedNotification, ResourceListChangedNotification, ServerNotification, ServerResult,
+    ToolListChangedNotification,
 };
 use serde::de::DeserializeOwned;
 use tokio::{sync::watch, time::Instant};
@@ -131,13 +131,15 @@ impl Bridge {
         match self.upstreams.request(&route.upstream, request, options).await {
             Ok(result) => expect_result(result, |result| match result {
                 ServerResult::CallToolResult(result) => Ok(result),
-                other => Err(other),
+                other => Err(Box::new(other)),
             }),
             Err(UpstreamError::Mcp(error)) => Err(error),
             Err(UpstreamError::Cancelled) => Err(rmcp::ErrorData::internal_error("request cancelled", None)),
             Err(error) => {
                 tracing::warn!(tool = %exposed, "tool call failed: {error}");
-                Ok(CallToolResult::error(vec![ContentBlock::text(format!("cannot call `{exposed}`: {error}"))]))
+                Ok(CallToolResult::error(vec![ContentBlock::text(format!(
+                    "cannot call `{exposed}`: {error}"
+                ))]))
             }
         }
     }
@@ -153,10 +155,10 @@ impl Bridge {
 /// untagged union, so a result can land in a neighbouring variant; re-decode it then.
 fn expect_result<T: DeserializeOwned>(
     result: ServerResult,
-    pick: impl FnOnce(ServerResult) -> Result<T, ServerResult>,
+    pick: impl FnOnce(ServerResult) -> Result<T, Box<ServerResult>>,
 ) -> Result<T, rmcp::ErrorData> {
     pick(result).or_else(|other| {
-        serde_json::to_value(other).and_then(serde_json::from_value).map_err(|error| {
+        serde_json::to_value(*other).and_then(serde_json::from_value).map_err(|error| {
             rmcp::ErrorData::internal_error(format!("the upstream sent a malformed result: {error}"), None)
         })
     })
@@ -183,11 +185,14 @@ async fn maintain_catalog(
         if let Some(peer) = link.peer() {
             let mut notifications = Vec::new();
             if tools_changed {
-                notifications.push(ServerNotification::ToolListChangedNotification(ToolListChangedNotification::default()));
+                notifications.push(ServerNotification::ToolListChangedNotification(
+                    ToolListChangedNotification::default(),
+                ));
             }
             if prompts_changed {
-                notifications
-                    .push(ServerNotification::PromptListChangedNotification(PromptListChangedNotification::default()));
+                notifications.push(ServerNotification::PromptListChangedNotification(
+                    PromptListChangedNotification::default(),
+                ));
             }
             if resources_changed {
                 notifications.push(ServerNotification::ResourceListChangedNotification(

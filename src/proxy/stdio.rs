@@ -21,7 +21,10 @@ use std::{
 };
 
 use rmcp::{
-    model::{ClientJsonRpcMessage, ClientNotification, ClientRequest, JsonRpcMessage, RequestId, ServerJsonRpcMessage},
+    model::{
+        ClientJsonRpcMessage, ClientNotification, ClientRequest, JsonRpcMessage, RequestId,
+        ServerJsonRpcMessage,
+    },
     service::{RoleServer, RxJsonRpcMessage, TxJsonRpcMessage},
     transport::Transport,
 };
@@ -82,7 +85,8 @@ pub fn stdio(max_bytes: usize, stdin_closed: CancellationToken) -> StdioTranspor
     if let Err(error) = spawned {
         tracing::error!("cannot start the stdin thread: {error}");
     }
-    if let Err(error) = std::thread::Builder::new().name("stdout".into()).spawn(move || write_stdout(out_rx)) {
+    if let Err(error) = std::thread::Builder::new().name("stdout".into()).spawn(move || write_stdout(out_rx))
+    {
         tracing::error!("cannot start the stdout thread: {error}");
     }
     StdioTransport { incoming, outbox }
@@ -120,21 +124,25 @@ fn read_stdin(mut input: impl BufRead, outbox: &Outbox, incoming: &mpsc::Sender<
                 outbox.reply_error(
                     Value::Null,
                     -32600,
-                    format!("message larger than the {} byte limit (`bridge.maxMessageBytes`)", outbox.max_bytes),
+                    format!(
+                        "message larger than the {} byte limit (`bridge.maxMessageBytes`)",
+                        outbox.max_bytes
+                    ),
                 );
                 oversized = false;
-            } else if let Some(message) = parse_line(&line, outbox) {
-                if incoming.blocking_send(message).is_err() {
-                    break;
-                }
+            } else if let Some(message) = parse_line(&line, outbox)
+                && incoming.blocking_send(message).is_err()
+            {
+                break;
             }
             line.clear();
         }
     }
-    if !line.is_empty() && !oversized {
-        if let Some(message) = parse_line(&line, outbox) {
-            let _ = incoming.blocking_send(message);
-        }
+    if !line.is_empty()
+        && !oversized
+        && let Some(message) = parse_line(&line, outbox)
+    {
+        let _ = incoming.blocking_send(message);
     }
 }
 

@@ -9,6 +9,7 @@
 
 use std::{collections::BTreeMap, path::PathBuf, process::Stdio, time::Duration};
 
+use crate::config::Secret;
 use tokio::{
     io::{AsyncRead, AsyncReadExt},
     process::{Child, ChildStdin, ChildStdout, Command},
@@ -26,7 +27,7 @@ const MAX_STDERR_BYTES: usize = 8 * 1024 * 1024;
 pub struct SpawnSpec<'a> {
     pub command: &'a str,
     pub args: &'a [String],
-    pub env: &'a BTreeMap<String, String>,
+    pub env: &'a BTreeMap<String, Secret>,
     pub cwd: Option<&'a PathBuf>,
 }
 
@@ -43,7 +44,7 @@ pub fn spawn(upstream: &str, spec: &SpawnSpec<'_>) -> Result<Spawned, String> {
     let mut command = Command::new(spec.command);
     command
         .args(spec.args)
-        .envs(spec.env)
+        .envs(spec.env.iter().map(|(name, value)| (name, value.expose())))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -71,11 +72,7 @@ pub fn spawn(upstream: &str, spec: &SpawnSpec<'_>) -> Result<Spawned, String> {
         return Err("the child's pipes could not be set up".to_owned());
     };
     tokio::spawn(log_stderr(upstream.to_owned(), stderr));
-    Ok(Spawned {
-        guard: ChildGuard { child, pgid: pid as libc::pid_t },
-        stdin,
-        stdout,
-    })
+    Ok(Spawned { guard: ChildGuard { child, pgid: pid as libc::pid_t }, stdin, stdout })
 }
 
 fn describe_spawn_error(spec: &SpawnSpec<'_>, error: &std::io::Error) -> String {

@@ -8,12 +8,11 @@ use rmcp::{
     ClientHandler, ErrorData, Peer, RoleClient,
     model::{
         CancelledNotification, CancelledNotificationParam, ClientCapabilities, ClientInfo,
-        ClientNotification, ClientRequest, ClientResult, ElicitRequest,
-        CreateMessageRequest, CreateMessageRequestParams, CreateMessageResult, CustomNotification,
-        CustomRequest, CustomResult, ElicitRequestParams, ElicitResult, ElicitationCapability,
-        FormElicitationCapability, Implementation, ListRootsRequest, ListRootsResult,
-        LoggingMessageNotification, ProgressNotification, ProgressToken, ProtocolVersion,
-        RequestMetaObject, ResourceUpdatedNotification, ResourceUpdatedNotificationParam,
+        ClientNotification, ClientRequest, ClientResult, CreateMessageRequest, CreateMessageRequestParams,
+        CreateMessageResult, CustomNotification, CustomRequest, CustomResult, ElicitRequest,
+        ElicitRequestParams, ElicitResult, ElicitationCapability, FormElicitationCapability, Implementation,
+        ListRootsRequest, ListRootsResult, LoggingMessageNotification, ProgressNotification, ProgressToken,
+        ProtocolVersion, RequestMetaObject, ResourceUpdatedNotification, ResourceUpdatedNotificationParam,
         ServerNotification, ServerRequest, ServerResult, UrlElicitationCapability,
     },
     service::{NotificationContext, PeerRequestOptions, RequestContext, ServiceError},
@@ -68,10 +67,7 @@ impl Connection {
                 let mut routes = self.routes.lock().await;
                 let handle = self.send(request, peer_options).await?;
                 let token = handle.progress_token.clone();
-                routes.insert(
-                    token.clone(),
-                    ProgressRoute { client_token, activity: activity.clone() },
-                );
+                routes.insert(token.clone(), ProgressRoute { client_token, activity: activity.clone() });
                 (handle, Some(token))
             }
             None => (self.send(request, peer_options).await?, None),
@@ -112,10 +108,7 @@ impl Connection {
         request: ClientRequest,
         options: PeerRequestOptions,
     ) -> Result<rmcp::service::RequestHandle<RoleClient>, UpstreamError> {
-        self.peer
-            .send_cancellable_request(request, options)
-            .await
-            .map_err(|error| self.service_error(error))
+        self.peer.send_cancellable_request(request, options).await.map_err(|error| self.service_error(error))
     }
 
     /// Wait until every progress notification queued so far has reached the client, so
@@ -214,8 +207,7 @@ pub async fn forward_tapped(
             }
             Tapped::Log(log) => {
                 let notification = LoggingMessageNotification::new(log);
-                link.notify(&name, ServerNotification::LoggingMessageNotification(notification))
-                    .await;
+                link.notify(&name, ServerNotification::LoggingMessageNotification(notification)).await;
             }
             Tapped::Barrier(done) => {
                 let _ = done.send(());
@@ -260,11 +252,8 @@ impl ClientHandler for UpstreamHandler {
                     .with_url(UrlElicitationCapability::default()),
             )
             .build();
-        ClientInfo::new(
-            capabilities,
-            Implementation::new("foxxy-bridge", env!("CARGO_PKG_VERSION")),
-        )
-        .with_protocol_version(ProtocolVersion::V_2025_11_25)
+        ClientInfo::new(capabilities, Implementation::new("foxxy-bridge", env!("CARGO_PKG_VERSION")))
+            .with_protocol_version(ProtocolVersion::V_2025_11_25)
     }
 
     async fn create_message(
@@ -318,9 +307,7 @@ impl ClientHandler for UpstreamHandler {
         _context: NotificationContext<RoleClient>,
     ) {
         let notification = ResourceUpdatedNotification::new(params);
-        self.link
-            .notify(&self.name, ServerNotification::ResourceUpdatedNotification(notification))
-            .await;
+        self.link.notify(&self.name, ServerNotification::ResourceUpdatedNotification(notification)).await;
     }
 
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
@@ -340,14 +327,12 @@ impl ClientHandler for UpstreamHandler {
         notification: CustomNotification,
         _context: NotificationContext<RoleClient>,
     ) {
-        self.link
-            .notify(&self.name, ServerNotification::CustomNotification(notification))
-            .await;
+        self.link.notify(&self.name, ServerNotification::CustomNotification(notification)).await;
     }
 }
 
 /// Meta without the progress token, which the upstream session replaces with its own.
 pub fn forwarded_meta(mut meta: RequestMetaObject) -> Option<RequestMetaObject> {
-    meta.0 .0.remove("progressToken");
-    (!meta.0 .0.is_empty()).then_some(meta)
+    meta.0.0.remove("progressToken");
+    (!meta.0.0.is_empty()).then_some(meta)
 }

@@ -25,16 +25,15 @@ mod tap;
 
 use std::{fmt, sync::Arc};
 
+pub use connection::forwarded_meta;
 use futures::future::BoxFuture;
 use rmcp::{
     ErrorData,
     model::{
-        ClientNotification, ClientRequest, ClientResult, LoggingLevel, Prompt, ProgressToken,
-        Resource, ResourceTemplate, ServerCapabilities, ServerNotification, ServerRequest,
-        ServerResult, Tool,
+        ClientNotification, ClientRequest, ClientResult, LoggingLevel, ProgressToken, Prompt, Resource,
+        ResourceTemplate, ServerCapabilities, ServerNotification, ServerRequest, ServerResult, Tool,
     },
 };
-pub use connection::forwarded_meta;
 pub use set::UpstreamSet;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;

@@ -257,9 +257,14 @@ impl Upstreams for UpstreamSet {
         async move {
             *self.shared.log_level.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(level);
             let connections = self.connections();
-            join_all(connections.iter().filter(|connection| {
-                connection.peer().peer_info().is_some_and(|info| info.capabilities.logging.is_some())
-            }).map(|connection| supervisor::set_level(connection, level)))
+            join_all(
+                connections
+                    .iter()
+                    .filter(|connection| {
+                        connection.peer().peer_info().is_some_and(|info| info.capabilities.logging.is_some())
+                    })
+                    .map(|connection| supervisor::set_level(connection, level)),
+            )
             .await;
         }
         .boxed()

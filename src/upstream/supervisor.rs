@@ -95,7 +95,8 @@ pub async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
                 );
                 shared.publish(&entry.name, |state| {
                     state.settled = true;
-                    state.status = if failed { Status::Failed(cause.clone()) } else { Status::Retrying(cause.clone()) };
+                    state.status =
+                        if failed { Status::Failed(cause.clone()) } else { Status::Retrying(cause.clone()) };
                 });
                 if failed && failures == settings.retry_attempts.max(1) {
                     tracing::error!(
@@ -107,7 +108,8 @@ pub async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
                 entry.attempt_finished();
             }
         }
-        let delay = retry_delay(settings.retry_delay, failures, settings.retry_attempts, shared.recovery_interval);
+        let delay =
+            retry_delay(settings.retry_delay, failures, settings.retry_attempts, shared.recovery_interval);
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = entry.reconnect.notified() => {
@@ -164,7 +166,8 @@ async fn close(session: &mut Session) {
 
 /// Re-apply what the client set on the previous session: log level, subscriptions.
 async fn restore_session_state(entry: &Entry, shared: &Shared, connection: &Connection) {
-    let capabilities = connection.peer().peer_info().map(|info| info.capabilities.clone()).unwrap_or_default();
+    let capabilities =
+        connection.peer().peer_info().map(|info| info.capabilities.clone()).unwrap_or_default();
     if let Some(level) = shared.log_level()
         && capabilities.logging.is_some()
     {
@@ -193,7 +196,10 @@ pub async fn set_level(connection: &Connection, level: LoggingLevel) {
     }
 }
 
-async fn connect_and_list(entry: &Arc<Entry>, shared: &Arc<Shared>) -> Result<(Session, UpstreamCatalog), String> {
+async fn connect_and_list(
+    entry: &Arc<Entry>,
+    shared: &Arc<Shared>,
+) -> Result<(Session, UpstreamCatalog), String> {
     let mut session = connect(entry, shared).await?;
     match list_catalog(&session.connection, entry.settings.connect_timeout).await {
         Ok(catalog) => Ok((session, catalog)),
@@ -249,7 +255,8 @@ async fn connect(entry: &Arc<Entry>, shared: &Arc<Shared>) -> Result<Session, St
         }
     };
     let routes = parts.connection_parts.routes.clone();
-    let connection = Arc::new(parts.connection_parts.into_connection(service.peer().clone(), parts.tapped_tx));
+    let connection =
+        Arc::new(parts.connection_parts.into_connection(service.peer().clone(), parts.tapped_tx));
     let forwarder = tokio::spawn(connection::forward_tapped(
         entry.name.clone(),
         shared.link.clone(),

@@ -61,17 +61,13 @@ impl<T: Transport<RoleClient>> Transport<RoleClient> for TapTransport<T> {
             };
             let tapped = match message {
                 JsonRpcMessage::Notification(notification) => match notification.notification {
-                    ServerNotification::ProgressNotification(progress) => {
-                        Tapped::Progress(progress.params)
-                    }
+                    ServerNotification::ProgressNotification(progress) => Tapped::Progress(progress.params),
                     ServerNotification::LoggingMessageNotification(log) => Tapped::Log(log.params),
                     other => {
-                        return Some(JsonRpcMessage::Notification(
-                            rmcp::model::JsonRpcNotification {
-                                jsonrpc: notification.jsonrpc,
-                                notification: other,
-                            },
-                        ));
+                        return Some(JsonRpcMessage::Notification(rmcp::model::JsonRpcNotification {
+                            jsonrpc: notification.jsonrpc,
+                            notification: other,
+                        }));
                     }
                 },
                 other => return Some(other),

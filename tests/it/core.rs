@@ -61,7 +61,8 @@ async fn calls_reach_the_right_upstream_with_errors_and_structured_results() {
     let beta = session.service.call_tool(call("beta__echo", json!({"message": "hi"}))).await.expect("call");
     assert_eq!(text_of(&beta), "beta: hi");
 
-    let failed = session.service.call_tool(call("beta__fail", json!({"message": "boom"}))).await.expect("call");
+    let failed =
+        session.service.call_tool(call("beta__fail", json!({"message": "boom"}))).await.expect("call");
     assert_eq!(failed.is_error, Some(true));
     assert_eq!(text_of(&failed), "beta: failed: boom");
 
@@ -106,9 +107,10 @@ async fn resources_prompts_and_completions_pass_through() {
     assert!(prompts.iter().any(|prompt| prompt.name == "alpha__greet"));
     let prompt = session
         .service
-        .get_prompt(GetPromptRequestParams::new("alpha__greet").with_arguments(
-            json!({"who": "Ada"}).as_object().cloned().unwrap_or_default(),
-        ))
+        .get_prompt(
+            GetPromptRequestParams::new("alpha__greet")
+                .with_arguments(json!({"who": "Ada"}).as_object().cloned().unwrap_or_default()),
+        )
         .await
         .expect("prompts/get");
     let rendered = serde_json::to_string(&prompt.messages).expect("encode");
@@ -162,7 +164,8 @@ async fn cancellation_reaches_the_upstream() {
     })
     .await;
     // The session is still usable after a cancellation.
-    let echo = session.service.call_tool(call("alpha__echo", json!({"message": "after"}))).await.expect("call");
+    let echo =
+        session.service.call_tool(call("alpha__echo", json!({"message": "after"}))).await.expect("call");
     assert_eq!(text_of(&echo), "alpha: after");
     session.close().await;
 }
@@ -172,11 +175,13 @@ async fn sampling_elicitation_and_roots_are_answered_by_the_client() {
     let env = TestEnv::new();
     env.write_config(&two_fixtures(&env));
     let session = Session::start(&env).await;
-    let sampled = session.service.call_tool(call("alpha__sample", json!({"prompt": "hello"}))).await.expect("call");
+    let sampled =
+        session.service.call_tool(call("alpha__sample", json!({"prompt": "hello"}))).await.expect("call");
     assert_eq!(text_of(&sampled), "alpha: sampled: sampled-by-test-client");
     assert_eq!(session.client.seen().sampling_requests.len(), 1);
 
-    let elicited = session.service.call_tool(call("beta__elicit", json!({"message": "answer?"}))).await.expect("call");
+    let elicited =
+        session.service.call_tool(call("beta__elicit", json!({"message": "answer?"}))).await.expect("call");
     assert_eq!(text_of(&elicited), r#"beta: elicited: accept {"answer":"42"}"#);
 
     let roots = session.service.call_tool(call("alpha__roots", json!({}))).await.expect("call");
@@ -190,7 +195,8 @@ async fn sampling_is_refused_when_the_client_did_not_declare_it() {
     env.write_config(&two_fixtures(&env));
     let client = TestClient { declare_sampling: false, ..TestClient::default() };
     let session = Session::start_with(&env, client).await;
-    let sampled = session.service.call_tool(call("alpha__sample", json!({"prompt": "hello"}))).await.expect("call");
+    let sampled =
+        session.service.call_tool(call("alpha__sample", json!({"prompt": "hello"}))).await.expect("call");
     assert_eq!(sampled.is_error, Some(true));
     let text = text_of(&sampled);
     assert!(text.contains("did not declare the `sampling` capability"), "{text}");
@@ -208,8 +214,16 @@ async fn log_messages_follow_set_level() {
         std::fs::read_to_string(&events).unwrap_or_default().contains("set_level warning")
     })
     .await;
-    session.service.call_tool(call("alpha__log", json!({"level": "info", "message": "quiet"}))).await.expect("call");
-    session.service.call_tool(call("alpha__log", json!({"level": "error", "message": "loud"}))).await.expect("call");
+    session
+        .service
+        .call_tool(call("alpha__log", json!({"level": "info", "message": "quiet"})))
+        .await
+        .expect("call");
+    session
+        .service
+        .call_tool(call("alpha__log", json!({"level": "error", "message": "loud"})))
+        .await
+        .expect("call");
     session.wait_seen(Duration::from_secs(5), |seen| !seen.logs.is_empty()).await;
     let logs: Vec<(String, Value)> = session
         .client
@@ -236,7 +250,8 @@ async fn upstream_list_changed_reaches_the_client() {
     session.wait_seen(Duration::from_secs(5), |seen| seen.tools_changed > baseline).await;
     let after = session.service.list_all_tools().await.expect("tools/list");
     assert!(after.iter().any(|tool| tool.name == "beta__dynamic_tool"), "the new tool is listed");
-    let dynamic = session.service.call_tool(call("beta__dynamic_tool", json!({"message": "new"}))).await.expect("call");
+    let dynamic =
+        session.service.call_tool(call("beta__dynamic_tool", json!({"message": "new"}))).await.expect("call");
     assert_eq!(text_of(&dynamic), "beta: new");
     session.close().await;
 }
@@ -268,11 +283,8 @@ async fn ping_is_answered() {
     let env = TestEnv::new();
     env.write_config(&two_fixtures(&env));
     let session = Session::start(&env).await;
-    let pong = session
-        .service
-        .send_request(ClientRequest::PingRequest(Default::default()))
-        .await
-        .expect("ping");
+    let pong =
+        session.service.send_request(ClientRequest::PingRequest(Default::default())).await.expect("ping");
     assert!(matches!(pong, ServerResult::EmptyResult(_)), "{pong:?}");
     session.close().await;
 }

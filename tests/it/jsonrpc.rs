@@ -7,7 +7,9 @@ use crate::support::*;
 
 async fn session() -> (TestEnv, RawSession) {
     let env = TestEnv::new();
-    env.write_config(&json!({ "mcpServers": { "fix": fixture("fix", &[]) }, "bridge": { "maxMessageBytes": 65536 } }));
+    env.write_config(
+        &json!({ "mcpServers": { "fix": fixture("fix", &[]) }, "bridge": { "maxMessageBytes": 65536 } }),
+    );
     let mut raw = RawSession::start(&env).await;
     raw.initialize().await;
     (env, raw)
@@ -38,7 +40,12 @@ async fn parse_errors_get_minus_32700_with_null_id() {
 #[tokio::test]
 async fn invalid_requests_get_minus_32600() {
     let (_env, mut raw) = session().await;
-    for line in [r#"[1, 2]"#, r#""a string""#, r#"{"jsonrpc": "2.0", "id": 5}"#, r#"{"jsonrpc": "1.0", "id": 6, "method": "ping"}"#] {
+    for line in [
+        r#"[1, 2]"#,
+        r#""a string""#,
+        r#"{"jsonrpc": "2.0", "id": 5}"#,
+        r#"{"jsonrpc": "1.0", "id": 6, "method": "ping"}"#,
+    ] {
         raw.send_line(line).await;
         let reply = raw.reply().await;
         assert_eq!(error_code(&reply), -32600, "for {line}: {reply}");
@@ -97,7 +104,10 @@ async fn a_reused_id_in_flight_is_rejected_without_stealing_the_other_result() {
     let first = raw.response(&json!(77)).await;
     assert_eq!(error_code(&first), -32600, "the duplicate is rejected first: {first}");
     let second = raw.response(&json!(77)).await;
-    assert_eq!(second["result"]["content"][0]["text"], "slept", "the original request keeps its own result: {second}");
+    assert_eq!(
+        second["result"]["content"][0]["text"], "slept",
+        "the original request keeps its own result: {second}"
+    );
     // Once answered, the id may be used again.
     raw.send(&json!({"jsonrpc": "2.0", "id": 77, "method": "ping"})).await;
     assert_eq!(raw.response(&json!(77)).await["result"], json!({}));

@@ -29,7 +29,10 @@ async fn a_slow_upstream_is_in_the_first_tools_list() {
     }));
     let session = Session::start(&env).await;
     let tools = session.service.list_all_tools().await.expect("tools/list");
-    assert!(tools.iter().any(|tool| tool.name == "slow__echo"), "the slow upstream's tools are in the first list");
+    assert!(
+        tools.iter().any(|tool| tool.name == "slow__echo"),
+        "the slow upstream's tools are in the first list"
+    );
     assert!(tools.iter().any(|tool| tool.name == "fast__echo"));
     session.close().await;
 }
@@ -73,9 +76,13 @@ async fn a_missing_command_is_reported_and_the_others_serve() {
     let output = env.run(&["tools", "--json"]).await;
     assert_eq!(output.code, Some(1), "tools exits 1 when an upstream did not connect");
     let report: Value = serde_json::from_str(&output.stdout).expect("tools --json");
-    let ghost = report["upstreams"].as_array().unwrap().iter().find(|u| u["name"] == "ghost").cloned().unwrap();
+    let ghost =
+        report["upstreams"].as_array().unwrap().iter().find(|u| u["name"] == "ghost").cloned().unwrap();
     assert!(ghost["error"].as_str().unwrap().contains("not found"), "{ghost}");
-    assert_eq!(report["upstreams"].as_array().unwrap().iter().find(|u| u["name"] == "good").unwrap()["status"], "ready");
+    assert_eq!(
+        report["upstreams"].as_array().unwrap().iter().find(|u| u["name"] == "good").unwrap()["status"],
+        "ready"
+    );
 }
 
 #[tokio::test]
@@ -123,17 +130,22 @@ async fn a_dead_upstream_fails_fast_with_its_name_and_comes_back_announced() {
     std::fs::write(&gate, "").expect("close the gate");
     env.wait_log("upstream disconnected").await;
     let started = std::time::Instant::now();
-    let failed = session.service.call_tool(call("flaky__echo", json!({"message": "two"}))).await.expect("call");
+    let failed =
+        session.service.call_tool(call("flaky__echo", json!({"message": "two"}))).await.expect("call");
     assert!(started.elapsed() < Duration::from_secs(8), "a call to a dead upstream fails fast");
     assert_eq!(failed.is_error, Some(true));
     let message = text_of(&failed);
     assert!(message.contains("upstream `flaky`"), "the error names the upstream: {message}");
     assert!(message.contains("status 7"), "the error gives the cause: {message}");
-    let steady = session.service.call_tool(call("steady__echo", json!({"message": "fine"}))).await.expect("call");
+    let steady =
+        session.service.call_tool(call("steady__echo", json!({"message": "fine"}))).await.expect("call");
     assert_eq!(text_of(&steady), "steady: fine", "the healthy upstream is unaffected");
     session.wait_seen(Duration::from_secs(5), |seen| seen.tools_changed > 0).await;
     let tools = session.service.list_all_tools().await.expect("tools/list");
-    assert!(!tools.iter().any(|tool| tool.name.starts_with("flaky__")), "a dead upstream's tools are withdrawn");
+    assert!(
+        !tools.iter().any(|tool| tool.name.starts_with("flaky__")),
+        "a dead upstream's tools are withdrawn"
+    );
 
     // Let it come back: it is restarted and announced.
     let baseline = session.client.seen().tools_changed;
@@ -141,7 +153,8 @@ async fn a_dead_upstream_fails_fast_with_its_name_and_comes_back_announced() {
     session.wait_seen(Duration::from_secs(10), |seen| seen.tools_changed > baseline).await;
     let tools = session.service.list_all_tools().await.expect("tools/list");
     assert!(tools.iter().any(|tool| tool.name == "flaky__echo"), "its tools are back");
-    let echo = session.service.call_tool(call("flaky__echo", json!({"message": "three"}))).await.expect("call");
+    let echo =
+        session.service.call_tool(call("flaky__echo", json!({"message": "three"}))).await.expect("call");
     assert_eq!(text_of(&echo), "flaky: three");
     session.close().await;
 }
@@ -177,7 +190,10 @@ async fn closing_stdin_ends_the_bridge_and_every_descendant() {
 
     let closed_at = std::time::Instant::now();
     raw.close_stdin();
-    let status = tokio::time::timeout(Duration::from_secs(5), raw.child.wait()).await.expect("bridge exits").expect("wait");
+    let status = tokio::time::timeout(Duration::from_secs(5), raw.child.wait())
+        .await
+        .expect("bridge exits")
+        .expect("wait");
     assert!(status.success(), "{status:?}");
     wait_until(Duration::from_secs(3), || family.iter().all(|pid| !alive(*pid))).await;
     let elapsed = closed_at.elapsed();
@@ -203,7 +219,10 @@ async fn sigterm_ends_the_bridge_and_every_descendant() {
     assert!(family.contains(&grandchild));
     // SAFETY: sending a signal to our own child process.
     unsafe { libc::kill(bridge_pid as i32, libc::SIGTERM) };
-    let status = tokio::time::timeout(Duration::from_secs(5), raw.child.wait()).await.expect("bridge exits").expect("wait");
+    let status = tokio::time::timeout(Duration::from_secs(5), raw.child.wait())
+        .await
+        .expect("bridge exits")
+        .expect("wait");
     assert!(status.success(), "{status:?}");
     wait_until(Duration::from_secs(2), || family.iter().all(|pid| !alive(*pid))).await;
 }

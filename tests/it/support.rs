@@ -14,11 +14,10 @@ use std::{
 use rmcp::{
     ClientHandler, ErrorData, RoleClient, ServiceExt,
     model::{
-        ClientCapabilities, ClientInfo, CreateMessageRequestParams, CreateMessageResult,
-        ElicitRequestParams, ElicitResult, ElicitationAction, ElicitationCapability,
-        FormElicitationCapability, Implementation, ListRootsResult, LoggingMessageNotificationParam,
-        ProgressNotificationParam, ProtocolVersion, ResourceUpdatedNotificationParam, Root,
-        SamplingMessage,
+        ClientCapabilities, ClientInfo, CreateMessageRequestParams, CreateMessageResult, ElicitRequestParams,
+        ElicitResult, ElicitationAction, ElicitationCapability, FormElicitationCapability, Implementation,
+        ListRootsResult, LoggingMessageNotificationParam, ProgressNotificationParam, ProtocolVersion,
+        ResourceUpdatedNotificationParam, Root, SamplingMessage,
     },
     service::{NotificationContext, RequestContext, RunningService},
     transport::TokioChildProcess,
@@ -40,7 +39,11 @@ pub fn fixture_bin() -> PathBuf {
     let bridge = bridge_bin();
     let dir = bridge.parent().expect("binary has a parent directory");
     let fixture = dir.join("examples").join("fixture-server");
-    assert!(fixture.exists(), "fixture server not built at {}; run `cargo test` (it builds examples)", fixture.display());
+    assert!(
+        fixture.exists(),
+        "fixture server not built at {}; run `cargo test` (it builds examples)",
+        fixture.display()
+    );
     fixture
 }
 
@@ -64,7 +67,8 @@ impl TestEnv {
 
     pub fn write_config(&self, config: &Value) -> PathBuf {
         let path = self.config_path();
-        std::fs::write(&path, serde_json::to_vec_pretty(config).expect("encode config")).expect("write config");
+        std::fs::write(&path, serde_json::to_vec_pretty(config).expect("encode config"))
+            .expect("write config");
         path
     }
 
@@ -190,7 +194,9 @@ impl ClientHandler for TestClient {
         let mut capabilities = ClientCapabilities::builder()
             .enable_roots()
             .enable_roots_list_changed()
-            .enable_elicitation_with(ElicitationCapability::new().with_form(FormElicitationCapability::default()))
+            .enable_elicitation_with(
+                ElicitationCapability::new().with_form(FormElicitationCapability::default()),
+            )
             .build();
         if self.declare_sampling {
             capabilities.sampling = Some(Default::default());
@@ -223,8 +229,7 @@ impl ClientHandler for TestClient {
         _context: RequestContext<RoleClient>,
     ) -> Result<ElicitResult, ErrorData> {
         self.record(|seen| seen.elicitations += 1);
-        Ok(ElicitResult::new(ElicitationAction::Accept)
-            .with_content(serde_json::json!({"answer": "42"})))
+        Ok(ElicitResult::new(ElicitationAction::Accept).with_content(serde_json::json!({"answer": "42"})))
     }
 
     async fn list_roots(&self, _context: RequestContext<RoleClient>) -> Result<ListRootsResult, ErrorData> {
@@ -232,7 +237,11 @@ impl ClientHandler for TestClient {
         Ok(ListRootsResult::new(vec![Root::new("file:///tmp/root-a"), Root::new("file:///tmp/root-b")]))
     }
 
-    async fn on_progress(&self, params: ProgressNotificationParam, _context: NotificationContext<RoleClient>) {
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
         self.record(|seen| seen.progress.push(params));
     }
 
@@ -368,7 +377,8 @@ impl RawSession {
             .expect("a line within 10 s")
             .expect("read stdout")
             .expect("stdout open");
-        serde_json::from_str(&line).unwrap_or_else(|error| panic!("stdout line is not JSON ({error}): {line:?}"))
+        serde_json::from_str(&line)
+            .unwrap_or_else(|error| panic!("stdout line is not JSON ({error}): {line:?}"))
     }
 
     /// The next response or error, skipping notifications and requests.

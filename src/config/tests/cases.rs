@@ -9,11 +9,7 @@ use crate::config::*;
 #[test]
 fn guide_examples_load_unchanged() {
     let files = case_files("guide");
-    assert_eq!(
-        files.len(),
-        12,
-        "one file per JSON block of the reference guide"
-    );
+    assert_eq!(files.len(), 12, "one file per JSON block of the reference guide");
     for file in files {
         if let Err(error) = load_case(&file) {
             panic!("{} must load:\n{error}", file.display());
@@ -25,16 +21,13 @@ fn guide_examples_load_unchanged() {
 /// is next to the checkout, make sure they have not drifted from it.
 #[test]
 fn guide_copies_match_the_reference() {
-    let reference =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/guide-examples");
+    let reference = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/guide-examples");
     let Ok(entries) = fs::read_dir(&reference) else {
         return;
     };
     for entry in entries {
         let original = entry.unwrap().path();
-        let copy = Path::new(CASES)
-            .join("guide")
-            .join(original.file_name().unwrap());
+        let copy = Path::new(CASES).join("guide").join(original.file_name().unwrap());
         assert_eq!(
             fs::read(&original).unwrap(),
             fs::read(&copy).unwrap_or_default(),
@@ -58,10 +51,7 @@ fn guide_examples_resolve_as_documented() {
     assert_eq!(remote("dev-server").kind, RemoteKind::Sse);
     let oauth = remote("dev-server").oauth.unwrap();
     assert!(oauth.enabled && oauth.send_resource);
-    assert_eq!(
-        oauth.issuer.as_deref(),
-        Some("https://dev-auth.example.com")
-    );
+    assert_eq!(oauth.issuer.as_deref(), Some("https://dev-auth.example.com"));
 }
 
 #[test]
@@ -100,15 +90,8 @@ fn broken_cases_report_what_they_expect() {
 fn every_expected_file_has_a_case() {
     for entry in fs::read_dir(Path::new(CASES).join("broken")).unwrap() {
         let path = entry.unwrap().path();
-        if path
-            .extension()
-            .is_some_and(|extension| extension == "expected")
-        {
-            assert!(
-                path.with_extension("json5").is_file(),
-                "{} has no case file",
-                path.display()
-            );
+        if path.extension().is_some_and(|extension| extension == "expected") {
+            assert!(path.with_extension("json5").is_file(), "{} has no case file", path.display());
         }
     }
 }
@@ -120,15 +103,11 @@ fn all_problems_are_reported_at_once() {
     else {
         panic!("must be invalid");
     };
-    let expected =
-        fs::read_to_string(Path::new(CASES).join("broken/multiple-problems.expected")).unwrap();
+    let expected = fs::read_to_string(Path::new(CASES).join("broken/multiple-problems.expected")).unwrap();
     // Exactly the listed problems, in file order: one mistake is reported once, not again
     // by a later stage.
     let path = Path::new("multiple-problems.json5");
-    let rendered: Vec<String> = problems
-        .iter()
-        .map(|problem| problem.in_file(path).to_string())
-        .collect();
+    let rendered: Vec<String> = problems.iter().map(|problem| problem.in_file(path).to_string()).collect();
     assert_eq!(rendered.len(), expected.lines().count(), "{rendered:#?}");
     for (line, expected) in rendered.iter().zip(expected.lines()) {
         assert!(

@@ -7,10 +7,7 @@ use std::{
 
 use crate::config::*;
 
-const SCHEMA_FILE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/schema/foxxy-bridge.schema.json"
-);
+const SCHEMA_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/schema/foxxy-bridge.schema.json");
 
 #[test]
 fn problems_render_with_the_file() {
@@ -29,10 +26,7 @@ fn problems_render_with_the_file() {
          dir/config.json5: the config must be a JSON5 object"
     );
     let error = ConfigError::NotFound {
-        tried: vec![
-            PathBuf::from("/a/config.json5"),
-            PathBuf::from("/a/config.json"),
-        ],
+        tried: vec![PathBuf::from("/a/config.json5"), PathBuf::from("/a/config.json")],
     };
     assert_eq!(
         error.to_string(),
@@ -49,14 +43,8 @@ fn load_reads_files_and_reports_unreadable_ones() {
     assert_eq!(load(&path).unwrap().servers.len(), 1);
     let missing = dir.path().join("missing.json5");
     let error = load(&missing).unwrap_err();
-    assert!(
-        matches!(&error, ConfigError::Read { path, .. } if *path == missing),
-        "{error:?}"
-    );
-    assert!(
-        error.to_string().starts_with("cannot read config file `"),
-        "{error}"
-    );
+    assert!(matches!(&error, ConfigError::Read { path, .. } if *path == missing), "{error:?}");
+    assert!(error.to_string().starts_with("cannot read config file `"), "{error}");
 }
 
 #[test]
@@ -64,11 +52,7 @@ fn locate_prefers_explicit_then_json5_then_json() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let explicit = root.join("elsewhere.json5");
-    assert_eq!(
-        locate(Some(&explicit), root).unwrap(),
-        explicit,
-        "explicit paths are not checked"
-    );
+    assert_eq!(locate(Some(&explicit), root).unwrap(), explicit, "explicit paths are not checked");
 
     fs::write(root.join("config.json"), "{}").unwrap();
     assert_eq!(locate(None, root).unwrap(), root.join("config.json"));
@@ -83,20 +67,11 @@ fn locate_lists_every_path_tried() {
         // A developer machine may have a real config in the platform directory.
         Ok(found) => assert!(!found.starts_with(dir.path())),
         Err(ConfigError::NotFound { tried }) => {
-            assert_eq!(
-                tried[..2],
-                [
-                    dir.path().join("config.json5"),
-                    dir.path().join("config.json")
-                ]
-            );
+            assert_eq!(tried[..2], [dir.path().join("config.json5"), dir.path().join("config.json")]);
             if let Some(dirs) = directories::ProjectDirs::from("", "", "foxxy-bridge") {
                 assert_eq!(
                     tried[2..],
-                    [
-                        dirs.config_dir().join("config.json5"),
-                        dirs.config_dir().join("config.json")
-                    ]
+                    [dirs.config_dir().join("config.json5"), dirs.config_dir().join("config.json")]
                 );
             }
         }
@@ -126,41 +101,21 @@ fn committed_schema_is_up_to_date() {
 fn schema_documents_every_field() {
     let schema: serde_json::Value = serde_json::from_str(&schema_json()).unwrap();
     assert_eq!(schema["title"], "foxxy-bridge configuration");
-    assert_eq!(
-        schema["$schema"],
-        "https://json-schema.org/draft/2020-12/schema"
-    );
+    assert_eq!(schema["$schema"], "https://json-schema.org/draft/2020-12/schema");
     let mut objects = vec![("#".to_owned(), &schema)];
-    objects.extend(
-        schema["$defs"]
-            .as_object()
-            .unwrap()
-            .iter()
-            .map(|(name, def)| (name.clone(), def)),
-    );
+    objects.extend(schema["$defs"].as_object().unwrap().iter().map(|(name, def)| (name.clone(), def)));
     for (name, object) in objects {
-        assert!(
-            object.get("description").is_some(),
-            "{name} has no description"
-        );
+        assert!(object.get("description").is_some(), "{name} has no description");
         let Some(properties) = object.get("properties").and_then(|value| value.as_object()) else {
             continue;
         };
-        assert_eq!(
-            object["additionalProperties"], false,
-            "{name} allows unknown keys"
-        );
+        assert_eq!(object["additionalProperties"], false, "{name} allows unknown keys");
         for (field, property) in properties {
             let description = property["description"].as_str().unwrap_or_default();
             assert!(!description.is_empty(), "{name}.{field} has no description");
-            assert!(
-                !description.contains('\n'),
-                "{name}.{field}: description has a line break"
-            );
+            assert!(!description.contains('\n'), "{name}.{field}: description has a line break");
             let optional = property.get("anyOf").is_some()
-                || property["type"]
-                    .as_array()
-                    .is_some_and(|types| types.contains(&"null".into()));
+                || property["type"].as_array().is_some_and(|types| types.contains(&"null".into()));
             assert!(
                 optional || property.get("default").is_some(),
                 "{name}.{field} has neither a default nor is optional"
@@ -172,20 +127,12 @@ fn schema_documents_every_field() {
 /// `docs/configuration.md` has a table row for every field of every object in the schema.
 #[test]
 fn docs_describe_every_field() {
-    let docs = fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/docs/configuration.md"
-    ))
-    .unwrap();
+    let docs = fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md")).unwrap();
     let schema: serde_json::Value = serde_json::from_str(&schema_json()).unwrap();
     let mut objects = vec![&schema];
     objects.extend(schema["$defs"].as_object().unwrap().values());
     for object in objects {
-        for field in object["properties"]
-            .as_object()
-            .into_iter()
-            .flat_map(|properties| properties.keys())
-        {
+        for field in object["properties"].as_object().into_iter().flat_map(|properties| properties.keys()) {
             if field != "$schema" {
                 assert!(
                     docs.contains(&format!("| `{field}` |")),

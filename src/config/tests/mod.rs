@@ -38,10 +38,7 @@ fn case_files(dir: &str) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = fs::read_dir(Path::new(CASES).join(dir))
         .unwrap()
         .map(|entry| entry.unwrap().path())
-        .filter(|path| {
-            path.extension()
-                .is_some_and(|extension| extension == "json5")
-        })
+        .filter(|path| path.extension().is_some_and(|extension| extension == "json5"))
         .collect();
     files.sort();
     files

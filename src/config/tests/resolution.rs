@@ -10,34 +10,21 @@ use crate::config::*;
 fn full_config_resolves_every_field() {
     let settings = load_case(&Path::new(CASES).join("valid/full.json5")).unwrap();
     assert_eq!(settings.source, Path::new("full.json5"));
-    let names: Vec<&str> = settings
-        .servers
-        .iter()
-        .map(|server| server.name.as_str())
-        .collect();
+    let names: Vec<&str> = settings.servers.iter().map(|server| server.name.as_str()).collect();
     assert_eq!(names, ["fs", "remote"], "file order, not sorted");
 
     let fs_server = settings.server("fs").unwrap();
-    let strings = |items: &[&str]| {
-        items
-            .iter()
-            .map(|item| item.to_string())
-            .collect::<Vec<_>>()
-    };
+    let strings = |items: &[&str]| items.iter().map(|item| item.to_string()).collect::<Vec<_>>();
     let expected = ServerSettings {
         name: "fs".into(),
         enabled: true,
         transport: TransportSettings::Stdio {
             command: "npx".into(),
-            args: strings(&[
-                "-y",
-                "@modelcontextprotocol/server-filesystem",
-                "/home/fox/projects",
-            ]),
+            args: strings(&["-y", "@modelcontextprotocol/server-filesystem", "/home/fox/projects"]),
             env: BTreeMap::from([
-                ("LITERAL".to_owned(), "${NOT_EXPANDED}".to_owned()),
-                ("MODE".to_owned(), "dev".to_owned()),
-                ("TOKEN".to_owned(), "tok-123".to_owned()),
+                ("LITERAL".to_owned(), Secret::new("${NOT_EXPANDED}")),
+                ("MODE".to_owned(), Secret::new("dev")),
+                ("TOKEN".to_owned(), Secret::new("tok-123")),
             ]),
             cwd: Some("/tmp".into()),
         },
@@ -55,10 +42,7 @@ fn full_config_resolves_every_field() {
             interval: Duration::from_secs(10),
             timeout: Duration::from_secs(2),
         },
-        tool_filter: ToolFilter {
-            allow: strings(&["read_*", "list_?"]),
-            deny: strings(&["*secret*"]),
-        },
+        tool_filter: ToolFilter { allow: strings(&["read_*", "list_?"]), deny: strings(&["*secret*"]) },
     };
     assert_eq!(fs_server, &expected);
     assert!(fs_server.tool_filter.allows("read_file"));
@@ -66,25 +50,15 @@ fn full_config_resolves_every_field() {
     assert!(!fs_server.tool_filter.allows("write_file"));
 
     let remote_server = settings.server("remote").unwrap();
-    assert!(
-        !remote_server.enabled,
-        "`disabled: true` wins over `enabled: true`"
-    );
-    assert_eq!(
-        remote_server.request_timeout,
-        Duration::from_secs(90),
-        "inherited from the bridge"
-    );
+    assert!(!remote_server.enabled, "`disabled: true` wins over `enabled: true`");
+    assert_eq!(remote_server.request_timeout, Duration::from_secs(90), "inherited from the bridge");
     let TransportSettings::Remote(remote) = &remote_server.transport else {
         panic!("remote is remote");
     };
     assert_eq!(remote.url, "https://mcp.example.com/mcp");
     assert_eq!(remote.kind, RemoteKind::StreamableHttp);
     assert_eq!(remote.headers["X-Api-Key"].expose(), "hdr-456");
-    assert!(
-        !remote.verify_ssl,
-        "`oauth.verify_ssl: false` turns verification off"
-    );
+    assert!(!remote.verify_ssl, "`oauth.verify_ssl: false` turns verification off");
     let oauth = remote.oauth.as_ref().unwrap();
     assert_eq!(
         oauth,
@@ -105,21 +79,14 @@ fn full_config_resolves_every_field() {
         }
     );
     let debug = format!("{settings:?}");
-    assert!(
-        !debug.contains("hdr-456") && !debug.contains("shh"),
-        "secrets leak into Debug: {debug}"
-    );
+    assert!(!debug.contains("hdr-456") && !debug.contains("shh"), "secrets leak into Debug: {debug}");
 
     assert_eq!(
         settings.bridge,
         BridgeSettings {
             conflict_resolution: ConflictResolution::Priority,
             default_namespace: false,
-            aggregation: Aggregation {
-                tools: true,
-                resources: false,
-                prompts: false,
-            },
+            aggregation: Aggregation { tools: true, resources: false, prompts: false },
             oauth_port: 0,
             host: "localhost".into(),
             startup_timeout: Duration::ZERO,
@@ -129,10 +96,7 @@ fn full_config_resolves_every_field() {
                 max_failures: 7,
                 recovery_interval: Duration::from_secs(5),
             },
-            config_reload: ConfigReloadSettings {
-                enabled: false,
-                debounce: Duration::ZERO,
-            },
+            config_reload: ConfigReloadSettings { enabled: false, debounce: Duration::ZERO },
             max_message_bytes: 1024 * 1024,
             max_concurrent_starts: 2,
             log_level: Some("debug".into()),
@@ -165,11 +129,7 @@ fn defaults() {
         BridgeSettings {
             conflict_resolution: ConflictResolution::Namespace,
             default_namespace: true,
-            aggregation: Aggregation {
-                tools: true,
-                resources: true,
-                prompts: true,
-            },
+            aggregation: Aggregation { tools: true, resources: true, prompts: true },
             oauth_port: 8090,
             host: "127.0.0.1".into(),
             startup_timeout: Duration::from_secs(10),
@@ -179,10 +139,7 @@ fn defaults() {
                 max_failures: 3,
                 recovery_interval: Duration::from_secs(60),
             },
-            config_reload: ConfigReloadSettings {
-                enabled: true,
-                debounce: Duration::from_secs(1),
-            },
+            config_reload: ConfigReloadSettings { enabled: true, debounce: Duration::from_secs(1) },
             max_message_bytes: 32 * 1024 * 1024,
             max_concurrent_starts: 8,
             log_level: None,
@@ -204,10 +161,7 @@ fn client_styles_resolve_to_the_same_meaning() {
     assert_eq!(kind("predecessor"), Some(RemoteKind::Sse));
     assert_eq!(kind("auto"), Some(RemoteKind::Auto));
     assert!(!settings.server("cline").unwrap().enabled);
-    let enabled: Vec<&str> = settings
-        .enabled_servers()
-        .map(|server| server.name.as_str())
-        .collect();
+    let enabled: Vec<&str> = settings.enabled_servers().map(|server| server.name.as_str()).collect();
     assert!(!enabled.contains(&"cline") && enabled.contains(&"auto"));
 }
 
@@ -218,10 +172,7 @@ fn check(text: &str, expected: &str) {
         Ok(_) => "ok".to_owned(),
         Err(error) => error.to_string(),
     };
-    assert!(
-        actual.contains(expected),
-        "config: {text}\nexpected: {expected}\nactual: {actual}"
-    );
+    assert!(actual.contains(expected), "config: {text}\nexpected: {expected}\nactual: {actual}");
 }
 
 #[test]
@@ -229,14 +180,8 @@ fn inline_cases() {
     check(r#"{ "bridge": { "host": "127.0.0.2" } }"#, "ok");
     check(r#"{ "bridge": { "host": "[::1]" } }"#, "ok");
     check(r#"{ "bridge": { "host": "LOCALHOST" } }"#, "ok");
-    check(
-        r#"{ "bridge": { "host": "example.com" } }"#,
-        "`example.com` is not a loopback address",
-    );
-    check(
-        r#"{ "bridge": { "host": "::" } }"#,
-        "`::` is not a loopback address",
-    );
+    check(r#"{ "bridge": { "host": "example.com" } }"#, "`example.com` is not a loopback address");
+    check(r#"{ "bridge": { "host": "::" } }"#, "`::` is not a loopback address");
     check(r#"{ "bridge": { "oauth_port": 65535, "port": 0 } }"#, "ok");
     check(r#"{ "bridge": { "maxMessageBytes": 1024 } }"#, "ok");
     check(
@@ -247,34 +192,19 @@ fn inline_cases() {
         r#"{ "mcpServers": { "a": { "command": "x", "retryAttempts": 4294967296 } } }"#,
         "must be at most 4294967295",
     );
-    check(
-        r#"{ "mcpServers": { "a": { "command": "" } } }"#,
-        "mcpServers.a.command: must not be empty",
-    );
+    check(r#"{ "mcpServers": { "a": { "command": "" } } }"#, "mcpServers.a.command: must not be empty");
     check(
         r#"{ "mcpServers": { "a": { "command": "x", "healthCheck": { "interval": 0 } } } }"#,
         "healthCheck.interval: must be at least 1",
     );
-    check(
-        r#"{ "mcpServers": { "a": { "url": "http://127.0.0.1:8080/mcp", "transport": "http" } } }"#,
-        "ok",
-    );
-    check(
-        r#"{ "mcpServers": { "a": { "url": "${MCP_URL:http://localhost/mcp}" } } }"#,
-        "ok",
-    );
+    check(r#"{ "mcpServers": { "a": { "url": "http://127.0.0.1:8080/mcp", "transport": "http" } } }"#, "ok");
+    check(r#"{ "mcpServers": { "a": { "url": "${MCP_URL:http://localhost/mcp}" } } }"#, "ok");
     check(
         r#"{ "mcpServers": { "a": { "url": "${MCP_URL}" } } }"#,
         "mcpServers.a.url: environment variable `MCP_URL` is not set",
     );
-    check(
-        r#"{ "mcpServers": { "a": { "url": "https://x.test", "oauth": { "enabled": false } } } }"#,
-        "ok",
-    );
-    check(
-        r#"{ "mcpServers": { "a": { "url": "https://x.test", "verify_ssl": false } } }"#,
-        "ok",
-    );
+    check(r#"{ "mcpServers": { "a": { "url": "https://x.test", "oauth": { "enabled": false } } } }"#, "ok");
+    check(r#"{ "mcpServers": { "a": { "url": "https://x.test", "verify_ssl": false } } }"#, "ok");
     check(
         r#"{ "mcpServers": { "a": { "url": "https://x.test", "verifySsl": false } } }"#,
         "did you mean `verify_ssl`?",
@@ -295,14 +225,8 @@ fn inline_cases() {
         r#"{ "mcpServers": { "a": { "command": "x", "env": { "A=B": "c" } } } }"#,
         "`A=B` is not a valid environment variable name",
     );
-    check(
-        r#"{ "mcpServers": [] }"#,
-        "mcpServers: expected an object, found an array",
-    );
-    check(
-        r#"{ "mcpServers": { "a": "npx" } }"#,
-        "mcpServers.a: expected an object, found a string",
-    );
+    check(r#"{ "mcpServers": [] }"#, "mcpServers: expected an object, found an array");
+    check(r#"{ "mcpServers": { "a": "npx" } }"#, "mcpServers.a: expected an object, found a string");
     check(
         r#"{ "mcpServers": { "a.b": { "command": "x", "comand": "y" } } }"#,
         "mcpServers[\"a.b\"]: unknown field `comand`",
@@ -311,10 +235,7 @@ fn inline_cases() {
         r#"{ "mcpServers": { "a": { "command": "x", "timeout": Infinity } } }"#,
         "expected an integer, found a number",
     );
-    check(
-        r#"{ "mcpServers": { "a": { "command": "x", "priority": 0x10 } } }"#,
-        "ok",
-    );
+    check(r#"{ "mcpServers": { "a": { "command": "x", "priority": 0x10 } } }"#, "ok");
     check("\u{feff}{}", "ok");
     check("/* only a comment */", "the config file is empty");
     check("{ \"a\": 1,, }", "inline.json5:1:10: syntax error");
