@@ -2,7 +2,11 @@
 //! drive it, against real MCP servers (the rmcp fixture in `tests/fixture/` and
 //! third-party peers).
 
+mod cli;
 mod core;
+mod interop;
 mod jsonrpc;
 mod lifecycle;
+mod naming;
+mod peers;
 mod support;
