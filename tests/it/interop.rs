@@ -1,0 +1,375 @@
+//! Interoperability with MCP implementations we did not write, through the real binary:
+//! the TypeScript SDK's reference server (`@modelcontextprotocol/server-everything`) as an
+//! upstream next to the rmcp fixture, and the Python `mcp` SDK as the downstream client.
+//!
+//! The peers are installed by `scripts/test` (see `peers.rs`); a missing peer fails the
+//! test. Everything runs over stdio pipes, so no network is involved at all.
+
+#![allow(deprecated)]
+
+use std::time::Duration;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, GetPromptRequestParams, ReadResourceRequestParams,
+    ResourceContents, Tool,
+};
+use serde_json::{Value, json};
+
+use crate::{peers, support::*};
+
+/// How long a peer may take to do something that should be quick. Generous on purpose:
+/// CI has two cores shared by every test running in parallel, and Node starts slowly.
+const PEER_DEADLINE: Duration = Duration::from_secs(60);
+
+/// server-everything behind the bridge next to a fixture upstream named `fix`.
+///
+/// `startupTimeout` is raised so a slow Node start on a loaded machine is still inside
+/// the first `tools/list`; [`start_everything`] also waits for the tools explicitly.
+fn everything_config() -> Value {
+    json!({
+        "mcpServers": {
+            "everything": peers::everything_stdio(),
+            "fix": fixture("fix", &[]),
+        },
+        "bridge": { "startupTimeout": 60 },
+    })
+}
+
+/// Start the bridge with [`everything_config`] and wait until both upstreams' tools are
+/// listed. server-everything registers its sampling, elicitation and roots triggers only
+/// after `initialized` (and only because the bridge declares those capabilities upstream),
+/// so the wait includes one of them.
+async fn start_everything(env: &TestEnv) -> (Session, Vec<Tool>) {
+    env.write_config(&everything_config());
+    let session = Session::start(env).await;
+    let tools =
+        wait_for_tools(&session, &["fix__echo", "everything__echo", "everything__trigger-sampling-request"])
+            .await;
+    (session, tools)
+}
+
+/// Poll `tools/list` until every name in `names` is there (list_changed may lag).
+async fn wait_for_tools(session: &Session, names: &[&str]) -> Vec<Tool> {
+    let deadline = tokio::time::Instant::now() + PEER_DEADLINE;
+    loop {
+        let tools = session.service.list_all_tools().await.expect("tools/list");
+        if names.iter().all(|name| tools.iter().any(|tool| tool.name == *name)) {
+            return tools;
+        }
+        let listed: Vec<&str> = tools.iter().map(|tool| tool.name.as_ref()).collect();
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "tools {names:?} not all listed within {PEER_DEADLINE:?}; listed: {listed:?}\nbridge stderr:\n{}",
+            session.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn call(session: &Session, name: &str, arguments: Value) -> CallToolResult {
+    let mut params = CallToolRequestParams::new(name.to_owned());
+    params.arguments = arguments.as_object().cloned();
+    tokio::time::timeout(PEER_DEADLINE, session.service.call_tool(params))
+        .await
+        .unwrap_or_else(|_| panic!("{name} did not answer within {PEER_DEADLINE:?}"))
+        .unwrap_or_else(|error| panic!("{name} failed: {error}"))
+}
+
+fn text_of(result: &CallToolResult) -> String {
+    result.content.iter().filter_map(|content| content.as_text()).map(|text| text.text.clone()).collect()
+}
+
+fn text_contents(contents: &ResourceContents) -> (&str, &str) {
+    match contents {
+        ResourceContents::TextResourceContents { uri, text, .. } => (uri, text),
+        other => panic!("expected text contents, got {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// server-everything (TypeScript SDK) as an upstream, driven by the rmcp test client.
+
+#[tokio::test]
+async fn everything_tools_are_listed_with_its_prefix_next_to_the_fixture() {
+    let env = TestEnv::new();
+    let (session, tools) = start_everything(&env).await;
+    let names: Vec<&str> = tools.iter().map(|tool| tool.name.as_ref()).collect();
+    for expected in [
+        "everything__echo",
+        "everything__get-sum",
+        "everything__get-structured-content",
+        "everything__trigger-long-running-operation",
+        "everything__trigger-sampling-request",
+        "everything__trigger-elicitation-request",
+        "everything__get-roots-list",
+        "fix__echo",
+        "fix__slow",
+    ] {
+        assert!(names.contains(&expected), "{expected} missing from {names:?}");
+    }
+    for name in &names {
+        assert!(name.starts_with("everything__") || name.starts_with("fix__"), "unprefixed tool {name}");
+    }
+    assert!(!names.contains(&"echo"), "upstream names are never exposed bare: {names:?}");
+
+    // Metadata written by the TypeScript SDK passes through unchanged.
+    let echo = tools.iter().find(|tool| tool.name == "everything__echo").expect("everything__echo");
+    assert_eq!(echo.title.as_deref(), Some("Echo Tool"));
+    assert_eq!(echo.description.as_deref(), Some("Echoes back the input string"));
+    assert_eq!(echo.annotations.as_ref().and_then(|annotations| annotations.read_only_hint), Some(true));
+    let schema = Value::Object((*echo.input_schema).clone());
+    assert_eq!(schema["properties"]["message"]["type"], "string", "{schema}");
+    let structured = tools
+        .iter()
+        .find(|tool| tool.name == "everything__get-structured-content")
+        .expect("everything__get-structured-content");
+    assert!(structured.output_schema.is_some(), "outputSchema passes through");
+    session.close().await;
+}
+
+#[tokio::test]
+async fn everything_echo_and_fixture_echo_both_answer() {
+    let env = TestEnv::new();
+    let (session, _) = start_everything(&env).await;
+    let echoed = call(&session, "everything__echo", json!({"message": "through the bridge"})).await;
+    assert_eq!(text_of(&echoed), "Echo: through the bridge");
+    assert_ne!(echoed.is_error, Some(true));
+
+    let sum = call(&session, "everything__get-sum", json!({"a": 2, "b": 40})).await;
+    assert!(text_of(&sum).contains("42"), "{}", text_of(&sum));
+
+    let fixture = call(&session, "fix__echo", json!({"message": "next door"})).await;
+    assert_eq!(text_of(&fixture), "fix: next door");
+    session.close().await;
+}
+
+#[tokio::test]
+async fn everything_structured_content_passes_through() {
+    let env = TestEnv::new();
+    let (session, _) = start_everything(&env).await;
+    let result = call(&session, "everything__get-structured-content", json!({"location": "New York"})).await;
+    let structured = result.structured_content.clone().expect("structuredContent");
+    assert!(structured.get("temperature").is_some_and(Value::is_number), "{structured}");
+    assert!(structured.get("conditions").is_some_and(Value::is_string), "{structured}");
+    // The backward-compatible text block carries the same object as JSON.
+    let text: Value = serde_json::from_str(&text_of(&result)).expect("text content is JSON");
+    assert_eq!(text, structured);
+    session.close().await;
+}
+
+#[tokio::test]
+async fn everything_long_running_operation_reports_progress() {
+    let env = TestEnv::new();
+    let (session, _) = start_everything(&env).await;
+    // `duration` is in seconds, split evenly over `steps`.
+    let result =
+        call(&session, "everything__trigger-long-running-operation", json!({"duration": 1, "steps": 4}))
+            .await;
+    assert_eq!(text_of(&result), "Long running operation completed. Duration: 1 seconds, Steps: 4.");
+    let progress: Vec<(f64, Option<f64>)> =
+        session.client.seen().progress.iter().map(|progress| (progress.progress, progress.total)).collect();
+    assert_eq!(
+        progress,
+        vec![(1.0, Some(4.0)), (2.0, Some(4.0)), (3.0, Some(4.0)), (4.0, Some(4.0))],
+        "every progress notification, in order, before the result"
+    );
+    session.close().await;
+}
+
+#[tokio::test]
+async fn everything_resources_and_templates_are_read() {
+    let env = TestEnv::new();
+    let (session, _) = start_everything(&env).await;
+
+    let resources = session.service.list_all_resources().await.expect("resources/list");
+    let uris: Vec<&str> = resources.iter().map(|resource| resource.uri.as_str()).collect();
+    let features = "demo://resource/static/document/features.md";
+    assert!(uris.contains(&features), "{uris:?}");
+    assert!(uris.contains(&"fixture://fix/static"), "the fixture's resources are listed too: {uris:?}");
+
+    let read = session
+        .service
+        .read_resource(ReadResourceRequestParams::new(features))
+        .await
+        .expect("resources/read");
+    let (uri, text) = text_contents(&read.contents[0]);
+    assert_eq!(uri, features);
+    assert_eq!(text, peers::read_text(&peers::server_everything_docs().join("features.md")));
+
+    let templates = session.service.list_all_resource_templates().await.expect("resources/templates/list");
+    let patterns: Vec<&str> = templates.iter().map(|template| template.uri_template.as_str()).collect();
+    assert!(patterns.contains(&"demo://resource/dynamic/text/{resourceId}"), "{patterns:?}");
+    let dynamic = session
+        .service
+        .read_resource(ReadResourceRequestParams::new("demo://resource/dynamic/text/7"))
+        .await
+        .expect("resources/read of a template URI");
+    let (uri, text) = text_contents(&dynamic.contents[0]);
+    assert_eq!(uri, "demo://resource/dynamic/text/7");
+    assert!(text.starts_with("Resource 7: This is a plaintext resource created at"), "{text}");
+    session.close().await;
+}
+
+#[tokio::test]
+async fn everything_prompts_and_completions_pass_through() {
+    let env = TestEnv::new();
+    let (session, _) = start_everything(&env).await;
+    let prompts = session.service.list_all_prompts().await.expect("prompts/list");
+    let names: Vec<&str> = prompts.iter().map(|prompt| prompt.name.as_str()).collect();
+    for expected in [
+        "everything__simple-prompt",
+        "everything__args-prompt",
+        "everything__completable-prompt",
+        "fix__greet",
+    ] {
+        assert!(names.contains(&expected), "{expected} missing from {names:?}");
+    }
+
+    let arguments =
+        json!({"city": "Lisbon", "state": "Estremadura"}).as_object().cloned().unwrap_or_default();
+    let prompt = session
+        .service
+        .get_prompt(GetPromptRequestParams::new("everything__args-prompt").with_arguments(arguments))
+        .await
+        .expect("prompts/get");
+    let messages = serde_json::to_value(&prompt.messages).expect("encode messages");
+    assert_eq!(
+        messages,
+        json!([{"role": "user", "content": {"type": "text", "text": "What's weather in Lisbon, Estremadura?"}}])
+    );
+
+    let completion = session
+        .service
+        .complete_prompt_simple("everything__completable-prompt", "department", "Eng")
+        .await
+        .expect("completion/complete");
+    assert_eq!(completion, vec!["Engineering".to_owned()]);
+    session.close().await;
+}
+
+#[tokio::test]
+async fn everything_sampling_is_answered_by_the_client() {
+    let env = TestEnv::new();
+    let (session, _) = start_everything(&env).await;
+    let result = call(
+        &session,
+        "everything__trigger-sampling-request",
+        json!({"prompt": "write a haiku", "maxTokens": 17}),
+    )
+    .await;
+    let text = text_of(&result);
+    assert_ne!(result.is_error, Some(true), "{text}");
+    assert!(text.starts_with("LLM sampling result:"), "{text}");
+    // The upstream prints the client's whole CreateMessageResult as JSON.
+    let reply: Value = serde_json::from_str(text.trim_start_matches("LLM sampling result:").trim())
+        .unwrap_or_else(|error| panic!("sampling result is not JSON ({error}): {text}"));
+    assert_eq!(reply["content"]["text"], "sampled-by-test-client", "{reply}");
+    assert_eq!(reply["model"], "test-model", "{reply}");
+
+    let seen = session.client.seen();
+    assert_eq!(seen.sampling_requests.len(), 1, "one sampling request reached the client");
+    let request = &seen.sampling_requests[0];
+    assert_eq!(request.max_tokens, 17);
+    assert_eq!(request.system_prompt.as_deref(), Some("You are a helpful test server."));
+    let messages = serde_json::to_value(&request.messages).expect("encode messages");
+    assert_eq!(
+        messages[0]["content"]["text"], "Resource trigger-sampling-request context: write a haiku",
+        "{messages}"
+    );
+    drop(seen);
+    session.close().await;
+}
+
+#[tokio::test]
+async fn everything_elicitation_is_answered_by_the_client() {
+    let env = TestEnv::new();
+    let (session, _) = start_everything(&env).await;
+    let result = call(&session, "everything__trigger-elicitation-request", json!({})).await;
+    let text = text_of(&result);
+    assert_ne!(result.is_error, Some(true), "{text}");
+    assert!(text.contains("User provided the requested information!"), "{text}");
+    // The upstream appends the raw ElicitResult it received: the client's answer.
+    let raw = text.split("Raw result:").nth(1).unwrap_or_else(|| panic!("no raw result in {text}"));
+    let raw: Value =
+        serde_json::from_str(raw.trim()).unwrap_or_else(|error| panic!("raw result ({error}): {text}"));
+    assert_eq!(raw, json!({"action": "accept", "content": {"answer": "42"}}));
+    assert_eq!(session.client.seen().elicitations, 1);
+    session.close().await;
+}
+
+#[tokio::test]
+async fn everything_roots_come_from_the_client() {
+    let env = TestEnv::new();
+    let (session, _) = start_everything(&env).await;
+    let result = call(&session, "everything__get-roots-list", json!({})).await;
+    let text = text_of(&result);
+    assert_ne!(result.is_error, Some(true), "{text}");
+    assert!(text.contains("Current MCP Roots (2 total)"), "{text}");
+    assert!(text.contains("URI: file:///tmp/root-a"), "{text}");
+    assert!(text.contains("URI: file:///tmp/root-b"), "{text}");
+    assert!(session.client.seen().roots_requests >= 1, "the roots came from the client");
+    session.close().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// The Python `mcp` SDK as the client of `foxxy-bridge stdio`.
+
+#[tokio::test]
+async fn python_sdk_client_drives_the_bridge() {
+    let env = TestEnv::new();
+    let config = env.write_config(&json!({ "mcpServers": { "fix": fixture("fix", &[]) } }));
+    let mut command = tokio::process::Command::new(peers::python());
+    command
+        .arg(peers::peer_script("python_client.py"))
+        .arg(bridge_bin())
+        .arg(&config)
+        .env("FOXXY_BRIDGE_HOME", env.home())
+        .env_remove("FOXXY_BRIDGE_CONFIG")
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(120), command.output())
+        .await
+        .expect("python client finished within 120 s")
+        .expect("run python client");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "python client failed: {}\nstdout: {stdout}\nstderr: {stderr}",
+        output.status
+    );
+    let summary: Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|error| panic!("summary is not JSON ({error}): {stdout}\nstderr: {stderr}"));
+
+    assert_eq!(summary["server_name"], "foxxy-bridge", "{summary}");
+    assert_eq!(summary["protocol_version"], "2025-11-25", "{summary}");
+    let tools: Vec<&str> =
+        summary["tools"].as_array().expect("tools").iter().filter_map(Value::as_str).collect();
+    for expected in ["fix__echo", "fix__slow", "fix__sample"] {
+        assert!(tools.contains(&expected), "{expected} missing from {tools:?}");
+    }
+    assert_eq!(summary["echo"], json!({"is_error": false, "text": "fix: from python"}), "{summary}");
+    assert_eq!(summary["slow"], json!({"is_error": false, "text": "fix: done 3 steps"}), "{summary}");
+    assert_eq!(
+        summary["progress"],
+        json!([
+            {"progress": 1.0, "total": 3.0, "message": "step 0"},
+            {"progress": 2.0, "total": 3.0, "message": "step 1"},
+            {"progress": 3.0, "total": 3.0, "message": "step 2"},
+        ]),
+        "progress reached the Python client in order: {summary}"
+    );
+    assert_eq!(
+        summary["sample"],
+        json!({"is_error": false, "text": "fix: sampled: sampled-by-python-client"}),
+        "{summary}"
+    );
+    assert_eq!(summary["sampling_requests"], json!([["hello from python"]]), "{summary}");
+    assert_eq!(
+        summary["resource"],
+        json!([{"uri": "fixture://fix/static", "text": "static resource of fix"}]),
+        "{summary}"
+    );
+    assert_eq!(summary["prompt"], json!(["Hello Py from fix"]), "{summary}");
+    let resources = summary["resources"].as_array().expect("resources");
+    assert!(resources.contains(&json!("fixture://fix/static")), "{summary}");
+}
