@@ -190,6 +190,24 @@ async fn sampling_elicitation_and_roots_are_answered_by_the_client() {
 }
 
 #[tokio::test]
+async fn an_upstream_cancelling_its_sampling_request_reaches_the_client() {
+    let env = TestEnv::new();
+    env.write_config(&two_fixtures(&env));
+    let client = TestClient { sampling_delay: Duration::from_secs(10), ..TestClient::default() };
+    let session = Session::start_with(&env, client).await;
+    let started = std::time::Instant::now();
+    let sampled = session
+        .service
+        .call_tool(call("alpha__sample", json!({"prompt": "slowly", "timeout_ms": 300})))
+        .await
+        .expect("call");
+    assert_eq!(sampled.is_error, Some(true), "the upstream gave up: {sampled:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    session.wait_seen(Duration::from_secs(5), |seen| seen.sampling_cancelled == 1).await;
+    session.close().await;
+}
+
+#[tokio::test]
 async fn sampling_is_refused_when_the_client_did_not_declare_it() {
     let env = TestEnv::new();
     env.write_config(&two_fixtures(&env));

@@ -132,3 +132,29 @@ async fn notifications_with_bad_params_are_ignored_quietly() {
     raw.send(&json!({"jsonrpc": "2.0", "method": "notifications/whatever"})).await;
     still_alive(&mut raw, 16).await;
 }
+
+#[tokio::test]
+async fn every_client_protocol_version_is_served() {
+    let env = TestEnv::new();
+    env.write_config(&json!({ "mcpServers": { "fix": fixture("fix", &[]) } }));
+    for (asked, agreed) in [
+        ("2024-11-05", "2024-11-05"),
+        ("2025-03-26", "2025-03-26"),
+        ("2025-06-18", "2025-06-18"),
+        ("2025-11-25", "2025-11-25"),
+        ("2026-07-28", "2025-11-25"),
+    ] {
+        let mut raw = RawSession::start(&env).await;
+        raw.send(&json!({
+            "jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": asked, "capabilities": {}, "clientInfo": {"name": "v", "version": "1"}}
+        }))
+        .await;
+        let reply = raw.response(&json!(1)).await;
+        assert_eq!(reply["result"]["protocolVersion"], agreed, "client asked for {asked}: {reply}");
+        raw.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await;
+        raw.send(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "fix__echo", "arguments": {"message": asked}}})).await;
+        let reply = raw.response(&json!(2)).await;
+        assert_eq!(reply["result"]["content"][0]["text"], format!("fix: {asked}"), "{reply}");
+    }
+}

@@ -34,17 +34,26 @@ pub fn bridge_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_foxxy-bridge"))
 }
 
-/// The rmcp fixture server (an example target, built by `cargo test`).
+/// The rmcp fixture server, an example target. A plain `cargo test` builds it, but
+/// `cargo test --test it` does not, so the first use makes sure it is up to date.
 pub fn fixture_bin() -> PathBuf {
-    let bridge = bridge_bin();
-    let dir = bridge.parent().expect("binary has a parent directory");
-    let fixture = dir.join("examples").join("fixture-server");
-    assert!(
-        fixture.exists(),
-        "fixture server not built at {}; run `cargo test` (it builds examples)",
-        fixture.display()
-    );
-    fixture
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let status = std::process::Command::new(cargo)
+                .args(["build", "--quiet", "--example", "fixture-server"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("run cargo to build the fixture server");
+            assert!(status.success(), "building the fixture server failed");
+            let bridge = bridge_bin();
+            let dir = bridge.parent().expect("binary has a parent directory");
+            let fixture = dir.join("examples").join("fixture-server");
+            assert!(fixture.exists(), "fixture server not found at {}", fixture.display());
+            fixture
+        })
+        .clone()
 }
 
 /// A temporary state root (`FOXXY_BRIDGE_HOME`) plus a config file in it.
@@ -153,6 +162,7 @@ pub struct Seen {
     pub prompts_changed: usize,
     pub resources_changed: usize,
     pub sampling_requests: Vec<CreateMessageRequestParams>,
+    pub sampling_cancelled: usize,
     pub elicitations: usize,
     pub roots_requests: usize,
 }
@@ -214,7 +224,10 @@ impl ClientHandler for TestClient {
         if !self.sampling_delay.is_zero() {
             tokio::select! {
                 () = tokio::time::sleep(self.sampling_delay) => {}
-                () = context.ct.cancelled() => return Err(ErrorData::internal_error("cancelled", None)),
+                () = context.ct.cancelled() => {
+                    self.record(|seen| seen.sampling_cancelled += 1);
+                    return Err(ErrorData::internal_error("cancelled", None));
+                }
             }
         }
         Ok(CreateMessageResult::new(
