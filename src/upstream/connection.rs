@@ -18,6 +18,7 @@ use rmcp::{
     service::{NotificationContext, PeerRequestOptions, RequestContext, ServiceError},
 };
 use tokio::sync::{Mutex, Notify, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use super::{ClientLink, RequestOptions, UpstreamError, tap::Tapped};
 
@@ -44,6 +45,9 @@ pub struct Connection {
     /// Producer side of the ordered queue, used to post flush barriers.
     tapped: mpsc::Sender<Tapped>,
     request_timeout: Duration,
+    /// Cancelled when a request finds the connection dead, so the supervisor
+    /// reconnects instead of waiting for the transport to notice.
+    broken: CancellationToken,
 }
 
 impl Connection {
@@ -82,7 +86,7 @@ impl Connection {
         tokio::pin!(deadline);
         let result = loop {
             tokio::select! {
-                result = &mut response => break result.map_err(|error| self.service_error(error)),
+                result = &mut response => break result.map_err(|error| self.failed(error)),
                 () = options.cancel.cancelled() => {
                     cancel_upstream(&peer, id, "cancelled by the client").await;
                     break Err(UpstreamError::Cancelled);
@@ -108,7 +112,17 @@ impl Connection {
         request: ClientRequest,
         options: PeerRequestOptions,
     ) -> Result<rmcp::service::RequestHandle<RoleClient>, UpstreamError> {
-        self.peer.send_cancellable_request(request, options).await.map_err(|error| self.service_error(error))
+        self.peer.send_cancellable_request(request, options).await.map_err(|error| self.failed(error))
+    }
+
+    /// Map a failed request to an [`UpstreamError`]; a dead connection also marks the
+    /// session broken.
+    fn failed(&self, error: ServiceError) -> UpstreamError {
+        let error = self.service_error(error);
+        if matches!(error, UpstreamError::NotConnected { .. } | UpstreamError::Transport { .. }) {
+            self.broken.cancel();
+        }
+        error
     }
 
     /// Wait until every progress notification queued so far has reached the client, so
@@ -128,7 +142,10 @@ impl Connection {
                 name: self.name.to_string(),
                 cause: "the connection closed".to_owned(),
             },
-            other => UpstreamError::Transport { name: self.name.to_string(), cause: other.to_string() },
+            other => UpstreamError::Transport {
+                name: self.name.to_string(),
+                cause: super::remote::describe(&other),
+            },
         }
     }
 }
@@ -155,13 +172,19 @@ pub struct ConnectionParts {
 
 impl ConnectionParts {
     /// Finish the connection once rmcp has initialized the session.
-    pub fn into_connection(self, peer: Peer<RoleClient>, tapped: mpsc::Sender<Tapped>) -> Connection {
+    pub fn into_connection(
+        self,
+        peer: Peer<RoleClient>,
+        tapped: mpsc::Sender<Tapped>,
+        broken: CancellationToken,
+    ) -> Connection {
         Connection {
             name: self.name,
             peer,
             routes: self.routes,
             tapped,
             request_timeout: self.request_timeout,
+            broken,
         }
     }
 }

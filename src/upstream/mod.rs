@@ -19,7 +19,10 @@
 
 mod child;
 mod connection;
+mod remote;
+mod session;
 mod set;
+mod sse;
 mod supervisor;
 mod tap;
 

@@ -16,7 +16,7 @@ use super::{
     ClientLink, RequestOptions, Status, UpstreamError, UpstreamState, Upstreams, View,
     connection::Connection, supervisor,
 };
-use crate::config::{ServerSettings, Settings, TransportSettings};
+use crate::config::{FailoverSettings, ServerSettings, Settings, TransportSettings};
 
 /// How long a request for a disconnected upstream waits for the reconnect it triggers.
 const RECONNECT_WAIT: Duration = Duration::from_secs(5);
@@ -31,6 +31,7 @@ pub struct Shared {
     pub start_permits: Semaphore,
     pub max_message_bytes: usize,
     pub recovery_interval: Duration,
+    pub failover: FailoverSettings,
     /// The level the client last set with `logging/setLevel`, re-applied on reconnect.
     log_level: Mutex<Option<LoggingLevel>>,
 }
@@ -144,6 +145,7 @@ impl UpstreamSet {
             start_permits: Semaphore::new(bridge.max_concurrent_starts.max(1)),
             max_message_bytes: bridge.max_message_bytes,
             recovery_interval: bridge.failover.recovery_interval,
+            failover: bridge.failover,
             log_level: Mutex::new(None),
         });
         let set = Arc::new(Self {

@@ -7,37 +7,20 @@
 
 use std::{sync::Arc, time::Duration};
 
-use rmcp::{
-    RoleClient, ServiceExt,
-    model::{LoggingLevel, SetLevelRequest, SetLevelRequestParams, SubscribeRequest, SubscribeRequestParams},
-    service::RunningService,
-    transport::async_rw::AsyncRwTransport,
+use rmcp::model::{
+    ClientRequest, LoggingLevel, PingRequest, SetLevelRequest, SetLevelRequestParams, SubscribeRequest,
+    SubscribeRequestParams,
 };
-use tokio_util::sync::CancellationToken;
 
 use super::{
-    RequestOptions, Status, UpstreamCatalog,
-    child::{self, ChildGuard, SpawnSpec},
-    connection::{self, Connection, UpstreamHandler},
+    RequestOptions, Status,
+    connection::Connection,
+    session::{self, Session},
     set::{Entry, Shared},
-    tap::TapTransport,
 };
-use crate::config::TransportSettings;
 
 /// The longest pause between two connection attempts while not yet marked failed.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
-/// How long closing an rmcp session may take before the child is ended anyway.
-const CLOSE_LIMIT: Duration = Duration::from_millis(300);
-
-/// A live session and what it owns.
-struct Session {
-    service: RunningService<RoleClient, UpstreamHandler>,
-    connection: Arc<Connection>,
-    /// Fires when the upstream closed its side of the transport.
-    closed: CancellationToken,
-    child: Option<ChildGuard>,
-    forwarder: tokio::task::JoinHandle<()>,
-}
 
 /// Run the supervisor loop of `entry` until `entry.cancel` fires.
 pub async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
@@ -51,7 +34,7 @@ pub async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
         let attempt = {
             let _permit = shared.start_permits.acquire().await;
             tokio::select! {
-                attempt = connect_and_list(&entry, &shared) => Some(attempt),
+                attempt = session::connect_and_list(&entry, &shared) => Some(attempt),
                 () = entry.cancel.cancelled() => None,
             }
         };
@@ -70,6 +53,7 @@ pub async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
                 );
                 entry.set_connection(Some(session.connection.clone()));
                 shared.publish(&entry.name, |state| {
+                    state.transport = session.transport;
                     state.status = Status::Ready;
                     state.settled = true;
                     state.catalog = Some(Arc::new(catalog));
@@ -78,7 +62,7 @@ pub async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
                 restore_session_state(&entry, &shared, &session.connection).await;
                 let cause = serve(&entry, &shared, &mut session).await;
                 entry.set_connection(None);
-                close(&mut session).await;
+                session::close(&mut session).await;
                 let Some(cause) = cause else { break };
                 tracing::warn!(upstream = %entry.name, "upstream disconnected: {cause}");
                 // The count restarts with this session's end as its first failure.
@@ -135,6 +119,10 @@ pub fn retry_delay(first: Duration, failures: u32, retry_attempts: u32, recovery
 /// Serve a ready session until it ends; `None` when it ended because we were cancelled,
 /// else the cause of the disconnect.
 async fn serve(entry: &Entry, shared: &Shared, session: &mut Session) -> Option<String> {
+    let health = entry.settings.health_check;
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + health.interval, health.interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failed_pings = 0u32;
     loop {
         let child_exit = async {
             match session.child.as_mut() {
@@ -145,22 +133,26 @@ async fn serve(entry: &Entry, shared: &Shared, session: &mut Session) -> Option<
         tokio::select! {
             () = entry.cancel.cancelled() => return None,
             status = child_exit => return Some(status),
-            () = session.closed.cancelled() => return Some("the upstream closed the connection".to_owned()),
+            () = session.closed.cancelled() => return Some("the connection to the upstream was lost".to_owned()),
+            _ = ticks.tick(), if health.enabled => {
+                match ping(&session.connection, health.timeout).await {
+                    Ok(()) => failed_pings = 0,
+                    Err(error) => {
+                        failed_pings += 1;
+                        tracing::debug!(upstream = %entry.name, failed_pings, "health check failed: {error}");
+                        if shared.failover.enabled && failed_pings >= shared.failover.max_failures.max(1) {
+                            return Some(format!("{failed_pings} health checks in a row failed (last: {error})"));
+                        }
+                    }
+                }
+            }
             () = entry.lists_changed.notified() => {
-                match list_catalog(&session.connection, entry.settings.connect_timeout).await {
+                match session::list_catalog(&session.connection, entry.settings.connect_timeout).await {
                     Ok(catalog) => shared.publish(&entry.name, |state| state.catalog = Some(Arc::new(catalog))),
                     Err(error) => tracing::warn!(upstream = %entry.name, "re-listing after list_changed failed: {error}"),
                 }
             }
         }
-    }
-}
-
-async fn close(session: &mut Session) {
-    session.forwarder.abort();
-    let _ = tokio::time::timeout(CLOSE_LIMIT, session.service.close()).await;
-    if let Some(child) = session.child.as_mut() {
-        child.shutdown().await;
     }
 }
 
@@ -186,6 +178,16 @@ async fn restore_session_state(entry: &Entry, shared: &Shared, connection: &Conn
     }
 }
 
+/// One `ping`, bounded by `timeout`.
+async fn ping(connection: &Connection, timeout: std::time::Duration) -> Result<(), String> {
+    let request = ClientRequest::PingRequest(PingRequest::default());
+    match tokio::time::timeout(timeout, connection.request(request, RequestOptions::default())).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+    }
+}
+
 pub async fn set_level(connection: &Connection, level: LoggingLevel) {
     let request = SetLevelRequest::new(SetLevelRequestParams::new(level));
     if let Err(error) = connection
@@ -193,105 +195,6 @@ pub async fn set_level(connection: &Connection, level: LoggingLevel) {
         .await
     {
         tracing::debug!("upstream rejected logging/setLevel: {error}");
-    }
-}
-
-async fn connect_and_list(
-    entry: &Arc<Entry>,
-    shared: &Arc<Shared>,
-) -> Result<(Session, UpstreamCatalog), String> {
-    let mut session = connect(entry, shared).await?;
-    match list_catalog(&session.connection, entry.settings.connect_timeout).await {
-        Ok(catalog) => Ok((session, catalog)),
-        Err(error) => {
-            close(&mut session).await;
-            Err(format!("listing its catalog failed: {error}"))
-        }
-    }
-}
-
-async fn connect(entry: &Arc<Entry>, shared: &Arc<Shared>) -> Result<Session, String> {
-    let parts = connection::session_parts(
-        entry.name.clone(),
-        shared.link.clone(),
-        entry.lists_changed.clone(),
-        entry.settings.request_timeout,
-    );
-    let closed = CancellationToken::new();
-    let timeout = entry.settings.connect_timeout;
-    let (transport, mut child) = match &entry.settings.transport {
-        TransportSettings::Stdio { command, args, env, cwd } => {
-            let spec = SpawnSpec { command, args, env, cwd: cwd.as_ref() };
-            let spawned = child::spawn(&entry.name, &spec)?;
-            let transport = AsyncRwTransport::new_client(spawned.stdout, spawned.stdin)
-                .with_max_line_length(shared.max_message_bytes);
-            (TapTransport::new(transport, parts.tapped_tx.clone(), closed.clone()), Some(spawned.guard))
-        }
-        TransportSettings::Remote(_) => {
-            return Err("remote upstreams are not supported yet".to_owned());
-        }
-    };
-    let serve = parts.handler.serve_with_ct(transport, entry.cancel.child_token());
-    let service = match tokio::time::timeout(timeout, serve).await {
-        Ok(Ok(service)) => service,
-        Ok(Err(error)) => {
-            let cause = match child.as_mut() {
-                Some(child) => match tokio::time::timeout(Duration::from_millis(200), child.wait()).await {
-                    Ok(exit) => format!("{exit} before finishing initialize"),
-                    Err(_) => format!("initialize failed: {error}"),
-                },
-                None => format!("initialize failed: {error}"),
-            };
-            if let Some(child) = child.as_mut() {
-                child.shutdown().await;
-            }
-            return Err(cause);
-        }
-        Err(_) => {
-            if let Some(child) = child.as_mut() {
-                child.shutdown().await;
-            }
-            return Err(format!("it did not finish initialize within {} s", timeout.as_secs()));
-        }
-    };
-    let routes = parts.connection_parts.routes.clone();
-    let connection =
-        Arc::new(parts.connection_parts.into_connection(service.peer().clone(), parts.tapped_tx));
-    let forwarder = tokio::spawn(connection::forward_tapped(
-        entry.name.clone(),
-        shared.link.clone(),
-        routes,
-        parts.tapped_rx,
-    ));
-    Ok(Session { service, connection, closed, child, forwarder })
-}
-
-/// List everything the upstream offers, per its declared capabilities.
-async fn list_catalog(connection: &Connection, timeout: Duration) -> Result<UpstreamCatalog, String> {
-    let peer = connection.peer();
-    let info = peer.peer_info().ok_or("the upstream sent no initialize result")?;
-    let capabilities = info.capabilities.clone();
-    let listing = async {
-        let mut catalog = UpstreamCatalog {
-            capabilities: capabilities.clone(),
-            instructions: info.instructions.clone(),
-            ..UpstreamCatalog::default()
-        };
-        if capabilities.tools.is_some() {
-            catalog.tools = peer.list_all_tools().await?;
-        }
-        if capabilities.prompts.is_some() {
-            catalog.prompts = peer.list_all_prompts().await?;
-        }
-        if capabilities.resources.is_some() {
-            catalog.resources = peer.list_all_resources().await?;
-            catalog.resource_templates = peer.list_all_resource_templates().await?;
-        }
-        Ok::<_, rmcp::service::ServiceError>(catalog)
-    };
-    match tokio::time::timeout(timeout, listing).await {
-        Ok(result) => result.map_err(|error| error.to_string()),
-        Err(_) => Err(format!("listing did not finish within {} s", timeout.as_secs())),
     }
 }
 

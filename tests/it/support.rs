@@ -40,6 +40,12 @@ pub fn fixture_bin() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
+            let bridge = bridge_bin();
+            let fixture =
+                bridge.parent().expect("binary has a parent directory").join("examples/fixture-server");
+            if is_fresh(&fixture) {
+                return fixture;
+            }
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
             let status = std::process::Command::new(cargo)
                 .args(["build", "--quiet", "--example", "fixture-server"])
@@ -47,13 +53,22 @@ pub fn fixture_bin() -> PathBuf {
                 .status()
                 .expect("run cargo to build the fixture server");
             assert!(status.success(), "building the fixture server failed");
-            let bridge = bridge_bin();
-            let dir = bridge.parent().expect("binary has a parent directory");
-            let fixture = dir.join("examples").join("fixture-server");
             assert!(fixture.exists(), "fixture server not found at {}", fixture.display());
             fixture
         })
         .clone()
+}
+
+/// Whether `binary` exists and is newer than every source file of the fixture.
+fn is_fresh(binary: &Path) -> bool {
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|meta| meta.modified()).ok();
+    let Some(built) = modified(binary) else { return false };
+    let sources = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixture");
+    std::fs::read_dir(sources)
+        .map(|entries| {
+            entries.flatten().all(|entry| modified(&entry.path()).is_some_and(|time| time <= built))
+        })
+        .unwrap_or(false)
 }
 
 /// A temporary state root (`FOXXY_BRIDGE_HOME`) plus a config file in it.

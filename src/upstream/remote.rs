@@ -1,0 +1,255 @@
+//! Remote upstreams over HTTP: the shared reqwest client, the streamable HTTP
+//! transport (rmcp's), transport auto-detection, and turning HTTP failures into
+//! messages a user can act on.
+
+use std::{collections::HashMap, error::Error as StdError, time::Duration};
+
+use reqwest::header::{HeaderName, HeaderValue};
+use rmcp::{
+    service::ClientInitializeError,
+    transport::{
+        StreamableHttpClientTransport,
+        streamable_http_client::{StreamableHttpClientTransportConfig, StreamableHttpError},
+    },
+};
+
+use crate::config::RemoteSettings;
+
+/// Idle HTTP connections are kept this long, and TCP keep-alive probes sent this
+/// often, so a quiet upstream's connection survives NATs and load balancers.
+const KEEP_ALIVE: Duration = Duration::from_secs(30);
+
+/// Make the process-wide TLS provider available (ring); idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The HTTP client for one remote upstream: its TLS policy and connect timeout.
+pub fn http_client(
+    name: &str,
+    remote: &RemoteSettings,
+    connect_timeout: Duration,
+) -> Result<reqwest::Client, String> {
+    install_crypto_provider();
+    if !remote.verify_ssl {
+        tracing::warn!(
+            upstream = %name,
+            "TLS certificate verification is OFF for this upstream (verify_ssl: false); use this only for development"
+        );
+    }
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .tcp_keepalive(KEEP_ALIVE)
+        .pool_idle_timeout(KEEP_ALIVE * 2)
+        .tls_danger_accept_invalid_certs(!remote.verify_ssl)
+        .build()
+        .map_err(|error| format!("cannot set up the HTTP client: {}", describe(&error)))
+}
+
+/// The configured `headers`, as HTTP header values. (The config loader has checked
+/// names and values already.)
+pub fn headers(remote: &RemoteSettings) -> HashMap<HeaderName, HeaderValue> {
+    remote
+        .headers
+        .iter()
+        .filter_map(|(name, value)| {
+            let name = HeaderName::try_from(name.as_str()).ok()?;
+            let mut value = HeaderValue::try_from(value.expose()).ok()?;
+            value.set_sensitive(true);
+            Some((name, value))
+        })
+        .collect()
+}
+
+/// A streamable HTTP transport to `remote`.
+pub fn streamable_transport(
+    client: reqwest::Client,
+    remote: &RemoteSettings,
+    max_message_bytes: usize,
+    bearer: Option<String>,
+) -> StreamableHttpClientTransport<reqwest::Client> {
+    let mut config = StreamableHttpClientTransportConfig::with_uri(remote.url.as_str())
+        .custom_headers(headers(remote))
+        .max_json_response_size(max_message_bytes)
+        .max_sse_event_size(max_message_bytes)
+        .reinit_on_expired_session(true);
+    if let Some(token) = bearer {
+        config = config.auth_header(token);
+    }
+    StreamableHttpClientTransport::with_client(client, config)
+}
+
+/// Whether a failed streamable-HTTP `initialize` means "this is not a streamable HTTP
+/// endpoint" (HTTP 4xx other than auth), so auto-detection should try legacy SSE.
+pub fn should_fall_back_to_sse(error: &ClientInitializeError) -> bool {
+    let mut current: Option<&(dyn StdError + 'static)> = match error {
+        ClientInitializeError::TransportError { error, .. } => Some(error.error.as_ref()),
+        other => Some(other),
+    };
+    while let Some(error) = current {
+        if let Some(http) = error.downcast_ref::<StreamableHttpError<reqwest::Error>>() {
+            return match http {
+                StreamableHttpError::UnexpectedServerResponse(text) => {
+                    let status = text.strip_prefix("HTTP ").and_then(|rest| rest.get(..3));
+                    matches!(status, Some(code) if code.starts_with('4') && code != "401" && code != "403")
+                }
+                StreamableHttpError::UnexpectedContentType(_) => true,
+                _ => false,
+            };
+        }
+        current = error.source();
+    }
+    false
+}
+
+/// A one-line, actionable description of why connecting to or talking to a remote
+/// upstream failed, from any error in rmcp's or reqwest's chains.
+pub fn describe(error: &(dyn StdError + 'static)) -> String {
+    let mut current = Some(error);
+    let mut outermost = None;
+    while let Some(error) = current {
+        if let Some(text) = describe_one(error) {
+            return text;
+        }
+        outermost.get_or_insert_with(|| error.to_string());
+        current = next_source(error);
+    }
+    outermost.unwrap_or_else(|| "unknown error".to_owned())
+}
+
+/// Like [`describe`], for an initialize failure (whose transport error is not linked
+/// as its `source`).
+pub fn describe_initialize(error: &ClientInitializeError) -> String {
+    match error {
+        ClientInitializeError::TransportError { error, .. } => describe(error.error.as_ref()),
+        ClientInitializeError::ConnectionClosed(_) => {
+            "the server closed the connection during initialize".to_owned()
+        }
+        ClientInitializeError::JsonRpcError(error) => {
+            format!("the server rejected initialize: {}", error.message)
+        }
+        other => describe(other),
+    }
+}
+
+fn next_source<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a (dyn StdError + 'static)> {
+    if let Some(dynamic) = error.downcast_ref::<rmcp::transport::DynamicTransportError>() {
+        return Some(dynamic.error.as_ref());
+    }
+    error.source()
+}
+
+fn describe_one(error: &(dyn StdError + 'static)) -> Option<String> {
+    if let Some(http) = error.downcast_ref::<StreamableHttpError<reqwest::Error>>() {
+        return describe_streamable(http);
+    }
+    if let Some(io) = error.downcast_ref::<std::io::Error>() {
+        return match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => {
+                Some("connection refused (is the server running, and is the URL's port right?)".to_owned())
+            }
+            std::io::ErrorKind::TimedOut => Some("the connection timed out".to_owned()),
+            _ => None,
+        };
+    }
+    if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+        return Some(format!(
+            "TLS handshake failed: {tls} (for a development server with a self-signed certificate, set `verify_ssl: false`)"
+        ));
+    }
+    if let Some(reqwest) = error.downcast_ref::<reqwest::Error>() {
+        if reqwest.is_timeout() {
+            return Some("the request timed out".to_owned());
+        }
+        if let Some(status) = reqwest.status() {
+            return Some(describe_status(status.as_u16(), None));
+        }
+        // DNS failures carry no typed error: recognise hyper-util's wording.
+        let chain = chain_text(error);
+        if chain.contains("dns error") || chain.contains("failed to lookup address") {
+            let host = reqwest.url().and_then(|url| url.host_str().map(str::to_owned)).unwrap_or_default();
+            return Some(format!("cannot resolve the host name `{host}` (DNS lookup failed)"));
+        }
+    }
+    None
+}
+
+fn describe_streamable(error: &StreamableHttpError<reqwest::Error>) -> Option<String> {
+    Some(match error {
+        StreamableHttpError::Client(inner) => return describe_one(inner).or_else(|| describe_deeper(inner)),
+        StreamableHttpError::UnexpectedContentType(content_type) => format!(
+            "the server answered with `{}`, which is not MCP (is the URL right? is it a login page?)",
+            content_type.as_deref().unwrap_or("no content type")
+        ),
+        StreamableHttpError::UnexpectedServerResponse(text) => {
+            let status =
+                text.strip_prefix("HTTP ").and_then(|rest| rest.get(..3)).and_then(|code| code.parse().ok());
+            match status {
+                Some(status) => describe_status(status, Some(text)),
+                None => format!("unexpected answer from the server: {}", shorten(text)),
+            }
+        }
+        StreamableHttpError::HttpStatus(status) => describe_status(status.status, None),
+        StreamableHttpError::AuthRequired(_) => describe_status(401, None),
+        StreamableHttpError::InsufficientScope(_) => describe_status(403, None),
+        StreamableHttpError::Deserialize(error) => {
+            format!("the server sent something that is not JSON-RPC ({error})")
+        }
+        StreamableHttpError::ResponseBodyTooLarge { max_size } => {
+            format!("the server's response is larger than {max_size} bytes (`bridge.maxMessageBytes`)")
+        }
+        _ => return None,
+    })
+}
+
+fn describe_deeper(error: &(dyn StdError + 'static)) -> Option<String> {
+    let mut current = error.source();
+    while let Some(error) = current {
+        if let Some(text) = describe_one(error) {
+            return Some(text);
+        }
+        current = error.source();
+    }
+    None
+}
+
+/// What an HTTP status means for the user.
+pub fn describe_status(status: u16, detail: Option<&str>) -> String {
+    match status {
+        401 => {
+            "the server requires authorization (HTTP 401); configure `oauth` for it, or check its `headers`"
+                .to_owned()
+        }
+        403 => "the server refused access (HTTP 403); check the credentials or scopes".to_owned(),
+        404 => "nothing at that URL (HTTP 404); check the `url`".to_owned(),
+        429 => "the server is rate limiting (HTTP 429); retrying later".to_owned(),
+        502..=504 => {
+            format!("HTTP {status} from a proxy or gateway in front of the server (is the server up?)")
+        }
+        _ => match detail {
+            Some(detail) => format!("HTTP error: {}", shorten(detail)),
+            None => format!("HTTP {status}"),
+        },
+    }
+}
+
+fn chain_text(error: &(dyn StdError + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut current = error.source();
+    while let Some(error) = current {
+        text.push_str(": ");
+        text.push_str(&error.to_string());
+        current = error.source();
+    }
+    text
+}
+
+fn shorten(text: &str) -> String {
+    const LIMIT: usize = 200;
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= LIMIT {
+        return flat;
+    }
+    let kept: String = flat.chars().take(LIMIT).collect();
+    format!("{kept}…")
+}

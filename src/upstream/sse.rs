@@ -1,0 +1,154 @@
+//! The legacy HTTP+SSE client transport (MCP 2024-11-05), which rmcp does not have.
+//!
+//! The client opens a `GET` event stream; the server's first event, `endpoint`, names
+//! the URL to `POST` JSON-RPC messages to; every server message then arrives on the
+//! stream as a `message` event. SSE framing is parsed by the `sse-stream` crate.
+//!
+//! A legacy session lives and dies with its stream: when the stream ends, `receive`
+//! returns `None` and the supervisor starts a new session (the server has dropped
+//! the old one), rather than resuming.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use futures::StreamExt;
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use rmcp::{
+    model::ServerJsonRpcMessage,
+    service::{RoleClient, RxJsonRpcMessage, TxJsonRpcMessage},
+    transport::Transport,
+};
+use sse_stream::SseStream;
+use tokio::{sync::mpsc, task::JoinHandle};
+use url::Url;
+
+use super::remote;
+
+/// Messages buffered from the event stream before the reader waits.
+const INBOX: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SseTransportError {
+    #[error("{0}")]
+    Http(String),
+    #[error("the server answered the POST with HTTP {0}")]
+    Status(u16),
+}
+
+pub struct SseTransport {
+    client: reqwest::Client,
+    /// Where messages are POSTed, as announced by the `endpoint` event.
+    endpoint: Arc<Url>,
+    headers: reqwest::header::HeaderMap,
+    inbox: mpsc::Receiver<ServerJsonRpcMessage>,
+    reader: JoinHandle<()>,
+}
+
+impl Drop for SseTransport {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// Open the event stream at `url` and wait (up to `timeout`) for the `endpoint` event.
+pub async fn connect(
+    client: reqwest::Client,
+    url: &str,
+    headers: reqwest::header::HeaderMap,
+    timeout: Duration,
+    upstream: &str,
+) -> Result<SseTransport, String> {
+    let base = Url::parse(url).map_err(|error| format!("invalid URL `{url}`: {error}"))?;
+    let request = client.get(base.clone()).headers(headers.clone()).header(ACCEPT, "text/event-stream");
+    let response = tokio::time::timeout(timeout, request.send())
+        .await
+        .map_err(|_| format!("no answer within {} s", timeout.as_secs()))?
+        .map_err(|error| remote::describe(&error))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(remote::describe_status(status.as_u16(), None));
+    }
+    let content_type =
+        response.headers().get(CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("").to_owned();
+    if !content_type.starts_with("text/event-stream") {
+        return Err(format!(
+            "the server answered with `{content_type}`, not an event stream (is the URL right? is it a login page?)"
+        ));
+    }
+    let mut events = SseStream::from_byte_stream(response.bytes_stream());
+    let endpoint = tokio::time::timeout(timeout, async {
+        while let Some(event) = events.next().await {
+            let event = event.map_err(|error| format!("the event stream broke: {error}"))?;
+            if event.event.as_deref() == Some("endpoint") {
+                let data = event.data.unwrap_or_default();
+                return base
+                    .join(data.trim())
+                    .map_err(|error| format!("bad `endpoint` event `{data}`: {error}"));
+            }
+        }
+        Err("the event stream ended before the `endpoint` event".to_owned())
+    })
+    .await
+    .map_err(|_| {
+        format!("no `endpoint` event within {} s (is this a legacy SSE endpoint?)", timeout.as_secs())
+    })??;
+    if endpoint.origin() != base.origin() {
+        // The spec says the endpoint is on the same server; refuse to send messages
+        // (and headers with credentials) anywhere else.
+        return Err(format!("the server announced an endpoint on another origin: `{endpoint}`"));
+    }
+    let (tx, inbox) = mpsc::channel(INBOX);
+    let upstream = upstream.to_owned();
+    let reader = tokio::spawn(async move {
+        while let Some(event) = events.next().await {
+            let event = match event {
+                Ok(event) => event,
+                Err(error) => {
+                    tracing::warn!(upstream = %upstream, "SSE stream error: {error}");
+                    break;
+                }
+            };
+            if !matches!(event.event.as_deref(), None | Some("message")) {
+                continue;
+            }
+            let Some(data) = event.data else { continue };
+            match serde_json::from_str::<ServerJsonRpcMessage>(&data) {
+                Ok(message) => {
+                    if tx.send(message).await.is_err() {
+                        break;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(upstream = %upstream, "dropped an SSE message that is not JSON-RPC: {error}")
+                }
+            }
+        }
+    });
+    Ok(SseTransport { client, endpoint: Arc::new(endpoint), headers, inbox, reader })
+}
+
+impl Transport<RoleClient> for SseTransport {
+    type Error = SseTransportError;
+
+    fn send(
+        &mut self,
+        item: TxJsonRpcMessage<RoleClient>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        let request =
+            self.client.post(self.endpoint.as_ref().clone()).headers(self.headers.clone()).json(&item);
+        async move {
+            let response =
+                request.send().await.map_err(|error| SseTransportError::Http(remote::describe(&error)))?;
+            let status = response.status();
+            if status.is_success() { Ok(()) } else { Err(SseTransportError::Status(status.as_u16())) }
+        }
+    }
+
+    async fn receive(&mut self) -> Option<RxJsonRpcMessage<RoleClient>> {
+        self.inbox.recv().await
+    }
+
+    async fn close(&mut self) -> Result<(), Self::Error> {
+        self.reader.abort();
+        Ok(())
+    }
+}
