@@ -77,7 +77,7 @@ async fn connect(entry: &Arc<Entry>, shared: &Arc<Shared>) -> Result<Session, St
 /// Why `initialize` did not complete.
 enum InitFailure {
     Timeout,
-    Failed(ClientInitializeError),
+    Failed(Box<ClientInitializeError>),
 }
 
 /// A session's handler and queues, plus the token its transport cancels on close.
@@ -114,7 +114,7 @@ impl Pending {
         let serve = parts.handler.serve_with_ct(transport, entry.cancel.child_token());
         let service = match tokio::time::timeout(entry.settings.connect_timeout, serve).await {
             Ok(Ok(service)) => service,
-            Ok(Err(error)) => return Err((InitFailure::Failed(error), child)),
+            Ok(Err(error)) => return Err((InitFailure::Failed(Box::new(error)), child)),
             Err(_) => return Err((InitFailure::Timeout, child)),
         };
         let routes = parts.connection_parts.routes.clone();
