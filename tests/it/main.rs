@@ -9,4 +9,5 @@ mod jsonrpc;
 mod lifecycle;
 mod naming;
 mod peers;
+mod remote;
 mod support;

@@ -133,6 +133,19 @@ impl TestEnv {
         command
     }
 
+    /// `sh -c script` in a fresh network namespace with only loopback (nothing can
+    /// leave the machine), with this env's state root and config.
+    pub fn command_in_netns(&self, script: &str) -> Command {
+        let mut command = Command::new("unshare");
+        command
+            .args(["--net", "sh", "-c", script])
+            .env("FOXXY_BRIDGE_HOME", self.home())
+            .env("FOXXY_BRIDGE_CONFIG", self.config_path())
+            .env_remove("FOXXY_BRIDGE_LOG")
+            .kill_on_drop(true);
+        command
+    }
+
     /// Run a CLI command to completion.
     pub async fn run(&self, args: &[&str]) -> CommandOutput {
         let output = self.command().args(args).output().await.expect("run foxxy-bridge");
