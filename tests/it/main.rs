@@ -3,6 +3,7 @@
 //! third-party peers).
 
 mod cli;
+mod conformance;
 mod core;
 mod interop;
 mod jsonrpc;
