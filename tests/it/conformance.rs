@@ -28,7 +28,8 @@ async fn run_client_scenario(scenario: &str) -> String {
         .output()
         .await
         .expect("run the conformance runner");
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "conformance scenario `{scenario}` failed:\n{text}");
     assert!(text.contains("OVERALL: PASSED"), "scenario `{scenario}` did not report a pass:\n{text}");
     text

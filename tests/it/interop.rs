@@ -42,14 +42,17 @@ fn everything_config() -> Value {
 async fn start_everything(env: &TestEnv) -> (Session, Vec<Tool>) {
     env.write_config(&everything_config());
     let session = Session::start(env).await;
-    let tools =
-        wait_for_tools(&session, &["fix__echo", "everything__echo", "everything__trigger-sampling-request"])
-            .await;
+    let tools = wait_for_tools(
+        env,
+        &session,
+        &["fix__echo", "everything__echo", "everything__trigger-sampling-request"],
+    )
+    .await;
     (session, tools)
 }
 
 /// Poll `tools/list` until every name in `names` is there (list_changed may lag).
-async fn wait_for_tools(session: &Session, names: &[&str]) -> Vec<Tool> {
+async fn wait_for_tools(env: &TestEnv, session: &Session, names: &[&str]) -> Vec<Tool> {
     let deadline = tokio::time::Instant::now() + PEER_DEADLINE;
     loop {
         let tools = session.service.list_all_tools().await.expect("tools/list");
@@ -59,8 +62,8 @@ async fn wait_for_tools(session: &Session, names: &[&str]) -> Vec<Tool> {
         let listed: Vec<&str> = tools.iter().map(|tool| tool.name.as_ref()).collect();
         assert!(
             tokio::time::Instant::now() < deadline,
-            "tools {names:?} not all listed within {PEER_DEADLINE:?}; listed: {listed:?}\nbridge stderr:\n{}",
-            session.stderr()
+            "tools {names:?} not all listed within {PEER_DEADLINE:?}; listed: {listed:?}\nbridge log:\n{}",
+            env.log()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -266,9 +269,9 @@ async fn everything_sampling_is_answered_by_the_client() {
     assert_eq!(reply["content"]["text"], "sampled-by-test-client", "{reply}");
     assert_eq!(reply["model"], "test-model", "{reply}");
 
-    let seen = session.client.seen();
-    assert_eq!(seen.sampling_requests.len(), 1, "one sampling request reached the client");
-    let request = &seen.sampling_requests[0];
+    let requests = session.client.seen().sampling_requests.clone();
+    assert_eq!(requests.len(), 1, "one sampling request reached the client");
+    let request = &requests[0];
     assert_eq!(request.max_tokens, 17);
     assert_eq!(request.system_prompt.as_deref(), Some("You are a helpful test server."));
     let messages = serde_json::to_value(&request.messages).expect("encode messages");
@@ -276,7 +279,6 @@ async fn everything_sampling_is_answered_by_the_client() {
         messages[0]["content"]["text"], "Resource trigger-sampling-request context: write a haiku",
         "{messages}"
     );
-    drop(seen);
     session.close().await;
 }
 

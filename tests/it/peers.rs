@@ -8,8 +8,6 @@
 //! missing peer is a test FAILURE with a hint, never a skip: a green run must mean the
 //! interop tests ran.
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
