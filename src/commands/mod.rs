@@ -2,6 +2,7 @@
 //! file) into settings once, starts logging, and dispatches.
 
 mod config;
+mod oauth;
 mod stdio;
 mod tools;
 
@@ -13,6 +14,7 @@ use crate::{
     cli::{Cli, Command, ConfigCommand},
     config::{self as bridge_config, Settings},
     logging::{self, LogGuard},
+    oauth::{Browser, SignInContext, TokenStore},
     paths::StatePaths,
 };
 
@@ -36,9 +38,17 @@ pub struct Context {
     pub explicit_config: Option<PathBuf>,
     pub debug: bool,
     pub log_level: Option<String>,
+    /// `FOXXY_BRIDGE_BROWSER`.
+    pub browser: Option<String>,
 }
 
 impl Context {
+    /// Token cache and sign-in settings for this process.
+    pub fn sign_in_context(&self, settings: &Settings) -> anyhow::Result<SignInContext> {
+        let browser = Browser::from_setting(self.browser.as_deref()).map_err(anyhow::Error::msg)?;
+        Ok(SignInContext::new(TokenStore::new(self.paths.auth_dir()), browser, &settings.bridge))
+    }
+
     pub fn config_path(&self) -> anyhow::Result<PathBuf> {
         Ok(bridge_config::locate(self.explicit_config.as_deref(), self.paths.root())?)
     }
@@ -71,6 +81,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         explicit_config: cli.global.config,
         debug: cli.global.debug,
         log_level: cli.global.log_level,
+        browser: std::env::var("FOXXY_BRIDGE_BROWSER").ok(),
     };
     match cli.command {
         Command::Stdio => stdio::run(&context).await,
@@ -80,6 +91,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         }
         Command::Schema => Ok(config::schema()),
         Command::Config(ConfigCommand::Validate) => config::validate(&context),
-        Command::Oauth(_) => anyhow::bail!("OAuth support is not available in this build yet"),
+        Command::Oauth(command) => oauth::run(&context, command).await,
     }
 }

@@ -32,7 +32,7 @@ pub async fn run(context: &Context) -> anyhow::Result<Outcome> {
     };
     let _log = context.start_logging(Some(&settings))?;
     tracing::info!(config = %settings.source.display(), "starting stdio bridge");
-    let bridge = Arc::new(Bridge::start(settings.clone()));
+    let bridge = Arc::new(Bridge::start(settings.clone(), context.sign_in_context(&settings)?));
     let stop = CancellationToken::new();
     let stdin_closed = CancellationToken::new();
     spawn_signal_watch(stop.clone())?;

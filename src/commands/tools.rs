@@ -15,7 +15,8 @@ use crate::{
 pub async fn list(context: &Context, json: bool) -> anyhow::Result<Outcome> {
     let settings = context.load_settings()?;
     let _log = context.start_logging(Some(&settings))?;
-    let bridge = Bridge::start(settings);
+    let oauth = context.sign_in_context(&settings)?;
+    let bridge = Bridge::start(settings, oauth);
     let catalog = bridge.settled_catalog().await;
     bridge.shutdown().await;
     if json {
@@ -102,7 +103,8 @@ pub async fn call(
     let arguments = parse_arguments(arguments)?;
     let settings = context.load_settings()?;
     let _log = context.start_logging(Some(&settings))?;
-    let bridge = Arc::new(Bridge::start(settings));
+    let oauth = context.sign_in_context(&settings)?;
+    let bridge = Arc::new(Bridge::start(settings, oauth));
     let mut params = CallToolRequestParams::new(name.to_owned());
     params.arguments = arguments;
     let result = bridge.call_tool(params).await;

@@ -113,6 +113,24 @@ pub struct OAuthSettings {
     pub send_resource: bool,
 }
 
+impl OAuthSettings {
+    /// OAuth for an upstream without an `oauth` block, started by a 401 challenge.
+    pub fn defaults() -> Self {
+        Self {
+            enabled: true,
+            issuer: None,
+            client_name: None,
+            client_uri: None,
+            scopes: Vec::new(),
+            additional_params: BTreeMap::new(),
+            client_id: None,
+            client_secret: None,
+            client_metadata_url: None,
+            send_resource: true,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HealthCheckSettings {
     pub enabled: bool,

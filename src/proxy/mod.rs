@@ -32,6 +32,7 @@ pub use self::catalog::Catalog;
 use self::link::DownstreamLink;
 use crate::{
     config::{Aggregation, Settings},
+    oauth::SignInContext,
     upstream::{RequestOptions, UpstreamError, UpstreamSet, Upstreams, View},
 };
 
@@ -50,10 +51,10 @@ pub struct Bridge {
 impl Bridge {
     /// Start every upstream of `settings` and the task that keeps the merged catalog
     /// current. Returns at once; upstreams connect in the background.
-    pub fn start(settings: Arc<Settings>) -> Bridge {
+    pub fn start(settings: Arc<Settings>, oauth: SignInContext) -> Bridge {
         let (catalog_tx, catalog) = watch::channel(Arc::new(Catalog::default()));
         let link = Arc::new(DownstreamLink::new(catalog.clone()));
-        let upstreams: Arc<dyn Upstreams> = UpstreamSet::start(&settings, link.clone());
+        let upstreams: Arc<dyn Upstreams> = UpstreamSet::start(&settings, link.clone(), oauth);
         let cancel = CancellationToken::new();
         tokio::spawn(maintain_catalog(
             upstreams.view(),

@@ -30,6 +30,7 @@ use std::{fmt, sync::Arc};
 
 pub use connection::forwarded_meta;
 use futures::future::BoxFuture;
+pub use remote::{describe as describe_http_error, install_crypto_provider};
 use rmcp::{
     ErrorData,
     model::{
@@ -145,6 +146,11 @@ pub enum Status {
     /// `retryAttempts` consecutive failures; retried only every `recoveryInterval` or
     /// when a call needs it. Holds the cause.
     Failed(String),
+    /// Waiting for the user to finish a browser sign-in.
+    SigningIn,
+    /// No usable tokens and no sign-in under way; reconnects as soon as tokens appear
+    /// (e.g. after `foxxy-bridge oauth login`). Holds the reason.
+    NeedsSignIn(String),
 }
 
 impl Status {
@@ -154,13 +160,15 @@ impl Status {
             Status::Ready => "ready",
             Status::Retrying(_) => "retrying",
             Status::Failed(_) => "failed",
+            Status::SigningIn => "signing in",
+            Status::NeedsSignIn(_) => "needs sign-in",
         }
     }
 
     pub fn error(&self) -> Option<&str> {
         match self {
-            Status::Retrying(error) | Status::Failed(error) => Some(error),
-            Status::Connecting | Status::Ready => None,
+            Status::Retrying(error) | Status::Failed(error) | Status::NeedsSignIn(error) => Some(error),
+            Status::Connecting | Status::Ready | Status::SigningIn => None,
         }
     }
 }

@@ -9,7 +9,9 @@ use rmcp::{
     service::ClientInitializeError,
     transport::{
         StreamableHttpClientTransport,
-        streamable_http_client::{StreamableHttpClientTransportConfig, StreamableHttpError},
+        streamable_http_client::{
+            StreamableHttpClient, StreamableHttpClientTransportConfig, StreamableHttpError,
+        },
     },
 };
 
@@ -61,22 +63,48 @@ pub fn headers(remote: &RemoteSettings) -> HashMap<HeaderName, HeaderValue> {
         .collect()
 }
 
-/// A streamable HTTP transport to `remote`.
-pub fn streamable_transport(
-    client: reqwest::Client,
+/// The streamable HTTP transport settings for `remote`.
+pub fn streamable_config(
     remote: &RemoteSettings,
     max_message_bytes: usize,
-    bearer: Option<String>,
-) -> StreamableHttpClientTransport<reqwest::Client> {
-    let mut config = StreamableHttpClientTransportConfig::with_uri(remote.url.as_str())
+) -> StreamableHttpClientTransportConfig {
+    StreamableHttpClientTransportConfig::with_uri(remote.url.as_str())
         .custom_headers(headers(remote))
         .max_json_response_size(max_message_bytes)
         .max_sse_event_size(max_message_bytes)
-        .reinit_on_expired_session(true);
-    if let Some(token) = bearer {
-        config = config.auth_header(token);
+        .reinit_on_expired_session(true)
+}
+
+/// A streamable HTTP transport over `client` (plain reqwest, or the OAuth bearer client).
+pub fn streamable_transport<C: StreamableHttpClient>(
+    client: C,
+    remote: &RemoteSettings,
+    max_message_bytes: usize,
+) -> StreamableHttpClientTransport<C> {
+    StreamableHttpClientTransport::with_client(client, streamable_config(remote, max_message_bytes))
+}
+
+/// The `WWW-Authenticate` challenge of a 401 that ended `initialize`, if that is why.
+pub fn challenge(error: &ClientInitializeError) -> Option<String> {
+    if let Some(challenge) = error.auth_challenge() {
+        return Some(challenge.to_owned());
     }
-    StreamableHttpClientTransport::with_client(client, config)
+    let ClientInitializeError::TransportError { error, .. } = error else { return None };
+    let mut current: Option<&(dyn StdError + 'static)> = Some(error.error.as_ref());
+    while let Some(error) = current {
+        if let Some(StreamableHttpError::AuthRequired(required)) =
+            error.downcast_ref::<StreamableHttpError<reqwest::Error>>()
+        {
+            return Some(required.www_authenticate_header.clone());
+        }
+        if let Some(super::sse::SseTransportError::AuthRequired(challenge)) =
+            error.downcast_ref::<super::sse::SseTransportError>()
+        {
+            return Some(challenge.clone());
+        }
+        current = error.source();
+    }
+    None
 }
 
 /// Whether a failed streamable-HTTP `initialize` means "this is not a streamable HTTP

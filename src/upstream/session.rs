@@ -16,7 +16,7 @@ use rmcp::{
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    UpstreamCatalog,
+    Status, UpstreamCatalog,
     child::{self, ChildGuard, SpawnSpec},
     connection::{self, Connection, SessionParts, UpstreamHandler},
     remote,
@@ -24,7 +24,10 @@ use super::{
     sse,
     tap::TapTransport,
 };
-use crate::config::{RemoteKind, RemoteSettings, TransportSettings};
+use crate::{
+    config::{RemoteKind, RemoteSettings, TransportSettings},
+    oauth::{OAuthError, Target, TokenSource, client::BearerClient},
+};
 
 /// How long closing an rmcp session may take before the child is ended anyway.
 const CLOSE_LIMIT: Duration = Duration::from_millis(300);
@@ -50,25 +53,45 @@ pub async fn close(session: &mut Session) {
     }
 }
 
+/// Why no session could be established.
+#[derive(Debug)]
+pub struct ConnectFailure {
+    pub cause: String,
+    /// Only a sign-in (or tokens from elsewhere) can fix it: do not retry blindly.
+    pub needs_sign_in: bool,
+}
+
+impl ConnectFailure {
+    fn sign_in(cause: String) -> Self {
+        Self { cause, needs_sign_in: true }
+    }
+}
+
+impl From<String> for ConnectFailure {
+    fn from(cause: String) -> Self {
+        Self { cause, needs_sign_in: false }
+    }
+}
+
 /// Connect and list; a session that cannot list is closed again.
 pub async fn connect_and_list(
     entry: &Arc<Entry>,
     shared: &Arc<Shared>,
-) -> Result<(Session, UpstreamCatalog), String> {
+) -> Result<(Session, UpstreamCatalog), ConnectFailure> {
     let mut session = connect(entry, shared).await?;
     match list_catalog(&session.connection, entry.settings.connect_timeout).await {
         Ok(catalog) => Ok((session, catalog)),
         Err(error) => {
             close(&mut session).await;
-            Err(format!("listing its catalog failed: {error}"))
+            Err(format!("listing its catalog failed: {error}").into())
         }
     }
 }
 
-async fn connect(entry: &Arc<Entry>, shared: &Arc<Shared>) -> Result<Session, String> {
+async fn connect(entry: &Arc<Entry>, shared: &Arc<Shared>) -> Result<Session, ConnectFailure> {
     match &entry.settings.transport {
         TransportSettings::Stdio { command, args, env, cwd } => {
-            connect_stdio(entry, shared, &SpawnSpec { command, args, env, cwd: cwd.as_ref() }).await
+            Ok(connect_stdio(entry, shared, &SpawnSpec { command, args, env, cwd: cwd.as_ref() }).await?)
         }
         TransportSettings::Remote(remote) => connect_remote(entry, shared, remote).await,
     }
@@ -168,22 +191,138 @@ async fn connect_remote(
     entry: &Entry,
     shared: &Shared,
     settings: &RemoteSettings,
-) -> Result<Session, String> {
+) -> Result<Session, ConnectFailure> {
+    let tokens = token_source(entry, shared, settings);
+    // With an `oauth` block, make sure there are tokens before dialing; this is also
+    // the preflight (discovery runs, and its failure is reported, at once).
+    if let Some(source) = &tokens
+        && settings.oauth.is_some()
+    {
+        ensure_signed_in(entry, shared, source, None).await?;
+    }
+    match dial(entry, shared, settings, tokens.as_ref()).await {
+        Err(Dial::Challenge(challenge)) => {
+            let Some(source) = &tokens else {
+                return Err(remote::describe_status(401, None).into());
+            };
+            tracing::info!(upstream = %entry.name, "the server asks for OAuth authorization");
+            ensure_signed_in(entry, shared, source, Some(challenge)).await?;
+            dial(entry, shared, settings, tokens.as_ref()).await.map_err(Dial::into_failure)
+        }
+        other => other.map_err(Dial::into_failure),
+    }
+}
+
+/// The token source of an OAuth upstream (`None` when OAuth is off for it).
+fn token_source(entry: &Entry, shared: &Shared, settings: &RemoteSettings) -> Option<Arc<TokenSource>> {
+    entry
+        .tokens
+        .get_or_init(|| match Target::for_remote(&entry.name, settings)? {
+            Ok(target) => Some(Arc::new(TokenSource::new(target, shared.oauth.clone()))),
+            Err(error) => {
+                tracing::warn!(upstream = %entry.name, "OAuth is unavailable for this upstream: {error}");
+                None
+            }
+        })
+        .clone()
+}
+
+/// Have usable tokens, signing in (once across processes) when there are none or the
+/// server rejected them (`challenge`).
+async fn ensure_signed_in(
+    entry: &Entry,
+    shared: &Shared,
+    source: &TokenSource,
+    challenge: Option<String>,
+) -> Result<(), ConnectFailure> {
+    let current = source.entry().ok().flatten();
+    let rejected = challenge.as_ref().and(current.as_ref()).map(|entry| entry.access_token.clone());
+    if challenge.is_none() {
+        match source.access_token().await {
+            Ok(_) => return Ok(()),
+            Err(OAuthError::SignInRequired { .. }) => {}
+            Err(error) => return Err(error.to_string().into()),
+        }
+    }
+    if !shared.oauth.interactive {
+        return Err(ConnectFailure::sign_in(format!(
+            "no usable OAuth tokens; hint: run `foxxy-bridge oauth login {}`",
+            entry.name
+        )));
+    }
+    shared.publish(&entry.name, |state| {
+        state.status = Status::SigningIn;
+        // A sign-in waits for a person: do not hold the first tools/list for it.
+        state.settled = true;
+    });
+    match source.sign_in(challenge.as_deref(), &[], rejected.as_ref(), false).await {
+        Ok(_) => Ok(()),
+        Err(
+            error @ (OAuthError::Discovery { .. } | OAuthError::NoPkce { .. } | OAuthError::Insecure { .. }),
+        ) => Err(error.to_string().into()),
+        Err(error) => Err(ConnectFailure::sign_in(error.to_string())),
+    }
+}
+
+/// How dialing a remote upstream failed.
+enum Dial {
+    /// HTTP 401 with this `WWW-Authenticate` challenge.
+    Challenge(String),
+    Failed(String),
+}
+
+impl Dial {
+    fn into_failure(self) -> ConnectFailure {
+        match self {
+            Dial::Challenge(_) => remote::describe_status(401, None).into(),
+            Dial::Failed(cause) => cause.into(),
+        }
+    }
+}
+
+/// Connect over streamable HTTP or SSE (auto-detected unless configured).
+async fn dial(
+    entry: &Entry,
+    shared: &Shared,
+    settings: &RemoteSettings,
+    tokens: Option<&Arc<TokenSource>>,
+) -> Result<Session, Dial> {
     let timeout = entry.settings.connect_timeout;
-    let client = remote::http_client(&entry.name, settings, timeout)?;
-    let describe = |failure: InitFailure| match failure {
-        InitFailure::Timeout => format!("no answer to initialize within {} s", timeout.as_secs()),
-        InitFailure::Failed(error) => remote::describe_initialize(&error),
+    let client = remote::http_client(&entry.name, settings, timeout).map_err(Dial::Failed)?;
+    let failed = |failure: InitFailure| match failure {
+        InitFailure::Timeout => {
+            Dial::Failed(format!("no answer to initialize within {} s", timeout.as_secs()))
+        }
+        InitFailure::Failed(error) => match remote::challenge(&error) {
+            Some(challenge) if tokens.is_some() => Dial::Challenge(challenge),
+            _ => Dial::Failed(remote::describe_initialize(&error)),
+        },
     };
     if settings.kind != RemoteKind::Sse {
         let pending = Pending::new(entry, shared);
-        let transport = pending.tap(remote::streamable_transport(
-            client.clone(),
-            settings,
-            shared.max_message_bytes,
-            None,
-        ));
-        match pending.initialize(entry, shared, transport, None, "streamable-http").await {
+        let attempt = match tokens {
+            Some(tokens) => {
+                let bearer = BearerClient::new(client.clone(), tokens.clone());
+                let transport = pending.tap(remote::streamable_transport(
+                    bearer.clone(),
+                    settings,
+                    shared.max_message_bytes,
+                ));
+                let attempt = pending.initialize(entry, shared, transport, None, "streamable-http").await;
+                // Once connected, a 401/403 mid-session may start a sign-in itself.
+                bearer.set_interactive();
+                attempt
+            }
+            None => {
+                let transport = pending.tap(remote::streamable_transport(
+                    client.clone(),
+                    settings,
+                    shared.max_message_bytes,
+                ));
+                pending.initialize(entry, shared, transport, None, "streamable-http").await
+            }
+        };
+        match attempt {
             Ok(session) => {
                 tracing::info!(upstream = %entry.name, url = %settings.url, "connected over streamable HTTP");
                 return Ok(session);
@@ -197,19 +336,26 @@ async fn connect_remote(
                     remote::describe_initialize(&error)
                 );
             }
-            Err((failure, _)) => return Err(describe(failure)),
+            Err((failure, _)) => return Err(failed(failure)),
         }
     }
     let pending = Pending::new(entry, shared);
     let headers = remote::headers(settings).into_iter().collect();
-    let stream = sse::connect(client, &settings.url, headers, timeout, &entry.name).await?;
+    let stream =
+        match sse::connect(client, &settings.url, headers, tokens.cloned(), timeout, &entry.name).await {
+            Ok(stream) => stream,
+            Err(sse::SseTransportError::AuthRequired(challenge)) if tokens.is_some() => {
+                return Err(Dial::Challenge(challenge));
+            }
+            Err(error) => return Err(Dial::Failed(error.to_string())),
+        };
     let transport = pending.tap(stream);
     match pending.initialize(entry, shared, transport, None, "sse").await {
         Ok(session) => {
             tracing::info!(upstream = %entry.name, url = %settings.url, "connected over legacy SSE");
             Ok(session)
         }
-        Err((failure, _)) => Err(describe(failure)),
+        Err((failure, _)) => Err(failed(failure)),
     }
 }
 

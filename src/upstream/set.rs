@@ -3,7 +3,7 @@
 
 use std::{
     collections::BTreeSet,
-    sync::{Arc, Mutex, RwLock},
+    sync::{Arc, Mutex, OnceLock, RwLock},
     time::Duration,
 };
 
@@ -16,7 +16,10 @@ use super::{
     ClientLink, RequestOptions, Status, UpstreamError, UpstreamState, Upstreams, View,
     connection::Connection, supervisor,
 };
-use crate::config::{FailoverSettings, ServerSettings, Settings, TransportSettings};
+use crate::{
+    config::{FailoverSettings, ServerSettings, Settings, TransportSettings},
+    oauth::{SignInContext, TokenSource},
+};
 
 /// How long a request for a disconnected upstream waits for the reconnect it triggers.
 const RECONNECT_WAIT: Duration = Duration::from_secs(5);
@@ -34,6 +37,8 @@ pub struct Shared {
     pub failover: FailoverSettings,
     /// The level the client last set with `logging/setLevel`, re-applied on reconnect.
     log_level: Mutex<Option<LoggingLevel>>,
+    /// Token cache and sign-in settings for remote upstreams that use OAuth.
+    pub oauth: SignInContext,
 }
 
 impl Shared {
@@ -68,6 +73,9 @@ pub struct Entry {
     attempts: watch::Sender<u64>,
     /// URIs the client subscribed to on this upstream, re-subscribed on reconnect.
     subscriptions: Mutex<BTreeSet<String>>,
+    /// The OAuth token source of a remote upstream, made on first use and shared by
+    /// its sessions; `None` inside when OAuth is off for it.
+    pub tokens: OnceLock<Option<Arc<TokenSource>>>,
 }
 
 impl Entry {
@@ -81,6 +89,7 @@ impl Entry {
             lists_changed: Arc::new(Notify::new()),
             attempts: watch::Sender::new(0),
             subscriptions: Mutex::new(BTreeSet::new()),
+            tokens: OnceLock::new(),
         }
     }
 
@@ -124,7 +133,7 @@ pub struct UpstreamSet {
 
 impl UpstreamSet {
     /// Start every enabled upstream of `settings` in the background.
-    pub fn start(settings: &Settings, link: Arc<dyn ClientLink>) -> Arc<Self> {
+    pub fn start(settings: &Settings, link: Arc<dyn ClientLink>, oauth: SignInContext) -> Arc<Self> {
         let bridge = &settings.bridge;
         let servers: Vec<&ServerSettings> = settings.enabled_servers().collect();
         let view = View {
@@ -147,6 +156,7 @@ impl UpstreamSet {
             recovery_interval: bridge.failover.recovery_interval,
             failover: bridge.failover,
             log_level: Mutex::new(None),
+            oauth,
         });
         let set = Arc::new(Self {
             shared,

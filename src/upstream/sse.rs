@@ -11,7 +11,7 @@
 use std::{future::Future, sync::Arc, time::Duration};
 
 use futures::StreamExt;
-use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use rmcp::{
     model::ServerJsonRpcMessage,
     service::{RoleClient, RxJsonRpcMessage, TxJsonRpcMessage},
@@ -22,6 +22,7 @@ use tokio::{sync::mpsc, task::JoinHandle};
 use url::Url;
 
 use super::remote;
+use crate::oauth::TokenSource;
 
 /// Messages buffered from the event stream before the reader waits.
 const INBOX: usize = 64;
@@ -32,10 +33,15 @@ pub enum SseTransportError {
     Http(String),
     #[error("the server answered the POST with HTTP {0}")]
     Status(u16),
+    /// HTTP 401 with this `WWW-Authenticate` challenge.
+    #[error("{}", remote::describe_status(401, None))]
+    AuthRequired(String),
 }
 
 pub struct SseTransport {
     client: reqwest::Client,
+    /// Bearer tokens for OAuth upstreams, fetched per request (they refresh).
+    tokens: Option<Arc<TokenSource>>,
     /// Where messages are POSTed, as announced by the `endpoint` event.
     endpoint: Arc<Url>,
     headers: reqwest::header::HeaderMap,
@@ -49,30 +55,51 @@ impl Drop for SseTransport {
     }
 }
 
+/// The bearer token to send, if this upstream uses OAuth and has one.
+async fn bearer(tokens: Option<&Arc<TokenSource>>) -> Result<Option<String>, SseTransportError> {
+    let Some(tokens) = tokens else { return Ok(None) };
+    match tokens.access_token().await {
+        Ok(token) => Ok(Some(format!("Bearer {}", token.expose()))),
+        Err(crate::oauth::OAuthError::SignInRequired { .. }) => Ok(None),
+        Err(error) => Err(SseTransportError::Http(error.to_string())),
+    }
+}
+
 /// Open the event stream at `url` and wait (up to `timeout`) for the `endpoint` event.
 pub async fn connect(
     client: reqwest::Client,
     url: &str,
     headers: reqwest::header::HeaderMap,
+    tokens: Option<Arc<TokenSource>>,
     timeout: Duration,
     upstream: &str,
-) -> Result<SseTransport, String> {
-    let base = Url::parse(url).map_err(|error| format!("invalid URL `{url}`: {error}"))?;
-    let request = client.get(base.clone()).headers(headers.clone()).header(ACCEPT, "text/event-stream");
+) -> Result<SseTransport, SseTransportError> {
+    let base =
+        Url::parse(url).map_err(|error| SseTransportError::Http(format!("invalid URL `{url}`: {error}")))?;
+    let mut request = client.get(base.clone()).headers(headers.clone()).header(ACCEPT, "text/event-stream");
+    if let Some(bearer) = bearer(tokens.as_ref()).await? {
+        request = request.header(AUTHORIZATION, bearer);
+    }
     let response = tokio::time::timeout(timeout, request.send())
         .await
-        .map_err(|_| format!("no answer within {} s", timeout.as_secs()))?
-        .map_err(|error| remote::describe(&error))?;
+        .map_err(|_| SseTransportError::Http(format!("no answer within {} s", timeout.as_secs())))?
+        .map_err(|error| SseTransportError::Http(remote::describe(&error)))?;
     let status = response.status();
+    if status == reqwest::StatusCode::UNAUTHORIZED
+        && let Some(challenge) =
+            response.headers().get(WWW_AUTHENTICATE).and_then(|value| value.to_str().ok())
+    {
+        return Err(SseTransportError::AuthRequired(challenge.to_owned()));
+    }
     if !status.is_success() {
-        return Err(remote::describe_status(status.as_u16(), None));
+        return Err(SseTransportError::Http(remote::describe_status(status.as_u16(), None)));
     }
     let content_type =
         response.headers().get(CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("").to_owned();
     if !content_type.starts_with("text/event-stream") {
-        return Err(format!(
+        return Err(SseTransportError::Http(format!(
             "the server answered with `{content_type}`, not an event stream (is the URL right? is it a login page?)"
-        ));
+        )));
     }
     let mut events = SseStream::from_byte_stream(response.bytes_stream());
     let endpoint = tokio::time::timeout(timeout, async {
@@ -90,11 +117,15 @@ pub async fn connect(
     .await
     .map_err(|_| {
         format!("no `endpoint` event within {} s (is this a legacy SSE endpoint?)", timeout.as_secs())
-    })??;
+    })
+    .and_then(|endpoint| endpoint)
+    .map_err(SseTransportError::Http)?;
     if endpoint.origin() != base.origin() {
         // The spec says the endpoint is on the same server; refuse to send messages
         // (and headers with credentials) anywhere else.
-        return Err(format!("the server announced an endpoint on another origin: `{endpoint}`"));
+        return Err(SseTransportError::Http(format!(
+            "the server announced an endpoint on another origin: `{endpoint}`"
+        )));
     }
     let (tx, inbox) = mpsc::channel(INBOX);
     let upstream = upstream.to_owned();
@@ -123,7 +154,7 @@ pub async fn connect(
             }
         }
     });
-    Ok(SseTransport { client, endpoint: Arc::new(endpoint), headers, inbox, reader })
+    Ok(SseTransport { client, tokens, endpoint: Arc::new(endpoint), headers, inbox, reader })
 }
 
 impl Transport<RoleClient> for SseTransport {
@@ -133,9 +164,13 @@ impl Transport<RoleClient> for SseTransport {
         &mut self,
         item: TxJsonRpcMessage<RoleClient>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
-        let request =
+        let mut request =
             self.client.post(self.endpoint.as_ref().clone()).headers(self.headers.clone()).json(&item);
+        let tokens = self.tokens.clone();
         async move {
+            if let Some(bearer) = bearer(tokens.as_ref()).await? {
+                request = request.header(AUTHORIZATION, bearer);
+            }
             let response =
                 request.send().await.map_err(|error| SseTransportError::Http(remote::describe(&error)))?;
             let status = response.status();

@@ -69,7 +69,21 @@ pub async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
                 failures = 1;
                 shared.publish(&entry.name, |state| state.status = Status::Retrying(cause.clone()));
             }
-            Err(cause) => {
+            Err(failure) if failure.needs_sign_in => {
+                let cause = failure.cause;
+                tracing::warn!(upstream = %entry.name, "upstream is waiting for a sign-in: {cause}");
+                shared.publish(&entry.name, |state| {
+                    state.settled = true;
+                    state.status = Status::NeedsSignIn(cause.clone());
+                });
+                entry.attempt_finished();
+                if !wait_for_tokens(&entry).await {
+                    break;
+                }
+                continue;
+            }
+            Err(failure) => {
+                let cause = failure.cause;
                 failures += 1;
                 let failed = failures >= settings.retry_attempts.max(1);
                 tracing::warn!(
@@ -105,6 +119,28 @@ pub async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
     entry.set_connection(None);
     entry.attempt_finished();
 }
+
+/// Wait until tokens for `entry` are written (by `oauth login` in a shell, or another
+/// bridge), or a request asks for the upstream; `false` when the upstream stops.
+async fn wait_for_tokens(entry: &Entry) -> bool {
+    let source = entry.tokens.get().cloned().flatten();
+    let baseline = source.as_ref().and_then(|source| source.stamp());
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(TOKEN_POLL) => {
+                if source.as_ref().and_then(|source| source.stamp()) != baseline {
+                    tracing::info!(upstream = %entry.name, "new OAuth tokens appeared; connecting");
+                    return true;
+                }
+            }
+            () = entry.reconnect.notified() => return true,
+            () = entry.cancel.cancelled() => return false,
+        }
+    }
+}
+
+/// How often an upstream that needs a sign-in looks for new tokens.
+const TOKEN_POLL: Duration = Duration::from_secs(1);
 
 /// Backoff before the next attempt: `retryDelay` doubling per consecutive failure,
 /// capped at 30 s; once marked failed, the failover recovery interval.

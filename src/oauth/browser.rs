@@ -1,0 +1,93 @@
+//! Opening the sign-in URL: the system browser (`open` crate), or the command in
+//! `FOXXY_BRIDGE_BROWSER` (split like a shell would, no shell run, the URL appended as
+//! its last argument, started detached), or nothing at all with `none`. The URL is
+//! always logged too, so a user on a headless machine can copy it.
+
+use std::process::Stdio;
+
+/// How to show the user a sign-in URL.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Browser {
+    /// The desktop's default browser.
+    #[default]
+    System,
+    /// Log the URL only.
+    None,
+    /// A command line; the URL is appended.
+    Command(Vec<String>),
+}
+
+impl Browser {
+    /// From the value of `FOXXY_BRIDGE_BROWSER` (unset or empty = system browser).
+    pub fn from_setting(value: Option<&str>) -> Result<Self, String> {
+        match value.map(str::trim) {
+            None | Some("") => Ok(Browser::System),
+            Some("none") => Ok(Browser::None),
+            Some(command) => {
+                let words = shell_words::split(command)
+                    .map_err(|error| format!("cannot parse FOXXY_BRIDGE_BROWSER `{command}`: {error}"))?;
+                if words.is_empty() {
+                    return Ok(Browser::System);
+                }
+                Ok(Browser::Command(words))
+            }
+        }
+    }
+
+    /// Show `url` to the user. Never waits for the browser.
+    pub fn open(&self, upstream: &str, url: &str) {
+        tracing::info!(upstream, "sign-in required; open this URL in a browser to continue: {url}");
+        match self {
+            Browser::None => {}
+            Browser::System => {
+                if let Err(error) = open::that_detached(url) {
+                    tracing::warn!(
+                        upstream,
+                        "could not open a browser ({error}); open the URL above by hand"
+                    );
+                }
+            }
+            Browser::Command(words) => {
+                let mut command = std::process::Command::new(&words[0]);
+                command
+                    .args(&words[1..])
+                    .arg(url)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
+                match command.spawn() {
+                    // Reap it whenever it ends, without waiting for it here.
+                    Ok(mut child) => {
+                        std::thread::spawn(move || {
+                            let _ = child.wait();
+                        });
+                    }
+                    Err(error) => {
+                        tracing::warn!(upstream, "could not run FOXXY_BRIDGE_BROWSER `{}`: {error}", words[0])
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings() {
+        assert_eq!(Browser::from_setting(None), Ok(Browser::System));
+        assert_eq!(Browser::from_setting(Some("  ")), Ok(Browser::System));
+        assert_eq!(Browser::from_setting(Some("none")), Ok(Browser::None));
+        assert_eq!(
+            Browser::from_setting(Some("firefox --new-tab")),
+            Ok(Browser::Command(vec!["firefox".into(), "--new-tab".into()]))
+        );
+        assert_eq!(
+            Browser::from_setting(Some("'/opt/my browser/run' -x")),
+            Ok(Browser::Command(vec!["/opt/my browser/run".into(), "-x".into()]))
+        );
+        assert!(Browser::from_setting(Some("'unclosed")).is_err());
+    }
+}

@@ -1,0 +1,224 @@
+//! [`BearerClient`]: rmcp's streamable HTTP client with the upstream's access token on
+//! every request.
+//!
+//! rmcp's own `AuthClient` refreshes through its `AuthorizationManager`, which cannot
+//! tell that another process already refreshed; this client gets its token from the
+//! [`TokenSource`] instead, so refreshes stay coordinated across processes. On a 401
+//! it asks the source for a fresher token (refresh, or another process's); on a 403
+//! `insufficient_scope` it signs in again for the union of the scopes, at most
+//! [`MAX_STEP_UPS`] times per session.
+
+use std::{
+    borrow::Cow,
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU32, Ordering},
+    },
+};
+
+use futures::stream::BoxStream;
+use reqwest::header::{HeaderName, HeaderValue};
+use rmcp::{
+    model::ClientJsonRpcMessage,
+    transport::streamable_http_client::{
+        StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse, StreamableHttpResponseLimits,
+    },
+};
+use sse_stream::{Error as SseError, Sse};
+
+use super::{OAuthError, TokenSource, store::Secret};
+
+/// Scope step-ups allowed per session before a 403 is passed on.
+pub const MAX_STEP_UPS: u32 = 3;
+
+type HttpError = StreamableHttpError<reqwest::Error>;
+
+#[derive(Clone)]
+pub struct BearerClient {
+    inner: reqwest::Client,
+    source: Arc<TokenSource>,
+    /// Set once the session is up: from then on a 401/403 may start a browser sign-in.
+    /// During `initialize` the supervisor handles sign-in itself (with status updates).
+    interactive: Arc<AtomicBool>,
+    step_ups: Arc<AtomicU32>,
+}
+
+impl BearerClient {
+    pub fn new(inner: reqwest::Client, source: Arc<TokenSource>) -> Self {
+        Self { inner, source, interactive: Arc::default(), step_ups: Arc::default() }
+    }
+
+    /// Allow sign-ins from now on (the session is established).
+    pub fn set_interactive(&self) {
+        self.interactive.store(true, Ordering::SeqCst);
+    }
+
+    async fn token(&self) -> Result<Option<Secret>, HttpError> {
+        match self.source.access_token().await {
+            Ok(token) => Ok(Some(token)),
+            // Without a token the server answers 401 with its challenge, which is
+            // what starts discovery and sign-in.
+            Err(OAuthError::SignInRequired { .. }) => Ok(None),
+            Err(error) => Err(auth_error(&error)),
+        }
+    }
+
+    /// Run `call` with the current token; on 401/403 get a better one and retry.
+    async fn call<T, F, Fut>(&self, call: F) -> Result<T, HttpError>
+    where
+        F: Fn(Option<String>) -> Fut,
+        Fut: Future<Output = Result<T, HttpError>>,
+    {
+        let mut token = self.token().await?;
+        let mut retried_401 = false;
+        loop {
+            let result = call(token.as_ref().map(|token| token.expose().to_owned())).await;
+            match result {
+                Err(StreamableHttpError::AuthRequired(challenge)) if !retried_401 => {
+                    retried_401 = true;
+                    let refreshed = match &token {
+                        Some(sent) => {
+                            self.source.after_rejection(sent).await.ok().filter(|fresh| fresh != sent)
+                        }
+                        None => None,
+                    };
+                    token = match refreshed {
+                        Some(fresh) => Some(fresh),
+                        None if self.interactive.load(Ordering::SeqCst) => Some(
+                            self.source
+                                .sign_in(Some(&challenge.www_authenticate_header), &[], token.as_ref(), false)
+                                .await
+                                .map_err(|error| auth_error(&error))?,
+                        ),
+                        None => return Err(StreamableHttpError::AuthRequired(challenge)),
+                    };
+                }
+                Err(StreamableHttpError::InsufficientScope(needed))
+                    if self.interactive.load(Ordering::SeqCst)
+                        && self.step_ups.fetch_add(1, Ordering::SeqCst) < MAX_STEP_UPS =>
+                {
+                    let scopes: Vec<String> = needed
+                        .required_scope
+                        .as_deref()
+                        .map(|scope| scope.split_whitespace().map(str::to_owned).collect())
+                        .unwrap_or_default();
+                    tracing::info!(upstream = %self.source.target().name, ?scopes, "the server needs more scopes; signing in again");
+                    token = Some(
+                        self.source
+                            .sign_in(Some(&needed.www_authenticate_header), &scopes, None, true)
+                            .await
+                            .map_err(|error| auth_error(&error))?,
+                    );
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// An OAuth failure in the transport's error type, with our message intact.
+fn auth_error(error: &OAuthError) -> HttpError {
+    StreamableHttpError::UnexpectedServerResponse(Cow::Owned(format!("OAuth: {error}")))
+}
+
+impl StreamableHttpClient for BearerClient {
+    type Error = reqwest::Error;
+
+    async fn post_message(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        _auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<StreamableHttpPostResponse, HttpError> {
+        self.call(|token| {
+            self.inner.post_message(
+                uri.clone(),
+                message.clone(),
+                session_id.clone(),
+                token,
+                custom_headers.clone(),
+            )
+        })
+        .await
+    }
+
+    async fn post_message_with_response_limits(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        _auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        limits: StreamableHttpResponseLimits,
+    ) -> Result<StreamableHttpPostResponse, HttpError> {
+        self.call(|token| {
+            self.inner.post_message_with_response_limits(
+                uri.clone(),
+                message.clone(),
+                session_id.clone(),
+                token,
+                custom_headers.clone(),
+                limits,
+            )
+        })
+        .await
+    }
+
+    async fn delete_session(
+        &self,
+        uri: Arc<str>,
+        session_id: Arc<str>,
+        _auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<(), HttpError> {
+        self.call(|token| {
+            self.inner.delete_session(uri.clone(), session_id.clone(), token, custom_headers.clone())
+        })
+        .await
+    }
+
+    async fn get_stream(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        _auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+    ) -> Result<BoxStream<'static, Result<Sse, SseError>>, HttpError> {
+        self.call(|token| {
+            self.inner.get_stream(
+                uri.clone(),
+                session_id.clone(),
+                last_event_id.clone(),
+                token,
+                custom_headers.clone(),
+            )
+        })
+        .await
+    }
+
+    async fn get_stream_with_max_sse_event_size(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        _auth_header: Option<String>,
+        custom_headers: HashMap<HeaderName, HeaderValue>,
+        max_sse_event_size: usize,
+    ) -> Result<BoxStream<'static, Result<Sse, SseError>>, HttpError> {
+        self.call(|token| {
+            self.inner.get_stream_with_max_sse_event_size(
+                uri.clone(),
+                session_id.clone(),
+                last_event_id.clone(),
+                token,
+                custom_headers.clone(),
+                max_sse_event_size,
+            )
+        })
+        .await
+    }
+}

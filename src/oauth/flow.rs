@@ -1,0 +1,405 @@
+//! Discovery and the browser sign-in, on rmcp's `auth` support.
+//!
+//! rmcp does RFC 9728 / RFC 8414 / OIDC discovery, the issuer check, PKCE S256, the
+//! authorization URL with RFC 8707 `resource`, `state` and RFC 9207 `iss` checks, and
+//! the code exchange. This module adds what it lacks: refusing an authorization server
+//! that does not advertise S256, the configured `issuer` as a discovery fallback,
+//! dynamic registration with `client_uri` that keeps the registered secret and
+//! redirect URI, `additional_params`, `send_resource: false`, and turning the result
+//! into a token-cache entry.
+
+use std::{sync::Arc, time::Duration};
+
+use oauth2::TokenResponse as _;
+use rmcp::transport::{
+    AuthorizationManager, AuthorizationRequest, AuthorizationSession,
+    auth::{AuthorizationMetadata, AuthorizationMetadataSource},
+};
+use serde_json::json;
+
+use super::{
+    OAuthError, SignInContext, Target, callback,
+    http::{BridgeOAuthHttp, is_secure_or_loopback},
+    store::{self, ClientRegistration, ClientSource, Secret, TokenEntry},
+};
+
+/// What discovery found for one upstream.
+pub struct Discovery {
+    pub manager: AuthorizationManager,
+    pub metadata: AuthorizationMetadata,
+    pub issuer: String,
+    pub http: BridgeOAuthHttp,
+}
+
+/// Find the authorization server of `target`: from the challenge's
+/// `resource_metadata`, else the well-known paths, else the configured `issuer`.
+pub async fn discover(target: &Target, challenge: Option<&str>) -> Result<Discovery, OAuthError> {
+    let http = BridgeOAuthHttp::new(target.verify_ssl, target.settings.send_resource).map_err(|error| {
+        OAuthError::Discovery { upstream: target.name.clone(), reason: error.to_string(), tried: vec![] }
+    })?;
+    let mut manager =
+        AuthorizationManager::new_with_oauth_http_client(target.url.as_str(), Arc::new(http.clone()))
+            .await
+            .map_err(|error| discovery_error(target, &http, error.to_string()))?;
+    let resolved = match manager.resolve_metadata_from_challenge(challenge).await {
+        Ok(resolution) if resolution.source != AuthorizationMetadataSource::LegacyEndpointFallback => {
+            Some(resolution.metadata)
+        }
+        Ok(_) => None,
+        Err(error) => {
+            tracing::debug!(upstream = %target.name, "discovery through the server failed: {error}");
+            None
+        }
+    };
+    let metadata = match resolved {
+        Some(metadata) => metadata,
+        None => match &target.settings.issuer {
+            Some(issuer) => {
+                from_issuer(&http, issuer).await.map_err(|reason| discovery_error(target, &http, reason))?
+            }
+            None => {
+                return Err(discovery_error(
+                    target,
+                    &http,
+                    "no OAuth metadata found (set `oauth.issuer` if the server does not publish it)"
+                        .to_owned(),
+                ));
+            }
+        },
+    };
+    let issuer = metadata.issuer.clone().or_else(|| target.settings.issuer.clone()).ok_or_else(|| {
+        discovery_error(target, &http, "the authorization server metadata names no issuer".to_owned())
+    })?;
+    if let Some(configured) = &target.settings.issuer
+        && configured.trim_end_matches('/') != issuer.trim_end_matches('/')
+    {
+        tracing::warn!(upstream = %target.name, %configured, discovered = %issuer, "the configured issuer differs from the discovered one; using the discovered issuer");
+    }
+    // The spec says to refuse a server that does not advertise S256 (rmcp only warns).
+    let s256 = metadata
+        .code_challenge_methods_supported
+        .as_ref()
+        .is_some_and(|methods| methods.iter().any(|m| m == "S256"));
+    if !s256 {
+        return Err(OAuthError::NoPkce { upstream: target.name.clone(), issuer });
+    }
+    for endpoint in [
+        Some(&metadata.authorization_endpoint),
+        Some(&metadata.token_endpoint),
+        metadata.registration_endpoint.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if !is_secure_or_loopback(endpoint) {
+            return Err(OAuthError::Insecure { upstream: target.name.clone(), url: endpoint.clone() });
+        }
+    }
+    manager.set_metadata(metadata.clone());
+    Ok(Discovery { manager, metadata, issuer, http })
+}
+
+fn discovery_error(target: &Target, http: &BridgeOAuthHttp, reason: String) -> OAuthError {
+    OAuthError::Discovery {
+        upstream: target.name.clone(),
+        reason,
+        tried: http.attempts().iter().map(ToString::to_string).collect(),
+    }
+}
+
+/// RFC 8414 / OIDC metadata straight from a configured issuer (path insertion first).
+async fn from_issuer(http: &BridgeOAuthHttp, issuer: &str) -> Result<AuthorizationMetadata, String> {
+    let base =
+        url::Url::parse(issuer).map_err(|error| format!("invalid `oauth.issuer` `{issuer}`: {error}"))?;
+    let path = base.path().trim_matches('/');
+    let origin = base.origin().ascii_serialization();
+    let candidates = if path.is_empty() {
+        vec![
+            format!("{origin}/.well-known/oauth-authorization-server"),
+            format!("{origin}/.well-known/openid-configuration"),
+        ]
+    } else {
+        vec![
+            format!("{origin}/.well-known/oauth-authorization-server/{path}"),
+            format!("{origin}/.well-known/openid-configuration/{path}"),
+            format!("{origin}/{path}/.well-known/openid-configuration"),
+        ]
+    };
+    for candidate in candidates {
+        let request = oauth2::http::Request::get(&candidate)
+            .header("accept", "application/json")
+            .body(Vec::new())
+            .map_err(|error| error.to_string())?;
+        let Ok(response) = http.execute(request, rmcp::transport::OAuthHttpRedirectPolicy::Follow).await
+        else {
+            continue;
+        };
+        if !response.status().is_success() {
+            continue;
+        }
+        let Ok(metadata) = serde_json::from_slice::<AuthorizationMetadata>(response.body()) else { continue };
+        // RFC 8414 §3.3: the document must name exactly the issuer it was fetched for.
+        if metadata.issuer.as_deref().map(|found| found.trim_end_matches('/'))
+            == Some(issuer.trim_end_matches('/'))
+        {
+            return Ok(metadata);
+        }
+    }
+    Err(format!("no authorization server metadata for the configured issuer `{issuer}`"))
+}
+
+/// Run the browser sign-in for `target` and return the entry to store. The caller
+/// holds the entry's lock, so only one process signs in at a time.
+pub async fn sign_in(
+    context: &SignInContext,
+    target: &Target,
+    discovery: Discovery,
+    previous: Option<&TokenEntry>,
+    challenge: Option<&str>,
+    extra_scopes: &[String],
+) -> Result<TokenEntry, OAuthError> {
+    let listener = bind_callback(context).await?;
+    let redirect_uri = listener.redirect_uri();
+    let Discovery { manager, metadata, issuer, http } = discovery;
+    let settings = &target.settings;
+    let client = match registration(target, &metadata, &http, &redirect_uri, previous).await? {
+        Some(client) => client,
+        None => ClientRegistration {
+            client_id: settings.client_metadata_url.clone().unwrap_or_default(),
+            client_secret: None,
+            redirect_uri: Some(redirect_uri.clone()),
+            token_endpoint_auth_method: Some("none".to_owned()),
+            source: ClientSource::Cimd,
+        },
+    };
+    let mut request = AuthorizationRequest::new(redirect_uri.clone())
+        .with_client_name(settings.client_name.clone().unwrap_or_else(|| "foxxy-bridge".to_owned()));
+    if client.source == ClientSource::Cimd {
+        request = request.with_client_metadata_url(client.client_id.clone());
+    } else {
+        request = request.with_preregistered_client(client.client_id.clone());
+        if let Some(secret) = &client.client_secret {
+            request = request.with_client_secret(secret.expose().to_owned());
+        }
+    }
+    let mut scopes: Vec<String> = settings.scopes.clone();
+    if !extra_scopes.is_empty() {
+        // Step-up: the union of what was granted and what the server now asks for.
+        let granted = previous.map(|entry| entry.granted_scopes.clone()).unwrap_or_default();
+        for scope in granted.into_iter().chain(extra_scopes.iter().cloned()) {
+            if !scopes.contains(&scope) {
+                scopes.push(scope);
+            }
+        }
+    }
+    if !scopes.is_empty() {
+        request = request.with_scopes(scopes.iter().map(String::as_str));
+    }
+    if let Some(challenge) = challenge {
+        request = request.with_challenge(challenge);
+    }
+    let session = AuthorizationSession::new(manager, request).await.map_err(|(_, error)| {
+        OAuthError::Flow { upstream: target.name.clone(), reason: error.to_string() }
+    })?;
+    let auth_url = finish_authorization_url(session.get_authorization_url(), settings)?;
+    let state = query_param(&auth_url, "state").unwrap_or_default();
+    let resource = query_param(session.get_authorization_url(), "resource");
+    let requested_scope = query_param(&auth_url, "scope");
+    context.browser.open(&target.name, &auth_url);
+    let callback_url = listener
+        .wait(state, context.sign_in_timeout)
+        .await
+        .map_err(|error| OAuthError::Flow { upstream: target.name.clone(), reason: error.to_string() })?;
+    let token = session.handle_callback_url(&callback_url).await.map_err(|error| OAuthError::Flow {
+        upstream: target.name.clone(),
+        reason: format!("the code exchange failed: {error}"),
+    })?;
+    let now = store::now();
+    let expires_in = token.expires_in().map(|duration| duration.as_secs());
+    let scope = token
+        .scopes()
+        .map(|scopes| scopes.iter().map(|scope| scope.to_string()).collect::<Vec<_>>().join(" "))
+        .or(requested_scope);
+    let client_id = session.get_credentials().await.map(|(id, _)| id).unwrap_or(client.client_id.clone());
+    Ok(TokenEntry {
+        version: store::FORMAT_VERSION,
+        server_url: target.url.clone(),
+        issuer,
+        access_token: Secret::new(token.access_token().secret().clone()),
+        refresh_token: token.refresh_token().map(|token| Secret::new(token.secret().clone())),
+        token_type: "Bearer".to_owned(),
+        expires_in,
+        scope: scope.clone(),
+        created_at: now,
+        expires_at: expires_in.map(|seconds| now + seconds),
+        client: ClientRegistration { client_id, ..client },
+        token_endpoint: metadata.token_endpoint.clone(),
+        resource: if settings.send_resource { resource } else { None },
+        granted_scopes: scope
+            .map(|scope| scope.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default(),
+    })
+}
+
+/// Bind the callback listener, waiting (bounded) while another sign-in of this
+/// machine holds the port.
+async fn bind_callback(context: &SignInContext) -> Result<callback::CallbackListener, OAuthError> {
+    let deadline = tokio::time::Instant::now() + context.sign_in_timeout;
+    loop {
+        match callback::bind(&context.host, context.port).await {
+            Ok(listener) => return Ok(listener),
+            Err(error @ callback::CallbackError::NotLoopback(_)) => {
+                return Err(OAuthError::Callback(error.to_string()));
+            }
+            Err(error) if tokio::time::Instant::now() >= deadline => {
+                return Err(OAuthError::Callback(error.to_string()));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+/// The client to use: pre-registered from the config, a still-valid earlier dynamic
+/// registration, or a new dynamic registration. `None` means CIMD (rmcp uses the
+/// metadata document URL as the client id).
+async fn registration(
+    target: &Target,
+    metadata: &AuthorizationMetadata,
+    http: &BridgeOAuthHttp,
+    redirect_uri: &str,
+    previous: Option<&TokenEntry>,
+) -> Result<Option<ClientRegistration>, OAuthError> {
+    let settings = &target.settings;
+    let auth_methods = token_auth_methods(metadata);
+    if let Some(client_id) = &settings.client_id {
+        let secret = settings.client_secret.as_ref().map(|secret| Secret::new(secret.expose().to_owned()));
+        let method = if secret.is_none() {
+            "none"
+        } else if auth_methods.iter().any(|m| m == "client_secret_post")
+            && !auth_methods.iter().any(|m| m == "client_secret_basic")
+        {
+            "client_secret_post"
+        } else {
+            "client_secret_basic"
+        };
+        return Ok(Some(ClientRegistration {
+            client_id: client_id.clone(),
+            client_secret: secret,
+            redirect_uri: Some(redirect_uri.to_owned()),
+            token_endpoint_auth_method: Some(method.to_owned()),
+            source: ClientSource::Preregistered,
+        }));
+    }
+    let cimd_supported = metadata
+        .additional_fields
+        .get("client_id_metadata_document_supported")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
+    if settings.client_metadata_url.is_some() && cimd_supported {
+        return Ok(None);
+    }
+    if let Some(previous) = previous
+        && previous.client.source == ClientSource::Dynamic
+        && previous.client.redirect_uri.as_deref() == Some(redirect_uri)
+    {
+        return Ok(Some(previous.client.clone()));
+    }
+    let Some(endpoint) = &metadata.registration_endpoint else {
+        return Err(OAuthError::Flow {
+            upstream: target.name.clone(),
+            reason: "the authorization server offers no dynamic registration; set `oauth.client_id` (and `client_secret`) from a client you registered with it, or `oauth.client_metadata_url`".to_owned(),
+        });
+    };
+    register(target, http, endpoint, redirect_uri).await.map(Some)
+}
+
+fn token_auth_methods(metadata: &AuthorizationMetadata) -> Vec<String> {
+    metadata
+        .additional_fields
+        .get("token_endpoint_auth_methods_supported")
+        .and_then(serde_json::Value::as_array)
+        .map(|methods| methods.iter().filter_map(|m| m.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+/// RFC 7591 dynamic registration as a native public client.
+async fn register(
+    target: &Target,
+    http: &BridgeOAuthHttp,
+    endpoint: &str,
+    redirect_uri: &str,
+) -> Result<ClientRegistration, OAuthError> {
+    let settings = &target.settings;
+    let mut body = json!({
+        "client_name": settings.client_name.clone().unwrap_or_else(|| "foxxy-bridge".to_owned()),
+        "redirect_uris": [redirect_uri],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "none",
+        "application_type": "native",
+    });
+    if let Some(uri) = &settings.client_uri {
+        body["client_uri"] = json!(uri);
+    }
+    if !settings.scopes.is_empty() {
+        body["scope"] = json!(settings.scopes.join(" "));
+    }
+    let failed = |reason: String| OAuthError::Flow {
+        upstream: target.name.clone(),
+        reason: format!("dynamic client registration failed: {reason}"),
+    };
+    let request = oauth2::http::Request::post(endpoint)
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .body(serde_json::to_vec(&body).map_err(|error| failed(error.to_string()))?)
+        .map_err(|error| failed(error.to_string()))?;
+    let response = http
+        .execute(request, rmcp::transport::OAuthHttpRedirectPolicy::Stop)
+        .await
+        .map_err(|error| failed(error.to_string()))?;
+    if !response.status().is_success() {
+        let text = String::from_utf8_lossy(response.body());
+        return Err(failed(format!(
+            "HTTP {}: {}",
+            response.status().as_u16(),
+            text.chars().take(300).collect::<String>()
+        )));
+    }
+    #[derive(serde::Deserialize)]
+    struct Registered {
+        client_id: String,
+        client_secret: Option<String>,
+        token_endpoint_auth_method: Option<String>,
+    }
+    let registered: Registered =
+        serde_json::from_slice(response.body()).map_err(|error| failed(error.to_string()))?;
+    tracing::info!(upstream = %target.name, "registered as an OAuth client");
+    Ok(ClientRegistration {
+        client_id: registered.client_id,
+        client_secret: registered.client_secret.filter(|secret| !secret.is_empty()).map(Secret::new),
+        redirect_uri: Some(redirect_uri.to_owned()),
+        token_endpoint_auth_method: registered.token_endpoint_auth_method.or(Some("none".to_owned())),
+        source: ClientSource::Dynamic,
+    })
+}
+
+/// Apply `additional_params` and `send_resource: false` to rmcp's authorization URL.
+fn finish_authorization_url(
+    url: &str,
+    settings: &crate::config::OAuthSettings,
+) -> Result<String, OAuthError> {
+    let mut parsed = url::Url::parse(url).map_err(|error| OAuthError::Callback(error.to_string()))?;
+    let pairs: Vec<(String, String)> = parsed
+        .query_pairs()
+        .filter(|(key, _)| settings.send_resource || key != "resource")
+        .filter(|(key, _)| !settings.additional_params.contains_key(key.as_ref()))
+        .map(|(key, value)| (key.into_owned(), value.into_owned()))
+        .chain(settings.additional_params.iter().map(|(key, value)| (key.clone(), value.clone())))
+        .collect();
+    parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    Ok(parsed.to_string())
+}
+
+fn query_param(url: &str, name: &str) -> Option<String> {
+    url::Url::parse(url).ok()?.query_pairs().find(|(key, _)| key == name).map(|(_, value)| value.into_owned())
+}

@@ -1,0 +1,82 @@
+//! The keys of the cache: the canonical form of an upstream URL, and the stable hash that
+//! turns a URL (lock files) or a URL and an issuer (entry files) into a file name.
+
+use sha2::{Digest, Sha256};
+
+use super::StoreError;
+
+/// The canonical form of an upstream URL, which keys the cache: scheme and host lowercased
+/// and the default port dropped (the `url` crate does this), fragment dropped, trailing `/`s
+/// dropped unless the path is just `/`; the query is kept. Only `http` and `https` qualify.
+pub fn canonical_url(url: &str) -> Result<String, StoreError> {
+    let invalid = |reason: String| StoreError::InvalidUrl { url: url.to_owned(), reason };
+    let mut parsed = url::Url::parse(url).map_err(|error| invalid(error.to_string()))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(invalid(format!("the scheme must be `http` or `https`, not `{}`", parsed.scheme())));
+    }
+    parsed.set_fragment(None);
+    // Trim every trailing slash, not just one, so that canonicalizing is idempotent.
+    let path = parsed.path().trim_end_matches('/').to_owned();
+    parsed.set_path(if path.is_empty() { "/" } else { &path });
+    Ok(parsed.into())
+}
+
+/// The first 8 bytes of SHA-256 as 16 lowercase hex digits; why SHA-256 is in the module
+/// docs of `store.rs`.
+pub(super) fn hash16(input: &str) -> String {
+    Sha256::digest(input.as_bytes())[..8].iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_url_cases() {
+        #[track_caller]
+        fn check(input: &str, expected: &str) {
+            assert_eq!(canonical_url(input).unwrap(), expected, "input `{input}`");
+            assert_eq!(canonical_url(expected).unwrap(), expected, "idempotent for `{expected}`");
+        }
+        check("https://mcp.example.com/mcp", "https://mcp.example.com/mcp");
+        check("HTTPS://MCP.Example.COM/mcp", "https://mcp.example.com/mcp");
+        check("https://mcp.example.com/MCP", "https://mcp.example.com/MCP");
+        check("https://mcp.example.com/mcp/", "https://mcp.example.com/mcp");
+        check("https://mcp.example.com/mcp//", "https://mcp.example.com/mcp");
+        check("https://mcp.example.com", "https://mcp.example.com/");
+        check("https://mcp.example.com/", "https://mcp.example.com/");
+        check("https://mcp.example.com///", "https://mcp.example.com/");
+        check("https://mcp.example.com/mcp#section", "https://mcp.example.com/mcp");
+        check("https://mcp.example.com/mcp/?b=2&a=1#x", "https://mcp.example.com/mcp?b=2&a=1");
+        check("https://mcp.example.com/?team=A", "https://mcp.example.com/?team=A");
+        check("https://mcp.example.com:443/mcp", "https://mcp.example.com/mcp");
+        check("https://mcp.example.com:8443/mcp", "https://mcp.example.com:8443/mcp");
+        check("http://LOCALHOST:80/sse", "http://localhost/sse");
+        check("http://127.0.0.1:8080/mcp/", "http://127.0.0.1:8080/mcp");
+        check("https://mcp.example.com/a/../mcp", "https://mcp.example.com/mcp");
+        check("  https://mcp.example.com/mcp ", "https://mcp.example.com/mcp");
+    }
+
+    #[test]
+    fn canonical_url_rejects_what_is_not_an_http_url() {
+        #[track_caller]
+        fn check(input: &str, reason: &str) {
+            let error = canonical_url(input).unwrap_err();
+            assert!(matches!(error, StoreError::InvalidUrl { .. }), "{error:?}");
+            let message = error.to_string();
+            assert!(message.contains(&format!("`{input}`")) && message.contains(reason), "{message}");
+        }
+        check("mcp.example.com/mcp", "relative URL without a base");
+        check("", "relative URL without a base");
+        check("ftp://mcp.example.com/", "the scheme must be `http` or `https`, not `ftp`");
+        check("file:///tmp/mcp", "not `file`");
+        check("mailto:someone@example.com", "not `mailto`");
+    }
+
+    #[test]
+    fn hash16_is_pinned() {
+        // A changed hash would rename every file and sign every user out after an upgrade.
+        assert_eq!(hash16("https://mcp.example.com/mcp"), "7a930d27a3f5c464");
+        assert_eq!(hash16("https://mcp.example.com/mcp\nhttps://auth.example.com"), "9a3070f0675f13d0");
+    }
+}

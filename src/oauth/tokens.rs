@@ -1,0 +1,287 @@
+//! [`TokenSource`]: the access token of one remote upstream in one bridge process.
+//!
+//! Reads are cheap: the current entry is cached in memory and reloaded only when the
+//! token file changed (so a token written by another process — `oauth login` in a
+//! shell, or another bridge's refresh — is picked up without a restart).
+//!
+//! Refresh and sign-in are coordinated across processes by the store's file lock.
+//! After taking it, the entry is read again: if another process already refreshed or
+//! signed in, its result is used. So N processes with one expired token make exactly
+//! one refresh request (rotating refresh tokens survive), and N processes that need a
+//! sign-in open exactly one browser tab while the others wait for its tokens.
+
+use std::{
+    sync::Mutex,
+    time::{Duration, SystemTime},
+};
+
+use oauth2::{
+    AuthType, ClientId, ClientSecret, RefreshToken, RequestTokenError, TokenResponse as _, TokenUrl,
+    basic::{BasicClient, BasicErrorResponseType},
+};
+
+use super::{
+    OAuthError, SignInContext, Target, flow,
+    http::BridgeOAuthHttp,
+    store::{self, EntryLock, Secret, TokenEntry},
+};
+
+/// How long a process waits for another one's refresh before giving up for now.
+const REFRESH_LOCK_WAIT: Duration = Duration::from_secs(30);
+/// Refresh this long before expiry (or at half the lifetime of short-lived tokens).
+const REFRESH_MARGIN: u64 = 60;
+
+/// The token of one upstream. Shared by its sessions; cheap to call.
+pub struct TokenSource {
+    target: Target,
+    context: SignInContext,
+    /// The entry as last read, and the token file's stamp when it was read.
+    cached: Mutex<(Option<TokenEntry>, Option<SystemTime>)>,
+    /// One refresh or sign-in at a time within this process (the file lock handles
+    /// other processes).
+    busy: tokio::sync::Mutex<()>,
+}
+
+impl TokenSource {
+    pub fn new(target: Target, context: SignInContext) -> Self {
+        Self { target, context, cached: Mutex::new((None, None)), busy: tokio::sync::Mutex::new(()) }
+    }
+
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// The stored entry, re-read only when the file changed since the last read.
+    pub fn entry(&self) -> Result<Option<TokenEntry>, OAuthError> {
+        let stamp = self.context.store.stamp(&self.target.url);
+        let mut cached = self.cached.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if stamp.is_some() && cached.1 == stamp {
+            return Ok(cached.0.clone());
+        }
+        let entry = match self.context.store.read(&self.target.url, None) {
+            Ok(entry) => entry,
+            Err(error) => {
+                // A corrupt file counts as signed out; say so once per change.
+                tracing::warn!(upstream = %self.target.name, "ignoring the token file: {error}");
+                None
+            }
+        };
+        *cached = (entry.clone(), stamp);
+        Ok(entry)
+    }
+
+    /// A fresh stamp check for callers that poll for tokens written elsewhere.
+    pub fn stamp(&self) -> Option<SystemTime> {
+        self.context.store.stamp(&self.target.url)
+    }
+
+    /// The access token to send now, refreshed first if it is about to expire.
+    /// Never starts a browser sign-in: that is [`TokenSource::sign_in`].
+    pub async fn access_token(&self) -> Result<Secret, OAuthError> {
+        let entry = self.entry()?.ok_or_else(|| self.sign_in_required("no tokens are stored"))?;
+        if !needs_refresh(&entry, store::now()) {
+            return Ok(entry.access_token);
+        }
+        self.refresh(Some(&entry.access_token)).await
+    }
+
+    /// The server rejected `rejected` (HTTP 401): refresh unless someone already has.
+    pub async fn after_rejection(&self, rejected: &Secret) -> Result<Secret, OAuthError> {
+        self.refresh(Some(rejected)).await
+    }
+
+    /// Refresh under the lock, unless the entry changed since `seen` was read.
+    async fn refresh(&self, seen: Option<&Secret>) -> Result<Secret, OAuthError> {
+        let _busy = self.busy.lock().await;
+        let lock = self.lock(REFRESH_LOCK_WAIT).await.map_err(|error| self.transient(&error.to_string()))?;
+        let Some(latest) = self.read_locked()? else {
+            return Err(self.sign_in_required("no tokens are stored"));
+        };
+        let now = store::now();
+        if Some(&latest.access_token) != seen && !needs_refresh(&latest, now) {
+            tracing::debug!(upstream = %self.target.name, "another process refreshed the token");
+            return Ok(latest.access_token);
+        }
+        let Some(refresh_token) = latest.refresh_token.clone() else {
+            return Err(self.sign_in_required("the access token expired and there is no refresh token"));
+        };
+        match refresh(&self.target, &latest, &refresh_token).await {
+            Ok(fresh) => {
+                self.context
+                    .store
+                    .write(&lock, &fresh)
+                    .map_err(|error| OAuthError::Store(error.to_string()))?;
+                tracing::info!(upstream = %self.target.name, "access token refreshed");
+                let token = fresh.access_token.clone();
+                self.remember(fresh);
+                Ok(token)
+            }
+            Err(RefreshFailure::Rejected(reason)) => {
+                tracing::warn!(upstream = %self.target.name, "the refresh token was rejected ({reason}); signed out");
+                let _ = self.context.store.remove(&lock, &self.target.url);
+                self.forget();
+                Err(self.sign_in_required("the authorization server rejected the refresh token"))
+            }
+            Err(RefreshFailure::Transient(reason)) => {
+                tracing::warn!(upstream = %self.target.name, "token refresh failed, keeping the tokens: {reason}");
+                // An access token that has not actually expired yet still works.
+                if !latest.is_expired(now, 0) && Some(&latest.access_token) != seen {
+                    return Ok(latest.access_token);
+                }
+                Err(self.transient(&reason))
+            }
+        }
+    }
+
+    /// Sign in with the browser (once across processes), unless valid tokens appear
+    /// meanwhile. `challenge` is the server's `WWW-Authenticate`, `extra_scopes` the
+    /// scopes a 403 `insufficient_scope` asked for.
+    /// A stored token equal to `rejected` (the server refused it) is not reused, nor
+    /// any stored token when `force` is set (`oauth login --force`).
+    pub async fn sign_in(
+        &self,
+        challenge: Option<&str>,
+        extra_scopes: &[String],
+        rejected: Option<&Secret>,
+        force: bool,
+    ) -> Result<Secret, OAuthError> {
+        let _busy = self.busy.lock().await;
+        if !self.context.interactive {
+            return Err(self.sign_in_required("no tokens are stored"));
+        }
+        let wait = self.context.sign_in_timeout + Duration::from_secs(30);
+        let lock = self.lock(wait).await.map_err(|error| OAuthError::Flow {
+            upstream: self.target.name.clone(),
+            reason: format!("waiting for another process's sign-in: {error}"),
+        })?;
+        let previous = self.read_locked()?;
+        if let Some(entry) = &previous
+            && !force
+            && extra_scopes.is_empty()
+            && Some(&entry.access_token) != rejected
+            && !entry.is_expired(store::now(), 0)
+        {
+            tracing::info!(upstream = %self.target.name, "signed in by another process");
+            return Ok(entry.access_token.clone());
+        }
+        let discovery = flow::discover(&self.target, challenge).await?;
+        let entry =
+            flow::sign_in(&self.context, &self.target, discovery, previous.as_ref(), challenge, extra_scopes)
+                .await?;
+        self.context.store.write(&lock, &entry).map_err(|error| OAuthError::Store(error.to_string()))?;
+        tracing::info!(upstream = %self.target.name, "OAuth flow completed; signed in");
+        let token = entry.access_token.clone();
+        self.remember(entry);
+        Ok(token)
+    }
+
+    async fn lock(&self, wait: Duration) -> Result<EntryLock, OAuthError> {
+        self.context
+            .store
+            .lock_async(&self.target.url, wait)
+            .await
+            .map_err(|error| OAuthError::Store(error.to_string()))
+    }
+
+    fn read_locked(&self) -> Result<Option<TokenEntry>, OAuthError> {
+        match self.context.store.read(&self.target.url, None) {
+            Ok(entry) => Ok(entry),
+            Err(error) => {
+                tracing::warn!(upstream = %self.target.name, "ignoring the token file: {error}");
+                Ok(None)
+            }
+        }
+    }
+
+    fn remember(&self, entry: TokenEntry) {
+        let stamp = self.context.store.stamp(&self.target.url);
+        *self.cached.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = (Some(entry), stamp);
+    }
+
+    fn forget(&self) {
+        *self.cached.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = (None, None);
+    }
+
+    fn sign_in_required(&self, reason: &str) -> OAuthError {
+        OAuthError::SignInRequired { upstream: self.target.name.clone(), reason: reason.to_owned() }
+    }
+
+    fn transient(&self, reason: &str) -> OAuthError {
+        OAuthError::Transient { upstream: self.target.name.clone(), reason: reason.to_owned() }
+    }
+}
+
+/// Whether `entry` should be refreshed now: within a minute of expiry, or within half
+/// the lifetime for tokens that live less than two minutes.
+pub fn needs_refresh(entry: &TokenEntry, now: u64) -> bool {
+    let margin = entry.expires_in.map_or(REFRESH_MARGIN, |lifetime| REFRESH_MARGIN.min(lifetime / 2));
+    entry.is_expired(now, margin)
+}
+
+enum RefreshFailure {
+    /// `invalid_grant`: the refresh token is dead; sign in again.
+    Rejected(String),
+    /// Anything else (429, 5xx, network): keep the tokens, try later.
+    Transient(String),
+}
+
+/// One refresh-token grant at the entry's token endpoint.
+async fn refresh(
+    target: &Target,
+    entry: &TokenEntry,
+    refresh_token: &Secret,
+) -> Result<TokenEntry, RefreshFailure> {
+    let http = BridgeOAuthHttp::new(target.verify_ssl, target.settings.send_resource)
+        .map_err(|error| RefreshFailure::Transient(error.to_string()))?;
+    let token_url = TokenUrl::new(entry.token_endpoint.clone())
+        .map_err(|error| RefreshFailure::Transient(error.to_string()))?;
+    let mut client = BasicClient::new(ClientId::new(entry.client.client_id.clone())).set_token_uri(token_url);
+    if let Some(secret) = &entry.client.client_secret {
+        client = client.set_client_secret(ClientSecret::new(secret.expose().to_owned()));
+    }
+    if entry.client.token_endpoint_auth_method.as_deref() == Some("client_secret_post") {
+        client = client.set_auth_type(AuthType::RequestBody);
+    }
+    let old_refresh = RefreshToken::new(refresh_token.expose().to_owned());
+    let mut request = client.exchange_refresh_token(&old_refresh);
+    if let Some(resource) = entry.resource.as_ref().filter(|_| target.settings.send_resource) {
+        request = request.add_extra_param("resource", resource.clone());
+    }
+    let response = request.request_async(&http).await.map_err(|error| match &error {
+        RequestTokenError::ServerResponse(response)
+            if *response.error() == BasicErrorResponseType::InvalidGrant =>
+        {
+            RefreshFailure::Rejected("invalid_grant".to_owned())
+        }
+        RequestTokenError::ServerResponse(response) => {
+            RefreshFailure::Transient(format!("{}", response.error()))
+        }
+        RequestTokenError::Request(error) => RefreshFailure::Transient(error.to_string()),
+        RequestTokenError::Parse(_, body) => RefreshFailure::Transient(format!(
+            "unexpected answer from the token endpoint ({})",
+            String::from_utf8_lossy(&body[..body.len().min(120)])
+        )),
+        RequestTokenError::Other(text) => RefreshFailure::Transient(text.clone()),
+    })?;
+    let now = store::now();
+    let expires_in = response.expires_in().map(|duration| duration.as_secs());
+    let scope = response
+        .scopes()
+        .map(|scopes| scopes.iter().map(|scope| scope.to_string()).collect::<Vec<_>>().join(" "))
+        .or_else(|| entry.scope.clone());
+    Ok(TokenEntry {
+        access_token: Secret::new(response.access_token().secret().clone()),
+        // A response without a refresh token keeps the old one (RFC 6749 §6).
+        refresh_token: Some(
+            response
+                .refresh_token()
+                .map(|token| Secret::new(token.secret().clone()))
+                .unwrap_or_else(|| refresh_token.clone()),
+        ),
+        expires_in,
+        expires_at: expires_in.map(|seconds| now + seconds),
+        created_at: now,
+        scope,
+        ..entry.clone()
+    })
+}
