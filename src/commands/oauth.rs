@@ -63,7 +63,9 @@ struct Row {
 
 fn row(server: &ServerSettings, sign_in: &SignInContext) -> Row {
     let url = match &server.transport {
-        TransportSettings::Remote(remote) => store::canonical_url(&remote.url).unwrap_or_else(|_| remote.url.clone()),
+        TransportSettings::Remote(remote) => {
+            store::canonical_url(&remote.url).unwrap_or_else(|_| remote.url.clone())
+        }
         TransportSettings::Stdio { .. } => String::new(),
     };
     let entry: Option<TokenEntry> = match sign_in.store.read(&url, None) {
@@ -88,12 +90,19 @@ fn row(server: &ServerSettings, sign_in: &SignInContext) -> Row {
     Row { server: server.name.clone(), url, status, expires_at, issuer }
 }
 
-fn status(settings: &Settings, sign_in: &SignInContext, only: Option<&str>, json: bool) -> anyhow::Result<Outcome> {
+fn status(
+    settings: &Settings,
+    sign_in: &SignInContext,
+    only: Option<&str>,
+    json: bool,
+) -> anyhow::Result<Outcome> {
     if let Some(name) = only {
         target(settings, name).map_err(anyhow::Error::msg)?;
     }
-    let rows: Vec<Row> =
-        remote_servers(settings).filter(|server| only.is_none_or(|name| server.name == name)).map(|server| row(server, sign_in)).collect();
+    let rows: Vec<Row> = remote_servers(settings)
+        .filter(|server| only.is_none_or(|name| server.name == name))
+        .map(|server| row(server, sign_in))
+        .collect();
     if json {
         let items: Vec<_> = rows
             .iter()
@@ -123,14 +132,23 @@ fn status(settings: &Settings, sign_in: &SignInContext, only: Option<&str>, json
                 "expired" => "⚠ Expired",
                 _ => "✗ No tokens",
             };
-            vec![row.server.clone(), label.to_owned(), row.expires_at.map(rfc3339).unwrap_or_else(|| "-".to_owned())]
+            vec![
+                row.server.clone(),
+                label.to_owned(),
+                row.expires_at.map(rfc3339).unwrap_or_else(|| "-".to_owned()),
+            ]
         })
         .collect();
     output::raw(&output::table(&["Server", "OAuth Status", "Token Expiry"], &table));
     Ok(Outcome::Success)
 }
 
-async fn login(settings: &Settings, sign_in: SignInContext, name: &str, force: bool) -> anyhow::Result<Outcome> {
+async fn login(
+    settings: &Settings,
+    sign_in: SignInContext,
+    name: &str,
+    force: bool,
+) -> anyhow::Result<Outcome> {
     let target = match target(settings, name) {
         Ok(target) => target,
         Err(message) => {
@@ -144,7 +162,9 @@ async fn login(settings: &Settings, sign_in: SignInContext, name: &str, force: b
         && entry.status(store::now()) == EntryStatus::Valid
     {
         let until = entry.expiry().map(|seconds| format!(" until {}", rfc3339(seconds))).unwrap_or_default();
-        output::line(format_args!("already signed in to `{name}` (token valid{until}); use --force to sign in again"));
+        output::line(format_args!(
+            "already signed in to `{name}` (token valid{until}); use --force to sign in again"
+        ));
         return Ok(Outcome::Success);
     }
     output::error_line(format_args!("signing in to `{name}`: complete the sign-in in your browser…"));
@@ -160,7 +180,12 @@ async fn login(settings: &Settings, sign_in: SignInContext, name: &str, force: b
     }
 }
 
-async fn logout(settings: &Settings, sign_in: &SignInContext, name: Option<&str>, all: bool) -> anyhow::Result<Outcome> {
+async fn logout(
+    settings: &Settings,
+    sign_in: &SignInContext,
+    name: Option<&str>,
+    all: bool,
+) -> anyhow::Result<Outcome> {
     let targets: Vec<Target> = if all {
         remote_servers(settings).filter_map(|server| target(settings, &server.name).ok()).collect()
     } else {
@@ -182,7 +207,8 @@ async fn logout(settings: &Settings, sign_in: &SignInContext, name: Option<&str>
             .lock_async(&target.url, LOGOUT_LOCK_WAIT)
             .await
             .map_err(|error| OAuthError::Store(error.to_string()))?;
-        let removed = sign_in.store.remove(&lock, &target.url).map_err(|error| OAuthError::Store(error.to_string()))?;
+        let removed =
+            sign_in.store.remove(&lock, &target.url).map_err(|error| OAuthError::Store(error.to_string()))?;
         if removed == 0 {
             output::line(format_args!("no tokens stored for `{}`", target.name));
         } else {

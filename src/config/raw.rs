@@ -331,6 +331,9 @@ pub struct RawBridge {
     /// How long the first list requests wait for servers still connecting or signing in, in
     /// seconds. Default: 10.
     pub startup_timeout: u64,
+    /// How long a browser sign-in may take before it is abandoned, in seconds. Default: 300.
+    #[schemars(range(min = 1))]
+    pub sign_in_timeout: u64,
     /// Timeout of each request to a server, in seconds, unless the server sets its own
     /// `requestTimeout`; each progress notification restarts it. Default: 120.
     #[schemars(range(min = 1))]
@@ -364,6 +367,7 @@ impl Default for RawBridge {
             host: "127.0.0.1".to_owned(),
             port: None,
             startup_timeout: 10,
+            sign_in_timeout: 300,
             request_timeout: 120,
             failover: RawFailover::default(),
             config_reload: RawConfigReload::default(),

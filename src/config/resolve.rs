@@ -83,6 +83,7 @@ fn resolve_bridge(raw: RawBridge, report: &mut Report) -> BridgeSettings {
         oauth_port: raw.oauth_port,
         host: raw.host,
         startup_timeout: Duration::from_secs(raw.startup_timeout),
+        sign_in_timeout: Duration::from_secs(raw.sign_in_timeout),
         request_timeout: Duration::from_secs(raw.request_timeout),
         failover: FailoverSettings {
             enabled: raw.failover.enabled,

@@ -169,6 +169,8 @@ pub struct BridgeSettings {
     /// How long the first list requests wait for upstreams still connecting
     /// (`startupTimeout`, seconds, default 10).
     pub startup_timeout: Duration,
+    /// How long a browser sign-in may take (`signInTimeout`, seconds, default 300).
+    pub sign_in_timeout: Duration,
     /// Default per-request timeout (`requestTimeout`, seconds, default 120).
     pub request_timeout: Duration,
     pub failover: FailoverSettings,

@@ -168,3 +168,53 @@ fn page(title: &str, text: &str) -> String {
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn get(url: &str) -> (u16, String) {
+        crate::upstream::install_crypto_provider();
+        let response = reqwest::get(url).await.expect("request");
+        (response.status().as_u16(), response.text().await.unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn a_wrong_state_gets_400_and_the_listener_keeps_waiting() {
+        let listener = bind("127.0.0.1", 0).await.expect("bind");
+        let redirect = listener.redirect_uri();
+        assert!(redirect.starts_with("http://127.0.0.1:") && redirect.ends_with("/callback"), "{redirect}");
+        let waiting = tokio::spawn(listener.wait("expected".to_owned(), Duration::from_secs(10)));
+        let (status, body) = get(&format!("{redirect}?code=c&state=wrong")).await;
+        assert_eq!(status, 400);
+        assert!(body.contains("wrong or missing state"), "{body}");
+        let (status, _) = get(&format!("{redirect}?code=c")).await;
+        assert_eq!(status, 400, "a missing state is refused too");
+        let (status, body) = get(&format!("{redirect}?code=abc&state=expected&iss=x")).await;
+        assert_eq!(status, 200);
+        assert!(body.contains("You can close this tab"));
+        let url = waiting.await.expect("join").expect("callback");
+        assert!(url.ends_with("/callback?code=abc&state=expected&iss=x"), "{url}");
+    }
+
+    #[tokio::test]
+    async fn an_error_callback_reports_the_reason() {
+        let listener = bind("localhost", 0).await.expect("bind");
+        let redirect = listener.redirect_uri();
+        assert!(redirect.starts_with("http://localhost:"), "{redirect}");
+        let waiting = tokio::spawn(listener.wait("s".to_owned(), Duration::from_secs(10)));
+        let (status, _) = get(&format!("{redirect}?state=s&error=access_denied&error_description=no")).await;
+        assert_eq!(status, 200);
+        let error = waiting.await.expect("join").expect_err("denied");
+        assert!(error.to_string().contains("access_denied: no"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn it_times_out_and_refuses_non_loopback_hosts() {
+        let listener = bind("127.0.0.1", 0).await.expect("bind");
+        let error = listener.wait("s".to_owned(), Duration::from_millis(200)).await.expect_err("timeout");
+        assert!(matches!(error, CallbackError::Timeout(_)));
+        assert!(matches!(bind("0.0.0.0", 0).await, Err(CallbackError::NotLoopback(_))));
+        assert!(matches!(bind("example.com", 0).await, Err(CallbackError::NotLoopback(_))));
+    }
+}

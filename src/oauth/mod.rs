@@ -30,9 +30,6 @@ pub use self::{
 };
 use crate::config::{BridgeSettings, OAuthSettings, RemoteSettings};
 
-/// How long a browser sign-in may take before it is abandoned.
-pub const SIGN_IN_TIMEOUT: Duration = Duration::from_secs(300);
-
 /// One remote upstream, as OAuth sees it.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -82,7 +79,7 @@ impl SignInContext {
             browser,
             host: bridge.host.clone(),
             port: bridge.oauth_port,
-            sign_in_timeout: SIGN_IN_TIMEOUT,
+            sign_in_timeout: bridge.sign_in_timeout,
             interactive: true,
         }
     }

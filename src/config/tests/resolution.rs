@@ -90,6 +90,7 @@ fn full_config_resolves_every_field() {
             oauth_port: 0,
             host: "localhost".into(),
             startup_timeout: Duration::ZERO,
+            sign_in_timeout: Duration::from_secs(300),
             request_timeout: Duration::from_secs(90),
             failover: FailoverSettings {
                 enabled: false,
@@ -133,6 +134,7 @@ fn defaults() {
             oauth_port: 8090,
             host: "127.0.0.1".into(),
             startup_timeout: Duration::from_secs(10),
+            sign_in_timeout: Duration::from_secs(300),
             request_timeout: Duration::from_secs(120),
             failover: FailoverSettings {
                 enabled: true,
