@@ -16,7 +16,7 @@ pub async fn list(context: &Context, json: bool) -> anyhow::Result<Outcome> {
     let settings = context.load_settings()?;
     let _log = context.start_logging(Some(&settings))?;
     let oauth = context.sign_in_context(&settings)?;
-    let bridge = Bridge::start(settings, oauth);
+    let bridge = Bridge::start_for_shell(settings, oauth);
     let catalog = bridge.settled_catalog().await;
     bridge.shutdown().await;
     if json {
@@ -104,7 +104,7 @@ pub async fn call(
     let settings = context.load_settings()?;
     let _log = context.start_logging(Some(&settings))?;
     let oauth = context.sign_in_context(&settings)?;
-    let bridge = Arc::new(Bridge::start(settings, oauth));
+    let bridge = Arc::new(Bridge::start_for_shell(settings, oauth));
     let mut params = CallToolRequestParams::new(name.to_owned());
     params.arguments = arguments;
     let result = bridge.call_tool(params).await;

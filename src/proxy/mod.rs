@@ -33,7 +33,7 @@ use self::link::DownstreamLink;
 use crate::{
     config::{Aggregation, Settings},
     oauth::SignInContext,
-    upstream::{RequestOptions, UpstreamError, UpstreamSet, Upstreams, View},
+    upstream::{RequestOptions, Status, UpstreamError, UpstreamSet, Upstreams, View},
 };
 
 /// The aggregating server. Cheap to share: everything inside is behind `Arc`s.
@@ -43,6 +43,9 @@ pub struct Bridge {
     link: Arc<DownstreamLink>,
     /// The first list requests wait for upstreams still connecting until this instant.
     startup_deadline: Instant,
+    /// From a shell (`tools`, `call`) the wait extends to this instant while an upstream
+    /// is signing in: the user is at the browser. MCP clients keep the startup deadline.
+    sign_in_deadline: Option<Instant>,
     aggregation: Aggregation,
     /// Ends the catalog task.
     cancel: CancellationToken,
@@ -52,6 +55,17 @@ impl Bridge {
     /// Start every upstream of `settings` and the task that keeps the merged catalog
     /// current. Returns at once; upstreams connect in the background.
     pub fn start(settings: Arc<Settings>, oauth: SignInContext) -> Bridge {
+        Self::start_inner(settings, oauth, false)
+    }
+
+    /// Like [`Bridge::start`], for shell commands that wait for a sign-in to finish.
+    pub fn start_for_shell(settings: Arc<Settings>, oauth: SignInContext) -> Bridge {
+        Self::start_inner(settings, oauth, true)
+    }
+
+    fn start_inner(settings: Arc<Settings>, oauth: SignInContext, wait_for_sign_in: bool) -> Bridge {
+        let sign_in_deadline = wait_for_sign_in
+            .then(|| Instant::now() + settings.bridge.startup_timeout + oauth.sign_in_timeout);
         let (catalog_tx, catalog) = watch::channel(Arc::new(Catalog::default()));
         let link = Arc::new(DownstreamLink::new(catalog.clone()));
         let upstreams: Arc<dyn Upstreams> = UpstreamSet::start(&settings, link.clone(), oauth);
@@ -68,6 +82,7 @@ impl Bridge {
             catalog,
             link,
             startup_deadline: Instant::now() + settings.bridge.startup_timeout,
+            sign_in_deadline,
             aggregation: settings.bridge.aggregation,
             cancel,
         }
@@ -83,19 +98,28 @@ impl Bridge {
     pub async fn settled_catalog(&self) -> Arc<Catalog> {
         let mut catalog = self.catalog.clone();
         loop {
-            {
+            let deadline = {
                 let current = catalog.borrow_and_update();
-                if current.all_settled || Instant::now() >= self.startup_deadline {
+                let deadline = match self.sign_in_deadline {
+                    Some(extended)
+                        if current.statuses.iter().any(|status| status.status == Status::SigningIn) =>
+                    {
+                        extended
+                    }
+                    _ => self.startup_deadline,
+                };
+                if current.all_settled || Instant::now() >= deadline {
                     return current.clone();
                 }
-            }
+                deadline
+            };
             tokio::select! {
                 changed = catalog.changed() => {
                     if changed.is_err() {
                         return catalog.borrow().clone();
                     }
                 }
-                () = tokio::time::sleep_until(self.startup_deadline) => {}
+                () = tokio::time::sleep_until(deadline) => {}
             }
         }
     }

@@ -250,17 +250,19 @@ async fn ensure_signed_in(
             entry.name
         )));
     }
-    shared.publish(&entry.name, |state| {
-        state.status = Status::SigningIn;
-        // A sign-in waits for a person: do not hold the first tools/list for it.
-        state.settled = true;
-    });
+    // Not settled: the first tools/list waits for a quick sign-in up to the startup
+    // deadline, like any upstream still connecting.
+    shared.publish(&entry.name, |state| state.status = Status::SigningIn);
     match source.sign_in(challenge.as_deref(), &[], rejected.as_ref(), false).await {
         Ok(_) => Ok(()),
         Err(
             error @ (OAuthError::Discovery { .. } | OAuthError::NoPkce { .. } | OAuthError::Insecure { .. }),
         ) => Err(error.to_string().into()),
-        Err(error) => Err(ConnectFailure::sign_in(error.to_string())),
+        Err(error @ OAuthError::SignInRequired { .. }) => Err(ConnectFailure::sign_in(error.to_string())),
+        Err(error) => Err(ConnectFailure::sign_in(format!(
+            "{error}; hint: run `foxxy-bridge oauth login {}`",
+            entry.name
+        ))),
     }
 }
 

@@ -9,6 +9,7 @@ mod interop;
 mod jsonrpc;
 mod lifecycle;
 mod naming;
+mod oauth;
 mod peers;
 mod remote;
 mod support;

@@ -330,7 +330,11 @@ impl Session {
     }
 
     pub async fn start_with(env: &TestEnv, client: TestClient) -> Session {
-        let mut command = env.command();
+        Self::start_command(env.command(), client).await
+    }
+
+    /// Start `command stdio` (a `foxxy-bridge` command prepared by the caller).
+    pub async fn start_command(mut command: Command, client: TestClient) -> Session {
         command.arg("stdio");
         let (process, stderr) = TokioChildProcess::builder(command)
             .stderr(Stdio::piped())
