@@ -29,8 +29,9 @@ use sse_stream::{Error as SseError, Sse};
 
 use super::{OAuthError, TokenSource, store::Secret};
 
-/// Scope step-ups allowed per session before a 403 is passed on.
-pub const MAX_STEP_UPS: u32 = 3;
+/// Scope step-ups allowed per session before a 403 is passed on: with the first
+/// sign-in, at most three authorizations (the conformance suite's limit).
+pub const MAX_STEP_UPS: u32 = 2;
 
 type HttpError = StreamableHttpError<reqwest::Error>;
 

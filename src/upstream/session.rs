@@ -193,20 +193,17 @@ async fn connect_remote(
     settings: &RemoteSettings,
 ) -> Result<Session, ConnectFailure> {
     let tokens = token_source(entry, shared, settings);
-    // With an `oauth` block, make sure there are tokens before dialing; this is also
-    // the preflight (discovery runs, and its failure is reported, at once).
-    if let Some(source) = &tokens
-        && settings.oauth.is_some()
-    {
-        ensure_signed_in(entry, shared, source, None).await?;
-    }
+    // Dial first, with the stored token if there is one: the server's 401 challenge
+    // carries what discovery and scope selection need (`resource_metadata`, `scope`).
+    // All upstreams start at once, so discovery for every OAuth upstream (the preflight)
+    // runs at once too, and its failure is reported with every URL tried.
     match dial(entry, shared, settings, tokens.as_ref()).await {
         Err(Dial::Challenge(challenge)) => {
             let Some(source) = &tokens else {
                 return Err(remote::describe_status(401, None).into());
             };
             tracing::info!(upstream = %entry.name, "the server asks for OAuth authorization");
-            ensure_signed_in(entry, shared, source, Some(challenge)).await?;
+            ensure_signed_in(entry, shared, source, challenge).await?;
             dial(entry, shared, settings, tokens.as_ref()).await.map_err(Dial::into_failure)
         }
         other => other.map_err(Dial::into_failure),
@@ -227,23 +224,15 @@ fn token_source(entry: &Entry, shared: &Shared, settings: &RemoteSettings) -> Op
         .clone()
 }
 
-/// Have usable tokens, signing in (once across processes) when there are none or the
-/// server rejected them (`challenge`).
+/// Sign in (once across processes) because the server answered 401 with `challenge`,
+/// unless another process already has tokens the server has not rejected.
 async fn ensure_signed_in(
     entry: &Entry,
     shared: &Shared,
     source: &TokenSource,
-    challenge: Option<String>,
+    challenge: String,
 ) -> Result<(), ConnectFailure> {
-    let current = source.entry().ok().flatten();
-    let rejected = challenge.as_ref().and(current.as_ref()).map(|entry| entry.access_token.clone());
-    if challenge.is_none() {
-        match source.access_token().await {
-            Ok(_) => return Ok(()),
-            Err(OAuthError::SignInRequired { .. }) => {}
-            Err(error) => return Err(error.to_string().into()),
-        }
-    }
+    let rejected = source.entry().ok().flatten().map(|entry| entry.access_token);
     if !shared.oauth.interactive {
         return Err(ConnectFailure::sign_in(format!(
             "no usable OAuth tokens; hint: run `foxxy-bridge oauth login {}`",
@@ -253,7 +242,7 @@ async fn ensure_signed_in(
     // Not settled: the first tools/list waits for a quick sign-in up to the startup
     // deadline, like any upstream still connecting.
     shared.publish(&entry.name, |state| state.status = Status::SigningIn);
-    match source.sign_in(challenge.as_deref(), &[], rejected.as_ref(), false).await {
+    match source.sign_in(Some(&challenge), &[], rejected.as_ref(), false).await {
         Ok(_) => Ok(()),
         Err(
             error @ (OAuthError::Discovery { .. } | OAuthError::NoPkce { .. } | OAuthError::Insecure { .. }),
