@@ -154,6 +154,12 @@ impl Bridge {
         let exposed = std::mem::replace(&mut params.name, route.name.into());
         let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
         match self.upstreams.request(&route.upstream, request, options).await {
+            Ok(ServerResult::InputRequiredResult(_)) => Err(rmcp::ErrorData::internal_error(
+                format!(
+                    "`{exposed}` asked for client input with the 2026-07-28 multi-round flow (MRTR), which foxxy-bridge cannot relay to a client on an older protocol yet"
+                ),
+                None,
+            )),
             Ok(result) => expect_result(result, |result| match result {
                 ServerResult::CallToolResult(result) => Ok(result),
                 other => Err(Box::new(other)),

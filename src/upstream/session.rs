@@ -9,8 +9,11 @@
 use std::{sync::Arc, time::Duration};
 
 use rmcp::{
-    RoleClient, ServiceExt,
-    service::{ClientInitializeError, RunningService},
+    RoleClient,
+    model::ProtocolVersion,
+    service::{
+        ClientInitializeError, ClientLifecycleMode, RunningService, serve_client_with_lifecycle_and_ct,
+    },
     transport::{Transport, async_rw::AsyncRwTransport},
 };
 use tokio_util::sync::CancellationToken;
@@ -107,6 +110,7 @@ enum InitFailure {
 struct Pending {
     parts: SessionParts,
     closed: CancellationToken,
+    lifecycle: ClientLifecycleMode,
 }
 
 impl Pending {
@@ -117,14 +121,22 @@ impl Pending {
             entry.lists_changed.clone(),
             entry.settings.request_timeout,
         );
-        Self { parts, closed: CancellationToken::new() }
+        Self { parts, closed: CancellationToken::new(), lifecycle: ClientLifecycleMode::Initialize }
+    }
+
+    /// Open the session the 2026-07-28 way (`server/discover`, no `initialize`).
+    fn modern(mut self) -> Self {
+        self.lifecycle =
+            ClientLifecycleMode::Discover { preferred_versions: vec![ProtocolVersion::V_2026_07_28] };
+        self
     }
 
     fn tap<T>(&self, transport: T) -> TapTransport<T> {
         TapTransport::new(transport, self.parts.tapped_tx.clone(), self.closed.clone())
     }
 
-    /// Run `initialize` over `transport`, bounded by the upstream's `timeout`.
+    /// Open the session over `transport` (`initialize`, or `server/discover` for
+    /// 2026-07-28 servers), bounded by the upstream's `timeout`.
     async fn initialize<T: Transport<RoleClient> + 'static>(
         self,
         entry: &Entry,
@@ -133,8 +145,13 @@ impl Pending {
         child: Option<ChildGuard>,
         label: &'static str,
     ) -> Result<Session, (InitFailure, Option<ChildGuard>)> {
-        let Pending { parts, closed } = self;
-        let serve = parts.handler.serve_with_ct(transport, entry.cancel.child_token());
+        let Pending { parts, closed, lifecycle } = self;
+        let serve = serve_client_with_lifecycle_and_ct(
+            parts.handler,
+            transport,
+            lifecycle,
+            entry.cancel.child_token(),
+        );
         let service = match tokio::time::timeout(entry.settings.connect_timeout, serve).await {
             Ok(Ok(service)) => service,
             Ok(Err(error)) => return Err((InitFailure::Failed(Box::new(error)), child)),
@@ -157,27 +174,61 @@ impl Pending {
 }
 
 async fn connect_stdio(entry: &Entry, shared: &Shared, spec: &SpawnSpec<'_>) -> Result<Session, String> {
-    let pending = Pending::new(entry, shared);
-    let spawned = child::spawn(&entry.name, spec)?;
+    match start_stdio(entry, shared, spec, Pending::new(entry, shared)).await {
+        // The server refused `initialize` itself: it may speak only 2026-07-28.
+        Err(StdioFailure::Refused(error)) => {
+            tracing::info!(upstream = %entry.name, "initialize was refused ({error}); trying protocol 2026-07-28");
+            start_stdio(entry, shared, spec, Pending::new(entry, shared).modern()).await.map_err(|failure| {
+                match failure {
+                    StdioFailure::Refused(_) => {
+                        format!("the server refused both initialize ({error}) and server/discover")
+                    }
+                    StdioFailure::Other(cause) => cause,
+                }
+            })
+        }
+        Err(StdioFailure::Other(cause)) => Err(cause),
+        Ok(session) => Ok(session),
+    }
+}
+
+enum StdioFailure {
+    /// The server answered the handshake with a JSON-RPC error.
+    Refused(String),
+    Other(String),
+}
+
+async fn start_stdio(
+    entry: &Entry,
+    shared: &Shared,
+    spec: &SpawnSpec<'_>,
+    pending: Pending,
+) -> Result<Session, StdioFailure> {
+    let spawned = child::spawn(&entry.name, spec).map_err(StdioFailure::Other)?;
     let transport = pending.tap(
         AsyncRwTransport::new_client(spawned.stdout, spawned.stdin)
             .with_max_line_length(shared.max_message_bytes),
     );
-    match pending.initialize(entry, shared, transport, Some(spawned.guard), "stdio").await {
+    let label = "stdio";
+    match pending.initialize(entry, shared, transport, Some(spawned.guard), label).await {
         Ok(session) => Ok(session),
         Err((failure, child)) => {
             let mut child = child.expect("a stdio session attempt keeps its child");
             let cause = match failure {
-                InitFailure::Timeout => {
-                    format!(
-                        "it did not finish initialize within {} s",
-                        entry.settings.connect_timeout.as_secs()
-                    )
+                InitFailure::Timeout => StdioFailure::Other(format!(
+                    "it did not finish initialize within {} s",
+                    entry.settings.connect_timeout.as_secs()
+                )),
+                InitFailure::Failed(error) if is_handshake_refusal(&error) => {
+                    StdioFailure::Refused(remote::describe_initialize(&error))
                 }
                 InitFailure::Failed(error) => {
                     match tokio::time::timeout(Duration::from_millis(200), child.wait()).await {
-                        Ok(exit) => format!("{exit} before finishing initialize"),
-                        Err(_) => format!("initialize failed: {}", remote::describe_initialize(&error)),
+                        Ok(exit) => StdioFailure::Other(format!("{exit} before finishing initialize")),
+                        Err(_) => StdioFailure::Other(format!(
+                            "initialize failed: {}",
+                            remote::describe_initialize(&error)
+                        )),
                     }
                 }
             };
@@ -185,6 +236,15 @@ async fn connect_stdio(entry: &Entry, shared: &Shared, spec: &SpawnSpec<'_>) -> 
             Err(cause)
         }
     }
+}
+
+/// Whether the server itself refused the handshake (a JSON-RPC error, or no common
+/// protocol version), as a 2026-07-28-only server refuses `initialize`.
+fn is_handshake_refusal(error: &ClientInitializeError) -> bool {
+    matches!(
+        error,
+        ClientInitializeError::JsonRpcError(_) | ClientInitializeError::NoCompatibleProtocolVersion { .. }
+    )
 }
 
 async fn connect_remote(
@@ -271,6 +331,32 @@ impl Dial {
     }
 }
 
+/// One streamable HTTP session attempt, with the bearer client for OAuth upstreams.
+async fn streamable(
+    entry: &Entry,
+    shared: &Shared,
+    settings: &RemoteSettings,
+    client: &reqwest::Client,
+    tokens: Option<&Arc<TokenSource>>,
+    pending: Pending,
+) -> Result<Session, (InitFailure, Option<ChildGuard>)> {
+    let max = shared.max_message_bytes;
+    match tokens {
+        Some(tokens) => {
+            let bearer = BearerClient::new(client.clone(), tokens.clone());
+            let transport = pending.tap(remote::streamable_transport(bearer.clone(), settings, max));
+            let attempt = pending.initialize(entry, shared, transport, None, "streamable-http").await;
+            // Once connected, a 401/403 mid-session may start a sign-in itself.
+            bearer.set_interactive();
+            attempt
+        }
+        None => {
+            let transport = pending.tap(remote::streamable_transport(client.clone(), settings, max));
+            pending.initialize(entry, shared, transport, None, "streamable-http").await
+        }
+    }
+}
+
 /// Connect over streamable HTTP or SSE (auto-detected unless configured).
 async fn dial(
     entry: &Entry,
@@ -290,28 +376,15 @@ async fn dial(
         },
     };
     if settings.kind != RemoteKind::Sse {
-        let pending = Pending::new(entry, shared);
-        let attempt = match tokens {
-            Some(tokens) => {
-                let bearer = BearerClient::new(client.clone(), tokens.clone());
-                let transport = pending.tap(remote::streamable_transport(
-                    bearer.clone(),
-                    settings,
-                    shared.max_message_bytes,
-                ));
-                let attempt = pending.initialize(entry, shared, transport, None, "streamable-http").await;
-                // Once connected, a 401/403 mid-session may start a sign-in itself.
-                bearer.set_interactive();
-                attempt
+        let attempt = streamable(entry, shared, settings, &client, tokens, Pending::new(entry, shared)).await;
+        let attempt = match attempt {
+            // The server refused `initialize` itself: it may speak only 2026-07-28.
+            Err((InitFailure::Failed(error), _)) if is_handshake_refusal(&error) => {
+                tracing::info!(upstream = %entry.name, "initialize was refused; trying protocol 2026-07-28");
+                streamable(entry, shared, settings, &client, tokens, Pending::new(entry, shared).modern())
+                    .await
             }
-            None => {
-                let transport = pending.tap(remote::streamable_transport(
-                    client.clone(),
-                    settings,
-                    shared.max_message_bytes,
-                ));
-                pending.initialize(entry, shared, transport, None, "streamable-http").await
-            }
+            other => other,
         };
         match attempt {
             Ok(session) => {

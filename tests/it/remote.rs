@@ -258,3 +258,30 @@ async fn dns_failures_are_reported_without_leaving_loopback() {
     let error = report["upstreams"][0]["error"].as_str().unwrap_or_default();
     assert!(error.contains("cannot resolve the host name `mcp.example.invalid`"), "{error}");
 }
+
+#[tokio::test]
+async fn a_2026_07_28_only_upstream_is_reached_over_stdio_and_http() {
+    let web = HttpFixture::start(0, &["--name", "modern-web", "--only-2026"]).await;
+    let env = TestEnv::new();
+    env.write_config(&json!({
+        "mcpServers": {
+            "modern": fixture("modern", &["--only-2026"]),
+            "web": { "url": web.url() },
+            "classic": fixture("classic", &["--tools", "echo"]),
+        }
+    }));
+    let session = Session::start(&env).await;
+    for (tool, expected) in
+        [("modern__echo", "modern: era"), ("web__echo", "modern-web: era"), ("classic__echo", "classic: era")]
+    {
+        let result = session.service.call_tool(call(tool, json!({"message": "era"}))).await.expect("call");
+        assert_eq!(text_of(&result), expected, "{tool}");
+    }
+    // The client keeps speaking its own version.
+    let info = session.service.peer_info().expect("server info");
+    assert_eq!(info.protocol_version.as_str(), "2025-06-18");
+    let log = env.log();
+    assert!(log.contains("initialize was refused; trying protocol 2026-07-28"), "{log}");
+    session.close().await;
+    web.stop().await;
+}
