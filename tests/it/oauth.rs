@@ -356,3 +356,26 @@ async fn a_running_bridge_picks_up_tokens_from_a_shell_login() {
     assert!(tools.iter().any(|tool| tool.name == "sec__echo"), "tools announced after the shell login");
     session.close().await;
 }
+
+#[tokio::test]
+async fn a_failed_discovery_lists_every_url_tried() {
+    let broken = HttpFixture::start(0, &["--http-misbehave", "401"]).await;
+    let env = TestEnv::new();
+    env.write_config(&json!({
+        "mcpServers": { "nowhere": { "url": broken.url(), "retryAttempts": 1 } },
+        "bridge": { "oauth_port": 0 }
+    }));
+    let mut tools = env.command();
+    tools.env("FOXXY_BRIDGE_BROWSER", "none").args(["tools", "--json"]);
+    let output = output_of(tools).await;
+    assert_eq!(output.code, Some(1));
+    let report: Value = serde_json::from_str(&output.stdout).expect("json");
+    let error = report["upstreams"][0]["error"].as_str().unwrap_or_default().to_owned();
+    assert!(error.contains("OAuth discovery for `nowhere` failed"), "{error}");
+    let base = format!("http://{}", broken.addr);
+    for path in ["/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource"] {
+        assert!(error.contains(&format!("GET {base}{path} (HTTP 401)")), "`{path}` missing:\n{error}");
+    }
+    assert_eq!(report["upstreams"][0]["status"], "failed", "a broken OAuth setup fails at once: {report}");
+    assert!(env.log().contains("URLs tried"), "the log has the list too");
+}
