@@ -41,9 +41,9 @@ pub fn init(logs_dir: &Path, level: &str) -> std::io::Result<LogGuard> {
         .filename_prefix("foxxy-bridge")
         .filename_suffix("log")
         .max_log_files(7)
-        .latest_symlink("foxxy-bridge.log")
         .build(logs_dir)
         .map_err(std::io::Error::other)?;
+    point_latest_link(logs_dir);
     let (writer, worker) =
         tracing_appender::non_blocking::NonBlockingBuilder::default().lossy(true).finish(appender);
     let filter = filter_for(level);
@@ -56,6 +56,22 @@ pub fn init(logs_dir: &Path, level: &str) -> std::io::Result<LogGuard> {
         .finish();
     tracing::subscriber::set_global_default(subscriber).map_err(std::io::Error::other)?;
     Ok(LogGuard { _worker: worker })
+}
+
+/// Make `foxxy-bridge.log` a symlink to today's file. Many bridges start at once, so
+/// the link is made under a private name and renamed into place (atomic); failing to
+/// make it only costs the convenience name. (tracing-appender's own `latest_symlink`
+/// fails the whole start when another process created the link first.)
+fn point_latest_link(logs_dir: &Path) {
+    let today = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let target = format!("foxxy-bridge.{}.log", &today[..10]);
+    let temporary = logs_dir.join(format!(".foxxy-bridge.log.{}", std::process::id()));
+    let _ = std::fs::remove_file(&temporary);
+    if std::os::unix::fs::symlink(&target, &temporary).is_ok()
+        && std::fs::rename(&temporary, logs_dir.join("foxxy-bridge.log")).is_err()
+    {
+        let _ = std::fs::remove_file(&temporary);
+    }
 }
 
 /// A bare level applies to the bridge and the crates it uses alike; anything else is

@@ -15,6 +15,7 @@ use crate::{
     config::{self as bridge_config, Settings},
     logging::{self, LogGuard},
     oauth::{Browser, SignInContext, TokenStore},
+    output,
     paths::StatePaths,
 };
 
@@ -59,8 +60,22 @@ impl Context {
     }
 
     /// Start file logging at the level chosen by `--debug`, `--log-level`/`FOXXY_BRIDGE_LOG`,
-    /// the config's `bridge.logLevel`, or `info`, in that order.
-    pub fn start_logging(&self, settings: Option<&Settings>) -> anyhow::Result<LogGuard> {
+    /// the config's `bridge.logLevel`, or `info`, in that order. Logs are a help, not a
+    /// condition: when they cannot be written the command still runs (and, except in
+    /// `stdio` mode where stderr stays quiet, says so on stderr).
+    pub fn start_logging(&self, settings: Option<&Settings>, quiet: bool) -> Option<LogGuard> {
+        match self.try_start_logging(settings) {
+            Ok(guard) => Some(guard),
+            Err(error) => {
+                if !quiet {
+                    output::error_line(format_args!("warning: {error:#}; continuing without a log file"));
+                }
+                None
+            }
+        }
+    }
+
+    fn try_start_logging(&self, settings: Option<&Settings>) -> anyhow::Result<LogGuard> {
         let level = if self.debug {
             "debug".to_owned()
         } else {

@@ -21,7 +21,7 @@ const LOGOUT_LOCK_WAIT: Duration = Duration::from_secs(30);
 
 pub async fn run(context: &Context, command: OauthCommand) -> anyhow::Result<Outcome> {
     let settings = context.load_settings()?;
-    let _log = context.start_logging(Some(&settings))?;
+    let _log = context.start_logging(Some(&settings), false);
     let sign_in = context.sign_in_context(&settings)?;
     match command {
         OauthCommand::Status { server, json } => status(&settings, &sign_in, server.as_deref(), json),
@@ -45,8 +45,12 @@ fn target(settings: &Settings, name: &str) -> Result<Target, String> {
     }
 }
 
+/// Remote servers that OAuth applies to (not switched off with `"enabled": false`).
 fn remote_servers(settings: &Settings) -> impl Iterator<Item = &ServerSettings> {
-    settings.servers.iter().filter(|server| matches!(server.transport, TransportSettings::Remote(_)))
+    settings.servers.iter().filter(|server| match &server.transport {
+        TransportSettings::Remote(remote) => remote.oauth.as_ref().is_none_or(|oauth| oauth.enabled),
+        TransportSettings::Stdio { .. } => false,
+    })
 }
 
 fn rfc3339(seconds: u64) -> String {

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Context, Outcome};
 use crate::{
+    config::{self, Settings},
     output,
     proxy::{Bridge, stdio},
 };
@@ -30,13 +31,16 @@ pub async fn run(context: &Context) -> anyhow::Result<Outcome> {
             return Ok(Outcome::Failure);
         }
     };
-    let _log = context.start_logging(Some(&settings))?;
+    let _log = context.start_logging(Some(&settings), true);
     tracing::info!(config = %settings.source.display(), "starting stdio bridge");
     let bridge = Arc::new(Bridge::start(settings.clone(), context.sign_in_context(&settings)?));
     let stop = CancellationToken::new();
     let stdin_closed = CancellationToken::new();
     spawn_signal_watch(stop.clone())?;
 
+    if settings.bridge.config_reload.enabled {
+        spawn_reload(bridge.clone(), &settings, stop.clone());
+    }
     let transport = stdio::stdio(settings.bridge.max_message_bytes, stdin_closed.clone());
     let serve = bridge.clone().serve_with_ct(transport, stop.child_token());
     let service = tokio::select! {
@@ -56,6 +60,39 @@ pub async fn run(context: &Context) -> anyhow::Result<Outcome> {
     }
     tracing::info!("stdio bridge stopped");
     Ok(Outcome::Success)
+}
+
+/// Apply config edits while serving: a valid change reconfigures the bridge; an invalid
+/// one is logged with every problem and the running config stays.
+fn spawn_reload(bridge: Arc<Bridge>, settings: &Settings, stop: CancellationToken) {
+    let path = settings.source.clone();
+    let watch = match config::watch::watch(&path, settings.bridge.config_reload.debounce) {
+        Ok(watch) => watch,
+        Err(error) => {
+            tracing::warn!(config = %path.display(), "cannot watch the config file; edits need a restart: {error}");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        // Own the whole watch (not just its channel): dropping it stops watching.
+        let mut watch = watch;
+        loop {
+            let change = tokio::select! {
+                change = watch.changes.recv() => change,
+                () = stop.cancelled() => None,
+            };
+            match change {
+                None => break,
+                Some(Ok(settings)) => {
+                    tracing::info!(config = %path.display(), "config changed; applying it");
+                    bridge.reconfigure(Arc::new(settings)).await;
+                }
+                Some(Err(error)) => {
+                    tracing::error!(config = %path.display(), "config change rejected, the running config stays:\n{error}");
+                }
+            }
+        }
+    });
 }
 
 /// Cancel `stop` on SIGTERM, SIGINT or SIGHUP.

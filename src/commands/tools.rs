@@ -14,7 +14,7 @@ use crate::{
 
 pub async fn list(context: &Context, json: bool) -> anyhow::Result<Outcome> {
     let settings = context.load_settings()?;
-    let _log = context.start_logging(Some(&settings))?;
+    let _log = context.start_logging(Some(&settings), false);
     let oauth = context.sign_in_context(&settings)?;
     let bridge = Bridge::start_for_shell(settings, oauth);
     let catalog = bridge.settled_catalog().await;
@@ -102,7 +102,7 @@ pub async fn call(
 ) -> anyhow::Result<Outcome> {
     let arguments = parse_arguments(arguments)?;
     let settings = context.load_settings()?;
-    let _log = context.start_logging(Some(&settings))?;
+    let _log = context.start_logging(Some(&settings), false);
     let oauth = context.sign_in_context(&settings)?;
     let bridge = Arc::new(Bridge::start_for_shell(settings, oauth));
     let mut params = CallToolRequestParams::new(name.to_owned());

@@ -12,8 +12,9 @@
 //! ```
 //!
 //! Every stage after parsing adds to one list of problems, so all of them are reported
-//! together. Not owned here: where the state root is (`paths.rs`), the command line
-//! (`cli.rs`), and acting on the settings (watching the file for reload included).
+//! together. `watch.rs` watches the file for hot reload and delivers it reloaded. Not
+//! owned here: where the state root is (`paths.rs`), the command line (`cli.rs`), and
+//! acting on the settings.
 
 mod error;
 mod expand;
@@ -24,6 +25,7 @@ mod resolve;
 pub mod settings;
 mod syntax;
 mod validate;
+pub mod watch;
 
 #[cfg(test)]
 mod tests;

@@ -67,9 +67,6 @@ pub struct SignInContext {
     pub host: String,
     pub port: u16,
     pub sign_in_timeout: Duration,
-    /// Whether this process may start a browser sign-in by itself (stdio, login),
-    /// or must only use tokens that already exist.
-    pub interactive: bool,
 }
 
 impl SignInContext {
@@ -80,7 +77,6 @@ impl SignInContext {
             host: bridge.host.clone(),
             port: bridge.oauth_port,
             sign_in_timeout: bridge.sign_in_timeout,
-            interactive: true,
         }
     }
 }

@@ -146,9 +146,6 @@ impl TokenSource {
         force: bool,
     ) -> Result<Secret, OAuthError> {
         let _busy = self.busy.lock().await;
-        if !self.context.interactive {
-            return Err(self.sign_in_required("no tokens are stored"));
-        }
         let wait = self.context.sign_in_timeout + Duration::from_secs(30);
         let lock = self.lock(wait).await.map_err(|error| OAuthError::Flow {
             upstream: self.target.name.clone(),
@@ -257,9 +254,10 @@ async fn refresh(
             RefreshFailure::Transient(format!("{}", response.error()))
         }
         RequestTokenError::Request(error) => RefreshFailure::Transient(error.to_string()),
+        // The body is not quoted: a malformed success response may hold a token.
         RequestTokenError::Parse(_, body) => RefreshFailure::Transient(format!(
-            "unexpected answer from the token endpoint ({})",
-            String::from_utf8_lossy(&body[..body.len().min(120)])
+            "the token endpoint sent an unreadable answer ({} bytes)",
+            body.len()
         )),
         RequestTokenError::Other(text) => RefreshFailure::Transient(text.clone()),
     })?;

@@ -49,6 +49,8 @@ pub struct Bridge {
     aggregation: Aggregation,
     /// Ends the catalog task.
     cancel: CancellationToken,
+    /// The settings in force; a config reload replaces them.
+    settings: watch::Sender<Arc<Settings>>,
 }
 
 impl Bridge {
@@ -70,9 +72,10 @@ impl Bridge {
         let link = Arc::new(DownstreamLink::new(catalog.clone()));
         let upstreams: Arc<dyn Upstreams> = UpstreamSet::start(&settings, link.clone(), oauth);
         let cancel = CancellationToken::new();
+        let (settings_tx, settings_rx) = watch::channel(settings.clone());
         tokio::spawn(maintain_catalog(
             upstreams.view(),
-            settings.clone(),
+            settings_rx,
             catalog_tx,
             link.clone(),
             cancel.clone(),
@@ -85,7 +88,17 @@ impl Bridge {
             sign_in_deadline,
             aggregation: settings.bridge.aggregation,
             cancel,
+            settings: settings_tx,
         }
+    }
+
+    /// Apply a reloaded config: upstreams whose settings changed are restarted, new
+    /// ones started, removed ones stopped; naming is recomputed, and the client is told
+    /// which lists changed. Bridge-wide limits fixed at start (message size, startup
+    /// deadline) keep their values until the next start.
+    pub async fn reconfigure(&self, settings: Arc<Settings>) {
+        self.upstreams.reconfigure(&settings).await;
+        self.settings.send_replace(settings);
     }
 
     /// The catalog as it is now.
@@ -199,14 +212,15 @@ fn expect_result<T: DeserializeOwned>(
 /// changed.
 async fn maintain_catalog(
     mut view: watch::Receiver<Arc<View>>,
-    settings: Arc<Settings>,
+    mut settings: watch::Receiver<Arc<Settings>>,
     catalog: watch::Sender<Arc<Catalog>>,
     link: Arc<DownstreamLink>,
     cancel: CancellationToken,
 ) {
     loop {
         let snapshot = view.borrow_and_update().clone();
-        let next = Catalog::build(&snapshot, &settings);
+        let current = settings.borrow_and_update().clone();
+        let next = Catalog::build(&snapshot, &current);
         let previous = catalog.borrow().clone();
         let tools_changed = previous.tools != next.tools;
         let prompts_changed = previous.prompts != next.prompts;
@@ -236,6 +250,7 @@ async fn maintain_catalog(
         }
         tokio::select! {
             changed = view.changed() => if changed.is_err() { break },
+            changed = settings.changed() => if changed.is_err() { break },
             () = cancel.cancelled() => break,
         }
     }

@@ -65,6 +65,9 @@ pub trait Upstreams: Send + Sync + 'static {
     /// Set the log level on every upstream that supports logging, now and on reconnect.
     fn set_log_level(&self, level: LoggingLevel) -> BoxFuture<'_, ()>;
 
+    /// Apply a reloaded config: start, stop or restart only the upstreams it changes.
+    fn reconfigure(&self, settings: &crate::config::Settings) -> BoxFuture<'_, ()>;
+
     /// Stop every upstream: close connections, end child processes (bounded time).
     fn shutdown(&self) -> BoxFuture<'_, ()>;
 }
@@ -126,6 +129,9 @@ pub struct UpstreamState {
     /// The last catalog listed by this upstream; kept while it is down so calls to its
     /// tools can be answered with an error that names it.
     pub catalog: Option<Arc<UpstreamCatalog>>,
+    /// Which incarnation of the upstream this is: a config reload that restarts an
+    /// upstream makes a new one, and the old supervisor's late updates are ignored.
+    pub generation: u64,
 }
 
 impl UpstreamState {

@@ -172,6 +172,12 @@ fn describe_one(error: &(dyn StdError + 'static)) -> Option<String> {
         return describe_streamable(http);
     }
     if let Some(io) = error.downcast_ref::<std::io::Error>() {
+        // TLS failures arrive as I/O errors wrapping rustls's error.
+        if let Some(inner) = io.get_ref()
+            && let Some(text) = describe_one(inner)
+        {
+            return Some(text);
+        }
         return match io.kind() {
             std::io::ErrorKind::ConnectionRefused => {
                 Some("connection refused (is the server running, and is the URL's port right?)".to_owned())
@@ -192,8 +198,20 @@ fn describe_one(error: &(dyn StdError + 'static)) -> Option<String> {
         if let Some(status) = reqwest.status() {
             return Some(describe_status(status.as_u16(), None));
         }
-        // DNS failures carry no typed error: recognise hyper-util's wording.
+        // DNS and certificate failures may carry no typed error: recognise the wording.
         let chain = chain_text(error);
+        if chain.contains("certificate")
+            || chain.contains("tls handshake")
+            || chain.contains("InvalidCertificate")
+        {
+            let detail = match chain.find("invalid peer certificate") {
+                Some(start) => &chain[start..],
+                None => chain.rsplit(": ").next().unwrap_or("the certificate is not trusted"),
+            };
+            return Some(format!(
+                "TLS handshake failed: {detail} (for a development server with a self-signed certificate, set `verify_ssl: false`)"
+            ));
+        }
         if chain.contains("dns error") || chain.contains("failed to lookup address") {
             let host = reqwest.url().and_then(|url| url.host_str().map(str::to_owned)).unwrap_or_default();
             return Some(format!("cannot resolve the host name `{host}` (DNS lookup failed)"));

@@ -275,6 +275,11 @@ fn token_source(entry: &Entry, shared: &Shared, settings: &RemoteSettings) -> Op
     entry
         .tokens
         .get_or_init(|| match Target::for_remote(&entry.name, settings)? {
+            // Bearer tokens must not travel in clear text to a remote host.
+            Ok(target) if !crate::oauth::http::is_secure_or_loopback(&target.url) => {
+                tracing::warn!(upstream = %entry.name, "OAuth is off for this upstream: its URL is plain http on a non-loopback host, and tokens are only sent over https");
+                None
+            }
             Ok(target) => Some(Arc::new(TokenSource::new(target, shared.oauth.clone()))),
             Err(error) => {
                 tracing::warn!(upstream = %entry.name, "OAuth is unavailable for this upstream: {error}");
@@ -293,15 +298,9 @@ async fn ensure_signed_in(
     challenge: String,
 ) -> Result<(), ConnectFailure> {
     let rejected = source.entry().ok().flatten().map(|entry| entry.access_token);
-    if !shared.oauth.interactive {
-        return Err(ConnectFailure::sign_in(format!(
-            "no usable OAuth tokens; hint: run `foxxy-bridge oauth login {}`",
-            entry.name
-        )));
-    }
     // Not settled: the first tools/list waits for a quick sign-in up to the startup
     // deadline, like any upstream still connecting.
-    shared.publish(&entry.name, |state| state.status = Status::SigningIn);
+    shared.publish(entry, |state| state.status = Status::SigningIn);
     match source.sign_in(Some(&challenge), &[], rejected.as_ref(), false).await {
         Ok(_) => Ok(()),
         Err(

@@ -3,7 +3,10 @@
 
 use std::{
     collections::BTreeSet,
-    sync::{Arc, Mutex, OnceLock, RwLock},
+    sync::{
+        Arc, Mutex, OnceLock, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 
@@ -42,11 +45,16 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Change one upstream's entry in the view and notify watchers.
-    pub fn publish(&self, name: &str, change: impl FnOnce(&mut UpstreamState)) {
+    /// Change `entry`'s state in the view and notify watchers. Updates from an entry
+    /// that a config reload replaced are ignored.
+    pub fn publish(&self, entry: &Entry, change: impl FnOnce(&mut UpstreamState)) {
         self.view.send_modify(|view| {
             let view = Arc::make_mut(view);
-            if let Some(state) = view.upstreams.iter_mut().find(|state| &*state.name == name) {
+            if let Some(state) = view
+                .upstreams
+                .iter_mut()
+                .find(|state| state.name == entry.name && state.generation == entry.generation)
+            {
                 change(state);
             }
         });
@@ -60,6 +68,8 @@ impl Shared {
 /// One configured upstream. Its supervisor task is the only writer of `connection`.
 pub struct Entry {
     pub name: Arc<str>,
+    /// Distinguishes this entry from an earlier one of the same name (config reload).
+    pub generation: u64,
     pub settings: ServerSettings,
     /// Ends this upstream's supervisor (bridge shutdown, or the upstream removed).
     pub cancel: CancellationToken,
@@ -79,9 +89,10 @@ pub struct Entry {
 }
 
 impl Entry {
-    fn new(settings: ServerSettings, cancel: CancellationToken) -> Self {
+    fn new(settings: ServerSettings, cancel: CancellationToken, generation: u64) -> Self {
         Self {
             name: Arc::from(settings.name.as_str()),
+            generation,
             settings,
             cancel,
             connection: RwLock::new(None),
@@ -129,28 +140,17 @@ pub struct UpstreamSet {
     entries: RwLock<Vec<Arc<Entry>>>,
     tasks: TaskTracker,
     cancel: CancellationToken,
+    /// Source of [`Entry::generation`].
+    generations: AtomicU64,
 }
 
 impl UpstreamSet {
     /// Start every enabled upstream of `settings` in the background.
     pub fn start(settings: &Settings, link: Arc<dyn ClientLink>, oauth: SignInContext) -> Arc<Self> {
         let bridge = &settings.bridge;
-        let servers: Vec<&ServerSettings> = settings.enabled_servers().collect();
-        let view = View {
-            upstreams: servers
-                .iter()
-                .map(|server| UpstreamState {
-                    name: Arc::from(server.name.as_str()),
-                    transport: transport_label(&server.transport),
-                    status: Status::Connecting,
-                    settled: false,
-                    catalog: None,
-                })
-                .collect(),
-        };
         let shared = Arc::new(Shared {
             link,
-            view: watch::Sender::new(Arc::new(view)),
+            view: watch::Sender::new(Arc::new(View::default())),
             start_permits: Semaphore::new(bridge.max_concurrent_starts.max(1)),
             max_message_bytes: bridge.max_message_bytes,
             recovery_interval: bridge.failover.recovery_interval,
@@ -163,17 +163,72 @@ impl UpstreamSet {
             entries: RwLock::new(Vec::new()),
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
+            generations: AtomicU64::new(0),
         });
-        for server in servers {
-            set.add(server.clone());
-        }
+        set.apply(settings);
         set
     }
 
-    fn add(&self, settings: ServerSettings) {
-        let entry = Arc::new(Entry::new(settings, self.cancel.child_token()));
-        self.entries.write().unwrap_or_else(|poisoned| poisoned.into_inner()).push(entry.clone());
-        self.tasks.spawn(supervisor::run(entry, self.shared.clone()));
+    /// Make the running upstreams match `settings`: start the new ones, stop the removed
+    /// or disabled ones, restart those whose settings changed, and leave the others —
+    /// and their calls in flight — alone. Used at start and on config reload.
+    fn apply(&self, settings: &Settings) {
+        let wanted: Vec<&ServerSettings> = settings.enabled_servers().collect();
+        let mut entries = self.entries.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut next = Vec::with_capacity(wanted.len());
+        for server in &wanted {
+            let existing =
+                entries.iter().find(|entry| *entry.name == *server.name && entry.settings == **server);
+            match existing {
+                Some(entry) => next.push(entry.clone()),
+                None => {
+                    let generation = self.generations.fetch_add(1, Ordering::Relaxed);
+                    let entry =
+                        Arc::new(Entry::new((*server).clone(), self.cancel.child_token(), generation));
+                    if entries.iter().any(|old| *old.name == *server.name) {
+                        tracing::info!(upstream = %server.name, "its settings changed; restarting it");
+                    } else if generation > 0 {
+                        tracing::info!(upstream = %server.name, "new in the config; starting it");
+                    }
+                    next.push(entry);
+                }
+            }
+        }
+        for old in entries.iter() {
+            if !next.iter().any(|entry| Arc::ptr_eq(entry, old)) {
+                if !wanted.iter().any(|server| *server.name == *old.name) {
+                    tracing::info!(upstream = %old.name, "removed from the config (or disabled); stopping it");
+                }
+                old.cancel.cancel();
+            }
+        }
+        // The view follows the config's order; kept upstreams keep their state.
+        self.shared.view.send_modify(|view| {
+            let previous = std::mem::take(&mut Arc::make_mut(view).upstreams);
+            Arc::make_mut(view).upstreams = next
+                .iter()
+                .map(|entry| {
+                    previous
+                        .iter()
+                        .find(|state| state.name == entry.name && state.generation == entry.generation)
+                        .cloned()
+                        .unwrap_or_else(|| UpstreamState {
+                            name: entry.name.clone(),
+                            transport: transport_label(&entry.settings.transport),
+                            status: Status::Connecting,
+                            settled: false,
+                            catalog: None,
+                            generation: entry.generation,
+                        })
+                })
+                .collect();
+        });
+        for entry in &next {
+            if !entries.iter().any(|old| Arc::ptr_eq(old, entry)) {
+                self.tasks.spawn(supervisor::run(entry.clone(), self.shared.clone()));
+            }
+        }
+        *entries = next;
     }
 
     fn entry(&self, name: &str) -> Option<Arc<Entry>> {
@@ -280,6 +335,11 @@ impl Upstreams for UpstreamSet {
             .await;
         }
         .boxed()
+    }
+
+    fn reconfigure(&self, settings: &Settings) -> BoxFuture<'_, ()> {
+        self.apply(settings);
+        async {}.boxed()
     }
 
     fn shutdown(&self) -> BoxFuture<'_, ()> {

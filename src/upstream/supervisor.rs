@@ -30,7 +30,7 @@ pub async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
         if entry.cancel.is_cancelled() {
             break;
         }
-        shared.publish(&entry.name, |state| state.status = Status::Connecting);
+        shared.publish(&entry, |state| state.status = Status::Connecting);
         let attempt = {
             let _permit = shared.start_permits.acquire().await;
             tokio::select! {
@@ -52,7 +52,7 @@ pub async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
                     "upstream ready"
                 );
                 entry.set_connection(Some(session.connection.clone()));
-                shared.publish(&entry.name, |state| {
+                shared.publish(&entry, |state| {
                     state.transport = session.transport;
                     state.status = Status::Ready;
                     state.settled = true;
@@ -67,12 +67,12 @@ pub async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
                 tracing::warn!(upstream = %entry.name, "upstream disconnected: {cause}");
                 // The count restarts with this session's end as its first failure.
                 failures = 1;
-                shared.publish(&entry.name, |state| state.status = Status::Retrying(cause.clone()));
+                shared.publish(&entry, |state| state.status = Status::Retrying(cause.clone()));
             }
             Err(failure) if failure.needs_sign_in => {
                 let cause = failure.cause;
                 tracing::warn!(upstream = %entry.name, "upstream is waiting for a sign-in: {cause}");
-                shared.publish(&entry.name, |state| {
+                shared.publish(&entry, |state| {
                     state.settled = true;
                     state.status = Status::NeedsSignIn(cause.clone());
                 });
@@ -91,7 +91,7 @@ pub async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
                     attempt = failures,
                     "upstream failed to start: {cause}"
                 );
-                shared.publish(&entry.name, |state| {
+                shared.publish(&entry, |state| {
                     state.settled = true;
                     state.status =
                         if failed { Status::Failed(cause.clone()) } else { Status::Retrying(cause.clone()) };
@@ -184,7 +184,7 @@ async fn serve(entry: &Entry, shared: &Shared, session: &mut Session) -> Option<
             }
             () = entry.lists_changed.notified() => {
                 match session::list_catalog(&session.connection, entry.settings.connect_timeout).await {
-                    Ok(catalog) => shared.publish(&entry.name, |state| state.catalog = Some(Arc::new(catalog))),
+                    Ok(catalog) => shared.publish(entry, |state| state.catalog = Some(Arc::new(catalog))),
                     Err(error) => tracing::warn!(upstream = %entry.name, "re-listing after list_changed failed: {error}"),
                 }
             }

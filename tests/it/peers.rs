@@ -85,3 +85,27 @@ pub fn everything_stdio() -> Value {
 pub fn read_text(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|error| panic!("read {}: {error}", path.display()))
 }
+
+/// The Node preload that keeps a server's `listen(port)` on 127.0.0.1 and prints
+/// `FOXXY_LISTENING <port>` on stderr (`tests/peers/loopback.cjs`).
+pub fn loopback_preload() -> PathBuf {
+    peer_script("loopback.cjs")
+}
+
+/// server-everything serving HTTP in `mode` (`streamableHttp` or `sse`) on a free
+/// loopback port, with the `node` on `PATH`: `PORT=0 node --require loopback.cjs
+/// dist/index.js MODE`. The real port is on stderr, see [`loopback_preload`].
+pub fn everything_http(mode: &str) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new("node");
+    command.arg("--require").arg(loopback_preload()).arg(server_everything_js()).arg(mode).env("PORT", "0");
+    command
+}
+
+/// The Python SDK server (`tests/peers/python_server.py`) serving `transport`
+/// (`streamable-http` or `sse`) on a free loopback port, which it prints on stderr as
+/// `FOXXY_LISTENING <port>`. Callers add `--certfile`/`--keyfile` for HTTPS.
+pub fn python_server(transport: &str) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(python());
+    command.arg(peer_script("python_server.py")).arg(transport);
+    command
+}
