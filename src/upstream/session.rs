@@ -17,6 +17,7 @@ use rmcp::{
     transport::{Transport, async_rw::AsyncRwTransport},
 };
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::{
     Status, UpstreamCatalog,
@@ -146,12 +147,16 @@ impl Pending {
         label: &'static str,
     ) -> Result<Session, (InitFailure, Option<ChildGuard>)> {
         let Pending { parts, closed, lifecycle } = self;
+        // rmcp's session task inherits this span, so what rmcp logs about this upstream
+        // (unparsable lines, oversized messages, …) names it.
+        let span = tracing::info_span!("upstream", upstream = %entry.name);
         let serve = serve_client_with_lifecycle_and_ct(
             parts.handler,
             transport,
             lifecycle,
             entry.cancel.child_token(),
-        );
+        )
+        .instrument(span);
         let service = match tokio::time::timeout(entry.settings.connect_timeout, serve).await {
             Ok(Ok(service)) => service,
             Ok(Err(error)) => return Err((InitFailure::Failed(Box::new(error)), child)),
