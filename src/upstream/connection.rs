@@ -17,10 +17,13 @@ use rmcp::{
     },
     service::{NotificationContext, PeerRequestOptions, RequestContext, ServiceError},
 };
-use tokio::sync::{Mutex, Notify, mpsc, oneshot};
+use tokio::sync::{Mutex, Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{ClientLink, RequestOptions, UpstreamError, tap::Tapped};
+use super::{
+    ClientLink, RequestOptions, UpstreamError,
+    tap::{TapQueue, TapReceiver, Tapped},
+};
 
 /// How long a finished request waits for its queued progress to reach the client.
 const PROGRESS_FLUSH_LIMIT: Duration = Duration::from_secs(1);
@@ -43,7 +46,7 @@ pub struct Connection {
     peer: Peer<RoleClient>,
     routes: Arc<ProgressRoutes>,
     /// Producer side of the ordered queue, used to post flush barriers.
-    tapped: mpsc::Sender<Tapped>,
+    tapped: TapQueue,
     request_timeout: Duration,
     /// Cancelled when a request finds the connection dead, so the supervisor
     /// reconnects instead of waiting for the transport to notice.
@@ -128,8 +131,11 @@ impl Connection {
     /// Wait until every progress notification queued so far has reached the client, so
     /// the client sees them before the result.
     async fn flush_progress(&self) {
+        if self.tapped.is_drained() {
+            return;
+        }
         let (done, flushed) = oneshot::channel();
-        if self.tapped.send(Tapped::Barrier(done)).await.is_ok() {
+        if self.tapped.push(Tapped::Barrier(done)).await.is_ok() {
             let _ = tokio::time::timeout(PROGRESS_FLUSH_LIMIT, flushed).await;
         }
     }
@@ -160,8 +166,8 @@ async fn cancel_upstream(peer: &Peer<RoleClient>, id: rmcp::model::RequestId, re
 pub struct SessionParts {
     pub handler: UpstreamHandler,
     pub connection_parts: ConnectionParts,
-    pub tapped_rx: mpsc::Receiver<Tapped>,
-    pub tapped_tx: mpsc::Sender<Tapped>,
+    pub tapped_rx: TapReceiver,
+    pub tapped_tx: TapQueue,
 }
 
 pub struct ConnectionParts {
@@ -175,7 +181,7 @@ impl ConnectionParts {
     pub fn into_connection(
         self,
         peer: Peer<RoleClient>,
-        tapped: mpsc::Sender<Tapped>,
+        tapped: TapQueue,
         broken: CancellationToken,
     ) -> Connection {
         Connection {
@@ -196,7 +202,7 @@ pub fn session_parts(
     lists_changed: Arc<Notify>,
     request_timeout: Duration,
 ) -> SessionParts {
-    let (tapped_tx, tapped_rx) = mpsc::channel(super::tap::TAP_CAPACITY);
+    let (tapped_tx, tapped_rx) = super::tap::queue();
     let routes = Arc::new(ProgressRoutes::default());
     SessionParts {
         handler: UpstreamHandler { name: name.clone(), link, lists_changed },
@@ -212,29 +218,35 @@ pub async fn forward_tapped(
     name: Arc<str>,
     link: Arc<dyn ClientLink>,
     routes: Arc<ProgressRoutes>,
-    mut tapped: mpsc::Receiver<Tapped>,
+    mut tapped: TapReceiver,
 ) {
     while let Some(item) = tapped.recv().await {
-        match item {
-            Tapped::Progress(mut progress) => {
-                let routes_guard = routes.lock().await;
-                let Some(route) = routes_guard.get(&progress.progress_token) else {
-                    tracing::debug!(upstream = %name, "progress for an unknown or finished request dropped");
-                    continue;
-                };
-                route.activity.notify_one();
-                progress.progress_token = route.client_token.clone();
-                drop(routes_guard);
-                let notification = ProgressNotification::new(progress);
-                link.notify(&name, ServerNotification::ProgressNotification(notification)).await;
-            }
-            Tapped::Log(log) => {
-                let notification = LoggingMessageNotification::new(log);
-                link.notify(&name, ServerNotification::LoggingMessageNotification(notification)).await;
-            }
-            Tapped::Barrier(done) => {
-                let _ = done.send(());
-            }
+        forward_one(&name, &link, &routes, item).await;
+        tapped.done();
+    }
+}
+
+/// Forward one queued item; see [`forward_tapped`].
+async fn forward_one(name: &str, link: &Arc<dyn ClientLink>, routes: &ProgressRoutes, item: Tapped) {
+    match item {
+        Tapped::Progress(mut progress) => {
+            let routes_guard = routes.lock().await;
+            let Some(route) = routes_guard.get(&progress.progress_token) else {
+                tracing::debug!(upstream = %name, "progress for an unknown or finished request dropped");
+                return;
+            };
+            route.activity.notify_one();
+            progress.progress_token = route.client_token.clone();
+            drop(routes_guard);
+            let notification = ProgressNotification::new(progress);
+            link.notify(name, ServerNotification::ProgressNotification(notification)).await;
+        }
+        Tapped::Log(log) => {
+            let notification = LoggingMessageNotification::new(log);
+            link.notify(name, ServerNotification::LoggingMessageNotification(notification)).await;
+        }
+        Tapped::Barrier(done) => {
+            let _ = done.send(());
         }
     }
 }

@@ -9,7 +9,13 @@
 //! and because the channel is bounded, an upstream that floods notifications is slowed
 //! down instead of growing memory.
 
-use std::future::Future;
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
 
 use rmcp::{
     model::{JsonRpcMessage, LoggingMessageNotificationParam, ProgressNotificationParam, ServerNotification},
@@ -30,15 +36,65 @@ pub enum Tapped {
 /// Capacity of the ordered notification queue of one upstream connection.
 pub const TAP_CAPACITY: usize = 256;
 
+/// The producer side of a session's ordered queue. It counts what is queued and not
+/// yet forwarded, so a finished request can skip waiting for the forwarder when
+/// nothing is pending (the common case: no progress at all).
+#[derive(Clone)]
+pub struct TapQueue {
+    tx: mpsc::Sender<Tapped>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// The consumer side; see [`TapQueue`].
+pub struct TapReceiver {
+    rx: mpsc::Receiver<Tapped>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// A new ordered queue.
+pub fn queue() -> (TapQueue, TapReceiver) {
+    let (tx, rx) = mpsc::channel(TAP_CAPACITY);
+    let queued = Arc::new(AtomicUsize::new(0));
+    (TapQueue { tx, queued: queued.clone() }, TapReceiver { rx, queued })
+}
+
+impl TapQueue {
+    /// Queue `item`, waiting while the queue is full (backpressure on the upstream).
+    pub async fn push(&self, item: Tapped) -> Result<(), ()> {
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        if self.tx.send(item).await.is_err() {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+            return Err(());
+        }
+        Ok(())
+    }
+
+    /// Everything queued so far has been forwarded.
+    pub fn is_drained(&self) -> bool {
+        self.queued.load(Ordering::SeqCst) == 0
+    }
+}
+
+impl TapReceiver {
+    pub async fn recv(&mut self) -> Option<Tapped> {
+        self.rx.recv().await
+    }
+
+    /// Mark one received item as fully handled.
+    pub fn done(&self) {
+        self.queued.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 pub struct TapTransport<T> {
     inner: T,
-    tapped: mpsc::Sender<Tapped>,
+    tapped: TapQueue,
     /// Cancelled when the upstream ends its side of the transport.
     closed: CancellationToken,
 }
 
 impl<T> TapTransport<T> {
-    pub fn new(inner: T, tapped: mpsc::Sender<Tapped>, closed: CancellationToken) -> Self {
+    pub fn new(inner: T, tapped: TapQueue, closed: CancellationToken) -> Self {
         Self { inner, tapped, closed }
     }
 }
@@ -73,7 +129,7 @@ impl<T: Transport<RoleClient>> Transport<RoleClient> for TapTransport<T> {
                 other => return Some(other),
             };
             // A closed queue means the connection is being torn down: drop the message.
-            let _ = self.tapped.send(tapped).await;
+            let _ = self.tapped.push(tapped).await;
         }
     }
 
