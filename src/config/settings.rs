@@ -217,8 +217,11 @@ pub struct ConfigReloadSettings {
     pub debounce: Duration,
 }
 
-/// A string that must never be printed: header values, client secrets.
-#[derive(Clone, PartialEq, Eq)]
+/// A string that must never be printed: header values, client secrets, tokens. It
+/// serializes as the plain string (token files need it), but its `Debug` prints
+/// `[REDACTED]`, so it cannot leak through logs or error messages.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct Secret(String);
 
 impl Secret {

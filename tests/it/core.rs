@@ -6,9 +6,8 @@
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolRequest, CallToolRequestParams, ClientRequest, GetPromptRequestParams, LoggingLevel,
-    ReadResourceRequestParams, Reference, ResourceContents, ServerResult, SetLevelRequestParams,
-    SubscribeRequestParams,
+    CallToolRequest, ClientRequest, GetPromptRequestParams, LoggingLevel, ReadResourceRequestParams,
+    Reference, ResourceContents, ServerResult, SetLevelRequestParams, SubscribeRequestParams,
 };
 use rmcp::service::PeerRequestOptions;
 use serde_json::{Value, json};
@@ -22,16 +21,6 @@ fn two_fixtures(env: &TestEnv) -> Value {
             "beta": fixture("beta", &[]),
         }
     })
-}
-
-fn call(name: &str, arguments: Value) -> CallToolRequestParams {
-    let mut params = CallToolRequestParams::new(name.to_owned());
-    params.arguments = arguments.as_object().cloned();
-    params
-}
-
-fn text_of(result: &rmcp::model::CallToolResult) -> String {
-    result.content.iter().filter_map(|content| content.as_text()).map(|text| text.text.clone()).collect()
 }
 
 #[tokio::test]

@@ -186,10 +186,6 @@ async fn call(session: &Session, name: &str, arguments: Value) -> CallToolResult
         .unwrap_or_else(|error| panic!("{name} failed: {error}"))
 }
 
-fn text_of(result: &CallToolResult) -> String {
-    result.content.iter().filter_map(|content| content.as_text()).map(|text| text.text.clone()).collect()
-}
-
 fn text_contents(contents: &ResourceContents) -> (&str, &str) {
     match contents {
         ResourceContents::TextResourceContents { uri, text, .. } => (uri, text),

@@ -3,20 +3,9 @@
 
 use std::{os::unix::fs::PermissionsExt, time::Duration};
 
-use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
 
 use crate::support::*;
-
-fn call(name: &str, arguments: Value) -> CallToolRequestParams {
-    let mut params = CallToolRequestParams::new(name.to_owned());
-    params.arguments = arguments.as_object().cloned();
-    params
-}
-
-fn text_of(result: &rmcp::model::CallToolResult) -> String {
-    result.content.iter().filter_map(|content| content.as_text()).map(|text| text.text.clone()).collect()
-}
 
 #[tokio::test]
 async fn a_slow_upstream_is_in_the_first_tools_list() {

@@ -1,19 +1,8 @@
 //! Exposed names: namespaces, clash resolution, names clients would reject, filters.
 
-use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
 
 use crate::support::*;
-
-fn call(name: &str, arguments: Value) -> CallToolRequestParams {
-    let mut params = CallToolRequestParams::new(name.to_owned());
-    params.arguments = arguments.as_object().cloned();
-    params
-}
-
-fn text_of(result: &rmcp::model::CallToolResult) -> String {
-    result.content.iter().filter_map(|content| content.as_text()).map(|text| text.text.clone()).collect()
-}
 
 fn clashing(policy: &str, alpha_priority: i64, beta_priority: i64) -> Value {
     let mut alpha = fixture("alpha", &["--tools", "echo,add"]);
@@ -24,19 +13,6 @@ fn clashing(policy: &str, alpha_priority: i64, beta_priority: i64) -> Value {
         "mcpServers": { "alpha": alpha, "beta": beta },
         "bridge": { "defaultNamespace": false, "conflictResolution": policy }
     })
-}
-
-async fn tool_names(session: &Session) -> Vec<String> {
-    let mut names: Vec<String> = session
-        .service
-        .list_all_tools()
-        .await
-        .expect("tools/list")
-        .into_iter()
-        .map(|tool| tool.name.to_string())
-        .collect();
-    names.sort();
-    names
 }
 
 #[tokio::test]

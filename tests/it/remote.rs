@@ -3,7 +3,7 @@
 
 use std::{process::Stdio, time::Duration};
 
-use rmcp::model::{CallToolRequestParams, ReadResourceRequestParams, ResourceContents};
+use rmcp::model::{ReadResourceRequestParams, ResourceContents};
 use serde_json::{Value, json};
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
@@ -50,16 +50,6 @@ impl HttpFixture {
         let _ = self.child.kill().await;
         let _ = self.child.wait().await;
     }
-}
-
-fn call(name: &str, arguments: Value) -> CallToolRequestParams {
-    let mut params = CallToolRequestParams::new(name.to_owned());
-    params.arguments = arguments.as_object().cloned();
-    params
-}
-
-fn text_of(result: &rmcp::model::CallToolResult) -> String {
-    result.content.iter().filter_map(|content| content.as_text()).map(|text| text.text.clone()).collect()
 }
 
 async fn upstream_report(env: &TestEnv) -> Vec<Value> {

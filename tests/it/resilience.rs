@@ -3,33 +3,9 @@
 
 use std::time::Duration;
 
-use rmcp::model::CallToolRequestParams;
 use serde_json::{Value, json};
 
 use crate::support::*;
-
-fn call(name: &str, arguments: Value) -> CallToolRequestParams {
-    let mut params = CallToolRequestParams::new(name.to_owned());
-    params.arguments = arguments.as_object().cloned();
-    params
-}
-
-fn text_of(result: &rmcp::model::CallToolResult) -> String {
-    result.content.iter().filter_map(|content| content.as_text()).map(|text| text.text.clone()).collect()
-}
-
-async fn tool_names(session: &Session) -> Vec<String> {
-    let mut names: Vec<String> = session
-        .service
-        .list_all_tools()
-        .await
-        .expect("tools/list")
-        .into_iter()
-        .map(|tool| tool.name.to_string())
-        .collect();
-    names.sort();
-    names
-}
 
 /// Wait until the listed tools satisfy `condition`.
 async fn wait_tools(session: &Session, condition: impl Fn(&[String]) -> bool) -> Vec<String> {

@@ -504,3 +504,23 @@ pub fn alive(pid: u32) -> bool {
 pub fn read_pid(path: &Path) -> u32 {
     std::fs::read_to_string(path).expect("pid file").trim().parse().expect("pid")
 }
+
+/// `tools/call` parameters for `name` with JSON `arguments`.
+pub fn call(name: &str, arguments: Value) -> rmcp::model::CallToolRequestParams {
+    let mut params = rmcp::model::CallToolRequestParams::new(name.to_owned());
+    params.arguments = arguments.as_object().cloned();
+    params
+}
+
+/// The text content of a tool result, concatenated.
+pub fn text_of(result: &rmcp::model::CallToolResult) -> String {
+    result.content.iter().filter_map(|content| content.as_text()).map(|text| text.text.clone()).collect()
+}
+
+/// The exposed tool names the client sees, sorted.
+pub async fn tool_names(session: &Session) -> Vec<String> {
+    let tools = session.service.list_all_tools().await.expect("tools/list");
+    let mut names: Vec<String> = tools.into_iter().map(|tool| tool.name.to_string()).collect();
+    names.sort();
+    names
+}

@@ -114,27 +114,8 @@ pub fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_secs())
 }
 
-/// A token or client secret. Serializes as the plain string (it must reach the file), but
-/// its `Debug` prints `[REDACTED]` so it cannot leak through logs or error messages.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("[REDACTED]")
-    }
-}
+/// Tokens and client secrets: redacted in `Debug`, plain in the file.
+pub use crate::config::Secret;
 
 /// A fully populated entry whose secrets all contain `SECRET`, for tests.
 #[cfg(test)]
