@@ -158,3 +158,16 @@ async fn every_client_protocol_version_is_served() {
         assert_eq!(reply["result"]["content"][0]["text"], format!("fix: {asked}"), "{reply}");
     }
 }
+
+#[tokio::test]
+async fn sixteen_megabyte_messages_pass_both_ways() {
+    let env = TestEnv::new();
+    env.write_config(&json!({ "mcpServers": { "fix": fixture("fix", &["--tools", "echo"]) } }));
+    let mut raw = RawSession::start(&env).await;
+    raw.initialize().await;
+    let message = "m".repeat(16 * 1024 * 1024);
+    raw.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "fix__echo", "arguments": {"message": message}}})).await;
+    let reply = raw.response(&json!(1)).await;
+    let text = reply["result"]["content"][0]["text"].as_str().expect("a text result");
+    assert_eq!(text.len(), "fix: ".len() + message.len(), "a 16 MB request and a 16 MB result passed");
+}

@@ -417,9 +417,9 @@ impl RawSession {
 
     /// Next stdout line as JSON; panics if a line is not JSON (stdout must be pure).
     pub async fn recv(&mut self) -> Value {
-        let line = tokio::time::timeout(Duration::from_secs(10), self.stdout.next_line())
+        let line = tokio::time::timeout(Duration::from_secs(60), self.stdout.next_line())
             .await
-            .expect("a line within 10 s")
+            .expect("a line within 60 s")
             .expect("read stdout")
             .expect("stdout open");
         serde_json::from_str(&line)
