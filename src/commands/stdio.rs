@@ -48,6 +48,8 @@ pub async fn run(context: &Context) -> anyhow::Result<Outcome> {
         () = stdin_closed.cancelled() => None,
         () = stop.cancelled() => None,
     };
+    // `initialize` is answered: now the upstreams may start.
+    bridge.begin();
     if let Some(mut service) = service {
         tokio::select! {
             _ = stdin_closed.cancelled() => tracing::info!("client closed stdin"),

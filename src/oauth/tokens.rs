@@ -12,7 +12,7 @@
 
 use std::{
     sync::Mutex,
-    time::{Duration, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
 
 use oauth2::{
@@ -26,6 +26,18 @@ use super::{
     store::{self, EntryLock, Secret, TokenEntry},
 };
 
+/// How often the token file is looked at for changes made by other processes.
+const RECHECK: Duration = Duration::from_millis(500);
+
+#[derive(Default)]
+struct Cached {
+    entry: Option<TokenEntry>,
+    /// The token file's modification time when `entry` was read.
+    stamp: Option<SystemTime>,
+    /// When the file was last looked at; `None` = never.
+    checked: Option<Instant>,
+}
+
 /// How long a process waits for another one's refresh before giving up for now.
 const REFRESH_LOCK_WAIT: Duration = Duration::from_secs(30);
 /// Refresh this long before expiry (or at half the lifetime of short-lived tokens).
@@ -36,7 +48,7 @@ pub struct TokenSource {
     target: Target,
     context: SignInContext,
     /// The entry as last read, and the token file's stamp when it was read.
-    cached: Mutex<(Option<TokenEntry>, Option<SystemTime>)>,
+    cached: Mutex<Cached>,
     /// One refresh or sign-in at a time within this process (the file lock handles
     /// other processes).
     busy: tokio::sync::Mutex<()>,
@@ -44,19 +56,25 @@ pub struct TokenSource {
 
 impl TokenSource {
     pub fn new(target: Target, context: SignInContext) -> Self {
-        Self { target, context, cached: Mutex::new((None, None)), busy: tokio::sync::Mutex::new(()) }
+        Self { target, context, cached: Mutex::new(Cached::default()), busy: tokio::sync::Mutex::new(()) }
     }
 
     pub fn target(&self) -> &Target {
         &self.target
     }
 
-    /// The stored entry, re-read only when the file changed since the last read.
+    /// The stored entry, re-read only when the file changed since the last read. The
+    /// file is looked at no more often than every [`RECHECK`]; refreshes and sign-ins of
+    /// this process update the cache directly.
     pub fn entry(&self) -> Result<Option<TokenEntry>, OAuthError> {
-        let stamp = self.context.store.stamp(&self.target.url);
         let mut cached = self.cached.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if stamp.is_some() && cached.1 == stamp {
-            return Ok(cached.0.clone());
+        if cached.checked.is_some_and(|checked| checked.elapsed() < RECHECK) {
+            return Ok(cached.entry.clone());
+        }
+        let stamp = self.context.store.stamp(&self.target.url);
+        if cached.checked.is_some() && cached.stamp == stamp {
+            cached.checked = Some(Instant::now());
+            return Ok(cached.entry.clone());
         }
         let entry = match self.context.store.read(&self.target.url, None) {
             Ok(entry) => entry,
@@ -66,7 +84,7 @@ impl TokenSource {
                 None
             }
         };
-        *cached = (entry.clone(), stamp);
+        *cached = Cached { entry: entry.clone(), stamp, checked: Some(Instant::now()) };
         Ok(entry)
     }
 
@@ -100,7 +118,9 @@ impl TokenSource {
         let now = store::now();
         if Some(&latest.access_token) != seen && !needs_refresh(&latest, now) {
             tracing::debug!(upstream = %self.target.name, "another process refreshed the token");
-            return Ok(latest.access_token);
+            let token = latest.access_token.clone();
+            self.remember(latest);
+            return Ok(token);
         }
         let Some(refresh_token) = latest.refresh_token.clone() else {
             return Err(self.sign_in_required("the access token expired and there is no refresh token"));
@@ -159,7 +179,9 @@ impl TokenSource {
             && !entry.is_expired(store::now(), 0)
         {
             tracing::info!(upstream = %self.target.name, "signed in by another process");
-            return Ok(entry.access_token.clone());
+            let token = entry.access_token.clone();
+            self.remember(entry.clone());
+            return Ok(token);
         }
         let discovery = flow::discover(&self.target, challenge).await?;
         let entry =
@@ -192,11 +214,12 @@ impl TokenSource {
 
     fn remember(&self, entry: TokenEntry) {
         let stamp = self.context.store.stamp(&self.target.url);
-        *self.cached.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = (Some(entry), stamp);
+        *self.cached.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            Cached { entry: Some(entry), stamp, checked: Some(Instant::now()) };
     }
 
     fn forget(&self) {
-        *self.cached.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = (None, None);
+        *self.cached.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Cached::default();
     }
 
     fn sign_in_required(&self, reason: &str) -> OAuthError {

@@ -17,7 +17,10 @@ pub mod link;
 pub mod naming;
 pub mod stdio;
 
-use std::sync::Arc;
+use std::{
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResult, ClientRequest, ContentBlock,
@@ -41,11 +44,13 @@ pub struct Bridge {
     upstreams: Arc<dyn Upstreams>,
     catalog: watch::Receiver<Arc<Catalog>>,
     link: Arc<DownstreamLink>,
-    /// The first list requests wait for upstreams still connecting until this instant.
-    startup_deadline: Instant,
-    /// From a shell (`tools`, `call`) the wait extends to this instant while an upstream
-    /// is signing in: the user is at the browser. MCP clients keep the startup deadline.
-    sign_in_deadline: Option<Instant>,
+    /// When the upstreams were let start; the startup deadline counts from here.
+    began: OnceLock<Instant>,
+    /// How long the first list requests wait for upstreams still connecting.
+    startup_timeout: Duration,
+    /// From a shell (`tools`, `call`) the wait is extended by this while an upstream is
+    /// signing in: the user is at the browser. MCP clients keep the startup deadline.
+    sign_in_extension: Option<Duration>,
     aggregation: Aggregation,
     /// Ends the catalog task.
     cancel: CancellationToken,
@@ -60,14 +65,25 @@ impl Bridge {
         Self::start_inner(settings, oauth, false)
     }
 
-    /// Like [`Bridge::start`], for shell commands that wait for a sign-in to finish.
+    /// Like [`Bridge::start`], for shell commands: the upstreams connect at once, and the
+    /// first list waits for a sign-in to finish.
     pub fn start_for_shell(settings: Arc<Settings>, oauth: SignInContext) -> Bridge {
-        Self::start_inner(settings, oauth, true)
+        let bridge = Self::start_inner(settings, oauth, true);
+        bridge.begin();
+        bridge
+    }
+
+    /// Let the upstreams connect (once; later calls do nothing). In stdio mode this
+    /// happens after the client's `initialize` is answered, so that spawning upstreams
+    /// does not delay the answer.
+    pub fn begin(&self) {
+        if self.began.set(Instant::now()).is_ok() {
+            self.upstreams.begin();
+        }
     }
 
     fn start_inner(settings: Arc<Settings>, oauth: SignInContext, wait_for_sign_in: bool) -> Bridge {
-        let sign_in_deadline = wait_for_sign_in
-            .then(|| Instant::now() + settings.bridge.startup_timeout + oauth.sign_in_timeout);
+        let sign_in_extension = wait_for_sign_in.then_some(oauth.sign_in_timeout);
         let (catalog_tx, catalog) = watch::channel(Arc::new(Catalog::default()));
         let link = Arc::new(DownstreamLink::new(catalog.clone()));
         let upstreams: Arc<dyn Upstreams> = UpstreamSet::start(&settings, link.clone(), oauth);
@@ -84,8 +100,9 @@ impl Bridge {
             upstreams,
             catalog,
             link,
-            startup_deadline: Instant::now() + settings.bridge.startup_timeout,
-            sign_in_deadline,
+            began: OnceLock::new(),
+            startup_timeout: settings.bridge.startup_timeout,
+            sign_in_extension,
             aggregation: settings.bridge.aggregation,
             cancel,
             settings: settings_tx,
@@ -110,16 +127,17 @@ impl Bridge {
     /// startup deadline has passed, whichever comes first.
     pub async fn settled_catalog(&self) -> Arc<Catalog> {
         let mut catalog = self.catalog.clone();
+        let began = *self.began.get_or_init(Instant::now);
         loop {
             let deadline = {
                 let current = catalog.borrow_and_update();
-                let deadline = match self.sign_in_deadline {
-                    Some(extended)
+                let deadline = match self.sign_in_extension {
+                    Some(extension)
                         if current.statuses.iter().any(|status| status.status == Status::SigningIn) =>
                     {
-                        extended
+                        began + self.startup_timeout + extension
                     }
-                    _ => self.startup_deadline,
+                    _ => began + self.startup_timeout,
                 };
                 if current.all_settled || Instant::now() >= deadline {
                     return current.clone();

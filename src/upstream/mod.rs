@@ -65,6 +65,10 @@ pub trait Upstreams: Send + Sync + 'static {
     /// Set the log level on every upstream that supports logging, now and on reconnect.
     fn set_log_level(&self, level: LoggingLevel) -> BoxFuture<'_, ()>;
 
+    /// Let the upstreams start connecting (they wait for this, so that the client's
+    /// `initialize` is answered first).
+    fn begin(&self);
+
     /// Apply a reloaded config: start, stop or restart only the upstreams it changes.
     fn reconfigure(&self, settings: &crate::config::Settings) -> BoxFuture<'_, ()>;
 

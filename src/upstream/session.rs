@@ -370,6 +370,10 @@ async fn dial(
 ) -> Result<Session, Dial> {
     let timeout = entry.settings.connect_timeout;
     let client = remote::http_client(&entry.name, settings, timeout).map_err(Dial::Failed)?;
+    // Requests carry a bearer token only once OAuth is in play for this upstream: an
+    // `oauth` block, or tokens from an earlier sign-in. Until then the plain client is
+    // used, and a 401 challenge (mapped below) starts OAuth.
+    let bearer = tokens.filter(|source| settings.oauth.is_some() || source.entry().ok().flatten().is_some());
     let failed = |failure: InitFailure| match failure {
         InitFailure::Timeout => {
             Dial::Failed(format!("no answer to initialize within {} s", timeout.as_secs()))
@@ -380,12 +384,12 @@ async fn dial(
         },
     };
     if settings.kind != RemoteKind::Sse {
-        let attempt = streamable(entry, shared, settings, &client, tokens, Pending::new(entry, shared)).await;
+        let attempt = streamable(entry, shared, settings, &client, bearer, Pending::new(entry, shared)).await;
         let attempt = match attempt {
             // The server refused `initialize` itself: it may speak only 2026-07-28.
             Err((InitFailure::Failed(error), _)) if is_handshake_refusal(&error) => {
                 tracing::info!(upstream = %entry.name, "initialize was refused; trying protocol 2026-07-28");
-                streamable(entry, shared, settings, &client, tokens, Pending::new(entry, shared).modern())
+                streamable(entry, shared, settings, &client, bearer, Pending::new(entry, shared).modern())
                     .await
             }
             other => other,
@@ -410,7 +414,7 @@ async fn dial(
     let pending = Pending::new(entry, shared);
     let headers = remote::headers(settings).into_iter().collect();
     let stream =
-        match sse::connect(client, &settings.url, headers, tokens.cloned(), timeout, &entry.name).await {
+        match sse::connect(client, &settings.url, headers, bearer.cloned(), timeout, &entry.name).await {
             Ok(stream) => stream,
             Err(sse::SseTransportError::AuthRequired(challenge)) if tokens.is_some() => {
                 return Err(Dial::Challenge(challenge));
@@ -432,23 +436,36 @@ pub async fn list_catalog(connection: &Connection, timeout: Duration) -> Result<
     let peer = connection.peer();
     let info = peer.peer_info().ok_or("the upstream sent no initialize result")?;
     let capabilities = info.capabilities.clone();
+    // The four lists are independent: ask for them at once.
     let listing = async {
-        let mut catalog = UpstreamCatalog {
+        let (tools, prompts, resources, templates) = tokio::join!(
+            async { if capabilities.tools.is_some() { peer.list_all_tools().await } else { Ok(Vec::new()) } },
+            async {
+                if capabilities.prompts.is_some() { peer.list_all_prompts().await } else { Ok(Vec::new()) }
+            },
+            async {
+                if capabilities.resources.is_some() {
+                    peer.list_all_resources().await
+                } else {
+                    Ok(Vec::new())
+                }
+            },
+            async {
+                if capabilities.resources.is_some() {
+                    peer.list_all_resource_templates().await
+                } else {
+                    Ok(Vec::new())
+                }
+            },
+        );
+        Ok::<_, rmcp::service::ServiceError>(UpstreamCatalog {
             capabilities: capabilities.clone(),
             instructions: info.instructions.clone(),
-            ..UpstreamCatalog::default()
-        };
-        if capabilities.tools.is_some() {
-            catalog.tools = peer.list_all_tools().await?;
-        }
-        if capabilities.prompts.is_some() {
-            catalog.prompts = peer.list_all_prompts().await?;
-        }
-        if capabilities.resources.is_some() {
-            catalog.resources = peer.list_all_resources().await?;
-            catalog.resource_templates = peer.list_all_resource_templates().await?;
-        }
-        Ok::<_, rmcp::service::ServiceError>(catalog)
+            tools: tools?,
+            prompts: prompts?,
+            resources: resources?,
+            resource_templates: templates?,
+        })
     };
     match tokio::time::timeout(timeout, listing).await {
         Ok(result) => result.map_err(|error| remote::describe(&error)),

@@ -42,6 +42,8 @@ pub struct Shared {
     log_level: Mutex<Option<LoggingLevel>>,
     /// Token cache and sign-in settings for remote upstreams that use OAuth.
     pub oauth: SignInContext,
+    /// Supervisors wait for this before their first connection attempt.
+    pub go: CancellationToken,
 }
 
 impl Shared {
@@ -157,6 +159,7 @@ impl UpstreamSet {
             failover: bridge.failover,
             log_level: Mutex::new(None),
             oauth,
+            go: CancellationToken::new(),
         });
         let set = Arc::new(Self {
             shared,
@@ -335,6 +338,10 @@ impl Upstreams for UpstreamSet {
             .await;
         }
         .boxed()
+    }
+
+    fn begin(&self) {
+        self.shared.go.cancel();
     }
 
     fn reconfigure(&self, settings: &Settings) -> BoxFuture<'_, ()> {

@@ -26,6 +26,12 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 pub async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
     let settings = &entry.settings;
     let mut failures: u32 = 0;
+    // In stdio mode upstreams start once the client's `initialize` is answered, so
+    // spawning them does not delay that answer.
+    tokio::select! {
+        () = shared.go.cancelled() => {}
+        () = entry.cancel.cancelled() => return,
+    }
     loop {
         if entry.cancel.is_cancelled() {
             break;
