@@ -84,9 +84,32 @@ impl fmt::Display for Problem {
         match &self.location {
             Location::Position { line, column } => write!(f, "{line}:{column}: "),
             Location::Path(path) if path.is_empty() => Ok(()),
-            Location::Path(path) => write!(f, "{path}: "),
+            Location::Path(path) => write!(f, "{}: ", EscapeControls(path)),
         }?;
-        f.write_str(&self.message)
+        write!(f, "{}", EscapeControls(&self.message))
+    }
+}
+
+fn is_line_breaking(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+/// Writes text with its control characters escaped (`\n`, `\t`, `\u{7f}`), so a key or
+/// value from the file that holds a line break cannot split one problem over two lines
+/// or hide the rest of its line. Escaping here, where problems are rendered, covers
+/// every stage that quotes user text.
+struct EscapeControls<'a>(&'a str);
+
+impl fmt::Display for EscapeControls<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut rest = self.0;
+        while let Some(at) = rest.find(is_line_breaking) {
+            f.write_str(&rest[..at])?;
+            let control = rest[at..].chars().next().unwrap_or_default();
+            write!(f, "{}", control.escape_default())?;
+            rest = &rest[at + control.len_utf8()..];
+        }
+        f.write_str(rest)
     }
 }
 
@@ -102,5 +125,18 @@ impl fmt::Display for InFile<'_> {
             Location::Path(_) => ": ",
         };
         write!(f, "{}{separator}{}", self.file.display(), self.problem)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_text_cannot_break_a_problem_over_lines() {
+        let problem = Problem::at("mcpServers.a\nb", "unknown key `x\r\ny\u{2028}z\u{7f}`");
+        let rendered = problem.in_file(Path::new("c.json5")).to_string();
+        assert_eq!(rendered, "c.json5: mcpServers.a\\nb: unknown key `x\\r\\ny\\u{2028}z\\u{7f}`");
+        assert_eq!(rendered.lines().count(), 1);
     }
 }

@@ -150,6 +150,9 @@ fn parse(text: &str) -> Result<Node, Problem> {
             "the config file is empty; it must hold a JSON5 object such as `{ \"mcpServers\": { ... } }`",
         ));
     }
+    if let Some((line, column, message)) = syntax::too_deep(text) {
+        return Err(Problem::position(line, column, format!("syntax error: {message}")));
+    }
     json5::from_str(text).map_err(|json5::Error::Message { msg, location }| {
         // `json5`'s position is often off (see `syntax.rs`); prefer the scanner's when it
         // finds the error, else keep what `json5` said.

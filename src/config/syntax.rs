@@ -24,6 +24,61 @@ pub fn first_error(text: &str) -> Option<SyntaxError> {
     })
 }
 
+/// How deeply objects and arrays may nest. A config needs a handful of levels; the
+/// parser and every later stage recurse once per level, so a limit keeps a hostile or
+/// broken file from overflowing the stack.
+pub const MAX_DEPTH: usize = 100;
+
+/// Where `text` first nests deeper than [`MAX_DEPTH`], found without recursion (strings
+/// and comments skipped), so it is safe to run before the recursive parser.
+pub fn too_deep(text: &str) -> Option<SyntaxError> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut depth = 0usize;
+    let mut position = 0;
+    while let Some(&c) = chars.get(position) {
+        match c {
+            '"' | '\'' => {
+                position += 1;
+                while let Some(&inner) = chars.get(position) {
+                    position += if inner == '\\' { 2 } else { 1 };
+                    if inner == c || inner == '\n' {
+                        break;
+                    }
+                }
+                continue;
+            }
+            '/' if chars.get(position + 1) == Some(&'/') => {
+                while chars.get(position).is_some_and(|&c| c != '\n') {
+                    position += 1;
+                }
+                continue;
+            }
+            '/' if chars.get(position + 1) == Some(&'*') => {
+                position += 2;
+                while position < chars.len()
+                    && !(chars[position] == '*' && chars.get(position + 1) == Some(&'/'))
+                {
+                    position += 1;
+                }
+                position += 2;
+                continue;
+            }
+            '{' | '[' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    let (line, column) = line_column(&chars, position);
+                    let message = format!("objects and arrays nest more than {MAX_DEPTH} levels deep here");
+                    return Some((line, column, message));
+                }
+            }
+            '}' | ']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        position += 1;
+    }
+    None
+}
+
 /// One-based line and column of a character index (past the end = the end).
 fn line_column(chars: &[char], position: usize) -> (usize, usize) {
     let before = &chars[..position.min(chars.len())];
@@ -274,6 +329,18 @@ mod tests {
             None => "ok".to_owned(),
         };
         assert_eq!(actual, expected, "text: {text}");
+    }
+
+    #[test]
+    fn nesting_is_bounded_without_recursion() {
+        let nested = |depth: usize| format!("{{\"a\": {}1{}}}", "[".repeat(depth), "]".repeat(depth));
+        assert_eq!(too_deep(&nested(MAX_DEPTH - 1)), None);
+        let (line, column, message) = too_deep(&nested(MAX_DEPTH)).expect("too deep");
+        assert_eq!((line, column), (1, MAX_DEPTH + 6));
+        assert!(message.contains("nest more than"), "{message}");
+        // Brackets in strings and comments do not count; a million unclosed ones is fine.
+        assert_eq!(too_deep(&format!("{{\"a\": \"{0}\", /* {0} */ // {0}\n}}", "[".repeat(500))), None);
+        assert!(too_deep(&"[".repeat(1_000_000)).is_some());
     }
 
     #[test]

@@ -48,7 +48,7 @@ pub struct Catalog {
     pub resources: Vec<Resource>,
     resource_routes: HashMap<String, Route>,
     pub resource_templates: Vec<ResourceTemplate>,
-    /// (literal prefix of the exposed template, upstream, literal prefix of its own).
+    /// (literal prefix, upstream, template) of the templates exposed as they are.
     template_routes: Vec<(String, Arc<str>, String)>,
     /// URI namespace host → upstream, and back.
     uri_hosts: HashMap<String, Arc<str>>,
@@ -189,26 +189,46 @@ impl Catalog {
                 self.namespaced_upstreams.insert(state.name.clone());
             }
         }
-        // A URI listed by several upstreams is namespaced for each of them.
+        // A URI listed by several upstreams is namespaced for each of them (counted once
+        // per upstream). So is one already in the bridge's namespaced form
+        // (`foxxy://<host>/...`): exposed as is, it could stand for another upstream's.
         let mut uri_count: HashMap<&str, usize> = HashMap::new();
-        let mut template_count: HashMap<&str, usize> = HashMap::new();
+        // Templates are counted by their literal prefix (`mem://` for `mem://{key}`): two
+        // upstreams' templates with the same prefix could not tell their URIs apart.
+        let mut template_count: HashMap<String, usize> = HashMap::new();
         for (state, _, catalog) in &ready {
             if self.namespaced_upstreams.contains(&state.name) {
                 continue;
             }
-            for resource in &catalog.resources {
-                *uri_count.entry(resource.uri.as_str()).or_default() += 1;
+            let uris: HashSet<&str> =
+                catalog.resources.iter().map(|resource| resource.uri.as_str()).collect();
+            for uri in uris {
+                *uri_count.entry(uri).or_default() += 1;
             }
-            for template in &catalog.resource_templates {
-                *template_count.entry(template.uri_template.as_str()).or_default() += 1;
+            let templates: HashSet<String> = catalog
+                .resource_templates
+                .iter()
+                .map(|template| literal_prefix(&template.uri_template))
+                .collect();
+            for template in templates {
+                *template_count.entry(template).or_default() += 1;
             }
         }
+        let bridge_form = |uri: &str| naming::split_namespaced_uri(uri).is_some();
         for (state, _, catalog) in &ready {
             let whole = self.namespaced_upstreams.contains(&state.name);
             let host = self.upstream_hosts[&state.name].clone();
+            let mut listed = HashSet::new();
             for resource in &catalog.resources {
                 let original = resource.uri.clone();
-                let exposed = if whole || uri_count.get(original.as_str()).copied().unwrap_or(0) > 1 {
+                if !listed.insert(resource.uri.as_str()) {
+                    tracing::warn!(upstream = %state.name, "resource `{original}` is listed twice; keeping the first");
+                    continue;
+                }
+                let exposed = if whole
+                    || uri_count.get(original.as_str()).copied().unwrap_or(0) > 1
+                    || bridge_form(&original)
+                {
                     if !whole {
                         self.namespaced_uris.insert((state.name.clone(), original.clone()));
                     }
@@ -221,16 +241,22 @@ impl Catalog {
                 self.resources.push(resource);
                 self.resource_routes.insert(exposed, Route { upstream: state.name.clone(), name: original });
             }
+            let mut listed = HashSet::new();
             for template in &catalog.resource_templates {
                 let original = template.uri_template.clone();
-                let namespaced = whole || template_count.get(original.as_str()).copied().unwrap_or(0) > 1;
+                if !listed.insert(template.uri_template.as_str()) {
+                    continue;
+                }
+                let namespaced = whole
+                    || template_count.get(&literal_prefix(&original)).copied().unwrap_or(0) > 1
+                    || bridge_form(&original);
                 let exposed =
                     if namespaced { naming::namespaced_uri(&host, &original) } else { original.clone() };
                 if !namespaced {
                     self.template_routes.push((
                         literal_prefix(&exposed),
                         state.name.clone(),
-                        literal_prefix(&original),
+                        exposed.clone(),
                     ));
                 }
                 let mut template = template.clone();
@@ -280,9 +306,10 @@ impl Catalog {
         {
             return Some(Route { upstream: upstream.clone(), name: original.to_owned() });
         }
-        self.template_routes
-            .iter()
-            .find(|(prefix, _, _)| literal_prefix(exposed) == *prefix)
+        let prefix = literal_prefix(exposed);
+        let exact = self.template_routes.iter().find(|(_, _, template)| template == exposed);
+        exact
+            .or_else(|| self.template_routes.iter().find(|(literal, _, _)| *literal == prefix))
             .map(|(_, upstream, _)| Route { upstream: upstream.clone(), name: exposed.to_owned() })
     }
 
@@ -369,14 +396,23 @@ fn resolve<T>(
         }
     }
     resolved.sort_by_key(|(_, candidate)| candidate.order);
-    // Renaming can land on a name another upstream already uses: the later one yields.
-    let mut seen = HashSet::new();
-    for (exposed, candidate) in &mut resolved {
-        if !seen.insert(exposed.clone()) {
-            *exposed =
-                with_hash_suffix(exposed, &format!("{}\u{0}{}", candidate.upstream, candidate.original));
-            seen.insert(exposed.clone());
-        }
+    // Renaming can land on a name another upstream already uses: the first keeps it, the
+    // later ones get a hashed name that nothing else uses (salted until it is free).
+    let mut taken = HashSet::new();
+    let clashing: Vec<usize> =
+        (0..resolved.len()).filter(|&index| !taken.insert(resolved[index].0.clone())).collect();
+    for index in clashing {
+        let (exposed, candidate) = &mut resolved[index];
+        let key = format!("{}\u{0}{}", candidate.upstream, candidate.original);
+        let free = (0u32..)
+            .map(|salt| match salt {
+                0 => with_hash_suffix(exposed, &key),
+                _ => with_hash_suffix(exposed, &format!("{key}\u{0}{salt}")),
+            })
+            .find(|name| !taken.contains(name))
+            .unwrap_or_default();
+        taken.insert(free.clone());
+        *exposed = free;
     }
     resolved
 }

@@ -43,8 +43,13 @@ pub fn exposed_name(namespace: Option<&str>, name: &str) -> String {
 /// for names that are too long and to tell apart names that would otherwise clash.
 pub fn with_hash_suffix(name: &str, key: &str) -> String {
     let keep = MAX_NAME - HASH_DIGITS - 1;
-    // `name` is ASCII (see `exposed_name`), so byte and char boundaries agree.
-    let prefix = &name[..name.len().min(keep)];
+    // Tool names are ASCII (see `exposed_name`); prompt names need not be, so cut on a
+    // character boundary.
+    let mut end = name.len().min(keep);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    let prefix = &name[..end];
     format!("{prefix}_{:0width$x}", fnv1a(key), width = HASH_DIGITS)
 }
 
@@ -113,6 +118,15 @@ mod tests {
         let other = exposed_name(Some("ns"), &format!("{long}x"));
         assert_ne!(first, other, "different long names stay apart");
         assert_eq!(&first[..55], &other[..55]);
+    }
+
+    #[test]
+    fn hash_suffix_cuts_on_a_character_boundary() {
+        // Prompt names are not sanitized: a multi-byte character may straddle the cut.
+        let name = format!("{}é{}", "p".repeat(MAX_NAME - HASH_DIGITS - 2), "q".repeat(20));
+        let suffixed = with_hash_suffix(&name, "key");
+        assert!(suffixed.starts_with(&"p".repeat(MAX_NAME - HASH_DIGITS - 2)));
+        assert!(!suffixed.contains('é'), "{suffixed}");
     }
 
     #[test]

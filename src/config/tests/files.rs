@@ -5,7 +5,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use crate::config::*;
+use crate::config::{syntax, *};
 
 const SCHEMA_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/schema/foxxy-bridge.schema.json");
 
@@ -33,6 +33,29 @@ fn problems_render_with_the_file() {
         "no config file found; tried:\n  /a/config.json5\n  /a/config.json\n\
          hint: create one of these, or pass `--config PATH` or set `FOXXY_BRIDGE_CONFIG`"
     );
+}
+
+/// Every stage recurses once per level; the deepest nesting the parser lets through
+/// must pass them all on a test thread's 2 MiB stack in a debug build.
+#[test]
+fn deep_nesting_is_an_error_not_a_crash() {
+    let env = |_: &str| None;
+    let path = Path::new("deep.json5");
+    for (open, close) in [("[", "]"), ("{\"a\":", "}")] {
+        let nested = |depth: usize| {
+            format!(
+                "{{\"mcpServers\": {{\"s\": {{\"command\": \"x\", \"env\": {}1{}}}}}}}",
+                open.repeat(depth),
+                close.repeat(depth)
+            )
+        };
+        let error = load_str(&nested(syntax::MAX_DEPTH - 3), path, &env).expect_err("not a string map");
+        assert!(!error.to_string().contains("nest more"), "{error}");
+        let error = load_str(&nested(syntax::MAX_DEPTH), path, &env).expect_err("too deep");
+        assert!(error.to_string().contains("nest more than 100 levels"), "{error}");
+        let error = load_str(&open.repeat(200_000), path, &env).expect_err("too deep");
+        assert!(error.to_string().starts_with("deep.json5:1:"), "{error}");
+    }
 }
 
 #[test]

@@ -1,0 +1,436 @@
+//! `bench`: foxxy-bridge side by side with a direct connection to the same upstream
+//! (issue 6). Not a test: a program that prints a table. Run it with `scripts/bench`,
+//! which builds the release binaries it measures; `docs/performance.md` explains each
+//! row and records a run.
+//!
+//! It is a cargo example (built with `--release`), not a `[[bench]]`: building a bench
+//! target rebuilds `target/release/foxxy-bridge` with the dev-dependencies' features
+//! unified in, and the figures must be those of the binary users get.
+//!
+//! Files: `subject.rs` (processes and sessions), `scenarios.rs` (the measurements),
+//! `report.rs` (statistics, the table), `guard.rs` (the callgrind regression guard).
+
+mod guard;
+mod report;
+mod scenarios;
+mod subject;
+
+use std::{
+    path::PathBuf,
+    process::{ExitCode, Stdio},
+    time::{Duration, Instant},
+};
+
+use clap::Parser;
+use serde_json::json;
+
+use crate::{
+    report::{Row, median, median_f64, mib, ms, quantile, us},
+    scenarios::{IN_FLIGHT, Pair, Plan, SLOW_START_MS},
+    subject::{Binaries, BridgeEnv, HttpFixture, Memory, Session, echo_call},
+};
+
+/// Benchmark foxxy-bridge against a direct connection to the same MCP upstream.
+#[derive(Debug, Parser)]
+#[command(name = "bench")]
+struct Args {
+    /// CI smoke mode: a few runs and calls of each scenario (seconds, not minutes); the
+    /// figures are indicative only.
+    #[arg(long, env = "FOXXY_BENCH_QUICK", value_parser = clap::builder::FalseyValueParser::new())]
+    quick: bool,
+
+    /// Regression guard: callgrind instructions per proxied call, compared with
+    /// `benches/baseline.json`; exits 1 above the threshold.
+    #[arg(long, conflicts_with_all = ["quick", "profile"])]
+    guard: bool,
+
+    /// With --guard: write the measured figure into `benches/baseline.json`.
+    #[arg(long, requires = "guard")]
+    update_baseline: bool,
+
+    /// Only run one bridge with one fixture upstream, make N sequential echo calls after
+    /// a warm-up, and exit: a workload for profilers (see --wrap).
+    #[arg(long, value_name = "N", conflicts_with = "quick")]
+    profile: Option<usize>,
+
+    /// With --profile: run the bridge under this command line, e.g.
+    /// "valgrind --tool=callgrind" or "perf record -g -o perf.data --".
+    #[arg(long, value_name = "COMMAND", requires = "profile")]
+    wrap: Option<String>,
+
+    /// With --profile: reach the fixture over streamable HTTP instead of stdio.
+    #[arg(long, requires = "profile")]
+    http: bool,
+
+    /// With --profile: run the fixture itself under --wrap, no bridge (for scale).
+    #[arg(long, requires = "profile", conflicts_with = "http")]
+    direct: bool,
+
+    /// Run only these groups of rows (comma separated) [default: all].
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "SCENARIOS")]
+    only: Vec<Scenario>,
+
+    /// Internal: be a byte-copying relay in front of COMMAND (the "floor" rows).
+    #[arg(long, hide = true, num_args = 1.., allow_hyphen_values = true, value_name = "COMMAND")]
+    relay: Option<Vec<String>>,
+
+    /// The bridge binary to measure [default: `foxxy-bridge` next to this harness, i.e.
+    /// target/bench/ from scripts/bench, else target/release/].
+    #[arg(long, env = "FOXXY_BENCH_BRIDGE", value_name = "PATH")]
+    bridge: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Some(command) = &args.relay {
+        return relay(command);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("bench: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("bench: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn progress(what: &str) {
+    eprintln!("bench: {what}");
+}
+
+async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let binaries = Binaries::locate(args.bridge)?;
+    if args.guard {
+        return guard::run(&binaries, args.update_baseline).await;
+    }
+    if let Some(calls) = args.profile {
+        let wrapper = shell_words::split(args.wrap.as_deref().unwrap_or_default())?;
+        let target = match (args.direct, args.http) {
+            (true, _) => guard::Target::Fixture,
+            (false, true) => guard::Target::BridgeHttp,
+            (false, false) => guard::Target::Bridge,
+        };
+        let elapsed = guard::profile(&binaries, &wrapper, calls, target).await?;
+        println!("{calls} calls in {} ({} per call)", ms(elapsed), us(elapsed / calls.max(1) as u32));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let plan = if args.quick { Plan::QUICK } else { Plan::FULL };
+    let started = Instant::now();
+    let rows = measure(&binaries, &plan, &args.only).await?;
+    println!("{}", report::machine(&binaries.bridge));
+    println!("{}", report::table(&rows));
+    if args.quick {
+        println!("(quick mode: few samples, the figures are indicative only)");
+    }
+    println!("run took {:.0} s", started.elapsed().as_secs_f64());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The groups of rows, in table order; `--only` picks some.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Scenario {
+    /// Cold start: spawn → initialize answered.
+    Cold,
+    /// First complete tools/list with three upstreams, one slow.
+    List,
+    /// tools/call latency and throughput, fixture over stdio.
+    Stdio,
+    /// tools/call latency and throughput, server-everything over stdio.
+    Everything,
+    /// tools/call latency and throughput, fixture over streamable HTTP.
+    Http,
+    /// The bridge's resident memory with three upstreams.
+    Memory,
+}
+
+async fn measure(binaries: &Binaries, plan: &Plan, only: &[Scenario]) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for scenario in <Scenario as clap::ValueEnum>::value_variants() {
+        if !only.is_empty() && !only.contains(scenario) {
+            continue;
+        }
+        match scenario {
+            Scenario::Cold => cold_rows(&mut rows, binaries, plan).await?,
+            Scenario::List => list_rows(&mut rows, binaries, plan).await?,
+            Scenario::Stdio => {
+                progress("tools/call through the fixture (stdio)");
+                let env = BridgeEnv::new(binaries, json!({ "fx": binaries.fixture_entry("fx", &[]) }))?;
+                let pair = Pair {
+                    direct: Session::spawn(binaries.fixture_command("fx", &[]), Stdio::null()).await?,
+                    direct_call: echo_call("echo"),
+                    bridge: bridge_session(&env).await?,
+                    bridge_call: echo_call("fx__echo"),
+                };
+                call_rows(&mut rows, "rmcp fixture, stdio", pair, plan).await?;
+                relay_rows(&mut rows, binaries, plan).await?;
+            }
+            Scenario::Everything => match (binaries.everything_command(), binaries.everything_entry()) {
+                (Some(command), Some(entry)) => {
+                    progress("tools/call through server-everything (stdio)");
+                    let env = BridgeEnv::new(binaries, json!({ "everything": entry }))?;
+                    let pair = Pair {
+                        direct: Session::spawn(command, Stdio::null()).await?,
+                        direct_call: echo_call("echo"),
+                        bridge: bridge_session(&env).await?,
+                        bridge_call: echo_call("everything__echo"),
+                    };
+                    call_rows(&mut rows, "server-everything, stdio", pair, plan).await?;
+                }
+                _ => {
+                    let mut row = Row::new("server-everything rows");
+                    row.bridge =
+                        "not run: tests/peers not installed (scripts/bench installs them)".to_owned();
+                    rows.push(row);
+                }
+            },
+            Scenario::Http => {
+                progress("tools/call through the fixture (streamable HTTP)");
+                let web = HttpFixture::start(binaries, "web").await?;
+                let env = BridgeEnv::new(
+                    binaries,
+                    json!({ "web": { "url": web.url, "transport": "streamablehttp" } }),
+                )?;
+                let pair = Pair {
+                    direct: Session::http(&web.url, false).await?,
+                    direct_call: echo_call("echo"),
+                    bridge: bridge_session(&env).await?,
+                    bridge_call: echo_call("web__echo"),
+                };
+                call_rows(&mut rows, "rmcp fixture, streamable HTTP", pair, plan).await?;
+                // Diagnostic: the bridge keeps its HTTP connections alive, rmcp's default
+                // client does not. The same direct call over a kept-alive connection
+                // tells the cost of the bridge from the cost of connection reuse.
+                let pooled = Session::http(&web.url, true).await?;
+                let calls = plan.calls / 20;
+                let samples =
+                    scenarios::sequential(pooled.peer(), &echo_call("echo"), plan.warmup / 20, calls).await?;
+                pooled.close().await;
+                let mut row = Row::new(format!(
+                    "  diagnostic: direct p50 over a kept-alive connection, like the bridge's ({calls} sequential)"
+                ));
+                row.direct = us(quantile(&samples, 0.5));
+                rows.push(row);
+            }
+            Scenario::Memory => {
+                progress("memory");
+                memory_rows(&mut rows, &scenarios::memory_figures(binaries, plan).await?);
+            }
+        }
+    }
+    Ok(rows)
+}
+
+async fn cold_rows(rows: &mut Vec<Row>, binaries: &Binaries, plan: &Plan) -> anyhow::Result<()> {
+    progress("cold start");
+    let cold = scenarios::cold_start(binaries, plan).await?;
+    let (direct, bridge) = (median(&cold.initialize.direct), median(&cold.initialize.bridge));
+    rows.push(
+        Row::durations(
+            format!("cold start: spawn → initialize answered (median of {})", plan.cold_runs),
+            direct,
+            bridge,
+            ms,
+        )
+        .target("bridge ≤ 5 ms", bridge <= Duration::from_millis(5)),
+    );
+    let mut row = Row::new("  floor: spawn → exit of `true`");
+    row.direct = ms(median(&cold.floor));
+    rows.push(row);
+    Ok(())
+}
+
+async fn list_rows(rows: &mut Vec<Row>, binaries: &Binaries, plan: &Plan) -> anyhow::Result<()> {
+    progress("first tools/list with a slow upstream");
+    let list = scenarios::first_list(binaries, plan).await?;
+    let initialize = median(&list.bridge_initialize);
+    let mut row = Row::new("cold start, bridge with 3 upstreams, one slow to start");
+    row.bridge = ms(initialize);
+    rows.push(row.target("bridge ≤ 5 ms", initialize <= Duration::from_millis(5)));
+    let (direct, bridge) = (median(&list.list.direct), median(&list.list.bridge));
+    rows.push(
+        Row::durations(
+            format!(
+                "first complete tools/list, 3 stdio upstreams, one starting in {SLOW_START_MS} ms \
+                 (direct: that one's spawn → initialized; median of {})",
+                plan.list_runs
+            ),
+            direct,
+            bridge,
+            ms,
+        )
+        .target("≤ direct + 10 ms", bridge <= direct + Duration::from_millis(10)),
+    );
+    Ok(())
+}
+
+/// A bridge session whose upstreams are all connected (the first list waits for them).
+async fn bridge_session(env: &BridgeEnv) -> anyhow::Result<Session> {
+    let session = env.start(&[]).await?;
+    session.peer().list_all_tools().await?;
+    Ok(session)
+}
+
+async fn call_rows(rows: &mut Vec<Row>, label: &str, pair: Pair, plan: &Plan) -> anyhow::Result<()> {
+    let latency = scenarios::latency(&pair, plan).await?;
+    let throughput = scenarios::throughput(&pair, plan).await?;
+    pair.close().await;
+
+    let samples = &latency.samples;
+    let (direct, bridge) = (quantile(&samples.direct, 0.5), quantile(&samples.bridge, 0.5));
+    rows.push(
+        Row::durations(
+            format!(
+                "tools/call echo p50, {label} ({} sequential)",
+                samples.direct.len().min(samples.bridge.len())
+            ),
+            direct,
+            bridge,
+            us,
+        )
+        .target("≤ +50 µs", bridge <= direct + Duration::from_micros(50)),
+    );
+    let (direct, bridge) = (quantile(&samples.direct, 0.99), quantile(&samples.bridge, 0.99));
+    rows.push(
+        Row::durations(format!("tools/call echo p99, {label}"), direct, bridge, us)
+            .target("≤ 2× direct", bridge <= direct * 2),
+    );
+    if let Some(bridge) = latency.bridge_cpu {
+        let mut row = Row::new(
+            "  CPU time per call of the server process (direct: the upstream; bridge: the bridge alone)",
+        );
+        row.bridge = us(bridge.on_cpu);
+        if let Some(direct) = latency.direct_cpu {
+            row.direct = us(direct.on_cpu);
+            row.ratio = Some(bridge.on_cpu.as_secs_f64() / direct.on_cpu.as_secs_f64());
+        }
+        rows.push(row);
+        let mut row = Row::new("  context switches per call of that process");
+        row.bridge = format!("{:.1}", bridge.switches);
+        if let Some(direct) = latency.direct_cpu {
+            row.direct = format!("{:.1}", direct.switches);
+        }
+        rows.push(row);
+    }
+    let (direct, bridge) = (median_f64(&throughput.direct), median_f64(&throughput.bridge));
+    let mut row = Row::new(format!(
+        "throughput, {IN_FLIGHT} in flight, {label} (median of {} × {} calls)",
+        throughput.direct.len().min(throughput.bridge.len()),
+        plan.burst_calls
+    ));
+    row.direct = format!("{direct:.0} calls/s");
+    row.bridge = format!("{bridge:.0} calls/s");
+    row.ratio = Some(bridge / direct);
+    rows.push(row.target("≥ 0.8× direct", bridge >= 0.8 * direct));
+    Ok(())
+}
+
+/// The floor of any stdio proxy on this machine: the same direct-vs-proxied latency
+/// with the bridge replaced by a process that only copies bytes between the pipes.
+async fn relay_rows(rows: &mut Vec<Row>, binaries: &Binaries, plan: &Plan) -> anyhow::Result<()> {
+    progress("tools/call through a byte relay (the floor)");
+    let mut relay = tokio::process::Command::new(std::env::current_exe()?);
+    relay.arg("--relay").arg(&binaries.fixture).args(["--name", "fx"]);
+    let pair = Pair {
+        direct: Session::spawn(binaries.fixture_command("fx", &[]), Stdio::null()).await?,
+        direct_call: echo_call("echo"),
+        bridge: Session::spawn(relay, Stdio::null()).await?,
+        bridge_call: echo_call("echo"),
+    };
+    let latency = scenarios::latency(&pair, plan).await?;
+    pair.close().await;
+    let samples = &latency.samples;
+    for (name, q) in [("p50", 0.5), ("p99", 0.99)] {
+        let row = Row::durations(
+            format!("  floor: same {name} with a byte-copying relay process instead of the bridge"),
+            quantile(&samples.direct, q),
+            quantile(&samples.bridge, q),
+            us,
+        );
+        rows.push(row);
+    }
+    Ok(())
+}
+
+/// `bench --relay COMMAND…`: run COMMAND and copy stdin to it and its stdout back, byte
+/// for byte, one thread per direction, no parsing. A stand-in for the cheapest
+/// possible stdio proxy.
+fn relay(command: &[String]) -> ExitCode {
+    use std::io::{Read, Write};
+    fn copy(from: &mut impl Read, to: &mut impl Write) {
+        let mut buffer = vec![0; 64 * 1024];
+        while let Ok(read @ 1..) = from.read(&mut buffer) {
+            if to.write_all(&buffer[..read]).and_then(|()| to.flush()).is_err() {
+                break;
+            }
+        }
+    }
+    let Some((program, args)) = command.split_first() else { return ExitCode::from(2) };
+    let mut child = match std::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(error) => {
+            eprintln!("bench --relay: cannot spawn {program}: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (Some(mut child_in), Some(mut child_out)) = (child.stdin.take(), child.stdout.take()) else {
+        return ExitCode::FAILURE;
+    };
+    // Stdin EOF drops `child_in`, the child sees EOF and exits, its stdout ends.
+    let inbound = std::thread::spawn(move || copy(&mut std::io::stdin().lock(), &mut child_in));
+    copy(&mut child_out, &mut std::io::stdout().lock());
+    let _ = inbound.join();
+    let _ = child.wait();
+    ExitCode::SUCCESS
+}
+
+/// 10 MB, the issue's memory target, in KiB (`/proc` reports KiB).
+const TEN_MB_KIB: u64 = 10_000_000 / 1024;
+
+fn memory_rows(rows: &mut Vec<Row>, figures: &scenarios::MemoryFigures) {
+    let median_of = |pick: fn(&Memory) -> u64| {
+        let mut values: Vec<u64> = figures.loaded.iter().map(pick).collect();
+        values.sort_unstable();
+        values.get(values.len().saturating_sub(1) / 2).copied().unwrap_or(0)
+    };
+    let mut idle: Vec<u64> = figures.idle.iter().map(|memory| memory.rss_kib).collect();
+    idle.sort_unstable();
+    let idle = idle.get(idle.len().saturating_sub(1) / 2).copied().unwrap_or(0);
+    let loaded = median_of(|memory| memory.rss_kib);
+    for (metric, kib) in [
+        ("bridge VmRSS, 3 stdio upstreams, idle after first tools/list", idle),
+        ("bridge VmRSS, 3 stdio upstreams, idle after load (steady)", loaded),
+    ] {
+        let mut row = Row::new(metric);
+        row.bridge = mib(kib);
+        rows.push(row.target("≤ 10 MB (9.5 MiB)", kib <= TEN_MB_KIB));
+    }
+    let mut row = Row::new("  of which RssAnon (heap, stacks) / RssFile (mapped code, shared); PSS; threads");
+    row.bridge = format!(
+        "{} / {}; {}; {} threads",
+        mib(median_of(|memory| memory.anon_kib)),
+        mib(median_of(|memory| memory.file_kib)),
+        mib(median_of(|memory| memory.pss_kib)),
+        median_of(|memory| memory.threads)
+    );
+    rows.push(row);
+    let mut row = Row::new("bridge VmHWM (peak), 3 stdio upstreams, after load");
+    row.bridge = mib(median_of(|memory| memory.hwm_kib));
+    rows.push(row);
+    if let Some(fixture) = figures.fixture {
+        let mut row = Row::new("for scale: VmRSS of one fixture upstream after the same load");
+        row.direct = mib(fixture.rss_kib);
+        rows.push(row);
+    }
+}
