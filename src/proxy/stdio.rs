@@ -8,6 +8,10 @@
 //! method with parameters of the wrong shape, with the request's id). rmcp then sees
 //! only well-formed messages.
 //!
+//! It also keeps the session's lifecycle in one piece: notifications and responses that
+//! arrive before `initialize` are dropped (rmcp would end the session on them), and a
+//! second `initialize` is refused instead of renegotiating a running session.
+//!
 //! Threads: stdin is read by a plain thread (a blocked read of a pipe cannot be
 //! cancelled, and the thread simply dies with the process); stdout is written by
 //! another, which batches and flushes. Outgoing messages are serialized when rmcp hands
@@ -16,7 +20,10 @@
 use std::{
     collections::HashSet,
     io::{BufRead, Write},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -47,6 +54,8 @@ struct Outbox {
     tx: mpsc::Sender<Outgoing>,
     /// Ids of client requests that have not been answered yet.
     in_flight: Mutex<HashSet<RequestId>>,
+    /// Whether an `initialize` request has been passed to rmcp.
+    initialized: AtomicBool,
     max_bytes: usize,
 }
 
@@ -75,7 +84,12 @@ pub struct StdioTransport {
 /// stdin (or it fails), so the caller can shut down without waiting for rmcp.
 pub fn stdio(max_bytes: usize, stdin_closed: CancellationToken) -> StdioTransport {
     let (out_tx, out_rx) = mpsc::channel(OUTBOX_CAPACITY);
-    let outbox = Arc::new(Outbox { tx: out_tx, in_flight: Mutex::new(HashSet::new()), max_bytes });
+    let outbox = Arc::new(Outbox {
+        tx: out_tx,
+        in_flight: Mutex::new(HashSet::new()),
+        initialized: AtomicBool::new(false),
+        max_bytes,
+    });
     let (in_tx, incoming) = mpsc::channel(64);
     let reader_outbox = outbox.clone();
     let spawned = std::thread::Builder::new().name("stdin".into()).spawn(move || {
@@ -166,6 +180,16 @@ fn parse_line(line: &[u8], outbox: &Outbox) -> Option<ClientJsonRpcMessage> {
                 );
                 return None;
             }
+            if matches!(request.request, ClientRequest::InitializeRequest(_))
+                && outbox.initialized.swap(true, Ordering::AcqRel)
+            {
+                outbox.reply_error(
+                    serde_json::to_value(&request.id).unwrap_or(Value::Null),
+                    -32600,
+                    "the session is already initialized".to_owned(),
+                );
+                return None;
+            }
             if !outbox.in_flight().insert(request.id.clone()) {
                 outbox.reply_error(
                     serde_json::to_value(&request.id).unwrap_or(Value::Null),
@@ -175,6 +199,12 @@ fn parse_line(line: &[u8], outbox: &Outbox) -> Option<ClientJsonRpcMessage> {
                 return None;
             }
             Some(JsonRpcMessage::Request(request))
+        }
+        Ok(_) if !outbox.initialized.load(Ordering::Acquire) => {
+            // rmcp ends a session whose first message is not a request; nothing before
+            // `initialize` can refer to anything, so these are dropped.
+            tracing::debug!("dropped a notification or response sent before `initialize`");
+            None
         }
         Ok(JsonRpcMessage::Notification(notification)) => {
             if let ClientNotification::CancelledNotification(cancelled) = &notification.notification

@@ -171,3 +171,30 @@ async fn sixteen_megabyte_messages_pass_both_ways() {
     let text = reply["result"]["content"][0]["text"].as_str().expect("a text result");
     assert_eq!(text.len(), "fix: ".len() + message.len(), "a 16 MB request and a 16 MB result passed");
 }
+
+#[tokio::test]
+async fn notifications_and_responses_before_initialize_do_not_end_the_session() {
+    let env = TestEnv::new();
+    env.write_config(&json!({ "mcpServers": { "fix": fixture("fix", &[]) } }));
+    let mut raw = RawSession::start(&env).await;
+    raw.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await;
+    raw.send(&json!({"jsonrpc": "2.0", "id": 77, "result": {}})).await;
+    raw.send(&json!({"jsonrpc": "2.0", "id": 78, "error": {"code": -1, "message": "stray"}})).await;
+    raw.initialize().await;
+    still_alive(&mut raw, 13).await;
+}
+
+#[tokio::test]
+async fn a_second_initialize_is_refused_and_the_session_keeps_its_version() {
+    let (_env, mut raw) = session().await;
+    raw.send(&json!({"jsonrpc": "2.0", "id": 21, "method": "initialize", "params": {
+        "protocolVersion": "2026-07-28", "capabilities": {},
+        "clientInfo": {"name": "again", "version": "1"},
+    }}))
+    .await;
+    let reply = raw.response(&json!(21)).await;
+    assert_eq!(error_code(&reply), -32600, "{reply}");
+    assert!(reply["error"]["message"].as_str().unwrap().contains("already initialized"), "{reply}");
+    // Still a 2025 session: `ping` is known.
+    still_alive(&mut raw, 14).await;
+}

@@ -17,7 +17,7 @@ use foxxy_bridge::{
     config::{self, ConflictResolution, Settings},
     proxy::{
         Catalog,
-        naming::{exposed_name, is_valid_name, uri_namespace},
+        naming::{exposed_name, is_valid_name, namespaced_uri, uri_namespace, with_hash_suffix},
     },
     upstream::{Status, UpstreamCatalog, UpstreamState, View},
 };
@@ -33,24 +33,21 @@ const SERVERS: &[&str] = &["a", "b", "u", "w", "A", "a.b", "a_b"];
 /// Tool names that clash once namespaced.
 const BASE_TOOLS: &[&str] = &["t", "x", "a.b", "a_b", "t-1", "ünï", ""];
 const URIS: &[&str] = &["file:///x", "file:///y", "mem://a", "", "foxxy://"];
-/// Each with its own literal prefix: two templates that share one (`mem://{k}`,
-/// `mem://{j}`) misroute completions (see the report), so they are left out until fixed.
-const TEMPLATES: &[&str] = &["file:///{path}", "file:///x/{id}", "mem://{k}", "{all}"];
+/// `mem://{k}` and `mem://{j}` share a literal prefix, which completions route by.
+const TEMPLATES: &[&str] = &["file:///{path}", "file:///x/{id}", "mem://{k}", "mem://{j}", "{all}"];
 const POLICIES: &[&str] = &["namespace", "priority", "first", "error"];
 
 /// Tool names an upstream might list to collide with what the bridge makes of another
 /// upstream's names: `<server>__<tool>` (the fuzzer's dictionary, like libFuzzer's
-/// comparison operands).
-///
-/// The hash-suffixed forms clash resolution produces (`with_hash_suffix(&exposed,
-/// "<server>\0<tool>")`) belong here too, but a name listed in that form makes two
-/// exposed tools share a name (see the report); they are left out until that is fixed.
+/// comparison operands), and the hash-suffixed forms clash resolution makes of them.
 fn dictionary() -> &'static [String] {
     static WORDS: LazyLock<Vec<String>> = LazyLock::new(|| {
         let mut words = BTreeSet::new();
         for server in SERVERS {
             for tool in BASE_TOOLS {
-                words.insert(exposed_name(Some(server), tool));
+                let exposed = exposed_name(Some(server), tool);
+                words.insert(with_hash_suffix(&exposed, &format!("{server}\0{tool}")));
+                words.insert(exposed);
             }
         }
         words.into_iter().collect()
@@ -68,13 +65,15 @@ fn catalog_tool_name() -> impl Strategy<Value = String> {
 }
 
 fn uri() -> impl Strategy<Value = String> {
-    let hosts: Vec<String> = SERVERS.iter().map(|server| uri_namespace(server)).collect();
-    // An upstream listing a URI in the bridge's own namespaced form (`foxxy://a/...`)
-    // takes over another upstream's resource (see the report); left out until fixed.
-    let _ = hosts;
+    // URIs in the bridge's own namespaced form (`foxxy://a/...`), as if an upstream
+    // tried to pass for another.
+    let bridged: Vec<String> = (SERVERS.iter())
+        .flat_map(|server| URIS.iter().map(move |uri| namespaced_uri(&uri_namespace(server), uri)))
+        .collect();
     prop_oneof![
         4 => prop::sample::select(URIS).prop_map(str::to_owned),
-        1 => any::<String>().prop_filter("not a namespaced URI", |uri| !uri.starts_with("foxxy://")),
+        2 => prop::sample::select(bridged),
+        1 => any::<String>(),
     ]
 }
 
@@ -108,9 +107,7 @@ fn upstream(name: &'static str) -> impl Strategy<Value = Upstream> {
         (namespace, resource_namespace, prop::sample::select(&[0i64, 1, 100, -5][..]), deny),
         (prop::bool::weighted(0.85), prop::bool::weighted(0.8)),
         prop::collection::vec(catalog_tool_name(), 0..5),
-        // Distinct per upstream: one upstream listing a URI twice gets it namespaced and
-        // listed twice (see the report); left out until fixed.
-        prop::collection::btree_set(uri(), 0..3).prop_map(|uris| uris.into_iter().collect::<Vec<_>>()),
+        prop::collection::vec(uri(), 0..4),
         prop::collection::vec(prop::sample::select(TEMPLATES).prop_map(str::to_owned), 0..2),
     )
         .prop_map(
@@ -358,7 +355,7 @@ fn check_resources(scenario: &Scenario, catalog: &Catalog) -> Result<(), TestCas
     }
     let listed: usize = (scenario.upstreams.iter())
         .filter(|upstream| upstream.ready && upstream.serves_resources)
-        .map(|upstream| upstream.uris.len())
+        .map(|upstream| upstream.uris.iter().collect::<BTreeSet<_>>().len())
         .sum();
     prop_assert_eq!(catalog.resources.len(), listed, "a listed resource went missing");
     for template in &catalog.resource_templates {

@@ -193,13 +193,6 @@ impl std::fmt::Debug for Batch {
 }
 
 impl Batch {
-    /// The batch without the lines (split as the bridge splits them) `drop` picks.
-    pub(super) fn without(&self, drop: impl Fn(&[u8]) -> bool) -> Batch {
-        let joined = self.join();
-        let lines = joined.split(|&byte| byte == b'\n').filter(|line| !line.is_empty() && !drop(line));
-        Batch(lines.map(<[u8]>::to_vec).collect())
-    }
-
     pub(super) fn join(&self) -> Vec<u8> {
         let mut batch = Vec::new();
         for line in &self.0 {
