@@ -13,6 +13,8 @@
 //! Expansion is not recursive: a variable's value is inserted as it is. The lookup is a
 //! function so tests never touch the process environment.
 
+use std::collections::BTreeSet;
+
 use super::{
     error::Problem,
     node::{Node, child_path, index_path},
@@ -21,22 +23,39 @@ use super::{
 /// Looks up an environment variable; `None` when it is not set.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
+/// What expanding a document found.
+#[derive(Debug, Default)]
+pub struct Expansion {
+    /// Problems, each at its string's path.
+    pub problems: Vec<Problem>,
+    /// Paths of the strings a variable was substituted into. Their values may hold
+    /// secrets, so later errors about them do not quote them.
+    pub substituted: BTreeSet<String>,
+}
+
 /// Expands every string value under `node` in place. A string with a problem is left
 /// unchanged and each of its problems is reported at its path.
-pub fn expand_node(node: &mut Node, path: &str, env: EnvLookup<'_>, problems: &mut Vec<Problem>) {
+pub fn expand_node(node: &mut Node, path: &str, env: EnvLookup<'_>, found: &mut Expansion) {
     match node {
         Node::String(text) => match expand_str(text, env) {
-            Ok(expanded) => *text = expanded,
-            Err(messages) => problems.extend(messages.into_iter().map(|message| Problem::at(path, message))),
+            Ok(expanded) => {
+                if expanded != *text {
+                    found.substituted.insert(path.to_owned());
+                }
+                *text = expanded;
+            }
+            Err(messages) => {
+                found.problems.extend(messages.into_iter().map(|message| Problem::at(path, message)));
+            }
         },
         Node::Array(items) => {
             for (index, item) in items.iter_mut().enumerate() {
-                expand_node(item, &index_path(path, index), env, problems);
+                expand_node(item, &index_path(path, index), env, found);
             }
         }
         Node::Object(members) => {
             for (key, value) in members {
-                expand_node(value, &child_path(path, key), env, problems);
+                expand_node(value, &child_path(path, key), env, found);
             }
         }
         Node::Null | Node::Bool(_) | Node::Integer(_) | Node::Float(_) => {}
@@ -239,9 +258,10 @@ mod tests {
             r#"{ "a": ["${HOME}", "${NOPE}"], "${KEY}": { "b.c": "${ALSO_NOPE}" }, "n": 1 }"#,
         )
         .unwrap();
-        let mut problems = Vec::new();
-        expand_node(&mut node, "", &env, &mut problems);
-        let rendered: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        let mut found = Expansion::default();
+        expand_node(&mut node, "", &env, &mut found);
+        assert_eq!(found.substituted, BTreeSet::from(["a[0]".to_owned()]));
+        let rendered: Vec<String> = found.problems.iter().map(ToString::to_string).collect();
         assert_eq!(
             rendered,
             [

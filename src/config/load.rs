@@ -12,7 +12,7 @@ use std::{
 
 use super::{
     error::{ConfigError, Problem},
-    expand::expand_node,
+    expand::{Expansion, expand_node},
     node::{Node, child_path, index_path},
     resolve::resolve,
     settings::Settings,
@@ -83,12 +83,13 @@ pub fn load_str(
     }
 
     let mut report = Report::default();
-    let mut expansion_problems = Vec::new();
-    expand_node(&mut document, "", env, &mut expansion_problems);
-    for problem in expansion_problems {
+    let mut expansion = Expansion::default();
+    expand_node(&mut document, "", env, &mut expansion);
+    for problem in expansion.problems {
         let path = problem.path().unwrap_or_default().to_owned();
         report.problem(&path, problem.message);
     }
+    report.substituted = expansion.substituted;
 
     let checked = check(&document, &SCHEMA, "", &mut report).unwrap_or_default();
     let settings = resolve(path, &checked, &server_order(&document), &mut report);

@@ -336,13 +336,19 @@ fn check_url(text: &str, path: &str, report: &mut Report) {
     if report.is_tainted(path) {
         return;
     }
+    // A URL with `${VAR}` in it may carry a key: the message then does not quote it.
+    let quoted = if report.substituted.contains(path) {
+        "the value (after `${...}` expansion)".to_owned()
+    } else {
+        format!("`{text}`")
+    };
     match url::Url::parse(text) {
         Ok(url) if matches!(url.scheme(), "http" | "https") => {}
         Ok(url) => report.problem(
             path,
-            format!("`{text}` is not an `http://` or `https://` URL (its scheme is `{}`)", url.scheme()),
+            format!("{quoted} is not an `http://` or `https://` URL (its scheme is `{}`)", url.scheme()),
         ),
-        Err(error) => report.problem(path, format!("`{text}` is not a valid URL: {error}")),
+        Err(error) => report.problem(path, format!("{quoted} is not a valid URL: {error}")),
     }
 }
 

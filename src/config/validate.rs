@@ -31,6 +31,8 @@ pub static SCHEMA: LazyLock<Value> = LazyLock::new(raw::schema_value);
 pub struct Report {
     pub problems: Vec<Problem>,
     tainted: BTreeSet<String>,
+    /// Paths of strings with `${VAR}` values in them: messages must not quote those.
+    pub substituted: BTreeSet<String>,
 }
 
 impl Report {

@@ -242,3 +242,22 @@ fn inline_cases() {
     check("/* only a comment */", "the config file is empty");
     check("{ \"a\": 1,, }", "inline.json5:1:10: syntax error");
 }
+
+#[test]
+fn a_bad_url_with_a_variable_in_it_is_not_quoted() {
+    let env = |name: &str| (name == "KEY").then(|| "sk-secret-9".to_owned());
+    let load = |url: &str| {
+        let text = format!(r#"{{ "mcpServers": {{ "r": {{ "url": "{url}" }} }} }}"#);
+        load_str(&text, Path::new("c.json5"), &env).unwrap_err().to_string()
+    };
+    let error = load("ht tp://x/?key=${KEY}");
+    assert!(!error.contains("sk-secret-9"), "{error}");
+    assert!(
+        error.contains("mcpServers.r.url: the value (after `${...}` expansion) is not a valid URL"),
+        "{error}"
+    );
+    let error = load("ftp://x/${KEY}");
+    assert!(!error.contains("sk-secret-9") && error.contains("its scheme is `ftp`"), "{error}");
+    // Without a variable, the text helps find the typo.
+    assert!(load("ht tp://x/").contains("`ht tp://x/` is not a valid URL"));
+}

@@ -10,7 +10,8 @@ use super::{
 use crate::harness::fuzz;
 
 /// Secret-typed values (`env`, `headers`, `oauth.client_secret`) filled from `${SECRET}`
-/// never appear in an error message or in the settings' `Debug`, whatever else is wrong.
+/// never appear in an error message or in the settings' `Debug`, whatever else is wrong;
+/// nor does a `url` that a variable made invalid.
 #[test]
 fn config_secrets_stay_secret() {
     let secret = prop_oneof![
@@ -19,17 +20,22 @@ fn config_secrets_stay_secret() {
         "[A-Za-z0-9]{8}".prop_map(|tail| format!("SeCrEt{tail}\0")),
     ];
     let env_name = prop_oneof![4 => Just("KEY"), 1 => Just(""), 1 => Just("A=B")];
-    let server = (any::<bool>(), any::<bool>(), env_name, prop::option::weighted(0.3, junk()));
+    let url = prop_oneof![
+        4 => Just("https://example.com/mcp"),
+        1 => Just("ht tp://example.com/?key=${SECRET}"),
+        1 => Just("ftp://example.com/${SECRET}"),
+    ];
+    let server = (any::<bool>(), any::<bool>(), env_name, prop::option::weighted(0.3, junk()), url);
     let strategy = (secret, prop::collection::vec(server, 1..3), style_strategy());
     let tally = Tally::default();
     fuzz("config-secrets", strategy, |(secret, servers, style)| {
         let mut members = Vec::new();
-        for (index, (remote, oauth, name, extra)) in servers.into_iter().enumerate() {
+        for (index, (remote, oauth, name, extra, url)) in servers.into_iter().enumerate() {
             let reference = || Doc::String("${SECRET}".to_owned());
             let text = |text: &str| Doc::String(text.to_owned());
             let mut server = if remote {
                 vec![
-                    ("url".to_owned(), text("https://example.com/mcp")),
+                    ("url".to_owned(), text(url)),
                     ("headers".to_owned(), Doc::Object(vec![(format!("X-{name}"), reference())])),
                 ]
             } else {
