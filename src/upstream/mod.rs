@@ -19,6 +19,7 @@
 
 mod child;
 mod connection;
+mod lines;
 mod remote;
 mod session;
 mod set;

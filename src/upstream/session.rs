@@ -14,7 +14,7 @@ use rmcp::{
     service::{
         ClientInitializeError, ClientLifecycleMode, RunningService, serve_client_with_lifecycle_and_ct,
     },
-    transport::{Transport, async_rw::AsyncRwTransport},
+    transport::Transport,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
@@ -23,6 +23,7 @@ use super::{
     Status, UpstreamCatalog,
     child::{self, ChildGuard, SpawnSpec},
     connection::{self, Connection, SessionParts, UpstreamHandler},
+    lines::LineTransport,
     remote,
     set::{Entry, Shared},
     sse,
@@ -210,10 +211,7 @@ async fn start_stdio(
     pending: Pending,
 ) -> Result<Session, StdioFailure> {
     let spawned = child::spawn(&entry.name, spec).map_err(StdioFailure::Other)?;
-    let transport = pending.tap(
-        AsyncRwTransport::new_client(spawned.stdout, spawned.stdin)
-            .with_max_line_length(shared.max_message_bytes),
-    );
+    let transport = pending.tap(LineTransport::new(spawned.stdout, spawned.stdin, shared.max_message_bytes));
     let label = "stdio";
     match pending.initialize(entry, shared, transport, Some(spawned.guard), label).await {
         Ok(session) => Ok(session),

@@ -1,0 +1,387 @@
+//! The transport to a stdio upstream: newline-delimited JSON-RPC over the child's pipes.
+//!
+//! It replaces rmcp's `AsyncRwTransport` for one reason: speed on the call path. rmcp
+//! decodes every response as its untagged `ServerResult`, trying one result type after
+//! another until one fits; for a `tools/call` result that is sixteen failed attempts,
+//! each building and dropping a `serde_json::Error`, about a quarter of the bridge's
+//! whole cost per proxied call. This transport remembers which of its outgoing requests
+//! are `tools/call` and decodes their responses as `CallToolResult` directly. Every
+//! other line, and a tool response that does not decode that way, goes through the
+//! general decoder, so what reaches rmcp is what it would have decoded itself.
+//!
+//! Lines longer than `maxMessageBytes` are dropped without being held in memory, and
+//! lines that are not JSON-RPC are skipped; both are logged (the session's span names
+//! the upstream). A request the upstream sends that cannot be decoded is answered with
+//! "invalid request", as rmcp does.
+
+use std::{
+    collections::HashSet,
+    future::Future,
+    sync::{Arc, Mutex},
+};
+
+use rmcp::{
+    RoleClient,
+    model::{
+        CallToolResult, ClientRequest, ErrorData, JsonRpcMessage, JsonRpcResponse, JsonRpcVersion2_0,
+        RequestId, ServerResult,
+    },
+    service::{RxJsonRpcMessage, TxJsonRpcMessage},
+    transport::Transport,
+};
+use serde::{Deserialize, de::IgnoredAny};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader},
+    sync::Mutex as AsyncMutex,
+};
+
+/// Outstanding `tools/call` ids beyond this are forgotten (answers that never came);
+/// forgetting one only sends its answer down the general decoder.
+const MAX_TRACKED_CALLS: usize = 4096;
+
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+pub struct LineTransport<R, W> {
+    reader: BufReader<R>,
+    writer: Arc<AsyncMutex<Option<W>>>,
+    /// The line being read; kept across cancelled `receive` calls.
+    line: Vec<u8>,
+    /// The line under way is over the limit and being skipped.
+    oversized: bool,
+    max_bytes: usize,
+    /// Ids of our `tools/call` requests that have not been answered.
+    tool_calls: Arc<Mutex<HashSet<RequestId>>>,
+    /// Whether a non-JSON line was already logged at `warn` (the rest go to `debug`).
+    warned_noise: bool,
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> LineTransport<R, W> {
+    pub fn new(read: R, write: W, max_bytes: usize) -> Self {
+        Self {
+            reader: BufReader::with_capacity(64 * 1024, read),
+            writer: Arc::new(AsyncMutex::new(Some(write))),
+            line: Vec::new(),
+            oversized: false,
+            max_bytes,
+            tool_calls: Arc::default(),
+            warned_noise: false,
+        }
+    }
+
+    /// Reads up to the next newline. `None` at end of input or on a read error. Safe to
+    /// cancel: a partial line stays in `self.line`.
+    async fn next_line(&mut self) -> Option<()> {
+        loop {
+            let buffer = match self.reader.fill_buf().await {
+                Ok([]) => return None,
+                Ok(buffer) => buffer,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(error) => {
+                    tracing::warn!("reading the upstream's stdout failed: {error}");
+                    return None;
+                }
+            };
+            let (chunk, complete) = match buffer.iter().position(|&byte| byte == b'\n') {
+                Some(end) => (&buffer[..end], true),
+                None => (buffer, false),
+            };
+            if self.line.len() + chunk.len() > self.max_bytes {
+                if !self.oversized {
+                    tracing::error!(
+                        max_bytes = self.max_bytes,
+                        "a message from the upstream exceeded the maximum line length (`bridge.maxMessageBytes`); it is dropped"
+                    );
+                }
+                self.oversized = true;
+                self.line = Vec::new();
+            } else if !self.oversized {
+                self.line.extend_from_slice(chunk);
+            }
+            let used = chunk.len() + usize::from(complete);
+            self.reader.consume(used);
+            if complete {
+                if std::mem::take(&mut self.oversized) {
+                    continue;
+                }
+                return Some(());
+            }
+        }
+    }
+
+    /// Decodes one line; `Err` carries what to do about a line that is not a message.
+    fn decode(&mut self, line: &[u8]) -> Result<RxJsonRpcMessage<RoleClient>, Undecodable> {
+        if let Some(message) = self.decode_tool_result(line) {
+            return Ok(message);
+        }
+        match serde_json::from_slice::<RxJsonRpcMessage<RoleClient>>(line) {
+            Ok(message) => {
+                if let JsonRpcMessage::Response(response) = &message {
+                    self.calls().remove(&response.id);
+                } else if let JsonRpcMessage::Error(error) = &message
+                    && let Some(id) = &error.id
+                {
+                    self.calls().remove(id);
+                }
+                Ok(message)
+            }
+            Err(error) => Err(Undecodable::classify(line, error)),
+        }
+    }
+
+    /// The fast path: a response to one of our `tools/call` requests.
+    fn decode_tool_result(&mut self, line: &[u8]) -> Option<RxJsonRpcMessage<RoleClient>> {
+        #[derive(Deserialize)]
+        struct Head {
+            id: Option<RequestId>,
+            method: Option<IgnoredAny>,
+            result: Option<IgnoredAny>,
+        }
+        #[derive(Deserialize)]
+        struct ToolResponse {
+            id: RequestId,
+            result: CallToolResult,
+        }
+        if self.calls().is_empty() {
+            return None;
+        }
+        let head: Head = serde_json::from_slice(line).ok()?;
+        let id = head.id.filter(|_| head.method.is_none() && head.result.is_some())?;
+        if !self.calls().remove(&id) {
+            return None;
+        }
+        let response: ToolResponse = serde_json::from_slice(line).ok()?;
+        Some(JsonRpcMessage::Response(JsonRpcResponse {
+            jsonrpc: JsonRpcVersion2_0,
+            id: response.id,
+            result: ServerResult::from(response.result),
+        }))
+    }
+
+    fn calls(&self) -> std::sync::MutexGuard<'_, HashSet<RequestId>> {
+        self.tool_calls.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn log_noise(&mut self, error: &serde_json::Error) {
+        if std::mem::replace(&mut self.warned_noise, true) {
+            tracing::debug!("skipped an unparsable line from the upstream's stdout: {error}");
+        } else {
+            tracing::warn!(
+                "skipped an unparsable line from the upstream's stdout (a server must print only JSON-RPC there; further ones are logged at debug level): {error}"
+            );
+        }
+    }
+}
+
+/// Why a line was not a message, and what that calls for.
+enum Undecodable {
+    /// Not JSON: skipped.
+    Noise(serde_json::Error),
+    /// JSON, but no message we know: a request gets an error, anything else is skipped.
+    Unknown { request_id: Option<Option<RequestId>>, error: serde_json::Error },
+}
+
+impl Undecodable {
+    fn classify(line: &[u8], error: serde_json::Error) -> Self {
+        #[derive(Deserialize)]
+        struct Shape {
+            id: Option<RequestId>,
+            method: Option<IgnoredAny>,
+        }
+        use serde_json::error::Category;
+        match error.classify() {
+            Category::Syntax | Category::Eof => Undecodable::Noise(error),
+            Category::Data | Category::Io => {
+                let shape = serde_json::from_slice::<Shape>(line).ok();
+                let request_id = shape.filter(|shape| shape.method.is_some()).and_then(|shape| {
+                    // A notification (no id) is skipped; a request is answered.
+                    shape.id.map(Some)
+                });
+                Undecodable::Unknown { request_id, error }
+            }
+        }
+    }
+}
+
+impl<R, W> Transport<RoleClient> for LineTransport<R, W>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    type Error = std::io::Error;
+
+    fn send(
+        &mut self,
+        item: TxJsonRpcMessage<RoleClient>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        if let JsonRpcMessage::Request(request) = &item
+            && matches!(request.request, ClientRequest::CallToolRequest(_))
+        {
+            let mut calls = self.calls();
+            if calls.len() >= MAX_TRACKED_CALLS {
+                calls.clear();
+            }
+            calls.insert(request.id.clone());
+        }
+        let writer = self.writer.clone();
+        async move {
+            let mut bytes = serde_json::to_vec(&item)?;
+            bytes.push(b'\n');
+            let mut writer = writer.lock().await;
+            let Some(writer) = writer.as_mut() else {
+                return Err(std::io::Error::new(std::io::ErrorKind::NotConnected, "the transport is closed"));
+            };
+            writer.write_all(&bytes).await?;
+            writer.flush().await
+        }
+    }
+
+    async fn receive(&mut self) -> Option<RxJsonRpcMessage<RoleClient>> {
+        loop {
+            self.next_line().await?;
+            let line = std::mem::take(&mut self.line);
+            let text = line.strip_prefix(UTF8_BOM).unwrap_or(&line);
+            let text = text.strip_suffix(b"\r").unwrap_or(text).trim_ascii();
+            if text.is_empty() {
+                self.line = reuse(line);
+                continue;
+            }
+            let decoded = self.decode(text);
+            self.line = reuse(line);
+            match decoded {
+                Ok(message) => return Some(message),
+                Err(Undecodable::Noise(error)) => self.log_noise(&error),
+                Err(Undecodable::Unknown { request_id: Some(id), error }) => {
+                    tracing::debug!("the upstream sent a request the bridge cannot decode: {error}");
+                    let reply = TxJsonRpcMessage::<RoleClient>::error(
+                        ErrorData::invalid_request(format!("invalid request: {error}"), None),
+                        id,
+                    );
+                    if self.send(reply).await.is_err() {
+                        return None;
+                    }
+                }
+                Err(Undecodable::Unknown { request_id: None, error }) => {
+                    tracing::debug!("skipped a message from the upstream that is not MCP: {error}");
+                }
+            }
+        }
+    }
+
+    async fn close(&mut self) -> Result<(), Self::Error> {
+        // Dropping the writer closes the child's stdin.
+        drop(self.writer.lock().await.take());
+        Ok(())
+    }
+}
+
+/// An emptied line buffer, keeping its allocation unless a huge line made it large.
+fn reuse(mut line: Vec<u8>) -> Vec<u8> {
+    line.clear();
+    if line.capacity() > 1024 * 1024 {
+        line = Vec::new();
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use rmcp::model::{CallToolRequestParams, ClientJsonRpcMessage, ServerJsonRpcMessage};
+    use serde_json::json;
+    use tokio::io::{AsyncReadExt, duplex};
+
+    use super::*;
+
+    fn call_request(id: i64) -> TxJsonRpcMessage<RoleClient> {
+        ClientJsonRpcMessage::request(
+            ClientRequest::CallToolRequest(rmcp::model::Request::new(CallToolRequestParams::new("echo"))),
+            RequestId::Number(id),
+        )
+    }
+
+    /// A transport whose upstream side is driven by the test.
+    fn pair(max: usize) -> (LineTransport<tokio::io::DuplexStream, tokio::io::DuplexStream>, Upstream) {
+        let (ours_read, theirs_write) = duplex(1 << 20);
+        let (theirs_read, ours_write) = duplex(1 << 20);
+        (LineTransport::new(ours_read, ours_write, max), Upstream { write: theirs_write, read: theirs_read })
+    }
+
+    struct Upstream {
+        write: tokio::io::DuplexStream,
+        read: tokio::io::DuplexStream,
+    }
+
+    impl Upstream {
+        async fn say(&mut self, text: &str) {
+            self.write.write_all(text.as_bytes()).await.unwrap();
+        }
+
+        async fn heard(&mut self) -> serde_json::Value {
+            let mut bytes = Vec::new();
+            loop {
+                let byte = self.read.read_u8().await.unwrap();
+                if byte == b'\n' {
+                    return serde_json::from_slice(&bytes).unwrap();
+                }
+                bytes.push(byte);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn tool_results_take_the_fast_path_and_match_the_general_decoder() {
+        let (mut transport, mut upstream) = pair(1 << 16);
+        transport.send(call_request(7)).await.unwrap();
+        assert_eq!(upstream.heard().await["method"], "tools/call");
+        let line = json!({"jsonrpc": "2.0", "id": 7, "result": {
+            "content": [{"type": "text", "text": "hi"}], "structuredContent": {"a": 1}, "isError": false
+        }});
+        let general: ServerJsonRpcMessage = serde_json::from_value(line.clone()).unwrap();
+        let other = json!({"jsonrpc": "2.0", "id": 70, "result": {"content": []}});
+        assert!(transport.decode_tool_result(other.to_string().as_bytes()).is_none(), "70 is no tools/call");
+        let fast = transport.decode_tool_result(line.to_string().as_bytes()).expect("fast path");
+        assert_eq!(serde_json::to_value(&fast).unwrap(), serde_json::to_value(&general).unwrap());
+        assert!(transport.calls().is_empty(), "answered ids are forgotten");
+
+        // Over the wire, with noise, a BOM, CRLF and an oversized line in between.
+        transport.calls().insert(RequestId::Number(8));
+        upstream.say("not json at all\n\u{feff}").await;
+        upstream
+            .say(&format!("{}\r\n", json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})))
+            .await;
+        upstream.say(&format!("{}\n", "x".repeat(70_000))).await;
+        upstream
+            .say(&format!("{}\n", json!({"jsonrpc": "2.0", "id": 8, "error": {"code": -1, "message": "no"}})))
+            .await;
+        upstream.say(&format!("{}\n", json!({"jsonrpc": "2.0", "id": 9, "result": {}}))).await;
+        let mut received = Vec::new();
+        for _ in 0..3 {
+            received.push(serde_json::to_value(transport.receive().await.unwrap()).unwrap());
+        }
+        assert_eq!(received[0]["method"], "notifications/tools/list_changed");
+        assert_eq!(received[1]["error"]["message"], "no");
+        assert_eq!(received[2], json!({"jsonrpc": "2.0", "id": 9, "result": {}}));
+        assert!(transport.calls().is_empty(), "an error answer forgets the id too");
+    }
+
+    #[tokio::test]
+    async fn an_undecodable_request_is_answered_and_reading_goes_on() {
+        let (mut transport, mut upstream) = pair(1 << 16);
+        upstream
+            .say("{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"sampling/createMessage\",\"params\":7}\n")
+            .await;
+        upstream.say("{\"jsonrpc\":\"2.0\",\"method\":\"ping\"}\n{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"ping\"}\n").await;
+        // An unknown notification reaches rmcp (as a custom one), which ignores it.
+        let next = serde_json::to_value(transport.receive().await.unwrap()).unwrap();
+        assert_eq!(next["method"], "ping");
+        let next = serde_json::to_value(transport.receive().await.unwrap()).unwrap();
+        assert_eq!(next, json!({"jsonrpc": "2.0", "id": 4, "method": "ping"}));
+        let reply = upstream.heard().await;
+        assert_eq!(
+            (reply["id"].clone(), reply["error"]["code"].clone()),
+            (json!(3), json!(-32600)),
+            "{reply}"
+        );
+        drop(upstream);
+        assert!(transport.receive().await.is_none(), "end of input ends the transport");
+    }
+}
