@@ -411,14 +411,23 @@ async fn dial(
     }
     let pending = Pending::new(entry, shared);
     let headers = remote::headers(settings).into_iter().collect();
-    let stream =
-        match sse::connect(client, &settings.url, headers, bearer.cloned(), timeout, &entry.name).await {
-            Ok(stream) => stream,
-            Err(sse::SseTransportError::AuthRequired(challenge)) if tokens.is_some() => {
-                return Err(Dial::Challenge(challenge));
-            }
-            Err(error) => return Err(Dial::Failed(error.to_string())),
-        };
+    let stream = match sse::connect(
+        client,
+        &settings.url,
+        headers,
+        bearer.cloned(),
+        timeout,
+        shared.max_message_bytes,
+        &entry.name,
+    )
+    .await
+    {
+        Ok(stream) => stream,
+        Err(sse::SseTransportError::AuthRequired(challenge)) if tokens.is_some() => {
+            return Err(Dial::Challenge(challenge));
+        }
+        Err(error) => return Err(Dial::Failed(error.to_string())),
+    };
     let transport = pending.tap(stream);
     match pending.initialize(entry, shared, transport, None, "sse").await {
         Ok(session) => {

@@ -7,10 +7,14 @@
 //! A legacy session lives and dies with its stream: when the stream ends, `receive`
 //! returns `None` and the supervisor starts a new session (the server has dropped
 //! the old one), rather than resuming.
+//!
+//! Memory stays bounded: an event longer than `maxMessageBytes` ends the stream (the
+//! parser would otherwise buffer it whole), and a `POST` that gets no answer within the
+//! upstream's `timeout` fails instead of hanging.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use rmcp::{
     model::ServerJsonRpcMessage,
@@ -19,6 +23,7 @@ use rmcp::{
 };
 use sse_stream::SseStream;
 use tokio::{sync::mpsc, task::JoinHandle};
+use tokio_util::bytes::Bytes;
 use url::Url;
 
 use super::remote;
@@ -47,12 +52,72 @@ pub struct SseTransport {
     headers: reqwest::header::HeaderMap,
     inbox: mpsc::Receiver<ServerJsonRpcMessage>,
     reader: JoinHandle<()>,
+    /// How long a `POST` may take.
+    timeout: Duration,
 }
 
 impl Drop for SseTransport {
     fn drop(&mut self) {
         self.reader.abort();
     }
+}
+
+/// Why the byte stream under the SSE parser ended.
+#[derive(Debug, thiserror::Error)]
+enum StreamError {
+    #[error("{}", remote::describe(.0))]
+    Http(reqwest::Error),
+    #[error("an event exceeded the {0} byte limit (`bridge.maxMessageBytes`)")]
+    TooLarge(usize),
+}
+
+/// `bytes`, ended with [`StreamError::TooLarge`] once more than `max` bytes arrive without
+/// an event boundary (a blank line) among them.
+fn bounded_events(
+    bytes: impl Stream<Item = Result<Bytes, reqwest::Error>>,
+    max: usize,
+) -> impl Stream<Item = Result<Bytes, StreamError>> {
+    /// Bytes since the last event boundary, the last bytes of the previous chunk (so a
+    /// boundary split across chunks is seen), and whether the limit was hit.
+    struct Count {
+        since_boundary: usize,
+        tail: Vec<u8>,
+        failed: bool,
+    }
+    let boundary_in = |bytes: &[u8]| {
+        (0..bytes.len()).rev().find(|&at| {
+            let rest = &bytes[at..];
+            rest.starts_with(b"\n\n") || rest.starts_with(b"\r\r") || rest.starts_with(b"\r\n\r\n")
+        })
+    };
+    let start = Count { since_boundary: 0, tail: Vec::new(), failed: false };
+    bytes.scan(start, move |count, chunk| {
+        let item = if count.failed {
+            None
+        } else {
+            match chunk {
+                Err(error) => Some(Err(StreamError::Http(error))),
+                Ok(chunk) => {
+                    let mut window = std::mem::take(&mut count.tail);
+                    let carried = window.len();
+                    window.extend_from_slice(&chunk[..chunk.len().min(4)]);
+                    count.since_boundary = match boundary_in(&chunk) {
+                        Some(at) => chunk.len() - at,
+                        None if boundary_in(&window).is_some_and(|at| at < carried) => chunk.len(),
+                        None => count.since_boundary + chunk.len(),
+                    };
+                    count.tail = chunk[chunk.len().saturating_sub(3)..].to_vec();
+                    if count.since_boundary > max {
+                        count.failed = true;
+                        Some(Err(StreamError::TooLarge(max)))
+                    } else {
+                        Some(Ok(chunk))
+                    }
+                }
+            }
+        };
+        std::future::ready(item)
+    })
 }
 
 /// The bearer token to send, if this upstream uses OAuth and has one.
@@ -72,6 +137,7 @@ pub async fn connect(
     headers: reqwest::header::HeaderMap,
     tokens: Option<Arc<TokenSource>>,
     timeout: Duration,
+    max_bytes: usize,
     upstream: &str,
 ) -> Result<SseTransport, SseTransportError> {
     let base =
@@ -101,7 +167,7 @@ pub async fn connect(
             "the server answered with `{content_type}`, not an event stream (is the URL right? is it a login page?)"
         )));
     }
-    let mut events = SseStream::from_byte_stream(response.bytes_stream());
+    let mut events = SseStream::from_bytes_stream(bounded_events(response.bytes_stream(), max_bytes));
     let endpoint = tokio::time::timeout(timeout, async {
         while let Some(event) = events.next().await {
             let event = event.map_err(|error| format!("the event stream broke: {error}"))?;
@@ -154,7 +220,7 @@ pub async fn connect(
             }
         }
     });
-    Ok(SseTransport { client, tokens, endpoint: Arc::new(endpoint), headers, inbox, reader })
+    Ok(SseTransport { client, tokens, endpoint: Arc::new(endpoint), headers, inbox, reader, timeout })
 }
 
 impl Transport<RoleClient> for SseTransport {
@@ -164,8 +230,10 @@ impl Transport<RoleClient> for SseTransport {
         &mut self,
         item: TxJsonRpcMessage<RoleClient>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
-        let mut request =
-            self.client.post(self.endpoint.as_ref().clone()).headers(self.headers.clone()).json(&item);
+        let mut request = (self.client.post(self.endpoint.as_ref().clone()))
+            .headers(self.headers.clone())
+            .timeout(self.timeout)
+            .json(&item);
         let tokens = self.tokens.clone();
         async move {
             if let Some(bearer) = bearer(tokens.as_ref()).await? {
@@ -185,5 +253,32 @@ impl Transport<RoleClient> for SseTransport {
     async fn close(&mut self) -> Result<(), Self::Error> {
         self.reader.abort();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn run(chunks: &[&str], max: usize) -> (usize, bool) {
+        let chunks: Vec<Result<Bytes, reqwest::Error>> =
+            chunks.iter().map(|chunk| Ok(Bytes::from(chunk.to_string()))).collect();
+        let items: Vec<_> = bounded_events(futures::stream::iter(chunks), max).collect().await;
+        let passed = items.iter().filter(|item| item.is_ok()).count();
+        let too_large = items.iter().any(|item| matches!(item, Err(StreamError::TooLarge(_))));
+        (passed, too_large)
+    }
+
+    #[tokio::test]
+    async fn events_are_bounded_between_blank_lines() {
+        // Many small events, boundaries in every position, a boundary split over chunks.
+        let small = ["data: 12345\n\n", "data: 1234", "5\n", "\ndata: 12", "345\r\n\r\n"];
+        assert_eq!(run(&small, 16).await, (5, false));
+        // One event growing past the limit over several chunks ends the stream.
+        let big = ["data: 12345", "6789012345", "678\n\n", "data: x\n\n"];
+        assert_eq!(run(&big, 16).await, (1, true));
+        // A chunk may hold several events; only the bytes after its last boundary count.
+        let packed = ["data: a\n\ndata: b\n\ndata: c\n\n0123456789", "\n\n"];
+        assert_eq!(run(&packed, 12).await, (2, false));
     }
 }
