@@ -76,17 +76,32 @@ impl Bridge {
     /// Let the upstreams connect (once; later calls do nothing). In stdio mode this
     /// happens after the client's `initialize` is answered, so that spawning upstreams
     /// does not delay the answer.
+    ///
+    /// A list or call that arrives before this (rmcp may run the client's first requests
+    /// before the task that answered `initialize` gets here) starts the deadline clock
+    /// too, but it must not stop the upstreams from being let go.
     pub fn begin(&self) {
-        if self.began.set(Instant::now()).is_ok() {
-            self.upstreams.begin();
-        }
+        self.began.get_or_init(Instant::now);
+        self.upstreams.begin();
     }
 
     fn start_inner(settings: Arc<Settings>, oauth: SignInContext, wait_for_sign_in: bool) -> Bridge {
         let sign_in_extension = wait_for_sign_in.then_some(oauth.sign_in_timeout);
+        let upstream_settings = settings.clone();
+        Self::assemble(settings, sign_in_extension, move |link| {
+            UpstreamSet::start(&upstream_settings, link, oauth)
+        })
+    }
+
+    /// The bridge over the upstreams `connect` makes (given the way back to the client).
+    fn assemble(
+        settings: Arc<Settings>,
+        sign_in_extension: Option<Duration>,
+        connect: impl FnOnce(Arc<DownstreamLink>) -> Arc<dyn Upstreams>,
+    ) -> Bridge {
         let (catalog_tx, catalog) = watch::channel(Arc::new(Catalog::default()));
         let link = Arc::new(DownstreamLink::new(catalog.clone()));
-        let upstreams: Arc<dyn Upstreams> = UpstreamSet::start(&settings, link.clone(), oauth);
+        let upstreams = connect(link.clone());
         let cancel = CancellationToken::new();
         let (settings_tx, settings_rx) = watch::channel(settings.clone());
         tokio::spawn(maintain_catalog(
@@ -271,5 +286,80 @@ async fn maintain_catalog(
             changed = settings.changed() => if changed.is_err() { break },
             () = cancel.cancelled() => break,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        path::Path,
+        sync::atomic::{AtomicBool, Ordering},
+    };
+
+    use futures::{FutureExt, future::BoxFuture};
+    use rmcp::model::{ClientNotification, LoggingLevel};
+
+    use super::*;
+    use crate::upstream::UpstreamState;
+
+    /// Upstreams that never connect; they only record whether they were let go.
+    struct Idle {
+        view: watch::Sender<Arc<View>>,
+        began: AtomicBool,
+    }
+
+    impl Upstreams for Idle {
+        fn view(&self) -> watch::Receiver<Arc<View>> {
+            self.view.subscribe()
+        }
+        fn request(
+            &self,
+            upstream: &str,
+            _request: ClientRequest,
+            _options: RequestOptions,
+        ) -> BoxFuture<'_, Result<ServerResult, UpstreamError>> {
+            let error = UpstreamError::Unknown(upstream.to_owned());
+            async move { Err(error) }.boxed()
+        }
+        fn notify_all(&self, _notification: ClientNotification) -> BoxFuture<'_, ()> {
+            async {}.boxed()
+        }
+        fn set_log_level(&self, _level: LoggingLevel) -> BoxFuture<'_, ()> {
+            async {}.boxed()
+        }
+        fn begin(&self) {
+            self.began.store(true, Ordering::SeqCst);
+        }
+        fn reconfigure(&self, _settings: &Settings) -> BoxFuture<'_, ()> {
+            async {}.boxed()
+        }
+        fn shutdown(&self) -> BoxFuture<'_, ()> {
+            async {}.boxed()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_before_begin_does_not_keep_the_upstreams_waiting() {
+        let text = r#"{ "mcpServers": { "fx": { "command": "x" } }, "bridge": { "startupTimeout": 5 } }"#;
+        let settings = Arc::new(crate::config::load_str(text, Path::new("c.json5"), &|_| None).unwrap());
+        let connecting = UpstreamState {
+            name: "fx".into(),
+            transport: "stdio",
+            status: Status::Connecting,
+            settled: false,
+            catalog: None,
+            generation: 0,
+        };
+        let idle = Arc::new(Idle {
+            view: watch::channel(Arc::new(View { upstreams: vec![connecting] })).0,
+            began: AtomicBool::new(false),
+        });
+        let upstreams = idle.clone();
+        let bridge = Bridge::assemble(settings, None, move |_| upstreams);
+        // The client's first `tools/list` is handled before `begin`: it waits.
+        let early = tokio::time::timeout(Duration::from_millis(50), bridge.settled_catalog()).await;
+        assert!(early.is_err(), "the list waits for the connecting upstream");
+        bridge.begin();
+        assert!(idle.began.load(Ordering::SeqCst), "the upstreams were let go");
     }
 }

@@ -29,8 +29,8 @@ use std::{
 
 use rmcp::{
     model::{
-        ClientJsonRpcMessage, ClientNotification, ClientRequest, JsonRpcMessage, RequestId,
-        ServerJsonRpcMessage,
+        CallToolRequest, ClientJsonRpcMessage, ClientNotification, ClientRequest, JsonRpcMessage,
+        JsonRpcRequest, RequestId, ServerJsonRpcMessage,
     },
     service::{RoleServer, RxJsonRpcMessage, TxJsonRpcMessage},
     transport::Transport,
@@ -167,7 +167,7 @@ fn parse_line(line: &[u8], outbox: &Outbox) -> Option<ClientJsonRpcMessage> {
     if line.is_empty() {
         return None;
     }
-    match serde_json::from_slice::<ClientJsonRpcMessage>(line) {
+    match decode_tool_call(line).map_or_else(|| serde_json::from_slice::<ClientJsonRpcMessage>(line), Ok) {
         Ok(JsonRpcMessage::Request(request)) => {
             if let ClientRequest::CustomRequest(custom) = &request.request
                 && let Some(problem) = standard_params_problem(&custom.method, custom.params.as_ref())
@@ -221,6 +221,28 @@ fn parse_line(line: &[u8], outbox: &Outbox) -> Option<ClientJsonRpcMessage> {
             None
         }
     }
+}
+
+/// The fast path for the hot method: a `tools/call` request decoded as such. rmcp's
+/// `ClientRequest` is an untagged union that tries thirteen other request types first,
+/// each failure building and dropping an error. `None` sends the line down the general
+/// decoder (anything else, and a `tools/call` that does not decode, for its error).
+fn decode_tool_call(line: &[u8]) -> Option<ClientJsonRpcMessage> {
+    #[derive(serde::Deserialize)]
+    struct Head<'a> {
+        #[serde(borrow)]
+        method: Option<std::borrow::Cow<'a, str>>,
+    }
+    let head: Head<'_> = serde_json::from_slice(line).ok()?;
+    if head.method.as_deref() != Some("tools/call") {
+        return None;
+    }
+    let request: JsonRpcRequest<CallToolRequest> = serde_json::from_slice(line).ok()?;
+    Some(JsonRpcMessage::Request(JsonRpcRequest {
+        jsonrpc: request.jsonrpc,
+        id: request.id,
+        request: ClientRequest::CallToolRequest(request.request),
+    }))
 }
 
 /// For a standard MCP method, why `params` do not fit it (rmcp then decodes the request
@@ -391,4 +413,41 @@ impl Transport<RoleServer> for StdioTransport {
 
 fn closed() -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::BrokenPipe, "stdout is closed")
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn the_tool_call_fast_path_decodes_as_the_general_decoder_does() {
+        let lines = [
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "a__b"}}),
+            json!({"jsonrpc": "2.0", "id": "x", "method": "tools/call", "params": {
+                "name": "a__b", "arguments": {"n": [1, {"k": null}]},
+                "_meta": {"progressToken": 7, "other": "kept"}, "extra": true,
+            }}),
+        ];
+        for line in lines {
+            let bytes = line.to_string().into_bytes();
+            let fast = decode_tool_call(&bytes).expect("a tools/call");
+            let general: ClientJsonRpcMessage = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(serde_json::to_value(&fast).unwrap(), serde_json::to_value(&general).unwrap());
+            assert!(matches!(
+                fast,
+                JsonRpcMessage::Request(JsonRpcRequest { request: ClientRequest::CallToolRequest(_), .. })
+            ));
+        }
+        // Everything else, and a tools/call that does not fit, takes the general path.
+        for line in [
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": 42}}),
+            json!({"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "a"}}),
+            json!({"jsonrpc": "1.0", "id": 1, "method": "tools/call", "params": {"name": "a"}}),
+        ] {
+            assert!(decode_tool_call(line.to_string().as_bytes()).is_none(), "{line}");
+        }
+    }
 }
