@@ -293,10 +293,20 @@ fn reject(line: &[u8], error: &serde_json::Error, outbox: &Outbox) {
         outbox.reply_error(Value::Null, -32600, message);
         return;
     };
-    let id = object.get("id").filter(|id| id.is_string() || id.is_i64() || id.is_u64()).cloned();
+    let raw_id = object.get("id");
+    let id = raw_id.filter(|id| id.is_string() || is_integral(id)).cloned();
     let method = object.get("method").and_then(Value::as_str);
     if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
         outbox.reply_error(id.unwrap_or(Value::Null), -32600, "`jsonrpc` must be \"2.0\"".to_owned());
+        return;
+    }
+    if let Some(unusable) = raw_id.filter(|id| id.is_number() && !is_integral(id)) {
+        // An id that cannot be a request id is answered with `null`, as JSON-RPC asks
+        // when the id cannot be told.
+        let message = format!(
+            "request id {unusable} is not supported: use a string or an integer between -2^63 and 2^63-1"
+        );
+        outbox.reply_error(Value::Null, -32600, message);
         return;
     }
     match (method, id) {
@@ -313,6 +323,13 @@ fn reject(line: &[u8], error: &serde_json::Error, outbox: &Outbox) {
             outbox.reply_error(id.unwrap_or(Value::Null), -32600, format!("invalid request: {error}"));
         }
     }
+}
+
+/// Whether a JSON number is an integer that rmcp takes as a request id (`7`, or `7.0`).
+fn is_integral(number: &Value) -> bool {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53: every integer below is exact
+    number.is_i64()
+        || (number.is_f64() && number.as_f64().is_some_and(|f| f.fract() == 0.0 && f.abs() < EXACT))
 }
 
 /// Write queued lines to stdout, flushing whenever the queue runs dry.

@@ -198,3 +198,20 @@ async fn a_second_initialize_is_refused_and_the_session_keeps_its_version() {
     // Still a 2025 session: `ping` is known.
     still_alive(&mut raw, 14).await;
 }
+
+#[tokio::test]
+async fn ids_the_bridge_cannot_take_get_minus_32600_with_null_id() {
+    let (_env, mut raw) = session().await;
+    for id in [json!(1.5), json!(18446744073709551615u64)] {
+        raw.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": 42}})).await;
+        let reply = raw.reply().await;
+        assert_eq!(error_code(&reply), -32600, "{reply}");
+        assert_eq!(reply["id"], Value::Null, "{reply}");
+        assert!(reply["error"]["message"].as_str().unwrap().contains("is not supported"), "{reply}");
+    }
+    // An integral float is an ordinary id.
+    raw.send(&json!({"jsonrpc": "2.0", "id": 9.0, "method": "tools/call", "params": {"name": 42}})).await;
+    let reply = raw.reply().await;
+    assert_eq!(error_code(&reply), -32602, "{reply}");
+    still_alive(&mut raw, 15).await;
+}

@@ -12,16 +12,18 @@ pub(super) enum Key {
     Null,
 }
 
-/// The canonical form of an id, as a request id is compared: integers (also written as
-/// `1.0`: integral and exactly representable) and strings are usable, the rest is not.
+/// The canonical form of an id, as a request id is compared: integers that fit in an
+/// i64 (also written as `1.0`: integral and exactly representable) and strings are
+/// usable, the rest is not.
 pub(super) fn id_key(id: &Value) -> Key {
     match id {
         Value::String(text) => Key::Id(format!("s:{text}")),
         Value::Number(number) => {
             if let Some(integer) = number.as_i64() {
                 Key::Id(format!("n:{integer}"))
-            } else if let Some(integer) = number.as_u64() {
-                Key::Id(format!("n:{integer}"))
+            } else if number.is_u64() {
+                // Beyond i64: no request can have it, so it is answered with `null`.
+                Key::Null
             } else {
                 match number.as_f64() {
                     Some(float) if float.fract() == 0.0 && float.abs() < 9_007_199_254_740_992.0 => {
