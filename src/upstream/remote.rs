@@ -132,6 +132,9 @@ pub fn should_fall_back_to_sse(error: &ClientInitializeError) -> bool {
 
 /// A one-line, actionable description of why connecting to or talking to a remote
 /// upstream failed, from any error in rmcp's or reqwest's chains.
+/// What a dropped connection is called, whichever layer noticed it.
+const CLOSED: &str = "the server closed the connection (did it stop or restart?)";
+
 pub fn describe(error: &(dyn StdError + 'static)) -> String {
     let mut current = Some(error);
     let mut outermost = None;
@@ -139,7 +142,11 @@ pub fn describe(error: &(dyn StdError + 'static)) -> String {
         if let Some(text) = describe_one(error) {
             return text;
         }
-        outermost.get_or_insert_with(|| error.to_string());
+        // rmcp's wrappers name Rust types ("Transport [TapTransport<…>] error"): the
+        // fallback text starts below them.
+        if !error.is::<rmcp::transport::DynamicTransportError>() && !error.is::<rmcp::ServiceError>() {
+            outermost.get_or_insert_with(|| error.to_string());
+        }
         current = next_source(error);
     }
     outermost.unwrap_or_else(|| "unknown error".to_owned())
@@ -183,6 +190,10 @@ fn describe_one(error: &(dyn StdError + 'static)) -> Option<String> {
                 Some("connection refused (is the server running, and is the URL's port right?)".to_owned())
             }
             std::io::ErrorKind::TimedOut => Some("the connection timed out".to_owned()),
+            std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::BrokenPipe
+            | std::io::ErrorKind::UnexpectedEof => Some(CLOSED.to_owned()),
             _ => None,
         };
     }
@@ -211,6 +222,12 @@ fn describe_one(error: &(dyn StdError + 'static)) -> Option<String> {
             return Some(format!(
                 "TLS handshake failed: {detail} (for a development server with a self-signed certificate, set `verify_ssl: false`)"
             ));
+        }
+        if ["connection closed", "connection reset", "broken pipe", "incomplete message"]
+            .iter()
+            .any(|words| chain.to_lowercase().contains(words))
+        {
+            return Some(CLOSED.to_owned());
         }
         if chain.contains("dns error") || chain.contains("failed to lookup address") {
             let host = reqwest.url().and_then(|url| url.host_str().map(str::to_owned)).unwrap_or_default();
@@ -298,4 +315,25 @@ fn shorten(text: &str) -> String {
     }
     let kept: String = flat.chars().take(LIMIT).collect();
     format!("{kept}…")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dropped_connection_is_described_as_such() {
+        for kind in [std::io::ErrorKind::ConnectionReset, std::io::ErrorKind::BrokenPipe] {
+            assert_eq!(describe(&std::io::Error::from(kind)), CLOSED);
+        }
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(describe(&refused).starts_with("connection refused"));
+        // rmcp's transport wrapper, which names Rust types, is skipped in the fallback.
+        let inner = std::io::Error::other("something odd");
+        let wrapped = rmcp::ServiceError::TransportSend(rmcp::transport::DynamicTransportError::new::<
+            rmcp::transport::async_rw::AsyncRwTransport<rmcp::RoleClient, tokio::io::Empty, tokio::io::Sink>,
+            _,
+        >(inner));
+        assert_eq!(describe(&wrapped), "something odd");
+    }
 }
