@@ -87,10 +87,7 @@ fn filter_for(level: &str) -> EnvFilter {
     let level = level.trim().to_ascii_lowercase();
     let directive = match level.as_str() {
         "trace" | "debug" => format!("{level},hyper=info,reqwest=info,h2=info"),
-        // rmcp reports an upstream's unparsable or oversized lines at debug level in its
-        // line codec; keep those: they say which upstream misbehaves (its span names it).
-        "info" | "warn" => format!("{level},rmcp=warn,rmcp::transport::async_rw=debug"),
-        "error" | "off" => format!("{level},rmcp=warn"),
+        "info" | "warn" | "error" | "off" => format!("{level},rmcp=warn"),
         _ => level,
     };
     EnvFilter::try_new(&directive).unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn"))

@@ -73,9 +73,9 @@ impl Bridge {
         bridge
     }
 
-    /// Let the upstreams connect (once; later calls do nothing). In stdio mode this
-    /// happens after the client's `initialize` is answered, so that spawning upstreams
-    /// does not delay the answer.
+    /// Let the upstreams connect (idempotent). In stdio mode this happens after the
+    /// client's `initialize` is answered, so that spawning upstreams does not delay the
+    /// answer.
     ///
     /// A list or call that arrives before this (rmcp may run the client's first requests
     /// before the task that answered `initialize` gets here) starts the deadline clock

@@ -14,11 +14,7 @@
 //! the upstream). A request the upstream sends that cannot be decoded is answered with
 //! "invalid request", as rmcp does.
 
-use std::{
-    collections::HashSet,
-    future::Future,
-    sync::{Arc, Mutex},
-};
+use std::{collections::HashSet, future::Future, sync::Arc};
 
 use rmcp::{
     RoleClient,
@@ -49,8 +45,9 @@ pub struct LineTransport<R, W> {
     /// The line under way is over the limit and being skipped.
     oversized: bool,
     max_bytes: usize,
-    /// Ids of our `tools/call` requests that have not been answered.
-    tool_calls: Arc<Mutex<HashSet<RequestId>>>,
+    /// Ids of our `tools/call` requests that have not been answered. `send` and
+    /// `receive` both take `&mut self`, so no lock is needed.
+    tool_calls: HashSet<RequestId>,
     /// Whether a non-JSON line was already logged at `warn` (the rest go to `debug`).
     warned_noise: bool,
 }
@@ -63,7 +60,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> LineTransport<R, W> {
             line: Vec::new(),
             oversized: false,
             max_bytes,
-            tool_calls: Arc::default(),
+            tool_calls: HashSet::new(),
             warned_noise: false,
         }
     }
@@ -116,11 +113,11 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> LineTransport<R, W> {
         match serde_json::from_slice::<RxJsonRpcMessage<RoleClient>>(line) {
             Ok(message) => {
                 if let JsonRpcMessage::Response(response) = &message {
-                    self.calls().remove(&response.id);
+                    self.tool_calls.remove(&response.id);
                 } else if let JsonRpcMessage::Error(error) = &message
                     && let Some(id) = &error.id
                 {
-                    self.calls().remove(id);
+                    self.tool_calls.remove(id);
                 }
                 Ok(message)
             }
@@ -131,22 +128,16 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> LineTransport<R, W> {
     /// The fast path: a response to one of our `tools/call` requests.
     fn decode_tool_result(&mut self, line: &[u8]) -> Option<RxJsonRpcMessage<RoleClient>> {
         #[derive(Deserialize)]
-        struct Head {
-            id: Option<RequestId>,
-            method: Option<IgnoredAny>,
-            result: Option<IgnoredAny>,
-        }
-        #[derive(Deserialize)]
         struct ToolResponse {
             id: RequestId,
             result: CallToolResult,
         }
-        if self.calls().is_empty() {
+        if self.tool_calls.is_empty() {
             return None;
         }
         let head: Head = serde_json::from_slice(line).ok()?;
         let id = head.id.filter(|_| head.method.is_none() && head.result.is_some())?;
-        if !self.calls().remove(&id) {
+        if !self.tool_calls.remove(&id) {
             return None;
         }
         let response: ToolResponse = serde_json::from_slice(line).ok()?;
@@ -155,10 +146,6 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> LineTransport<R, W> {
             id: response.id,
             result: ServerResult::from(response.result),
         }))
-    }
-
-    fn calls(&self) -> std::sync::MutexGuard<'_, HashSet<RequestId>> {
-        self.tool_calls.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn log_noise(&mut self, error: &serde_json::Error) {
@@ -172,30 +159,34 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> LineTransport<R, W> {
     }
 }
 
+/// The envelope of a JSON-RPC line: what kind of message it is, and its id.
+#[derive(Deserialize)]
+struct Head {
+    id: Option<RequestId>,
+    method: Option<IgnoredAny>,
+    result: Option<IgnoredAny>,
+}
+
 /// Why a line was not a message, and what that calls for.
 enum Undecodable {
     /// Not JSON: skipped.
     Noise(serde_json::Error),
-    /// JSON, but no message we know: a request gets an error, anything else is skipped.
-    Unknown { request_id: Option<Option<RequestId>>, error: serde_json::Error },
+    /// JSON, but no message we know: a request (its id here) gets an error, anything
+    /// else is skipped.
+    Unknown { request_id: Option<RequestId>, error: serde_json::Error },
 }
 
 impl Undecodable {
     fn classify(line: &[u8], error: serde_json::Error) -> Self {
-        #[derive(Deserialize)]
-        struct Shape {
-            id: Option<RequestId>,
-            method: Option<IgnoredAny>,
-        }
         use serde_json::error::Category;
         match error.classify() {
             Category::Syntax | Category::Eof => Undecodable::Noise(error),
             Category::Data | Category::Io => {
-                let shape = serde_json::from_slice::<Shape>(line).ok();
-                let request_id = shape.filter(|shape| shape.method.is_some()).and_then(|shape| {
-                    // A notification (no id) is skipped; a request is answered.
-                    shape.id.map(Some)
-                });
+                // A notification (no id) is skipped; a request is answered.
+                let request_id = serde_json::from_slice::<Head>(line)
+                    .ok()
+                    .filter(|head| head.method.is_some())
+                    .and_then(|head| head.id);
                 Undecodable::Unknown { request_id, error }
             }
         }
@@ -216,11 +207,10 @@ where
         if let JsonRpcMessage::Request(request) = &item
             && matches!(request.request, ClientRequest::CallToolRequest(_))
         {
-            let mut calls = self.calls();
-            if calls.len() >= MAX_TRACKED_CALLS {
-                calls.clear();
+            if self.tool_calls.len() >= MAX_TRACKED_CALLS {
+                self.tool_calls.clear();
             }
-            calls.insert(request.id.clone());
+            self.tool_calls.insert(request.id.clone());
         }
         let writer = self.writer.clone();
         async move {
@@ -254,7 +244,7 @@ where
                     tracing::debug!("the upstream sent a request the bridge cannot decode: {error}");
                     let reply = TxJsonRpcMessage::<RoleClient>::error(
                         ErrorData::invalid_request(format!("invalid request: {error}"), None),
-                        id,
+                        Some(id),
                     );
                     if self.send(reply).await.is_err() {
                         return None;
@@ -340,10 +330,10 @@ mod tests {
         assert!(transport.decode_tool_result(other.to_string().as_bytes()).is_none(), "70 is no tools/call");
         let fast = transport.decode_tool_result(line.to_string().as_bytes()).expect("fast path");
         assert_eq!(serde_json::to_value(&fast).unwrap(), serde_json::to_value(&general).unwrap());
-        assert!(transport.calls().is_empty(), "answered ids are forgotten");
+        assert!(transport.tool_calls.is_empty(), "answered ids are forgotten");
 
         // Over the wire, with noise, a BOM, CRLF and an oversized line in between.
-        transport.calls().insert(RequestId::Number(8));
+        transport.tool_calls.insert(RequestId::Number(8));
         upstream.say("not json at all\n\u{feff}").await;
         upstream
             .say(&format!("{}\r\n", json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})))
@@ -360,7 +350,7 @@ mod tests {
         assert_eq!(received[0]["method"], "notifications/tools/list_changed");
         assert_eq!(received[1]["error"]["message"], "no");
         assert_eq!(received[2], json!({"jsonrpc": "2.0", "id": 9, "result": {}}));
-        assert!(transport.calls().is_empty(), "an error answer forgets the id too");
+        assert!(transport.tool_calls.is_empty(), "an error answer forgets the id too");
     }
 
     #[tokio::test]

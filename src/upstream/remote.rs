@@ -130,11 +130,11 @@ pub fn should_fall_back_to_sse(error: &ClientInitializeError) -> bool {
     false
 }
 
-/// A one-line, actionable description of why connecting to or talking to a remote
-/// upstream failed, from any error in rmcp's or reqwest's chains.
 /// What a dropped connection is called, whichever layer noticed it.
 const CLOSED: &str = "the server closed the connection (did it stop or restart?)";
 
+/// A one-line, actionable description of why connecting to or talking to a remote
+/// upstream failed, from any error in rmcp's or reqwest's chains.
 pub fn describe(error: &(dyn StdError + 'static)) -> String {
     let mut current = Some(error);
     let mut outermost = None;
@@ -223,9 +223,10 @@ fn describe_one(error: &(dyn StdError + 'static)) -> Option<String> {
                 "TLS handshake failed: {detail} (for a development server with a self-signed certificate, set `verify_ssl: false`)"
             ));
         }
+        let lowercase = chain.to_lowercase();
         if ["connection closed", "connection reset", "broken pipe", "incomplete message"]
             .iter()
-            .any(|words| chain.to_lowercase().contains(words))
+            .any(|words| lowercase.contains(words))
         {
             return Some(CLOSED.to_owned());
         }

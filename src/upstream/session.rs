@@ -148,8 +148,8 @@ impl Pending {
         label: &'static str,
     ) -> Result<Session, (InitFailure, Option<ChildGuard>)> {
         let Pending { parts, closed, lifecycle } = self;
-        // rmcp's session task inherits this span, so what rmcp logs about this upstream
-        // (unparsable lines, oversized messages, …) names it.
+        // rmcp's session task inherits this span, so what is logged from inside it (by
+        // rmcp, and by the transport: unparsable lines, oversized messages) names it.
         let span = tracing::info_span!("upstream", upstream = %entry.name);
         let serve = serve_client_with_lifecycle_and_ct(
             parts.handler,

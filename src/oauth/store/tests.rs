@@ -355,9 +355,9 @@ impl Drop for TestChild {
     }
 }
 
-#[allow(clippy::print_stdout, reason = "the parent test reads the child's progress from stdout")]
+/// The parent test reads the child's progress from its stdout.
 fn tell_parent(marker: &str) {
-    println!("{marker}");
+    crate::output::line(marker);
 }
 
 #[test]
