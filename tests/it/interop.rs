@@ -9,17 +9,10 @@
 
 use std::time::Duration;
 
-use rmcp::model::{
-    CallToolRequestParams, CallToolResult, GetPromptRequestParams, ReadResourceRequestParams,
-    ResourceContents, Tool,
-};
+use rmcp::model::{GetPromptRequestParams, ReadResourceRequestParams, Tool};
 use serde_json::{Value, json};
 
 use crate::{peers, support::*};
-
-/// How long a peer may take to do something that should be quick. Generous on purpose:
-/// CI has two cores shared by every test running in parallel, and Node starts slowly.
-const PEER_DEADLINE: Duration = Duration::from_secs(60);
 
 /// server-everything behind the bridge next to a fixture upstream named `fix`.
 ///
@@ -46,43 +39,10 @@ async fn start_everything(env: &TestEnv) -> (Session, Vec<Tool>) {
         env,
         &session,
         &["fix__echo", "everything__echo", "everything__trigger-sampling-request"],
+        String::new,
     )
     .await;
     (session, tools)
-}
-
-/// Poll `tools/list` until every name in `names` is there (list_changed may lag).
-async fn wait_for_tools(env: &TestEnv, session: &Session, names: &[&str]) -> Vec<Tool> {
-    let deadline = tokio::time::Instant::now() + PEER_DEADLINE;
-    loop {
-        let tools = session.service.list_all_tools().await.expect("tools/list");
-        if names.iter().all(|name| tools.iter().any(|tool| tool.name == *name)) {
-            return tools;
-        }
-        let listed: Vec<&str> = tools.iter().map(|tool| tool.name.as_ref()).collect();
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "tools {names:?} not all listed within {PEER_DEADLINE:?}; listed: {listed:?}\nbridge log:\n{}",
-            env.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn call(session: &Session, name: &str, arguments: Value) -> CallToolResult {
-    let mut params = CallToolRequestParams::new(name.to_owned());
-    params.arguments = arguments.as_object().cloned();
-    tokio::time::timeout(PEER_DEADLINE, session.service.call_tool(params))
-        .await
-        .unwrap_or_else(|_| panic!("{name} did not answer within {PEER_DEADLINE:?}"))
-        .unwrap_or_else(|error| panic!("{name} failed: {error}"))
-}
-
-fn text_contents(contents: &ResourceContents) -> (&str, &str) {
-    match contents {
-        ResourceContents::TextResourceContents { uri, text, .. } => (uri, text),
-        other => panic!("expected text contents, got {other:?}"),
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -130,14 +90,14 @@ async fn everything_tools_are_listed_with_its_prefix_next_to_the_fixture() {
 async fn everything_echo_and_fixture_echo_both_answer() {
     let env = TestEnv::new();
     let (session, _) = start_everything(&env).await;
-    let echoed = call(&session, "everything__echo", json!({"message": "through the bridge"})).await;
+    let echoed = peer_call(&session, "everything__echo", json!({"message": "through the bridge"})).await;
     assert_eq!(text_of(&echoed), "Echo: through the bridge");
     assert_ne!(echoed.is_error, Some(true));
 
-    let sum = call(&session, "everything__get-sum", json!({"a": 2, "b": 40})).await;
+    let sum = peer_call(&session, "everything__get-sum", json!({"a": 2, "b": 40})).await;
     assert!(text_of(&sum).contains("42"), "{}", text_of(&sum));
 
-    let fixture = call(&session, "fix__echo", json!({"message": "next door"})).await;
+    let fixture = peer_call(&session, "fix__echo", json!({"message": "next door"})).await;
     assert_eq!(text_of(&fixture), "fix: next door");
     session.close().await;
 }
@@ -146,7 +106,8 @@ async fn everything_echo_and_fixture_echo_both_answer() {
 async fn everything_structured_content_passes_through() {
     let env = TestEnv::new();
     let (session, _) = start_everything(&env).await;
-    let result = call(&session, "everything__get-structured-content", json!({"location": "New York"})).await;
+    let result =
+        peer_call(&session, "everything__get-structured-content", json!({"location": "New York"})).await;
     let structured = result.structured_content.clone().expect("structuredContent");
     assert!(structured.get("temperature").is_some_and(Value::is_number), "{structured}");
     assert!(structured.get("conditions").is_some_and(Value::is_string), "{structured}");
@@ -162,7 +123,7 @@ async fn everything_long_running_operation_reports_progress() {
     let (session, _) = start_everything(&env).await;
     // `duration` is in seconds, split evenly over `steps`.
     let result =
-        call(&session, "everything__trigger-long-running-operation", json!({"duration": 1, "steps": 4}))
+        peer_call(&session, "everything__trigger-long-running-operation", json!({"duration": 1, "steps": 4}))
             .await;
     assert_eq!(text_of(&result), "Long running operation completed. Duration: 1 seconds, Steps: 4.");
     let progress: Vec<(f64, Option<f64>)> =
@@ -250,7 +211,7 @@ async fn everything_prompts_and_completions_pass_through() {
 async fn everything_sampling_is_answered_by_the_client() {
     let env = TestEnv::new();
     let (session, _) = start_everything(&env).await;
-    let result = call(
+    let result = peer_call(
         &session,
         "everything__trigger-sampling-request",
         json!({"prompt": "write a haiku", "maxTokens": 17}),
@@ -282,7 +243,7 @@ async fn everything_sampling_is_answered_by_the_client() {
 async fn everything_elicitation_is_answered_by_the_client() {
     let env = TestEnv::new();
     let (session, _) = start_everything(&env).await;
-    let result = call(&session, "everything__trigger-elicitation-request", json!({})).await;
+    let result = peer_call(&session, "everything__trigger-elicitation-request", json!({})).await;
     let text = text_of(&result);
     assert_ne!(result.is_error, Some(true), "{text}");
     assert!(text.contains("User provided the requested information!"), "{text}");
@@ -299,7 +260,7 @@ async fn everything_elicitation_is_answered_by_the_client() {
 async fn everything_roots_come_from_the_client() {
     let env = TestEnv::new();
     let (session, _) = start_everything(&env).await;
-    let result = call(&session, "everything__get-roots-list", json!({})).await;
+    let result = peer_call(&session, "everything__get-roots-list", json!({})).await;
     let text = text_of(&result);
     assert_ne!(result.is_error, Some(true), "{text}");
     assert!(text.contains("Current MCP Roots (2 total)"), "{text}");

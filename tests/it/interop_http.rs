@@ -18,13 +18,9 @@ use std::{
     path::PathBuf,
     process::Stdio,
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
-use rmcp::model::{
-    CallToolRequestParams, CallToolResult, GetPromptRequestParams, ReadResourceRequestParams,
-    ResourceContents, Tool,
-};
+use rmcp::model::{GetPromptRequestParams, ReadResourceRequestParams};
 use serde_json::{Value, json};
 use tokio::{
     io::{AsyncBufReadExt, BufReader, Lines},
@@ -32,11 +28,6 @@ use tokio::{
 };
 
 use crate::{peers, support::*};
-
-/// How long a peer may take to do something that should be quick. Generous on purpose:
-/// CI has two cores shared by every test running in parallel, and Node and Python
-/// start slowly.
-const PEER_DEADLINE: Duration = Duration::from_secs(60);
 
 /// A third-party server listening on 127.0.0.1, killed when dropped.
 struct HttpPeer {
@@ -158,39 +149,9 @@ fn remote_config(name: &str, url: &str, transport: &str) -> Value {
     })
 }
 
-/// Poll `tools/list` until every name in `names` is there (list_changed may lag).
-async fn wait_for_tools(env: &TestEnv, session: &Session, peer: &HttpPeer, names: &[&str]) -> Vec<Tool> {
-    let deadline = tokio::time::Instant::now() + PEER_DEADLINE;
-    loop {
-        let tools = session.service.list_all_tools().await.expect("tools/list");
-        if names.iter().all(|name| tools.iter().any(|tool| tool.name == *name)) {
-            return tools;
-        }
-        let listed: Vec<&str> = tools.iter().map(|tool| tool.name.as_ref()).collect();
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "tools {names:?} not all listed within {PEER_DEADLINE:?}; listed: {listed:?}\nbridge log:\n{}\npeer stderr:\n{}",
-            env.log(),
-            peer.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn call(session: &Session, name: &str, arguments: Value) -> CallToolResult {
-    let mut params = CallToolRequestParams::new(name.to_owned());
-    params.arguments = arguments.as_object().cloned();
-    tokio::time::timeout(PEER_DEADLINE, session.service.call_tool(params))
-        .await
-        .unwrap_or_else(|_| panic!("{name} did not answer within {PEER_DEADLINE:?}"))
-        .unwrap_or_else(|error| panic!("{name} failed: {error}"))
-}
-
-fn text_contents(contents: &ResourceContents) -> (&str, &str) {
-    match contents {
-        ResourceContents::TextResourceContents { uri, text, .. } => (uri, text),
-        other => panic!("expected text contents, got {other:?}"),
-    }
+/// The peer's stderr, for a failure message.
+fn peer_stderr(peer: &HttpPeer) -> String {
+    format!("\npeer stderr:\n{}", peer.stderr())
 }
 
 /// Progress notifications the client has seen, as (progress, total, message).
@@ -235,12 +196,12 @@ async fn everything_passes_through(mode: &str, path: &str, transport: &str, conn
     let tools = wait_for_tools(
         &env,
         &session,
-        &peer,
         &[
             "everything__echo",
             "everything__trigger-long-running-operation",
             "everything__trigger-sampling-request",
         ],
+        || peer_stderr(&peer),
     )
     .await;
     assert!(logged_for(&env.wait_log(connected).await, connected, "everything"), "{}", env.log());
@@ -257,13 +218,14 @@ async fn everything_passes_through(mode: &str, path: &str, transport: &str, conn
     assert_eq!(echo.description.as_deref(), Some("Echoes back the input string"));
 
     // A tool call.
-    let echoed = call(&session, "everything__echo", json!({"message": format!("over {transport}")})).await;
+    let echoed =
+        peer_call(&session, "everything__echo", json!({"message": format!("over {transport}")})).await;
     assert_ne!(echoed.is_error, Some(true), "{}", text_of(&echoed));
     assert_eq!(text_of(&echoed), format!("Echo: over {transport}"));
 
     // Progress of the long-running tool (`duration` in seconds, split over `steps`).
     let result =
-        call(&session, "everything__trigger-long-running-operation", json!({"duration": 1, "steps": 4}))
+        peer_call(&session, "everything__trigger-long-running-operation", json!({"duration": 1, "steps": 4}))
             .await;
     assert_eq!(text_of(&result), "Long running operation completed. Duration: 1 seconds, Steps: 4.");
     session.wait_seen(PEER_DEADLINE, |seen| seen.progress.len() >= 4).await;
@@ -296,7 +258,7 @@ async fn everything_passes_through(mode: &str, path: &str, transport: &str, conn
     );
 
     // Sampling: the upstream's request reaches the test client, its answer goes back.
-    let sampled = call(
+    let sampled = peer_call(
         &session,
         "everything__trigger-sampling-request",
         json!({"prompt": "write a haiku", "maxTokens": 17}),
@@ -342,7 +304,8 @@ async fn python_passes_through(peer: &HttpPeer, path: &str, transport: &str, con
     let env = TestEnv::new();
     env.write_config(&remote_config("py", &peer.url(path), transport));
     let session = Session::start(&env).await;
-    let tools = wait_for_tools(&env, &session, peer, &["py__echo", "py__slow", "py__sample"]).await;
+    let tools =
+        wait_for_tools(&env, &session, &["py__echo", "py__slow", "py__sample"], || peer_stderr(peer)).await;
     assert!(logged_for(&env.wait_log(connected).await, connected, "py"), "{}", env.log());
     let names: Vec<&str> = tools.iter().map(|tool| tool.name.as_ref()).collect();
     assert_eq!(names.len(), 3, "exactly the Python server's tools: {names:?}");
@@ -351,11 +314,11 @@ async fn python_passes_through(peer: &HttpPeer, path: &str, transport: &str, con
     let schema = Value::Object((*echo.input_schema).clone());
     assert_eq!(schema["properties"]["message"]["type"], "string", "{schema}");
 
-    let echoed = call(&session, "py__echo", json!({"message": "hello python"})).await;
+    let echoed = peer_call(&session, "py__echo", json!({"message": "hello python"})).await;
     assert_ne!(echoed.is_error, Some(true), "{}", text_of(&echoed));
     assert_eq!(text_of(&echoed), "py: hello python");
 
-    let slow = call(&session, "py__slow", json!({"steps": 3})).await;
+    let slow = peer_call(&session, "py__slow", json!({"steps": 3})).await;
     assert_eq!(text_of(&slow), "py: done 3 steps");
     session.wait_seen(PEER_DEADLINE, |seen| seen.progress.len() >= 3).await;
     assert_eq!(
@@ -386,7 +349,7 @@ async fn python_passes_through(peer: &HttpPeer, path: &str, transport: &str, con
         json!([{"role": "user", "content": {"type": "text", "text": "Hello Ada from py"}}])
     );
 
-    let sampled = call(&session, "py__sample", json!({"prompt": "a question from python"})).await;
+    let sampled = peer_call(&session, "py__sample", json!({"prompt": "a question from python"})).await;
     assert_ne!(sampled.is_error, Some(true), "{}", text_of(&sampled));
     assert_eq!(text_of(&sampled), "py: sampled: sampled-by-test-client");
     let requests = session.client.seen().sampling_requests.clone();

@@ -524,3 +524,52 @@ pub async fn tool_names(session: &Session) -> Vec<String> {
     names.sort();
     names
 }
+
+/// How long a third-party peer (server-everything, the Python SDK) may take to do
+/// something that should be quick. Generous on purpose: CI has two cores shared by every
+/// test running in parallel, and Node and Python start slowly.
+pub const PEER_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Poll `tools/list` until every name in `names` is there (list_changed may lag); on
+/// failure the message has the bridge log and `more()` (e.g. the peer's stderr).
+pub async fn wait_for_tools(
+    env: &TestEnv,
+    session: &Session,
+    names: &[&str],
+    more: impl Fn() -> String,
+) -> Vec<rmcp::model::Tool> {
+    let deadline = tokio::time::Instant::now() + PEER_DEADLINE;
+    loop {
+        let tools = session.service.list_all_tools().await.expect("tools/list");
+        if names.iter().all(|name| tools.iter().any(|tool| tool.name == *name)) {
+            return tools;
+        }
+        let listed: Vec<&str> = tools.iter().map(|tool| tool.name.as_ref()).collect();
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "tools {names:?} not all listed within {PEER_DEADLINE:?}; listed: {listed:?}\nbridge log:\n{}{}",
+            env.log(),
+            more()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Call tool `name` with `arguments`, failing the test if it errors or takes longer than
+/// [`PEER_DEADLINE`].
+pub async fn peer_call(session: &Session, name: &str, arguments: Value) -> rmcp::model::CallToolResult {
+    let mut params = rmcp::model::CallToolRequestParams::new(name.to_owned());
+    params.arguments = arguments.as_object().cloned();
+    tokio::time::timeout(PEER_DEADLINE, session.service.call_tool(params))
+        .await
+        .unwrap_or_else(|_| panic!("{name} did not answer within {PEER_DEADLINE:?}"))
+        .unwrap_or_else(|error| panic!("{name} failed: {error}"))
+}
+
+/// The URI and text of text resource contents.
+pub fn text_contents(contents: &rmcp::model::ResourceContents) -> (&str, &str) {
+    match contents {
+        rmcp::model::ResourceContents::TextResourceContents { uri, text, .. } => (uri, text),
+        other => panic!("expected text contents, got {other:?}"),
+    }
+}
