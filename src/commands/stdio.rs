@@ -60,6 +60,7 @@ pub async fn run(context: &Context) -> anyhow::Result<Outcome> {
     } else {
         bridge.shutdown().await;
     }
+    stdio::restore();
     tracing::info!("stdio bridge stopped");
     Ok(Outcome::Success)
 }

@@ -12,14 +12,15 @@
 //! arrive before `initialize` are dropped (rmcp would end the session on them), and a
 //! second `initialize` is refused instead of renegotiating a running session.
 //!
-//! Threads: stdin is read by a plain thread (a blocked read of a pipe cannot be
-//! cancelled, and the thread simply dies with the process); stdout is written by
-//! another, which batches and flushes. Outgoing messages are serialized when rmcp hands
-//! them over, so they leave in the order rmcp sends them.
+//! I/O: when stdin and stdout are pipes or sockets (as a client spawns us), they are
+//! switched to non-blocking mode and driven by the async runtime itself, so a message
+//! costs no extra thread wake-up on its way in or out. Anything else (a terminal, a
+//! file) goes through tokio's blocking stdin/stdout. Outgoing messages are serialized
+//! when rmcp hands them over, so they leave in the order rmcp sends them; the writer
+//! task batches whatever is queued into one write.
 
 use std::{
     collections::HashSet,
-    io::{BufRead, Write},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -36,11 +37,22 @@ use rmcp::{
     transport::Transport,
 };
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, oneshot};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader},
+    sync::{mpsc, oneshot},
+};
 use tokio_util::sync::CancellationToken;
+
+mod pipes;
+
+pub use pipes::restore;
 
 /// Messages queued for stdout before senders wait.
 const OUTBOX_CAPACITY: usize = 1024;
+/// Read buffer for stdin, and the usual capacity of the stdout batch.
+const READ_BUFFER: usize = 64 * 1024;
+/// A stdout batch is written once it reaches this size, even with more queued.
+const BATCH_LIMIT: usize = 1024 * 1024;
 /// How long closing the transport waits for queued output to be written.
 const FLUSH_LIMIT: Duration = Duration::from_secs(1);
 
@@ -49,7 +61,7 @@ enum Outgoing {
     Flush(oneshot::Sender<()>),
 }
 
-/// Shared by the transport (rmcp's side) and the stdin thread (error replies).
+/// Shared by the transport (rmcp's side) and the stdin reader.
 struct Outbox {
     tx: mpsc::Sender<Outgoing>,
     /// Ids of client requests that have not been answered yet.
@@ -63,15 +75,29 @@ impl Outbox {
     fn in_flight(&self) -> std::sync::MutexGuard<'_, HashSet<RequestId>> {
         self.in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
 
-    /// Queue an error reply from the stdin thread.
-    fn reply_error(&self, id: Value, code: i32, message: String) {
-        let reply = json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}});
-        tracing::debug!(code, "rejected a client message: {message}");
-        let mut line = reply.to_string().into_bytes();
-        line.push(b'\n');
-        let _ = self.tx.blocking_send(Outgoing::Line(line));
-    }
+/// What the reader does with one line from the client.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "returned and moved straight into the channel; boxing costs an allocation per message"
+)]
+enum Verdict {
+    /// A well-formed message for rmcp.
+    Pass(ClientJsonRpcMessage),
+    /// Answered by the transport itself: this error reply goes to stdout.
+    Reply(Vec<u8>),
+    /// Nothing to answer (a notification or response that cannot be used).
+    Drop,
+}
+
+/// An error reply to a client message rmcp will not see.
+fn error_reply(id: Value, code: i32, message: String) -> Verdict {
+    let reply = json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}});
+    tracing::debug!(code, "rejected a client message: {message}");
+    let mut line = reply.to_string().into_bytes();
+    line.push(b'\n');
+    Verdict::Reply(line)
 }
 
 /// The transport rmcp serves the client over.
@@ -80,8 +106,9 @@ pub struct StdioTransport {
     outbox: Arc<Outbox>,
 }
 
-/// Start the stdin and stdout threads. `stdin_closed` fires when the client closes
-/// stdin (or it fails), so the caller can shut down without waiting for rmcp.
+/// Start reading stdin and writing stdout. `stdin_closed` fires when the client closes
+/// stdin (or it fails), so the caller can shut down without waiting for rmcp. Must be
+/// called inside the runtime.
 pub fn stdio(max_bytes: usize, stdin_closed: CancellationToken) -> StdioTransport {
     let (out_tx, out_rx) = mpsc::channel(OUTBOX_CAPACITY);
     let outbox = Arc::new(Outbox {
@@ -92,27 +119,27 @@ pub fn stdio(max_bytes: usize, stdin_closed: CancellationToken) -> StdioTranspor
     });
     let (in_tx, incoming) = mpsc::channel(64);
     let reader_outbox = outbox.clone();
-    let spawned = std::thread::Builder::new().name("stdin".into()).spawn(move || {
-        read_stdin(std::io::stdin().lock(), &reader_outbox, &in_tx);
+    let input = pipes::stdin();
+    tokio::spawn(async move {
+        read_stdin(input, &reader_outbox, &in_tx).await;
         stdin_closed.cancel();
     });
-    if let Err(error) = spawned {
-        tracing::error!("cannot start the stdin thread: {error}");
-    }
-    if let Err(error) = std::thread::Builder::new().name("stdout".into()).spawn(move || write_stdout(out_rx))
-    {
-        tracing::error!("cannot start the stdout thread: {error}");
-    }
+    tokio::spawn(write_stdout(pipes::stdout(), out_rx));
     StdioTransport { incoming, outbox }
 }
 
 /// Read newline-delimited messages until EOF, never holding more than `max_bytes` of
 /// one line in memory.
-fn read_stdin(mut input: impl BufRead, outbox: &Outbox, incoming: &mpsc::Sender<ClientJsonRpcMessage>) {
+async fn read_stdin(
+    input: impl AsyncRead + Unpin,
+    outbox: &Outbox,
+    incoming: &mpsc::Sender<ClientJsonRpcMessage>,
+) {
+    let mut input = BufReader::with_capacity(READ_BUFFER, input);
     let mut line = Vec::new();
     let mut oversized = false;
     loop {
-        let buffer = match input.fill_buf() {
+        let buffer = match input.fill_buf().await {
             Ok([]) => break,
             Ok(buffer) => buffer,
             Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -134,77 +161,72 @@ fn read_stdin(mut input: impl BufRead, outbox: &Outbox, incoming: &mpsc::Sender<
         let used = chunk.len() + usize::from(complete);
         input.consume(used);
         if complete {
-            if oversized {
-                outbox.reply_error(
-                    Value::Null,
-                    -32600,
-                    format!(
-                        "message larger than the {} byte limit (`bridge.maxMessageBytes`)",
-                        outbox.max_bytes
-                    ),
-                );
+            let verdict = if oversized {
                 oversized = false;
-            } else if let Some(message) = parse_line(&line, outbox)
-                && incoming.blocking_send(message).is_err()
-            {
-                break;
-            }
+                let message = format!(
+                    "message larger than the {} byte limit (`bridge.maxMessageBytes`)",
+                    outbox.max_bytes
+                );
+                error_reply(Value::Null, -32600, message)
+            } else {
+                parse_line(&line, outbox)
+            };
             line.clear();
+            if !deliver(verdict, outbox, incoming).await {
+                return;
+            }
         }
     }
-    if !line.is_empty()
-        && !oversized
-        && let Some(message) = parse_line(&line, outbox)
-    {
-        let _ = incoming.blocking_send(message);
+    if !line.is_empty() && !oversized {
+        deliver(parse_line(&line, outbox), outbox, incoming).await;
     }
 }
 
-/// Parse one line; answer it with an error and return `None` when it is not a message
-/// rmcp should see.
-fn parse_line(line: &[u8], outbox: &Outbox) -> Option<ClientJsonRpcMessage> {
+/// Hand a parsed line on; `false` once the session is gone.
+async fn deliver(verdict: Verdict, outbox: &Outbox, incoming: &mpsc::Sender<ClientJsonRpcMessage>) -> bool {
+    match verdict {
+        Verdict::Pass(message) => incoming.send(message).await.is_ok(),
+        Verdict::Reply(line) => outbox.tx.send(Outgoing::Line(line)).await.is_ok(),
+        Verdict::Drop => true,
+    }
+}
+
+/// Parse one line and decide what becomes of it: passed to rmcp, answered with an
+/// error here, or dropped.
+fn parse_line(line: &[u8], outbox: &Outbox) -> Verdict {
     let line = line.trim_ascii();
     if line.is_empty() {
-        return None;
+        return Verdict::Drop;
     }
     match decode_tool_call(line).map_or_else(|| serde_json::from_slice::<ClientJsonRpcMessage>(line), Ok) {
         Ok(JsonRpcMessage::Request(request)) => {
+            let id = || serde_json::to_value(&request.id).unwrap_or(Value::Null);
             if let ClientRequest::CustomRequest(custom) = &request.request
                 && let Some(problem) = standard_params_problem(&custom.method, custom.params.as_ref())
             {
                 // A standard method whose params did not fit: rmcp would call it unknown.
-                outbox.reply_error(
-                    serde_json::to_value(&request.id).unwrap_or(Value::Null),
+                return error_reply(
+                    id(),
                     -32602,
                     format!("invalid params for `{}`: {problem}", custom.method),
                 );
-                return None;
             }
             if matches!(request.request, ClientRequest::InitializeRequest(_))
                 && outbox.initialized.swap(true, Ordering::AcqRel)
             {
-                outbox.reply_error(
-                    serde_json::to_value(&request.id).unwrap_or(Value::Null),
-                    -32600,
-                    "the session is already initialized".to_owned(),
-                );
-                return None;
+                return error_reply(id(), -32600, "the session is already initialized".to_owned());
             }
             if !outbox.in_flight().insert(request.id.clone()) {
-                outbox.reply_error(
-                    serde_json::to_value(&request.id).unwrap_or(Value::Null),
-                    -32600,
-                    format!("request id `{}` is already used by a request in flight", request.id),
-                );
-                return None;
+                let message = format!("request id `{}` is already used by a request in flight", request.id);
+                return error_reply(id(), -32600, message);
             }
-            Some(JsonRpcMessage::Request(request))
+            Verdict::Pass(JsonRpcMessage::Request(request))
         }
         Ok(_) if !outbox.initialized.load(Ordering::Acquire) => {
             // rmcp ends a session whose first message is not a request; nothing before
             // `initialize` can refer to anything, so these are dropped.
             tracing::debug!("dropped a notification or response sent before `initialize`");
-            None
+            Verdict::Drop
         }
         Ok(JsonRpcMessage::Notification(notification)) => {
             if let ClientNotification::CancelledNotification(cancelled) = &notification.notification
@@ -213,13 +235,10 @@ fn parse_line(line: &[u8], outbox: &Outbox) -> Option<ClientJsonRpcMessage> {
                 // A cancelled request gets no response, so its id is free again.
                 outbox.in_flight().remove(id);
             }
-            Some(JsonRpcMessage::Notification(notification))
+            Verdict::Pass(JsonRpcMessage::Notification(notification))
         }
-        Ok(message) => Some(message),
-        Err(error) => {
-            reject(line, &error, outbox);
-            None
-        }
+        Ok(message) => Verdict::Pass(message),
+        Err(error) => reject(line, &error),
     }
 }
 
@@ -275,14 +294,11 @@ fn standard_params_problem(method: &str, params: Option<&Value>) -> Option<Strin
     })
 }
 
-/// Work out why `line` is not a valid client message and answer accordingly.
-fn reject(line: &[u8], error: &serde_json::Error, outbox: &Outbox) {
+/// Work out why `line` is not a valid client message and how to answer it.
+fn reject(line: &[u8], error: &serde_json::Error) -> Verdict {
     let value = match serde_json::from_slice::<Value>(line) {
         Ok(value) => value,
-        Err(parse_error) => {
-            outbox.reply_error(Value::Null, -32700, format!("parse error: {parse_error}"));
-            return;
-        }
+        Err(parse_error) => return error_reply(Value::Null, -32700, format!("parse error: {parse_error}")),
     };
     let Value::Object(object) = &value else {
         let message = if value.is_array() {
@@ -290,15 +306,13 @@ fn reject(line: &[u8], error: &serde_json::Error, outbox: &Outbox) {
         } else {
             "a JSON-RPC message must be an object".to_owned()
         };
-        outbox.reply_error(Value::Null, -32600, message);
-        return;
+        return error_reply(Value::Null, -32600, message);
     };
     let raw_id = object.get("id");
     let id = raw_id.filter(|id| id.is_string() || is_integral(id)).cloned();
     let method = object.get("method").and_then(Value::as_str);
     if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-        outbox.reply_error(id.unwrap_or(Value::Null), -32600, "`jsonrpc` must be \"2.0\"".to_owned());
-        return;
+        return error_reply(id.unwrap_or(Value::Null), -32600, "`jsonrpc` must be \"2.0\"".to_owned());
     }
     if let Some(unusable) = raw_id.filter(|id| id.is_number() && !is_integral(id)) {
         // An id that cannot be a request id is answered with `null`, as JSON-RPC asks
@@ -306,22 +320,21 @@ fn reject(line: &[u8], error: &serde_json::Error, outbox: &Outbox) {
         let message = format!(
             "request id {unusable} is not supported: use a string or an integer between -2^63 and 2^63-1"
         );
-        outbox.reply_error(Value::Null, -32600, message);
-        return;
+        return error_reply(Value::Null, -32600, message);
     }
     match (method, id) {
         (Some(method), Some(id)) => {
-            outbox.reply_error(id, -32602, format!("invalid params for `{method}`: {error}"));
+            error_reply(id, -32602, format!("invalid params for `{method}`: {error}"))
         }
         (Some(method), None) if !object.contains_key("id") => {
             tracing::warn!("dropped notification `{method}` with invalid params: {error}");
+            Verdict::Drop
         }
         (None, Some(_)) if object.contains_key("result") || object.contains_key("error") => {
             tracing::warn!("dropped a malformed response from the client: {error}");
+            Verdict::Drop
         }
-        (_, id) => {
-            outbox.reply_error(id.unwrap_or(Value::Null), -32600, format!("invalid request: {error}"));
-        }
+        (_, id) => error_reply(id.unwrap_or(Value::Null), -32600, format!("invalid request: {error}")),
     }
 }
 
@@ -332,28 +345,32 @@ fn is_integral(number: &Value) -> bool {
         || (number.is_f64() && number.as_f64().is_some_and(|f| f.fract() == 0.0 && f.abs() < EXACT))
 }
 
-/// Write queued lines to stdout, flushing whenever the queue runs dry.
-fn write_stdout(mut queue: mpsc::Receiver<Outgoing>) {
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
-    while let Some(item) = queue.blocking_recv() {
+/// Write queued lines to stdout, everything queued at the time in one write.
+async fn write_stdout(mut out: impl AsyncWrite + Unpin, mut queue: mpsc::Receiver<Outgoing>) {
+    let mut batch = Vec::with_capacity(READ_BUFFER);
+    let mut flushed = Vec::new();
+    while let Some(item) = queue.recv().await {
         let mut next = Some(item);
         while let Some(item) = next.take() {
             match item {
-                Outgoing::Line(line) => {
-                    if out.write_all(&line).is_err() {
-                        return;
-                    }
-                }
-                Outgoing::Flush(done) => {
-                    let _ = out.flush();
-                    let _ = done.send(());
-                }
+                Outgoing::Line(line) if batch.is_empty() && line.len() >= READ_BUFFER => batch = line,
+                Outgoing::Line(line) => batch.extend_from_slice(&line),
+                Outgoing::Flush(done) => flushed.push(done),
+            }
+            if batch.len() >= BATCH_LIMIT {
+                break;
             }
             next = queue.try_recv().ok();
         }
-        if out.flush().is_err() {
+        if out.write_all(&batch).await.is_err() || out.flush().await.is_err() {
             return;
+        }
+        batch.clear();
+        if batch.capacity() > BATCH_LIMIT {
+            batch.shrink_to(READ_BUFFER);
+        }
+        for done in flushed.drain(..) {
+            let _ = done.send(());
         }
     }
 }

@@ -14,4 +14,5 @@ mod oauth;
 mod peers;
 mod remote;
 mod resilience;
+mod streams;
 mod support;

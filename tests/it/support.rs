@@ -24,8 +24,8 @@ use rmcp::{
 };
 use serde_json::Value;
 use tokio::{
-    io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
-    process::{Child, ChildStderr, ChildStdin, ChildStdout, Command},
+    io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader},
+    process::{Child, ChildStderr, Command},
     sync::Notify,
 };
 
@@ -385,8 +385,8 @@ async fn collect(mut stderr: ChildStderr, into: Arc<Mutex<String>>) {
 /// The bridge driven line by line, for malformed-input tests and stdout checks.
 pub struct RawSession {
     pub child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: tokio::io::Lines<BufReader<ChildStdout>>,
+    stdin: Option<Box<dyn AsyncWrite + Unpin + Send>>,
+    stdout: tokio::io::Lines<BufReader<Box<dyn AsyncRead + Unpin + Send>>>,
 }
 
 impl RawSession {
@@ -399,9 +399,20 @@ impl RawSession {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn foxxy-bridge stdio");
-        let stdin = child.stdin.take();
-        let stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        RawSession { child, stdin, stdout }
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = child.stdout.take().expect("stdout");
+        RawSession::over(child, stdin, stdout)
+    }
+
+    /// A session over streams the caller connected to the child's stdin and stdout
+    /// (a socket pair, a terminal, ...).
+    pub fn over(
+        child: Child,
+        stdin: impl AsyncWrite + Unpin + Send + 'static,
+        stdout: impl AsyncRead + Unpin + Send + 'static,
+    ) -> RawSession {
+        let stdout: Box<dyn AsyncRead + Unpin + Send> = Box::new(stdout);
+        RawSession { child, stdin: Some(Box::new(stdin)), stdout: BufReader::new(stdout).lines() }
     }
 
     pub async fn send_line(&mut self, line: &str) {
