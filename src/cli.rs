@@ -36,8 +36,8 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub debug: bool,
 
-    /// Log level for the log file: error, warn, info, debug or trace, or a
-    /// tracing filter such as `foxxy_bridge=debug`.
+    /// Log level for the log file: error, warn, info, debug or trace, or
+    /// `target=level` directives such as `warn,foxxy_bridge=debug`.
     #[arg(long, global = true, env = "FOXXY_BRIDGE_LOG", value_name = "LEVEL")]
     pub log_level: Option<String>,
 }
