@@ -10,6 +10,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod logging;
+pub mod memory;
 pub mod oauth;
 pub mod output;
 pub mod paths;

@@ -44,14 +44,14 @@ pub struct Binaries {
 
 impl Binaries {
     /// The binaries next to this harness: `target/bench/` (where `scripts/bench` copies
-    /// them) holds all three; in `target/release/examples/` the bridge is one level up.
-    /// `bridge` names another bridge binary.
+    /// them) holds all three; from `target/bench-tools/examples/` the bridge is the
+    /// release build, `target/release/foxxy-bridge`. `bridge` names another bridge binary.
     pub fn locate(bridge: Option<PathBuf>) -> anyhow::Result<Binaries> {
         let exe = std::env::current_exe().context("cannot find the harness's own path")?;
         let dir = exe.parent().context("the harness has no directory")?;
         let bridge = bridge.unwrap_or_else(|| {
             let sibling = dir.join("foxxy-bridge");
-            if sibling.exists() { sibling } else { dir.join("..").join("foxxy-bridge") }
+            if sibling.exists() { sibling } else { dir.join("../../release/foxxy-bridge") }
         });
         let fixture = dir.join("fixture-server");
         for (what, path) in [("foxxy-bridge", &bridge), ("fixture-server", &fixture)] {

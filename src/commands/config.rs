@@ -4,7 +4,7 @@ use super::{Context, Outcome};
 use crate::{config, output};
 
 pub fn schema() -> Outcome {
-    output::raw(&config::schema_json());
+    output::raw(config::schema_json());
     Outcome::Success
 }
 

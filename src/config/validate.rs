@@ -18,11 +18,17 @@ use serde_json::{Map, Value};
 use super::{
     error::Problem,
     node::{Node, child_path, index_path},
-    raw,
 };
 
-/// The schema, generated once per process.
-pub static SCHEMA: LazyLock<Value> = LazyLock::new(raw::schema_value);
+/// The committed schema file, which a test keeps identical to what `raw::schema_value`
+/// generates from the config types. Reading it instead of generating it at run time
+/// keeps schemars' generator out of the binary and out of every bridge's start-up.
+pub const SCHEMA_TEXT: &str = include_str!("../../schema/foxxy-bridge.schema.json");
+
+/// The schema, parsed once per process.
+pub static SCHEMA: LazyLock<Value> = LazyLock::new(|| {
+    serde_json::from_str(SCHEMA_TEXT).expect("the committed schema is JSON (a test checks it)")
+});
 
 /// Problems found so far, and the JSON paths they make unreliable. A semantic check about
 /// a field that already has a problem (or that an unknown key probably meant) is skipped,

@@ -40,6 +40,7 @@ use serde_json::{Value, json};
 use tokio::{
     io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader},
     sync::{mpsc, oneshot},
+    time::Instant,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -53,6 +54,8 @@ const OUTBOX_CAPACITY: usize = 1024;
 const READ_BUFFER: usize = 64 * 1024;
 /// A stdout batch is written once it reaches this size, even with more queued.
 const BATCH_LIMIT: usize = 1024 * 1024;
+/// How long output must be quiet before freed memory is returned to the system.
+const QUIET: Duration = Duration::from_millis(500);
 /// How long closing the transport waits for queued output to be written.
 const FLUSH_LIMIT: Duration = Duration::from_secs(1);
 
@@ -345,11 +348,30 @@ fn is_integral(number: &Value) -> bool {
         || (number.is_f64() && number.as_f64().is_some_and(|f| f.fract() == 0.0 && f.abs() < EXACT))
 }
 
-/// Write queued lines to stdout, everything queued at the time in one write.
+/// Write queued lines to stdout, everything queued at the time in one write. Once output
+/// has been quiet for [`QUIET`] after some traffic, freed heap memory is handed back to
+/// the system (a burst of calls leaves the allocator holding pages it no longer needs).
 async fn write_stdout(mut out: impl AsyncWrite + Unpin, mut queue: mpsc::Receiver<Outgoing>) {
     let mut batch = Vec::with_capacity(READ_BUFFER);
     let mut flushed = Vec::new();
-    while let Some(item) = queue.recv().await {
+    let quiet = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(quiet);
+    let mut last_write: Option<Instant> = None;
+    loop {
+        let item = tokio::select! {
+            item = queue.recv() => item,
+            () = &mut quiet, if last_write.is_some() => {
+                let due = last_write.map_or_else(Instant::now, |at| at + QUIET);
+                if Instant::now() >= due {
+                    crate::memory::release_free_heap();
+                    last_write = None;
+                } else {
+                    quiet.as_mut().reset(due);
+                }
+                continue;
+            }
+        };
+        let Some(item) = item else { return };
         let mut next = Some(item);
         while let Some(item) = next.take() {
             match item {
@@ -372,6 +394,11 @@ async fn write_stdout(mut out: impl AsyncWrite + Unpin, mut queue: mpsc::Receive
         for done in flushed.drain(..) {
             let _ = done.send(());
         }
+        let now = Instant::now();
+        if last_write.is_none() {
+            quiet.as_mut().reset(now + QUIET);
+        }
+        last_write = Some(now);
     }
 }
 

@@ -50,7 +50,7 @@ pub(super) fn enum_values() -> &'static [&'static str] {
 }
 
 pub(super) static SCHEMA: LazyLock<Value> =
-    LazyLock::new(|| serde_json::from_str(&config::schema_json()).expect("the schema is JSON"));
+    LazyLock::new(|| serde_json::from_str(config::schema_json()).expect("the schema is JSON"));
 
 /// A JSON5 document before it is written out.
 #[derive(Debug, Clone)]
