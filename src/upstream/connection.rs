@@ -69,16 +69,23 @@ impl Connection {
             peer_options = peer_options.with_meta(meta);
         }
         let activity = Arc::new(Notify::new());
-        let (handle, routed_token) = match options.progress_token {
-            Some(client_token) => {
-                let mut routes = self.routes.lock().await;
-                let handle = self.send(request, peer_options).await?;
+        // With a progress token, the routes stay locked from before the request leaves
+        // until its route is in place, so no progress notification can miss it. (One
+        // `send` for both cases: each await of it would add its state to this future.)
+        let mut routes = match options.progress_token {
+            Some(_) => Some(self.routes.lock().await),
+            None => None,
+        };
+        let handle = self.send(request, peer_options).await?;
+        let routed_token = match (routes.as_mut(), options.progress_token) {
+            (Some(routes), Some(client_token)) => {
                 let token = handle.progress_token.clone();
                 routes.insert(token.clone(), ProgressRoute { client_token, activity: activity.clone() });
-                (handle, Some(token))
+                Some(token)
             }
-            None => (self.send(request, peer_options).await?, None),
+            _ => None,
         };
+        drop(routes);
 
         let id = handle.id.clone();
         let peer = handle.peer.clone();
@@ -91,11 +98,12 @@ impl Connection {
             tokio::select! {
                 result = &mut response => break result.map_err(|error| self.failed(error)),
                 () = options.cancel.cancelled() => {
-                    cancel_upstream(&peer, id, "cancelled by the client").await;
+                    // Boxed: the rare paths should not make every request's future larger.
+                    Box::pin(cancel_upstream(&peer, id, "cancelled by the client")).await;
                     break Err(UpstreamError::Cancelled);
                 }
                 () = &mut deadline => {
-                    cancel_upstream(&peer, id, "request timeout").await;
+                    Box::pin(cancel_upstream(&peer, id, "request timeout")).await;
                     break Err(UpstreamError::Timeout { name: self.name.to_string(), seconds: timeout.as_secs() });
                 }
                 () = activity.notified() => {
@@ -104,8 +112,12 @@ impl Connection {
             }
         };
         if let Some(token) = routed_token {
-            self.flush_progress().await;
-            self.routes.lock().await.remove(&token);
+            // Boxed, like the cancellations above: only calls with a progress token get here.
+            Box::pin(async {
+                self.flush_progress().await;
+                self.routes.lock().await.remove(&token);
+            })
+            .await;
         }
         result
     }
@@ -115,7 +127,9 @@ impl Connection {
         request: ClientRequest,
         options: PeerRequestOptions,
     ) -> Result<rmcp::service::RequestHandle<RoleClient>, UpstreamError> {
-        self.peer.send_cancellable_request(request, options).await.map_err(|error| self.failed(error))
+        // `send_request_with_option` rather than `send_cancellable_request`, which only
+        // wraps it: each async layer keeps its own copy of the request in the future.
+        self.peer.send_request_with_option(request, options).await.map_err(|error| self.failed(error))
     }
 
     /// Map a failed request to an [`UpstreamError`]; a dead connection also marks the

@@ -266,11 +266,11 @@ impl UpstreamSet {
 
     async fn request_inner(
         &self,
-        upstream: &str,
+        upstream: String,
         request: ClientRequest,
         options: RequestOptions,
     ) -> Result<ServerResult, UpstreamError> {
-        let entry = self.entry(upstream).ok_or_else(|| UpstreamError::Unknown(upstream.to_owned()))?;
+        let entry = self.entry(&upstream).ok_or(UpstreamError::Unknown(upstream))?;
         let connection = self.connection_for_request(&entry).await?;
         let tracks_subscription =
             matches!(request, ClientRequest::SubscribeRequest(_) | ClientRequest::UnsubscribeRequest(_));
@@ -305,8 +305,9 @@ impl Upstreams for UpstreamSet {
         request: ClientRequest,
         options: RequestOptions,
     ) -> BoxFuture<'_, Result<ServerResult, UpstreamError>> {
-        let upstream = upstream.to_owned();
-        async move { self.request_inner(&upstream, request, options).await }.boxed()
+        // The future itself, not one wrapping it: boxing copies it whole, and a wrapper
+        // would add another copy of the request's state.
+        self.request_inner(upstream.to_owned(), request, options).boxed()
     }
 
     fn notify_all(&self, notification: ClientNotification) -> BoxFuture<'_, ()> {
