@@ -42,6 +42,8 @@ pub async fn run(context: &Context) -> anyhow::Result<Outcome> {
         spawn_reload(bridge.clone(), &settings, stop.clone());
     }
     let transport = stdio::stdio(settings.bridge.max_message_bytes, stdin_closed.clone());
+    // Held until this function returns, whichever way, `?` included.
+    let _blocking_on_exit = stdio::RestoreOnDrop;
     let serve = bridge.clone().serve_with_ct(transport, stop.child_token());
     let service = tokio::select! {
         service = serve => Some(service.context("the MCP session could not start")?),
@@ -60,7 +62,6 @@ pub async fn run(context: &Context) -> anyhow::Result<Outcome> {
     } else {
         bridge.shutdown().await;
     }
-    stdio::restore();
     tracing::info!("stdio bridge stopped");
     Ok(Outcome::Success)
 }

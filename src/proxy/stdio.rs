@@ -46,7 +46,7 @@ use tokio_util::sync::CancellationToken;
 
 mod pipes;
 
-pub use pipes::restore;
+pub use pipes::RestoreOnDrop;
 
 /// Messages queued for stdout before senders wait.
 const OUTBOX_CAPACITY: usize = 1024;

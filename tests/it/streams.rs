@@ -65,6 +65,35 @@ async fn a_client_on_a_socket_pair_is_served_and_blocking_mode_comes_back() {
 }
 
 #[tokio::test]
+async fn blocking_mode_comes_back_when_the_session_never_starts() {
+    let env = TestEnv::new();
+    env.write_config(&json!({ "mcpServers": {} }));
+    let (ours, theirs) = UnixStream::pair().expect("socket pair");
+    let probe = theirs.try_clone().expect("dup");
+    let stdout = theirs.try_clone().expect("dup");
+    let child = env
+        .command()
+        .arg("stdio")
+        .stdin(Stdio::from(OwnedFd::from(theirs)))
+        .stdout(Stdio::from(OwnedFd::from(stdout)))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn foxxy-bridge stdio");
+    ours.set_nonblocking(true).expect("non-blocking");
+    let (read, write) = tokio::net::UnixStream::from_std(ours).expect("register").into_split();
+    let mut raw = RawSession::over(child, write, read);
+    // No `initialize`: the session cannot start, and ends with an error once stdin
+    // closes (or, if EOF is seen first, without one).
+    raw.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})).await;
+    wait_until(Duration::from_secs(10), || nonblocking(&probe)).await;
+    raw.close_stdin();
+    let status =
+        tokio::time::timeout(EXIT_LIMIT, raw.child.wait()).await.expect("exits on EOF").expect("wait");
+    assert!(matches!(status.code(), Some(0 | 1)), "{status}");
+    assert!(!nonblocking(&probe), "the socket was left in non-blocking mode");
+}
+
+#[tokio::test]
 async fn a_terminal_on_stdin_and_a_file_on_stdout_are_served() {
     let env = TestEnv::new();
     env.write_config(&json!({ "mcpServers": { "fix": fixture("fix", &[]) } }));

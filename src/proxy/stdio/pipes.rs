@@ -8,7 +8,7 @@
 //!
 //! Non-blocking mode belongs to the open file description, which a parent may share
 //! (a wrapper script's shell writes to the same pipe after the bridge exits), so
-//! [`restore`] puts blocking mode back on the way out.
+//! [`RestoreOnDrop`] puts blocking mode back on the way out.
 
 use std::{
     fs::File,
@@ -61,14 +61,20 @@ pub fn stdout() -> Output {
     Box::pin(tokio::io::stdout())
 }
 
-/// Put stdin and stdout back in blocking mode if [`stdin`] or [`stdout`] changed them.
-/// Best effort: called once the session is over.
-pub fn restore() {
-    if STDIN_NONBLOCKING.swap(false, Ordering::AcqRel) {
-        let _ = set_blocking(io::stdin().as_fd());
-    }
-    if STDOUT_NONBLOCKING.swap(false, Ordering::AcqRel) {
-        let _ = set_blocking(io::stdout().as_fd());
+/// Puts stdin and stdout back in blocking mode when dropped, if [`stdin`] or [`stdout`]
+/// changed them (best effort). Held for the whole session, so that every way out of it,
+/// an error included, restores them.
+#[must_use = "dropping it restores blocking mode at once"]
+pub struct RestoreOnDrop;
+
+impl Drop for RestoreOnDrop {
+    fn drop(&mut self) {
+        if STDIN_NONBLOCKING.swap(false, Ordering::AcqRel) {
+            let _ = set_blocking(io::stdin().as_fd());
+        }
+        if STDOUT_NONBLOCKING.swap(false, Ordering::AcqRel) {
+            let _ = set_blocking(io::stdout().as_fd());
+        }
     }
 }
 
