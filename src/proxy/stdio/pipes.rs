@@ -35,30 +35,18 @@ static STDOUT_NONBLOCKING: AtomicBool = AtomicBool::new(false);
 
 /// The process's stdin. Must be called inside the runtime.
 pub fn stdin() -> Input {
-    match reactor_stream(io::stdin().as_fd()) {
-        Ok(Some(Stream::Pipe(file))) => match pipe::Receiver::from_file(file) {
-            Ok(receiver) => return marked(&STDIN_NONBLOCKING, receiver),
-            Err(error) => tracing::debug!("stdin pipe not usable by the reactor: {error}"),
-        },
-        Ok(Some(Stream::Socket(socket))) => return marked(&STDIN_NONBLOCKING, socket),
-        Ok(None) => {}
-        Err(error) => tracing::debug!("stdin not usable by the reactor: {error}"),
-    }
-    Box::pin(tokio::io::stdin())
+    let stdin = io::stdin();
+    let pipe = |file| Ok(Box::pin(pipe::Receiver::from_file(file)?) as Input);
+    reactor_stream(stdin.as_fd(), &STDIN_NONBLOCKING, pipe, |socket| Box::pin(socket))
+        .unwrap_or_else(|| Box::pin(tokio::io::stdin()))
 }
 
 /// The process's stdout. Must be called inside the runtime.
 pub fn stdout() -> Output {
-    match reactor_stream(io::stdout().as_fd()) {
-        Ok(Some(Stream::Pipe(file))) => match pipe::Sender::from_file(file) {
-            Ok(sender) => return marked(&STDOUT_NONBLOCKING, sender),
-            Err(error) => tracing::debug!("stdout pipe not usable by the reactor: {error}"),
-        },
-        Ok(Some(Stream::Socket(socket))) => return marked(&STDOUT_NONBLOCKING, socket),
-        Ok(None) => {}
-        Err(error) => tracing::debug!("stdout not usable by the reactor: {error}"),
-    }
-    Box::pin(tokio::io::stdout())
+    let stdout = io::stdout();
+    let pipe = |file| Ok(Box::pin(pipe::Sender::from_file(file)?) as Output);
+    reactor_stream(stdout.as_fd(), &STDOUT_NONBLOCKING, pipe, |socket| Box::pin(socket))
+        .unwrap_or_else(|| Box::pin(tokio::io::stdout()))
 }
 
 /// Puts stdin and stdout back in blocking mode when dropped, if [`stdin`] or [`stdout`]
@@ -78,35 +66,41 @@ impl Drop for RestoreOnDrop {
     }
 }
 
-fn marked<T>(flag: &AtomicBool, stream: T) -> Pin<Box<T>> {
-    flag.store(true, Ordering::Release);
-    Box::pin(stream)
-}
-
-enum Stream {
-    /// A FIFO, still in blocking mode (tokio's pipe types switch it).
-    Pipe(File),
-    Socket(UnixStream),
-}
-
-/// A duplicate of `fd` the reactor can drive, or `None` when it is neither a FIFO nor
-/// a socket (epoll cannot watch regular files, and a terminal is left alone).
-fn reactor_stream(fd: BorrowedFd<'_>) -> io::Result<Option<Stream>> {
-    let owned: OwnedFd = fd.try_clone_to_owned()?;
-    let file = File::from(owned);
-    let kind = file.metadata()?.file_type();
-    if kind.is_fifo() {
-        return Ok(Some(Stream::Pipe(file)));
-    }
-    if !kind.is_socket() {
-        return Ok(None);
-    }
-    // Any stream socket reads and writes like a Unix one; tokio's type is only the
-    // vehicle for registering it. The other direction is never used.
-    let socket = std::os::unix::net::UnixStream::from(OwnedFd::from(file));
-    socket.set_nonblocking(true)?;
-    let socket = UnixStream::from_std(socket)?;
-    Ok(Some(Stream::Socket(socket)))
+/// A duplicate of `fd` driven by the reactor: `pipe` makes a FIFO into a stream (tokio's
+/// pipe types switch it to non-blocking mode themselves), `socket` a socket. `None` for
+/// anything else (epoll cannot watch regular files, and a terminal is left alone), or
+/// when the reactor cannot take it; the descriptor is then in blocking mode, as the
+/// blocking fallback needs. `flag` records that the descriptor's mode was changed.
+fn reactor_stream<T: ?Sized>(
+    fd: BorrowedFd<'_>,
+    flag: &AtomicBool,
+    pipe: impl FnOnce(File) -> io::Result<Pin<Box<T>>>,
+    socket: impl FnOnce(UnixStream) -> Pin<Box<T>>,
+) -> Option<Pin<Box<T>>> {
+    let driven = (|| {
+        let file = File::from(fd.try_clone_to_owned()?);
+        let kind = file.metadata()?.file_type();
+        if kind.is_fifo() {
+            flag.store(true, Ordering::Release);
+            return pipe(file).map(Some);
+        }
+        if !kind.is_socket() {
+            return Ok(None);
+        }
+        // Any stream socket reads and writes like a Unix one; tokio's type is only the
+        // vehicle for registering it. The other direction is never used.
+        let std_socket = std::os::unix::net::UnixStream::from(OwnedFd::from(file));
+        flag.store(true, Ordering::Release);
+        std_socket.set_nonblocking(true)?;
+        Ok(Some(socket(UnixStream::from_std(std_socket)?)))
+    })();
+    driven.unwrap_or_else(|error| {
+        tracing::debug!(fd = fd.as_raw_fd(), "not usable by the reactor, a helper thread serves it: {error}");
+        if flag.swap(false, Ordering::AcqRel) {
+            let _ = set_blocking(fd);
+        }
+        None
+    })
 }
 
 fn set_blocking(fd: BorrowedFd<'_>) -> io::Result<()> {
