@@ -9,7 +9,6 @@
 use std::path::Path;
 
 use tracing::Level;
-
 use tracing_appender::{non_blocking::WorkerGuard, rolling};
 use tracing_subscriber::{
     filter::Targets,

@@ -72,20 +72,16 @@ impl Connection {
         // With a progress token, the routes stay locked from before the request leaves
         // until its route is in place, so no progress notification can miss it. (One
         // `send` for both cases: each await of it would add its state to this future.)
-        let mut routes = match options.progress_token {
-            Some(_) => Some(self.routes.lock().await),
+        let routing = match options.progress_token {
+            Some(client_token) => Some((self.routes.lock().await, client_token)),
             None => None,
         };
         let handle = self.send(request, peer_options).await?;
-        let routed_token = match (routes.as_mut(), options.progress_token) {
-            (Some(routes), Some(client_token)) => {
-                let token = handle.progress_token.clone();
-                routes.insert(token.clone(), ProgressRoute { client_token, activity: activity.clone() });
-                Some(token)
-            }
-            _ => None,
-        };
-        drop(routes);
+        let routed_token = routing.map(|(mut routes, client_token)| {
+            let token = handle.progress_token.clone();
+            routes.insert(token.clone(), ProgressRoute { client_token, activity: activity.clone() });
+            token
+        });
 
         let id = handle.id.clone();
         let peer = handle.peer.clone();
