@@ -31,12 +31,10 @@ fn nonblocking(fd: &impl AsRawFd) -> bool {
     flags & libc::O_NONBLOCK != 0
 }
 
-#[tokio::test]
-async fn a_client_on_a_socket_pair_is_served_and_blocking_mode_comes_back() {
-    let env = TestEnv::new();
-    env.write_config(&json!({ "mcpServers": { "fix": fixture("fix", &[]) } }));
+/// `foxxy-bridge stdio` with one end of a socket pair as both its stdin and stdout, as
+/// Node clients spawn servers; `probe` is a duplicate of that end, sharing its mode.
+fn over_a_socket_pair(env: &TestEnv) -> (RawSession, UnixStream) {
     let (ours, theirs) = UnixStream::pair().expect("socket pair");
-    // The same open socket as the child's stdin and stdout; `probe` shares it too.
     let probe = theirs.try_clone().expect("dup");
     let stdout = theirs.try_clone().expect("dup");
     let child = env
@@ -49,7 +47,14 @@ async fn a_client_on_a_socket_pair_is_served_and_blocking_mode_comes_back() {
         .expect("spawn foxxy-bridge stdio");
     ours.set_nonblocking(true).expect("non-blocking");
     let (read, write) = tokio::net::UnixStream::from_std(ours).expect("register").into_split();
-    let mut raw = RawSession::over(child, write, read);
+    (RawSession::over(child, write, read), probe)
+}
+
+#[tokio::test]
+async fn a_client_on_a_socket_pair_is_served_and_blocking_mode_comes_back() {
+    let env = TestEnv::new();
+    env.write_config(&json!({ "mcpServers": { "fix": fixture("fix", &[]) } }));
+    let (mut raw, probe) = over_a_socket_pair(&env);
     raw.initialize().await;
     raw.send(&echo(1, "over a socket")).await;
     let reply = raw.response(&json!(1)).await;
@@ -68,20 +73,7 @@ async fn a_client_on_a_socket_pair_is_served_and_blocking_mode_comes_back() {
 async fn blocking_mode_comes_back_when_the_session_never_starts() {
     let env = TestEnv::new();
     env.write_config(&json!({ "mcpServers": {} }));
-    let (ours, theirs) = UnixStream::pair().expect("socket pair");
-    let probe = theirs.try_clone().expect("dup");
-    let stdout = theirs.try_clone().expect("dup");
-    let child = env
-        .command()
-        .arg("stdio")
-        .stdin(Stdio::from(OwnedFd::from(theirs)))
-        .stdout(Stdio::from(OwnedFd::from(stdout)))
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn foxxy-bridge stdio");
-    ours.set_nonblocking(true).expect("non-blocking");
-    let (read, write) = tokio::net::UnixStream::from_std(ours).expect("register").into_split();
-    let mut raw = RawSession::over(child, write, read);
+    let (mut raw, probe) = over_a_socket_pair(&env);
     // No `initialize`: the session cannot start, and ends with an error once stdin
     // closes (or, if EOF is seen first, without one).
     raw.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})).await;
