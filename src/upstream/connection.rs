@@ -2,26 +2,29 @@
 //! upstream's requests by asking the client, the ordered notification forwarder, and
 //! the request path with progress routing, cancellation and timeouts.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
 
 use rmcp::{
     ClientHandler, ErrorData, Peer, RoleClient,
     model::{
-        CancelledNotification, CancelledNotificationParam, ClientCapabilities, ClientInfo,
-        ClientNotification, ClientRequest, ClientResult, CreateMessageRequest, CreateMessageRequestParams,
-        CreateMessageResult, CustomNotification, CustomRequest, CustomResult, ElicitRequest,
-        ElicitRequestParams, ElicitResult, ElicitationCapability, FormElicitationCapability, Implementation,
-        ListRootsRequest, ListRootsResult, LoggingMessageNotification, ProgressNotification, ProgressToken,
-        ProtocolVersion, RequestMetaObject, ResourceUpdatedNotification, ResourceUpdatedNotificationParam,
-        ServerNotification, ServerRequest, ServerResult, UrlElicitationCapability,
+        CallToolRequestParams, CallToolResult, CancelledNotification, CancelledNotificationParam,
+        ClientCapabilities, ClientInfo, ClientNotification, ClientRequest, ClientResult,
+        CreateMessageRequest, CreateMessageRequestParams, CreateMessageResult, CustomNotification,
+        CustomRequest, CustomResult, ElicitRequest, ElicitRequestParams, ElicitResult, ElicitationCapability,
+        FormElicitationCapability, Implementation, JsonRpcMessage, ListRootsRequest, ListRootsResult,
+        LoggingMessageNotification, NumberOrString, ProgressNotification, ProgressToken, ProtocolVersion,
+        RequestId, RequestMetaObject, ResourceUpdatedNotification, ResourceUpdatedNotificationParam,
+        ServerJsonRpcMessage, ServerNotification, ServerRequest, ServerResult, UrlElicitationCapability,
     },
     service::{NotificationContext, PeerRequestOptions, RequestContext, ServiceError},
 };
+use serde::Deserialize;
 use tokio::sync::{Mutex, Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::{
     ClientLink, RequestOptions, UpstreamError,
+    lane::{Call, Lane},
     tap::{TapQueue, TapReceiver, Tapped},
 };
 
@@ -51,6 +54,8 @@ pub struct Connection {
     /// Cancelled when a request finds the connection dead, so the supervisor
     /// reconnects instead of waiting for the transport to notice.
     broken: CancellationToken,
+    /// The direct path for `tools/call` (`lane.rs`); stdio sessions before 2026-07-28.
+    lane: Option<Arc<Lane>>,
 }
 
 impl Connection {
@@ -64,6 +69,13 @@ impl Connection {
         request: ClientRequest,
         options: RequestOptions,
     ) -> Result<ServerResult, UpstreamError> {
+        let request = match (request, &self.lane) {
+            (ClientRequest::CallToolRequest(call), Some(lane)) => {
+                // Boxed: the other path's state should not make this one's future larger.
+                return Box::pin(self.call_on_lane(lane, call.params, options)).await;
+            }
+            (request, _) => request,
+        };
         let mut peer_options = PeerRequestOptions::no_options();
         if let Some(meta) = options.meta {
             peer_options = peer_options.with_meta(meta);
@@ -82,40 +94,112 @@ impl Connection {
             routes.insert(token.clone(), ProgressRoute { client_token, activity: activity.clone() });
             token
         });
-
         let id = handle.id.clone();
-        let peer = handle.peer.clone();
-        let response = handle.await_response();
+        let response = async { handle.await_response().await.map_err(|error| self.failed(error)) };
+        let result = self.wait(response, id, &options.cancel, &activity).await;
+        self.unroute(routed_token).await;
+        result
+    }
+
+    /// A `tools/call` on the session's direct lane (`lane.rs`): the same contract as
+    /// [`Connection::request`], without rmcp's session task in the path.
+    async fn call_on_lane(
+        &self,
+        lane: &Lane,
+        mut params: CallToolRequestParams,
+        options: RequestOptions,
+    ) -> Result<ServerResult, UpstreamError> {
+        let Some(mut call) = lane.reserve() else {
+            self.broken.cancel();
+            return Err(self.closed());
+        };
+        let mut meta = params.meta.take().unwrap_or_default();
+        if let Some(forwarded) = options.meta {
+            meta.0.0.extend(forwarded.0.0);
+        }
+        let activity = Arc::new(Notify::new());
+        let token = ProgressToken(NumberOrString::Number(call.id));
+        let routing = match options.progress_token {
+            Some(client_token) => {
+                meta.set_progress_token(token.clone());
+                Some((self.routes.lock().await, client_token))
+            }
+            None => None,
+        };
+        params.meta = (!meta.0.0.is_empty()).then_some(meta);
+        if let Err(error) = lane.send(&call, &params).await {
+            drop(routing);
+            self.broken.cancel();
+            return Err(UpstreamError::Transport { name: self.name.to_string(), cause: error.to_string() });
+        }
+        let routed_token = routing.map(|(mut routes, client_token)| {
+            routes.insert(token.clone(), ProgressRoute { client_token, activity: activity.clone() });
+            token
+        });
+        let id = RequestId::Number(call.id);
+        let Call { answer, .. } = &mut call;
+        let response = async {
+            match answer.await {
+                Ok(line) => decode_tool_answer(&line),
+                Err(_) => {
+                    self.broken.cancel();
+                    Err(self.closed())
+                }
+            }
+        };
+        let result = self.wait(response, id, &options.cancel, &activity).await;
+        self.unroute(routed_token).await;
+        result
+    }
+
+    /// Wait for `response`, or give up on the request (id `id` upstream) when the client
+    /// cancels it or it has been quiet for the request timeout. Progress (`activity`)
+    /// restarts the timeout.
+    async fn wait(
+        &self,
+        response: impl Future<Output = Result<ServerResult, UpstreamError>>,
+        id: RequestId,
+        cancel: &CancellationToken,
+        activity: &Notify,
+    ) -> Result<ServerResult, UpstreamError> {
         tokio::pin!(response);
         let timeout = self.request_timeout;
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
-        let result = loop {
+        loop {
             tokio::select! {
-                result = &mut response => break result.map_err(|error| self.failed(error)),
-                () = options.cancel.cancelled() => {
+                result = &mut response => return result,
+                () = cancel.cancelled() => {
                     // Boxed: the rare paths should not make every request's future larger.
-                    Box::pin(cancel_upstream(&peer, id, "cancelled by the client")).await;
-                    break Err(UpstreamError::Cancelled);
+                    Box::pin(cancel_upstream(&self.peer, id, "cancelled by the client")).await;
+                    return Err(UpstreamError::Cancelled);
                 }
                 () = &mut deadline => {
-                    Box::pin(cancel_upstream(&peer, id, "request timeout")).await;
-                    break Err(UpstreamError::Timeout { name: self.name.to_string(), seconds: timeout.as_secs() });
+                    Box::pin(cancel_upstream(&self.peer, id, "request timeout")).await;
+                    return Err(UpstreamError::Timeout { name: self.name.to_string(), seconds: timeout.as_secs() });
                 }
                 () = activity.notified() => {
                     deadline.as_mut().reset(tokio::time::Instant::now() + timeout);
                 }
             }
-        };
-        if let Some(token) = routed_token {
-            // Boxed, like the cancellations above: only calls with a progress token get here.
+        }
+    }
+
+    /// After a request with a progress route: let its queued progress reach the client
+    /// first, then forget the route.
+    async fn unroute(&self, token: Option<ProgressToken>) {
+        if let Some(token) = token {
+            // Boxed, like the cancellations: only calls with a progress token get here.
             Box::pin(async {
                 self.flush_progress().await;
                 self.routes.lock().await.remove(&token);
             })
             .await;
         }
-        result
+    }
+
+    fn closed(&self) -> UpstreamError {
+        UpstreamError::NotConnected { name: self.name.to_string(), cause: "the connection closed".to_owned() }
     }
 
     async fn send(
@@ -154,15 +238,35 @@ impl Connection {
         match error {
             ServiceError::McpError(error) => UpstreamError::Mcp(error),
             ServiceError::Cancelled { .. } => UpstreamError::Cancelled,
-            ServiceError::TransportClosed => UpstreamError::NotConnected {
-                name: self.name.to_string(),
-                cause: "the connection closed".to_owned(),
-            },
+            ServiceError::TransportClosed => self.closed(),
             other => UpstreamError::Transport {
                 name: self.name.to_string(),
                 cause: super::remote::describe(&other),
             },
         }
+    }
+}
+
+/// Decode the upstream's answer to a `tools/call` sent on the lane, as rmcp would have.
+fn decode_tool_answer(line: &[u8]) -> Result<ServerResult, UpstreamError> {
+    #[derive(Deserialize)]
+    struct Answer {
+        result: CallToolResult,
+    }
+    if let Ok(answer) = serde_json::from_slice::<Answer>(line) {
+        return Ok(ServerResult::CallToolResult(answer.result));
+    }
+    // An error, or a result that is not a plain `CallToolResult`: the general decoder.
+    match serde_json::from_slice::<ServerJsonRpcMessage>(line) {
+        Ok(JsonRpcMessage::Response(response)) => Ok(response.result),
+        Ok(JsonRpcMessage::Error(error)) => Err(UpstreamError::Mcp(error.error)),
+        Ok(_) => {
+            Err(UpstreamError::Mcp(ErrorData::internal_error("the upstream sent a malformed answer", None)))
+        }
+        Err(error) => Err(UpstreamError::Mcp(ErrorData::internal_error(
+            format!("the upstream sent a malformed answer: {error}"),
+            None,
+        ))),
     }
 }
 
@@ -193,6 +297,7 @@ impl ConnectionParts {
         peer: Peer<RoleClient>,
         tapped: TapQueue,
         broken: CancellationToken,
+        lane: Option<Arc<Lane>>,
     ) -> Connection {
         Connection {
             name: self.name,
@@ -201,6 +306,7 @@ impl ConnectionParts {
             tapped,
             request_timeout: self.request_timeout,
             broken,
+            lane,
         }
     }
 }

@@ -9,6 +9,9 @@
 //! other line, and a tool response that does not decode that way, goes through the
 //! general decoder, so what reaches rmcp is what it would have decoded itself.
 //!
+//! It also carries the session's direct lane (`lane.rs`): an answer to a call sent on
+//! the lane is handed to its caller before any decoding for rmcp.
+//!
 //! Lines longer than `maxMessageBytes` are dropped without being held in memory, and
 //! lines that are not JSON-RPC are skipped; both are logged (the session's span names
 //! the upstream). A request the upstream sends that cannot be decoded is answered with
@@ -27,9 +30,11 @@ use rmcp::{
 };
 use serde::{Deserialize, de::IgnoredAny};
 use tokio::{
-    io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader},
+    io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader},
     sync::Mutex as AsyncMutex,
 };
+
+use super::lane::{Lane, SharedWriter, write_line};
 
 /// Outstanding `tools/call` ids beyond this are forgotten (answers that never came);
 /// forgetting one only sends its answer down the general decoder.
@@ -37,9 +42,11 @@ const MAX_TRACKED_CALLS: usize = 4096;
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
-pub struct LineTransport<R, W> {
+pub struct LineTransport<R> {
     reader: BufReader<R>,
-    writer: Arc<AsyncMutex<Option<W>>>,
+    writer: SharedWriter,
+    /// The direct `tools/call` path of this session; see `lane.rs`.
+    lane: Arc<Lane>,
     /// The line being read; kept across cancelled `receive` calls.
     line: Vec<u8>,
     /// The line under way is over the limit and being skipped.
@@ -52,17 +59,24 @@ pub struct LineTransport<R, W> {
     warned_noise: bool,
 }
 
-impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> LineTransport<R, W> {
-    pub fn new(read: R, write: W, max_bytes: usize) -> Self {
+impl<R: AsyncRead + Unpin> LineTransport<R> {
+    pub fn new(read: R, write: impl AsyncWrite + Send + 'static, max_bytes: usize) -> Self {
+        let writer: SharedWriter = Arc::new(AsyncMutex::new(Some(Box::pin(write))));
         Self {
             reader: BufReader::with_capacity(64 * 1024, read),
-            writer: Arc::new(AsyncMutex::new(Some(write))),
+            lane: Arc::new(Lane::new(writer.clone())),
+            writer,
             line: Vec::new(),
             oversized: false,
             max_bytes,
             tool_calls: HashSet::new(),
             warned_noise: false,
         }
+    }
+
+    /// The session's direct lane for `tools/call`.
+    pub fn lane(&self) -> Arc<Lane> {
+        self.lane.clone()
     }
 
     /// Reads up to the next newline. `None` at end of input or on a read error. Safe to
@@ -193,10 +207,9 @@ impl Undecodable {
     }
 }
 
-impl<R, W> Transport<RoleClient> for LineTransport<R, W>
+impl<R> Transport<RoleClient> for LineTransport<R>
 where
     R: AsyncRead + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin + Send + 'static,
 {
     type Error = std::io::Error;
 
@@ -216,22 +229,20 @@ where
         async move {
             let mut bytes = serde_json::to_vec(&item)?;
             bytes.push(b'\n');
-            let mut writer = writer.lock().await;
-            let Some(writer) = writer.as_mut() else {
-                return Err(std::io::Error::new(std::io::ErrorKind::NotConnected, "the transport is closed"));
-            };
-            writer.write_all(&bytes).await?;
-            writer.flush().await
+            write_line(&writer, &bytes).await
         }
     }
 
     async fn receive(&mut self) -> Option<RxJsonRpcMessage<RoleClient>> {
         loop {
-            self.next_line().await?;
+            if self.next_line().await.is_none() {
+                self.lane.close();
+                return None;
+            }
             let line = std::mem::take(&mut self.line);
             let text = line.strip_prefix(UTF8_BOM).unwrap_or(&line);
             let text = text.strip_suffix(b"\r").unwrap_or(text).trim_ascii();
-            if text.is_empty() {
+            if text.is_empty() || self.lane.claim(text) {
                 self.line = reuse(line);
                 continue;
             }
@@ -258,9 +269,17 @@ where
     }
 
     async fn close(&mut self) -> Result<(), Self::Error> {
+        self.lane.close();
         // Dropping the writer closes the child's stdin.
         drop(self.writer.lock().await.take());
         Ok(())
+    }
+}
+
+impl<R> Drop for LineTransport<R> {
+    fn drop(&mut self) {
+        // However the session ends, calls waiting on the lane must not wait forever.
+        self.lane.close();
     }
 }
 
@@ -277,9 +296,9 @@ fn reuse(mut line: Vec<u8>) -> Vec<u8> {
 mod tests {
     use rmcp::model::{CallToolRequestParams, ClientJsonRpcMessage, ServerJsonRpcMessage};
     use serde_json::json;
-    use tokio::io::{AsyncReadExt, duplex};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
 
-    use super::*;
+    use super::{super::lane, *};
 
     fn call_request(id: i64) -> TxJsonRpcMessage<RoleClient> {
         ClientJsonRpcMessage::request(
@@ -289,7 +308,7 @@ mod tests {
     }
 
     /// A transport whose upstream side is driven by the test.
-    fn pair(max: usize) -> (LineTransport<tokio::io::DuplexStream, tokio::io::DuplexStream>, Upstream) {
+    fn pair(max: usize) -> (LineTransport<tokio::io::DuplexStream>, Upstream) {
         let (ours_read, theirs_write) = duplex(1 << 20);
         let (theirs_read, ours_write) = duplex(1 << 20);
         (LineTransport::new(ours_read, ours_write, max), Upstream { write: theirs_write, read: theirs_read })
@@ -373,5 +392,47 @@ mod tests {
         );
         drop(upstream);
         assert!(transport.receive().await.is_none(), "end of input ends the transport");
+    }
+
+    #[tokio::test]
+    async fn answers_to_lane_calls_go_to_their_caller_and_the_rest_to_rmcp() {
+        let (mut transport, mut upstream) = pair(1 << 16);
+        let lane = transport.lane();
+        let mut call = lane.reserve().expect("an open lane");
+        assert_eq!(call.id, lane::FIRST_ID);
+        lane.send(&call, &CallToolRequestParams::new("echo")).await.unwrap();
+        let request = upstream.heard().await;
+        assert_eq!(
+            (request["id"].clone(), request["method"].clone(), request["params"]["name"].clone()),
+            (json!(lane::FIRST_ID), json!("tools/call"), json!("echo"))
+        );
+        // A request from the upstream with the same id, and an answer to someone else,
+        // are rmcp's; the answer to the call is not.
+        let ours = json!({"jsonrpc": "2.0", "id": lane::FIRST_ID, "result": {"content": []}});
+        upstream
+            .say(&format!("{}\n", json!({"jsonrpc": "2.0", "id": lane::FIRST_ID, "method": "ping"})))
+            .await;
+        upstream.say(&format!("{}\n{ours}\n", json!({"jsonrpc": "2.0", "id": 3, "result": {}}))).await;
+        upstream.say(&format!("{}\n", json!({"jsonrpc": "2.0", "id": 4, "result": {}}))).await;
+        let first = serde_json::to_value(transport.receive().await.unwrap()).unwrap();
+        assert_eq!(first["method"], "ping");
+        assert_eq!(serde_json::to_value(transport.receive().await.unwrap()).unwrap()["id"], 3);
+        assert_eq!(serde_json::to_value(transport.receive().await.unwrap()).unwrap()["id"], 4);
+        let answer: serde_json::Value = serde_json::from_slice(&(&mut call.answer).await.unwrap()).unwrap();
+        assert_eq!(answer, ours);
+
+        // A call given up on is forgotten: its late answer goes to rmcp.
+        let given_up = lane.reserve().unwrap();
+        let late = given_up.id;
+        drop(given_up);
+        upstream.say(&format!("{}\n", json!({"jsonrpc": "2.0", "id": late, "result": {}}))).await;
+        assert_eq!(serde_json::to_value(transport.receive().await.unwrap()).unwrap()["id"], late);
+
+        // The end of the session fails the calls still waiting, and refuses new ones.
+        let mut waiting = lane.reserve().unwrap();
+        drop(upstream);
+        assert!(transport.receive().await.is_none());
+        assert!((&mut waiting.answer).await.is_err(), "a waiting call learns the session ended");
+        assert!(lane.reserve().is_none(), "a closed lane takes no calls");
     }
 }

@@ -19,6 +19,7 @@
 
 mod child;
 mod connection;
+mod lane;
 mod lines;
 mod remote;
 mod session;

@@ -23,6 +23,7 @@ use super::{
     Status, UpstreamCatalog,
     child::{self, ChildGuard, SpawnSpec},
     connection::{self, Connection, SessionParts, UpstreamHandler},
+    lane::Lane,
     lines::LineTransport,
     remote,
     set::{Entry, Shared},
@@ -146,6 +147,7 @@ impl Pending {
         transport: TapTransport<T>,
         child: Option<ChildGuard>,
         label: &'static str,
+        lane: Option<Arc<Lane>>,
     ) -> Result<Session, (InitFailure, Option<ChildGuard>)> {
         let Pending { parts, closed, lifecycle } = self;
         // rmcp's session task inherits this span, so what is logged from inside it (by
@@ -164,10 +166,17 @@ impl Pending {
             Err(_) => return Err((InitFailure::Timeout, child)),
         };
         let routes = parts.connection_parts.routes.clone();
+        // The lane speaks the protocol of 2025-11-25 and before; a 2026-07-28 session
+        // (request association, multi-round results) keeps every call on rmcp.
+        let legacy = service
+            .peer()
+            .peer_info()
+            .is_some_and(|info| info.protocol_version < ProtocolVersion::V_2026_07_28);
         let connection = Arc::new(parts.connection_parts.into_connection(
             service.peer().clone(),
             parts.tapped_tx,
             closed.clone(),
+            lane.filter(|_| legacy),
         ));
         let forwarder = tokio::spawn(connection::forward_tapped(
             entry.name.clone(),
@@ -211,9 +220,11 @@ async fn start_stdio(
     pending: Pending,
 ) -> Result<Session, StdioFailure> {
     let spawned = child::spawn(&entry.name, spec).map_err(StdioFailure::Other)?;
-    let transport = pending.tap(LineTransport::new(spawned.stdout, spawned.stdin, shared.max_message_bytes));
+    let lines = LineTransport::new(spawned.stdout, spawned.stdin, shared.max_message_bytes);
+    let lane = lines.lane();
+    let transport = pending.tap(lines);
     let label = "stdio";
-    match pending.initialize(entry, shared, transport, Some(spawned.guard), label).await {
+    match pending.initialize(entry, shared, transport, Some(spawned.guard), label, Some(lane)).await {
         Ok(session) => Ok(session),
         Err((failure, child)) => {
             let mut child = child.expect("a stdio session attempt keeps its child");
@@ -347,14 +358,14 @@ async fn streamable(
         Some(tokens) => {
             let bearer = BearerClient::new(client.clone(), tokens.clone());
             let transport = pending.tap(remote::streamable_transport(bearer.clone(), settings, max));
-            let attempt = pending.initialize(entry, shared, transport, None, "streamable-http").await;
+            let attempt = pending.initialize(entry, shared, transport, None, "streamable-http", None).await;
             // Once connected, a 401/403 mid-session may start a sign-in itself.
             bearer.set_interactive();
             attempt
         }
         None => {
             let transport = pending.tap(remote::streamable_transport(client.clone(), settings, max));
-            pending.initialize(entry, shared, transport, None, "streamable-http").await
+            pending.initialize(entry, shared, transport, None, "streamable-http", None).await
         }
     }
 }
@@ -429,7 +440,7 @@ async fn dial(
         Err(error) => return Err(Dial::Failed(error.to_string())),
     };
     let transport = pending.tap(stream);
-    match pending.initialize(entry, shared, transport, None, "sse").await {
+    match pending.initialize(entry, shared, transport, None, "sse", None).await {
         Ok(session) => {
             tracing::info!(upstream = %entry.name, url = %settings.url, "connected over legacy SSE");
             Ok(session)
