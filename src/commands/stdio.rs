@@ -41,7 +41,8 @@ pub async fn run(context: &Context) -> anyhow::Result<Outcome> {
     if settings.bridge.config_reload.enabled {
         spawn_reload(bridge.clone(), &settings, stop.clone());
     }
-    let transport = stdio::stdio(settings.bridge.max_message_bytes, stdin_closed.clone());
+    let transport =
+        stdio::stdio(settings.bridge.max_message_bytes, stdin_closed.clone(), Some(bridge.clone()));
     // Held until this function returns, whichever way, `?` included.
     let _blocking_on_exit = stdio::RestoreOnDrop;
     let serve = bridge.clone().serve_with_ct(transport, stop.child_token());

@@ -20,7 +20,7 @@
 //! task batches whatever is queued into one write.
 
 use std::{
-    collections::HashSet,
+    collections::HashMap,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -30,8 +30,8 @@ use std::{
 
 use rmcp::{
     model::{
-        CallToolRequest, ClientJsonRpcMessage, ClientNotification, ClientRequest, JsonRpcMessage,
-        JsonRpcRequest, RequestId, ServerJsonRpcMessage,
+        ClientJsonRpcMessage, ClientNotification, ClientRequest, JsonRpcMessage, RequestId,
+        ServerJsonRpcMessage,
     },
     service::{RoleServer, RxJsonRpcMessage, TxJsonRpcMessage},
     transport::Transport,
@@ -44,9 +44,12 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
+mod calls;
 mod pipes;
 
 pub use pipes::RestoreOnDrop;
+
+use super::Bridge;
 
 /// Messages queued for stdout before senders wait.
 const OUTBOX_CAPACITY: usize = 1024;
@@ -67,16 +70,52 @@ enum Outgoing {
 /// Shared by the transport (rmcp's side) and the stdin reader.
 struct Outbox {
     tx: mpsc::Sender<Outgoing>,
-    /// Ids of client requests that have not been answered yet.
-    in_flight: Mutex<HashSet<RequestId>>,
+    /// Ids of client requests that have not been answered yet; a `tools/call` served
+    /// here (`calls.rs`) has the token that cancels it.
+    in_flight: Mutex<HashMap<RequestId, Option<CancellationToken>>>,
     /// Whether an `initialize` request has been passed to rmcp.
     initialized: AtomicBool,
     max_bytes: usize,
+    /// Serves `tools/call` without rmcp's session task (`calls.rs`); `None` in tests of
+    /// the transport alone.
+    bridge: Option<Arc<Bridge>>,
 }
 
 impl Outbox {
-    fn in_flight(&self) -> std::sync::MutexGuard<'_, HashSet<RequestId>> {
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, Option<CancellationToken>>> {
         self.in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The line for `item`, its id no longer in flight; an answer over `maxMessageBytes`
+    /// becomes an error that says so.
+    fn encode(&self, item: &ServerJsonRpcMessage) -> Option<Vec<u8>> {
+        let id = match item {
+            JsonRpcMessage::Response(response) => Some(&response.id),
+            JsonRpcMessage::Error(error) => error.id.as_ref(),
+            _ => None,
+        };
+        if let Some(id) = id {
+            self.in_flight().remove(id);
+        }
+        let mut line = match serde_json::to_vec(item) {
+            Ok(line) => line,
+            Err(error) => {
+                tracing::error!("cannot encode a message for the client: {error}");
+                return None;
+            }
+        };
+        if line.len() > self.max_bytes {
+            tracing::warn!(bytes = line.len(), "a message for the client is over `maxMessageBytes`");
+            let id = id.cloned()?;
+            line = json!({"jsonrpc": "2.0", "id": id, "error": {
+                "code": -32603,
+                "message": format!("the result is larger than the {} byte limit (`bridge.maxMessageBytes`)", self.max_bytes),
+            }})
+            .to_string()
+            .into_bytes();
+        }
+        line.push(b'\n');
+        Some(line)
     }
 }
 
@@ -92,6 +131,8 @@ enum Verdict {
     Reply(Vec<u8>),
     /// Nothing to answer (a notification or response that cannot be used).
     Drop,
+    /// A `tools/call` served here (`calls.rs`).
+    Call(calls::Call),
 }
 
 /// An error reply to a client message rmcp will not see.
@@ -110,15 +151,21 @@ pub struct StdioTransport {
 }
 
 /// Start reading stdin and writing stdout. `stdin_closed` fires when the client closes
-/// stdin (or it fails), so the caller can shut down without waiting for rmcp. Must be
-/// called inside the runtime.
-pub fn stdio(max_bytes: usize, stdin_closed: CancellationToken) -> StdioTransport {
+/// stdin (or it fails), so the caller can shut down without waiting for rmcp. `bridge`
+/// serves `tools/call` directly once the session is initialized. Must be called inside
+/// the runtime.
+pub fn stdio(
+    max_bytes: usize,
+    stdin_closed: CancellationToken,
+    bridge: Option<Arc<Bridge>>,
+) -> StdioTransport {
     let (out_tx, out_rx) = mpsc::channel(OUTBOX_CAPACITY);
     let outbox = Arc::new(Outbox {
         tx: out_tx,
-        in_flight: Mutex::new(HashSet::new()),
+        in_flight: Mutex::new(HashMap::new()),
         initialized: AtomicBool::new(false),
         max_bytes,
+        bridge,
     });
     let (in_tx, incoming) = mpsc::channel(64);
     let reader_outbox = outbox.clone();
@@ -135,7 +182,7 @@ pub fn stdio(max_bytes: usize, stdin_closed: CancellationToken) -> StdioTranspor
 /// one line in memory.
 async fn read_stdin(
     input: impl AsyncRead + Unpin,
-    outbox: &Outbox,
+    outbox: &Arc<Outbox>,
     incoming: &mpsc::Sender<ClientJsonRpcMessage>,
 ) {
     let mut input = BufReader::with_capacity(READ_BUFFER, input);
@@ -186,11 +233,21 @@ async fn read_stdin(
 }
 
 /// Hand a parsed line on; `false` once the session is gone.
-async fn deliver(verdict: Verdict, outbox: &Outbox, incoming: &mpsc::Sender<ClientJsonRpcMessage>) -> bool {
+async fn deliver(
+    verdict: Verdict,
+    outbox: &Arc<Outbox>,
+    incoming: &mpsc::Sender<ClientJsonRpcMessage>,
+) -> bool {
     match verdict {
         Verdict::Pass(message) => incoming.send(message).await.is_ok(),
         Verdict::Reply(line) => outbox.tx.send(Outgoing::Line(line)).await.is_ok(),
         Verdict::Drop => true,
+        Verdict::Call(call) => {
+            if let Some(bridge) = &outbox.bridge {
+                call.spawn(outbox.clone(), bridge.clone());
+            }
+            true
+        }
     }
 }
 
@@ -201,7 +258,14 @@ fn parse_line(line: &[u8], outbox: &Outbox) -> Verdict {
     if line.is_empty() {
         return Verdict::Drop;
     }
-    match decode_tool_call(line).map_or_else(|| serde_json::from_slice::<ClientJsonRpcMessage>(line), Ok) {
+    if outbox.bridge.is_some()
+        && outbox.initialized.load(Ordering::Acquire)
+        && let Some((id, params)) = calls::decode(line)
+        && let Some(call) = calls::Call::register(outbox, id, params)
+    {
+        return Verdict::Call(call);
+    }
+    match serde_json::from_slice::<ClientJsonRpcMessage>(line) {
         Ok(JsonRpcMessage::Request(request)) => {
             let id = || serde_json::to_value(&request.id).unwrap_or(Value::Null);
             if let ClientRequest::CustomRequest(custom) = &request.request
@@ -219,7 +283,7 @@ fn parse_line(line: &[u8], outbox: &Outbox) -> Verdict {
             {
                 return error_reply(id(), -32600, "the session is already initialized".to_owned());
             }
-            if !outbox.in_flight().insert(request.id.clone()) {
+            if outbox.in_flight().insert(request.id.clone(), None).is_some() {
                 let message = format!("request id `{}` is already used by a request in flight", request.id);
                 return error_reply(id(), -32600, message);
             }
@@ -236,35 +300,17 @@ fn parse_line(line: &[u8], outbox: &Outbox) -> Verdict {
                 && let Some(id) = &cancelled.params.request_id
             {
                 // A cancelled request gets no response, so its id is free again.
-                outbox.in_flight().remove(id);
+                if let Some(Some(call)) = outbox.in_flight().remove(id) {
+                    // Served here, not by rmcp: cancel it here.
+                    call.cancel();
+                    return Verdict::Drop;
+                }
             }
             Verdict::Pass(JsonRpcMessage::Notification(notification))
         }
         Ok(message) => Verdict::Pass(message),
         Err(error) => reject(line, &error),
     }
-}
-
-/// The fast path for the hot method: a `tools/call` request decoded as such. rmcp's
-/// `ClientRequest` is an untagged union that tries thirteen other request types first,
-/// each failure building and dropping an error. `None` sends the line down the general
-/// decoder (anything else, and a `tools/call` that does not decode, for its error).
-fn decode_tool_call(line: &[u8]) -> Option<ClientJsonRpcMessage> {
-    #[derive(serde::Deserialize)]
-    struct Head<'a> {
-        #[serde(borrow)]
-        method: Option<std::borrow::Cow<'a, str>>,
-    }
-    let head: Head<'_> = serde_json::from_slice(line).ok()?;
-    if head.method.as_deref() != Some("tools/call") {
-        return None;
-    }
-    let request: JsonRpcRequest<CallToolRequest> = serde_json::from_slice(line).ok()?;
-    Some(JsonRpcMessage::Request(JsonRpcRequest {
-        jsonrpc: request.jsonrpc,
-        id: request.id,
-        request: ClientRequest::CallToolRequest(request.request),
-    }))
 }
 
 /// For a standard MCP method, why `params` do not fit it (rmcp then decodes the request
@@ -402,38 +448,6 @@ async fn write_stdout(mut out: impl AsyncWrite + Unpin, mut queue: mpsc::Receive
     }
 }
 
-impl StdioTransport {
-    fn encode(&self, item: &ServerJsonRpcMessage) -> Option<Vec<u8>> {
-        let id = match item {
-            JsonRpcMessage::Response(response) => Some(&response.id),
-            JsonRpcMessage::Error(error) => error.id.as_ref(),
-            _ => None,
-        };
-        if let Some(id) = id {
-            self.outbox.in_flight().remove(id);
-        }
-        let mut line = match serde_json::to_vec(item) {
-            Ok(line) => line,
-            Err(error) => {
-                tracing::error!("cannot encode a message for the client: {error}");
-                return None;
-            }
-        };
-        if line.len() > self.outbox.max_bytes {
-            tracing::warn!(bytes = line.len(), "a message for the client is over `maxMessageBytes`");
-            let id = id.cloned()?;
-            line = json!({"jsonrpc": "2.0", "id": id, "error": {
-                "code": -32603,
-                "message": format!("the result is larger than the {} byte limit (`bridge.maxMessageBytes`)", self.outbox.max_bytes),
-            }})
-            .to_string()
-            .into_bytes();
-        }
-        line.push(b'\n');
-        Some(line)
-    }
-}
-
 impl Transport<RoleServer> for StdioTransport {
     type Error = std::io::Error;
 
@@ -441,7 +455,7 @@ impl Transport<RoleServer> for StdioTransport {
         &mut self,
         item: TxJsonRpcMessage<RoleServer>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
-        let line = self.encode(&item);
+        let line = self.outbox.encode(&item);
         let tx = self.outbox.tx.clone();
         // Queue now, while rmcp's loop holds the message order; wait only when full.
         let pending = match line.map(|line| tx.try_send(Outgoing::Line(line))) {
@@ -474,41 +488,4 @@ impl Transport<RoleServer> for StdioTransport {
 
 fn closed() -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::BrokenPipe, "stdout is closed")
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    #[test]
-    fn the_tool_call_fast_path_decodes_as_the_general_decoder_does() {
-        let lines = [
-            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "a__b"}}),
-            json!({"jsonrpc": "2.0", "id": "x", "method": "tools/call", "params": {
-                "name": "a__b", "arguments": {"n": [1, {"k": null}]},
-                "_meta": {"progressToken": 7, "other": "kept"}, "extra": true,
-            }}),
-        ];
-        for line in lines {
-            let bytes = line.to_string().into_bytes();
-            let fast = decode_tool_call(&bytes).expect("a tools/call");
-            let general: ClientJsonRpcMessage = serde_json::from_slice(&bytes).unwrap();
-            assert_eq!(serde_json::to_value(&fast).unwrap(), serde_json::to_value(&general).unwrap());
-            assert!(matches!(
-                fast,
-                JsonRpcMessage::Request(JsonRpcRequest { request: ClientRequest::CallToolRequest(_), .. })
-            ));
-        }
-        // Everything else, and a tools/call that does not fit, takes the general path.
-        for line in [
-            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
-            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": 42}}),
-            json!({"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "a"}}),
-            json!({"jsonrpc": "1.0", "id": 1, "method": "tools/call", "params": {"name": "a"}}),
-        ] {
-            assert!(decode_tool_call(line.to_string().as_bytes()).is_none(), "{line}");
-        }
-    }
 }

@@ -4,6 +4,7 @@
 
 use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
 
+use futures::future::{BoxFuture, FutureExt};
 use rmcp::{
     ClientHandler, ErrorData, Peer, RoleClient,
     model::{
@@ -64,18 +65,27 @@ impl Connection {
     }
 
     /// Send `request` and wait for its result; see [`super::Upstreams::request`].
-    pub async fn request(
+    ///
+    /// A boxed future of either path, not an async fn holding both: the caller's future
+    /// (boxed and so copied whole) then holds a pointer instead of the larger path's state.
+    pub fn request(
+        &self,
+        request: ClientRequest,
+        options: RequestOptions,
+    ) -> BoxFuture<'_, Result<ServerResult, UpstreamError>> {
+        match (request, &self.lane) {
+            (ClientRequest::CallToolRequest(call), Some(lane)) => {
+                self.call_on_lane(lane, call.params, options).boxed()
+            }
+            (request, _) => self.request_via_rmcp(request, options).boxed(),
+        }
+    }
+
+    async fn request_via_rmcp(
         &self,
         request: ClientRequest,
         options: RequestOptions,
     ) -> Result<ServerResult, UpstreamError> {
-        let request = match (request, &self.lane) {
-            (ClientRequest::CallToolRequest(call), Some(lane)) => {
-                // Boxed: the other path's state should not make this one's future larger.
-                return Box::pin(self.call_on_lane(lane, call.params, options)).await;
-            }
-            (request, _) => request,
-        };
         let mut peer_options = PeerRequestOptions::no_options();
         if let Some(meta) = options.meta {
             peer_options = peer_options.with_meta(meta);

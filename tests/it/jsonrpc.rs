@@ -1,6 +1,8 @@
 //! Malformed and hostile client input on stdin: every bad line gets the JSON-RPC error
 //! the spec asks for, and the session carries on.
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 
 use crate::support::*;
@@ -111,6 +113,38 @@ async fn a_reused_id_in_flight_is_rejected_without_stealing_the_other_result() {
     // Once answered, the id may be used again.
     raw.send(&json!({"jsonrpc": "2.0", "id": 77, "method": "ping"})).await;
     assert_eq!(raw.response(&json!(77)).await["result"], json!({}));
+}
+
+#[tokio::test]
+async fn a_cancelled_call_is_cancelled_upstream_gets_no_answer_and_frees_its_id() {
+    let env = TestEnv::new();
+    let events = env.path("fix.events");
+    env.write_config(
+        &json!({ "mcpServers": { "fix": fixture("fix", &["--events-file", events.to_str().unwrap()]) } }),
+    );
+    let mut raw = RawSession::start(&env).await;
+    raw.initialize().await;
+    raw.send(&json!({"jsonrpc": "2.0", "id": 81, "method": "tools/call", "params": {
+        "name": "fix__slow", "arguments": {"steps": 100, "step_ms": 100}, "_meta": {"progressToken": "p81"}
+    }}))
+    .await;
+    loop {
+        let message = raw.recv().await;
+        if message["method"] == "notifications/progress" {
+            assert_eq!(message["params"]["progressToken"], "p81", "{message}");
+            break;
+        }
+    }
+    raw.send(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 81, "reason": "test"}})).await;
+    wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&events).is_ok_and(|e| e.contains("cancelled slow"))
+    })
+    .await;
+    // The id is free again at once, and the first answer with it is the new call's.
+    raw.send(&json!({"jsonrpc": "2.0", "id": 81, "method": "tools/call", "params": {"name": "fix__sleep", "arguments": {"ms": 1}}})).await;
+    let reply = raw.response(&json!(81)).await;
+    assert_eq!(reply["result"]["content"][0]["text"], "slept", "no answer for the cancelled call: {reply}");
+    still_alive(&mut raw, 82).await;
 }
 
 #[tokio::test]

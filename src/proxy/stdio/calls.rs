@@ -1,0 +1,144 @@
+//! `tools/call` served straight from the transport.
+//!
+//! rmcp's server would take each request through its session task: a channel hop, a
+//! task spawned with the request's context, its handler dispatch, and the answer back
+//! through the task to this transport. For the one method a client sends over and over,
+//! that is a large share of the bridge's cost per call. So once the session is
+//! initialized, the reader decodes a `tools/call` here and runs it on a task of its own,
+//! through the same routing the rmcp handler uses ([`Bridge::route_tool_call`]), and the
+//! answer goes straight to the outbox.
+//!
+//! What rmcp's session would have done for the request is done here too: the answer is
+//! shaped for a client before 2026-07-28 (the only protocols the bridge serves), a
+//! `notifications/cancelled` for it cancels it and suppresses its answer, and its id
+//! counts as in flight until then. Everything else still goes through rmcp.
+
+use std::{borrow::Cow, sync::Arc};
+
+use rmcp::model::{
+    CallToolRequestParams, JsonRpcVersion2_0, RequestId, RequestMetaObject, ServerJsonRpcMessage,
+    ServerResult,
+};
+use serde::{Deserialize, de::IgnoredAny};
+use tokio_util::sync::CancellationToken;
+
+use super::{Outbox, Outgoing};
+use crate::{
+    proxy::Bridge,
+    upstream::{RequestOptions, forwarded_meta},
+};
+
+/// A decoded `tools/call`, its id registered as in flight.
+pub struct Call {
+    id: RequestId,
+    params: CallToolRequestParams,
+    cancel: CancellationToken,
+}
+
+/// Decode `line` as a `tools/call` request. `None` for anything else (and for a
+/// `tools/call` that does not decode: the general decoder then says why).
+pub fn decode(line: &[u8]) -> Option<(RequestId, CallToolRequestParams)> {
+    #[derive(Deserialize)]
+    struct Line<'a> {
+        #[allow(dead_code, reason = "checked by its type: only \"2.0\" decodes")]
+        jsonrpc: JsonRpcVersion2_0,
+        id: RequestId,
+        #[serde(borrow)]
+        method: Cow<'a, str>,
+        params: CallToolRequestParams,
+        // A request has neither; rmcp refuses a message with both shapes.
+        result: Option<IgnoredAny>,
+        error: Option<IgnoredAny>,
+    }
+    let line: Line<'_> = serde_json::from_slice(line).ok()?;
+    let request = line.method == "tools/call" && line.result.is_none() && line.error.is_none();
+    request.then_some((line.id, line.params))
+}
+
+impl Call {
+    /// Register the call in flight, with the token that cancels it. `None` when its id
+    /// is already in flight (the general path answers that).
+    pub fn register(outbox: &Outbox, id: RequestId, params: CallToolRequestParams) -> Option<Call> {
+        let cancel = CancellationToken::new();
+        let mut in_flight = outbox.in_flight();
+        if in_flight.contains_key(&id) {
+            return None;
+        }
+        in_flight.insert(id.clone(), Some(cancel.clone()));
+        Some(Call { id, params, cancel })
+    }
+
+    /// Run the call on a task of its own and queue its answer for the client.
+    pub fn spawn(self, outbox: Arc<Outbox>, bridge: Arc<Bridge>) {
+        tokio::spawn(async move {
+            let Call { id, mut params, cancel } = self;
+            // As rmcp's request context would: the progress token and the rest of
+            // `_meta` travel as options, not as part of the params.
+            let meta = params.meta.take();
+            let options = RequestOptions {
+                cancel: cancel.clone(),
+                progress_token: meta.as_ref().and_then(RequestMetaObject::get_progress_token),
+                meta: meta.and_then(forwarded_meta),
+            };
+            let result = bridge.route_tool_call(params, options).await;
+            if cancel.is_cancelled() {
+                // The client cancelled it: no answer (its id was freed then).
+                return;
+            }
+            let message = match result {
+                Ok(result) => {
+                    let mut result = ServerResult::CallToolResult(result);
+                    result.strip_result_type_for_legacy_peer();
+                    result.strip_non_object_output_for_legacy_peer();
+                    ServerJsonRpcMessage::response(result, id)
+                }
+                Err(error) => ServerJsonRpcMessage::error(error, Some(id)),
+            };
+            if let Some(line) = outbox.encode(&message) {
+                // A closed outbox means the client is gone; nobody is left to answer.
+                let _ = outbox.tx.send(Outgoing::Line(line)).await;
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rmcp::model::{ClientJsonRpcMessage, ClientRequest, JsonRpcMessage};
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    #[test]
+    fn decodes_a_tool_call_as_the_general_decoder_does() {
+        let lines = [
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "a__b"}}),
+            json!({"jsonrpc": "2.0", "id": "x", "method": "tools/call", "params": {
+                "name": "a__b", "arguments": {"n": [1, {"k": null}]},
+                "_meta": {"progressToken": 7, "other": "kept"}, "extra": true,
+            }}),
+        ];
+        for line in lines {
+            let bytes = line.to_string().into_bytes();
+            let (id, params) = decode(&bytes).expect("a tools/call");
+            let general: ClientJsonRpcMessage = serde_json::from_slice(&bytes).unwrap();
+            let JsonRpcMessage::Request(general) = general else { panic!("{line}") };
+            assert!(matches!(general.request, ClientRequest::CallToolRequest(_)), "{line}");
+            assert_eq!(id, general.id);
+            let general: Value = serde_json::to_value(&general).unwrap();
+            assert_eq!(serde_json::to_value(&params).unwrap(), general["params"], "{line}");
+        }
+        // Everything else, and a tools/call that does not fit, takes the general path.
+        for line in [
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}),
+            json!({"jsonrpc": "2.0", "id": 1, "method": "prompts/get", "params": {"name": "a"}}),
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": 42}}),
+            json!({"jsonrpc": "2.0", "method": "tools/call", "params": {"name": "a"}}),
+            json!({"jsonrpc": "1.0", "id": 1, "method": "tools/call", "params": {"name": "a"}}),
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "a"}, "result": {}}),
+            json!({"jsonrpc": "2.0", "id": 1.5, "method": "tools/call", "params": {"name": "a"}}),
+        ] {
+            assert!(decode(line.to_string().as_bytes()).is_none(), "{line}");
+        }
+    }
+}
