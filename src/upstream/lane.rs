@@ -16,36 +16,20 @@
 
 use std::{
     collections::HashMap,
-    pin::Pin,
     sync::{Arc, Mutex, MutexGuard},
 };
 
 use rmcp::model::{CallToolRequestParams, JsonRpcVersion2_0, RequestId};
 use serde::{Deserialize, Serialize, de::IgnoredAny};
-use tokio::{
-    io::{AsyncWrite, AsyncWriteExt},
-    sync::{Mutex as AsyncMutex, oneshot},
-};
+use tokio::sync::oneshot;
+
+use super::outlet::Outlet;
 
 /// The first request id of the lane; ids wrap back to it after `i32::MAX`.
 pub const FIRST_ID: i64 = 1_000_000_000;
 
-/// The writing half of a stdio upstream, shared by rmcp's sends and the lane's.
-/// `None` once the transport closed the child's stdin.
-pub type SharedWriter = Arc<AsyncMutex<Option<Pin<Box<dyn AsyncWrite + Send>>>>>;
-
-/// Write one line (with its newline) to the upstream.
-pub async fn write_line(writer: &SharedWriter, line: &[u8]) -> std::io::Result<()> {
-    let mut writer = writer.lock().await;
-    let Some(writer) = writer.as_mut() else {
-        return Err(std::io::Error::new(std::io::ErrorKind::NotConnected, "the transport is closed"));
-    };
-    writer.write_all(line).await?;
-    writer.flush().await
-}
-
 pub struct Lane {
-    writer: SharedWriter,
+    outlet: Arc<Outlet>,
     /// Calls waiting for their answer. Entries are added by [`Lane::reserve`], removed
     /// by the transport when the answer arrives or by the [`Call`] when dropped, and
     /// all dropped when the transport ends (their callers then see the session closed).
@@ -75,9 +59,9 @@ impl Drop for Call<'_> {
 }
 
 impl Lane {
-    pub fn new(writer: SharedWriter) -> Self {
+    pub fn new(outlet: Arc<Outlet>) -> Self {
         Self {
-            writer,
+            outlet,
             waiting: Mutex::new(Waiting { next_id: FIRST_ID, answers: HashMap::new(), closed: false }),
         }
     }
@@ -112,7 +96,7 @@ impl Lane {
         let mut bytes = Vec::with_capacity(256);
         serde_json::to_writer(&mut bytes, &line)?;
         bytes.push(b'\n');
-        write_line(&self.writer, &bytes).await
+        self.outlet.send(bytes).await
     }
 
     /// If `line` answers a call waiting on the lane, hand it over and return `true`;

@@ -29,12 +29,9 @@ use rmcp::{
     transport::Transport,
 };
 use serde::{Deserialize, de::IgnoredAny};
-use tokio::{
-    io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader},
-    sync::Mutex as AsyncMutex,
-};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader};
 
-use super::lane::{Lane, SharedWriter, write_line};
+use super::{lane::Lane, outlet::Outlet};
 
 /// Outstanding `tools/call` ids beyond this are forgotten (answers that never came);
 /// forgetting one only sends its answer down the general decoder.
@@ -44,7 +41,8 @@ const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 pub struct LineTransport<R> {
     reader: BufReader<R>,
-    writer: SharedWriter,
+    /// Our side of the child's stdin, shared with the lane.
+    outlet: Arc<Outlet>,
     /// The direct `tools/call` path of this session; see `lane.rs`.
     lane: Arc<Lane>,
     /// The line being read; kept across cancelled `receive` calls.
@@ -61,11 +59,11 @@ pub struct LineTransport<R> {
 
 impl<R: AsyncRead + Unpin> LineTransport<R> {
     pub fn new(read: R, write: impl AsyncWrite + Send + 'static, max_bytes: usize) -> Self {
-        let writer: SharedWriter = Arc::new(AsyncMutex::new(Some(Box::pin(write))));
+        let outlet = Arc::new(Outlet::new(write));
         Self {
             reader: BufReader::with_capacity(64 * 1024, read),
-            lane: Arc::new(Lane::new(writer.clone())),
-            writer,
+            lane: Arc::new(Lane::new(outlet.clone())),
+            outlet,
             line: Vec::new(),
             oversized: false,
             max_bytes,
@@ -225,12 +223,13 @@ where
             }
             self.tool_calls.insert(request.id.clone());
         }
-        let writer = self.writer.clone();
-        async move {
-            let mut bytes = serde_json::to_vec(&item)?;
+        // Encoded now, so messages are queued in the order rmcp sends them.
+        let bytes = serde_json::to_vec(&item).map(|mut bytes| {
             bytes.push(b'\n');
-            write_line(&writer, &bytes).await
-        }
+            bytes
+        });
+        let send = bytes.map(|bytes| self.outlet.send_later(bytes));
+        async move { send?.await }
     }
 
     async fn receive(&mut self) -> Option<RxJsonRpcMessage<RoleClient>> {
@@ -270,8 +269,8 @@ where
 
     async fn close(&mut self) -> Result<(), Self::Error> {
         self.lane.close();
-        // Dropping the writer closes the child's stdin.
-        drop(self.writer.lock().await.take());
+        // The child's stdin closes once what is queued is written.
+        self.outlet.close();
         Ok(())
     }
 }

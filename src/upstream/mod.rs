@@ -21,6 +21,7 @@ mod child;
 mod connection;
 mod lane;
 mod lines;
+mod outlet;
 mod remote;
 mod session;
 mod set;
