@@ -169,7 +169,8 @@ async fn measure(binaries: &Binaries, plan: &Plan, only: &[Scenario]) -> anyhow:
                     bridge_call: echo_call("fx__echo"),
                 };
                 call_rows(&mut rows, "rmcp fixture, stdio", pair, plan).await?;
-                relay_rows(&mut rows, binaries, plan).await?;
+                let fixture = binaries.fixture.to_string_lossy().into_owned();
+                relay_rows(&mut rows, &[fixture, "--name".into(), "fx".into()], plan).await?;
             }
             Scenario::Everything => match (binaries.everything_command(), binaries.everything_entry()) {
                 (Some(command), Some(entry)) => {
@@ -182,6 +183,10 @@ async fn measure(binaries: &Binaries, plan: &Plan, only: &[Scenario]) -> anyhow:
                         bridge_call: echo_call("everything__echo"),
                     };
                     call_rows(&mut rows, "server-everything, stdio", pair, plan).await?;
+                    if let Some(script) = &binaries.everything {
+                        let script = script.to_string_lossy().into_owned();
+                        relay_rows(&mut rows, &["node".into(), script, "stdio".into()], plan).await?;
+                    }
                 }
                 _ => {
                     let mut row = Row::new("server-everything rows");
@@ -328,22 +333,44 @@ async fn call_rows(rows: &mut Vec<Row>, label: &str, pair: Pair, plan: &Plan) ->
     row.bridge = format!("{bridge:.0} calls/s");
     row.ratio = Some(bridge / direct);
     rows.push(row.target("≥ 0.8× direct", bridge >= 0.8 * direct));
+    throughput_cpu_rows(rows, &throughput);
     Ok(())
 }
 
-/// The floor of any stdio proxy on this machine: the same direct-vs-proxied latency
+/// Where the CPU goes at full load: with two cores and the client, the server and the
+/// bridge all busy, these decide the throughput ratio.
+fn throughput_cpu_rows(rows: &mut Vec<Row>, throughput: &scenarios::Throughput) {
+    let (Some(direct), Some(bridge)) = (throughput.direct_cpu, throughput.bridge_cpu) else { return };
+    let mut row = Row::new("  CPU time per call at that load: the server process (bridge: the bridge alone)");
+    row.direct = us(direct.on_cpu);
+    row.bridge = us(bridge.on_cpu);
+    rows.push(row);
+    if let (Some(direct), Some(bridge)) = (throughput.direct_client_cpu, throughput.bridge_client_cpu) {
+        let mut row = Row::new("  CPU time per call at that load: the benchmark's client");
+        row.direct = us(direct.on_cpu);
+        row.bridge = us(bridge.on_cpu);
+        rows.push(row);
+    }
+}
+
+/// The floor of any stdio proxy on this machine: the same direct-vs-proxied figures
 /// with the bridge replaced by a process that only copies bytes between the pipes.
-async fn relay_rows(rows: &mut Vec<Row>, binaries: &Binaries, plan: &Plan) -> anyhow::Result<()> {
+/// `upstream` is the server's command line.
+async fn relay_rows(rows: &mut Vec<Row>, upstream: &[String], plan: &Plan) -> anyhow::Result<()> {
     progress("tools/call through a byte relay (the floor)");
+    let (program, args) = upstream.split_first().ok_or_else(|| anyhow::anyhow!("no upstream command"))?;
+    let mut direct = tokio::process::Command::new(program);
+    direct.args(args);
     let mut relay = tokio::process::Command::new(std::env::current_exe()?);
-    relay.arg("--relay").arg(&binaries.fixture).args(["--name", "fx"]);
+    relay.arg("--relay").args(upstream);
     let pair = Pair {
-        direct: Session::spawn(binaries.fixture_command("fx", &[]), Stdio::null()).await?,
+        direct: Session::spawn(direct, Stdio::null()).await?,
         direct_call: echo_call("echo"),
         bridge: Session::spawn(relay, Stdio::null()).await?,
         bridge_call: echo_call("echo"),
     };
     let latency = scenarios::latency(&pair, plan).await?;
+    let throughput = scenarios::throughput(&pair, plan).await?;
     pair.close().await;
     let samples = &latency.samples;
     for (name, q) in [("p50", 0.5), ("p99", 0.99)] {
@@ -355,6 +382,13 @@ async fn relay_rows(rows: &mut Vec<Row>, binaries: &Binaries, plan: &Plan) -> an
         );
         rows.push(row);
     }
+    let (direct, bridge) = (median_f64(&throughput.direct), median_f64(&throughput.bridge));
+    let mut row =
+        Row::new("  floor: same throughput with a byte-copying relay process instead of the bridge");
+    row.direct = format!("{direct:.0} calls/s");
+    row.bridge = format!("{bridge:.0} calls/s");
+    row.ratio = Some(bridge / direct);
+    rows.push(row);
     Ok(())
 }
 

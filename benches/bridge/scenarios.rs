@@ -190,6 +190,10 @@ pub struct Pair {
 }
 
 impl Pair {
+    fn session(&self, bridge: bool) -> &Session {
+        if bridge { &self.bridge } else { &self.direct }
+    }
+
     fn subject(&self, bridge: bool) -> (&Peer<RoleClient>, &CallToolRequestParams) {
         if bridge { (self.bridge.peer(), &self.bridge_call) } else { (self.direct.peer(), &self.direct_call) }
     }
@@ -300,10 +304,18 @@ pub async fn burst(
 pub struct Throughput {
     pub direct: Vec<f64>,
     pub bridge: Vec<f64>,
+    /// CPU time per call during the bursts: of the server process each subject talks
+    /// to (the fixture itself, or the bridge alone), and of this client process.
+    pub direct_cpu: Option<CpuUsage>,
+    pub bridge_cpu: Option<CpuUsage>,
+    pub direct_client_cpu: Option<CpuUsage>,
+    pub bridge_client_cpu: Option<CpuUsage>,
 }
 
 pub async fn throughput(pair: &Pair, plan: &Plan) -> anyhow::Result<Throughput> {
     let mut result = Throughput::default();
+    // Summed over the bursts, per subject: (server, client) CPU.
+    let mut spent = [(CpuUsage::default(), CpuUsage::default()); 2];
     let started = Instant::now();
     for round in 0..plan.burst_rounds {
         if round > 0 && started.elapsed() > plan.budget / 3 {
@@ -311,11 +323,29 @@ pub async fn throughput(pair: &Pair, plan: &Plan) -> anyhow::Result<Throughput> 
         }
         for bridge in order(round) {
             let (peer, request) = pair.subject(bridge);
+            let server = pair.session(bridge).pid();
+            let before = (server.and_then(cpu_usage), cpu_usage(std::process::id()));
             let elapsed = burst(peer, std::slice::from_ref(request), plan.burst_calls).await?;
+            let after = (server.and_then(cpu_usage), cpu_usage(std::process::id()));
+            let total = &mut spent[usize::from(bridge)];
+            if let (Some(before), Some(after)) = (before.0, after.0) {
+                total.0 = total.0.plus(&after.per(&before, 1));
+            }
+            if let (Some(before), Some(after)) = (before.1, after.1) {
+                total.1 = total.1.plus(&after.per(&before, 1));
+            }
             let rate = plan.burst_calls as f64 / elapsed.as_secs_f64();
             if bridge { result.bridge.push(rate) } else { result.direct.push(rate) }
         }
     }
+    let per_call = |usage: CpuUsage, calls: usize| {
+        (usage.on_cpu > Duration::ZERO).then(|| usage.per(&CpuUsage::default(), calls))
+    };
+    let calls = |rates: &Vec<f64>| rates.len() * plan.burst_calls;
+    result.direct_cpu = per_call(spent[0].0, calls(&result.direct));
+    result.direct_client_cpu = per_call(spent[0].1, calls(&result.direct));
+    result.bridge_cpu = per_call(spent[1].0, calls(&result.bridge));
+    result.bridge_client_cpu = per_call(spent[1].1, calls(&result.bridge));
     Ok(result)
 }
 

@@ -327,6 +327,10 @@ pub struct CpuUsage {
 }
 
 impl CpuUsage {
+    pub fn plus(&self, other: &CpuUsage) -> CpuUsage {
+        CpuUsage { on_cpu: self.on_cpu + other.on_cpu, switches: self.switches + other.switches }
+    }
+
     /// The usage between `earlier` and `self`, per one of `count` operations.
     pub fn per(&self, earlier: &CpuUsage, count: usize) -> CpuUsage {
         let count = count.max(1);

@@ -110,6 +110,8 @@ impl ServerHandler for Bridge {
         Ok(ListToolsResult::with_all_items(catalog.tools.clone()))
     }
 
+    /// Over stdio, an initialized session's `tools/call` is served by `stdio/calls.rs`
+    /// (same routing, without rmcp's session task); this serves the rest.
     async fn call_tool(
         &self,
         request: CallToolRequestParams,

@@ -72,6 +72,7 @@ impl Call {
     pub fn spawn(self, outbox: Arc<Outbox>, bridge: Arc<Bridge>) {
         tokio::spawn(async move {
             let Call { id, mut params, cancel } = self;
+            tracing::debug!(%id, tool = %params.name, "tools/call");
             // As rmcp's request context would: the progress token and the rest of
             // `_meta` travel as options, not as part of the params.
             let meta = params.meta.take();
