@@ -345,6 +345,13 @@ fn throughput_cpu_rows(rows: &mut Vec<Row>, throughput: &scenarios::Throughput) 
     row.direct = us(direct.on_cpu);
     row.bridge = us(bridge.on_cpu);
     rows.push(row);
+    if let Some(upstream) = throughput.bridge_upstream_cpu {
+        let mut row = Row::new("  CPU time per call at that load: the upstream (bridge: the bridge's child)");
+        row.direct = us(direct.on_cpu);
+        row.bridge = us(upstream.on_cpu);
+        row.ratio = Some(upstream.on_cpu.as_secs_f64() / direct.on_cpu.as_secs_f64());
+        rows.push(row);
+    }
     if let (Some(direct), Some(bridge)) = (throughput.direct_client_cpu, throughput.bridge_client_cpu) {
         let mut row = Row::new("  CPU time per call at that load: the benchmark's client");
         row.direct = us(direct.on_cpu);

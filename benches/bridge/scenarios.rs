@@ -310,12 +310,25 @@ pub struct Throughput {
     pub bridge_cpu: Option<CpuUsage>,
     pub direct_client_cpu: Option<CpuUsage>,
     pub bridge_client_cpu: Option<CpuUsage>,
+    /// The upstream behind the bridge (the bridge's child processes), per call.
+    pub bridge_upstream_cpu: Option<CpuUsage>,
+}
+
+/// CPU time so far of the direct children of `pid` (an upstream behind the bridge).
+fn children_cpu(pid: u32) -> CpuUsage {
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    children
+        .split_whitespace()
+        .filter_map(|child| child.parse().ok())
+        .filter_map(cpu_usage)
+        .fold(CpuUsage::default(), |sum, usage| sum.plus(&usage))
 }
 
 pub async fn throughput(pair: &Pair, plan: &Plan) -> anyhow::Result<Throughput> {
     let mut result = Throughput::default();
     // Summed over the bursts, per subject: (server, client) CPU.
     let mut spent = [(CpuUsage::default(), CpuUsage::default()); 2];
+    let mut upstream_spent = CpuUsage::default();
     let started = Instant::now();
     for round in 0..plan.burst_rounds {
         if round > 0 && started.elapsed() > plan.budget / 3 {
@@ -324,9 +337,14 @@ pub async fn throughput(pair: &Pair, plan: &Plan) -> anyhow::Result<Throughput> 
         for bridge in order(round) {
             let (peer, request) = pair.subject(bridge);
             let server = pair.session(bridge).pid();
+            let upstream = |pid: Option<u32>| pid.filter(|_| bridge).map(children_cpu);
             let before = (server.and_then(cpu_usage), cpu_usage(std::process::id()));
+            let upstream_before = upstream(server);
             let elapsed = burst(peer, std::slice::from_ref(request), plan.burst_calls).await?;
             let after = (server.and_then(cpu_usage), cpu_usage(std::process::id()));
+            if let (Some(before), Some(after)) = (upstream_before, upstream(server)) {
+                upstream_spent = upstream_spent.plus(&after.per(&before, 1));
+            }
             let total = &mut spent[usize::from(bridge)];
             if let (Some(before), Some(after)) = (before.0, after.0) {
                 total.0 = total.0.plus(&after.per(&before, 1));
@@ -346,6 +364,7 @@ pub async fn throughput(pair: &Pair, plan: &Plan) -> anyhow::Result<Throughput> 
     result.direct_client_cpu = per_call(spent[0].1, calls(&result.direct));
     result.bridge_cpu = per_call(spent[1].0, calls(&result.bridge));
     result.bridge_client_cpu = per_call(spent[1].1, calls(&result.bridge));
+    result.bridge_upstream_cpu = per_call(upstream_spent, calls(&result.bridge));
     Ok(result)
 }
 
