@@ -20,7 +20,7 @@
 //! task batches whatever is queued into one write.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, hash_map::Entry},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -283,7 +283,16 @@ fn parse_line(line: &[u8], outbox: &Outbox) -> Verdict {
             {
                 return error_reply(id(), -32600, "the session is already initialized".to_owned());
             }
-            if outbox.in_flight().insert(request.id.clone(), None).is_some() {
+            // `entry`, not `insert`: a duplicate must not replace the cancellation token
+            // of the call already in flight under this id.
+            let fresh = match outbox.in_flight().entry(request.id.clone()) {
+                Entry::Vacant(vacant) => {
+                    vacant.insert(None);
+                    true
+                }
+                Entry::Occupied(_) => false,
+            };
+            if !fresh {
                 let message = format!("request id `{}` is already used by a request in flight", request.id);
                 return error_reply(id(), -32600, message);
             }

@@ -39,9 +39,10 @@ pub struct ProgressRoute {
     activity: Arc<Notify>,
 }
 
-/// Upstream progress token → route. Locked by a request from before its message is
-/// queued until its route is in, and by the forwarder per progress notification, so a
-/// fast upstream's first progress can never miss its route.
+/// Upstream progress token → route. A request through rmcp (which picks the token) locks
+/// it from before its message is queued until its route is in; a lane call knows its
+/// token and puts the route in before writing. The forwarder locks it per progress
+/// notification. Either way a fast upstream's first progress can never miss its route.
 pub type ProgressRoutes = Mutex<HashMap<ProgressToken, ProgressRoute>>;
 
 /// The request side of a live upstream session, shared by every caller.
@@ -128,24 +129,24 @@ impl Connection {
             meta.0.0.extend(forwarded.0.0);
         }
         let activity = Arc::new(Notify::new());
-        let token = ProgressToken(NumberOrString::Number(call.id));
-        let routing = match options.progress_token {
+        // The lane knows the upstream's progress token (the call's id) before the request
+        // leaves, so the route goes in first and no lock is held while it is written.
+        let routed_token = match options.progress_token {
             Some(client_token) => {
+                let token = ProgressToken(NumberOrString::Number(call.id));
                 meta.set_progress_token(token.clone());
-                Some((self.routes.lock().await, client_token))
+                let route = ProgressRoute { client_token, activity: activity.clone() };
+                self.routes.lock().await.insert(token.clone(), route);
+                Some(token)
             }
             None => None,
         };
         params.meta = (!meta.0.0.is_empty()).then_some(meta);
         if let Err(error) = lane.send(&call, &params).await {
-            drop(routing);
+            self.unroute(routed_token).await;
             self.broken.cancel();
             return Err(UpstreamError::Transport { name: self.name.to_string(), cause: error.to_string() });
         }
-        let routed_token = routing.map(|(mut routes, client_token)| {
-            routes.insert(token.clone(), ProgressRoute { client_token, activity: activity.clone() });
-            token
-        });
         let id = RequestId::Number(call.id);
         let Call { answer, .. } = &mut call;
         let response = async {

@@ -116,7 +116,7 @@ async fn a_reused_id_in_flight_is_rejected_without_stealing_the_other_result() {
 }
 
 #[tokio::test]
-async fn a_cancelled_call_is_cancelled_upstream_gets_no_answer_and_frees_its_id() {
+async fn a_cancelled_call_is_cancelled_upstream_gets_no_answer_and_frees_its_id_even_after_a_duplicate() {
     let env = TestEnv::new();
     let events = env.path("fix.events");
     env.write_config(
@@ -135,6 +135,10 @@ async fn a_cancelled_call_is_cancelled_upstream_gets_no_answer_and_frees_its_id(
             break;
         }
     }
+    // A second request with the same id is refused, and must not take the first one's place.
+    raw.send(&json!({"jsonrpc": "2.0", "id": 81, "method": "tools/call", "params": {"name": "fix__echo", "arguments": {"message": "dup"}}})).await;
+    let refused = raw.response(&json!(81)).await;
+    assert_eq!(error_code(&refused), -32600, "{refused}");
     raw.send(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 81, "reason": "test"}})).await;
     wait_until(Duration::from_secs(10), || {
         std::fs::read_to_string(&events).is_ok_and(|e| e.contains("cancelled slow"))
