@@ -8,6 +8,10 @@
 //! method with parameters of the wrong shape, with the request's id). rmcp then sees
 //! only well-formed messages.
 //!
+//! Once the session is initialized, a client's `tools/call` does not go to rmcp at all:
+//! `calls.rs` serves it from here, through the same routing, to keep rmcp's session task
+//! off the hot path.
+//!
 //! It also keeps the session's lifecycle in one piece: notifications and responses that
 //! arrive before `initialize` are dropped (rmcp would end the session on them), and a
 //! second `initialize` is refused instead of renegotiating a running session.
