@@ -19,15 +19,11 @@ use rmcp::{
 };
 
 use super::{Bridge, catalog::Route, expect_result};
-use crate::upstream::{RequestOptions, forwarded_meta};
+use crate::upstream::RequestOptions;
 
 impl Bridge {
     fn options(context: &RequestContext<RoleServer>) -> RequestOptions {
-        RequestOptions {
-            cancel: context.ct.clone(),
-            progress_token: context.meta.get_progress_token(),
-            meta: forwarded_meta(context.meta.clone()),
-        }
+        RequestOptions::for_client(context.ct.clone(), context.meta.clone())
     }
 
     async fn forward(

@@ -90,6 +90,18 @@ impl Outbox {
         self.in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Record `id` as in flight (with the token that cancels it, for a call served
+    /// here); `false` when it already is. The call already in flight keeps its entry.
+    fn enter(&self, id: &RequestId, cancel: Option<CancellationToken>) -> bool {
+        match self.in_flight().entry(id.clone()) {
+            Entry::Vacant(vacant) => {
+                vacant.insert(cancel);
+                true
+            }
+            Entry::Occupied(_) => false,
+        }
+    }
+
     /// The line for `item`, its id no longer in flight; an answer over `maxMessageBytes`
     /// becomes an error that says so.
     fn encode(&self, item: &ServerJsonRpcMessage) -> Option<Vec<u8>> {
@@ -247,9 +259,7 @@ async fn deliver(
         Verdict::Reply(line) => outbox.tx.send(Outgoing::Line(line)).await.is_ok(),
         Verdict::Drop => true,
         Verdict::Call(call) => {
-            if let Some(bridge) = &outbox.bridge {
-                call.spawn(outbox.clone(), bridge.clone());
-            }
+            call.spawn(outbox.clone());
             true
         }
     }
@@ -262,10 +272,10 @@ fn parse_line(line: &[u8], outbox: &Outbox) -> Verdict {
     if line.is_empty() {
         return Verdict::Drop;
     }
-    if outbox.bridge.is_some()
+    if let Some(bridge) = &outbox.bridge
         && outbox.initialized.load(Ordering::Acquire)
         && let Some((id, params)) = calls::decode(line)
-        && let Some(call) = calls::Call::register(outbox, id, params)
+        && let Some(call) = calls::Call::register(outbox, bridge, id, params)
     {
         return Verdict::Call(call);
     }
@@ -287,16 +297,7 @@ fn parse_line(line: &[u8], outbox: &Outbox) -> Verdict {
             {
                 return error_reply(id(), -32600, "the session is already initialized".to_owned());
             }
-            // `entry`, not `insert`: a duplicate must not replace the cancellation token
-            // of the call already in flight under this id.
-            let fresh = match outbox.in_flight().entry(request.id.clone()) {
-                Entry::Vacant(vacant) => {
-                    vacant.insert(None);
-                    true
-                }
-                Entry::Occupied(_) => false,
-            };
-            if !fresh {
+            if !outbox.enter(&request.id, None) {
                 let message = format!("request id `{}` is already used by a request in flight", request.id);
                 return error_reply(id(), -32600, message);
             }

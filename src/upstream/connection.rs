@@ -14,8 +14,8 @@ use rmcp::{
         CustomRequest, CustomResult, ElicitRequest, ElicitRequestParams, ElicitResult, ElicitationCapability,
         FormElicitationCapability, Implementation, JsonRpcMessage, ListRootsRequest, ListRootsResult,
         LoggingMessageNotification, NumberOrString, ProgressNotification, ProgressToken, ProtocolVersion,
-        RequestId, RequestMetaObject, ResourceUpdatedNotification, ResourceUpdatedNotificationParam,
-        ServerJsonRpcMessage, ServerNotification, ServerRequest, ServerResult, UrlElicitationCapability,
+        RequestId, ResourceUpdatedNotification, ResourceUpdatedNotificationParam, ServerJsonRpcMessage,
+        ServerNotification, ServerRequest, ServerResult, UrlElicitationCapability,
     },
     service::{NotificationContext, PeerRequestOptions, RequestContext, ServiceError},
 };
@@ -491,10 +491,4 @@ impl ClientHandler for UpstreamHandler {
     ) {
         self.link.notify(&self.name, ServerNotification::CustomNotification(notification)).await;
     }
-}
-
-/// Meta without the progress token, which the upstream session replaces with its own.
-pub fn forwarded_meta(mut meta: RequestMetaObject) -> Option<RequestMetaObject> {
-    meta.0.0.remove("progressToken");
-    (!meta.0.0.is_empty()).then_some(meta)
 }

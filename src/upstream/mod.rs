@@ -31,7 +31,6 @@ mod tap;
 
 use std::{fmt, sync::Arc};
 
-pub use connection::forwarded_meta;
 use futures::future::BoxFuture;
 pub use remote::{describe as describe_http_error, install_crypto_provider};
 use rmcp::{
@@ -106,6 +105,18 @@ pub struct RequestOptions {
     pub progress_token: Option<ProgressToken>,
     /// `_meta` fields of the client's request other than the progress token.
     pub meta: Option<rmcp::model::RequestMetaObject>,
+}
+
+impl RequestOptions {
+    /// The options of a client request with this `_meta`, cancelled by `cancel`: the
+    /// progress token is taken out (the upstream session uses its own), the rest is
+    /// forwarded.
+    pub fn for_client(cancel: CancellationToken, mut meta: rmcp::model::RequestMetaObject) -> Self {
+        let progress_token = meta.get_progress_token();
+        meta.0.0.remove("progressToken");
+        let meta = (!meta.0.0.is_empty()).then_some(meta);
+        Self { cancel, progress_token, meta }
+    }
 }
 
 /// A snapshot of every configured, enabled upstream, in config order.

@@ -76,9 +76,7 @@ async fn write_batches(
     mut out: std::pin::Pin<Box<dyn AsyncWrite + Send>>,
     mut queue: mpsc::Receiver<Vec<u8>>,
 ) {
-    let mut batch = Vec::new();
-    while let Some(line) = queue.recv().await {
-        batch = line;
+    while let Some(mut batch) = queue.recv().await {
         while batch.len() < BATCH_LIMIT {
             let Ok(line) = queue.try_recv() else { break };
             batch.extend_from_slice(&line);
@@ -94,7 +92,6 @@ async fn write_batches(
             return;
         }
     }
-    drop(batch);
     let _ = out.shutdown().await;
 }
 

@@ -15,24 +15,19 @@
 
 use std::{borrow::Cow, sync::Arc};
 
-use rmcp::model::{
-    CallToolRequestParams, JsonRpcVersion2_0, RequestId, RequestMetaObject, ServerJsonRpcMessage,
-    ServerResult,
-};
+use rmcp::model::{CallToolRequestParams, JsonRpcVersion2_0, RequestId, ServerJsonRpcMessage, ServerResult};
 use serde::{Deserialize, de::IgnoredAny};
 use tokio_util::sync::CancellationToken;
 
 use super::{Outbox, Outgoing};
-use crate::{
-    proxy::Bridge,
-    upstream::{RequestOptions, forwarded_meta},
-};
+use crate::{proxy::Bridge, upstream::RequestOptions};
 
-/// A decoded `tools/call`, its id registered as in flight.
+/// A decoded `tools/call`, its id registered as in flight, and the bridge to run it.
 pub struct Call {
     id: RequestId,
     params: CallToolRequestParams,
     cancel: CancellationToken,
+    bridge: Arc<Bridge>,
 }
 
 /// Decode `line` as a `tools/call` request. `None` for anything else (and for a
@@ -58,29 +53,25 @@ pub fn decode(line: &[u8]) -> Option<(RequestId, CallToolRequestParams)> {
 impl Call {
     /// Register the call in flight, with the token that cancels it. `None` when its id
     /// is already in flight (the general path answers that).
-    pub fn register(outbox: &Outbox, id: RequestId, params: CallToolRequestParams) -> Option<Call> {
+    pub fn register(
+        outbox: &Outbox,
+        bridge: &Arc<Bridge>,
+        id: RequestId,
+        params: CallToolRequestParams,
+    ) -> Option<Call> {
         let cancel = CancellationToken::new();
-        let mut in_flight = outbox.in_flight();
-        if in_flight.contains_key(&id) {
-            return None;
-        }
-        in_flight.insert(id.clone(), Some(cancel.clone()));
-        Some(Call { id, params, cancel })
+        outbox.enter(&id, Some(cancel.clone())).then(|| Call { id, params, cancel, bridge: bridge.clone() })
     }
 
     /// Run the call on a task of its own and queue its answer for the client.
-    pub fn spawn(self, outbox: Arc<Outbox>, bridge: Arc<Bridge>) {
+    pub fn spawn(self, outbox: Arc<Outbox>) {
         tokio::spawn(async move {
-            let Call { id, mut params, cancel } = self;
+            let Call { id, mut params, cancel, bridge } = self;
             tracing::debug!(%id, tool = %params.name, "tools/call");
-            // As rmcp's request context would: the progress token and the rest of
-            // `_meta` travel as options, not as part of the params.
-            let meta = params.meta.take();
-            let options = RequestOptions {
-                cancel: cancel.clone(),
-                progress_token: meta.as_ref().and_then(RequestMetaObject::get_progress_token),
-                meta: meta.and_then(forwarded_meta),
-            };
+            // As rmcp's request context would: `_meta` travels as options, not as part
+            // of the params.
+            let meta = params.meta.take().unwrap_or_default();
+            let options = RequestOptions::for_client(cancel.clone(), meta);
             let result = bridge.route_tool_call(params, options).await;
             if cancel.is_cancelled() {
                 // The client cancelled it: no answer (its id was freed then).
