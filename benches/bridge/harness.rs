@@ -323,18 +323,25 @@ async fn call_rows(rows: &mut Vec<Row>, label: &str, pair: Pair, plan: &Plan) ->
         }
         rows.push(row);
     }
-    let (direct, bridge) = (median_f64(&throughput.direct), median_f64(&throughput.bridge));
-    let mut row = Row::new(format!(
+    let metric = format!(
         "throughput, {IN_FLIGHT} in flight, {label} (median of {} × {} calls)",
         throughput.direct.len().min(throughput.bridge.len()),
         plan.burst_calls
-    ));
-    row.direct = format!("{direct:.0} calls/s");
-    row.bridge = format!("{bridge:.0} calls/s");
-    row.ratio = Some(bridge / direct);
+    );
+    let (row, direct, bridge) = throughput_row(metric, &throughput);
     rows.push(row.target("≥ 0.8× direct", bridge >= 0.8 * direct));
     throughput_cpu_rows(rows, &throughput);
     Ok(())
+}
+
+/// The calls/s of both subjects (medians over rounds) and their ratio, with the medians.
+fn throughput_row(metric: impl Into<String>, throughput: &scenarios::Throughput) -> (Row, f64, f64) {
+    let (direct, bridge) = (median_f64(&throughput.direct), median_f64(&throughput.bridge));
+    let mut row = Row::new(metric);
+    row.direct = format!("{direct:.0} calls/s");
+    row.bridge = format!("{bridge:.0} calls/s");
+    row.ratio = Some(bridge / direct);
+    (row, direct, bridge)
 }
 
 /// Where the CPU goes at full load: with two cores and the client, the server and the
@@ -389,13 +396,8 @@ async fn relay_rows(rows: &mut Vec<Row>, upstream: &[String], plan: &Plan) -> an
         );
         rows.push(row);
     }
-    let (direct, bridge) = (median_f64(&throughput.direct), median_f64(&throughput.bridge));
-    let mut row =
-        Row::new("  floor: same throughput with a byte-copying relay process instead of the bridge");
-    row.direct = format!("{direct:.0} calls/s");
-    row.bridge = format!("{bridge:.0} calls/s");
-    row.ratio = Some(bridge / direct);
-    rows.push(row);
+    let metric = "  floor: same throughput with a byte-copying relay process instead of the bridge";
+    rows.push(throughput_row(metric, &throughput).0);
     Ok(())
 }
 

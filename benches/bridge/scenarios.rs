@@ -329,6 +329,12 @@ pub async fn throughput(pair: &Pair, plan: &Plan) -> anyhow::Result<Throughput> 
     // Summed over the bursts, per subject: (server, client) CPU.
     let mut spent = [(CpuUsage::default(), CpuUsage::default()); 2];
     let mut upstream_spent = CpuUsage::default();
+    // Adds what was used between two readings, when both could be taken.
+    let add = |total: &mut CpuUsage, before: Option<CpuUsage>, after: Option<CpuUsage>| {
+        if let (Some(before), Some(after)) = (before, after) {
+            *total = total.plus(&after.per(&before, 1));
+        }
+    };
     let started = Instant::now();
     for round in 0..plan.burst_rounds {
         if round > 0 && started.elapsed() > plan.budget / 3 {
@@ -342,16 +348,10 @@ pub async fn throughput(pair: &Pair, plan: &Plan) -> anyhow::Result<Throughput> 
             let upstream_before = upstream(server);
             let elapsed = burst(peer, std::slice::from_ref(request), plan.burst_calls).await?;
             let after = (server.and_then(cpu_usage), cpu_usage(std::process::id()));
-            if let (Some(before), Some(after)) = (upstream_before, upstream(server)) {
-                upstream_spent = upstream_spent.plus(&after.per(&before, 1));
-            }
+            add(&mut upstream_spent, upstream_before, upstream(server));
             let total = &mut spent[usize::from(bridge)];
-            if let (Some(before), Some(after)) = (before.0, after.0) {
-                total.0 = total.0.plus(&after.per(&before, 1));
-            }
-            if let (Some(before), Some(after)) = (before.1, after.1) {
-                total.1 = total.1.plus(&after.per(&before, 1));
-            }
+            add(&mut total.0, before.0, after.0);
+            add(&mut total.1, before.1, after.1);
             let rate = plan.burst_calls as f64 / elapsed.as_secs_f64();
             if bridge { result.bridge.push(rate) } else { result.direct.push(rate) }
         }
