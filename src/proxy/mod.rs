@@ -23,9 +23,8 @@ use std::{
 };
 
 use rmcp::model::{
-    CallToolRequest, CallToolRequestParams, CallToolResult, ClientRequest, ContentBlock,
-    PromptListChangedNotification, ResourceListChangedNotification, ServerNotification, ServerResult,
-    ToolListChangedNotification,
+    CallToolRequestParams, CallToolResult, ContentBlock, PromptListChangedNotification,
+    ResourceListChangedNotification, ServerNotification, ServerResult, ToolListChangedNotification,
 };
 use serde::de::DeserializeOwned;
 use tokio::{sync::watch, time::Instant};
@@ -36,7 +35,7 @@ use self::link::DownstreamLink;
 use crate::{
     config::{Aggregation, Settings},
     oauth::SignInContext,
-    upstream::{RequestOptions, Status, UpstreamError, UpstreamSet, Upstreams, View},
+    upstream::{RequestOptions, Status, ToolAnswer, UpstreamError, UpstreamSet, Upstreams, View},
 };
 
 /// The aggregating server. Cheap to share: everything inside is behind `Arc`s.
@@ -189,17 +188,32 @@ impl Bridge {
         find(&*self.settled_catalog().await)
     }
 
+    /// Route a `tools/call` by its exposed name, for a caller that needs the result typed.
     async fn route_tool_call(
+        &self,
+        params: CallToolRequestParams,
+        options: RequestOptions,
+    ) -> Result<CallToolResult, rmcp::ErrorData> {
+        self.relay_tool_call(params, options).await?.into_typed()
+    }
+
+    /// Route a `tools/call` by its exposed name; the result may come back as the
+    /// upstream wrote it, to be relayed unchanged ([`ToolAnswer::Raw`]).
+    async fn relay_tool_call(
         &self,
         mut params: CallToolRequestParams,
         options: RequestOptions,
-    ) -> Result<CallToolResult, rmcp::ErrorData> {
+    ) -> Result<ToolAnswer<CallToolResult>, rmcp::ErrorData> {
         let Some(route) = self.route(|catalog| catalog.tool(&params.name).cloned()).await else {
             return Err(rmcp::ErrorData::invalid_params(format!("unknown tool `{}`", params.name), None));
         };
         let exposed = std::mem::replace(&mut params.name, route.name.into());
-        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
-        match self.upstreams.request(&route.upstream, request, options).await {
+        let result = match self.upstreams.call_tool(&route.upstream, params, options).await {
+            Ok(ToolAnswer::Raw(raw)) => return Ok(ToolAnswer::Raw(raw)),
+            Ok(ToolAnswer::Decoded(result)) => Ok(result),
+            Err(error) => Err(error),
+        };
+        let typed = match result {
             Ok(ServerResult::InputRequiredResult(_)) => Err(rmcp::ErrorData::internal_error(
                 format!(
                     "`{exposed}` asked for client input with the 2026-07-28 multi-round flow (MRTR), which foxxy-bridge cannot relay to a client on an older protocol yet"
@@ -218,7 +232,8 @@ impl Bridge {
                     "cannot call `{exposed}`: {error}"
                 ))]))
             }
-        }
+        };
+        typed.map(ToolAnswer::Decoded)
     }
 
     /// Stop the catalog task and every upstream (bounded time).
@@ -297,7 +312,7 @@ mod tests {
     };
 
     use futures::{FutureExt, future::BoxFuture};
-    use rmcp::model::{ClientNotification, LoggingLevel};
+    use rmcp::model::{ClientNotification, ClientRequest, LoggingLevel};
 
     use super::*;
     use crate::upstream::UpstreamState;

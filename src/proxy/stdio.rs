@@ -110,16 +110,37 @@ impl Outbox {
             JsonRpcMessage::Error(error) => error.id.as_ref(),
             _ => None,
         };
+        match serde_json::to_vec(item) {
+            Ok(line) => self.finish(id, line),
+            Err(error) => {
+                tracing::error!("cannot encode a message for the client: {error}");
+                if let Some(id) = id {
+                    self.in_flight().remove(id);
+                }
+                None
+            }
+        }
+    }
+
+    /// The answer to request `id` whose result is the JSON text `result`, as [`Outbox::encode`]
+    /// would write it for a decoded result.
+    fn encode_result(&self, id: RequestId, result: &[u8]) -> Option<Vec<u8>> {
+        const HEAD: &[u8] = br#"{"jsonrpc":"2.0","id":"#;
+        let mut line = Vec::with_capacity(HEAD.len() + 32 + result.len());
+        line.extend_from_slice(HEAD);
+        // A number or a string: cannot fail.
+        serde_json::to_writer(&mut line, &id).ok()?;
+        line.extend_from_slice(br#","result":"#);
+        line.extend_from_slice(result);
+        line.push(b'}');
+        self.finish(Some(&id), line)
+    }
+
+    /// The encoded `line`, with request `id` (if it answers one) no longer in flight.
+    fn finish(&self, id: Option<&RequestId>, mut line: Vec<u8>) -> Option<Vec<u8>> {
         if let Some(id) = id {
             self.in_flight().remove(id);
         }
-        let mut line = match serde_json::to_vec(item) {
-            Ok(line) => line,
-            Err(error) => {
-                tracing::error!("cannot encode a message for the client: {error}");
-                return None;
-            }
-        };
         if line.len() > self.max_bytes {
             tracing::warn!(bytes = line.len(), "a message for the client is over `maxMessageBytes`");
             let id = id.cloned()?;

@@ -8,23 +8,23 @@ use futures::future::{BoxFuture, FutureExt};
 use rmcp::{
     ClientHandler, ErrorData, Peer, RoleClient,
     model::{
-        CallToolRequestParams, CallToolResult, CancelledNotification, CancelledNotificationParam,
+        CallToolRequest, CallToolRequestParams, CancelledNotification, CancelledNotificationParam,
         ClientCapabilities, ClientInfo, ClientNotification, ClientRequest, ClientResult,
         CreateMessageRequest, CreateMessageRequestParams, CreateMessageResult, CustomNotification,
         CustomRequest, CustomResult, ElicitRequest, ElicitRequestParams, ElicitResult, ElicitationCapability,
-        FormElicitationCapability, Implementation, JsonRpcMessage, ListRootsRequest, ListRootsResult,
+        FormElicitationCapability, Implementation, ListRootsRequest, ListRootsResult,
         LoggingMessageNotification, NumberOrString, ProgressNotification, ProgressToken, ProtocolVersion,
-        RequestId, ResourceUpdatedNotification, ResourceUpdatedNotificationParam, ServerJsonRpcMessage,
-        ServerNotification, ServerRequest, ServerResult, UrlElicitationCapability,
+        RequestId, ResourceUpdatedNotification, ResourceUpdatedNotificationParam, ServerNotification,
+        ServerRequest, ServerResult, UrlElicitationCapability,
     },
     service::{NotificationContext, PeerRequestOptions, RequestContext, ServiceError},
 };
-use serde::Deserialize;
 use tokio::sync::{Mutex, Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::{
     ClientLink, RequestOptions, UpstreamError,
+    answer::{self, ToolAnswer},
     lane::{Call, Lane},
     tap::{TapQueue, TapReceiver, Tapped},
 };
@@ -75,10 +75,27 @@ impl Connection {
         options: RequestOptions,
     ) -> BoxFuture<'_, Result<ServerResult, UpstreamError>> {
         match (request, &self.lane) {
-            (ClientRequest::CallToolRequest(call), Some(lane)) => {
-                self.call_on_lane(lane, call.params, options).boxed()
-            }
+            (ClientRequest::CallToolRequest(call), Some(lane)) => self
+                .call_on_lane(lane, call.params, options)
+                .map(|answer| answer.and_then(ToolAnswer::into_server_result))
+                .boxed(),
             (request, _) => self.request_via_rmcp(request, options).boxed(),
+        }
+    }
+
+    /// Call a tool; see [`super::Upstreams::call_tool`]. Boxed for the same reason as
+    /// [`Connection::request`].
+    pub fn call_tool(
+        &self,
+        params: CallToolRequestParams,
+        options: RequestOptions,
+    ) -> BoxFuture<'_, Result<ToolAnswer, UpstreamError>> {
+        match &self.lane {
+            Some(lane) => self.call_on_lane(lane, params, options).boxed(),
+            None => {
+                let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+                self.request_via_rmcp(request, options).map(|result| result.map(ToolAnswer::Decoded)).boxed()
+            }
         }
     }
 
@@ -119,7 +136,7 @@ impl Connection {
         lane: &Lane,
         mut params: CallToolRequestParams,
         options: RequestOptions,
-    ) -> Result<ServerResult, UpstreamError> {
+    ) -> Result<ToolAnswer, UpstreamError> {
         let Some(mut call) = lane.reserve() else {
             self.broken.cancel();
             return Err(self.closed());
@@ -151,7 +168,7 @@ impl Connection {
         let Call { answer, .. } = &mut call;
         let response = async {
             match answer.await {
-                Ok(line) => decode_tool_answer(&line),
+                Ok(answer) => answer::tool_answer(answer),
                 Err(_) => {
                     self.broken.cancel();
                     Err(self.closed())
@@ -166,13 +183,13 @@ impl Connection {
     /// Wait for `response`, or give up on the request (id `id` upstream) when the client
     /// cancels it or it has been quiet for the request timeout. Progress (`activity`)
     /// restarts the timeout.
-    async fn wait(
+    async fn wait<T>(
         &self,
-        response: impl Future<Output = Result<ServerResult, UpstreamError>>,
+        response: impl Future<Output = Result<T, UpstreamError>>,
         id: RequestId,
         cancel: &CancellationToken,
         activity: &Notify,
-    ) -> Result<ServerResult, UpstreamError> {
+    ) -> Result<T, UpstreamError> {
         tokio::pin!(response);
         let timeout = self.request_timeout;
         let deadline = tokio::time::sleep(timeout);
@@ -255,29 +272,6 @@ impl Connection {
                 cause: super::remote::describe(&other),
             },
         }
-    }
-}
-
-/// Decode the upstream's answer to a `tools/call` sent on the lane, as rmcp would have.
-fn decode_tool_answer(line: &[u8]) -> Result<ServerResult, UpstreamError> {
-    #[derive(Deserialize)]
-    struct Answer {
-        result: CallToolResult,
-    }
-    if let Ok(answer) = serde_json::from_slice::<Answer>(line) {
-        return Ok(ServerResult::CallToolResult(answer.result));
-    }
-    // An error, or a result that is not a plain `CallToolResult`: the general decoder.
-    match serde_json::from_slice::<ServerJsonRpcMessage>(line) {
-        Ok(JsonRpcMessage::Response(response)) => Ok(response.result),
-        Ok(JsonRpcMessage::Error(error)) => Err(UpstreamError::Mcp(error.error)),
-        Ok(_) => {
-            Err(UpstreamError::Mcp(ErrorData::internal_error("the upstream sent a malformed answer", None)))
-        }
-        Err(error) => Err(UpstreamError::Mcp(ErrorData::internal_error(
-            format!("the upstream sent a malformed answer: {error}"),
-            None,
-        ))),
     }
 }
 

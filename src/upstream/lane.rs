@@ -16,11 +16,13 @@
 
 use std::{
     collections::HashMap,
+    ops::Range,
     sync::{Arc, Mutex, MutexGuard},
 };
 
 use rmcp::model::{CallToolRequestParams, JsonRpcVersion2_0, RequestId};
 use serde::{Deserialize, Serialize, de::IgnoredAny};
+use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
 use super::outlet::Outlet;
@@ -38,16 +40,23 @@ pub struct Lane {
 
 struct Waiting {
     next_id: i64,
-    answers: HashMap<i64, oneshot::Sender<Vec<u8>>>,
+    answers: HashMap<i64, oneshot::Sender<Answer>>,
     closed: bool,
+}
+
+/// The upstream's answer line to a lane call, and where in it its `result` is (none for
+/// an error answer).
+pub struct Answer {
+    pub line: Vec<u8>,
+    pub result: Option<Range<usize>>,
 }
 
 /// One call on the lane, from its id's reservation until its answer or its end.
 pub struct Call<'a> {
     lane: &'a Lane,
     pub id: i64,
-    /// Fires with the upstream's answer line; fails when the session ended first.
-    pub answer: oneshot::Receiver<Vec<u8>>,
+    /// Fires with the upstream's answer; fails when the session ended first.
+    pub answer: oneshot::Receiver<Answer>,
 }
 
 impl Drop for Call<'_> {
@@ -102,23 +111,33 @@ impl Lane {
     /// If `line` answers a call waiting on the lane, hand it over and return `true`;
     /// otherwise the line is for rmcp. Cheap when nothing is waiting.
     pub fn claim(&self, line: &[u8]) -> bool {
+        // One pass finds the id and where the result is, so the caller need not scan
+        // the line again to relay the result.
         #[derive(Deserialize)]
-        struct Head {
+        struct Head<'a> {
             id: Option<RequestId>,
             method: Option<IgnoredAny>,
+            #[serde(borrow)]
+            result: Option<&'a RawValue>,
         }
         let mut waiting = self.waiting();
         if waiting.answers.is_empty() {
             return false;
         }
-        let Ok(Head { id: Some(RequestId::Number(id)), method: None }) = serde_json::from_slice(line) else {
+        let Ok(Head { id: Some(RequestId::Number(id)), method: None, result }) = serde_json::from_slice(line)
+        else {
             return false;
         };
         let Some(answer) = waiting.answers.remove(&id) else {
             return false;
         };
+        let result = result.map(|result| {
+            // `result` borrows from `line`, so its offset is where its text starts.
+            let start = result.get().as_ptr() as usize - line.as_ptr() as usize;
+            start..start + result.get().len()
+        });
         // The caller may have given up this instant; then the answer has no one to go to.
-        let _ = answer.send(line.to_vec());
+        let _ = answer.send(Answer { line: line.to_vec(), result });
         true
     }
 

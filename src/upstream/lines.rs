@@ -417,8 +417,13 @@ mod tests {
         assert_eq!(first["method"], "ping");
         assert_eq!(serde_json::to_value(transport.receive().await.unwrap()).unwrap()["id"], 3);
         assert_eq!(serde_json::to_value(transport.receive().await.unwrap()).unwrap()["id"], 4);
-        let answer: serde_json::Value = serde_json::from_slice(&(&mut call.answer).await.unwrap()).unwrap();
-        assert_eq!(answer, ours);
+        let answer = (&mut call.answer).await.unwrap();
+        assert_eq!(serde_json::from_slice::<serde_json::Value>(&answer.line).unwrap(), ours);
+        let result = answer.result.expect("where the result is");
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&answer.line[result]).unwrap(),
+            ours["result"]
+        );
 
         // A call given up on is forgotten: its late answer goes to rmcp.
         let given_up = lane.reserve().unwrap();

@@ -17,6 +17,7 @@
 // protocol 2026-07-28, but they are live parts of 2025-11-25, which the bridge speaks.
 #![allow(deprecated)]
 
+mod answer;
 mod child;
 mod connection;
 mod lane;
@@ -31,13 +32,15 @@ mod tap;
 
 use std::{fmt, sync::Arc};
 
-use futures::future::BoxFuture;
+pub use answer::{RawToolResult, ToolAnswer};
+use futures::future::{BoxFuture, FutureExt};
 pub use remote::{describe as describe_http_error, install_crypto_provider};
 use rmcp::{
     ErrorData,
     model::{
-        ClientNotification, ClientRequest, ClientResult, LoggingLevel, ProgressToken, Prompt, Resource,
-        ResourceTemplate, ServerCapabilities, ServerNotification, ServerRequest, ServerResult, Tool,
+        CallToolRequest, CallToolRequestParams, ClientNotification, ClientRequest, ClientResult,
+        LoggingLevel, ProgressToken, Prompt, Resource, ResourceTemplate, ServerCapabilities,
+        ServerNotification, ServerRequest, ServerResult, Tool,
     },
 };
 pub use set::UpstreamSet;
@@ -60,6 +63,18 @@ pub trait Upstreams: Send + Sync + 'static {
         request: ClientRequest,
         options: RequestOptions,
     ) -> BoxFuture<'_, Result<ServerResult, UpstreamError>>;
+
+    /// Call a tool of one upstream: [`Upstreams::request`] for a `tools/call`, whose
+    /// result may come back as the upstream wrote it, to be relayed unchanged.
+    fn call_tool(
+        &self,
+        upstream: &str,
+        params: CallToolRequestParams,
+        options: RequestOptions,
+    ) -> BoxFuture<'_, Result<ToolAnswer, UpstreamError>> {
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+        self.request(upstream, request, options).map(|result| result.map(ToolAnswer::Decoded)).boxed()
+    }
 
     /// Send a notification to every connected upstream (e.g. roots list changed).
     fn notify_all(&self, notification: ClientNotification) -> BoxFuture<'_, ()>;

@@ -11,12 +11,12 @@ use std::{
 };
 
 use futures::future::{BoxFuture, FutureExt, join_all};
-use rmcp::model::{ClientNotification, ClientRequest, LoggingLevel, ServerResult};
+use rmcp::model::{CallToolRequestParams, ClientNotification, ClientRequest, LoggingLevel, ServerResult};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
-    ClientLink, RequestOptions, Status, UpstreamError, UpstreamState, Upstreams, View,
+    ClientLink, RequestOptions, Status, ToolAnswer, UpstreamError, UpstreamState, Upstreams, View,
     connection::Connection, supervisor,
 };
 use crate::{
@@ -308,6 +308,21 @@ impl Upstreams for UpstreamSet {
         // The future itself, not one wrapping it: boxing copies it whole, and a wrapper
         // would add another copy of the request's state.
         self.request_inner(upstream.to_owned(), request, options).boxed()
+    }
+
+    fn call_tool(
+        &self,
+        upstream: &str,
+        params: CallToolRequestParams,
+        options: RequestOptions,
+    ) -> BoxFuture<'_, Result<ToolAnswer, UpstreamError>> {
+        let upstream = upstream.to_owned();
+        async move {
+            let entry = self.entry(&upstream).ok_or(UpstreamError::Unknown(upstream))?;
+            let connection = self.connection_for_request(&entry).await?;
+            connection.call_tool(params, options).await
+        }
+        .boxed()
     }
 
     fn notify_all(&self, notification: ClientNotification) -> BoxFuture<'_, ()> {

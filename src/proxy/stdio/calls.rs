@@ -5,8 +5,9 @@
 //! through the task to this transport. For the one method a client sends over and over,
 //! that is a large share of the bridge's cost per call. So once the session is
 //! initialized, the reader decodes a `tools/call` here and runs it on a task of its own,
-//! through the same routing the rmcp handler uses ([`Bridge::route_tool_call`]), and the
-//! answer goes straight to the outbox.
+//! through the same routing the rmcp handler uses ([`Bridge::relay_tool_call`]), and the
+//! answer goes straight to the outbox: a result the upstream sent in the shape this
+//! client expects is relayed as it was written (`upstream/answer.rs`).
 //!
 //! What rmcp's session would have done for the request is done here too: the answer is
 //! shaped for a client before 2026-07-28 (the only protocols the bridge serves), a
@@ -20,7 +21,10 @@ use serde::{Deserialize, de::IgnoredAny};
 use tokio_util::sync::CancellationToken;
 
 use super::{Outbox, Outgoing};
-use crate::{proxy::Bridge, upstream::RequestOptions};
+use crate::{
+    proxy::Bridge,
+    upstream::{RequestOptions, ToolAnswer},
+};
 
 /// A decoded `tools/call`, its id registered as in flight, and the bridge to run it.
 pub struct Call {
@@ -72,21 +76,23 @@ impl Call {
             // of the params.
             let meta = params.meta.take().unwrap_or_default();
             let options = RequestOptions::for_client(cancel.clone(), meta);
-            let result = bridge.route_tool_call(params, options).await;
+            let result = bridge.relay_tool_call(params, options).await;
             if cancel.is_cancelled() {
                 // The client cancelled it: no answer (its id was freed then).
                 return;
             }
-            let message = match result {
-                Ok(result) => {
+            let line = match result {
+                // Already in the shape this client expects (`upstream/answer.rs`).
+                Ok(ToolAnswer::Raw(raw)) => outbox.encode_result(id, raw.json()),
+                Ok(ToolAnswer::Decoded(result)) => {
                     let mut result = ServerResult::CallToolResult(result);
                     result.strip_result_type_for_legacy_peer();
                     result.strip_non_object_output_for_legacy_peer();
-                    ServerJsonRpcMessage::response(result, id)
+                    outbox.encode(&ServerJsonRpcMessage::response(result, id))
                 }
-                Err(error) => ServerJsonRpcMessage::error(error, Some(id)),
+                Err(error) => outbox.encode(&ServerJsonRpcMessage::error(error, Some(id))),
             };
-            if let Some(line) = outbox.encode(&message) {
+            if let Some(line) = line {
                 // A closed outbox means the client is gone; nobody is left to answer.
                 let _ = outbox.tx.send(Outgoing::Line(line)).await;
             }

@@ -1,0 +1,243 @@
+//! The answer to a `tools/call` sent on the lane (`lane.rs`), turned into its result.
+//!
+//! Decoding a `CallToolResult` (its content blocks are tagged unions) and encoding it
+//! again for the client is most of the JSON work of a relayed call, and for most answers
+//! it changes nothing: the result already has the shape a client before 2026-07-28 (the
+//! only protocols the bridge serves) expects. Such a result is relayed as the upstream
+//! wrote it ([`RawToolResult`]). A result that rmcp's decoding or its shaping for those
+//! clients would change (a `resultType`, a non-object `structuredContent`, a missing
+//! `content`, a field of the wrong type) is decoded, as on every other path, so the
+//! client gets the same answer either way.
+//!
+//! What the raw relay does not do is check each content block: a block rmcp could not
+//! decode (a type from a newer protocol, or a malformed one) reaches the client as the
+//! upstream sent it, as it would through any byte-relaying proxy, instead of becoming a
+//! "malformed result" error.
+
+use std::ops::Range;
+
+use rmcp::{
+    ErrorData,
+    model::{CallToolResult, JsonRpcMessage, ServerJsonRpcMessage, ServerResult},
+};
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
+
+use super::{UpstreamError, lane::Answer};
+
+/// What a `tools/call` to an upstream returned: `R` is the decoded form
+/// ([`ServerResult`] from the upstream set, `CallToolResult` once routed).
+#[derive(Debug)]
+pub enum ToolAnswer<R = ServerResult> {
+    /// The upstream's result object as it wrote it, to be relayed unchanged.
+    Raw(RawToolResult),
+    Decoded(R),
+}
+
+/// A `CallToolResult` as the upstream wrote it, already in the shape a client before
+/// 2026-07-28 expects (see the module doc).
+pub struct RawToolResult {
+    line: Vec<u8>,
+    result: Range<usize>,
+}
+
+impl std::fmt::Debug for RawToolResult {
+    // Tool results are the user's data: their size is enough for a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawToolResult").field("bytes", &self.result.len()).finish()
+    }
+}
+
+impl RawToolResult {
+    /// The result object's JSON text.
+    pub fn json(&self) -> &[u8] {
+        &self.line[self.result.clone()]
+    }
+
+    /// The result decoded, for a caller that needs it typed.
+    pub fn decode(&self) -> Result<CallToolResult, ErrorData> {
+        serde_json::from_slice(self.json()).map_err(|error| {
+            ErrorData::internal_error(format!("the upstream sent a malformed result: {error}"), None)
+        })
+    }
+}
+
+impl ToolAnswer<CallToolResult> {
+    /// The result, decoded if it was relayed raw.
+    pub fn into_typed(self) -> Result<CallToolResult, ErrorData> {
+        match self {
+            ToolAnswer::Raw(raw) => raw.decode(),
+            ToolAnswer::Decoded(result) => Ok(result),
+        }
+    }
+}
+
+impl ToolAnswer {
+    /// The answer as any other request's result.
+    pub fn into_server_result(self) -> Result<ServerResult, UpstreamError> {
+        match self {
+            ToolAnswer::Raw(raw) => {
+                raw.decode().map(ServerResult::CallToolResult).map_err(UpstreamError::Mcp)
+            }
+            ToolAnswer::Decoded(result) => Ok(result),
+        }
+    }
+}
+
+/// The result of the upstream's `answer` to a lane call: relayed raw when it can be,
+/// else decoded as rmcp would have.
+pub fn tool_answer(answer: Answer) -> Result<ToolAnswer, UpstreamError> {
+    if let Some(result) = answer.result.clone()
+        && relayable(&answer.line[result.clone()])
+    {
+        return Ok(ToolAnswer::Raw(RawToolResult { line: answer.line, result }));
+    }
+    decode(&answer.line).map(ToolAnswer::Decoded)
+}
+
+/// Whether `result` is a `CallToolResult` that rmcp's decoding and its shaping for a
+/// client before 2026-07-28 would leave as it is (module doc). Unknown fields are kept,
+/// as the client's own decoder would.
+fn relayable(result: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Shape<'a> {
+        #[serde(default, borrow, deserialize_with = "present")]
+        result_type: Option<&'a RawValue>,
+        #[serde(default, borrow, deserialize_with = "present")]
+        content: Option<&'a RawValue>,
+        #[serde(default, borrow, deserialize_with = "present")]
+        structured_content: Option<&'a RawValue>,
+        #[serde(default, borrow, deserialize_with = "present")]
+        is_error: Option<&'a RawValue>,
+        #[serde(rename = "_meta", default, borrow, deserialize_with = "present")]
+        meta: Option<&'a RawValue>,
+    }
+    // `Option<&RawValue>` would read a `null` as absent; these fields must be told apart.
+    fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<&'de RawValue>, D::Error> {
+        <&RawValue>::deserialize(deserializer).map(Some)
+    }
+    let Ok(shape) = serde_json::from_slice::<Shape<'_>>(result) else {
+        return false;
+    };
+    let starts = |raw: &RawValue, first: u8| raw.get().as_bytes().first() == Some(&first);
+    shape.result_type.is_none()
+        && shape.content.is_some_and(|content| starts(content, b'['))
+        && shape.structured_content.is_none_or(|structured| starts(structured, b'{'))
+        && shape.is_error.is_none_or(|is_error| matches!(is_error.get(), "true" | "false"))
+        && shape.meta.is_none_or(|meta| starts(meta, b'{'))
+}
+
+/// Decode the answer `line` as rmcp would have.
+fn decode(line: &[u8]) -> Result<ServerResult, UpstreamError> {
+    #[derive(Deserialize)]
+    struct Answer {
+        result: CallToolResult,
+    }
+    if let Ok(answer) = serde_json::from_slice::<Answer>(line) {
+        return Ok(ServerResult::CallToolResult(answer.result));
+    }
+    // An error, or a result that is not a plain `CallToolResult`: the general decoder.
+    match serde_json::from_slice::<ServerJsonRpcMessage>(line) {
+        Ok(JsonRpcMessage::Response(response)) => Ok(response.result),
+        Ok(JsonRpcMessage::Error(error)) => Err(UpstreamError::Mcp(error.error)),
+        Ok(_) => {
+            Err(UpstreamError::Mcp(ErrorData::internal_error("the upstream sent a malformed answer", None)))
+        }
+        Err(error) => Err(UpstreamError::Mcp(ErrorData::internal_error(
+            format!("the upstream sent a malformed answer: {error}"),
+            None,
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    /// The answer to a lane call whose result is the JSON text `result`, as the lane hands it over.
+    fn answer(result: &str) -> Answer {
+        let head = r#"{"jsonrpc":"2.0","id":1000000000,"result":"#;
+        let line = format!("{head}{result}}}").into_bytes();
+        Answer { line, result: Some(head.len()..head.len() + result.len()) }
+    }
+
+    /// What the client gets for a decoded result: rmcp's shaping for a client before 2026-07-28.
+    fn shaped(result: ServerResult) -> Value {
+        let mut result = result;
+        result.strip_result_type_for_legacy_peer();
+        result.strip_non_object_output_for_legacy_peer();
+        serde_json::to_value(result).unwrap()
+    }
+
+    #[test]
+    fn a_result_already_in_shape_is_relayed_as_written_and_means_what_the_decoded_one_would() {
+        for result in [
+            r#"{"content":[{"type":"text","text":"Echo: hi"}]}"#,
+            r#"{"content": [], "isError": true}"#,
+            r#"{"content":[{"type":"text","text":"{\"n\":1}"}],"structuredContent":{"n":1},"isError":false,"_meta":{"k":"v"}}"#,
+            r#"{"content":[{"type":"image","data":"AAAA","mimeType":"image/png"},{"type":"resource_link","uri":"file:///a","name":"a"}]}"#,
+        ] {
+            let Ok(ToolAnswer::Raw(raw)) = tool_answer(answer(result)) else {
+                panic!("not relayed raw: {result}")
+            };
+            assert_eq!(raw.json(), result.as_bytes(), "relayed byte for byte");
+            let decoded = decode(&answer(result).line).unwrap();
+            assert_eq!(serde_json::from_slice::<Value>(raw.json()).unwrap(), shaped(decoded), "{result}");
+            assert_eq!(raw.decode().unwrap(), serde_json::from_str::<CallToolResult>(result).unwrap());
+        }
+    }
+
+    #[test]
+    fn a_result_that_decoding_or_shaping_would_change_is_decoded() {
+        for (result, client_sees) in [
+            // rmcp drops a "complete" result type for these clients.
+            (r#"{"resultType":"complete","content":[]}"#, json!({"content": []})),
+            // A missing `content` is written as an empty one.
+            (r#"{"isError":true}"#, json!({"content": [], "isError": true})),
+            // Structured content that is not an object moves into the content.
+            (
+                r#"{"content":[],"structuredContent":[1,2]}"#,
+                json!({"content": [{"type": "text", "text": "[1,2]"}]}),
+            ),
+            (
+                r#"{"content":[],"structuredContent":null}"#,
+                json!({"content": [{"type": "text", "text": "null"}]}),
+            ),
+        ] {
+            let Ok(ToolAnswer::Decoded(decoded)) = tool_answer(answer(result)) else {
+                panic!("relayed raw: {result}")
+            };
+            assert_eq!(shaped(decoded), client_sees, "{result}");
+        }
+        // Fields of the wrong type, or no result object: the decoder's verdict (a
+        // result of another kind, or an error), never a raw relay.
+        for result in [
+            r#"{"content":{}}"#,
+            r#"{"content":[],"isError":"yes"}"#,
+            r#"{"content":[],"_meta":[]}"#,
+            r#"{"content":[],"content":[]}"#,
+            r#"[]"#,
+            r#""text""#,
+        ] {
+            assert!(!matches!(tool_answer(answer(result)), Ok(ToolAnswer::Raw(_))), "relayed raw: {result}");
+        }
+        let error = br#"{"jsonrpc":"2.0","id":1000000000,"error":{"code":-32602,"message":"bad"}}"#;
+        let answer = Answer { line: error.to_vec(), result: None };
+        let Err(UpstreamError::Mcp(error)) = tool_answer(answer) else { panic!("an error answer") };
+        assert_eq!((error.code.0, &*error.message), (-32602, "bad"));
+    }
+
+    #[test]
+    fn content_blocks_are_relayed_as_sent() {
+        // A block type rmcp does not know (a newer protocol's) reaches the client as a
+        // byte relay would pass it; decoding it would have failed.
+        let result = r#"{"content":[{"type":"hologram","frames":3}]}"#;
+        let Ok(ToolAnswer::Raw(raw)) = tool_answer(answer(result)) else { panic!("not relayed raw") };
+        assert_eq!(raw.json(), result.as_bytes());
+        assert!(raw.decode().is_err(), "a typed caller still learns that it does not decode");
+        assert!(!format!("{raw:?}").contains("hologram"), "Debug shows no tool output");
+    }
+}
