@@ -35,7 +35,7 @@ use self::link::DownstreamLink;
 use crate::{
     config::{Aggregation, Settings},
     oauth::SignInContext,
-    upstream::{RequestOptions, Status, ToolAnswer, UpstreamError, UpstreamSet, Upstreams, View},
+    upstream::{RequestOptions, Status, ToolAnswer, ToolCall, UpstreamError, UpstreamSet, Upstreams, View},
 };
 
 /// The aggregating server. Cheap to share: everything inside is behind `Arc`s.
@@ -194,20 +194,20 @@ impl Bridge {
         params: CallToolRequestParams,
         options: RequestOptions,
     ) -> Result<CallToolResult, rmcp::ErrorData> {
-        self.relay_tool_call(params, options).await?.into_typed()
+        self.relay_tool_call(ToolCall::from_params(params), options).await?.into_typed()
     }
 
     /// Route a `tools/call` by its exposed name; the result may come back as the
     /// upstream wrote it, to be relayed unchanged ([`ToolAnswer::Raw`]).
     async fn relay_tool_call(
         &self,
-        mut params: CallToolRequestParams,
+        mut params: ToolCall,
         options: RequestOptions,
     ) -> Result<ToolAnswer<CallToolResult>, rmcp::ErrorData> {
         let Some(route) = self.route(|catalog| catalog.tool(&params.name).cloned()).await else {
             return Err(rmcp::ErrorData::invalid_params(format!("unknown tool `{}`", params.name), None));
         };
-        let exposed = std::mem::replace(&mut params.name, route.name.into());
+        let exposed = std::mem::replace(&mut params.name, route.name);
         let result = match self.upstreams.call_tool(&route.upstream, params, options).await {
             Ok(ToolAnswer::Raw(raw)) => return Ok(ToolAnswer::Raw(raw)),
             Ok(ToolAnswer::Decoded(result)) => Ok(result),

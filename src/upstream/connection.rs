@@ -8,14 +8,14 @@ use futures::future::{BoxFuture, FutureExt};
 use rmcp::{
     ClientHandler, ErrorData, Peer, RoleClient,
     model::{
-        CallToolRequest, CallToolRequestParams, CancelledNotification, CancelledNotificationParam,
-        ClientCapabilities, ClientInfo, ClientNotification, ClientRequest, ClientResult,
-        CreateMessageRequest, CreateMessageRequestParams, CreateMessageResult, CustomNotification,
-        CustomRequest, CustomResult, ElicitRequest, ElicitRequestParams, ElicitResult, ElicitationCapability,
-        FormElicitationCapability, Implementation, ListRootsRequest, ListRootsResult,
-        LoggingMessageNotification, NumberOrString, ProgressNotification, ProgressToken, ProtocolVersion,
-        RequestId, ResourceUpdatedNotification, ResourceUpdatedNotificationParam, ServerNotification,
-        ServerRequest, ServerResult, UrlElicitationCapability,
+        CallToolRequest, CancelledNotification, CancelledNotificationParam, ClientCapabilities, ClientInfo,
+        ClientNotification, ClientRequest, ClientResult, CreateMessageRequest, CreateMessageRequestParams,
+        CreateMessageResult, CustomNotification, CustomRequest, CustomResult, ElicitRequest,
+        ElicitRequestParams, ElicitResult, ElicitationCapability, FormElicitationCapability, Implementation,
+        ListRootsRequest, ListRootsResult, LoggingMessageNotification, NumberOrString, ProgressNotification,
+        ProgressToken, ProtocolVersion, RequestId, ResourceUpdatedNotification,
+        ResourceUpdatedNotificationParam, ServerNotification, ServerRequest, ServerResult,
+        UrlElicitationCapability,
     },
     service::{NotificationContext, PeerRequestOptions, RequestContext, ServiceError},
 };
@@ -24,8 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     ClientLink, RequestOptions, UpstreamError,
-    answer::{self, ToolAnswer},
     lane::{Call, Lane},
+    relay::{self, ToolAnswer, ToolCall},
     tap::{TapQueue, TapReceiver, Tapped},
 };
 
@@ -76,7 +76,7 @@ impl Connection {
     ) -> BoxFuture<'_, Result<ServerResult, UpstreamError>> {
         match (request, &self.lane) {
             (ClientRequest::CallToolRequest(call), Some(lane)) => self
-                .call_on_lane(lane, call.params, options)
+                .call_on_lane(lane, ToolCall::from_params(call.params), options)
                 .map(|answer| answer.and_then(ToolAnswer::into_server_result))
                 .boxed(),
             (request, _) => self.request_via_rmcp(request, options).boxed(),
@@ -87,13 +87,13 @@ impl Connection {
     /// [`Connection::request`].
     pub fn call_tool(
         &self,
-        params: CallToolRequestParams,
+        call: ToolCall,
         options: RequestOptions,
     ) -> BoxFuture<'_, Result<ToolAnswer, UpstreamError>> {
         match &self.lane {
-            Some(lane) => self.call_on_lane(lane, params, options).boxed(),
+            Some(lane) => self.call_on_lane(lane, call, options).boxed(),
             None => {
-                let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+                let request = ClientRequest::CallToolRequest(CallToolRequest::new(call.into_params()));
                 self.request_via_rmcp(request, options).map(|result| result.map(ToolAnswer::Decoded)).boxed()
             }
         }
@@ -134,7 +134,7 @@ impl Connection {
     async fn call_on_lane(
         &self,
         lane: &Lane,
-        mut params: CallToolRequestParams,
+        mut params: ToolCall,
         options: RequestOptions,
     ) -> Result<ToolAnswer, UpstreamError> {
         let Some(mut call) = lane.reserve() else {
@@ -168,7 +168,7 @@ impl Connection {
         let Call { answer, .. } = &mut call;
         let response = async {
             match answer.await {
-                Ok(answer) => answer::tool_answer(answer),
+                Ok(answer) => relay::tool_answer(answer),
                 Err(_) => {
                     self.broken.cancel();
                     Err(self.closed())

@@ -20,12 +20,12 @@ use std::{
     sync::{Arc, Mutex, MutexGuard},
 };
 
-use rmcp::model::{CallToolRequestParams, JsonRpcVersion2_0, RequestId};
+use rmcp::model::{JsonRpcVersion2_0, RequestId};
 use serde::{Deserialize, Serialize, de::IgnoredAny};
 use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
-use super::outlet::Outlet;
+use super::{outlet::Outlet, relay::ToolCall};
 
 /// The first request id of the lane; ids wrap back to it after `i32::MAX`.
 pub const FIRST_ID: i64 = 1_000_000_000;
@@ -93,13 +93,13 @@ impl Lane {
     }
 
     /// Write the `tools/call` request of `call`.
-    pub async fn send(&self, call: &Call<'_>, params: &CallToolRequestParams) -> std::io::Result<()> {
+    pub async fn send(&self, call: &Call<'_>, params: &ToolCall) -> std::io::Result<()> {
         #[derive(Serialize)]
         struct Line<'a> {
             jsonrpc: JsonRpcVersion2_0,
             id: i64,
             method: &'static str,
-            params: &'a CallToolRequestParams,
+            params: &'a ToolCall,
         }
         let line = Line { jsonrpc: JsonRpcVersion2_0, id: call.id, method: "tools/call", params };
         let mut bytes = Vec::with_capacity(256);

@@ -297,7 +297,10 @@ mod tests {
     use serde_json::json;
     use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
 
-    use super::{super::lane, *};
+    use super::{
+        super::{lane, relay::ToolCall},
+        *,
+    };
 
     fn call_request(id: i64) -> TxJsonRpcMessage<RoleClient> {
         ClientJsonRpcMessage::request(
@@ -399,7 +402,8 @@ mod tests {
         let lane = transport.lane();
         let mut call = lane.reserve().expect("an open lane");
         assert_eq!(call.id, lane::FIRST_ID);
-        lane.send(&call, &CallToolRequestParams::new("echo")).await.unwrap();
+        let echo = ToolCall { name: "echo".to_owned(), arguments: None, meta: None };
+        lane.send(&call, &echo).await.unwrap();
         let request = upstream.heard().await;
         assert_eq!(
             (request["id"].clone(), request["method"].clone(), request["params"]["name"].clone()),

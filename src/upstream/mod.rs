@@ -17,12 +17,12 @@
 // protocol 2026-07-28, but they are live parts of 2025-11-25, which the bridge speaks.
 #![allow(deprecated)]
 
-mod answer;
 mod child;
 mod connection;
 mod lane;
 mod lines;
 mod outlet;
+mod relay;
 mod remote;
 mod session;
 mod set;
@@ -32,15 +32,15 @@ mod tap;
 
 use std::{fmt, sync::Arc};
 
-pub use answer::{RawToolResult, ToolAnswer};
 use futures::future::{BoxFuture, FutureExt};
+pub use relay::{RawToolResult, ToolAnswer, ToolCall};
 pub use remote::{describe as describe_http_error, install_crypto_provider};
 use rmcp::{
     ErrorData,
     model::{
-        CallToolRequest, CallToolRequestParams, ClientNotification, ClientRequest, ClientResult,
-        LoggingLevel, ProgressToken, Prompt, Resource, ResourceTemplate, ServerCapabilities,
-        ServerNotification, ServerRequest, ServerResult, Tool,
+        CallToolRequest, ClientNotification, ClientRequest, ClientResult, LoggingLevel, ProgressToken,
+        Prompt, Resource, ResourceTemplate, ServerCapabilities, ServerNotification, ServerRequest,
+        ServerResult, Tool,
     },
 };
 pub use set::UpstreamSet;
@@ -69,10 +69,10 @@ pub trait Upstreams: Send + Sync + 'static {
     fn call_tool(
         &self,
         upstream: &str,
-        params: CallToolRequestParams,
+        call: ToolCall,
         options: RequestOptions,
     ) -> BoxFuture<'_, Result<ToolAnswer, UpstreamError>> {
-        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(call.into_params()));
         self.request(upstream, request, options).map(|result| result.map(ToolAnswer::Decoded)).boxed()
     }
 

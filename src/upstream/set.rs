@@ -11,12 +11,12 @@ use std::{
 };
 
 use futures::future::{BoxFuture, FutureExt, join_all};
-use rmcp::model::{CallToolRequestParams, ClientNotification, ClientRequest, LoggingLevel, ServerResult};
+use rmcp::model::{ClientNotification, ClientRequest, LoggingLevel, ServerResult};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
-    ClientLink, RequestOptions, Status, ToolAnswer, UpstreamError, UpstreamState, Upstreams, View,
+    ClientLink, RequestOptions, Status, ToolAnswer, ToolCall, UpstreamError, UpstreamState, Upstreams, View,
     connection::Connection, supervisor,
 };
 use crate::{
@@ -313,14 +313,14 @@ impl Upstreams for UpstreamSet {
     fn call_tool(
         &self,
         upstream: &str,
-        params: CallToolRequestParams,
+        call: ToolCall,
         options: RequestOptions,
     ) -> BoxFuture<'_, Result<ToolAnswer, UpstreamError>> {
         let upstream = upstream.to_owned();
         async move {
             let entry = self.entry(&upstream).ok_or(UpstreamError::Unknown(upstream))?;
             let connection = self.connection_for_request(&entry).await?;
-            connection.call_tool(params, options).await
+            connection.call_tool(call, options).await
         }
         .boxed()
     }

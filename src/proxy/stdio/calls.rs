@@ -16,27 +16,27 @@
 
 use std::{borrow::Cow, sync::Arc};
 
-use rmcp::model::{CallToolRequestParams, JsonRpcVersion2_0, RequestId, ServerJsonRpcMessage, ServerResult};
+use rmcp::model::{JsonRpcVersion2_0, RequestId, ServerJsonRpcMessage, ServerResult};
 use serde::{Deserialize, de::IgnoredAny};
 use tokio_util::sync::CancellationToken;
 
 use super::{Outbox, Outgoing};
 use crate::{
     proxy::Bridge,
-    upstream::{RequestOptions, ToolAnswer},
+    upstream::{RequestOptions, ToolAnswer, ToolCall},
 };
 
 /// A decoded `tools/call`, its id registered as in flight, and the bridge to run it.
 pub struct Call {
     id: RequestId,
-    params: CallToolRequestParams,
+    params: ToolCall,
     cancel: CancellationToken,
     bridge: Arc<Bridge>,
 }
 
 /// Decode `line` as a `tools/call` request. `None` for anything else (and for a
 /// `tools/call` that does not decode: the general decoder then says why).
-pub fn decode(line: &[u8]) -> Option<(RequestId, CallToolRequestParams)> {
+pub fn decode(line: &[u8]) -> Option<(RequestId, ToolCall)> {
     #[derive(Deserialize)]
     struct Line<'a> {
         #[allow(dead_code, reason = "checked by its type: only \"2.0\" decodes")]
@@ -44,7 +44,7 @@ pub fn decode(line: &[u8]) -> Option<(RequestId, CallToolRequestParams)> {
         id: RequestId,
         #[serde(borrow)]
         method: Cow<'a, str>,
-        params: CallToolRequestParams,
+        params: ToolCall,
         // A request has neither; rmcp refuses a message with both shapes.
         result: Option<IgnoredAny>,
         error: Option<IgnoredAny>,
@@ -57,12 +57,7 @@ pub fn decode(line: &[u8]) -> Option<(RequestId, CallToolRequestParams)> {
 impl Call {
     /// Register the call in flight, with the token that cancels it. `None` when its id
     /// is already in flight (the general path answers that).
-    pub fn register(
-        outbox: &Outbox,
-        bridge: &Arc<Bridge>,
-        id: RequestId,
-        params: CallToolRequestParams,
-    ) -> Option<Call> {
+    pub fn register(outbox: &Outbox, bridge: &Arc<Bridge>, id: RequestId, params: ToolCall) -> Option<Call> {
         let cancel = CancellationToken::new();
         outbox.enter(&id, Some(cancel.clone())).then(|| Call { id, params, cancel, bridge: bridge.clone() })
     }
@@ -112,12 +107,16 @@ mod tests {
         let lines = [
             json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "a__b"}}),
             json!({"jsonrpc": "2.0", "id": "x", "method": "tools/call", "params": {
-                "name": "a__b", "arguments": {"n": [1, {"k": null}]},
+                "name": "a__b", "arguments": {"n": [1, {"k": null}], "s": "é\n\"q\""},
                 "_meta": {"progressToken": 7, "other": "kept"}, "extra": true,
             }}),
-        ];
-        for line in lines {
-            let bytes = line.to_string().into_bytes();
+            json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "aé", "arguments": null}}),
+        ]
+        .map(|line| line.to_string());
+        // Escapes in the name and the arguments, as written (not as `json!` would write them).
+        let escaped = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"a\u00e9\"","arguments":{"t":"\u00e9\ud83d\ude00"}}}"#;
+        for line in lines.iter().map(String::as_str).chain([escaped]) {
+            let bytes = line.as_bytes().to_vec();
             let (id, params) = decode(&bytes).expect("a tools/call");
             let general: ClientJsonRpcMessage = serde_json::from_slice(&bytes).unwrap();
             let JsonRpcMessage::Request(general) = general else { panic!("{line}") };
@@ -125,6 +124,15 @@ mod tests {
             assert_eq!(id, general.id);
             let general: Value = serde_json::to_value(&general).unwrap();
             assert_eq!(serde_json::to_value(&params).unwrap(), general["params"], "{line}");
+        }
+        // Arguments nested as deeply as the general decoder takes, and one level deeper.
+        for depth in 120..130 {
+            let arguments = format!(r#"{{"a":{}{}}}"#, "[".repeat(depth - 1), "]".repeat(depth - 1));
+            let line = format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"a","arguments":{arguments}}}}}"#
+            );
+            let general = serde_json::from_str::<ClientJsonRpcMessage>(&line).is_ok();
+            assert_eq!(decode(line.as_bytes()).is_some(), general, "arguments nested {depth} deep");
         }
         // Everything else, and a tools/call that does not fit, takes the general path.
         for line in [
@@ -135,6 +143,11 @@ mod tests {
             json!({"jsonrpc": "1.0", "id": 1, "method": "tools/call", "params": {"name": "a"}}),
             json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "a"}, "result": {}}),
             json!({"jsonrpc": "2.0", "id": 1.5, "method": "tools/call", "params": {"name": "a"}}),
+            // Arguments that are not an object; the 2026-07-28 multi-round retry fields.
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "a", "arguments": [1]}}),
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "a", "arguments": "x"}}),
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "a", "requestState": "s"}}),
+            json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "a", "inputResponses": {}}}),
         ] {
             assert!(decode(line.to_string().as_bytes()).is_none(), "{line}");
         }

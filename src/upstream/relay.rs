@@ -1,29 +1,138 @@
-//! The answer to a `tools/call` sent on the lane (`lane.rs`), turned into its result.
+//! A `tools/call` relayed with as little JSON work as it can take: the client's
+//! `arguments` and the upstream's result travel as the JSON text their writer sent.
 //!
-//! Decoding a `CallToolResult` (its content blocks are tagged unions) and encoding it
-//! again for the client is most of the JSON work of a relayed call, and for most answers
-//! it changes nothing: the result already has the shape a client before 2026-07-28 (the
-//! only protocols the bridge serves) expects. Such a result is relayed as the upstream
-//! wrote it ([`RawToolResult`]). A result that rmcp's decoding or its shaping for those
-//! clients would change (a `resultType`, a non-object `structuredContent`, a missing
-//! `content`, a field of the wrong type) is decoded, as on every other path, so the
-//! client gets the same answer either way.
+//! **Arguments** ([`ToolCall`]) are only checked to be an object; the bridge needs the
+//! tool's name (to route it) and `_meta` (for the progress token), not their content.
+//!
+//! **Results.** Decoding a `CallToolResult` (its content blocks are tagged unions) and
+//! encoding it again for the client is most of the JSON work of a relayed call, and for
+//! most answers it changes nothing: the result already has the shape a client before
+//! 2026-07-28 (the only protocols the bridge serves) expects. Such a result is relayed
+//! as the upstream wrote it ([`RawToolResult`]). A result that rmcp's decoding or its
+//! shaping for those clients would change (a `resultType`, a non-object
+//! `structuredContent`, a missing `content`, a field of the wrong type) is decoded, as
+//! on every other path, so the client gets the same answer either way. Raw results come
+//! from the lane (`lane.rs`) only; other transports decode every result.
 //!
 //! What the raw relay does not do is check each content block: a block rmcp could not
 //! decode (a type from a newer protocol, or a malformed one) reaches the client as the
 //! upstream sent it, as it would through any byte-relaying proxy, instead of becoming a
 //! "malformed result" error.
 
-use std::ops::Range;
+use std::{borrow::Cow, ops::Range};
 
 use rmcp::{
     ErrorData,
-    model::{CallToolResult, JsonRpcMessage, ServerJsonRpcMessage, ServerResult},
+    model::{
+        CallToolRequestParams, CallToolResult, JsonObject, JsonRpcMessage, RequestMetaObject,
+        ServerJsonRpcMessage, ServerResult,
+    },
 };
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, de::IgnoredAny};
 use serde_json::value::RawValue;
 
 use super::{UpstreamError, lane::Answer};
+
+/// The params of a `tools/call`, with its arguments as the client wrote them.
+#[derive(Debug, Clone, Serialize)]
+pub struct ToolCall {
+    /// The exposed name until routed, then the upstream's own.
+    pub name: String,
+    /// A JSON object, or absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<Box<RawValue>>,
+    #[serde(rename = "_meta", skip_serializing_if = "Option::is_none")]
+    pub meta: Option<RequestMetaObject>,
+}
+
+/// Decodes the params of a client's `tools/call` as `CallToolRequestParams` would, and
+/// refuses what only those can carry (the 2026-07-28 multi-round fields): the general
+/// path then serves the call.
+impl<'de> Deserialize<'de> for ToolCall {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Params<'a> {
+            #[serde(borrow)]
+            name: Cow<'a, str>,
+            arguments: Option<Box<RawValue>>,
+            #[serde(rename = "_meta")]
+            meta: Option<RequestMetaObject>,
+            input_responses: Option<IgnoredAny>,
+            request_state: Option<IgnoredAny>,
+        }
+        let params = Params::deserialize(deserializer)?;
+        if let Some(arguments) = &params.arguments {
+            if !arguments.get().starts_with('{') {
+                return Err(serde::de::Error::custom("`arguments` is not an object"));
+            }
+            if nesting(arguments.get().as_bytes()) > MAX_ARGUMENTS_NESTING {
+                return Err(serde::de::Error::custom("`arguments` is nested too deeply"));
+            }
+        }
+        if params.input_responses.is_some() || params.request_state.is_some() {
+            return Err(serde::de::Error::custom("a multi-round retry"));
+        }
+        Ok(ToolCall { name: params.name.into_owned(), arguments: params.arguments, meta: params.meta })
+    }
+}
+
+/// How deeply `arguments` may nest (the object itself is 1). serde_json refuses a line
+/// nested deeper than 127 levels, and the arguments sit at level 3 of a request; the
+/// raw relay skips them without that limit, so it is checked here, lest the bridge pass
+/// on a request that it (and an upstream built on serde_json) refuses on every other
+/// path.
+const MAX_ARGUMENTS_NESTING: usize = 125;
+
+/// The deepest nesting of arrays and objects in the JSON text `json`.
+fn nesting(json: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0);
+    let (mut in_string, mut escaped) = (false, false);
+    for &byte in json {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+impl ToolCall {
+    /// The same call, with its arguments as the client wrote them.
+    pub fn from_params(params: CallToolRequestParams) -> ToolCall {
+        ToolCall {
+            name: params.name.into_owned(),
+            arguments: params
+                .arguments
+                .and_then(|arguments| serde_json::value::to_raw_value(&arguments).ok()),
+            meta: params.meta,
+        }
+    }
+
+    /// The same call as rmcp's type, for a path that sends it through rmcp.
+    pub fn into_params(self) -> CallToolRequestParams {
+        let mut params = CallToolRequestParams::new(self.name);
+        // Checked to be an object when decoded (or encoded from one).
+        params.arguments =
+            self.arguments.and_then(|arguments| serde_json::from_str::<JsonObject>(arguments.get()).ok());
+        params.meta = self.meta;
+        params
+    }
+}
 
 /// What a `tools/call` to an upstream returned: `R` is the decoded form
 /// ([`ServerResult`] from the upstream set, `CallToolResult` once routed).
