@@ -359,12 +359,29 @@ fn throughput_cpu_rows(rows: &mut Vec<Row>, throughput: &scenarios::Throughput) 
         row.ratio = Some(upstream.on_cpu.as_secs_f64() / direct.on_cpu.as_secs_f64());
         rows.push(row);
     }
-    if let (Some(direct), Some(bridge)) = (throughput.direct_client_cpu, throughput.bridge_client_cpu) {
-        let mut row = Row::new("  CPU time per call at that load: the benchmark's client");
-        row.direct = us(direct.on_cpu);
-        row.bridge = us(bridge.on_cpu);
-        rows.push(row);
-    }
+    let (Some(direct_client), Some(bridge_client)) = (throughput.direct_client_cpu, throughput.bridge_client_cpu)
+    else {
+        return;
+    };
+    let mut row = Row::new("  CPU time per call at that load: the benchmark's client");
+    row.direct = us(direct_client.on_cpu);
+    row.bridge = us(bridge_client.on_cpu);
+    rows.push(row);
+    // Everything each subject's run kept busy, per call: with the machine's cores all
+    // busy the throughput is bound by CPU; with cores to spare, by the time a call
+    // waits between processes.
+    let direct_total = direct.plus(&direct_client);
+    let bridge_total = bridge.plus(&bridge_client).plus(&throughput.bridge_upstream_cpu.unwrap_or_default());
+    let (direct_rate, bridge_rate) = (median_f64(&throughput.direct), median_f64(&throughput.bridge));
+    let mut row = Row::new("  cores kept busy at that load (all processes' CPU per call × calls/s)");
+    row.direct = format!("{:.2}", direct_total.on_cpu.as_secs_f64() * direct_rate);
+    row.bridge = format!("{:.2}", bridge_total.on_cpu.as_secs_f64() * bridge_rate);
+    rows.push(row);
+    let mut row = Row::new("  context switches per call at that load: server / upstream / client");
+    row.direct = format!("{:.2} / {:.2} / {:.2}", direct.switches, direct.switches, direct_client.switches);
+    let upstream = throughput.bridge_upstream_cpu.map_or(f64::NAN, |upstream| upstream.switches);
+    row.bridge = format!("{:.2} / {:.2} / {:.2}", bridge.switches, upstream, bridge_client.switches);
+    rows.push(row);
 }
 
 /// The floor of any stdio proxy on this machine: the same direct-vs-proxied figures

@@ -52,7 +52,7 @@ impl Plan {
         calls: 5000,
         block: 250,
         burst_calls: 10_000,
-        burst_rounds: 5,
+        burst_rounds: 11,
         memory_rounds: 3,
         budget: Duration::from_secs(100),
     };
