@@ -359,7 +359,8 @@ fn throughput_cpu_rows(rows: &mut Vec<Row>, throughput: &scenarios::Throughput) 
         row.ratio = Some(upstream.on_cpu.as_secs_f64() / direct.on_cpu.as_secs_f64());
         rows.push(row);
     }
-    let (Some(direct_client), Some(bridge_client)) = (throughput.direct_client_cpu, throughput.bridge_client_cpu)
+    let (Some(direct_client), Some(bridge_client)) =
+        (throughput.direct_client_cpu, throughput.bridge_client_cpu)
     else {
         return;
     };
