@@ -416,6 +416,15 @@ async fn relay_rows(rows: &mut Vec<Row>, upstream: &[String], plan: &Plan) -> an
     }
     let metric = "  floor: same throughput with a byte-copying relay process instead of the bridge";
     rows.push(throughput_row(metric, &throughput).0);
+    if let (Some(relay), Some(upstream)) = (throughput.bridge_cpu, throughput.bridge_upstream_cpu) {
+        let mut row =
+            Row::new("  floor: CPU time per call at that load: the relay alone / the upstream behind it");
+        row.bridge = format!("{} / {}", us(relay.on_cpu), us(upstream.on_cpu));
+        if let Some(direct) = throughput.direct_cpu {
+            row.direct = format!("– / {}", us(direct.on_cpu));
+        }
+        rows.push(row);
+    }
     Ok(())
 }
 
