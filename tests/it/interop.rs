@@ -1,6 +1,7 @@
 //! Interoperability with MCP implementations we did not write, through the real binary:
 //! the TypeScript SDK's reference server (`@modelcontextprotocol/server-everything`) as an
-//! upstream next to the rmcp fixture, and the Python `mcp` SDK as the downstream client.
+//! upstream next to the rmcp fixture, the Python `mcp` SDK as the downstream client, and a
+//! hand-written stdio server whose results no SDK would write as they are.
 //!
 //! The peers are installed by `scripts/test` (see `peers.rs`); a missing peer fails the
 //! test. Everything runs over stdio pipes, so no network is involved at all.
@@ -331,4 +332,54 @@ async fn python_sdk_client_drives_the_bridge() {
     assert_eq!(summary["prompt"], json!(["Hello Py from fix"]), "{summary}");
     let resources = summary["resources"].as_array().expect("resources");
     assert!(resources.contains(&json!("fixture://fix/static")), "{summary}");
+}
+
+// ---------------------------------------------------------------------------------------
+// A stdio server written by hand (`tests/peers/results_server.py`), whose results no SDK
+// would produce as they are.
+
+#[tokio::test]
+async fn a_hand_written_servers_results_reach_a_pre_2026_client_in_its_shape() {
+    let env = TestEnv::new();
+    let server = json!({ "command": peers::python(), "args": [peers::peer_script("results_server.py")] });
+    env.write_config(&json!({ "mcpServers": { "res": server } }));
+    let mut raw = RawSession::start(&env).await;
+    raw.initialize().await;
+    raw.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})).await;
+    let listed = raw.response(&json!(1)).await;
+    assert_eq!(listed["result"]["tools"].as_array().map(Vec::len), Some(5), "{listed}");
+    let mut call = async |id: i64, tool: &str| {
+        raw.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": format!("res__{tool}"), "arguments": {"n": [1, {"deep": "\u{e9}"}]}}}))
+            .await;
+        raw.response(&json!(id)).await
+    };
+
+    // In shape already: relayed as the server wrote it, fields and a content type rmcp
+    // does not know included (decoding would have dropped the first and failed on the second).
+    let verbatim = call(2, "verbatim").await;
+    assert_eq!(
+        verbatim["result"],
+        json!({
+            "content": [
+                {"type": "text", "text": "caf\u{e9} \u{2603}", "x-block-extra": 1},
+                {"type": "hologram", "frames": 3},
+            ],
+            "isError": false,
+            "_meta": {"k": "v"},
+            "x-result-extra": [1, {"a": null}],
+        }),
+        "{verbatim}"
+    );
+    // 2026-07-28 shapes are turned into what a 2025-06-18 client expects.
+    assert_eq!(call(3, "complete").await["result"], json!({"content": [{"type": "text", "text": "c"}]}));
+    assert_eq!(call(4, "listed").await["result"], json!({"content": [{"type": "text", "text": "[1,2]"}]}));
+    assert_eq!(call(5, "bare").await["result"], json!({"content": [], "isError": true}));
+    // An error answer passes through unchanged.
+    let failed = call(6, "fails").await;
+    assert_eq!(
+        failed["error"],
+        json!({"code": -32001, "message": "it failed", "data": {"why": "asked to"}}),
+        "{failed}"
+    );
 }
