@@ -313,14 +313,18 @@ fn parse_line(line: &[u8], outbox: &Outbox) -> Verdict {
                     format!("invalid params for `{}`: {problem}", custom.method),
                 );
             }
-            if matches!(request.request, ClientRequest::InitializeRequest(_))
-                && outbox.initialized.swap(true, Ordering::AcqRel)
-            {
+            let initialize = matches!(request.request, ClientRequest::InitializeRequest(_));
+            if initialize && outbox.initialized.load(Ordering::Acquire) {
                 return error_reply(id(), -32600, "the session is already initialized".to_owned());
             }
             if !outbox.enter(&request.id, None) {
                 let message = format!("request id `{}` is already used by a request in flight", request.id);
                 return error_reply(id(), -32600, message);
+            }
+            // Only an `initialize` that goes on to rmcp starts the session: one refused
+            // for its id must leave the next one free to (this reader is the only writer).
+            if initialize {
+                outbox.initialized.store(true, Ordering::Release);
             }
             Verdict::Pass(JsonRpcMessage::Request(request))
         }

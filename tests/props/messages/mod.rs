@@ -293,10 +293,20 @@ fn is_initialize_request(line: &[u8]) -> bool {
 
 /// Input before `initialize`: whatever comes, `initialize` still starts the session, and
 /// the lines before it are answered as in a session (notifications and responses
-/// before it are dropped).
+/// before it are dropped). The committed seeds
+/// (`tests/fuzz/corpus/messages-before-initialize/*.jsonl`) run first, each on a new bridge.
 #[test]
 fn messages_before_initialize() {
     let config = json!({ "mcpServers": {}, "bridge": { "maxMessageBytes": FUZZ_MAX_BYTES } });
+    for (name, mut batch) in corpus("messages-before-initialize") {
+        if !batch.ends_with(b"\n") {
+            batch.push(b'\n');
+        }
+        let mut bridge = Bridge::start(&config, FUZZ_MAX_BYTES);
+        if let Err(problem) = exchange_then(&mut bridge, &batch, Barrier::Initialize) {
+            panic!("seed `{name}`: {problem}");
+        }
+    }
     let base = Config { cases: 8, ..Config::default() };
     fuzz_with("messages-before-initialize", base, batch(), |lines| {
         let mut bridge = Bridge::start(&config, FUZZ_MAX_BYTES);
