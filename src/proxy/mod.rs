@@ -201,26 +201,24 @@ impl Bridge {
     /// upstream wrote it, to be relayed unchanged ([`ToolAnswer::Raw`]).
     async fn relay_tool_call(
         &self,
-        mut params: ToolCall,
+        mut call: ToolCall,
         options: RequestOptions,
     ) -> Result<ToolAnswer<CallToolResult>, rmcp::ErrorData> {
-        let Some(route) = self.route(|catalog| catalog.tool(&params.name).cloned()).await else {
-            return Err(rmcp::ErrorData::invalid_params(format!("unknown tool `{}`", params.name), None));
+        let Some(route) = self.route(|catalog| catalog.tool(&call.name).cloned()).await else {
+            return Err(rmcp::ErrorData::invalid_params(format!("unknown tool `{}`", call.name), None));
         };
-        let exposed = std::mem::replace(&mut params.name, route.name);
-        let result = match self.upstreams.call_tool(&route.upstream, params, options).await {
+        let exposed = std::mem::replace(&mut call.name, route.name);
+        let result = match self.upstreams.call_tool(&route.upstream, call, options).await {
             Ok(ToolAnswer::Raw(raw)) => return Ok(ToolAnswer::Raw(raw)),
-            Ok(ToolAnswer::Decoded(result)) => Ok(result),
-            Err(error) => Err(error),
-        };
-        let typed = match result {
-            Ok(ServerResult::InputRequiredResult(_)) => Err(rmcp::ErrorData::internal_error(
-                format!(
-                    "`{exposed}` asked for client input with the 2026-07-28 multi-round flow (MRTR), which foxxy-bridge cannot relay to a client on an older protocol yet"
-                ),
-                None,
-            )),
-            Ok(result) => expect_result(result, |result| match result {
+            Ok(ToolAnswer::Decoded(ServerResult::InputRequiredResult(_))) => {
+                Err(rmcp::ErrorData::internal_error(
+                    format!(
+                        "`{exposed}` asked for client input with the 2026-07-28 multi-round flow (MRTR), which foxxy-bridge cannot relay to a client on an older protocol yet"
+                    ),
+                    None,
+                ))
+            }
+            Ok(ToolAnswer::Decoded(result)) => expect_result(result, |result| match result {
                 ServerResult::CallToolResult(result) => Ok(result),
                 other => Err(Box::new(other)),
             }),
@@ -233,7 +231,7 @@ impl Bridge {
                 ))]))
             }
         };
-        typed.map(ToolAnswer::Decoded)
+        result.map(ToolAnswer::Decoded)
     }
 
     /// Stop the catalog task and every upstream (bounded time).

@@ -8,7 +8,7 @@ use futures::future::{BoxFuture, FutureExt};
 use rmcp::{
     ClientHandler, ErrorData, Peer, RoleClient,
     model::{
-        CallToolRequest, CancelledNotification, CancelledNotificationParam, ClientCapabilities, ClientInfo,
+        CancelledNotification, CancelledNotificationParam, ClientCapabilities, ClientInfo,
         ClientNotification, ClientRequest, ClientResult, CreateMessageRequest, CreateMessageRequestParams,
         CreateMessageResult, CustomNotification, CustomRequest, CustomResult, ElicitRequest,
         ElicitRequestParams, ElicitResult, ElicitationCapability, FormElicitationCapability, Implementation,
@@ -65,26 +65,20 @@ impl Connection {
         &self.peer
     }
 
-    /// Send `request` and wait for its result; see [`super::Upstreams::request`].
-    ///
-    /// A boxed future of either path, not an async fn holding both: the caller's future
-    /// (boxed and so copied whole) then holds a pointer instead of the larger path's state.
+    /// Send `request` through rmcp and wait for its result; see
+    /// [`super::Upstreams::request`]. Tool calls take [`Connection::call_tool`].
     pub fn request(
         &self,
         request: ClientRequest,
         options: RequestOptions,
     ) -> BoxFuture<'_, Result<ServerResult, UpstreamError>> {
-        match (request, &self.lane) {
-            (ClientRequest::CallToolRequest(call), Some(lane)) => self
-                .call_on_lane(lane, ToolCall::from_params(call.params), options)
-                .map(|answer| answer.and_then(ToolAnswer::into_server_result))
-                .boxed(),
-            (request, _) => self.request_via_rmcp(request, options).boxed(),
-        }
+        self.request_via_rmcp(request, options).boxed()
     }
 
-    /// Call a tool; see [`super::Upstreams::call_tool`]. Boxed for the same reason as
-    /// [`Connection::request`].
+    /// Call a tool; see [`super::Upstreams::call_tool`].
+    ///
+    /// A boxed future of either path, not an async fn holding both: the caller's future
+    /// (boxed and so copied whole) then holds a pointer instead of the larger path's state.
     pub fn call_tool(
         &self,
         call: ToolCall,
@@ -92,10 +86,10 @@ impl Connection {
     ) -> BoxFuture<'_, Result<ToolAnswer, UpstreamError>> {
         match &self.lane {
             Some(lane) => self.call_on_lane(lane, call, options).boxed(),
-            None => {
-                let request = ClientRequest::CallToolRequest(CallToolRequest::new(call.into_params()));
-                self.request_via_rmcp(request, options).map(|result| result.map(ToolAnswer::Decoded)).boxed()
-            }
+            None => self
+                .request_via_rmcp(call.into_request(), options)
+                .map(|result| result.map(ToolAnswer::Decoded))
+                .boxed(),
         }
     }
 

@@ -38,9 +38,8 @@ pub use remote::{describe as describe_http_error, install_crypto_provider};
 use rmcp::{
     ErrorData,
     model::{
-        CallToolRequest, ClientNotification, ClientRequest, ClientResult, LoggingLevel, ProgressToken,
-        Prompt, Resource, ResourceTemplate, ServerCapabilities, ServerNotification, ServerRequest,
-        ServerResult, Tool,
+        ClientNotification, ClientRequest, ClientResult, LoggingLevel, ProgressToken, Prompt, Resource,
+        ResourceTemplate, ServerCapabilities, ServerNotification, ServerRequest, ServerResult, Tool,
     },
 };
 pub use set::UpstreamSet;
@@ -72,8 +71,9 @@ pub trait Upstreams: Send + Sync + 'static {
         call: ToolCall,
         options: RequestOptions,
     ) -> BoxFuture<'_, Result<ToolAnswer, UpstreamError>> {
-        let request = ClientRequest::CallToolRequest(CallToolRequest::new(call.into_params()));
-        self.request(upstream, request, options).map(|result| result.map(ToolAnswer::Decoded)).boxed()
+        self.request(upstream, call.into_request(), options)
+            .map(|result| result.map(ToolAnswer::Decoded))
+            .boxed()
     }
 
     /// Send a notification to every connected upstream (e.g. roots list changed).

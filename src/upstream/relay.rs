@@ -24,8 +24,8 @@ use std::{borrow::Cow, ops::Range};
 use rmcp::{
     ErrorData,
     model::{
-        CallToolRequestParams, CallToolResult, JsonObject, JsonRpcMessage, RequestMetaObject,
-        ServerJsonRpcMessage, ServerResult,
+        CallToolRequest, CallToolRequestParams, CallToolResult, ClientRequest, JsonObject, JsonRpcMessage,
+        RequestMetaObject, ServerJsonRpcMessage, ServerResult,
     },
 };
 use serde::{Deserialize, Deserializer, Serialize, de::IgnoredAny};
@@ -123,8 +123,13 @@ impl ToolCall {
         }
     }
 
-    /// The same call as rmcp's type, for a path that sends it through rmcp.
-    pub fn into_params(self) -> CallToolRequestParams {
+    /// The same call as rmcp's request, for a path that sends it through rmcp.
+    pub fn into_request(self) -> ClientRequest {
+        ClientRequest::CallToolRequest(CallToolRequest::new(self.into_params()))
+    }
+
+    /// The same call as rmcp's type.
+    fn into_params(self) -> CallToolRequestParams {
         let mut params = CallToolRequestParams::new(self.name);
         // Checked to be an object when decoded (or encoded from one).
         params.arguments =
@@ -176,18 +181,6 @@ impl ToolAnswer<CallToolResult> {
     pub fn into_typed(self) -> Result<CallToolResult, ErrorData> {
         match self {
             ToolAnswer::Raw(raw) => raw.decode(),
-            ToolAnswer::Decoded(result) => Ok(result),
-        }
-    }
-}
-
-impl ToolAnswer {
-    /// The answer as any other request's result.
-    pub fn into_server_result(self) -> Result<ServerResult, UpstreamError> {
-        match self {
-            ToolAnswer::Raw(raw) => {
-                raw.decode().map(ServerResult::CallToolResult).map_err(UpstreamError::Mcp)
-            }
             ToolAnswer::Decoded(result) => Ok(result),
         }
     }

@@ -7,7 +7,7 @@
 //! initialized, the reader decodes a `tools/call` here and runs it on a task of its own,
 //! through the same routing the rmcp handler uses ([`Bridge::relay_tool_call`]), and the
 //! answer goes straight to the outbox: a result the upstream sent in the shape this
-//! client expects is relayed as it was written (`upstream/answer.rs`).
+//! client expects is relayed as it was written (`upstream/relay.rs`).
 //!
 //! What rmcp's session would have done for the request is done here too: the answer is
 //! shaped for a client before 2026-07-28 (the only protocols the bridge serves), a
@@ -77,7 +77,7 @@ impl Call {
                 return;
             }
             let line = match result {
-                // Already in the shape this client expects (`upstream/answer.rs`).
+                // Already in the shape this client expects (`upstream/relay.rs`).
                 Ok(ToolAnswer::Raw(raw)) => outbox.encode_result(id, raw.json()),
                 Ok(ToolAnswer::Decoded(result)) => {
                     let mut result = ServerResult::CallToolResult(result);
