@@ -35,7 +35,9 @@ use self::link::DownstreamLink;
 use crate::{
     config::{Aggregation, Settings},
     oauth::SignInContext,
-    upstream::{RequestOptions, Status, ToolAnswer, ToolCall, UpstreamError, UpstreamSet, Upstreams, View},
+    upstream::{
+        LaneTicket, RequestOptions, Status, ToolAnswer, ToolCall, UpstreamError, UpstreamSet, Upstreams, View,
+    },
 };
 
 /// The aggregating server. Cheap to share: everything inside is behind `Arc`s.
@@ -208,30 +210,19 @@ impl Bridge {
             return Err(rmcp::ErrorData::invalid_params(format!("unknown tool `{}`", call.name), None));
         };
         let exposed = std::mem::replace(&mut call.name, route.name);
-        let result = match self.upstreams.call_tool(&route.upstream, call, options).await {
-            Ok(ToolAnswer::Raw(raw)) => return Ok(ToolAnswer::Raw(raw)),
-            Ok(ToolAnswer::Decoded(ServerResult::InputRequiredResult(_))) => {
-                Err(rmcp::ErrorData::internal_error(
-                    format!(
-                        "`{exposed}` asked for client input with the 2026-07-28 multi-round flow (MRTR), which foxxy-bridge cannot relay to a client on an older protocol yet"
-                    ),
-                    None,
-                ))
-            }
-            Ok(ToolAnswer::Decoded(result)) => expect_result(result, |result| match result {
-                ServerResult::CallToolResult(result) => Ok(result),
-                other => Err(Box::new(other)),
-            }),
-            Err(UpstreamError::Mcp(error)) => Err(error),
-            Err(UpstreamError::Cancelled) => Err(rmcp::ErrorData::internal_error("request cancelled", None)),
-            Err(error) => {
-                tracing::warn!(tool = %exposed, "tool call failed: {error}");
-                Ok(CallToolResult::error(vec![ContentBlock::text(format!(
-                    "cannot call `{exposed}`: {error}"
-                ))]))
-            }
-        };
-        result.map(ToolAnswer::Decoded)
+        let outcome = self.upstreams.call_tool(&route.upstream, call, options).await;
+        tool_outcome(&exposed, outcome)
+    }
+
+    /// For a `tools/call` of tool `exposed` that can go straight to its upstream's
+    /// direct lane now (`Upstreams::tool_ticket`): the upstream's name for the tool and
+    /// the call's ticket. `None` sends the call the general way
+    /// ([`Bridge::relay_tool_call`]), which also waits for upstreams still starting.
+    pub(crate) fn tool_ticket(&self, exposed: &str) -> Option<(String, LaneTicket)> {
+        let catalog = self.catalog();
+        let route = catalog.tool(exposed)?;
+        let ticket = self.upstreams.tool_ticket(&route.upstream)?;
+        Some((route.name.clone(), ticket))
     }
 
     /// Stop the catalog task and every upstream (bounded time).
@@ -239,6 +230,37 @@ impl Bridge {
         self.cancel.cancel();
         self.upstreams.shutdown().await;
     }
+}
+
+/// What the client gets for the `outcome` of a call of tool `exposed`: an upstream's
+/// JSON-RPC error stays one, a failure to reach the upstream becomes a tool error
+/// result the model can read.
+pub(crate) fn tool_outcome(
+    exposed: &str,
+    outcome: Result<ToolAnswer, UpstreamError>,
+) -> Result<ToolAnswer<CallToolResult>, rmcp::ErrorData> {
+    let result = match outcome {
+        Ok(ToolAnswer::Raw(raw)) => return Ok(ToolAnswer::Raw(raw)),
+        Ok(ToolAnswer::Decoded(ServerResult::InputRequiredResult(_))) => {
+            Err(rmcp::ErrorData::internal_error(
+                format!(
+                    "`{exposed}` asked for client input with the 2026-07-28 multi-round flow (MRTR), which foxxy-bridge cannot relay to a client on an older protocol yet"
+                ),
+                None,
+            ))
+        }
+        Ok(ToolAnswer::Decoded(result)) => expect_result(result, |result| match result {
+            ServerResult::CallToolResult(result) => Ok(result),
+            other => Err(Box::new(other)),
+        }),
+        Err(UpstreamError::Mcp(error)) => Err(error),
+        Err(UpstreamError::Cancelled) => Err(rmcp::ErrorData::internal_error("request cancelled", None)),
+        Err(error) => {
+            tracing::warn!(tool = %exposed, "tool call failed: {error}");
+            Ok(CallToolResult::error(vec![ContentBlock::text(format!("cannot call `{exposed}`: {error}"))]))
+        }
+    };
+    result.map(ToolAnswer::Decoded)
 }
 
 /// Take the expected variant out of an upstream result. rmcp decodes results as an

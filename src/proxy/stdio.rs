@@ -54,6 +54,7 @@ mod pipes;
 pub use pipes::RestoreOnDrop;
 
 use super::Bridge;
+use crate::upstream::LaneTicket;
 
 /// Messages queued for stdout before senders wait.
 const OUTBOX_CAPACITY: usize = 1024;
@@ -71,12 +72,21 @@ enum Outgoing {
     Flush(oneshot::Sender<()>),
 }
 
+/// Who is serving a client request that has not been answered yet.
+enum Pending {
+    /// rmcp's session.
+    Rmcp,
+    /// A task of `calls.rs`, stopped by this token.
+    Task(CancellationToken),
+    /// An upstream's direct lane; no task waits for it (`calls.rs`).
+    Lane(LaneTicket),
+}
+
 /// Shared by the transport (rmcp's side) and the stdin reader.
 struct Outbox {
     tx: mpsc::Sender<Outgoing>,
-    /// Ids of client requests that have not been answered yet; a `tools/call` served
-    /// here (`calls.rs`) has the token that cancels it.
-    in_flight: Mutex<HashMap<RequestId, Option<CancellationToken>>>,
+    /// Client requests that have not been answered yet, and who serves them.
+    in_flight: Mutex<HashMap<RequestId, Pending>>,
     /// Whether an `initialize` request has been passed to rmcp.
     initialized: AtomicBool,
     max_bytes: usize,
@@ -86,19 +96,33 @@ struct Outbox {
 }
 
 impl Outbox {
-    fn in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, Option<CancellationToken>>> {
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, Pending>> {
         self.in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Record `id` as in flight (with the token that cancels it, for a call served
-    /// here); `false` when it already is. The call already in flight keeps its entry.
-    fn enter(&self, id: &RequestId, cancel: Option<CancellationToken>) -> bool {
+    /// Record `id` as in flight, served by rmcp; `false` when it already is. The
+    /// request already in flight keeps its entry.
+    fn enter(&self, id: &RequestId) -> bool {
         match self.in_flight().entry(id.clone()) {
             Entry::Vacant(vacant) => {
-                vacant.insert(cancel);
+                vacant.insert(Pending::Rmcp);
                 true
             }
             Entry::Occupied(_) => false,
+        }
+    }
+
+    /// Queue `line` for stdout from code that cannot wait: when the queue is full, a
+    /// task of its own waits for room.
+    fn queue(&self, line: Vec<u8>) {
+        if let Err(mpsc::error::TrySendError::Full(item)) = self.tx.try_send(Outgoing::Line(line))
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let tx = self.tx.clone();
+            runtime.spawn(async move {
+                // A closed outbox means the client is gone; nobody is left to answer.
+                let _ = tx.send(item).await;
+            });
         }
     }
 
@@ -288,7 +312,7 @@ async fn deliver(
 
 /// Parse one line and decide what becomes of it: passed to rmcp, answered with an
 /// error here, or dropped.
-fn parse_line(line: &[u8], outbox: &Outbox) -> Verdict {
+fn parse_line(line: &[u8], outbox: &Arc<Outbox>) -> Verdict {
     let line = line.trim_ascii();
     if line.is_empty() {
         return Verdict::Drop;
@@ -296,9 +320,9 @@ fn parse_line(line: &[u8], outbox: &Outbox) -> Verdict {
     if let Some(bridge) = &outbox.bridge
         && outbox.initialized.load(Ordering::Acquire)
         && let Some((id, params)) = calls::decode(line)
-        && let Some(call) = calls::Call::register(outbox, bridge, id, params)
+        && let Some(verdict) = calls::serve(outbox, bridge, id, params)
     {
-        return Verdict::Call(call);
+        return verdict;
     }
     match serde_json::from_slice::<ClientJsonRpcMessage>(line) {
         Ok(JsonRpcMessage::Request(request)) => {
@@ -317,7 +341,7 @@ fn parse_line(line: &[u8], outbox: &Outbox) -> Verdict {
             if initialize && outbox.initialized.load(Ordering::Acquire) {
                 return error_reply(id(), -32600, "the session is already initialized".to_owned());
             }
-            if !outbox.enter(&request.id, None) {
+            if !outbox.enter(&request.id) {
                 let message = format!("request id `{}` is already used by a request in flight", request.id);
                 return error_reply(id(), -32600, message);
             }
@@ -339,10 +363,18 @@ fn parse_line(line: &[u8], outbox: &Outbox) -> Verdict {
                 && let Some(id) = &cancelled.params.request_id
             {
                 // A cancelled request gets no response, so its id is free again.
-                if let Some(Some(call)) = outbox.in_flight().remove(id) {
-                    // Served here, not by rmcp: cancel it here.
-                    call.cancel();
-                    return Verdict::Drop;
+                let pending = outbox.in_flight().remove(id);
+                // Served here, not by rmcp: cancel it here.
+                match pending {
+                    Some(Pending::Task(call)) => {
+                        call.cancel();
+                        return Verdict::Drop;
+                    }
+                    Some(Pending::Lane(ticket)) => {
+                        ticket.cancel();
+                        return Verdict::Drop;
+                    }
+                    Some(Pending::Rmcp) | None => {}
                 }
             }
             Verdict::Pass(JsonRpcMessage::Notification(notification))

@@ -2,7 +2,12 @@
 //! upstream's requests by asking the client, the ordered notification forwarder, and
 //! the request path with progress routing, cancellation and timeouts.
 
-use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{Arc, Weak},
+    time::Duration,
+};
 
 use futures::future::{BoxFuture, FutureExt};
 use rmcp::{
@@ -19,24 +24,52 @@ use rmcp::{
     },
     service::{NotificationContext, PeerRequestOptions, RequestContext, ServiceError},
 };
-use tokio::sync::{Mutex, Notify, oneshot};
+use tokio::sync::{Mutex, Notify};
 use tokio_util::sync::CancellationToken;
 
 use super::{
     ClientLink, RequestOptions, UpstreamError,
-    lane::{Call, Lane},
+    lane::{self, Call, Lane, Ticket},
     relay::{self, ToolAnswer, ToolCall},
     tap::{TapQueue, TapReceiver, Tapped},
 };
 
-/// How long a finished request waits for its queued progress to reach the client.
-const PROGRESS_FLUSH_LIMIT: Duration = Duration::from_secs(1);
-
 /// Where progress for one in-flight request goes.
 pub struct ProgressRoute {
     client_token: ProgressToken,
-    /// Signalled on each progress notification; restarts the request timeout.
-    activity: Arc<Notify>,
+    /// Told of each progress notification; restarts the request timeout.
+    activity: Activity,
+}
+
+/// Who restarts a request's timeout when progress arrives.
+enum Activity {
+    /// The task waiting for the request ([`Connection::wait`]).
+    Waiter(Arc<Notify>),
+    /// The lane the call was sent on without a waiting task (`lane::Ticket`).
+    Lane(Weak<Lane>),
+}
+
+impl ProgressRoute {
+    /// The route of a lane call that no task waits for.
+    pub fn for_lane(client_token: ProgressToken, lane: Weak<Lane>) -> Self {
+        Self { client_token, activity: Activity::Lane(lane) }
+    }
+
+    fn waiter(client_token: ProgressToken, activity: &Arc<Notify>) -> Self {
+        Self { client_token, activity: Activity::Waiter(activity.clone()) }
+    }
+
+    /// Progress arrived under upstream token `token`.
+    fn touch(&self, token: &ProgressToken) {
+        match &self.activity {
+            Activity::Waiter(activity) => activity.notify_one(),
+            Activity::Lane(lane) => {
+                if let (Some(lane), NumberOrString::Number(id)) = (lane.upgrade(), &token.0) {
+                    lane.touch(*id);
+                }
+            }
+        }
+    }
 }
 
 /// Upstream progress token → route. A request through rmcp (which picks the token) locks
@@ -63,6 +96,12 @@ pub struct Connection {
 impl Connection {
     pub fn peer(&self) -> &Peer<RoleClient> {
         &self.peer
+    }
+
+    /// An id on the session's direct lane for a `tools/call` no task will wait for
+    /// (`lane::Ticket`); `None` for sessions without a lane, or once it closed.
+    pub fn ticket(&self) -> Option<Ticket> {
+        self.lane.as_ref()?.ticket()
     }
 
     /// Send `request` through rmcp and wait for its result; see
@@ -113,7 +152,7 @@ impl Connection {
         let handle = self.send(request, peer_options).await?;
         let routed_token = routing.map(|(mut routes, client_token)| {
             let token = handle.progress_token.clone();
-            routes.insert(token.clone(), ProgressRoute { client_token, activity: activity.clone() });
+            routes.insert(token.clone(), ProgressRoute::waiter(client_token, &activity));
             token
         });
         let id = handle.id.clone();
@@ -146,7 +185,7 @@ impl Connection {
             Some(client_token) => {
                 let token = ProgressToken(NumberOrString::Number(call.id));
                 meta.set_progress_token(token.clone());
-                let route = ProgressRoute { client_token, activity: activity.clone() };
+                let route = ProgressRoute::waiter(client_token, &activity);
                 self.routes.lock().await.insert(token.clone(), route);
                 Some(token)
             }
@@ -213,7 +252,7 @@ impl Connection {
         if let Some(token) = token {
             // Boxed, like the cancellations: only calls with a progress token get here.
             Box::pin(async {
-                self.flush_progress().await;
+                self.tapped.flush().await;
                 self.routes.lock().await.remove(&token);
             })
             .await;
@@ -242,18 +281,6 @@ impl Connection {
             self.broken.cancel();
         }
         error
-    }
-
-    /// Wait until every progress notification queued so far has reached the client, so
-    /// the client sees them before the result.
-    async fn flush_progress(&self) {
-        if self.tapped.is_drained() {
-            return;
-        }
-        let (done, flushed) = oneshot::channel();
-        if self.tapped.push(Tapped::Barrier(done)).await.is_ok() {
-            let _ = tokio::time::timeout(PROGRESS_FLUSH_LIMIT, flushed).await;
-        }
     }
 
     fn service_error(&self, error: ServiceError) -> UpstreamError {
@@ -298,6 +325,15 @@ impl ConnectionParts {
         broken: CancellationToken,
         lane: Option<Arc<Lane>>,
     ) -> Connection {
+        if let Some(lane) = &lane {
+            lane.attach(lane::Context {
+                name: self.name.clone(),
+                routes: self.routes.clone(),
+                tapped: tapped.clone(),
+                timeout: self.request_timeout,
+                broken: broken.clone(),
+            });
+        }
         Connection {
             name: self.name,
             peer,
@@ -350,7 +386,7 @@ async fn forward_one(name: &str, link: &Arc<dyn ClientLink>, routes: &ProgressRo
                 tracing::debug!(upstream = %name, "progress for an unknown or finished request dropped");
                 return;
             };
-            route.activity.notify_one();
+            route.touch(&progress.progress_token);
             progress.progress_token = route.client_token.clone();
             drop(routes_guard);
             let notification = ProgressNotification::new(progress);

@@ -17,31 +17,85 @@
 use std::{
     collections::HashMap,
     ops::Range,
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard, OnceLock},
+    time::Duration,
 };
 
-use rmcp::model::{JsonRpcVersion2_0, RequestId};
+use rmcp::model::{
+    CancelledNotification, CancelledNotificationParam, ClientJsonRpcMessage, ClientNotification,
+    JsonRpcVersion2_0, NumberOrString, ProgressToken, RequestId,
+};
 use serde::{Deserialize, Serialize, de::IgnoredAny};
 use serde_json::value::RawValue;
-use tokio::sync::oneshot;
+use tokio::{
+    sync::{Notify, oneshot},
+    time::Instant,
+};
+use tokio_util::sync::CancellationToken;
 
-use super::{outlet::Outlet, relay::ToolCall};
+use super::{
+    ToolAnswer, UpstreamError,
+    connection::{ProgressRoute, ProgressRoutes},
+    outlet::{Outlet, Queued},
+    relay::{self, ToolCall},
+    tap::TapQueue,
+};
 
 /// The first request id of the lane; ids wrap back to it after `i32::MAX`.
 pub const FIRST_ID: i64 = 1_000_000_000;
 
 pub struct Lane {
     outlet: Arc<Outlet>,
-    /// Calls waiting for their answer. Entries are added by [`Lane::reserve`], removed
-    /// by the transport when the answer arrives or by the [`Call`] when dropped, and
-    /// all dropped when the transport ends (their callers then see the session closed).
+    /// Calls waiting for their answer. Entries are added by [`Lane::reserve`] and
+    /// [`Ticket::send`], removed by the transport when the answer arrives, by the
+    /// [`Call`] when dropped, or by a [`Ticket`]'s cancellation or timeout, and all
+    /// dropped when the transport ends (their callers then see the session closed).
     waiting: Mutex<Waiting>,
+    /// What calls without a waiting task need from the session; set once it is up.
+    context: OnceLock<Context>,
+    /// Wakes the deadline sweeper (`sweep`) when it has nothing to watch.
+    sweeper: Notify,
+}
+
+/// The session's side of calls answered without a waiting task ([`Ticket::send`]).
+pub struct Context {
+    pub name: Arc<str>,
+    pub routes: Arc<ProgressRoutes>,
+    pub tapped: TapQueue,
+    pub timeout: Duration,
+    /// Cancelled when a call finds the session dead (see `Connection`).
+    pub broken: CancellationToken,
 }
 
 struct Waiting {
     next_id: i64,
-    answers: HashMap<i64, oneshot::Sender<Answer>>,
+    answers: HashMap<i64, Waiter>,
     closed: bool,
+    /// The sweeper is waiting for a direct call to watch, and needs a wake-up.
+    sweeper_idle: bool,
+}
+
+/// Who gets the answer to one call.
+enum Waiter {
+    /// A task waiting on the other end ([`Call`]).
+    Task(oneshot::Sender<Answer>),
+    /// Nobody waits: the answer is handed to the sink by whoever ends the call.
+    Direct(Direct),
+}
+
+struct Direct {
+    sink: Box<dyn AnswerSink>,
+    /// When the call times out; progress pushes it back ([`Lane::touch`]).
+    deadline: Instant,
+    /// Whether progress is routed under the call's id.
+    routed: bool,
+}
+
+/// Where the outcome of a call sent with [`Ticket::send`] goes. Called exactly once,
+/// unless the caller cancels the call first ([`Ticket::cancel`]), from the task that
+/// ends it (the upstream's reader, the deadline sweeper), never with a lock held.
+pub trait AnswerSink: Send + 'static {
+    fn deliver(self: Box<Self>, outcome: Result<ToolAnswer, UpstreamError>);
 }
 
 /// The upstream's answer line to a lane call, and where in it its `result` is (none for
@@ -67,16 +121,47 @@ impl Drop for Call<'_> {
     }
 }
 
+/// An id reserved on a lane for a call that no task waits for: [`Ticket::send`] it,
+/// and its outcome goes to an [`AnswerSink`]. The lane itself enforces the request
+/// timeout, forwards progress and restarts the timeout on it, and fails the call when
+/// the session ends.
+#[derive(Clone)]
+pub struct Ticket {
+    lane: Arc<Lane>,
+    id: i64,
+}
+
 impl Lane {
     pub fn new(outlet: Arc<Outlet>) -> Self {
         Self {
             outlet,
-            waiting: Mutex::new(Waiting { next_id: FIRST_ID, answers: HashMap::new(), closed: false }),
+            waiting: Mutex::new(Waiting {
+                next_id: FIRST_ID,
+                answers: HashMap::new(),
+                closed: false,
+                sweeper_idle: false,
+            }),
+            context: OnceLock::new(),
+            sweeper: Notify::new(),
         }
     }
 
     fn waiting(&self) -> MutexGuard<'_, Waiting> {
         self.waiting.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Give the lane what calls without a waiting task need, and start the task that
+    /// times them out. Once per session; must be called inside the runtime.
+    pub fn attach(self: &Arc<Self>, context: Context) {
+        if self.context.set(context).is_ok() {
+            tokio::spawn(sweep(self.clone()));
+        }
+    }
+
+    fn next_id(waiting: &mut Waiting) -> i64 {
+        let id = waiting.next_id;
+        waiting.next_id = if id >= i64::from(i32::MAX) { FIRST_ID } else { id + 1 };
+        id
     }
 
     /// A fresh id whose answer will be routed back; `None` once the session ended.
@@ -85,27 +170,27 @@ impl Lane {
         if waiting.closed {
             return None;
         }
-        let id = waiting.next_id;
-        waiting.next_id = if id >= i64::from(i32::MAX) { FIRST_ID } else { id + 1 };
+        let id = Self::next_id(&mut waiting);
         let (tx, answer) = oneshot::channel();
-        waiting.answers.insert(id, tx);
+        waiting.answers.insert(id, Waiter::Task(tx));
         Some(Call { lane: self, id, answer })
+    }
+
+    /// A fresh id for a call no task will wait for; `None` once the session ended, or
+    /// before it is up ([`Lane::attach`]).
+    pub fn ticket(self: &Arc<Self>) -> Option<Ticket> {
+        self.context.get()?;
+        let mut waiting = self.waiting();
+        if waiting.closed {
+            return None;
+        }
+        let id = Self::next_id(&mut waiting);
+        Some(Ticket { lane: self.clone(), id })
     }
 
     /// Write the `tools/call` request of `call`.
     pub async fn send(&self, call: &Call<'_>, params: &ToolCall) -> std::io::Result<()> {
-        #[derive(Serialize)]
-        struct Line<'a> {
-            jsonrpc: JsonRpcVersion2_0,
-            id: i64,
-            method: &'static str,
-            params: &'a ToolCall,
-        }
-        let line = Line { jsonrpc: JsonRpcVersion2_0, id: call.id, method: "tools/call", params };
-        let mut bytes = Vec::with_capacity(256);
-        serde_json::to_writer(&mut bytes, &line)?;
-        bytes.push(b'\n');
-        self.outlet.send(bytes).await
+        self.outlet.send(request_line(call.id, params)?).await
     }
 
     /// If `line` answers a call waiting on the lane, hand it over and return `true`;
@@ -128,23 +213,304 @@ impl Lane {
         else {
             return false;
         };
-        let Some(answer) = waiting.answers.remove(&id) else {
+        let Some(waiter) = waiting.answers.remove(&id) else {
             return false;
         };
+        drop(waiting);
         let result = result.map(|result| {
             // `result` borrows from `line`, so its offset is where its text starts.
             let start = result.get().as_ptr() as usize - line.as_ptr() as usize;
             start..start + result.get().len()
         });
-        // The caller may have given up this instant; then the answer has no one to go to.
-        let _ = answer.send(Answer { line: line.to_vec(), result });
+        let answer = Answer { line: line.to_vec(), result };
+        match waiter {
+            // The caller may have given up this instant; then the answer has no one to go to.
+            Waiter::Task(tx) => {
+                let _ = tx.send(answer);
+            }
+            Waiter::Direct(direct) => self.end(id, direct, relay::tool_answer(answer)),
+        }
         true
+    }
+
+    /// Progress arrived for call `id`: its timeout starts again.
+    pub fn touch(&self, id: i64) {
+        let Some(context) = self.context.get() else { return };
+        if let Some(Waiter::Direct(direct)) = self.waiting().answers.get_mut(&id) {
+            direct.deadline = Instant::now() + context.timeout;
+        }
     }
 
     /// The session ended: fail every waiting call and refuse new ones.
     pub fn close(&self) {
+        let answers = {
+            let mut waiting = self.waiting();
+            waiting.closed = true;
+            std::mem::take(&mut waiting.answers)
+        };
+        self.sweeper.notify_one();
+        for (id, waiter) in answers {
+            if let (Waiter::Direct(direct), Some(context)) = (waiter, self.context.get()) {
+                let closed = UpstreamError::NotConnected {
+                    name: context.name.to_string(),
+                    cause: "the connection closed".to_owned(),
+                };
+                context.broken.cancel();
+                if direct.routed {
+                    unroute_later(&context.routes, id);
+                }
+                direct.sink.deliver(Err(closed));
+            }
+        }
+    }
+
+    /// Hand `outcome` to the sink of direct call `id` (already out of the waiting
+    /// list). Progress queued before the answer reaches the client first.
+    fn end(&self, id: i64, direct: Direct, outcome: Result<ToolAnswer, UpstreamError>) {
+        let Some(context) = self.context.get() else { return };
+        if !direct.routed {
+            direct.sink.deliver(outcome);
+        } else if context.tapped.is_drained() {
+            unroute_later(&context.routes, id);
+            direct.sink.deliver(outcome);
+        } else {
+            let (routes, tapped) = (context.routes.clone(), context.tapped.clone());
+            spawn_detached(async move {
+                tapped.flush().await;
+                routes.lock().await.remove(&lane_token(id));
+                direct.sink.deliver(outcome);
+            });
+        }
+    }
+
+    /// Take direct call `id` out of the waiting list, if it is still there.
+    fn take_direct(&self, id: i64) -> Option<Direct> {
         let mut waiting = self.waiting();
-        waiting.closed = true;
-        waiting.answers.clear();
+        match waiting.answers.remove(&id)? {
+            Waiter::Direct(direct) => Some(direct),
+            task => {
+                waiting.answers.insert(id, task);
+                None
+            }
+        }
+    }
+
+    /// Queue `line` for the upstream; a full queue is waited for on a task of its own.
+    /// `Err` when the session's stdin is closed.
+    fn write(self: &Arc<Self>, line: Vec<u8>, id: i64) {
+        match self.outlet.try_queue(line) {
+            Queued::Yes => {}
+            Queued::Closed => self.fail(id, "the transport is closed".to_owned()),
+            Queued::Full(line) => {
+                let lane = self.clone();
+                spawn_detached(async move {
+                    if let Err(error) = lane.outlet.send(line).await {
+                        lane.fail(id, error.to_string());
+                    }
+                });
+            }
+        }
+    }
+
+    /// Direct call `id` could not be written: the session is broken.
+    fn fail(&self, id: i64, cause: String) {
+        let (Some(context), Some(direct)) = (self.context.get(), self.take_direct(id)) else { return };
+        context.broken.cancel();
+        if direct.routed {
+            unroute_later(&context.routes, id);
+        }
+        direct.sink.deliver(Err(UpstreamError::Transport { name: context.name.to_string(), cause }));
+    }
+
+    /// Tell the upstream to stop working on call `id`.
+    fn cancel_upstream(self: &Arc<Self>, id: i64, reason: &str) {
+        let notification = CancelledNotification::new(CancelledNotificationParam::new(
+            Some(RequestId::Number(id)),
+            Some(reason.to_owned()),
+        ));
+        let message =
+            ClientJsonRpcMessage::notification(ClientNotification::CancelledNotification(notification));
+        if let Ok(mut line) = serde_json::to_vec(&message) {
+            line.push(b'\n');
+            // Nothing waits for it: a failure only means the session is ending anyway.
+            if let Queued::Full(line) = self.outlet.try_queue(line) {
+                let outlet = self.outlet.clone();
+                spawn_detached(async move {
+                    let _ = outlet.send(line).await;
+                });
+            }
+        }
+    }
+}
+
+impl Ticket {
+    /// Write `call` with the ticket's id. Its outcome goes to `sink`: the upstream's
+    /// answer, or the error of a timeout or of the session ending. Progress the client
+    /// asked for (its token in `call`'s `_meta`) is forwarded under the client's token.
+    pub fn send(&self, mut call: ToolCall, sink: Box<dyn AnswerSink>) {
+        let (lane, id) = (&self.lane, self.id);
+        let Some(context) = lane.context.get() else { return };
+        // As for any request: the client's progress token is replaced by the call's own
+        // (its id), the rest of `_meta` is forwarded.
+        let mut meta = call.meta.take().unwrap_or_default();
+        let client_token = meta.get_progress_token();
+        meta.0.0.remove("progressToken");
+        let route = client_token.map(|client_token| {
+            meta.set_progress_token(lane_token(id));
+            ProgressRoute::for_lane(client_token, Arc::downgrade(lane))
+        });
+        call.meta = (!meta.0.0.is_empty()).then_some(meta);
+        let line = match request_line(id, &call) {
+            Ok(line) => line,
+            Err(error) => {
+                let cause = format!("cannot encode the call: {error}");
+                return sink.deliver(Err(UpstreamError::Transport { name: context.name.to_string(), cause }));
+            }
+        };
+        {
+            let mut waiting = lane.waiting();
+            if waiting.closed {
+                drop(waiting);
+                let cause = "the connection closed".to_owned();
+                return sink
+                    .deliver(Err(UpstreamError::NotConnected { name: context.name.to_string(), cause }));
+            }
+            let deadline = Instant::now() + context.timeout;
+            let direct = Direct { sink, deadline, routed: route.is_some() };
+            waiting.answers.insert(id, Waiter::Direct(direct));
+            if std::mem::take(&mut waiting.sweeper_idle) {
+                lane.sweeper.notify_one();
+            }
+        }
+        // The route goes in before the request leaves, so no progress can miss it.
+        match route {
+            None => lane.write(line, id),
+            Some(route) => match context.routes.try_lock() {
+                Ok(mut routes) => {
+                    routes.insert(lane_token(id), route);
+                    drop(routes);
+                    lane.write(line, id);
+                }
+                Err(_) => {
+                    let (lane, routes) = (lane.clone(), context.routes.clone());
+                    spawn_detached(async move {
+                        routes.lock().await.insert(lane_token(id), route);
+                        lane.write(line, id);
+                    });
+                }
+            },
+        }
+    }
+
+    /// The client cancelled the call: it is forgotten (its sink is dropped unused) and
+    /// the upstream is told. Nothing happens if it has already ended.
+    pub fn cancel(&self) {
+        let Some(direct) = self.lane.take_direct(self.id) else { return };
+        self.lane.cancel_upstream(self.id, "cancelled by the client");
+        if let (true, Some(context)) = (direct.routed, self.lane.context.get()) {
+            unroute_later(&context.routes, self.id);
+        }
+    }
+
+    /// Identifies the call among every lane's, for a sink that must tell whether a
+    /// ticket it finds is its own.
+    pub fn key(&self) -> (usize, i64) {
+        (Arc::as_ptr(&self.lane) as usize, self.id)
+    }
+}
+
+/// The `tools/call` request line for call `id`.
+fn request_line(id: i64, params: &ToolCall) -> std::io::Result<Vec<u8>> {
+    #[derive(Serialize)]
+    struct Line<'a> {
+        jsonrpc: JsonRpcVersion2_0,
+        id: i64,
+        method: &'static str,
+        params: &'a ToolCall,
+    }
+    let line = Line { jsonrpc: JsonRpcVersion2_0, id, method: "tools/call", params };
+    let mut bytes = Vec::with_capacity(256);
+    serde_json::to_writer(&mut bytes, &line)?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// The upstream progress token of lane call `id`.
+fn lane_token(id: i64) -> ProgressToken {
+    ProgressToken(NumberOrString::Number(id))
+}
+
+/// Forget the progress route of lane call `id`: now if the routes are free, else as
+/// soon as they are.
+fn unroute_later(routes: &Arc<ProgressRoutes>, id: i64) {
+    if let Ok(mut routes) = routes.try_lock() {
+        routes.remove(&lane_token(id));
+        return;
+    }
+    let routes = routes.clone();
+    spawn_detached(async move {
+        routes.lock().await.remove(&lane_token(id));
+    });
+}
+
+/// Run `task` on the runtime, if there is one (a lane closed while the runtime shuts
+/// down has nothing left to do).
+fn spawn_detached(task: impl Future<Output = ()> + Send + 'static) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(task);
+    }
+}
+
+/// Time out direct calls that have been quiet for the request timeout, until the
+/// session ends. It sleeps until the earliest deadline, or, with no direct call in
+/// flight, until one is sent.
+async fn sweep(lane: Arc<Lane>) {
+    let Some(context) = lane.context.get() else { return };
+    loop {
+        let (expired, next) = {
+            let mut waiting = lane.waiting();
+            if waiting.closed {
+                return;
+            }
+            let now = Instant::now();
+            let mut next: Option<Instant> = None;
+            let mut expired = Vec::new();
+            for (&id, waiter) in &waiting.answers {
+                if let Waiter::Direct(direct) = waiter {
+                    if direct.deadline <= now {
+                        expired.push(id);
+                    } else {
+                        next = Some(next.map_or(direct.deadline, |next| next.min(direct.deadline)));
+                    }
+                }
+            }
+            let expired: Vec<_> = expired
+                .into_iter()
+                .filter_map(|id| match waiting.answers.remove(&id) {
+                    Some(Waiter::Direct(direct)) => Some((id, direct)),
+                    _ => None,
+                })
+                .collect();
+            waiting.sweeper_idle = next.is_none();
+            (expired, next)
+        };
+        for (id, direct) in expired {
+            lane.cancel_upstream(id, "request timeout");
+            if direct.routed {
+                unroute_later(&context.routes, id);
+            }
+            let seconds = context.timeout.as_secs();
+            direct.sink.deliver(Err(UpstreamError::Timeout { name: context.name.to_string(), seconds }));
+        }
+        // A close wakes it too, so it lets go of the lane at once.
+        match next {
+            Some(deadline) => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(deadline) => {}
+                    () = lane.sweeper.notified() => {}
+                }
+            }
+            None => lane.sweeper.notified().await,
+        }
     }
 }

@@ -33,6 +33,7 @@ mod tap;
 use std::{fmt, sync::Arc};
 
 use futures::future::{BoxFuture, FutureExt};
+pub use lane::{AnswerSink, Ticket as LaneTicket};
 pub use relay::{RawToolResult, ToolAnswer, ToolCall};
 pub use remote::{describe as describe_http_error, install_crypto_provider};
 use rmcp::{
@@ -74,6 +75,16 @@ pub trait Upstreams: Send + Sync + 'static {
         self.request(upstream, call.into_request(), options)
             .map(|result| result.map(ToolAnswer::Decoded))
             .boxed()
+    }
+
+    /// A `tools/call` to one upstream that no task waits for: an id on its session's
+    /// direct lane, to [`LaneTicket::send`] the call with. Its answer then goes to an
+    /// [`AnswerSink`], with the contract of [`Upstreams::call_tool`] (timeout, progress,
+    /// cancellation by [`LaneTicket::cancel`]). `None` when the upstream has no such
+    /// lane right now: use [`Upstreams::call_tool`].
+    fn tool_ticket(&self, upstream: &str) -> Option<LaneTicket> {
+        let _ = upstream;
+        None
     }
 
     /// Send a notification to every connected upstream (e.g. roots list changed).

@@ -37,6 +37,15 @@ impl Outlet {
         self.tx.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
+    /// Queue `line` (with its newline) if there is room now.
+    pub fn try_queue(&self, line: Vec<u8>) -> Queued {
+        match self.sender().map(|tx| tx.try_send(line)) {
+            Some(Ok(())) => Queued::Yes,
+            Some(Err(mpsc::error::TrySendError::Full(line))) => Queued::Full(line),
+            None | Some(Err(mpsc::error::TrySendError::Closed(_))) => Queued::Closed,
+        }
+    }
+
     /// Queue `line` (with its newline) now if there is room, so messages keep the
     /// order of the calls; the returned future waits for room otherwise. For senders
     /// whose future must not borrow the outlet.
@@ -66,6 +75,15 @@ impl Outlet {
     pub fn close(&self) {
         self.tx.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
     }
+}
+
+/// What [`Outlet::try_queue`] did with a line.
+pub enum Queued {
+    Yes,
+    /// No room now: the line is handed back.
+    Full(Vec<u8>),
+    /// The outlet is closed, or its writer has stopped.
+    Closed,
 }
 
 fn closed() -> std::io::Error {

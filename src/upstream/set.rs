@@ -16,8 +16,8 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
-    ClientLink, RequestOptions, Status, ToolAnswer, ToolCall, UpstreamError, UpstreamState, Upstreams, View,
-    connection::Connection, supervisor,
+    ClientLink, LaneTicket, RequestOptions, Status, ToolAnswer, ToolCall, UpstreamError, UpstreamState,
+    Upstreams, View, connection::Connection, supervisor,
 };
 use crate::{
     config::{FailoverSettings, ServerSettings, Settings, TransportSettings},
@@ -323,6 +323,10 @@ impl Upstreams for UpstreamSet {
             connection.call_tool(call, options).await
         }
         .boxed()
+    }
+
+    fn tool_ticket(&self, upstream: &str) -> Option<LaneTicket> {
+        self.entry(upstream)?.connection()?.ticket()
     }
 
     fn notify_all(&self, notification: ClientNotification) -> BoxFuture<'_, ()> {

@@ -15,6 +15,7 @@ use std::{
         Arc,
         atomic::{AtomicUsize, Ordering},
     },
+    time::Duration,
 };
 
 use rmcp::{
@@ -32,6 +33,9 @@ pub enum Tapped {
     /// Acknowledged once everything queued before it has been forwarded.
     Barrier(oneshot::Sender<()>),
 }
+
+/// How long a finished request waits for its queued progress to reach the client.
+const FLUSH_LIMIT: Duration = Duration::from_secs(1);
 
 /// Capacity of the ordered notification queue of one upstream connection.
 pub const TAP_CAPACITY: usize = 256;
@@ -72,6 +76,18 @@ impl TapQueue {
     /// Everything queued so far has been forwarded.
     pub fn is_drained(&self) -> bool {
         self.queued.load(Ordering::SeqCst) == 0
+    }
+
+    /// Wait (at most [`FLUSH_LIMIT`]) until everything queued so far has been
+    /// forwarded, so that the client sees a request's progress before its result.
+    pub async fn flush(&self) {
+        if self.is_drained() {
+            return;
+        }
+        let (done, flushed) = oneshot::channel();
+        if self.push(Tapped::Barrier(done)).await.is_ok() {
+            let _ = tokio::time::timeout(FLUSH_LIMIT, flushed).await;
+        }
     }
 }
 

@@ -117,46 +117,58 @@ async fn resources_prompts_and_completions_pass_through() {
 
 #[tokio::test]
 async fn progress_arrives_in_order_before_the_result() {
-    let env = TestEnv::new();
-    env.write_config(&two_fixtures(&env));
-    let session = Session::start(&env).await;
-    let result = session
-        .service
-        .call_tool(call("alpha__slow", json!({"steps": 4, "step_ms": 20})))
-        .await
-        .expect("call");
-    assert_eq!(text_of(&result), "alpha: done 4 steps");
-    let progress: Vec<f64> = session.client.seen().progress.iter().map(|p| p.progress).collect();
-    assert_eq!(progress, vec![1.0, 2.0, 3.0, 4.0], "all progress, in order, before the result");
-    session.close().await;
+    for served in Served::BOTH {
+        let env = TestEnv::new();
+        env.write_config(&json!({ "mcpServers": { "alpha": fixture("alpha", served.fixture_args()) } }));
+        let session = Session::start(&env).await;
+        served.prepare(&session).await;
+        let result = session
+            .service
+            .call_tool(call("alpha__slow", json!({"steps": 4, "step_ms": 20})))
+            .await
+            .expect("call");
+        assert_eq!(text_of(&result), "alpha: done 4 steps", "{served:?}");
+        let progress: Vec<f64> = session.client.seen().progress.iter().map(|p| p.progress).collect();
+        assert_eq!(
+            progress,
+            vec![1.0, 2.0, 3.0, 4.0],
+            "{served:?}: all progress, in order, before the result"
+        );
+        session.close().await;
+    }
 }
 
 #[tokio::test]
 async fn cancellation_reaches_the_upstream() {
-    let env = TestEnv::new();
-    env.write_config(&two_fixtures(&env));
-    let session = Session::start(&env).await;
-    let request = ClientRequest::CallToolRequest(CallToolRequest::new(call(
-        "alpha__slow",
-        json!({"steps": 100, "step_ms": 100}),
-    )));
-    let handle = session
-        .service
-        .send_cancellable_request(request, PeerRequestOptions::no_options())
-        .await
-        .expect("send");
-    session.wait_seen(Duration::from_secs(5), |seen| !seen.progress.is_empty()).await;
-    handle.cancel(Some("test cancels".into())).await.expect("cancel");
-    let events = env.path("alpha.events");
-    wait_until(Duration::from_secs(5), || {
-        std::fs::read_to_string(&events).unwrap_or_default().contains("cancelled slow")
-    })
-    .await;
-    // The session is still usable after a cancellation.
-    let echo =
-        session.service.call_tool(call("alpha__echo", json!({"message": "after"}))).await.expect("call");
-    assert_eq!(text_of(&echo), "alpha: after");
-    session.close().await;
+    for served in Served::BOTH {
+        let env = TestEnv::new();
+        let events = env.path("alpha.events");
+        let mut args = vec!["--events-file", events.to_str().unwrap()];
+        args.extend(served.fixture_args());
+        env.write_config(&json!({ "mcpServers": { "alpha": fixture("alpha", &args) } }));
+        let session = Session::start(&env).await;
+        served.prepare(&session).await;
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(call(
+            "alpha__slow",
+            json!({"steps": 100, "step_ms": 100}),
+        )));
+        let handle = session
+            .service
+            .send_cancellable_request(request, PeerRequestOptions::no_options())
+            .await
+            .expect("send");
+        session.wait_seen(Duration::from_secs(5), |seen| !seen.progress.is_empty()).await;
+        handle.cancel(Some("test cancels".into())).await.expect("cancel");
+        wait_until(Duration::from_secs(5), || {
+            std::fs::read_to_string(&events).unwrap_or_default().contains("cancelled slow")
+        })
+        .await;
+        // The session is still usable after a cancellation.
+        let echo =
+            session.service.call_tool(call("alpha__echo", json!({"message": "after"}))).await.expect("call");
+        assert_eq!(text_of(&echo), "alpha: after", "{served:?}");
+        session.close().await;
+    }
 }
 
 #[tokio::test]

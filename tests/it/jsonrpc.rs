@@ -117,13 +117,23 @@ async fn a_reused_id_in_flight_is_rejected_without_stealing_the_other_result() {
 
 #[tokio::test]
 async fn a_cancelled_call_is_cancelled_upstream_gets_no_answer_and_frees_its_id_even_after_a_duplicate() {
+    for served in Served::BOTH {
+        cancelled_call(served).await;
+    }
+}
+
+async fn cancelled_call(served: Served) {
     let env = TestEnv::new();
     let events = env.path("fix.events");
-    env.write_config(
-        &json!({ "mcpServers": { "fix": fixture("fix", &["--events-file", events.to_str().unwrap()]) } }),
-    );
+    let mut args = vec!["--events-file", events.to_str().unwrap()];
+    args.extend(served.fixture_args());
+    env.write_config(&json!({ "mcpServers": { "fix": fixture("fix", &args) } }));
     let mut raw = RawSession::start(&env).await;
     raw.initialize().await;
+    if served == Served::Lane {
+        raw.send(&json!({"jsonrpc": "2.0", "id": 80, "method": "tools/list"})).await;
+        assert!(raw.response(&json!(80)).await["result"]["tools"].is_array(), "{served:?}");
+    }
     raw.send(&json!({"jsonrpc": "2.0", "id": 81, "method": "tools/call", "params": {
         "name": "fix__slow", "arguments": {"steps": 100, "step_ms": 100}, "_meta": {"progressToken": "p81"}
     }}))
@@ -147,7 +157,10 @@ async fn a_cancelled_call_is_cancelled_upstream_gets_no_answer_and_frees_its_id_
     // The id is free again at once, and the first answer with it is the new call's.
     raw.send(&json!({"jsonrpc": "2.0", "id": 81, "method": "tools/call", "params": {"name": "fix__sleep", "arguments": {"ms": 1}}})).await;
     let reply = raw.response(&json!(81)).await;
-    assert_eq!(reply["result"]["content"][0]["text"], "slept", "no answer for the cancelled call: {reply}");
+    assert_eq!(
+        reply["result"]["content"][0]["text"], "slept",
+        "{served:?}: no answer for the cancelled call: {reply}"
+    );
     still_alive(&mut raw, 82).await;
 }
 

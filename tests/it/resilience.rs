@@ -99,24 +99,37 @@ async fn failed_health_checks_withdraw_a_frozen_upstream_and_it_comes_back() {
 
 #[tokio::test]
 async fn a_request_timeout_cancels_upstream_and_names_the_tool_while_progress_extends_it() {
+    for served in Served::BOTH {
+        request_timeout(served).await;
+    }
+}
+
+async fn request_timeout(served: Served) {
     let env = TestEnv::new();
     let events = env.path("slow.events");
-    let mut slow = fixture("slow", &["--tools", "sleep,slow", "--events-file", events.to_str().unwrap()]);
+    let mut args = vec!["--tools", "sleep,slow", "--events-file", events.to_str().unwrap()];
+    args.extend(served.fixture_args());
+    let mut slow = fixture("slow", &args);
     slow["requestTimeout"] = json!(1);
     env.write_config(&json!({ "mcpServers": { "slow": slow } }));
     let session = Session::start(&env).await;
+    served.prepare(&session).await;
     let started = std::time::Instant::now();
-    let result = session.service.call_tool(call("slow__sleep", json!({"ms": 5000}))).await.expect("call");
+    let answered = tokio::time::timeout(
+        Duration::from_secs(10),
+        session.service.call_tool(call("slow__sleep", json!({"ms": 5000}))),
+    );
+    let result = answered.await.unwrap_or_else(|_| panic!("{served:?}: no answer")).expect("call");
     assert!(
         started.elapsed() < Duration::from_secs(4),
-        "timed out after ~1 s, not 5: {:?}",
+        "{served:?}: timed out after ~1 s, not 5: {:?}",
         started.elapsed()
     );
-    assert_eq!(result.is_error, Some(true));
+    assert_eq!(result.is_error, Some(true), "{served:?}");
     let message = text_of(&result);
     assert!(
         message.contains("`slow__sleep`") && message.contains("upstream `slow`") && message.contains("1 s"),
-        "{message}"
+        "{served:?}: {message}"
     );
     wait_until(Duration::from_secs(5), || {
         std::fs::read_to_string(&events).unwrap_or_default().contains("cancelled sleep")
@@ -129,7 +142,7 @@ async fn a_request_timeout_cancels_upstream_and_names_the_tool_while_progress_ex
         .call_tool(call("slow__slow", json!({"steps": 5, "step_ms": 600})))
         .await
         .expect("call");
-    assert_eq!(text_of(&result), "slow: done 5 steps");
+    assert_eq!(text_of(&result), "slow: done 5 steps", "{served:?}");
     session.close().await;
 }
 

@@ -171,6 +171,37 @@ pub fn fixture(name: &str, extra_args: &[&str]) -> Value {
     serde_json::json!({ "command": fixture_bin(), "args": args })
 }
 
+/// The two ways the bridge serves a client's `tools/call` to a stdio upstream; tests of
+/// timeouts, cancellation and progress run on both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Served {
+    /// The upstream is up when the call arrives: the call goes straight to its lane and
+    /// no task waits for it (`proxy/stdio/calls.rs`, `upstream/lane.rs`).
+    Lane,
+    /// The upstream is still starting: a task waits for it, then for the answer.
+    Task,
+}
+
+impl Served {
+    pub const BOTH: [Served; 2] = [Served::Lane, Served::Task];
+
+    /// Extra fixture arguments for this way: a start delay makes calls wait.
+    pub fn fixture_args(self) -> &'static [&'static str] {
+        match self {
+            Served::Lane => &[],
+            Served::Task => &["--start-delay-ms", "700"],
+        }
+    }
+
+    /// Get the session ready for this way: a complete `tools/list` waits until the
+    /// upstreams are up.
+    pub async fn prepare(self, session: &Session) {
+        if self == Served::Lane {
+            tool_names(session).await;
+        }
+    }
+}
+
 /// Poll `condition` until it holds or `limit` passes; panics on timeout.
 pub async fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + limit;

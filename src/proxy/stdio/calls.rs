@@ -14,16 +14,16 @@
 //! `notifications/cancelled` for it cancels it and suppresses its answer, and its id
 //! counts as in flight until then. Everything else still goes through rmcp.
 
-use std::{borrow::Cow, sync::Arc};
+use std::{borrow::Cow, collections::hash_map::Entry, sync::Arc};
 
-use rmcp::model::{JsonRpcVersion2_0, RequestId, ServerJsonRpcMessage, ServerResult};
+use rmcp::model::{CallToolResult, JsonRpcVersion2_0, RequestId, ServerJsonRpcMessage, ServerResult};
 use serde::{Deserialize, de::IgnoredAny};
 use tokio_util::sync::CancellationToken;
 
-use super::{Outbox, Outgoing};
+use super::{Outbox, Outgoing, Pending, Verdict};
 use crate::{
     proxy::Bridge,
-    upstream::{RequestOptions, ToolAnswer, ToolCall},
+    upstream::{AnswerSink, RequestOptions, ToolAnswer, ToolCall, UpstreamError},
 };
 
 /// A decoded `tools/call`, its id registered as in flight, and the bridge to run it.
@@ -54,14 +54,80 @@ pub fn decode(line: &[u8]) -> Option<(RequestId, ToolCall)> {
     request.then_some((line.id, line.params))
 }
 
-impl Call {
-    /// Register the call in flight, with the token that cancels it. `None` when its id
-    /// is already in flight (the general path answers that).
-    pub fn register(outbox: &Outbox, bridge: &Arc<Bridge>, id: RequestId, params: ToolCall) -> Option<Call> {
+/// Serve the `tools/call` request `id`, or `None` when its id is already in flight
+/// (the general path refuses it). A call whose upstream has a direct lane now is sent
+/// there and answered from the upstream's reader ([`Reply`]); any other runs on a task
+/// of its own ([`Call::spawn`]).
+pub fn serve(
+    outbox: &Arc<Outbox>,
+    bridge: &Arc<Bridge>,
+    id: RequestId,
+    mut params: ToolCall,
+) -> Option<Verdict> {
+    let mut in_flight = outbox.in_flight();
+    let Entry::Vacant(slot) = in_flight.entry(id.clone()) else { return None };
+    let Some((name, ticket)) = bridge.tool_ticket(&params.name) else {
         let cancel = CancellationToken::new();
-        outbox.enter(&id, Some(cancel.clone())).then(|| Call { id, params, cancel, bridge: bridge.clone() })
-    }
+        slot.insert(Pending::Task(cancel.clone()));
+        return Some(Verdict::Call(Call { id, params, cancel, bridge: bridge.clone() }));
+    };
+    let exposed = std::mem::replace(&mut params.name, name);
+    tracing::debug!(%id, tool = %exposed, "tools/call");
+    let key = ticket.key();
+    slot.insert(Pending::Lane(ticket.clone()));
+    // The sink may be called at once (a session that just ended), and takes the lock.
+    drop(in_flight);
+    ticket.send(params, Box::new(Reply { id, outbox: outbox.clone(), exposed, key }));
+    Some(Verdict::Drop)
+}
 
+/// Answers the client for a call sent on a direct lane.
+struct Reply {
+    id: RequestId,
+    outbox: Arc<Outbox>,
+    /// The tool's name as the client knows it, for errors.
+    exposed: String,
+    /// The call's ticket ([`LaneTicket::key`]).
+    key: (usize, i64),
+}
+
+impl AnswerSink for Reply {
+    fn deliver(self: Box<Self>, outcome: Result<ToolAnswer, UpstreamError>) {
+        let Reply { id, outbox, exposed, key } = *self;
+        {
+            // Cancelled by the client meanwhile (the answer was on its way): no answer.
+            let in_flight = outbox.in_flight();
+            if !matches!(in_flight.get(&id), Some(Pending::Lane(ticket)) if ticket.key() == key) {
+                return;
+            }
+        }
+        let outcome = crate::proxy::tool_outcome(&exposed, outcome);
+        if let Some(line) = answer_line(&outbox, id, outcome) {
+            outbox.queue(line);
+        }
+    }
+}
+
+/// The client's answer line to call `id`, the id no longer in flight.
+fn answer_line(
+    outbox: &Outbox,
+    id: RequestId,
+    outcome: Result<ToolAnswer<CallToolResult>, rmcp::ErrorData>,
+) -> Option<Vec<u8>> {
+    match outcome {
+        // Already in the shape this client expects (`upstream/relay.rs`).
+        Ok(ToolAnswer::Raw(raw)) => outbox.encode_result(id, raw.json()),
+        Ok(ToolAnswer::Decoded(result)) => {
+            let mut result = ServerResult::CallToolResult(result);
+            result.strip_result_type_for_legacy_peer();
+            result.strip_non_object_output_for_legacy_peer();
+            outbox.encode(&ServerJsonRpcMessage::response(result, id))
+        }
+        Err(error) => outbox.encode(&ServerJsonRpcMessage::error(error, Some(id))),
+    }
+}
+
+impl Call {
     /// Run the call on a task of its own and queue its answer for the client.
     pub fn spawn(self, outbox: Arc<Outbox>) {
         tokio::spawn(async move {
@@ -76,18 +142,7 @@ impl Call {
                 // The client cancelled it: no answer (its id was freed then).
                 return;
             }
-            let line = match result {
-                // Already in the shape this client expects (`upstream/relay.rs`).
-                Ok(ToolAnswer::Raw(raw)) => outbox.encode_result(id, raw.json()),
-                Ok(ToolAnswer::Decoded(result)) => {
-                    let mut result = ServerResult::CallToolResult(result);
-                    result.strip_result_type_for_legacy_peer();
-                    result.strip_non_object_output_for_legacy_peer();
-                    outbox.encode(&ServerJsonRpcMessage::response(result, id))
-                }
-                Err(error) => outbox.encode(&ServerJsonRpcMessage::error(error, Some(id))),
-            };
-            if let Some(line) = line {
+            if let Some(line) = answer_line(&outbox, id, result) {
                 // A closed outbox means the client is gone; nobody is left to answer.
                 let _ = outbox.tx.send(Outgoing::Line(line)).await;
             }
