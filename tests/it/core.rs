@@ -122,18 +122,19 @@ async fn progress_arrives_in_order_before_the_result() {
         env.write_config(&json!({ "mcpServers": { "alpha": fixture("alpha", served.fixture_args()) } }));
         let session = Session::start(&env).await;
         served.prepare(&session).await;
-        let result = session
-            .service
-            .call_tool(call("alpha__slow", json!({"steps": 4, "step_ms": 20})))
-            .await
-            .expect("call");
-        assert_eq!(text_of(&result), "alpha: done 4 steps", "{served:?}");
-        let progress: Vec<f64> = session.client.seen().progress.iter().map(|p| p.progress).collect();
-        assert_eq!(
-            progress,
-            vec![1.0, 2.0, 3.0, 4.0],
-            "{served:?}: all progress, in order, before the result"
-        );
+        // Paced, and then all at once: the last progress and the result reach the bridge
+        // together, and the result must still wait for the progress ahead of it.
+        for (step_ms, seen) in [(20, 4), (0, 8)] {
+            let result = session
+                .service
+                .call_tool(call("alpha__slow", json!({"steps": 4, "step_ms": step_ms})))
+                .await
+                .expect("call");
+            assert_eq!(text_of(&result), "alpha: done 4 steps", "{served:?}");
+            let progress: Vec<f64> = session.client.seen().progress.iter().map(|p| p.progress).collect();
+            let expected: Vec<f64> = [1.0, 2.0, 3.0, 4.0].repeat(seen / 4);
+            assert_eq!(progress, expected, "{served:?}: all progress, in order, before the result");
+        }
         session.close().await;
     }
 }

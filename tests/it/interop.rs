@@ -347,7 +347,7 @@ async fn a_hand_written_servers_results_reach_a_pre_2026_client_in_its_shape() {
     raw.initialize().await;
     raw.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})).await;
     let listed = raw.response(&json!(1)).await;
-    assert_eq!(listed["result"]["tools"].as_array().map(Vec::len), Some(5), "{listed}");
+    assert_eq!(listed["result"]["tools"].as_array().map(Vec::len), Some(6), "{listed}");
     let mut call = async |id: i64, tool: &str| {
         raw.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
             "params": {"name": format!("res__{tool}"), "arguments": {"n": [1, {"deep": "\u{e9}"}]}}}))
@@ -382,4 +382,22 @@ async fn a_hand_written_servers_results_reach_a_pre_2026_client_in_its_shape() {
         json!({"code": -32001, "message": "it failed", "data": {"why": "asked to"}}),
         "{failed}"
     );
+
+    // Progress written together with the result still reaches the client first, under
+    // the client's token.
+    raw.send(&json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": {"name": "res__burst", "_meta": {"progressToken": "b7"}}}))
+        .await;
+    let mut seen = Vec::new();
+    loop {
+        let message = raw.recv().await;
+        if message["id"] == json!(7) {
+            assert_eq!(message["result"]["content"][0]["text"], "burst", "{message}");
+            break;
+        }
+        assert_eq!(message["method"], "notifications/progress", "{message}");
+        assert_eq!(message["params"]["progressToken"], "b7", "{message}");
+        seen.push(message["params"]["progress"].as_f64().unwrap_or_default());
+    }
+    assert_eq!(seen, [1.0, 2.0, 3.0], "every progress notification, in order, before the result");
 }

@@ -7,7 +7,9 @@ what the bridge makes of each.
 
 Usage: results_server.py   (newline-delimited JSON-RPC on stdin/stdout)
 
-Each tool's result is `RESULTS[name]`, sent as written.
+Each tool's result is `RESULTS[name]`, sent as written. The tool `burst` sends three
+progress notifications and its result in one write, so that they reach the bridge
+together.
 """
 
 import json
@@ -43,6 +45,19 @@ def reply(message_id, result=None, error=None):
     sys.stdout.flush()
 
 
+def burst(message_id, params):
+    token = (params.get("_meta") or {}).get("progressToken")
+    lines = [
+        {"jsonrpc": "2.0", "method": "notifications/progress",
+         "params": {"progressToken": token, "progress": step, "total": 3}}
+        for step in (1, 2, 3)
+        if token is not None
+    ]
+    lines.append({"jsonrpc": "2.0", "id": message_id, "result": {"content": [{"type": "text", "text": "burst"}]}})
+    sys.stdout.write("".join(json.dumps(line) + "\n" for line in lines))
+    sys.stdout.flush()
+
+
 def main():
     while line := sys.stdin.readline():
         if not line.strip():
@@ -59,10 +74,13 @@ def main():
                 "serverInfo": {"name": "results", "version": "1"},
             })
         elif method == "tools/list":
-            tools = [{"name": name, "inputSchema": {"type": "object"}} for name in [*RESULTS, "fails"]]
+            names = [*RESULTS, "fails", "burst"]
+            tools = [{"name": name, "inputSchema": {"type": "object"}} for name in names]
             reply(message_id, {"tools": tools})
         elif method == "tools/call" and params.get("name") in RESULTS:
             reply(message_id, RESULTS[params["name"]])
+        elif method == "tools/call" and params.get("name") == "burst":
+            burst(message_id, params)
         elif method == "tools/call" and params.get("name") == "fails":
             reply(message_id, error={"code": -32001, "message": "it failed", "data": {"why": "asked to"}})
         elif method == "ping":
