@@ -8,6 +8,15 @@
 //! transport ([`super::lines::LineTransport`]) hands the answer line straight back to
 //! the waiting caller instead of decoding it for rmcp.
 //!
+//! A call can also go without any task waiting for it ([`Ticket`]): the client's
+//! transport sends it from its reader, and the answer is handed to an [`AnswerSink`]
+//! by the upstream's reader, which writes the client's answer line on the spot. The
+//! lane then does what the waiting task would: one sweeper task per lane times calls
+//! out (it sleeps until the earliest deadline; progress pushes a call's deadline back),
+//! a client's cancellation takes the call out and tells the upstream, progress queued
+//! before the answer is flushed to the client first, and the end of the session fails
+//! every call. Per call, that saves a task, its timer, its wake-ups and its channels.
+//!
 //! Everything else (other requests, notifications, the upstream's own requests) still
 //! goes through rmcp. The lane's request ids are numbers from [`FIRST_ID`] up, far
 //! above rmcp's counters (which start at 0), and within 32 bits for servers that read
@@ -394,8 +403,13 @@ impl Ticket {
                 Err(_) => {
                     let (lane, routes) = (lane.clone(), context.routes.clone());
                     spawn_detached(async move {
-                        routes.lock().await.insert(lane_token(id), route);
-                        lane.write(line, id);
+                        let mut routes = routes.lock().await;
+                        // Unless it was cancelled or timed out meanwhile.
+                        if lane.waiting().answers.contains_key(&id) {
+                            routes.insert(lane_token(id), route);
+                            drop(routes);
+                            lane.write(line, id);
+                        }
                     });
                 }
             },

@@ -4,10 +4,19 @@
 //! task spawned with the request's context, its handler dispatch, and the answer back
 //! through the task to this transport. For the one method a client sends over and over,
 //! that is a large share of the bridge's cost per call. So once the session is
-//! initialized, the reader decodes a `tools/call` here and runs it on a task of its own,
-//! through the same routing the rmcp handler uses ([`Bridge::relay_tool_call`]), and the
-//! answer goes straight to the outbox: a result the upstream sent in the shape this
-//! client expects is relayed as it was written (`upstream/relay.rs`).
+//! initialized, the reader decodes a `tools/call` here and serves it one of two ways:
+//!
+//! - When its upstream is a stdio session that is up, the reader writes the call to the
+//!   upstream's lane itself (`upstream/lane.rs`, [`Bridge::tool_ticket`]), and no task
+//!   waits for it: the upstream's reader hands the answer to a [`Reply`], which queues
+//!   the client's answer line.
+//! - Otherwise (an upstream still starting or reconnecting, HTTP and SSE upstreams) it
+//!   runs on a task of its own, through the same routing the rmcp handler uses
+//!   ([`Bridge::relay_tool_call`]).
+//!
+//! Either way the answer goes straight to the outbox, shaped by the same code
+//! ([`crate::proxy::tool_outcome`], `answer_line`): a result the upstream sent in the
+//! shape this client expects is relayed as it was written (`upstream/relay.rs`).
 //!
 //! What rmcp's session would have done for the request is done here too: the answer is
 //! shaped for a client before 2026-07-28 (the only protocols the bridge serves), a
