@@ -298,7 +298,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
 
     use super::{
-        super::{lane, relay::ToolCall},
+        super::{ToolAnswer, UpstreamError, lane, relay::ToolCall},
         *,
     };
 
@@ -442,5 +442,92 @@ mod tests {
         assert!(transport.receive().await.is_none());
         assert!((&mut waiting.answer).await.is_err(), "a waiting call learns the session ended");
         assert!(lane.reserve().is_none(), "a closed lane takes no calls");
+    }
+
+    /// Records what a call without a waiting task ends with.
+    struct Capture(tokio::sync::mpsc::UnboundedSender<Result<ToolAnswer, UpstreamError>>);
+
+    impl lane::AnswerSink for Capture {
+        fn deliver(self: Box<Self>, outcome: Result<ToolAnswer, UpstreamError>) {
+            let _ = self.0.send(outcome);
+        }
+    }
+
+    #[tokio::test]
+    async fn calls_without_a_waiting_task_end_once_answered_timed_out_cancelled_or_closed() {
+        use super::super::{connection::ProgressRoutes, tap};
+        let (mut transport, mut upstream) = pair(1 << 16);
+        let lane = transport.lane();
+        assert!(lane.ticket().is_none(), "no direct calls before the session is up");
+        let routes = Arc::new(ProgressRoutes::default());
+        let (tapped, _forwarder) = tap::queue();
+        let broken = tokio_util::sync::CancellationToken::new();
+        lane.attach(lane::Context {
+            name: "up".into(),
+            routes: routes.clone(),
+            tapped,
+            timeout: std::time::Duration::from_millis(200),
+            broken: broken.clone(),
+        });
+        let (tx, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
+        let sink = || Box::new(Capture(tx.clone()));
+        // Reads the upstream's lines (claiming the lane's answers) until a call ends.
+        macro_rules! next_outcome {
+            () => {
+                tokio::select! {
+                    outcome = outcomes.recv() => outcome.expect("an outcome"),
+                    message = transport.receive() => panic!("nothing for rmcp expected: {:?}", message.map(|m| serde_json::to_value(m).unwrap())),
+                }
+            };
+        }
+
+        // Answered: the result as the upstream wrote it; progress routed under the id.
+        let ticket = lane.ticket().expect("a ticket");
+        let meta: rmcp::model::RequestMetaObject =
+            serde_json::from_value(json!({"progressToken": "p1", "trace": "t"})).unwrap();
+        ticket.send(ToolCall { name: "echo".to_owned(), arguments: None, meta: Some(meta) }, sink());
+        let request = upstream.heard().await;
+        let id = request["id"].as_i64().expect("a numeric id");
+        assert_eq!(request["params"]["_meta"], json!({"progressToken": id, "trace": "t"}), "{request}");
+        assert_eq!(routes.lock().await.len(), 1, "progress is routed while the call runs");
+        upstream
+            .say(&format!("{}\n", json!({"jsonrpc": "2.0", "id": id, "result": {"content": [], "x": 1}})))
+            .await;
+        match next_outcome!() {
+            Ok(ToolAnswer::Raw(raw)) => assert_eq!(raw.json(), br#"{"content":[],"x":1}"#),
+            _ => panic!("expected the raw result"),
+        }
+        assert!(routes.lock().await.is_empty(), "the route goes with the call");
+
+        // Quiet for the timeout: the upstream is told, the caller gets the timeout.
+        let ticket = lane.ticket().unwrap();
+        ticket.send(ToolCall { name: "sleep".to_owned(), arguments: None, meta: None }, sink());
+        let id = upstream.heard().await["id"].clone();
+        assert!(matches!(next_outcome!(), Err(UpstreamError::Timeout { .. })));
+        let cancelled = upstream.heard().await;
+        assert_eq!(cancelled["method"], "notifications/cancelled");
+        assert_eq!(cancelled["params"], json!({"requestId": id, "reason": "request timeout"}));
+
+        // Cancelled by the client: the upstream is told, nobody is answered, and a late
+        // answer goes to rmcp.
+        let ticket = lane.ticket().unwrap();
+        ticket.send(ToolCall { name: "sleep".to_owned(), arguments: None, meta: None }, sink());
+        let id = upstream.heard().await["id"].clone();
+        ticket.cancel();
+        let cancelled = upstream.heard().await;
+        assert_eq!(cancelled["params"], json!({"requestId": id, "reason": "cancelled by the client"}));
+        upstream.say(&format!("{}\n", json!({"jsonrpc": "2.0", "id": id, "result": {"content": []}}))).await;
+        assert_eq!(serde_json::to_value(transport.receive().await.unwrap()).unwrap()["id"], id);
+        assert!(outcomes.try_recv().is_err(), "a cancelled call is not answered");
+
+        // The session ends: the call fails as not connected, the session is marked broken.
+        let ticket = lane.ticket().unwrap();
+        ticket.send(ToolCall { name: "sleep".to_owned(), arguments: None, meta: None }, sink());
+        upstream.heard().await;
+        drop(upstream);
+        assert!(transport.receive().await.is_none());
+        assert!(matches!(outcomes.recv().await, Some(Err(UpstreamError::NotConnected { .. }))));
+        assert!(broken.is_cancelled());
+        assert!(lane.ticket().is_none(), "a closed lane takes no calls");
     }
 }
