@@ -76,6 +76,13 @@ pub struct Context {
     pub broken: CancellationToken,
 }
 
+impl Context {
+    /// The error of a call whose session ended.
+    fn closed(&self) -> UpstreamError {
+        UpstreamError::NotConnected { name: self.name.to_string(), cause: "the connection closed".to_owned() }
+    }
+}
+
 struct Waiting {
     next_id: i64,
     answers: HashMap<i64, Waiter>,
@@ -260,21 +267,15 @@ impl Lane {
         self.sweeper.notify_one();
         for (id, waiter) in answers {
             if let (Waiter::Direct(direct), Some(context)) = (waiter, self.context.get()) {
-                let closed = UpstreamError::NotConnected {
-                    name: context.name.to_string(),
-                    cause: "the connection closed".to_owned(),
-                };
                 context.broken.cancel();
-                if direct.routed {
-                    unroute_later(&context.routes, id);
-                }
-                direct.sink.deliver(Err(closed));
+                self.end(id, direct, Err(context.closed()));
             }
         }
     }
 
-    /// Hand `outcome` to the sink of direct call `id` (already out of the waiting
-    /// list). Progress queued before the answer reaches the client first.
+    /// Hand `outcome` (the answer, or why the call failed) to the sink of direct call
+    /// `id`, already out of the waiting list, and forget its progress route. Progress
+    /// queued before the outcome reaches the client first, as on the task path.
     fn end(&self, id: i64, direct: Direct, outcome: Result<ToolAnswer, UpstreamError>) {
         let Some(context) = self.context.get() else { return };
         if !direct.routed {
@@ -305,15 +306,20 @@ impl Lane {
     }
 
     /// Queue `line` for the upstream; a full queue is waited for on a task of its own.
-    /// `Err` when the session's stdin is closed.
-    fn write(self: &Arc<Self>, line: Vec<u8>, id: i64) {
+    /// If the session's stdin is closed, direct call `call` (the line's, if it is a
+    /// request) fails.
+    fn write(self: &Arc<Self>, line: Vec<u8>, call: Option<i64>) {
         match self.outlet.try_queue(line) {
             Queued::Yes => {}
-            Queued::Closed => self.fail(id, "the transport is closed".to_owned()),
-            Queued::Full(line) => {
+            Queued::Closed => {
+                if let Some(id) = call {
+                    self.fail(id, "the transport is closed".to_owned());
+                }
+            }
+            Queued::Full(full) => {
                 let lane = self.clone();
                 spawn_detached(async move {
-                    if let Err(error) = lane.outlet.send(line).await {
+                    if let (Err(error), Some(id)) = (full.wait().await, call) {
                         lane.fail(id, error.to_string());
                     }
                 });
@@ -325,13 +331,11 @@ impl Lane {
     fn fail(&self, id: i64, cause: String) {
         let (Some(context), Some(direct)) = (self.context.get(), self.take_direct(id)) else { return };
         context.broken.cancel();
-        if direct.routed {
-            unroute_later(&context.routes, id);
-        }
-        direct.sink.deliver(Err(UpstreamError::Transport { name: context.name.to_string(), cause }));
+        self.end(id, direct, Err(UpstreamError::Transport { name: context.name.to_string(), cause }));
     }
 
-    /// Tell the upstream to stop working on call `id`.
+    /// Tell the upstream to stop working on call `id`. Nothing waits for it: a failure
+    /// only means the session is ending anyway.
     fn cancel_upstream(self: &Arc<Self>, id: i64, reason: &str) {
         let notification = CancelledNotification::new(CancelledNotificationParam::new(
             Some(RequestId::Number(id)),
@@ -341,13 +345,7 @@ impl Lane {
             ClientJsonRpcMessage::notification(ClientNotification::CancelledNotification(notification));
         if let Ok(mut line) = serde_json::to_vec(&message) {
             line.push(b'\n');
-            // Nothing waits for it: a failure only means the session is ending anyway.
-            if let Queued::Full(line) = self.outlet.try_queue(line) {
-                let outlet = self.outlet.clone();
-                spawn_detached(async move {
-                    let _ = outlet.send(line).await;
-                });
-            }
+            self.write(line, None);
         }
     }
 }
@@ -380,9 +378,7 @@ impl Ticket {
             let mut waiting = lane.waiting();
             if waiting.closed {
                 drop(waiting);
-                let cause = "the connection closed".to_owned();
-                return sink
-                    .deliver(Err(UpstreamError::NotConnected { name: context.name.to_string(), cause }));
+                return sink.deliver(Err(context.closed()));
             }
             let deadline = Instant::now() + context.timeout;
             let direct = Direct { sink, deadline, routed: route.is_some() };
@@ -393,12 +389,12 @@ impl Ticket {
         }
         // The route goes in before the request leaves, so no progress can miss it.
         match route {
-            None => lane.write(line, id),
+            None => lane.write(line, Some(id)),
             Some(route) => match context.routes.try_lock() {
                 Ok(mut routes) => {
                     routes.insert(lane_token(id), route);
                     drop(routes);
-                    lane.write(line, id);
+                    lane.write(line, Some(id));
                 }
                 Err(_) => {
                     let (lane, routes) = (lane.clone(), context.routes.clone());
@@ -408,7 +404,7 @@ impl Ticket {
                         if lane.waiting().answers.contains_key(&id) {
                             routes.insert(lane_token(id), route);
                             drop(routes);
-                            lane.write(line, id);
+                            lane.write(line, Some(id));
                         }
                     });
                 }
@@ -487,34 +483,29 @@ async fn sweep(lane: Arc<Lane>) {
                 return;
             }
             let now = Instant::now();
-            let mut next: Option<Instant> = None;
-            let mut expired = Vec::new();
-            for (&id, waiter) in &waiting.answers {
-                if let Waiter::Direct(direct) = waiter {
-                    if direct.deadline <= now {
-                        expired.push(id);
-                    } else {
-                        next = Some(next.map_or(direct.deadline, |next| next.min(direct.deadline)));
-                    }
-                }
-            }
-            let expired: Vec<_> = expired
-                .into_iter()
-                .filter_map(|id| match waiting.answers.remove(&id) {
-                    Some(Waiter::Direct(direct)) => Some((id, direct)),
-                    _ => None,
+            let expired: Vec<_> = waiting
+                .answers
+                .extract_if(|_, waiter| matches!(waiter, Waiter::Direct(direct) if direct.deadline <= now))
+                .filter_map(|(id, waiter)| match waiter {
+                    Waiter::Direct(direct) => Some((id, direct)),
+                    Waiter::Task(_) => None,
                 })
                 .collect();
+            let next = waiting
+                .answers
+                .values()
+                .filter_map(|waiter| match waiter {
+                    Waiter::Direct(direct) => Some(direct.deadline),
+                    Waiter::Task(_) => None,
+                })
+                .min();
             waiting.sweeper_idle = next.is_none();
             (expired, next)
         };
         for (id, direct) in expired {
             lane.cancel_upstream(id, "request timeout");
-            if direct.routed {
-                unroute_later(&context.routes, id);
-            }
             let seconds = context.timeout.as_secs();
-            direct.sink.deliver(Err(UpstreamError::Timeout { name: context.name.to_string(), seconds }));
+            lane.end(id, direct, Err(UpstreamError::Timeout { name: context.name.to_string(), seconds }));
         }
         // A close wakes it too, so it lets go of the lane at once.
         match next {

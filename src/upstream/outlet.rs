@@ -39,10 +39,11 @@ impl Outlet {
 
     /// Queue `line` (with its newline) if there is room now.
     pub fn try_queue(&self, line: Vec<u8>) -> Queued {
-        match self.sender().map(|tx| tx.try_send(line)) {
-            Some(Ok(())) => Queued::Yes,
-            Some(Err(mpsc::error::TrySendError::Full(line))) => Queued::Full(line),
-            None | Some(Err(mpsc::error::TrySendError::Closed(_))) => Queued::Closed,
+        let Some(tx) = self.sender() else { return Queued::Closed };
+        match tx.try_send(line) {
+            Ok(()) => Queued::Yes,
+            Err(mpsc::error::TrySendError::Full(line)) => Queued::Full(Full { tx, line }),
+            Err(mpsc::error::TrySendError::Closed(_)) => Queued::Closed,
         }
     }
 
@@ -50,17 +51,14 @@ impl Outlet {
     /// order of the calls; the returned future waits for room otherwise. For senders
     /// whose future must not borrow the outlet.
     pub fn send_later(&self, line: Vec<u8>) -> impl Future<Output = std::io::Result<()>> + Send + 'static {
-        let waiting = match self.sender() {
-            None => Err(closed()),
-            Some(tx) => match tx.try_send(line) {
-                Ok(()) => Ok(None),
-                Err(mpsc::error::TrySendError::Full(line)) => Ok(Some((tx, line))),
-                Err(mpsc::error::TrySendError::Closed(_)) => Err(closed()),
-            },
+        let waiting = match self.try_queue(line) {
+            Queued::Yes => Ok(None),
+            Queued::Full(full) => Ok(Some(full)),
+            Queued::Closed => Err(closed()),
         };
         async move {
-            if let Some((tx, line)) = waiting? {
-                tx.send(line).await.map_err(|_| closed())?;
+            if let Some(full) = waiting? {
+                full.wait().await?;
             }
             Ok(())
         }
@@ -80,10 +78,23 @@ impl Outlet {
 /// What [`Outlet::try_queue`] did with a line.
 pub enum Queued {
     Yes,
-    /// No room now: the line is handed back.
-    Full(Vec<u8>),
+    /// No room now: [`Full::wait`] queues the line once there is.
+    Full(Full),
     /// The outlet is closed, or its writer has stopped.
     Closed,
+}
+
+/// A line that found the queue full, and the queue it waits for.
+pub struct Full {
+    tx: mpsc::Sender<Vec<u8>>,
+    line: Vec<u8>,
+}
+
+impl Full {
+    /// Queue the line once there is room; fails if the writer stops first.
+    pub async fn wait(self) -> std::io::Result<()> {
+        self.tx.send(self.line).await.map_err(|_| closed())
+    }
 }
 
 fn closed() -> std::io::Error {
