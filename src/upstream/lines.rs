@@ -139,25 +139,10 @@ impl<R: AsyncRead + Unpin> LineTransport<R> {
 
     /// The fast path: a response to one of our `tools/call` requests.
     fn decode_tool_result(&mut self, line: &[u8]) -> Option<RxJsonRpcMessage<RoleClient>> {
-        #[derive(Deserialize)]
-        struct ToolResponse {
-            id: RequestId,
-            result: CallToolResult,
-        }
         if self.tool_calls.is_empty() {
             return None;
         }
-        let head: Head = serde_json::from_slice(line).ok()?;
-        let id = head.id.filter(|_| head.method.is_none() && head.result.is_some())?;
-        if !self.tool_calls.remove(&id) {
-            return None;
-        }
-        let response: ToolResponse = serde_json::from_slice(line).ok()?;
-        Some(JsonRpcMessage::Response(JsonRpcResponse {
-            jsonrpc: JsonRpcVersion2_0,
-            id: response.id,
-            result: ServerResult::from(response.result),
-        }))
+        tool_response(line, |id| self.tool_calls.remove(id))
     }
 
     fn log_noise(&mut self, error: &serde_json::Error) {
@@ -169,6 +154,32 @@ impl<R: AsyncRead + Unpin> LineTransport<R> {
             );
         }
     }
+}
+
+/// `line` decoded as the response to a `tools/call` request whose id `is_call` claims,
+/// its result read as `CallToolResult` directly rather than tried against every result
+/// type; `None` for any other message, or a result that does not decode that way (the
+/// general decoder then decides). Shared with the streamable HTTP client (`answers.rs`).
+pub(super) fn tool_response(
+    line: &[u8],
+    is_call: impl FnOnce(&RequestId) -> bool,
+) -> Option<RxJsonRpcMessage<RoleClient>> {
+    #[derive(Deserialize)]
+    struct ToolResponse {
+        id: RequestId,
+        result: CallToolResult,
+    }
+    let head: Head = serde_json::from_slice(line).ok()?;
+    let id = head.id.filter(|_| head.method.is_none() && head.result.is_some())?;
+    if !is_call(&id) {
+        return None;
+    }
+    let response: ToolResponse = serde_json::from_slice(line).ok()?;
+    Some(JsonRpcMessage::Response(JsonRpcResponse {
+        jsonrpc: JsonRpcVersion2_0,
+        id: response.id,
+        result: ServerResult::from(response.result),
+    }))
 }
 
 /// The envelope of a JSON-RPC line: what kind of message it is, and its id.

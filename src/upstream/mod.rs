@@ -17,6 +17,7 @@
 // protocol 2026-07-28, but they are live parts of 2025-11-25, which the bridge speaks.
 #![allow(deprecated)]
 
+mod answers;
 mod child;
 mod connection;
 mod lane;

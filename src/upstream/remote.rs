@@ -15,6 +15,7 @@ use rmcp::{
     },
 };
 
+use super::answers::Answers;
 use crate::config::RemoteSettings;
 
 /// Idle HTTP connections are kept this long, and TCP keep-alive probes sent this
@@ -75,13 +76,17 @@ pub fn streamable_config(
         .reinit_on_expired_session(true)
 }
 
-/// A streamable HTTP transport over `client` (plain reqwest, or the OAuth bearer client).
-pub fn streamable_transport<C: StreamableHttpClient>(
+/// A streamable HTTP transport over `client` (plain reqwest, or the OAuth bearer
+/// client), which reads `tools/call` answers itself (`answers.rs`).
+pub fn streamable_transport<C: StreamableHttpClient + Sync>(
     client: C,
     remote: &RemoteSettings,
     max_message_bytes: usize,
-) -> StreamableHttpClientTransport<C> {
-    StreamableHttpClientTransport::with_client(client, streamable_config(remote, max_message_bytes))
+) -> StreamableHttpClientTransport<Answers<C>> {
+    StreamableHttpClientTransport::with_client(
+        Answers::new(client),
+        streamable_config(remote, max_message_bytes),
+    )
 }
 
 /// The `WWW-Authenticate` challenge of a 401 that ended `initialize`, if that is why.

@@ -3,7 +3,10 @@
 
 use std::{process::Stdio, time::Duration};
 
-use rmcp::model::{ReadResourceRequestParams, ResourceContents};
+use rmcp::{
+    model::{CallToolRequest, ClientRequest, ReadResourceRequestParams, ResourceContents},
+    service::PeerRequestOptions,
+};
 use serde_json::{Value, json};
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
@@ -96,6 +99,52 @@ async fn streamable_http_passes_everything_through() {
         .await
         .expect("prompts/get");
     assert!(serde_json::to_string(&prompt.messages).unwrap().contains("plain prompt of web"));
+    session.close().await;
+    web.stop().await;
+}
+
+/// A `tools/call` over streamable HTTP whose answer has not begun (the bridge reads the
+/// first events of its stream itself, `answers.rs`) is still cancelled upstream, by the
+/// client or by `requestTimeout`, and the session goes on.
+#[tokio::test]
+async fn an_http_call_waiting_for_its_answer_is_cancelled_and_timed_out_upstream() {
+    let env = TestEnv::new();
+    let events = env.path("web.events");
+    let web = HttpFixture::start(
+        0,
+        &["--name", "web", "--tools", "sleep,echo", "--events-file", events.to_str().unwrap()],
+    )
+    .await;
+    env.write_config(&json!({ "mcpServers": { "web": { "url": web.url(), "requestTimeout": 2 } } }));
+    let session = Session::start(&env).await;
+    let count = |line: &str| {
+        std::fs::read_to_string(&events).unwrap_or_default().lines().filter(|seen| *seen == line).count()
+    };
+
+    let request =
+        ClientRequest::CallToolRequest(CallToolRequest::new(call("web__sleep", json!({"ms": 30000}))));
+    let handle = session
+        .service
+        .send_cancellable_request(request, PeerRequestOptions::no_options())
+        .await
+        .expect("send");
+    wait_until(Duration::from_secs(5), || count("sleeping") == 1).await;
+    handle.cancel(Some("test cancels".into())).await.expect("cancel");
+    wait_until(Duration::from_secs(5), || count("cancelled sleep") == 1).await;
+
+    let started = std::time::Instant::now();
+    let answered = tokio::time::timeout(
+        Duration::from_secs(10),
+        session.service.call_tool(call("web__sleep", json!({"ms": 8000}))),
+    );
+    let result = answered.await.expect("an answer within 10 s").expect("call");
+    assert!(started.elapsed() < Duration::from_secs(6), "timed out after ~2 s: {:?}", started.elapsed());
+    assert_eq!(result.is_error, Some(true));
+    assert!(text_of(&result).contains("2 s"), "{}", text_of(&result));
+    wait_until(Duration::from_secs(5), || count("cancelled sleep") == 2).await;
+
+    let echo = session.service.call_tool(call("web__echo", json!({"message": "after"}))).await.expect("call");
+    assert_eq!(text_of(&echo), "web: after");
     session.close().await;
     web.stop().await;
 }
