@@ -36,6 +36,8 @@ pub enum Target {
     Bridge,
     /// The bridge, with the fixture upstream over streamable HTTP.
     BridgeHttp,
+    /// The bridge, with server-everything (Node) as its stdio upstream.
+    BridgeEverything,
     /// The fixture itself, no bridge: the cost of one plain rmcp server, for scale.
     Fixture,
 }
@@ -51,11 +53,14 @@ pub async fn profile(
 ) -> anyhow::Result<Duration> {
     let web = match target {
         Target::BridgeHttp => Some(HttpFixture::start(binaries, "fx").await?),
-        Target::Bridge | Target::Fixture => None,
+        Target::Bridge | Target::BridgeEverything | Target::Fixture => None,
     };
-    let upstream = match &web {
-        Some(web) => json!({ "url": web.url, "transport": "streamablehttp" }),
-        None => binaries.fixture_entry("fx", &[]),
+    let upstream = match (&web, target) {
+        (Some(web), _) => json!({ "url": web.url, "transport": "streamablehttp" }),
+        (None, Target::BridgeEverything) => {
+            binaries.everything_entry().context("server-everything is not installed (tests/peers)")?
+        }
+        (None, _) => binaries.fixture_entry("fx", &[]),
     };
     let env = BridgeEnv::new(binaries, json!({ "fx": upstream }))?;
     let (session, request) = if target == Target::Fixture {

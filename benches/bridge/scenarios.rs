@@ -50,7 +50,7 @@ impl Plan {
         list_runs: 10,
         warmup: 500,
         calls: 5000,
-        block: 250,
+        block: 25,
         burst_calls: 10_000,
         burst_rounds: 11,
         memory_rounds: 3,
