@@ -16,7 +16,7 @@ use anyhow::{Context, bail, ensure};
 use serde_json::{Value, json};
 
 use crate::{
-    scenarios::call,
+    scenarios::{burst, call},
     subject::{Binaries, BridgeEnv, HttpFixture, Session, echo_call},
 };
 
@@ -43,13 +43,15 @@ pub enum Target {
 }
 
 /// Start `target` under `wrapper` (e.g. a profiler; the bridge always has one fixture
-/// upstream), make `WARMUP` and then `calls` sequential echo calls, and close it.
+/// upstream), make `WARMUP` and then `calls` echo calls (sequential, or `IN_FLIGHT` at a
+/// time if `in_flight`), and close it.
 /// Returns the wall time of the `calls`.
 pub async fn profile(
     binaries: &Binaries,
     wrapper: &[String],
     calls: usize,
     target: Target,
+    in_flight: bool,
 ) -> anyhow::Result<Duration> {
     let web = match target {
         Target::BridgeHttp => Some(HttpFixture::start(binaries, "fx").await?),
@@ -84,8 +86,12 @@ pub async fn profile(
         call(session.peer(), &request).await?;
     }
     let started = std::time::Instant::now();
-    for _ in 0..calls {
-        call(session.peer(), &request).await?;
+    if in_flight {
+        burst(session.peer(), std::slice::from_ref(&request), calls).await?;
+    } else {
+        for _ in 0..calls {
+            call(session.peer(), &request).await?;
+        }
     }
     let elapsed = started.elapsed();
     ensure!(session.close().await, "the profiled process did not exit after stdin closed");
@@ -99,7 +105,7 @@ async fn instructions(binaries: &Binaries, out: &Path, calls: usize) -> anyhow::
         "--tool=callgrind".to_owned(),
         format!("--callgrind-out-file={}", out.display()),
     ];
-    profile(binaries, &wrapper, calls, Target::Bridge).await?;
+    profile(binaries, &wrapper, calls, Target::Bridge, false).await?;
     let text = std::fs::read_to_string(out).with_context(|| format!("read {}", out.display()))?;
     text.lines()
         .find_map(|line| line.strip_prefix("totals:").or_else(|| line.strip_prefix("summary:")))

@@ -71,6 +71,10 @@ struct Args {
     #[arg(long, requires = "profile", conflicts_with_all = ["http", "direct"])]
     everything: bool,
 
+    /// With --profile: keep 32 calls in flight instead of calling one at a time.
+    #[arg(long, requires = "profile")]
+    in_flight: bool,
+
     /// Run only these groups of rows (comma separated) [default: all].
     #[arg(long, value_enum, value_delimiter = ',', value_name = "SCENARIOS")]
     only: Vec<Scenario>,
@@ -123,7 +127,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             (.., true) => guard::Target::BridgeEverything,
             _ => guard::Target::Bridge,
         };
-        let elapsed = guard::profile(&binaries, &wrapper, calls, target).await?;
+        let elapsed = guard::profile(&binaries, &wrapper, calls, target, args.in_flight).await?;
         println!("{calls} calls in {} ({} per call)", ms(elapsed), us(elapsed / calls.max(1) as u32));
         return Ok(ExitCode::SUCCESS);
     }
