@@ -180,7 +180,7 @@ async fn shortcut(
         match seen {
             Seen::Answer(answer) => {
                 drain(stream, DRAIN_LIMIT);
-                return StreamableHttpPostResponse::Json(answer, session_id);
+                return StreamableHttpPostResponse::Json(*answer, session_id);
             }
             Seen::Empty if read.len() < MAX_EMPTY_EVENTS => read.push(item),
             Seen::Empty | Seen::Other => {
@@ -198,7 +198,7 @@ enum Seen {
     /// No message in it (a resumption primer, a keep-alive): look at the next one.
     Empty,
     /// The call's answer, decoded.
-    Answer(ServerJsonRpcMessage),
+    Answer(Box<ServerJsonRpcMessage>),
     /// Anything else: a control event, another message, or an answer that only the
     /// general decoder reads. The stream is left to rmcp.
     Other,
@@ -209,9 +209,8 @@ impl Seen {
         match payload(event) {
             Payload::Empty => Seen::Empty,
             Payload::Control => Seen::Other,
-            Payload::Message(data) => {
-                tool_response(data.as_bytes(), |id| id == call).map_or(Seen::Other, Seen::Answer)
-            }
+            Payload::Message(data) => tool_response(data.as_bytes(), |id| id == call)
+                .map_or(Seen::Other, |answer| Seen::Answer(Box::new(answer))),
         }
     }
 }
@@ -335,7 +334,9 @@ mod tests {
     async fn anything_else_is_handed_on_as_the_same_stream() {
         let error = r#"{"jsonrpc":"2.0","id":7,"error":{"code":-32603,"message":"no"}}"#;
         let other = ANSWER.replace(r#""id":7"#, r#""id":8"#);
-        let cases: Vec<(Option<i64>, Vec<Result<Sse, SseError>>, Vec<&str>)> = vec![
+        // The call's id, the events the server sent, the data of the events handed on.
+        type Case<'a> = (Option<i64>, Vec<Result<Sse, SseError>>, Vec<&'a str>);
+        let cases: Vec<Case> = vec![
             // Not a tools/call: untouched.
             (None, vec![message(ANSWER)], vec![ANSWER]),
             // Progress first: rmcp relays it before the answer.
