@@ -14,9 +14,10 @@
 //! server, an error, an empty stream) is handed over as the same stream, with the
 //! events already read put back in front, so rmcp sees exactly what the server sent.
 //!
-//! The stream's remaining bytes are read to its end (usually already there) so that
-//! the connection goes back to the pool; a server that keeps the stream open after
-//! the answer gets [`DRAIN_LIMIT`] before the connection is dropped.
+//! The stream's remaining bytes are read to its end (by a small task when the end has
+//! not arrived with the answer, which with hyper is the usual case) so that the
+//! connection goes back to the pool; a server that keeps the stream open after the
+//! answer gets [`DRAIN_LIMIT`] before the connection is dropped.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -233,32 +234,27 @@ fn payload(event: &Sse) -> Payload<'_> {
     }
 }
 
-/// Read what is left of an answered stream, so that its connection can be reused. The
-/// end has usually arrived with the answer; otherwise a task waits for it, up to
-/// `limit`. A server sends nothing for a call after its answer; should one, what it
-/// sent is logged and dropped.
+/// Read what is left of an answered stream, so that its connection can be reused. If
+/// the end is already there, that is all; with hyper it mostly is not (its connection
+/// task delivers the end after the answer), and a task waits for it, up to `limit`. A
+/// server sends nothing for a call after its answer; should one, what it sent is
+/// logged and dropped.
 fn drain(mut stream: SseStream, limit: Duration) {
-    let mut rest = match stream.next().now_or_never() {
+    let first = match stream.next().now_or_never() {
         Some(None) => return,
         Some(Some(item)) => Some(item),
         None => None,
     };
+    let rest = futures::stream::iter(first).chain(stream);
     tokio::spawn(async move {
-        let read = async {
-            loop {
-                if let Some(Ok(event)) = &rest
-                    && matches!(payload(event), Payload::Message(_))
-                {
-                    tracing::debug!(
-                        "a message after a tool call's answer on the same SSE stream was dropped"
-                    );
-                }
-                match stream.next().await {
-                    Some(item) => rest = Some(item),
-                    None => break,
-                }
+        let read = rest.for_each(|item| {
+            if let Ok(event) = &item
+                && matches!(payload(event), Payload::Message(_))
+            {
+                tracing::debug!("a message after a tool call's answer on the same SSE stream was dropped");
             }
-        };
+            std::future::ready(())
+        });
         if tokio::time::timeout(limit, read).await.is_err() {
             tracing::debug!(
                 "the upstream kept a tool call's SSE stream open after its answer; the connection is closed"
