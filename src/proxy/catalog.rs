@@ -6,11 +6,10 @@
 //! changes, so the request path only ever reads an `Arc<Catalog>`: no locks, no
 //! re-listing of upstreams per call.
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::Arc,
-};
+use std::sync::Arc;
 
+// foldhash: the tool routes are looked up on every call.
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use rmcp::model::{Prompt, Resource, ResourceTemplate, Tool};
 
 use super::naming::{self, exposed_name, uri_namespace, with_hash_suffix};

@@ -24,7 +24,7 @@
 //! task batches whatever is queued into one write.
 
 use std::{
-    collections::{HashMap, hash_map::Entry},
+    collections::hash_map::Entry,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -86,7 +86,7 @@ enum Pending {
 struct Outbox {
     tx: mpsc::Sender<Outgoing>,
     /// Client requests that have not been answered yet, and who serves them.
-    in_flight: Mutex<HashMap<RequestId, Pending>>,
+    in_flight: Mutex<foldhash::HashMap<RequestId, Pending>>,
     /// Whether an `initialize` request has been passed to rmcp.
     initialized: AtomicBool,
     max_bytes: usize,
@@ -96,7 +96,7 @@ struct Outbox {
 }
 
 impl Outbox {
-    fn in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, Pending>> {
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, foldhash::HashMap<RequestId, Pending>> {
         self.in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
@@ -223,7 +223,7 @@ pub fn stdio(
     let (out_tx, out_rx) = mpsc::channel(OUTBOX_CAPACITY);
     let outbox = Arc::new(Outbox {
         tx: out_tx,
-        in_flight: Mutex::new(HashMap::new()),
+        in_flight: Mutex::new(foldhash::HashMap::default()),
         initialized: AtomicBool::new(false),
         max_bytes,
         bridge,

@@ -3,7 +3,6 @@
 //! the request path with progress routing, cancellation and timeouts.
 
 use std::{
-    collections::HashMap,
     future::Future,
     sync::{Arc, Weak},
     time::Duration,
@@ -76,7 +75,7 @@ impl ProgressRoute {
 /// it from before its message is queued until its route is in; a lane call knows its
 /// token and puts the route in before writing. The forwarder locks it per progress
 /// notification. Either way a fast upstream's first progress can never miss its route.
-pub type ProgressRoutes = Mutex<HashMap<ProgressToken, ProgressRoute>>;
+pub type ProgressRoutes = Mutex<foldhash::HashMap<ProgressToken, ProgressRoute>>;
 
 /// The request side of a live upstream session, shared by every caller.
 pub struct Connection {

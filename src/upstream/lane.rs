@@ -24,7 +24,6 @@
 //! 2026-07-28; see `session.rs`.
 
 use std::{
-    collections::HashMap,
     ops::Range,
     sync::{Arc, Mutex, MutexGuard, OnceLock},
     time::Duration,
@@ -46,7 +45,7 @@ use super::{
     ToolAnswer, UpstreamError,
     connection::{ProgressRoute, ProgressRoutes},
     outlet::{Outlet, Queued},
-    relay::{self, ToolCall},
+    relay::{self, MetaRef, ToolCall, ToolCallRef},
     tap::TapQueue,
 };
 
@@ -85,7 +84,7 @@ impl Context {
 
 struct Waiting {
     next_id: i64,
-    answers: HashMap<i64, Waiter>,
+    answers: foldhash::HashMap<i64, Waiter>,
     closed: bool,
     /// The sweeper is waiting for a direct call to watch, and needs a wake-up.
     sweeper_idle: bool,
@@ -153,7 +152,7 @@ impl Lane {
             outlet,
             waiting: Mutex::new(Waiting {
                 next_id: FIRST_ID,
-                answers: HashMap::new(),
+                answers: foldhash::HashMap::default(),
                 closed: false,
                 sweeper_idle: false,
             }),
@@ -216,7 +215,8 @@ impl Lane {
         // the line again to relay the result.
         #[derive(Deserialize)]
         struct Head<'a> {
-            id: Option<RequestId>,
+            #[serde(default, deserialize_with = "number_id")]
+            id: Option<i64>,
             method: Option<IgnoredAny>,
             #[serde(borrow)]
             result: Option<&'a RawValue>,
@@ -225,8 +225,7 @@ impl Lane {
         if waiting.answers.is_empty() {
             return false;
         }
-        let Ok(Head { id: Some(RequestId::Number(id)), method: None, result }) = serde_json::from_slice(line)
-        else {
+        let Ok(Head { id: Some(id), method: None, result }) = serde_json::from_slice(line) else {
             return false;
         };
         let Some(waiter) = waiting.answers.remove(&id) else {
@@ -351,29 +350,21 @@ impl Lane {
 }
 
 impl Ticket {
-    /// Write `call` with the ticket's id. Its outcome goes to `sink`: the upstream's
-    /// answer, or the error of a timeout or of the session ending. Progress the client
-    /// asked for (its token in `call`'s `_meta`) is forwarded under the client's token.
-    pub fn send(&self, mut call: ToolCall, sink: Box<dyn AnswerSink>) {
+    /// Write `call` with the ticket's id, as a call of the upstream's tool `name`. Its
+    /// outcome goes to `sink`: the upstream's answer, or the error of a timeout or of
+    /// the session ending. Progress the client asked for (its token in `call`'s
+    /// `_meta`) is forwarded under the client's token.
+    pub fn send(&self, name: &str, call: &ToolCallRef<'_>, sink: Box<dyn AnswerSink>) {
         let (lane, id) = (&self.lane, self.id);
         let Some(context) = lane.context.get() else { return };
         // As for any request: the client's progress token is replaced by the call's own
         // (its id), the rest of `_meta` is forwarded.
-        let mut meta = call.meta.take().unwrap_or_default();
-        let client_token = meta.get_progress_token();
-        meta.0.0.remove("progressToken");
-        let route = client_token.map(|client_token| {
-            meta.set_progress_token(lane_token(id));
-            ProgressRoute::for_lane(client_token, Arc::downgrade(lane))
-        });
-        call.meta = (!meta.0.0.is_empty()).then_some(meta);
-        let line = match request_line(id, &call) {
-            Ok(line) => line,
-            Err(error) => {
-                let cause = format!("cannot encode the call: {error}");
-                return sink.deliver(Err(UpstreamError::Transport { name: context.name.to_string(), cause }));
-            }
-        };
+        let route = call
+            .meta
+            .as_ref()
+            .and_then(MetaRef::token)
+            .map(|client_token| ProgressRoute::for_lane(client_token, Arc::downgrade(lane)));
+        let line = call_line(id, name, call, route.is_some());
         {
             let mut waiting = lane.waiting();
             if waiting.closed {
@@ -429,7 +420,46 @@ impl Ticket {
     }
 }
 
-/// The `tools/call` request line for call `id`.
+/// The `tools/call` request line of lane call `id` to the upstream's tool `name`: the
+/// client's `arguments` and `_meta` entries as it wrote them, with the call's own
+/// progress token (its id) when `routed`. The rest of the line is the bridge's own, so
+/// only the name and the `_meta` keys need escaping.
+fn call_line(id: i64, name: &str, call: &ToolCallRef<'_>, routed: bool) -> Vec<u8> {
+    fn string(line: &mut Vec<u8>, text: &str) {
+        // Writing to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *line, text);
+    }
+    let mut line = Vec::with_capacity(128 + call.arguments.map_or(0, |arguments| arguments.get().len()));
+    line.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+    line.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
+    line.extend_from_slice(br#","method":"tools/call","params":{"name":"#);
+    string(&mut line, name);
+    if let Some(arguments) = call.arguments {
+        line.extend_from_slice(br#","arguments":"#);
+        line.extend_from_slice(arguments.get().as_bytes());
+    }
+    let rest = call.meta.as_ref().map_or(&[][..], |meta| &meta.rest[..]);
+    if routed || !rest.is_empty() {
+        line.extend_from_slice(br#","_meta":{"#);
+        if routed {
+            line.extend_from_slice(br#""progressToken":"#);
+            line.extend_from_slice(itoa::Buffer::new().format(id).as_bytes());
+        }
+        for (index, (key, value)) in rest.iter().enumerate() {
+            if routed || index > 0 {
+                line.push(b',');
+            }
+            string(&mut line, key);
+            line.push(b':');
+            line.extend_from_slice(value.get().as_bytes());
+        }
+        line.push(b'}');
+    }
+    line.extend_from_slice(b"}}\n");
+    line
+}
+
+/// The `tools/call` request line for call `id`, whose caller waits for it ([`Lane::send`]).
 fn request_line(id: i64, params: &ToolCall) -> std::io::Result<Vec<u8>> {
     #[derive(Serialize)]
     struct Line<'a> {
@@ -443,6 +473,15 @@ fn request_line(id: i64, params: &ToolCall) -> std::io::Result<Vec<u8>> {
     serde_json::to_writer(&mut bytes, &line)?;
     bytes.push(b'\n');
     Ok(bytes)
+}
+
+/// A JSON-RPC id that is a number (lane ids are), as rmcp reads one; `None` for a
+/// string.
+fn number_id<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    Ok(match relay::number_or_string(deserializer)? {
+        NumberOrString::Number(id) => Some(id),
+        NumberOrString::String(_) => None,
+    })
 }
 
 /// The upstream progress token of lane call `id`.
@@ -517,5 +556,59 @@ async fn sweep(lane: Arc<Lane>) {
             }
             None => lane.sweeper.notified().await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    #[test]
+    fn a_lane_call_line_is_the_clients_call_with_the_lanes_id_name_and_token() {
+        let id = FIRST_ID + 7;
+        for (params, routed, expected) in [
+            (json!({"name": "x"}), false, json!({"name": "echo"})),
+            (
+                json!({"name": "x", "arguments": {"s": "\u{e9}\n\"", "n": [1, {"k": null}]}}),
+                false,
+                json!({"name": "echo", "arguments": {"s": "\u{e9}\n\"", "n": [1, {"k": null}]}}),
+            ),
+            (
+                json!({"name": "x", "_meta": {"progressToken": 3}}),
+                true,
+                json!({"name": "echo", "_meta": {"progressToken": id}}),
+            ),
+            (
+                json!({"name": "x", "_meta": {"progressToken": "p", "k\"é": {"a": 1}, "z": null}}),
+                true,
+                json!({"name": "echo", "_meta": {"progressToken": id, "k\"é": {"a": 1}, "z": null}}),
+            ),
+            // An unusable token is dropped; other entries are kept.
+            (
+                json!({"name": "x", "_meta": {"progressToken": true, "k": 1}}),
+                false,
+                json!({"name": "echo", "_meta": {"k": 1}}),
+            ),
+            (json!({"name": "x", "_meta": {}}), false, json!({"name": "echo"})),
+        ] {
+            let text = params.to_string();
+            let call: ToolCallRef<'_> = serde_json::from_str(&text).unwrap();
+            assert_eq!(call.meta.as_ref().and_then(MetaRef::token).is_some(), routed, "{text}");
+            let line = call_line(id, "echo", &call, routed);
+            assert_eq!(line.last(), Some(&b'\n'));
+            assert_eq!(line.iter().filter(|&&byte| byte == b'\n').count(), 1, "one line");
+            let line: Value = serde_json::from_slice(&line).unwrap();
+            assert_eq!(
+                line,
+                json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": expected}),
+                "{text}"
+            );
+        }
+        // The name is escaped as JSON needs.
+        let call: ToolCallRef<'_> = serde_json::from_str(r#"{"name":"x"}"#).unwrap();
+        let line: Value = serde_json::from_slice(&call_line(id, "a\"b\\\n", &call, false)).unwrap();
+        assert_eq!(line["params"]["name"], "a\"b\\\n");
     }
 }

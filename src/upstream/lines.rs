@@ -309,7 +309,10 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
 
     use super::{
-        super::{ToolAnswer, UpstreamError, lane, relay::ToolCall},
+        super::{
+            ToolAnswer, UpstreamError, lane,
+            relay::{ToolCall, ToolCallRef},
+        },
         *,
     };
 
@@ -482,6 +485,7 @@ mod tests {
         });
         let (tx, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
         let sink = || Box::new(Capture(tx.clone()));
+        let no_params = || ToolCallRef { name: "tool".into(), arguments: None, meta: None };
         // Reads the upstream's lines (claiming the lane's answers) until a call ends.
         macro_rules! next_outcome {
             () => {
@@ -494,12 +498,16 @@ mod tests {
 
         // Answered: the result as the upstream wrote it; progress routed under the id.
         let ticket = lane.ticket().expect("a ticket");
-        let meta: rmcp::model::RequestMetaObject =
-            serde_json::from_value(json!({"progressToken": "p1", "trace": "t"})).unwrap();
-        ticket.send(ToolCall { name: "echo".to_owned(), arguments: None, meta: Some(meta) }, sink());
+        let params = r#"{"name":"tool","arguments":{"n":1},"_meta":{"progressToken":"p1","trace":"t"}}"#;
+        let call: ToolCallRef<'_> = serde_json::from_str(params).unwrap();
+        ticket.send("echo", &call, sink());
         let request = upstream.heard().await;
         let id = request["id"].as_i64().expect("a numeric id");
-        assert_eq!(request["params"]["_meta"], json!({"progressToken": id, "trace": "t"}), "{request}");
+        assert_eq!(
+            request["params"],
+            json!({"name": "echo", "arguments": {"n": 1}, "_meta": {"progressToken": id, "trace": "t"}}),
+            "{request}"
+        );
         assert_eq!(routes.lock().await.len(), 1, "progress is routed while the call runs");
         upstream
             .say(&format!("{}\n", json!({"jsonrpc": "2.0", "id": id, "result": {"content": [], "x": 1}})))
@@ -512,7 +520,7 @@ mod tests {
 
         // Quiet for the timeout: the upstream is told, the caller gets the timeout.
         let ticket = lane.ticket().unwrap();
-        ticket.send(ToolCall { name: "sleep".to_owned(), arguments: None, meta: None }, sink());
+        ticket.send("sleep", &no_params(), sink());
         let id = upstream.heard().await["id"].clone();
         assert!(matches!(next_outcome!(), Err(UpstreamError::Timeout { .. })));
         let cancelled = upstream.heard().await;
@@ -522,7 +530,7 @@ mod tests {
         // Cancelled by the client: the upstream is told, nobody is answered, and a late
         // answer goes to rmcp.
         let ticket = lane.ticket().unwrap();
-        ticket.send(ToolCall { name: "sleep".to_owned(), arguments: None, meta: None }, sink());
+        ticket.send("sleep", &no_params(), sink());
         let id = upstream.heard().await["id"].clone();
         ticket.cancel();
         let cancelled = upstream.heard().await;
@@ -533,7 +541,7 @@ mod tests {
 
         // The session ends: the call fails as not connected, the session is marked broken.
         let ticket = lane.ticket().unwrap();
-        ticket.send(ToolCall { name: "sleep".to_owned(), arguments: None, meta: None }, sink());
+        ticket.send("sleep", &no_params(), sink());
         upstream.heard().await;
         drop(upstream);
         assert!(transport.receive().await.is_none());

@@ -35,7 +35,7 @@ use std::{fmt, sync::Arc};
 
 use futures::future::{BoxFuture, FutureExt};
 pub use lane::{AnswerSink, Ticket as LaneTicket};
-pub use relay::{RawToolResult, ToolAnswer, ToolCall};
+pub use relay::{RawToolResult, ToolAnswer, ToolCall, ToolCallRef, number_or_string};
 pub use remote::{describe as describe_http_error, install_crypto_provider};
 use rmcp::{
     ErrorData,

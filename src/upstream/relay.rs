@@ -25,7 +25,7 @@ use rmcp::{
     ErrorData,
     model::{
         CallToolRequest, CallToolRequestParams, CallToolResult, ClientRequest, JsonObject, JsonRpcMessage,
-        RequestMetaObject, ServerJsonRpcMessage, ServerResult,
+        MetaObject, NumberOrString, ProgressToken, RequestMetaObject, ServerJsonRpcMessage, ServerResult,
     },
 };
 use serde::{Deserialize, Deserializer, Serialize, de::IgnoredAny};
@@ -45,24 +45,116 @@ pub struct ToolCall {
     pub meta: Option<RequestMetaObject>,
 }
 
+/// The params of a client's `tools/call` as they stand in its line, borrowed from it:
+/// what a lane call needs to write its request without decoding `_meta` into values
+/// and encoding it again ([`super::lane::Ticket::send`]). Other paths take the owned
+/// [`ToolCall`] ([`ToolCallRef::into_owned`]).
+pub struct ToolCallRef<'a> {
+    /// The exposed name (unescaped: borrowed unless it has escapes).
+    pub name: Cow<'a, str>,
+    /// A JSON object, or absent.
+    pub arguments: Option<&'a RawValue>,
+    pub meta: Option<MetaRef<'a>>,
+}
+
+/// A request's `_meta` object as written: its progress token apart, because the bridge
+/// replaces it, and every other entry as the client wrote it.
+#[derive(Default)]
+pub struct MetaRef<'a> {
+    /// The value of `progressToken`, if there is one (not yet checked to be a token).
+    pub progress_token: Option<&'a RawValue>,
+    /// The other entries in the order written; a repeated key keeps its last value, as
+    /// in a decoded map.
+    pub rest: Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+const PROGRESS_TOKEN: &str = "progressToken";
+
+impl MetaRef<'_> {
+    /// The client's progress token, if it sent a valid one (as
+    /// `RequestMetaObject::get_progress_token` reads it).
+    pub fn token(&self) -> Option<ProgressToken> {
+        let raw = self.progress_token?;
+        number_or_string(&mut serde_json::Deserializer::from_str(raw.get())).ok().map(ProgressToken)
+    }
+
+    /// The same entries decoded, as `RequestMetaObject` holds them.
+    fn into_owned(self) -> serde_json::Result<RequestMetaObject> {
+        let mut map = JsonObject::new();
+        let token = self.progress_token.map(|raw| (Cow::Borrowed(PROGRESS_TOKEN), raw));
+        for (key, raw) in token.into_iter().chain(self.rest) {
+            map.insert(key.into_owned(), serde_json::from_str(raw.get())?);
+        }
+        Ok(RequestMetaObject(MetaObject(map)))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for MetaRef<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        /// A key, borrowed from the line unless it has escapes.
+        struct Key<'a>(Cow<'a, str>);
+        impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                struct Visitor;
+                impl<'de> serde::de::Visitor<'de> for Visitor {
+                    type Value = Key<'de>;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str("a key")
+                    }
+                    fn visit_borrowed_str<E>(self, key: &'de str) -> Result<Self::Value, E> {
+                        Ok(Key(Cow::Borrowed(key)))
+                    }
+                    fn visit_str<E>(self, key: &str) -> Result<Self::Value, E> {
+                        Ok(Key(Cow::Owned(key.to_owned())))
+                    }
+                }
+                deserializer.deserialize_str(Visitor)
+            }
+        }
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = MetaRef<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a `_meta` object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut meta = MetaRef::default();
+                while let Some(Key(key)) = map.next_key()? {
+                    let value: &RawValue = map.next_value()?;
+                    if key == PROGRESS_TOKEN {
+                        meta.progress_token = Some(value);
+                    } else if let Some(entry) = meta.rest.iter_mut().find(|(seen, _)| *seen == key) {
+                        entry.1 = value;
+                    } else {
+                        meta.rest.push((key, value));
+                    }
+                }
+                Ok(meta)
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
 /// Decodes the params of a client's `tools/call` as `CallToolRequestParams` would, and
 /// refuses what only those can carry (the 2026-07-28 multi-round fields): the general
 /// path then serves the call.
-impl<'de> Deserialize<'de> for ToolCall {
+impl<'de: 'a, 'a> Deserialize<'de> for ToolCallRef<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct Params<'a> {
             #[serde(borrow)]
             name: Cow<'a, str>,
-            arguments: Option<Box<RawValue>>,
-            #[serde(rename = "_meta")]
-            meta: Option<RequestMetaObject>,
+            #[serde(borrow)]
+            arguments: Option<&'a RawValue>,
+            #[serde(rename = "_meta", borrow)]
+            meta: Option<MetaRef<'a>>,
             input_responses: Option<IgnoredAny>,
             request_state: Option<IgnoredAny>,
         }
         let params = Params::deserialize(deserializer)?;
-        if let Some(arguments) = &params.arguments {
+        if let Some(arguments) = params.arguments {
             if !arguments.get().starts_with('{') {
                 return Err(serde::de::Error::custom("`arguments` is not an object"));
             }
@@ -73,8 +165,52 @@ impl<'de> Deserialize<'de> for ToolCall {
         if params.input_responses.is_some() || params.request_state.is_some() {
             return Err(serde::de::Error::custom("a multi-round retry"));
         }
-        Ok(ToolCall { name: params.name.into_owned(), arguments: params.arguments, meta: params.meta })
+        Ok(ToolCallRef { name: params.name, arguments: params.arguments, meta: params.meta })
     }
+}
+
+impl ToolCallRef<'_> {
+    /// The same call, owning its parts (its `_meta` decoded).
+    pub fn into_owned(self) -> serde_json::Result<ToolCall> {
+        Ok(ToolCall {
+            name: self.name.into_owned(),
+            arguments: self.arguments.map(RawValue::to_owned),
+            meta: self.meta.map(MetaRef::into_owned).transpose()?,
+        })
+    }
+}
+
+/// Decodes a JSON-RPC id or a progress token as rmcp's `NumberOrString` does (an
+/// integer, also written in float form, or a string), without the `serde_json::Value`
+/// that rmcp's decoder goes through. For `#[serde(deserialize_with)]`.
+pub fn number_or_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<NumberOrString, D::Error> {
+    struct Visitor;
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = NumberOrString;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an integer or a string")
+        }
+        fn visit_i64<E>(self, number: i64) -> Result<Self::Value, E> {
+            Ok(NumberOrString::Number(number))
+        }
+        fn visit_u64<E: serde::de::Error>(self, number: u64) -> Result<Self::Value, E> {
+            i64::try_from(number)
+                .map(NumberOrString::Number)
+                .map_err(|_| E::custom("Number too large for i64"))
+        }
+        fn visit_f64<E: serde::de::Error>(self, number: f64) -> Result<Self::Value, E> {
+            // `1.0` and `1e2` are integers written in float form; 2^53 and above are
+            // not exact.
+            const EXACT: f64 = 9_007_199_254_740_992.0;
+            (number.fract() == 0.0 && number.abs() < EXACT)
+                .then_some(NumberOrString::Number(number as i64))
+                .ok_or_else(|| E::custom("Expected an integer"))
+        }
+        fn visit_str<E>(self, text: &str) -> Result<Self::Value, E> {
+            Ok(NumberOrString::String(text.into()))
+        }
+    }
+    deserializer.deserialize_any(Visitor)
 }
 
 /// How deeply `arguments` may nest (the object itself is 1). serde_json refuses a line
@@ -272,6 +408,61 @@ mod tests {
         result.strip_result_type_for_legacy_peer();
         result.strip_non_object_output_for_legacy_peer();
         serde_json::to_value(result).unwrap()
+    }
+
+    #[test]
+    fn ids_and_tokens_decode_as_rmcp_decodes_them() {
+        for text in [
+            "0",
+            "7",
+            "-3",
+            "1000000005",
+            "9223372036854775807",
+            "-9223372036854775808",
+            "9223372036854775808",
+            "18446744073709551616",
+            "1.0",
+            "1e2",
+            "-0",
+            "1.5",
+            "9007199254740992.0",
+            "9007199254740991.0",
+            r#""x""#,
+            r#""\u00e9\n""#,
+            r#""""#,
+            "null",
+            "true",
+            "[1]",
+            "{}",
+        ] {
+            let ours = number_or_string(&mut serde_json::Deserializer::from_str(text)).ok();
+            let rmcp = serde_json::from_str::<NumberOrString>(text).ok();
+            assert_eq!(ours, rmcp, "{text}");
+        }
+    }
+
+    #[test]
+    fn meta_keeps_every_entry_as_written_and_the_token_apart() {
+        let decode = |text: &str| {
+            serde_json::from_str::<MetaRef<'_>>(text).map(|meta| {
+                let token = meta.token();
+                let rest: Vec<_> =
+                    meta.rest.iter().map(|(key, raw)| (key.to_string(), raw.get().to_owned())).collect();
+                (meta.progress_token.map(|raw| raw.get().to_owned()), token, rest)
+            })
+        };
+        let (raw, token, rest) = decode(r#"{"a":1,"progressToken":"p","b\u00e9":{"x":[1]},"a":2}"#).unwrap();
+        assert_eq!(
+            (raw.as_deref(), token),
+            (Some(r#""p""#), Some(ProgressToken(NumberOrString::String("p".into()))))
+        );
+        let expected =
+            [("a", "2"), ("bé", r#"{"x":[1]}"#)].map(|(key, raw)| (key.to_owned(), raw.to_owned()));
+        assert_eq!(rest, expected, "the last of a repeated key, in the order first written");
+        // A token that is not one is no token (and not forwarded as another entry).
+        let (raw, token, rest) = decode(r#"{"progressToken":true}"#).unwrap();
+        assert_eq!((raw.as_deref(), token, rest.len()), (Some("true"), None, 0));
+        assert!(decode("[]").is_err() && decode("1").is_err(), "`_meta` must be an object");
     }
 
     #[test]

@@ -32,7 +32,9 @@ use tokio_util::sync::CancellationToken;
 use super::{Outbox, Outgoing, Pending, Verdict};
 use crate::{
     proxy::Bridge,
-    upstream::{AnswerSink, RequestOptions, ToolAnswer, ToolCall, UpstreamError},
+    upstream::{
+        AnswerSink, RequestOptions, ToolAnswer, ToolCall, ToolCallRef, UpstreamError, number_or_string,
+    },
 };
 
 /// A decoded `tools/call`, its id registered as in flight, and the bridge to run it.
@@ -45,15 +47,17 @@ pub struct Call {
 
 /// Decode `line` as a `tools/call` request. `None` for anything else (and for a
 /// `tools/call` that does not decode: the general decoder then says why).
-pub fn decode(line: &[u8]) -> Option<(RequestId, ToolCall)> {
+pub fn decode(line: &[u8]) -> Option<(RequestId, ToolCallRef<'_>)> {
     #[derive(Deserialize)]
     struct Line<'a> {
         #[allow(dead_code, reason = "checked by its type: only \"2.0\" decodes")]
         jsonrpc: JsonRpcVersion2_0,
+        #[serde(deserialize_with = "number_or_string")]
         id: RequestId,
         #[serde(borrow)]
         method: Cow<'a, str>,
-        params: ToolCall,
+        #[serde(borrow)]
+        params: ToolCallRef<'a>,
         // A request has neither; rmcp refuses a message with both shapes.
         result: Option<IgnoredAny>,
         error: Option<IgnoredAny>,
@@ -71,22 +75,24 @@ pub fn serve(
     outbox: &Arc<Outbox>,
     bridge: &Arc<Bridge>,
     id: RequestId,
-    mut params: ToolCall,
+    params: ToolCallRef<'_>,
 ) -> Option<Verdict> {
     let mut in_flight = outbox.in_flight();
     let Entry::Vacant(slot) = in_flight.entry(id.clone()) else { return None };
     let Some((name, ticket)) = bridge.tool_ticket(&params.name) else {
+        // Cannot fail: `_meta` holds JSON text that was just read.
+        let params = params.into_owned().ok()?;
         let cancel = CancellationToken::new();
         slot.insert(Pending::Task(cancel.clone()));
         return Some(Verdict::Call(Call { id, params, cancel, bridge: bridge.clone() }));
     };
-    let exposed = std::mem::replace(&mut params.name, name);
-    tracing::debug!(%id, tool = %exposed, "tools/call");
+    tracing::debug!(%id, tool = %params.name, "tools/call");
     let key = ticket.key();
     slot.insert(Pending::Lane(ticket.clone()));
     // The sink may be called at once (a session that just ended), and takes the lock.
     drop(in_flight);
-    ticket.send(params, Box::new(Reply { id, outbox: outbox.clone(), exposed, key }));
+    let reply = Reply { id, outbox: outbox.clone(), exposed: params.name.to_string(), key };
+    ticket.send(&name, &params, Box::new(reply));
     Some(Verdict::Drop)
 }
 
@@ -182,6 +188,7 @@ mod tests {
         for line in lines.iter().map(String::as_str).chain([escaped]) {
             let bytes = line.as_bytes().to_vec();
             let (id, params) = decode(&bytes).expect("a tools/call");
+            let params = params.into_owned().unwrap();
             let general: ClientJsonRpcMessage = serde_json::from_slice(&bytes).unwrap();
             let JsonRpcMessage::Request(general) = general else { panic!("{line}") };
             assert!(matches!(general.request, ClientRequest::CallToolRequest(_)), "{line}");
