@@ -25,7 +25,7 @@
 
 use std::{borrow::Cow, collections::hash_map::Entry, sync::Arc};
 
-use rmcp::model::{CallToolResult, JsonRpcVersion2_0, RequestId, ServerJsonRpcMessage, ServerResult};
+use rmcp::model::{CallToolResult, RequestId, ServerJsonRpcMessage, ServerResult};
 use serde::{Deserialize, de::IgnoredAny};
 use tokio_util::sync::CancellationToken;
 
@@ -50,8 +50,9 @@ pub struct Call {
 pub fn decode(line: &[u8]) -> Option<(RequestId, ToolCallRef<'_>)> {
     #[derive(Deserialize)]
     struct Line<'a> {
-        #[allow(dead_code, reason = "checked by its type: only \"2.0\" decodes")]
-        jsonrpc: JsonRpcVersion2_0,
+        // Borrowed: rmcp's `JsonRpcVersion2_0` reads it into a `String` first.
+        #[serde(borrow)]
+        jsonrpc: Cow<'a, str>,
         #[serde(deserialize_with = "number_or_string")]
         id: RequestId,
         #[serde(borrow)]
@@ -63,7 +64,8 @@ pub fn decode(line: &[u8]) -> Option<(RequestId, ToolCallRef<'_>)> {
         error: Option<IgnoredAny>,
     }
     let line: Line<'_> = serde_json::from_slice(line).ok()?;
-    let request = line.method == "tools/call" && line.result.is_none() && line.error.is_none();
+    let request =
+        line.jsonrpc == "2.0" && line.method == "tools/call" && line.result.is_none() && line.error.is_none();
     request.then_some((line.id, line.params))
 }
 
