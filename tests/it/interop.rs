@@ -347,7 +347,7 @@ async fn a_hand_written_servers_results_reach_a_pre_2026_client_in_its_shape() {
     raw.initialize().await;
     raw.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})).await;
     let listed = raw.response(&json!(1)).await;
-    assert_eq!(listed["result"]["tools"].as_array().map(Vec::len), Some(6), "{listed}");
+    assert_eq!(listed["result"]["tools"].as_array().map(Vec::len), Some(7), "{listed}");
     let mut call = async |id: i64, tool: &str| {
         raw.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
             "params": {"name": format!("res__{tool}"), "arguments": {"n": [1, {"deep": "\u{e9}"}]}}}))
@@ -382,6 +382,35 @@ async fn a_hand_written_servers_results_reach_a_pre_2026_client_in_its_shape() {
         json!({"code": -32001, "message": "it failed", "data": {"why": "asked to"}}),
         "{failed}"
     );
+
+    // What the server receives: its own tool name, the arguments and `_meta` entries as
+    // the client wrote them (escapes included), and the bridge's own id and progress
+    // token in place of the client's; a token that is not one is dropped.
+    let forwarded = async |raw: &mut RawSession, id: i64, meta: &str| {
+        let line = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"res__params","arguments":{{"s":"\u00e9\"\n","n":[1.5,{{"k":null}}]}},"_meta":{meta}}}}}"#
+        );
+        raw.send_line(&line).await;
+        let answer = raw.response(&json!(id)).await;
+        let text = answer["result"]["content"][0]["text"].as_str().unwrap_or_else(|| panic!("{answer}"));
+        serde_json::from_str::<Value>(text).unwrap()
+    };
+    let seen = forwarded(&mut raw, 10, r#"{"trace\u0041":"t","progressToken":"p10","x":{"y":[true]}}"#).await;
+    let upstream_id = seen["id"].as_i64().expect("a numeric id");
+    assert!(upstream_id >= 1_000_000_000, "the bridge's own id: {seen}");
+    assert_eq!(
+        seen["params"],
+        json!({
+            "name": "params",
+            "arguments": {"s": "\u{e9}\"\n", "n": [1.5, {"k": null}]},
+            "_meta": {"progressToken": upstream_id, "traceA": "t", "x": {"y": [true]}},
+        }),
+        "{seen}"
+    );
+    let seen = forwarded(&mut raw, 11, r#"{"progressToken":[1],"k":1}"#).await;
+    assert_eq!(seen["params"]["_meta"], json!({"k": 1}), "{seen}");
+    let seen = forwarded(&mut raw, 12, r#"{}"#).await;
+    assert_eq!(seen["params"].get("_meta"), None, "{seen}");
 
     // Progress written together with the result still reaches the client first, under
     // the client's token.

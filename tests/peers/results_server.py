@@ -9,7 +9,8 @@ Usage: results_server.py   (newline-delimited JSON-RPC on stdin/stdout)
 
 Each tool's result is `RESULTS[name]`, sent as written. The tool `burst` sends three
 progress notifications and its result in one write, so that they reach the bridge
-together.
+together. The tool `params` answers with the request it received (its id and params,
+as JSON text), so a test can see what the bridge forwarded.
 """
 
 import json
@@ -74,13 +75,16 @@ def main():
                 "serverInfo": {"name": "results", "version": "1"},
             })
         elif method == "tools/list":
-            names = [*RESULTS, "fails", "burst"]
+            names = [*RESULTS, "fails", "burst", "params"]
             tools = [{"name": name, "inputSchema": {"type": "object"}} for name in names]
             reply(message_id, {"tools": tools})
         elif method == "tools/call" and params.get("name") in RESULTS:
             reply(message_id, RESULTS[params["name"]])
         elif method == "tools/call" and params.get("name") == "burst":
             burst(message_id, params)
+        elif method == "tools/call" and params.get("name") == "params":
+            seen = json.dumps({"id": message_id, "params": params}, ensure_ascii=False)
+            reply(message_id, {"content": [{"type": "text", "text": seen}]})
         elif method == "tools/call" and params.get("name") == "fails":
             reply(message_id, error={"code": -32001, "message": "it failed", "data": {"why": "asked to"}})
         elif method == "ping":

@@ -83,6 +83,21 @@ pub(super) fn params() -> impl Strategy<Value = Value> {
         (id(), "\\PC{0,8}").prop_map(|(id, reason)| json!({ "requestId": id, "reason": reason })),
         (any_json(), any::<u32>())
             .prop_map(|(token, progress)| json!({ "progressToken": token, "progress": progress })),
+        // `_meta` entries as the lane forwards them: the token among other keys (some
+        // escaped), of any type; or a `_meta` that is not an object.
+        (
+            name.clone(),
+            prop_oneof![
+                3 => prop::collection::btree_map(
+                    prop_oneof![Just("progressToken".to_owned()), "[a-z\"\\\\é]{0,3}"],
+                    any_json(),
+                    0..4
+                )
+                .prop_map(|map| Value::Object(map.into_iter().collect())),
+                1 => any_json(),
+            ]
+        )
+            .prop_map(|(name, meta)| json!({ "name": name, "arguments": { "a": 1 }, "_meta": meta })),
         (name, "\\PC{0,8}").prop_map(|(name, value)| json!({
             "ref": { "type": "ref/prompt", "name": name }, "argument": { "name": "a", "value": value } })),
         Just(
