@@ -63,8 +63,8 @@ pub struct ToolCallRef<'a> {
 pub struct MetaRef<'a> {
     /// The value of `progressToken`, if there is one (not yet checked to be a token).
     pub progress_token: Option<&'a RawValue>,
-    /// The other entries in the order written; a repeated key keeps its last value, as
-    /// in a decoded map.
+    /// The other entries, in the order written; a repeated key keeps only its last
+    /// entry, as a decoded map keeps its last value.
     pub rest: Vec<(Cow<'a, str>, &'a RawValue)>,
 }
 
@@ -123,10 +123,23 @@ impl<'de: 'a, 'a> Deserialize<'de> for MetaRef<'a> {
                     let value: &RawValue = map.next_value()?;
                     if key == PROGRESS_TOKEN {
                         meta.progress_token = Some(value);
-                    } else if let Some(entry) = meta.rest.iter_mut().find(|(seen, _)| *seen == key) {
-                        entry.1 = value;
                     } else {
                         meta.rest.push((key, value));
+                    }
+                }
+                if meta.rest.len() > 1 {
+                    // In linear time: a line may hold many keys.
+                    let last: foldhash::HashMap<&str, usize> =
+                        meta.rest.iter().enumerate().map(|(index, (key, _))| (&**key, index)).collect();
+                    if last.len() < meta.rest.len() {
+                        let keep: Vec<bool> = meta
+                            .rest
+                            .iter()
+                            .enumerate()
+                            .map(|(index, (key, _))| last[&**key] == index)
+                            .collect();
+                        let mut kept = keep.into_iter();
+                        meta.rest.retain(|_| kept.next().unwrap_or(true));
                     }
                 }
                 Ok(meta)
@@ -457,8 +470,13 @@ mod tests {
             (Some(r#""p""#), Some(ProgressToken(NumberOrString::String("p".into()))))
         );
         let expected =
-            [("a", "2"), ("bé", r#"{"x":[1]}"#)].map(|(key, raw)| (key.to_owned(), raw.to_owned()));
-        assert_eq!(rest, expected, "the last of a repeated key, in the order first written");
+            [("bé", r#"{"x":[1]}"#), ("a", "2")].map(|(key, raw)| (key.to_owned(), raw.to_owned()));
+        assert_eq!(rest, expected, "a repeated key keeps its last entry");
+        // Many keys, many repeated: each key once, with its last value (in linear time).
+        let entries: Vec<String> = (0..100_000).map(|n| format!(r#""k{}":{n}"#, n % 1000)).collect();
+        let (_, _, rest) = decode(&format!("{{{}}}", entries.join(","))).unwrap();
+        assert_eq!(rest.len(), 1000);
+        assert_eq!(rest[0], ("k0".to_owned(), "99000".to_owned()));
         // A token that is not one is no token (and not forwarded as another entry).
         let (raw, token, rest) = decode(r#"{"progressToken":true}"#).unwrap();
         assert_eq!((raw.as_deref(), token, rest.len()), (Some("true"), None, 0));
