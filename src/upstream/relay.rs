@@ -1,8 +1,11 @@
 //! A `tools/call` relayed with as little JSON work as it can take: the client's
-//! `arguments` and the upstream's result travel as the JSON text their writer sent.
+//! `arguments` and `_meta` entries and the upstream's result travel as the JSON text
+//! their writer sent.
 //!
-//! **Arguments** ([`ToolCall`]) are only checked to be an object; the bridge needs the
-//! tool's name (to route it) and `_meta` (for the progress token), not their content.
+//! **The call** ([`ToolCallRef`], borrowed from the client's line; [`ToolCall`] where it
+//! must be owned): the arguments are only checked to be an object. The bridge needs the
+//! tool's name (to route it) and the progress token in `_meta` (to replace it with its
+//! own), not their content.
 //!
 //! **Results.** Decoding a `CallToolResult` (its content blocks are tagged unions) and
 //! encoding it again for the client is most of the JSON work of a relayed call, and for
