@@ -54,7 +54,7 @@ mod pipes;
 pub use pipes::RestoreOnDrop;
 
 use super::Bridge;
-use crate::upstream::LaneTicket;
+use crate::upstream::{LaneTicket, number_or_string};
 
 /// Messages queued for stdout before senders wait.
 const OUTBOX_CAPACITY: usize = 1024;
@@ -458,11 +458,10 @@ fn reject(line: &[u8], error: &serde_json::Error) -> Verdict {
     }
 }
 
-/// Whether a JSON number is an integer that rmcp takes as a request id (`7`, or `7.0`).
+/// Whether a JSON number is an integer that rmcp takes as a request id (`7`, or `7.0`):
+/// the rules of [`number_or_string`], which the `tools/call` decoder reads ids with.
 fn is_integral(number: &Value) -> bool {
-    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53: every integer below is exact
-    number.is_i64()
-        || (number.is_f64() && number.as_f64().is_some_and(|f| f.fract() == 0.0 && f.abs() < EXACT))
+    matches!(number_or_string(number), Ok(rmcp::model::NumberOrString::Number(_)))
 }
 
 /// Write queued lines to stdout, everything queued at the time in one write. Once output
