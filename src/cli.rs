@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// A stdio MCP proxy: every upstream MCP server in your config, served as one.
 ///
@@ -72,6 +72,57 @@ pub enum Command {
     /// OAuth sign-in management for remote upstreams.
     #[command(subcommand)]
     Oauth(OauthCommand),
+    /// Copy server entries from MCP clients' configs into foxxy-bridge's config.
+    ///
+    /// Prints one line per entry: imported, unchanged, conflict (a server of that name
+    /// with other content is already there; kept unless --overwrite) or skipped, with the
+    /// reason. Comments and formatting of the config are kept, and the previous version
+    /// is saved as `<config>.bak`. The config written to is the one foxxy-bridge would
+    /// load; `~/.foxxy-bridge/config.json5` is created when there is none.
+    Import {
+        /// Clients to import from (claude-desktop, claude-code, cursor, vscode, windsurf)
+        /// or client config files. Default: every client whose config exists.
+        #[arg(value_name = "CLIENT|PATH")]
+        sources: Vec<String>,
+        /// Show what would be imported without writing anything.
+        #[arg(long)]
+        dry_run: bool,
+        /// Replace servers of the same name that have other content.
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// Add foxxy-bridge to an MCP client's config, with the absolute path of this binary.
+    Install {
+        /// The client whose config to edit.
+        client: ClientName,
+        /// The name of the entry in the client's config.
+        #[arg(long, default_value = "foxxy-bridge")]
+        name: String,
+        /// Show what would change without writing anything.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also remove the client's entries that foxxy-bridge's config holds with the
+        /// same content, so the client reaches them only through the bridge.
+        #[arg(long)]
+        remove_imported: bool,
+    },
+    /// Check the config, every upstream, sign-ins, the tool catalog and the state
+    /// directories; print one line per check with a stable code (exit 1 on any error).
+    Doctor {
+        /// Print JSON: `{"checks": [{"code", "status", "subject", "message", "hint"}]}`.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// An MCP client whose config `install` edits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClientName {
+    ClaudeDesktop,
+    ClaudeCode,
+    Cursor,
+    Vscode,
+    Windsurf,
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,8 +7,10 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod cli;
+pub mod clients;
 pub mod commands;
 pub mod config;
+pub mod doctor;
 pub mod logging;
 pub mod memory;
 pub mod oauth;

@@ -2,16 +2,20 @@
 //! file) into settings once, starts logging, and dispatches.
 
 mod config;
+mod doctor;
+mod import;
+mod install;
 mod oauth;
 mod stdio;
 mod tools;
 
-use std::{path::PathBuf, sync::Arc};
+use std::{ffi::OsString, path::PathBuf, sync::Arc};
 
 use anyhow::Context as _;
 
 use crate::{
     cli::{Cli, Command, ConfigCommand},
+    clients::ClientEnv,
     config::{self as bridge_config, Settings},
     logging::{self, LogGuard},
     oauth::{Browser, SignInContext, TokenStore},
@@ -41,6 +45,13 @@ pub struct Context {
     pub log_level: Option<String>,
     /// `FOXXY_BRIDGE_BROWSER`.
     pub browser: Option<String>,
+    /// Home, config and current directories, for the MCP clients' config files.
+    pub clients: ClientEnv,
+    /// The shell's `PATH`, for `doctor`'s command checks.
+    pub shell_path: Option<OsString>,
+    /// The absolute path of this binary, for `install` and for recognising entries that
+    /// run it.
+    pub own_binary: Option<PathBuf>,
 }
 
 impl Context {
@@ -52,6 +63,29 @@ impl Context {
 
     pub fn config_path(&self) -> anyhow::Result<PathBuf> {
         Ok(bridge_config::locate(self.explicit_config.as_deref(), self.paths.root())?)
+    }
+
+    /// The config `import` writes to: the one the lookup finds, else (no file anywhere)
+    /// `<state root>/config.json5`, to be created. The flag says whether it exists.
+    pub fn config_path_or_new(&self) -> (PathBuf, bool) {
+        match self.config_path() {
+            Ok(path) => {
+                let exists = path.exists();
+                (path, exists)
+            }
+            Err(_) => (self.paths.root().join("config.json5"), false),
+        }
+    }
+
+    /// Where a bridge started by an MCP client (without `--config`, `FOXXY_BRIDGE_CONFIG`
+    /// or `FOXXY_BRIDGE_HOME` in its environment) looks for its config.
+    pub fn default_config_paths(&self) -> Vec<PathBuf> {
+        let platform_dir = directories::ProjectDirs::from("", "", "foxxy-bridge")
+            .map(|dirs| dirs.config_dir().to_path_buf());
+        std::iter::once(self.clients.home.join(".foxxy-bridge"))
+            .chain(platform_dir)
+            .flat_map(|dir| [dir.join("config.json5"), dir.join("config.json")])
+            .collect()
     }
 
     pub fn load_settings(&self) -> anyhow::Result<Arc<Settings>> {
@@ -97,6 +131,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         debug: cli.global.debug,
         log_level: cli.global.log_level,
         browser: std::env::var("FOXXY_BRIDGE_BROWSER").ok(),
+        clients: ClientEnv::from_env(),
+        shell_path: std::env::var_os("PATH"),
+        own_binary: std::env::current_exe().ok(),
     };
     match cli.command {
         Command::Stdio => stdio::run(&context).await,
@@ -107,5 +144,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         Command::Schema => Ok(config::schema()),
         Command::Config(ConfigCommand::Validate) => config::validate(&context),
         Command::Oauth(command) => oauth::run(&context, command).await,
+        Command::Import { sources, dry_run, overwrite } => {
+            import::run(&context, &sources, dry_run, overwrite)
+        }
+        Command::Install { client, name, dry_run, remove_imported } => {
+            install::run(&context, client, &name, dry_run, remove_imported)
+        }
+        Command::Doctor { json } => doctor::run(&context, json).await,
     }
 }

@@ -134,6 +134,12 @@ impl Bridge {
         self.settings.send_replace(settings);
     }
 
+    /// The upstreams' states as they change (`doctor` times each upstream's first
+    /// connection attempt with it).
+    pub fn upstream_view(&self) -> watch::Receiver<Arc<View>> {
+        self.upstreams.view()
+    }
+
     /// The catalog as it is now.
     pub fn catalog(&self) -> Arc<Catalog> {
         self.catalog.borrow().clone()

@@ -227,6 +227,8 @@ impl Status {
 /// Everything one upstream lists.
 #[derive(Debug, Clone, Default)]
 pub struct UpstreamCatalog {
+    /// The protocol version the session speaks, as the upstream's `initialize` said.
+    pub protocol_version: String,
     pub capabilities: ServerCapabilities,
     pub instructions: Option<String>,
     pub tools: Vec<Tool>,

@@ -477,6 +477,7 @@ pub async fn list_catalog(connection: &Connection, timeout: Duration) -> Result<
             },
         );
         Ok::<_, rmcp::service::ServiceError>(UpstreamCatalog {
+            protocol_version: info.protocol_version.to_string(),
             capabilities: capabilities.clone(),
             instructions: info.instructions.clone(),
             tools: tools?,
