@@ -5,12 +5,14 @@
 mod cli;
 mod conformance;
 mod core;
+mod doctor;
 mod interop;
 mod interop_http;
 mod jsonrpc;
 mod lifecycle;
 mod naming;
 mod oauth;
+mod onboarding;
 mod peers;
 mod remote;
 mod resilience;
