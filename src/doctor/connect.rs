@@ -13,10 +13,10 @@ use tokio::time::Instant;
 
 use super::{Check, Code, TOOL_LIMIT, signin::SignIns};
 use crate::{
-    config::{OAuthSettings, ServerSettings, Settings, TransportSettings},
+    config::{ConflictResolution, OAuthSettings, ServerSettings, Settings, TransportSettings},
     oauth::SignInContext,
     proxy::Bridge,
-    upstream::{Status, UpstreamState},
+    upstream::{Status, UpstreamState, View},
 };
 
 /// How long the catalog may take to catch up once every upstream has settled.
@@ -44,6 +44,7 @@ pub async fn check(
     let catalog = tokio::time::timeout(CATALOG_WAIT, bridge.settled_catalog())
         .await
         .unwrap_or_else(|_| bridge.catalog());
+    let offered = offered_tools(&settings, &bridge.upstream_view().borrow());
     bridge.shutdown().await;
 
     let mut checks: Vec<Check> = settings
@@ -62,6 +63,16 @@ pub async fn check(
     } else {
         Check::ok(Code::ToolCount, "catalog", format!("{count} tools exposed"))
     });
+    let hidden = offered.saturating_sub(count);
+    let policy = settings.bridge.conflict_resolution;
+    if hidden > 0 && matches!(policy, ConflictResolution::Priority | ConflictResolution::First) {
+        checks.push(Check::warn(
+            Code::NameClashHidden,
+            "catalog",
+            format!("{hidden} tools are hidden: another upstream offers the same name and wins under `conflictResolution: {}`", policy_name(policy)),
+            "set `toolNamespace` on the upstreams whose tools you miss, or use `conflictResolution: \"namespace\"`",
+        ));
+    }
     for conflict in &catalog.conflicts {
         checks.push(Check::error(
             Code::NameClash,
@@ -71,6 +82,30 @@ pub async fn check(
         ));
     }
     checks
+}
+
+/// Tools the ready upstreams offer after their `toolFilter`, before clashes are resolved.
+fn offered_tools(settings: &Settings, view: &View) -> usize {
+    if !settings.bridge.aggregation.tools {
+        return 0;
+    }
+    view.upstreams
+        .iter()
+        .filter(|state| state.is_ready())
+        .filter_map(|state| Some((settings.server(&state.name)?, state.catalog.as_deref()?)))
+        .map(|(server, catalog)| {
+            catalog.tools.iter().filter(|tool| server.tool_filter.allows(&tool.name)).count()
+        })
+        .sum()
+}
+
+fn policy_name(policy: ConflictResolution) -> &'static str {
+    match policy {
+        ConflictResolution::Namespace => "namespace",
+        ConflictResolution::Priority => "priority",
+        ConflictResolution::First => "first",
+        ConflictResolution::Error => "error",
+    }
 }
 
 /// The enabled servers doctor may connect to, with OAuth off for remote ones that have

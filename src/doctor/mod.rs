@@ -71,6 +71,8 @@ pub enum Code {
     ToolCount,
     /// Two upstreams offer the same exposed name under `conflictResolution: "error"`.
     NameClash,
+    /// Name clashes hid tools under `conflictResolution: "priority"` or `"first"`.
+    NameClashHidden,
     /// A state directory is writable.
     DirectoryWritable,
     /// A state directory's mode lets other users in.
@@ -78,7 +80,7 @@ pub enum Code {
 }
 
 impl Code {
-    pub const ALL: [Code; 17] = [
+    pub const ALL: [Code; 18] = [
         Code::ConfigFile,
         Code::ConfigValid,
         Code::NoServers,
@@ -94,6 +96,7 @@ impl Code {
         Code::TokenFileUnreadable,
         Code::ToolCount,
         Code::NameClash,
+        Code::NameClashHidden,
         Code::DirectoryWritable,
         Code::DirectoryMode,
     ];
@@ -115,6 +118,7 @@ impl Code {
             Code::TokenFileUnreadable => "FB033",
             Code::ToolCount => "FB040",
             Code::NameClash => "FB041",
+            Code::NameClashHidden => "FB042",
             Code::DirectoryWritable => "FB050",
             Code::DirectoryMode => "FB051",
         }

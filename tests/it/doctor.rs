@@ -1,1 +1,198 @@
-//! doctor
+//! `doctor` on a healthy setup and on each broken one: the codes and statuses it reports,
+//! its exit code, and that the same setup gives the same codes on every run.
+
+use std::{os::unix::fs::PermissionsExt, time::Duration};
+
+use serde_json::{Value, json};
+
+use crate::support::{CommandOutput, TestEnv, fixture, fixture_bin};
+
+/// `(code, status, subject)` of each check, in order.
+type Findings = Vec<(String, String, String)>;
+
+async fn doctor(env: &TestEnv, extra_env: &[(&str, String)]) -> (CommandOutput, Findings, Value) {
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        env.command()
+            .args(["doctor", "--json"])
+            .envs(extra_env.iter().map(|(key, value)| (*key, value)))
+            .output(),
+    )
+    .await
+    .expect("doctor finishes in bounded time")
+    .expect("run doctor");
+    let output = CommandOutput {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    let report: Value =
+        serde_json::from_str(&output.stdout).unwrap_or_else(|error| panic!("{error}: {output:?}"));
+    let findings = report["checks"]
+        .as_array()
+        .expect("checks array")
+        .iter()
+        .map(|check| {
+            for key in ["code", "status", "subject", "message", "hint"] {
+                assert!(check.get(key).is_some(), "`{key}` missing in {check}");
+            }
+            let text = |key: &str| check[key].as_str().unwrap_or_default().to_owned();
+            (text("code"), text("status"), text("subject"))
+        })
+        .collect();
+    (output, findings, report)
+}
+
+/// The check with this code and subject.
+fn find<'a>(report: &'a Value, code: &str, subject: &str) -> &'a Value {
+    report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|check| check["code"] == code && check["subject"] == subject)
+        .unwrap_or_else(|| panic!("no {code} for `{subject}` in {report:#}"))
+}
+
+/// A port on 127.0.0.1 that nothing listens on.
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("address").port()
+}
+
+#[tokio::test]
+async fn doctor_passes_a_healthy_setup() {
+    let env = TestEnv::new();
+    env.write_config(&json!({ "mcpServers": { "good": fixture("good", &[]) } }));
+    let (output, findings, report) = doctor(&env, &[]).await;
+    assert_eq!(output.code, Some(0), "{output:?}");
+    assert!(findings.iter().all(|(_, status, _)| status == "ok"), "{report:#}");
+    let connected = find(&report, "FB020", "good");
+    let message = connected["message"].as_str().expect("message");
+    assert!(
+        message.contains("connected over stdio in ") && message.contains("protocol 2025-11-25"),
+        "{message}"
+    );
+    assert!(message.ends_with("; 13 tools"), "{message}");
+    assert_eq!(connected["hint"], Value::Null);
+    for code in ["FB001", "FB002", "FB010", "FB040", "FB050"] {
+        assert!(findings.iter().any(|(found, _, _)| found == code), "{code} missing: {report:#}");
+    }
+
+    // The text form: one line per check, then a summary.
+    let text = env.run(&["doctor"]).await;
+    assert_eq!(text.code, Some(0), "{text:?}");
+    assert!(
+        text.stdout.lines().any(|line| line.starts_with("ok    FB020 good: connected over stdio")),
+        "{}",
+        text.stdout
+    );
+    assert!(text.stdout.contains(" 0 warnings, 0 errors"), "{}", text.stdout);
+}
+
+#[tokio::test]
+async fn doctor_reports_each_broken_upstream_with_a_stable_code() {
+    let env = TestEnv::new();
+    // A command found only through the shell's PATH.
+    let shell_only = env.path("shell-bin");
+    std::fs::create_dir_all(&shell_only).expect("dir");
+    std::os::unix::fs::symlink(fixture_bin(), shell_only.join("fixture-on-shell-path")).expect("symlink");
+    let path = format!("{}:{}", shell_only.display(), std::env::var("PATH").unwrap_or_default());
+    env.write_config(&json!({ "mcpServers": {
+        "missing": { "command": "foxxy-no-such-command" },
+        "shell-only": { "command": "fixture-on-shell-path", "args": ["--name", "shell"] },
+        "crashing": fixture("crashing", &["--exit-immediately"]),
+        "unreachable": { "url": format!("http://127.0.0.1:{}/mcp", closed_port()) },
+        "signed-out": { "url": format!("http://127.0.0.1:{}/mcp", closed_port()), "oauth": {} },
+    }}));
+    // A token cache that other users can read.
+    let auth = env.home().join("auth");
+    std::fs::create_dir_all(&auth).expect("auth dir");
+    std::fs::set_permissions(&auth, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+
+    let (output, findings, report) = doctor(&env, &[("PATH", path.clone())]).await;
+    assert_eq!(output.code, Some(1), "{output:?}");
+    let status = |code: &str, subject: &str| {
+        find(&report, code, subject)["status"].as_str().expect("status").to_owned()
+    };
+    assert_eq!(status("FB012", "missing"), "error");
+    assert_eq!(status("FB011", "shell-only"), "warn");
+    assert!(
+        find(&report, "FB011", "shell-only")["hint"]
+            .as_str()
+            .expect("hint")
+            .contains("fixture-on-shell-path")
+    );
+    assert_eq!(status("FB020", "shell-only"), "ok");
+    let crashed = find(&report, "FB020", "crashing");
+    assert_eq!(crashed["status"], "error");
+    assert!(crashed["message"].as_str().expect("message").contains("exited"), "{crashed}");
+    assert!(crashed["hint"].as_str().expect("hint").contains("--exit-immediately"), "{crashed}");
+    let refused = find(&report, "FB020", "unreachable");
+    assert_eq!(refused["status"], "error");
+    assert!(refused["message"].as_str().expect("message").contains("connection refused"), "{refused}");
+    let signed_out = find(&report, "FB031", "signed-out");
+    assert_eq!(signed_out["status"], "error");
+    assert!(signed_out["hint"].as_str().expect("hint").contains("foxxy-bridge oauth login signed-out"));
+    // No connection is tried (it would start a sign-in).
+    assert!(
+        !findings.iter().any(|(code, _, subject)| code == "FB020" && subject == "signed-out"),
+        "{report:#}"
+    );
+    let mode = find(&report, "FB051", &format!("token cache `{}`", auth.display()));
+    assert_eq!(mode["status"], "error");
+    assert!(mode["hint"].as_str().expect("hint").contains("chmod 700"), "{mode}");
+    // doctor does not repair anything itself.
+    assert_eq!(std::fs::metadata(&auth).expect("auth").permissions().mode() & 0o777, 0o755);
+
+    let (_, again, _) = doctor(&env, &[("PATH", path)]).await;
+    assert_eq!(again, findings, "the same setup gives the same codes");
+}
+
+#[tokio::test]
+async fn doctor_warns_about_a_large_catalog_and_reports_clashes() {
+    let env = TestEnv::new();
+    env.write_config(&json!({
+        "mcpServers": {
+            "one": fixture("one", &["--many-tools", "130"]),
+            "two": fixture("two", &[]),
+        },
+        "bridge": { "conflictResolution": "error", "defaultNamespace": false },
+    }));
+    let (output, findings, report) = doctor(&env, &[]).await;
+    assert_eq!(output.code, Some(1), "{output:?}");
+    let count = find(&report, "FB040", "catalog");
+    assert_eq!(count["status"], "warn", "{report:#}");
+    assert!(count["message"].as_str().expect("message").contains("more than 128"), "{count}");
+    let clashes: Vec<_> = findings.iter().filter(|(code, _, _)| code == "FB041").collect();
+    assert!(!clashes.is_empty(), "{report:#}");
+    assert!(clashes.iter().all(|(_, status, _)| status == "error"));
+    assert!(!findings.iter().any(|(code, _, _)| code == "FB042"), "{report:#}");
+
+    // Under "first" the clashes resolve, silently hiding the second server's tools.
+    env.write_config(&json!({
+        "mcpServers": { "one": fixture("one", &[]), "two": fixture("two", &[]) },
+        "bridge": { "conflictResolution": "first", "defaultNamespace": false },
+    }));
+    let (output, _, report) = doctor(&env, &[]).await;
+    assert_eq!(output.code, Some(0), "{output:?}");
+    let hidden = find(&report, "FB042", "catalog");
+    assert_eq!(hidden["status"], "warn");
+    assert!(hidden["message"].as_str().expect("message").starts_with("13 tools are hidden"), "{hidden}");
+}
+
+#[tokio::test]
+async fn doctor_stops_at_an_invalid_config() {
+    let env = TestEnv::new();
+    std::fs::write(env.config_path(), "{ mcpServers: { bad: { command: 1 } } }").expect("write");
+    let (output, findings, report) = doctor(&env, &[]).await;
+    assert_eq!(output.code, Some(1), "{output:?}");
+    let invalid = find(&report, "FB002", "config");
+    assert_eq!(invalid["status"], "error");
+    assert!(invalid["message"].as_str().expect("message").contains("mcpServers.bad.command"), "{invalid}");
+    assert!(!findings.iter().any(|(code, _, _)| code == "FB020"), "{report:#}");
+
+    std::fs::remove_file(env.config_path()).expect("remove");
+    let (output, _, report) = doctor(&env, &[]).await;
+    assert_eq!(output.code, Some(1), "{output:?}");
+    assert_eq!(find(&report, "FB001", "config")["status"], "error");
+}
