@@ -85,11 +85,13 @@ fn print(checks: &[Check]) {
         output::line(line);
     }
     let count = |status| checks.iter().filter(|check| check.status == status).count();
+    let plural =
+        |count: usize, word: &str| if count == 1 { format!("1 {word}") } else { format!("{count} {word}s") };
     output::line(format_args!(
-        "{} checks: {} ok, {} warnings, {} errors",
-        checks.len(),
+        "{}: {} ok, {}, {}",
+        plural(checks.len(), "check"),
         count(Status::Ok),
-        count(Status::Warn),
-        count(Status::Error)
+        plural(count(Status::Warn), "warning"),
+        plural(count(Status::Error), "error")
     ));
 }
