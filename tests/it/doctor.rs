@@ -5,7 +5,10 @@ use std::{os::unix::fs::PermissionsExt, time::Duration};
 
 use serde_json::{Value, json};
 
-use crate::support::{CommandOutput, TestEnv, fixture, fixture_bin};
+use crate::{
+    remote::HttpFixture,
+    support::{CommandOutput, TestEnv, fixture, fixture_bin},
+};
 
 /// `(code, status, subject)` of each check, in order.
 type Findings = Vec<(String, String, String)>;
@@ -195,4 +198,66 @@ async fn doctor_stops_at_an_invalid_config() {
     let (output, _, report) = doctor(&env, &[]).await;
     assert_eq!(output.code, Some(1), "{output:?}");
     assert_eq!(find(&report, "FB001", "config")["status"], "error");
+}
+
+/// The fixture OAuth server's request counters.
+async fn oauth_stats(authority: &str) -> Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(authority).await.expect("connect");
+    let request = format!("GET /stats HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    let body = response.split_once("\r\n\r\n").map(|(_, body)| body).unwrap_or_default();
+    serde_json::from_str(body).expect("stats JSON")
+}
+
+#[tokio::test]
+async fn doctor_reads_sign_ins_without_starting_one() {
+    let server = HttpFixture::start(0, &["--name", "sec", "--oauth"]).await;
+    let env = TestEnv::new();
+    env.write_config(&json!({
+        "mcpServers": {
+            "sec": { "url": server.url(), "oauth": {} },
+            // The same protected server, without an `oauth` block: a 401 is reported.
+            "plain": { "url": server.url() },
+        },
+        "bridge": { "oauth_port": 0 },
+    }));
+    let browser_log = env.path("browser.log");
+    let browser = format!("'{}' --browse-log '{}' --browse", fixture_bin().display(), browser_log.display());
+    let with_browser = [("FOXXY_BRIDGE_BROWSER", browser)];
+
+    let (output, findings, report) = doctor(&env, &with_browser).await;
+    assert_eq!(output.code, Some(1), "{output:?}");
+    assert_eq!(find(&report, "FB031", "sec")["status"], "error");
+    assert!(!findings.iter().any(|(code, _, subject)| code == "FB020" && subject == "sec"), "{report:#}");
+    let plain = find(&report, "FB020", "plain");
+    assert_eq!(plain["status"], "error", "{plain}");
+    assert!(plain["hint"].as_str().expect("hint").contains("oauth login plain"), "{plain}");
+    let stats = oauth_stats(&server.addr).await;
+    assert_eq!((stats["register"].as_u64(), stats["authorize"].as_u64()), (Some(0), Some(0)), "{stats}");
+    assert!(!browser_log.exists(), "doctor opened a browser");
+
+    let login = env
+        .command()
+        .envs(with_browser.iter().map(|(key, value)| (*key, value)))
+        .args(["oauth", "login", "sec"])
+        .output()
+        .await
+        .expect("login");
+    assert!(login.status.success(), "{login:?}");
+    let (output, _, report) = doctor(&env, &[]).await;
+    let signed_in = find(&report, "FB030", "sec");
+    assert_eq!(signed_in["status"], "ok", "{report:#}");
+    assert!(
+        signed_in["message"].as_str().expect("message").starts_with("signed in; token valid until "),
+        "{signed_in}"
+    );
+    let connected = find(&report, "FB020", "sec");
+    assert_eq!(connected["status"], "ok", "{report:#}");
+    assert!(connected["message"].as_str().expect("message").contains("over streamable-http"), "{connected}");
+    // `plain` shares the URL, so the stored tokens serve it too.
+    assert_eq!(find(&report, "FB020", "plain")["status"], "ok", "{report:#}");
+    assert_eq!(output.code, Some(0), "{output:?}");
 }

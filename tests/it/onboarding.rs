@@ -380,3 +380,35 @@ async fn install_into_vscode_names_a_config_outside_the_default_places() {
             .exists()
     );
 }
+
+#[tokio::test]
+async fn import_through_a_symlinked_config_replaces_the_file_it_points_to() {
+    let home = FakeHome::new();
+    let real = home.write("dotfiles/foxxy.json5", EXISTING_CONFIG);
+    std::fs::create_dir_all(home.path(".foxxy-bridge")).expect("dir");
+    std::os::unix::fs::symlink(&real, home.path(BRIDGE_CONFIG)).expect("symlink");
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    home.write(".cursor/mcp.json", CURSOR);
+    // Windsurf has a server of the same name with other content: the first one imported wins.
+    home.write(
+        ".codeium/windsurf/mcp_config.json",
+        r#"{ "mcpServers": { "search": { "serverUrl": "https://s.example.com/mcp" } } }"#,
+    );
+
+    let output = home.run(&["import", "cursor", "windsurf"]).await;
+    assert_eq!(output.code, Some(0), "{output:?}");
+    assert!(output.stdout.contains("imported  search (from cursor)"), "{}", output.stdout);
+    assert!(output.stdout.contains("conflict  search (from windsurf)"), "{}", output.stdout);
+    let link = std::fs::symlink_metadata(home.path(BRIDGE_CONFIG)).expect("link");
+    assert!(link.file_type().is_symlink(), "the link was replaced by a file");
+    assert_inserted_only(EXISTING_CONFIG, &std::fs::read_to_string(&real).expect("read"), INSERT_AFTER);
+    assert_eq!(std::fs::metadata(&real).expect("real").permissions().mode() & 0o777, 0o640);
+    assert_eq!(home.read("dotfiles/foxxy.json5.bak"), EXISTING_CONFIG);
+    let leftovers: Vec<_> = std::fs::read_dir(home.path("dotfiles"))
+        .expect("dir")
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains("tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
