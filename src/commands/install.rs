@@ -47,6 +47,11 @@ pub fn run(
         Some(existing) if existing.same_as(&entry) => {
             output::line(format_args!("unchanged `{name}` in `{shown}`: it already runs this foxxy-bridge"));
         }
+        Some(existing) if !clients::runs_foxxy_bridge(&existing, None) => {
+            anyhow::bail!(
+                "`{name}` in `{shown}` is another server, not foxxy-bridge; hint: choose another name with `--name`"
+            );
+        }
         Some(_) => {
             document.set(&file.map_path, name, &entry);
             output::line(format_args!("updated   `{name}` in `{shown}`"));
@@ -54,6 +59,14 @@ pub fn run(
         None => {
             document.set(&file.map_path, name, &entry);
             output::line(format_args!("added     `{name}` to `{shown}`"));
+        }
+    }
+    for other in clients::read_entries(&document, &file) {
+        if other.name != name && clients::runs_foxxy_bridge(&other.value, context.own_binary.as_deref()) {
+            output::error_line(format_args!(
+                "warning: `{}` in `{shown}` also runs foxxy-bridge; remove it, or install with `--name {}` to replace it",
+                other.name, other.name
+            ));
         }
     }
     if remove_imported {

@@ -369,6 +369,12 @@ async fn install_into_vscode_names_a_config_outside_the_default_places() {
     assert!(edited.contains("\"foxxy\": {\n      \"type\": \"stdio\","), "{edited}");
     assert_eq!(parsed["inputs"][0]["id"], "github-token");
 
+    // A name taken by another server is not overwritten.
+    let taken = home.run(&["--config", config_arg, "install", "vscode", "--name", "github"]).await;
+    assert_eq!(taken.code, Some(1), "{taken:?}");
+    assert!(taken.stderr.contains("choose another name"), "{}", taken.stderr);
+    assert_eq!(home.read(".config/Code/User/mcp.json"), edited);
+
     // Claude Desktop, with no file yet: created.
     let output = home.run(&["--config", config_arg, "install", "claude-desktop"]).await;
     assert_eq!(output.code, Some(0), "{output:?}");
