@@ -8,8 +8,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// A stdio MCP proxy: every upstream MCP server in your config, served as one.
 ///
-/// Add `foxxy-bridge stdio` to your MCP client's `mcpServers`; from a shell, use
-/// `tools`, `call`, `oauth` and `config validate` to check what it sees.
+/// Add `foxxy-bridge stdio` to your MCP client's `mcpServers` (`import` and `install`
+/// move a client's servers behind the bridge); from a shell, use `doctor`, `tools`,
+/// `call`, `oauth` and `config validate` to check what it sees.
 #[derive(Debug, Parser)]
 #[command(name = "foxxy-bridge", version, propagate_version = true)]
 pub struct Cli {

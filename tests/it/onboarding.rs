@@ -298,6 +298,13 @@ async fn import_creates_a_private_config_and_reads_a_named_file() {
     let validate = home.run(&["config", "validate"]).await;
     assert_eq!(validate.code, Some(0), "{validate:?}");
 
+    // `FOXXY_BRIDGE_HOME` moves the state root, and with it the config created.
+    let state = home.path("state");
+    let moved =
+        home.run_with(&["import", "vscode"], &[("FOXXY_BRIDGE_HOME", state.to_str().expect("utf-8"))]).await;
+    assert_eq!(moved.code, Some(0), "{moved:?}");
+    assert!(state.join("config.json5").is_file(), "{moved:?}");
+
     let usage = home.run(&["import", "not-a-client"]).await;
     assert_eq!(usage.code, Some(2), "{usage:?}");
     assert!(usage.stderr.contains("claude-desktop"), "{}", usage.stderr);
