@@ -7,7 +7,7 @@ use serde_json::json;
 use super::{Context, Outcome};
 use crate::{
     config,
-    doctor::{Check, Status, connect, local, signin},
+    doctor::{Check, CheckStatus, connect, local, signin},
     oauth::{Browser, SignInContext, TokenStore},
     output,
 };
@@ -19,7 +19,7 @@ pub async fn run(context: &Context, json: bool) -> anyhow::Result<Outcome> {
     } else {
         print(&checks);
     }
-    Ok(if checks.iter().any(|check| check.status == Status::Error) {
+    Ok(if checks.iter().any(|check| check.status == CheckStatus::Error) {
         Outcome::Failure
     } else {
         Outcome::Success
@@ -36,7 +36,7 @@ async fn checks(context: &Context) -> Vec<Check> {
             match &error {
                 Ok(error) => checks.push(local::config_file(Err(error))),
                 Err(other) => checks.push(Check::error(
-                    crate::doctor::Code::ConfigFile,
+                    crate::doctor::CheckCode::ConfigFile,
                     "config",
                     format!("{other:#}"),
                     "pass `--config PATH`",
@@ -90,8 +90,8 @@ fn print(checks: &[Check]) {
     output::line(format_args!(
         "{}: {} ok, {}, {}",
         plural(checks.len(), "check"),
-        count(Status::Ok),
-        plural(count(Status::Warn), "warning"),
-        plural(count(Status::Error), "error")
+        count(CheckStatus::Ok),
+        plural(count(CheckStatus::Warn), "warning"),
+        plural(count(CheckStatus::Error), "error")
     ));
 }

@@ -11,7 +11,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use tokio::time::Instant;
 
-use super::{Check, Code, TOOL_LIMIT, signin::SignIns};
+use super::{Check, CheckCode, TOOL_LIMIT, signin::SignIns};
 use crate::{
     config::{ConflictResolution, OAuthSettings, ServerSettings, Settings, TransportSettings},
     oauth::SignInContext,
@@ -23,7 +23,7 @@ use crate::{
 const CATALOG_WAIT: Duration = Duration::from_secs(2);
 
 /// An upstream's first connection attempt, as seen from the start.
-struct Attempt {
+struct FirstAttempt {
     elapsed: Duration,
     state: UpstreamState,
 }
@@ -55,19 +55,19 @@ pub async fn check(
     let count = catalog.tools.len();
     checks.push(if count > TOOL_LIMIT {
         Check::warn(
-            Code::ToolCount,
+            CheckCode::ToolCount,
             "catalog",
             format!("{count} tools exposed, more than {TOOL_LIMIT}: some clients refuse or cut the list, and every tool costs the model context"),
             "narrow it with `toolFilter` on the largest upstreams, or disable the ones you do not use",
         )
     } else {
-        Check::ok(Code::ToolCount, "catalog", format!("{count} tools exposed"))
+        Check::ok(CheckCode::ToolCount, "catalog", format!("{count} tools exposed"))
     });
     let hidden = offered.saturating_sub(count);
     let policy = settings.bridge.conflict_resolution;
     if hidden > 0 && matches!(policy, ConflictResolution::Priority | ConflictResolution::First) {
         checks.push(Check::warn(
-            Code::NameClashHidden,
+            CheckCode::NameClashHidden,
             "catalog",
             format!("{hidden} tools are hidden: another upstream offers the same name and wins under `conflictResolution: {}`", policy_name(policy)),
             "set `toolNamespace` on the upstreams whose tools you miss, or use `conflictResolution: \"namespace\"`",
@@ -75,7 +75,7 @@ pub async fn check(
     }
     for conflict in &catalog.conflicts {
         checks.push(Check::error(
-            Code::NameClash,
+            CheckCode::NameClash,
             "catalog",
             conflict.clone(),
             "set `toolNamespace` on one of the upstreams, or choose another `bridge.conflictResolution` (namespace, priority, first)",
@@ -124,7 +124,11 @@ fn settings_for_doctor(settings: &Settings, sign_ins: &SignIns) -> Settings {
 }
 
 /// Watches the upstreams until each has finished its first attempt, or `deadline`.
-async fn first_attempts(bridge: &Bridge, started: Instant, deadline: Instant) -> BTreeMap<String, Attempt> {
+async fn first_attempts(
+    bridge: &Bridge,
+    started: Instant,
+    deadline: Instant,
+) -> BTreeMap<String, FirstAttempt> {
     let mut view = bridge.upstream_view();
     let mut attempts = BTreeMap::new();
     loop {
@@ -133,7 +137,7 @@ async fn first_attempts(bridge: &Bridge, started: Instant, deadline: Instant) ->
             if state.settled && !attempts.contains_key(&*state.name) {
                 attempts.insert(
                     state.name.to_string(),
-                    Attempt { elapsed: started.elapsed(), state: state.clone() },
+                    FirstAttempt { elapsed: started.elapsed(), state: state.clone() },
                 );
             }
         }
@@ -149,11 +153,11 @@ async fn first_attempts(bridge: &Bridge, started: Instant, deadline: Instant) ->
     }
 }
 
-fn upstream_check(server: &ServerSettings, attempt: Option<&Attempt>, limit: Duration) -> Check {
+fn upstream_check(server: &ServerSettings, attempt: Option<&FirstAttempt>, limit: Duration) -> Check {
     let name = server.name.as_str();
-    let Some(Attempt { elapsed, state }) = attempt else {
+    let Some(FirstAttempt { elapsed, state }) = attempt else {
         return Check::error(
-            Code::UpstreamTimedOut,
+            CheckCode::UpstreamTimedOut,
             name,
             format!("did not finish connecting within {} s", limit.as_secs()),
             match &server.transport {
@@ -181,7 +185,7 @@ fn upstream_check(server: &ServerSettings, attempt: Option<&Attempt>, limit: Dur
             let protocol = catalog.map_or("?", |catalog| catalog.protocol_version.as_str());
             let tools = catalog.map_or(0, |catalog| catalog.tools.len());
             Check::ok(
-                Code::UpstreamConnects,
+                CheckCode::UpstreamConnects,
                 name,
                 format!(
                     "connected over {} in {} ms; protocol {protocol}; {tools} tools",
@@ -191,22 +195,22 @@ fn upstream_check(server: &ServerSettings, attempt: Option<&Attempt>, limit: Dur
             )
         }
         Status::NeedsSignIn(reason) => Check::error(
-            Code::UpstreamNeedsSignIn,
+            CheckCode::UpstreamNeedsSignIn,
             name,
             format!("needs a sign-in: {reason}"),
             format!("run `foxxy-bridge oauth login {name}`"),
         ),
         Status::SigningIn => Check::error(
-            Code::UpstreamNeedsSignIn,
+            CheckCode::UpstreamNeedsSignIn,
             name,
             "the server rejected the stored token and asked for a new sign-in",
             format!("run `foxxy-bridge oauth login {name}`"),
         ),
         Status::Retrying(cause) | Status::Failed(cause) => {
-            Check::error(Code::UpstreamConnects, name, format!("cannot connect: {cause}"), fix(cause))
+            Check::error(CheckCode::UpstreamConnects, name, format!("cannot connect: {cause}"), fix(cause))
         }
         Status::Connecting => Check::error(
-            Code::UpstreamTimedOut,
+            CheckCode::UpstreamTimedOut,
             name,
             format!("still connecting after {} s", limit.as_secs()),
             fix(""),

@@ -8,7 +8,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::{Check, Code};
+use super::{Check, CheckCode};
 use crate::{
     config::{ConfigError, Settings, TransportSettings},
     paths::StatePaths,
@@ -23,10 +23,10 @@ pub fn config_file(path: Result<&Path, &ConfigError>) -> Check {
     match path {
         Ok(path) => {
             let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-            Check::ok(Code::ConfigFile, "config", format!("using `{}`", path.display()))
+            Check::ok(CheckCode::ConfigFile, "config", format!("using `{}`", path.display()))
         }
         Err(error) => Check::error(
-            Code::ConfigFile,
+            CheckCode::ConfigFile,
             "config",
             first_line(&error.to_string()),
             "run `foxxy-bridge import` to create one from your MCP client's config, or pass `--config PATH`",
@@ -36,15 +36,15 @@ pub fn config_file(path: Result<&Path, &ConfigError>) -> Check {
 
 pub fn config_valid(loaded: &Result<Settings, ConfigError>, path: &Path) -> Check {
     match loaded {
-        Ok(_) => Check::ok(Code::ConfigValid, "config", "valid"),
+        Ok(_) => Check::ok(CheckCode::ConfigValid, "config", "valid"),
         Err(ConfigError::Read { source, .. }) => Check::error(
-            Code::ConfigFile,
+            CheckCode::ConfigFile,
             "config",
             format!("cannot read `{}`: {source}", path.display()),
             "check that the file exists and that you may read it",
         ),
         Err(error) => Check::error(
-            Code::ConfigValid,
+            CheckCode::ConfigValid,
             "config",
             error.to_string().lines().collect::<Vec<_>>().join("; "),
             format!(
@@ -58,7 +58,7 @@ pub fn config_valid(loaded: &Result<Settings, ConfigError>, path: &Path) -> Chec
 pub fn servers(settings: &Settings) -> Option<Check> {
     (settings.enabled_servers().next().is_none()).then(|| {
         Check::warn(
-            Code::NoServers,
+            CheckCode::NoServers,
             "config",
             "no enabled server under `mcpServers`",
             "add servers, or copy them from your MCP client with `foxxy-bridge import`",
@@ -87,10 +87,10 @@ fn command_check(name: &str, command: &str, short: &[PathBuf], shell: &[PathBuf]
     if command.contains('/') {
         let path = cwd.join(command);
         return if is_executable(&path) {
-            Check::ok(Code::CommandFound, name, format!("command `{}` found", path.display()))
+            Check::ok(CheckCode::CommandFound, name, format!("command `{}` found", path.display()))
         } else {
             Check::error(
-                Code::CommandMissing,
+                CheckCode::CommandMissing,
                 name,
                 format!("command `{command}` does not exist or is not executable"),
                 "fix the path in `command`, or install the server",
@@ -100,14 +100,14 @@ fn command_check(name: &str, command: &str, short: &[PathBuf], shell: &[PathBuf]
     let find = |dirs: &[PathBuf]| dirs.iter().map(|dir| dir.join(command)).find(|path| is_executable(path));
     if let Some(path) = find(short) {
         return Check::ok(
-            Code::CommandFound,
+            CheckCode::CommandFound,
             name,
             format!("command `{command}` found at `{}`", path.display()),
         );
     }
     match find(shell) {
         Some(path) => Check::warn(
-            Code::CommandOnlyOnShellPath,
+            CheckCode::CommandOnlyOnShellPath,
             name,
             format!(
                 "command `{command}` is found at `{}` only through your shell's PATH, not on {SHORT_PATH}, which MCP clients often start servers with",
@@ -116,7 +116,7 @@ fn command_check(name: &str, command: &str, short: &[PathBuf], shell: &[PathBuf]
             format!("write the absolute path `{}` as `command`", path.display()),
         ),
         None => Check::error(
-            Code::CommandMissing,
+            CheckCode::CommandMissing,
             name,
             format!("command `{command}` not found on the PATH"),
             "install it, or write its absolute path as `command`",
@@ -143,7 +143,7 @@ pub fn directories(paths: &StatePaths) -> Vec<Check> {
             Ok(meta) => meta,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 checks.push(Check::ok(
-                    Code::DirectoryWritable,
+                    CheckCode::DirectoryWritable,
                     subject,
                     "not created yet; made on first use",
                 ));
@@ -151,7 +151,7 @@ pub fn directories(paths: &StatePaths) -> Vec<Check> {
             }
             Err(error) => {
                 checks.push(Check::error(
-                    Code::DirectoryWritable,
+                    CheckCode::DirectoryWritable,
                     subject,
                     format!("cannot read: {error}"),
                     format!("check the permissions of `{}`", dir.display()),
@@ -161,7 +161,7 @@ pub fn directories(paths: &StatePaths) -> Vec<Check> {
         };
         if !meta.is_dir() {
             checks.push(Check::error(
-                Code::DirectoryWritable,
+                CheckCode::DirectoryWritable,
                 subject,
                 "exists but is not a directory",
                 format!("move `{}` out of the way", dir.display()),
@@ -170,9 +170,9 @@ pub fn directories(paths: &StatePaths) -> Vec<Check> {
         }
         let mode = meta.permissions().mode() & 0o777;
         checks.push(match probe_write(&dir) {
-            Ok(()) => Check::ok(Code::DirectoryWritable, subject.clone(), "writable"),
+            Ok(()) => Check::ok(CheckCode::DirectoryWritable, subject.clone(), "writable"),
             Err(error) => Check::error(
-                Code::DirectoryWritable,
+                CheckCode::DirectoryWritable,
                 subject.clone(),
                 format!("not writable: {error}"),
                 format!("make `{}` writable by you (`chmod u+rwx`)", dir.display()),
@@ -186,13 +186,13 @@ pub fn directories(paths: &StatePaths) -> Vec<Check> {
                 ("other users can write to it", "chmod go-w")
             };
             checks.push(Check::error(
-                Code::DirectoryMode,
+                CheckCode::DirectoryMode,
                 subject,
                 format!("mode {mode:03o}: {what}"),
                 format!("`{fix} {}`", dir.display()),
             ));
         } else {
-            checks.push(Check::ok(Code::DirectoryMode, subject, format!("mode {mode:03o}")));
+            checks.push(Check::ok(CheckCode::DirectoryMode, subject, format!("mode {mode:03o}")));
         }
     }
     checks

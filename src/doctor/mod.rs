@@ -1,5 +1,5 @@
 //! The checks of `foxxy-bridge doctor`: each finding is a [`Check`] with a stable
-//! [`Code`], a status, a subject, a message and, when something is wrong, a hint with the
+//! [`CheckCode`], a status, a subject, a message and, when something is wrong, a hint with the
 //! fix. The codes are part of the contract (scripts and the troubleshooting page use
 //! them): a code keeps its meaning forever, and new findings get new codes.
 //!
@@ -21,18 +21,18 @@ use serde::Serialize;
 /// What a check found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Status {
+pub enum CheckStatus {
     Ok,
     Warn,
     Error,
 }
 
-impl Status {
+impl CheckStatus {
     pub fn label(self) -> &'static str {
         match self {
-            Status::Ok => "ok",
-            Status::Warn => "warn",
-            Status::Error => "error",
+            CheckStatus::Ok => "ok",
+            CheckStatus::Warn => "warn",
+            CheckStatus::Error => "error",
         }
     }
 }
@@ -40,7 +40,7 @@ impl Status {
 /// The stable code of a finding. `docs/troubleshooting.md` lists each with its cause
 /// and fix; keep the two in step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Code {
+pub enum CheckCode {
     /// The config file: found, or not found or unreadable.
     ConfigFile,
     /// The config is valid, or its problems.
@@ -79,53 +79,53 @@ pub enum Code {
     DirectoryMode,
 }
 
-impl Code {
-    pub const ALL: [Code; 18] = [
-        Code::ConfigFile,
-        Code::ConfigValid,
-        Code::NoServers,
-        Code::CommandFound,
-        Code::CommandOnlyOnShellPath,
-        Code::CommandMissing,
-        Code::UpstreamConnects,
-        Code::UpstreamTimedOut,
-        Code::UpstreamNeedsSignIn,
-        Code::SignedIn,
-        Code::NotSignedIn,
-        Code::SignInExpired,
-        Code::TokenFileUnreadable,
-        Code::ToolCount,
-        Code::NameClash,
-        Code::NameClashHidden,
-        Code::DirectoryWritable,
-        Code::DirectoryMode,
+impl CheckCode {
+    pub const ALL: [CheckCode; 18] = [
+        CheckCode::ConfigFile,
+        CheckCode::ConfigValid,
+        CheckCode::NoServers,
+        CheckCode::CommandFound,
+        CheckCode::CommandOnlyOnShellPath,
+        CheckCode::CommandMissing,
+        CheckCode::UpstreamConnects,
+        CheckCode::UpstreamTimedOut,
+        CheckCode::UpstreamNeedsSignIn,
+        CheckCode::SignedIn,
+        CheckCode::NotSignedIn,
+        CheckCode::SignInExpired,
+        CheckCode::TokenFileUnreadable,
+        CheckCode::ToolCount,
+        CheckCode::NameClash,
+        CheckCode::NameClashHidden,
+        CheckCode::DirectoryWritable,
+        CheckCode::DirectoryMode,
     ];
 
     pub fn as_str(self) -> &'static str {
         match self {
-            Code::ConfigFile => "FB001",
-            Code::ConfigValid => "FB002",
-            Code::NoServers => "FB003",
-            Code::CommandFound => "FB010",
-            Code::CommandOnlyOnShellPath => "FB011",
-            Code::CommandMissing => "FB012",
-            Code::UpstreamConnects => "FB020",
-            Code::UpstreamTimedOut => "FB021",
-            Code::UpstreamNeedsSignIn => "FB022",
-            Code::SignedIn => "FB030",
-            Code::NotSignedIn => "FB031",
-            Code::SignInExpired => "FB032",
-            Code::TokenFileUnreadable => "FB033",
-            Code::ToolCount => "FB040",
-            Code::NameClash => "FB041",
-            Code::NameClashHidden => "FB042",
-            Code::DirectoryWritable => "FB050",
-            Code::DirectoryMode => "FB051",
+            CheckCode::ConfigFile => "FB001",
+            CheckCode::ConfigValid => "FB002",
+            CheckCode::NoServers => "FB003",
+            CheckCode::CommandFound => "FB010",
+            CheckCode::CommandOnlyOnShellPath => "FB011",
+            CheckCode::CommandMissing => "FB012",
+            CheckCode::UpstreamConnects => "FB020",
+            CheckCode::UpstreamTimedOut => "FB021",
+            CheckCode::UpstreamNeedsSignIn => "FB022",
+            CheckCode::SignedIn => "FB030",
+            CheckCode::NotSignedIn => "FB031",
+            CheckCode::SignInExpired => "FB032",
+            CheckCode::TokenFileUnreadable => "FB033",
+            CheckCode::ToolCount => "FB040",
+            CheckCode::NameClash => "FB041",
+            CheckCode::NameClashHidden => "FB042",
+            CheckCode::DirectoryWritable => "FB050",
+            CheckCode::DirectoryMode => "FB051",
         }
     }
 }
 
-impl Serialize for Code {
+impl Serialize for CheckCode {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(self.as_str())
     }
@@ -138,8 +138,8 @@ pub const TOOL_LIMIT: usize = 128;
 /// One finding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Check {
-    pub code: Code,
-    pub status: Status,
+    pub code: CheckCode,
+    pub status: CheckStatus,
     /// What was checked: `config`, a server name, `catalog`, a directory.
     pub subject: String,
     pub message: String,
@@ -148,19 +148,19 @@ pub struct Check {
 }
 
 impl Check {
-    pub fn ok(code: Code, subject: impl Into<String>, message: impl Into<String>) -> Check {
-        Check { code, status: Status::Ok, subject: subject.into(), message: message.into(), hint: None }
+    pub fn ok(code: CheckCode, subject: impl Into<String>, message: impl Into<String>) -> Check {
+        Check { code, status: CheckStatus::Ok, subject: subject.into(), message: message.into(), hint: None }
     }
 
     pub fn warn(
-        code: Code,
+        code: CheckCode,
         subject: impl Into<String>,
         message: impl Into<String>,
         hint: impl Into<String>,
     ) -> Check {
         Check {
             code,
-            status: Status::Warn,
+            status: CheckStatus::Warn,
             subject: subject.into(),
             message: message.into(),
             hint: Some(hint.into()),
@@ -168,14 +168,14 @@ impl Check {
     }
 
     pub fn error(
-        code: Code,
+        code: CheckCode,
         subject: impl Into<String>,
         message: impl Into<String>,
         hint: impl Into<String>,
     ) -> Check {
         Check {
             code,
-            status: Status::Error,
+            status: CheckStatus::Error,
             subject: subject.into(),
             message: message.into(),
             hint: Some(hint.into()),
@@ -191,7 +191,7 @@ mod tests {
     fn codes_are_unique_and_documented() {
         let page = include_str!("../../docs/troubleshooting.md");
         let mut seen = std::collections::HashSet::new();
-        for code in Code::ALL {
+        for code in CheckCode::ALL {
             assert!(seen.insert(code.as_str()), "{} used twice", code.as_str());
             assert!(
                 page.contains(&format!("### {}", code.as_str())),

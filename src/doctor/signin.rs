@@ -6,7 +6,7 @@ use std::{
     time::{Duration, UNIX_EPOCH},
 };
 
-use super::{Check, Code};
+use super::{Check, CheckCode};
 use crate::{
     config::{Settings, TransportSettings},
     oauth::{
@@ -54,7 +54,7 @@ pub fn check(settings: &Settings, tokens: &TokenStore) -> SignIns {
         match entry {
             None if declared => {
                 found.checks.push(Check::error(
-                    Code::NotSignedIn,
+                    CheckCode::NotSignedIn,
                     name,
                     "OAuth upstream with no stored tokens: it cannot connect until you sign in",
                     login,
@@ -69,19 +69,19 @@ pub fn check(settings: &Settings, tokens: &TokenStore) -> SignIns {
                     let until =
                         entry.expiry().map(rfc3339).map(|at| format!(" until {at}")).unwrap_or_default();
                     found.checks.push(Check::ok(
-                        Code::SignedIn,
+                        CheckCode::SignedIn,
                         name,
                         format!("signed in; token valid{until}"),
                     ));
                 }
                 EntryStatus::Refreshable => found.checks.push(Check::ok(
-                    Code::SignedIn,
+                    CheckCode::SignedIn,
                     name,
                     "signed in; the access token expired and the stored refresh token renews it",
                 )),
                 EntryStatus::Expired => {
                     found.checks.push(Check::error(
-                        Code::SignInExpired,
+                        CheckCode::SignInExpired,
                         name,
                         "the stored token expired and there is no refresh token",
                         login,
@@ -96,7 +96,7 @@ pub fn check(settings: &Settings, tokens: &TokenStore) -> SignIns {
 
 fn unreadable(name: &str, error: &str) -> Check {
     Check::error(
-        Code::TokenFileUnreadable,
+        CheckCode::TokenFileUnreadable,
         name,
         format!("the token cache entry cannot be read: {error}"),
         format!("run `foxxy-bridge oauth logout {name}`, then `foxxy-bridge oauth login {name}`"),
