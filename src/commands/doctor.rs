@@ -7,7 +7,7 @@ use serde_json::json;
 use super::{Context, Outcome};
 use crate::{
     config,
-    doctor::{Check, CheckStatus, connect, local, signin},
+    doctor::{Check, CheckStatus, connect, local, signin, stderr},
     oauth::{Browser, SignInContext, TokenStore},
     output,
 };
@@ -55,7 +55,7 @@ async fn checks(context: &Context) -> Vec<Check> {
         checks.extend(local::directories(&context.paths));
         return checks;
     };
-    let _log = context.start_logging(Some(&settings), true);
+    let log = context.start_logging(Some(&settings), true);
     checks.extend(local::servers(&settings));
     checks.extend(local::directories(&context.paths));
     checks.extend(local::commands(&settings, context.shell_path.as_deref(), &context.clients.cwd));
@@ -65,7 +65,13 @@ async fn checks(context: &Context) -> Vec<Check> {
     // Never a browser from doctor: a sign-in it cannot avoid (a rejected token) is
     // reported, not run.
     let oauth = SignInContext::new(store, Browser::None, &settings.bridge);
-    checks.extend(connect::check(&settings, &sign_ins, oauth, settings.bridge.startup_timeout).await);
+    let mut connections = connect::check(&settings, &sign_ins, oauth, settings.bridge.startup_timeout).await;
+    // Dropping the log guard flushes the log, which now holds the upstreams' stderr.
+    if log.is_some() {
+        drop(log);
+        stderr::quote_stderr(&mut connections, &settings, &context.paths.logs_dir().join("foxxy-bridge.log"));
+    }
+    checks.extend(connections);
     checks
 }
 

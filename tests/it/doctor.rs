@@ -135,7 +135,9 @@ async fn doctor_reports_each_broken_upstream_with_a_stable_code() {
     assert_eq!(status("FB020", "shell-only"), "ok");
     let crashed = find(&report, "FB020", "crashing");
     assert_eq!(crashed["status"], "error");
-    assert!(crashed["message"].as_str().expect("message").contains("exited"), "{crashed}");
+    let message = crashed["message"].as_str().expect("message");
+    assert!(message.contains("exited"), "{crashed}");
+    assert!(message.ends_with("its stderr ended with: `fixture crashing on purpose`"), "{crashed}");
     assert!(crashed["hint"].as_str().expect("hint").contains("--exit-immediately"), "{crashed}");
     let refused = find(&report, "FB020", "unreachable");
     assert_eq!(refused["status"], "error");
