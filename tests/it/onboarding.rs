@@ -392,6 +392,19 @@ async fn install_into_vscode_names_a_config_outside_the_default_places() {
         !Path::new(&format!("{}.bak", home.path(".config/Claude/claude_desktop_config.json").display()))
             .exists()
     );
+
+    // Cursor and Windsurf: their user files.
+    for (client, file) in [("cursor", ".cursor/mcp.json"), ("windsurf", ".codeium/windsurf/mcp_config.json")]
+    {
+        let output = home.run(&["--config", config_arg, "install", client]).await;
+        assert_eq!(output.code, Some(0), "{output:?}");
+        let written: Value = serde_json::from_str(&home.read(file)).expect("JSON");
+        assert_eq!(
+            written["mcpServers"]["foxxy-bridge"],
+            bridge_entry(&["--config", config_arg]),
+            "{client}"
+        );
+    }
 }
 
 #[tokio::test]
