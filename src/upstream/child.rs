@@ -71,6 +71,7 @@ pub fn spawn(upstream: &str, spec: &SpawnSpec<'_>) -> Result<Spawned, String> {
     else {
         return Err("the child's pipes could not be set up".to_owned());
     };
+    tracing::debug!(upstream, pid, command = spec.command, "started the server's process");
     tokio::spawn(log_stderr(upstream.to_owned(), stderr));
     Ok(Spawned { guard: ChildGuard { child, pgid: pid as libc::pid_t }, stdin, stdout })
 }

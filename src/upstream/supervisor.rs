@@ -37,6 +37,7 @@ pub async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
             break;
         }
         shared.publish(&entry, |state| state.status = Status::Connecting);
+        tracing::debug!(upstream = %entry.name, failures, "connecting");
         let attempt = {
             let _permit = shared.start_permits.acquire().await;
             tokio::select! {

@@ -9,6 +9,7 @@ mod interop;
 mod interop_http;
 mod jsonrpc;
 mod lifecycle;
+mod logging;
 mod naming;
 mod oauth;
 mod peers;
