@@ -87,9 +87,21 @@ pub fn init(logs_dir: &Path, level: &str) -> std::io::Result<LogGuard> {
         // The builder's own maximum is info; `filter` alone decides.
         .with_max_level(LevelFilter::TRACE)
         .finish()
-        .with(filter);
+        .with(filter)
+        .with(tracing_subscriber::filter::filter_fn(|metadata| !is_rmcp_error_dump(metadata)));
     tracing::subscriber::set_global_default(subscriber).map_err(std::io::Error::other)?;
     Ok(LogGuard { _worker: worker })
+}
+
+/// rmcp logs every error a request handler answers with as a Rust `Debug` dump at warn
+/// (`response error`, fields `id` and `error`). The bridge logs those in words where it
+/// makes them (a refused upstream request, for one), so the dump is dropped.
+fn is_rmcp_error_dump(metadata: &tracing::Metadata<'_>) -> bool {
+    metadata.is_event()
+        && metadata.target() == "rmcp::service"
+        && *metadata.level() == Level::WARN
+        && metadata.fields().field("id").is_some()
+        && metadata.fields().field("error").is_some()
 }
 
 /// The daily appender, with each day's file created 0600 before the appender opens it

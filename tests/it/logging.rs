@@ -150,3 +150,45 @@ async fn log_files_are_private() {
     assert_eq!(mode(&logs), 0o700);
     assert_eq!(mode(&logs.join("foxxy-bridge.log")), 0o600, "today's file, through the link");
 }
+
+/// What a new user saw in the log of an ordinary run: "new in the config" for upstreams
+/// at the first start, a failed re-listing at every exit, and a Rust `Debug` dump for a
+/// refused upstream request.
+#[tokio::test]
+async fn log_lines_say_what_happened() {
+    let env = TestEnv::new();
+    env.write_config(&json!({
+        "mcpServers": {
+            "one": fixture("one", &[]),
+            "two": fixture("two", &[]),
+            // It announces a list change as it starts, which the bridge is re-listing
+            // when `tools` exits.
+            "everything": crate::peers::everything_stdio(),
+        },
+        "bridge": { "startupTimeout": 60 },
+    }));
+    for _ in 0..2 {
+        let output = env.run(&["tools"]).await;
+        assert_eq!(output.code, Some(0), "{output:?}");
+    }
+
+    // A client without sampling: the upstream's sampling request is refused.
+    let mut session = RawSession::start(&env).await;
+    session.initialize().await;
+    session
+        .send(&json!({
+            "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": { "name": "one__sample", "arguments": { "prompt": "hi" } }
+        }))
+        .await;
+    let reply = session.response(&json!(1)).await;
+    assert_eq!(reply["result"]["isError"], true, "{reply}");
+    let log = env.wait_log("answered a request of the upstream with an error").await;
+    assert!(log.contains("did not declare the `sampling` capability"), "{log}");
+    session.close_stdin();
+
+    let log = env.log();
+    assert!(!log.contains("new in the config"), "{log}");
+    assert!(!log.contains("re-listing after list_changed failed"), "{log}");
+    assert!(!log.contains("ErrorData"), "{log}");
+}

@@ -13,6 +13,7 @@ mod logging;
 mod naming;
 mod oauth;
 mod peers;
+mod reconnect;
 mod remote;
 mod resilience;
 mod streams;
