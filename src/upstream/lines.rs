@@ -14,10 +14,18 @@
 //!
 //! Lines longer than `maxMessageBytes` are dropped without being held in memory, and
 //! lines that are not JSON-RPC are skipped; both are logged (the session's span names
-//! the upstream). A request the upstream sends that cannot be decoded is answered with
+//! the upstream). A dropped line's first bytes say what it was (`oversize.rs`): the
+//! request it answered gets an error naming the limit at once; a server request gets an
+//! error answer; and when that cannot be told, every request in flight gets the error
+//! and the transport ends, so the session restarts and nothing waits for an answer that
+//! was dropped. A request the upstream sends that cannot be decoded is answered with
 //! "invalid request", as rmcp does.
 
-use std::{collections::HashSet, future::Future, sync::Arc};
+use std::{
+    collections::{HashSet, VecDeque},
+    future::Future,
+    sync::Arc,
+};
 
 use rmcp::{
     RoleClient,
@@ -31,7 +39,11 @@ use rmcp::{
 use serde::{Deserialize, de::IgnoredAny};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader};
 
-use super::{lane::Lane, outlet::Outlet};
+use super::{
+    lane::Lane,
+    outlet::Outlet,
+    oversize::{self, Oversized},
+};
 
 /// Outstanding `tools/call` ids beyond this are forgotten (answers that never came);
 /// forgetting one only sends its answer down the general decoder.
@@ -49,7 +61,19 @@ pub struct LineTransport<R> {
     line: Vec<u8>,
     /// The line under way is over the limit and being skipped.
     oversized: bool,
+    /// The first bytes of the line being skipped, to tell what it was.
+    oversized_head: Vec<u8>,
     max_bytes: usize,
+    /// The upstream's name, for the error of a dropped answer.
+    name: Arc<str>,
+    /// Ids of every request sent through rmcp that has not been answered, so a dropped
+    /// line whose id cannot be read can fail them all.
+    in_flight: HashSet<RequestId>,
+    /// Lines made here (errors standing in for dropped answers), handled before the
+    /// next line is read.
+    stand_ins: VecDeque<Vec<u8>>,
+    /// After the stand-ins, end the transport (a dropped line could not be told).
+    ending: bool,
     /// Ids of our `tools/call` requests that have not been answered. `send` and
     /// `receive` both take `&mut self`, so no lock is needed.
     tool_calls: HashSet<RequestId>,
@@ -66,10 +90,21 @@ impl<R: AsyncRead + Unpin> LineTransport<R> {
             outlet,
             line: Vec::new(),
             oversized: false,
+            oversized_head: Vec::new(),
             max_bytes,
+            name: Arc::from("upstream"),
+            in_flight: HashSet::new(),
+            stand_ins: VecDeque::new(),
+            ending: false,
             tool_calls: HashSet::new(),
             warned_noise: false,
         }
+    }
+
+    /// Name the upstream in the errors this transport makes.
+    pub fn for_upstream(mut self, name: Arc<str>) -> Self {
+        self.name = name;
+        self
     }
 
     /// The session's direct lane for `tools/call`.
@@ -77,9 +112,11 @@ impl<R: AsyncRead + Unpin> LineTransport<R> {
         self.lane.clone()
     }
 
-    /// Reads up to the next newline. `None` at end of input or on a read error. Safe to
-    /// cancel: a partial line stays in `self.line`.
-    async fn next_line(&mut self) -> Option<()> {
+    /// Reads up to the next newline: `Some(true)` for a line in `self.line`,
+    /// `Some(false)` for a line over the limit (its start in `oversized_head`). `None` at
+    /// end of input or on a read error. Safe to cancel: a partial line stays in
+    /// `self.line`.
+    async fn next_line(&mut self) -> Option<bool> {
         loop {
             let buffer = match self.reader.fill_buf().await {
                 Ok([]) => return None,
@@ -100,6 +137,12 @@ impl<R: AsyncRead + Unpin> LineTransport<R> {
                         max_bytes = self.max_bytes,
                         "a message from the upstream exceeded the maximum line length (`bridge.maxMessageBytes`); it is dropped"
                     );
+                    let mut head = std::mem::take(&mut self.line);
+                    head.truncate(oversize::HEAD_BYTES);
+                    let room = oversize::HEAD_BYTES - head.len();
+                    head.extend_from_slice(&chunk[..room.min(chunk.len())]);
+                    head.shrink_to_fit();
+                    self.oversized_head = head;
                 }
                 self.oversized = true;
                 self.line = Vec::new();
@@ -109,10 +152,7 @@ impl<R: AsyncRead + Unpin> LineTransport<R> {
             let used = chunk.len() + usize::from(complete);
             self.reader.consume(used);
             if complete {
-                if std::mem::take(&mut self.oversized) {
-                    continue;
-                }
-                return Some(());
+                return Some(!std::mem::take(&mut self.oversized));
             }
         }
     }
@@ -126,10 +166,12 @@ impl<R: AsyncRead + Unpin> LineTransport<R> {
             Ok(message) => {
                 if let JsonRpcMessage::Response(response) = &message {
                     self.tool_calls.remove(&response.id);
+                    self.in_flight.remove(&response.id);
                 } else if let JsonRpcMessage::Error(error) = &message
                     && let Some(id) = &error.id
                 {
                     self.tool_calls.remove(id);
+                    self.in_flight.remove(id);
                 }
                 Ok(message)
             }
@@ -142,7 +184,44 @@ impl<R: AsyncRead + Unpin> LineTransport<R> {
         if self.tool_calls.is_empty() {
             return None;
         }
-        tool_response(line, |id| self.tool_calls.remove(id))
+        let (tool_calls, in_flight) = (&mut self.tool_calls, &mut self.in_flight);
+        tool_response(line, |id| {
+            in_flight.remove(id);
+            tool_calls.remove(id)
+        })
+    }
+
+    /// A line over the limit was dropped: make the errors that stand in for what it
+    /// answered, or the answer to the server's request it was. Returns that answer.
+    fn dropped(&mut self) -> Option<TxJsonRpcMessage<RoleClient>> {
+        let head = std::mem::take(&mut self.oversized_head);
+        let message = format!(
+            "upstream `{}` sent a message larger than `bridge.maxMessageBytes` ({} bytes), which was dropped; hint: raise `bridge.maxMessageBytes` in the config",
+            self.name, self.max_bytes
+        );
+        match oversize::classify(&head) {
+            Oversized::Answer(id) => self.stand_ins.push_back(oversize::error_line(id, &message)),
+            Oversized::ServerMessage(Some(id)) => {
+                return Some(TxJsonRpcMessage::<RoleClient>::error(
+                    ErrorData::invalid_request(
+                        format!("the message is larger than the client's limit of {} bytes", self.max_bytes),
+                        None,
+                    ),
+                    Some(id),
+                ));
+            }
+            Oversized::ServerMessage(None) => {}
+            Oversized::Unknown => {
+                tracing::error!(
+                    "the dropped message's request could not be told; every request in flight fails and the session restarts"
+                );
+                let lane_ids = self.lane.waiting_ids().into_iter().map(RequestId::Number);
+                let ids: Vec<RequestId> = lane_ids.chain(self.in_flight.iter().cloned()).collect();
+                self.stand_ins.extend(ids.into_iter().map(|id| oversize::error_line(id, &message)));
+                self.ending = true;
+            }
+        }
+        None
     }
 
     fn log_noise(&mut self, error: &serde_json::Error) {
@@ -234,6 +313,12 @@ where
             }
             self.tool_calls.insert(request.id.clone());
         }
+        if let JsonRpcMessage::Request(request) = &item {
+            if self.in_flight.len() >= MAX_TRACKED_CALLS {
+                self.in_flight.clear();
+            }
+            self.in_flight.insert(request.id.clone());
+        }
         // Encoded now, so messages are queued in the order rmcp sends them.
         let bytes = serde_json::to_vec(&item).map(|mut bytes| {
             bytes.push(b'\n');
@@ -245,19 +330,41 @@ where
 
     async fn receive(&mut self) -> Option<RxJsonRpcMessage<RoleClient>> {
         loop {
-            if self.next_line().await.is_none() {
-                self.lane.close();
-                return None;
-            }
-            let line = std::mem::take(&mut self.line);
+            // Stand-in lines are handled like read ones; they never hold a partial line.
+            let (line, read) = match self.stand_ins.pop_front() {
+                Some(line) => (line, false),
+                None if self.ending => {
+                    self.lane.close();
+                    return None;
+                }
+                None => match self.next_line().await {
+                    None => {
+                        self.lane.close();
+                        return None;
+                    }
+                    Some(false) => {
+                        if let Some(reply) = self.dropped()
+                            && self.send(reply).await.is_err()
+                        {
+                            return None;
+                        }
+                        continue;
+                    }
+                    Some(true) => (std::mem::take(&mut self.line), true),
+                },
+            };
             let text = line.strip_prefix(UTF8_BOM).unwrap_or(&line);
             let text = text.strip_suffix(b"\r").unwrap_or(text).trim_ascii();
             if text.is_empty() || self.lane.claim(text) {
-                self.line = reuse(line);
+                if read {
+                    self.line = reuse(line);
+                }
                 continue;
             }
             let decoded = self.decode(text);
-            self.line = reuse(line);
+            if read {
+                self.line = reuse(line);
+            }
             match decoded {
                 Ok(message) => return Some(message),
                 Err(Undecodable::Noise(error)) => self.log_noise(&error),
@@ -373,7 +480,8 @@ mod tests {
         upstream
             .say(&format!("{}\r\n", json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})))
             .await;
-        upstream.say(&format!("{}\n", "x".repeat(70_000))).await;
+        let big = json!({"jsonrpc": "2.0", "method": "notifications/message", "params": {"data": "x".repeat(70_000)}});
+        upstream.say(&format!("{big}\n")).await;
         upstream
             .say(&format!("{}\n", json!({"jsonrpc": "2.0", "id": 8, "error": {"code": -1, "message": "no"}})))
             .await;
@@ -386,6 +494,76 @@ mod tests {
         assert_eq!(received[1]["error"]["message"], "no");
         assert_eq!(received[2], json!({"jsonrpc": "2.0", "id": 9, "result": {}}));
         assert!(transport.tool_calls.is_empty(), "an error answer forgets the id too");
+    }
+
+    /// An answer over the limit is dropped unread, and the request it answered gets an
+    /// error naming the limit at once; a server request over it gets an error answer.
+    #[tokio::test]
+    async fn an_oversized_answer_fails_its_request_at_once() {
+        let (transport, mut upstream) = pair(1 << 16);
+        let mut transport = transport.for_upstream(Arc::from("big"));
+        transport.send(call_request(4)).await.unwrap();
+        upstream.heard().await;
+        let huge = "x".repeat(70_000);
+        upstream
+            .say(&format!(
+                "{}\n",
+                json!({"jsonrpc": "2.0", "id": 4, "result": {"content": [{"type": "text", "text": huge}]}})
+            ))
+            .await;
+        let answer = serde_json::to_value(transport.receive().await.unwrap()).unwrap();
+        assert_eq!(answer["id"], 4);
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("upstream `big`") && message.contains("`bridge.maxMessageBytes` (65536 bytes)"),
+            "{message}"
+        );
+        assert!(transport.in_flight.is_empty() && transport.tool_calls.is_empty());
+
+        upstream
+            .say(&format!(
+                "{}\n",
+                json!({"jsonrpc": "2.0", "id": 0, "method": "sampling/createMessage", "params": {"x": huge}})
+            ))
+            .await;
+        upstream.say(&format!("{}\n", json!({"jsonrpc": "2.0", "id": 5, "result": {}}))).await;
+        let next = serde_json::to_value(transport.receive().await.unwrap()).unwrap();
+        assert_eq!(next["id"], 5, "reading goes on");
+        let reply = upstream.heard().await;
+        assert_eq!(reply["id"], 0);
+        assert_eq!(reply["error"]["code"], -32600);
+    }
+
+    /// When the dropped line's request cannot be told, every request in flight (through
+    /// rmcp and on the lane) gets the error, and the transport ends.
+    #[tokio::test]
+    async fn an_oversized_line_without_an_id_fails_every_request_and_ends() {
+        let (transport, mut upstream) = pair(1 << 16);
+        let mut transport = transport.for_upstream(Arc::from("big"));
+        let lane = transport.lane();
+        transport.send(call_request(1)).await.unwrap();
+        let ping = ClientJsonRpcMessage::request(
+            ClientRequest::PingRequest(rmcp::model::PingRequest::default()),
+            RequestId::Number(2),
+        );
+        transport.send(ping).await.unwrap();
+        let mut call = lane.reserve().expect("a lane call");
+        upstream.say(&format!("{}\n", "x".repeat(70_000))).await;
+        let mut failed = Vec::new();
+        for _ in 0..2 {
+            let message = serde_json::to_value(transport.receive().await.unwrap()).unwrap();
+            assert!(
+                message["error"]["message"].as_str().unwrap().contains("`bridge.maxMessageBytes`"),
+                "{message}"
+            );
+            failed.push(message["id"].as_i64().unwrap());
+        }
+        failed.sort();
+        assert_eq!(failed, [1, 2]);
+        assert!(transport.receive().await.is_none(), "the transport ends");
+        let answer = (&mut call.answer).await.expect("the lane call got the error");
+        assert!(answer.result.is_none());
+        assert!(String::from_utf8_lossy(&answer.line).contains("`bridge.maxMessageBytes`"));
     }
 
     #[tokio::test]

@@ -23,6 +23,7 @@ mod connection;
 mod lane;
 mod lines;
 mod outlet;
+mod oversize;
 mod relay;
 mod remote;
 mod session;
