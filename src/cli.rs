@@ -72,6 +72,10 @@ pub enum Command {
     /// OAuth sign-in management for remote upstreams.
     #[command(subcommand)]
     Oauth(OauthCommand),
+    /// Internal: the helper that ends the upstreams' process groups when the bridge that
+    /// started it dies (it reads their ids from stdin).
+    #[command(name = "__watchdog", hide = true)]
+    Watchdog,
 }
 
 #[derive(Debug, Subcommand)]

@@ -31,6 +31,7 @@ mod set;
 mod sse;
 mod supervisor;
 mod tap;
+pub mod watchdog;
 
 use std::{fmt, sync::Arc};
 

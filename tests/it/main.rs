@@ -12,6 +12,7 @@ mod lifecycle;
 mod logging;
 mod naming;
 mod oauth;
+mod orphans;
 mod oversize;
 mod peers;
 mod reconnect;
