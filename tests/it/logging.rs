@@ -63,8 +63,8 @@ async fn every_way_of_asking_for_debug_logs_at_debug() {
     assert!(!has_level(&env.log(), "DEBUG"), "info by default");
 }
 
-/// A sign-in at debug level: the log has debug lines, and not the authorization code,
-/// the tokens or the client secret.
+/// A sign-in at debug level, then a call at trace level: the log has debug lines, and
+/// not the authorization code, the tokens or the client secret.
 #[tokio::test]
 async fn a_sign_in_at_debug_level_logs_no_secret() {
     let server = HttpFixture::start(0, &["--name", "sec", "--oauth"]).await;
@@ -83,7 +83,11 @@ async fn a_sign_in_at_debug_level_logs_no_secret() {
         .output();
     let output = output.await.expect("run foxxy-bridge");
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
-    let call = env.command().args(["--debug", "call", "sec__echo", r#"{"message": "hi"}"#]).output().await;
+    let call = env
+        .command()
+        .args(["--log-level", "trace", "call", "sec__echo", r#"{"message": "hi"}"#])
+        .output()
+        .await;
     let call = call.expect("run foxxy-bridge");
     assert_eq!(String::from_utf8_lossy(&call.stdout), "sec: hi\n");
 
