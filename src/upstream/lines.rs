@@ -199,8 +199,20 @@ impl<R: AsyncRead + Unpin> LineTransport<R> {
             "upstream `{}` sent a message larger than `bridge.maxMessageBytes` ({} bytes), which was dropped; hint: raise `bridge.maxMessageBytes` in the config",
             self.name, self.max_bytes
         );
+        let lane_ids = self.lane.waiting_ids();
+        let is_tool_call = |id: &RequestId| match id {
+            RequestId::Number(number) if lane_ids.contains(number) => true,
+            other => self.tool_calls.contains(other),
+        };
+        let stand_in = |id: RequestId| {
+            if is_tool_call(&id) {
+                oversize::tool_error_line(id, &message)
+            } else {
+                oversize::error_line(id, &message)
+            }
+        };
         match oversize::classify(&head) {
-            Oversized::Answer(id) => self.stand_ins.push_back(oversize::error_line(id, &message)),
+            Oversized::Answer(id) => self.stand_ins.push_back(stand_in(id)),
             Oversized::ServerMessage(Some(id)) => {
                 return Some(TxJsonRpcMessage::<RoleClient>::error(
                     ErrorData::invalid_request(
@@ -215,9 +227,10 @@ impl<R: AsyncRead + Unpin> LineTransport<R> {
                 tracing::error!(
                     "the dropped message's request could not be told; every request in flight fails and the session restarts"
                 );
-                let lane_ids = self.lane.waiting_ids().into_iter().map(RequestId::Number);
-                let ids: Vec<RequestId> = lane_ids.chain(self.in_flight.iter().cloned()).collect();
-                self.stand_ins.extend(ids.into_iter().map(|id| oversize::error_line(id, &message)));
+                let ids =
+                    lane_ids.iter().copied().map(RequestId::Number).chain(self.in_flight.iter().cloned());
+                let lines: Vec<Vec<u8>> = ids.map(stand_in).collect();
+                self.stand_ins.extend(lines);
                 self.ending = true;
             }
         }

@@ -58,7 +58,19 @@ pub fn classify(head: &[u8]) -> Oversized {
     }
 }
 
-/// The error answer that stands in for a dropped answer to request `id`.
+/// The answer that stands in for a dropped answer to `tools/call` request `id`: a tool
+/// error result, as the bridge gives for every failure of its own on a tool call, so
+/// the model reads the reason.
+pub fn tool_error_line(id: RequestId, message: &str) -> Vec<u8> {
+    let line = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "result": { "content": [{ "type": "text", "text": message }], "isError": true },
+    });
+    serde_json::to_vec(&line).unwrap_or_default()
+}
+
+/// The error answer that stands in for a dropped answer to any other request `id`.
 pub fn error_line(id: RequestId, message: &str) -> Vec<u8> {
     let error = JsonRpcError {
         jsonrpc: JsonRpcVersion2_0,
@@ -199,11 +211,14 @@ mod tests {
     }
 
     #[test]
-    fn the_stand_in_error_is_a_json_rpc_error() {
+    fn the_stand_ins_are_a_json_rpc_error_and_a_tool_error() {
         let line: serde_json::Value = serde_json::from_slice(&error_line(number(5), "too big")).unwrap();
         assert_eq!(
             line,
             serde_json::json!({"jsonrpc": "2.0", "id": 5, "error": {"code": -32603, "message": "too big"}})
         );
+        let line: serde_json::Value = serde_json::from_slice(&tool_error_line(number(6), "too big")).unwrap();
+        let result = serde_json::json!({"content": [{"type": "text", "text": "too big"}], "isError": true});
+        assert_eq!(line, serde_json::json!({"jsonrpc": "2.0", "id": 6, "result": result}));
     }
 }

@@ -35,6 +35,10 @@ async fn an_answer_over_the_limit_fails_its_call_at_once() {
         .unwrap_or_else(|_| panic!("{served:?}: no answer"));
         let answer = describe(answer);
         assert!(started.elapsed() < Duration::from_secs(10), "{served:?}: {:?}", started.elapsed());
+        assert!(
+            answer.starts_with("result: "),
+            "{served:?}: a tool error result, not a JSON-RPC error: {answer}"
+        );
         assert!(answer.contains("upstream `big`"), "{served:?}: {answer}");
         assert!(answer.contains("`bridge.maxMessageBytes` (100000 bytes)"), "{served:?}: {answer}");
         // The session goes on.

@@ -104,7 +104,8 @@ async fn an_oversized_answer_fails_its_request_at_once() {
         .await;
     let answer = serde_json::to_value(transport.receive().await.unwrap()).unwrap();
     assert_eq!(answer["id"], 4);
-    let message = answer["error"]["message"].as_str().unwrap();
+    assert_eq!(answer["result"]["isError"], true, "a tool call gets a tool error: {answer}");
+    let message = answer["result"]["content"][0]["text"].as_str().unwrap();
     assert!(
         message.contains("upstream `big`") && message.contains("`bridge.maxMessageBytes` (65536 bytes)"),
         "{message}"
@@ -143,17 +144,19 @@ async fn an_oversized_line_without_an_id_fails_every_request_and_ends() {
     let mut failed = Vec::new();
     for _ in 0..2 {
         let message = serde_json::to_value(transport.receive().await.unwrap()).unwrap();
-        assert!(
-            message["error"]["message"].as_str().unwrap().contains("`bridge.maxMessageBytes`"),
-            "{message}"
-        );
+        // The tool call gets a tool error, the ping a JSON-RPC error.
+        let text = match message["id"].as_i64() {
+            Some(1) => &message["result"]["content"][0]["text"],
+            _ => &message["error"]["message"],
+        };
+        assert!(text.as_str().unwrap().contains("`bridge.maxMessageBytes`"), "{message}");
         failed.push(message["id"].as_i64().unwrap());
     }
     failed.sort();
     assert_eq!(failed, [1, 2]);
     assert!(transport.receive().await.is_none(), "the transport ends");
     let answer = (&mut call.answer).await.expect("the lane call got the error");
-    assert!(answer.result.is_none());
+    assert!(answer.result.is_some(), "a tool error result");
     assert!(String::from_utf8_lossy(&answer.line).contains("`bridge.maxMessageBytes`"));
 }
 
