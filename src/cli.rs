@@ -114,6 +114,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Internal: the helper that ends the upstreams' process groups when the bridge that
+    /// started it dies (it reads their ids from stdin).
+    #[command(name = "__watchdog", hide = true)]
+    Watchdog,
 }
 
 /// An MCP client whose config `install` edits.

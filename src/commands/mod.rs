@@ -21,6 +21,7 @@ use crate::{
     oauth::{Browser, SignInContext, TokenStore},
     output,
     paths::StatePaths,
+    upstream::watchdog,
 };
 
 /// How a command ended, mapped to the process exit code by `main`.
@@ -135,7 +136,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         shell_path: std::env::var_os("PATH"),
         own_binary: std::env::current_exe().ok(),
     };
+    // Before any upstream starts, from the main thread (see `upstream::watchdog`).
+    if matches!(cli.command, Command::Stdio | Command::Tools { .. } | Command::Call { .. }) {
+        watchdog::start();
+    }
     match cli.command {
+        Command::Watchdog => {
+            watchdog::serve();
+            Ok(Outcome::Success)
+        }
         Command::Stdio => stdio::run(&context).await,
         Command::Tools { json } => tools::list(&context, json).await,
         Command::Call { name, arguments, json } => {

@@ -37,7 +37,10 @@ pub struct RawConfig {
 /// One upstream MCP server: a local program (`command`) or a remote endpoint (`url`).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
-#[schemars(rename = "Server")]
+#[schemars(
+    rename = "Server",
+    extend("oneOf" = [{ "required": ["command"] }, { "required": ["url"] }])
+)]
 pub struct RawServer {
     /// The program to run for a local (stdio) server, found on `PATH` like a shell would.
     /// Give either `command` or `url`.

@@ -415,6 +415,9 @@ mod tests {
             "maximum",
             "minLength",
             "format",
+            // Alternatives of `required` only (a server's `command` or `url`): the walker
+            // leaves them to `resolve.rs`, which says which key is missing or extra.
+            "oneOf",
         ];
         const ANNOTATIONS: &[&str] = &["$schema", "$defs", "title", "description", "default"];
         fn visit(schema: &Value, path: &str) {
@@ -434,6 +437,13 @@ mod tests {
                         .flatten()
                         .for_each(|(name, sub)| visit(sub, &format!("{here}/{name}"))),
                     "anyOf" => value.as_array().into_iter().flatten().for_each(|sub| visit(sub, &here)),
+                    "oneOf" => {
+                        for branch in value.as_array().into_iter().flatten() {
+                            let keys: Vec<&String> =
+                                branch.as_object().into_iter().flatten().map(|(key, _)| key).collect();
+                            assert_eq!(keys, ["required"], "`{here}` may only list required keys");
+                        }
+                    }
                     "items" | "additionalProperties" => visit(value, &here),
                     _ => {}
                 }

@@ -5,7 +5,9 @@
 //! grandchildren (`npx` → `node`, shell wrappers). [`ChildGuard`] owns the process:
 //! `shutdown` ends it politely (stdin closed, then SIGTERM, then SIGKILL, all bounded),
 //! and dropping the guard SIGKILLs the group as a backstop. On Linux the child also gets
-//! `PR_SET_PDEATHSIG`, so it dies with the bridge even if the bridge is SIGKILLed.
+//! `PR_SET_PDEATHSIG`, so it dies with the bridge even if the bridge is SIGKILLed; and
+//! every group is recorded with the watchdog (`watchdog.rs`) from its start until the
+//! guard is dropped, so the whole group goes too, on every Unix.
 
 use std::{collections::BTreeMap, path::PathBuf, process::Stdio, time::Duration};
 
@@ -71,6 +73,8 @@ pub fn spawn(upstream: &str, spec: &SpawnSpec<'_>) -> Result<Spawned, String> {
     else {
         return Err("the child's pipes could not be set up".to_owned());
     };
+    super::watchdog::started(pid as libc::pid_t);
+    tracing::debug!(upstream, pid, command = spec.command, "started the server's process");
     tokio::spawn(log_stderr(upstream.to_owned(), stderr));
     Ok(Spawned { guard: ChildGuard { child, pgid: pid as libc::pid_t }, stdin, stdout })
 }
@@ -132,6 +136,7 @@ impl Drop for ChildGuard {
     fn drop(&mut self) {
         // Backstop for paths that never ran `shutdown` (panics, aborted tasks).
         self.signal_group(libc::SIGKILL);
+        super::watchdog::ended(self.pgid);
     }
 }
 

@@ -97,6 +97,11 @@ impl Connection {
         &self.peer
     }
 
+    /// Whether a request found this session dead; its supervisor then ends it.
+    pub fn is_broken(&self) -> bool {
+        self.broken.is_cancelled()
+    }
+
     /// An id on the session's direct lane for a `tools/call` no task will wait for
     /// (`lane::Ticket`); `None` for sessions without a lane, or once it closed.
     pub fn ticket(&self) -> Option<Ticket> {
@@ -415,7 +420,11 @@ impl UpstreamHandler {
         request: ServerRequest,
         context: RequestContext<RoleClient>,
     ) -> Result<ClientResult, ErrorData> {
-        self.link.request(&self.name, request, context.ct).await
+        let result = self.link.request(&self.name, request, context.ct).await;
+        if let Err(error) = &result {
+            tracing::info!(upstream = %self.name, "answered a request of the upstream with an error: {}", error.message);
+        }
+        result
     }
 }
 

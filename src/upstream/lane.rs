@@ -248,6 +248,11 @@ impl Lane {
         true
     }
 
+    /// The ids of the calls waiting for their answer.
+    pub fn waiting_ids(&self) -> Vec<i64> {
+        self.waiting().answers.keys().copied().collect()
+    }
+
     /// Progress arrived for call `id`: its timeout starts again.
     pub fn touch(&self, id: i64) {
         let Some(context) = self.context.get() else { return };

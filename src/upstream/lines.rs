@@ -14,10 +14,18 @@
 //!
 //! Lines longer than `maxMessageBytes` are dropped without being held in memory, and
 //! lines that are not JSON-RPC are skipped; both are logged (the session's span names
-//! the upstream). A request the upstream sends that cannot be decoded is answered with
+//! the upstream). A dropped line's first bytes say what it was (`oversize.rs`): the
+//! request it answered gets an error naming the limit at once; a server request gets an
+//! error answer; and when that cannot be told, every request in flight gets the error
+//! and the transport ends, so the session restarts and nothing waits for an answer that
+//! was dropped. A request the upstream sends that cannot be decoded is answered with
 //! "invalid request", as rmcp does.
 
-use std::{collections::HashSet, future::Future, sync::Arc};
+use std::{
+    collections::{HashSet, VecDeque},
+    future::Future,
+    sync::Arc,
+};
 
 use rmcp::{
     RoleClient,
@@ -31,7 +39,11 @@ use rmcp::{
 use serde::{Deserialize, de::IgnoredAny};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader};
 
-use super::{lane::Lane, outlet::Outlet};
+use super::{
+    lane::Lane,
+    outlet::Outlet,
+    oversize::{self, Oversized},
+};
 
 /// Outstanding `tools/call` ids beyond this are forgotten (answers that never came);
 /// forgetting one only sends its answer down the general decoder.
@@ -49,7 +61,19 @@ pub struct LineTransport<R> {
     line: Vec<u8>,
     /// The line under way is over the limit and being skipped.
     oversized: bool,
+    /// The first bytes of the line being skipped, to tell what it was.
+    oversized_head: Vec<u8>,
     max_bytes: usize,
+    /// The upstream's name, for the error of a dropped answer.
+    name: Arc<str>,
+    /// Ids of every request sent through rmcp that has not been answered, so a dropped
+    /// line whose id cannot be read can fail them all.
+    in_flight: HashSet<RequestId>,
+    /// Lines made here (errors standing in for dropped answers), handled before the
+    /// next line is read.
+    stand_ins: VecDeque<Vec<u8>>,
+    /// After the stand-ins, end the transport (a dropped line could not be told).
+    ending: bool,
     /// Ids of our `tools/call` requests that have not been answered. `send` and
     /// `receive` both take `&mut self`, so no lock is needed.
     tool_calls: HashSet<RequestId>,
@@ -66,10 +90,21 @@ impl<R: AsyncRead + Unpin> LineTransport<R> {
             outlet,
             line: Vec::new(),
             oversized: false,
+            oversized_head: Vec::new(),
             max_bytes,
+            name: Arc::from("upstream"),
+            in_flight: HashSet::new(),
+            stand_ins: VecDeque::new(),
+            ending: false,
             tool_calls: HashSet::new(),
             warned_noise: false,
         }
+    }
+
+    /// Name the upstream in the errors this transport makes.
+    pub fn for_upstream(mut self, name: Arc<str>) -> Self {
+        self.name = name;
+        self
     }
 
     /// The session's direct lane for `tools/call`.
@@ -77,9 +112,11 @@ impl<R: AsyncRead + Unpin> LineTransport<R> {
         self.lane.clone()
     }
 
-    /// Reads up to the next newline. `None` at end of input or on a read error. Safe to
-    /// cancel: a partial line stays in `self.line`.
-    async fn next_line(&mut self) -> Option<()> {
+    /// Reads up to the next newline: `Some(true)` for a line in `self.line`,
+    /// `Some(false)` for a line over the limit (its start in `oversized_head`). `None` at
+    /// end of input or on a read error. Safe to cancel: a partial line stays in
+    /// `self.line`.
+    async fn next_line(&mut self) -> Option<bool> {
         loop {
             let buffer = match self.reader.fill_buf().await {
                 Ok([]) => return None,
@@ -100,6 +137,12 @@ impl<R: AsyncRead + Unpin> LineTransport<R> {
                         max_bytes = self.max_bytes,
                         "a message from the upstream exceeded the maximum line length (`bridge.maxMessageBytes`); it is dropped"
                     );
+                    let mut head = std::mem::take(&mut self.line);
+                    head.truncate(oversize::HEAD_BYTES);
+                    let room = oversize::HEAD_BYTES - head.len();
+                    head.extend_from_slice(&chunk[..room.min(chunk.len())]);
+                    head.shrink_to_fit();
+                    self.oversized_head = head;
                 }
                 self.oversized = true;
                 self.line = Vec::new();
@@ -109,10 +152,7 @@ impl<R: AsyncRead + Unpin> LineTransport<R> {
             let used = chunk.len() + usize::from(complete);
             self.reader.consume(used);
             if complete {
-                if std::mem::take(&mut self.oversized) {
-                    continue;
-                }
-                return Some(());
+                return Some(!std::mem::take(&mut self.oversized));
             }
         }
     }
@@ -126,10 +166,12 @@ impl<R: AsyncRead + Unpin> LineTransport<R> {
             Ok(message) => {
                 if let JsonRpcMessage::Response(response) = &message {
                     self.tool_calls.remove(&response.id);
+                    self.in_flight.remove(&response.id);
                 } else if let JsonRpcMessage::Error(error) = &message
                     && let Some(id) = &error.id
                 {
                     self.tool_calls.remove(id);
+                    self.in_flight.remove(id);
                 }
                 Ok(message)
             }
@@ -142,7 +184,57 @@ impl<R: AsyncRead + Unpin> LineTransport<R> {
         if self.tool_calls.is_empty() {
             return None;
         }
-        tool_response(line, |id| self.tool_calls.remove(id))
+        let (tool_calls, in_flight) = (&mut self.tool_calls, &mut self.in_flight);
+        tool_response(line, |id| {
+            in_flight.remove(id);
+            tool_calls.remove(id)
+        })
+    }
+
+    /// A line over the limit was dropped: make the errors that stand in for what it
+    /// answered, or the answer to the server's request it was. Returns that answer.
+    fn dropped(&mut self) -> Option<TxJsonRpcMessage<RoleClient>> {
+        let head = std::mem::take(&mut self.oversized_head);
+        let message = format!(
+            "upstream `{}` sent a message larger than `bridge.maxMessageBytes` ({} bytes), which was dropped; hint: raise `bridge.maxMessageBytes` in the config",
+            self.name, self.max_bytes
+        );
+        let lane_ids = self.lane.waiting_ids();
+        let is_tool_call = |id: &RequestId| match id {
+            RequestId::Number(number) if lane_ids.contains(number) => true,
+            other => self.tool_calls.contains(other),
+        };
+        let stand_in = |id: RequestId| {
+            if is_tool_call(&id) {
+                oversize::tool_error_line(id, &message)
+            } else {
+                oversize::error_line(id, &message)
+            }
+        };
+        match oversize::classify(&head) {
+            Oversized::Answer(id) => self.stand_ins.push_back(stand_in(id)),
+            Oversized::ServerMessage(Some(id)) => {
+                return Some(TxJsonRpcMessage::<RoleClient>::error(
+                    ErrorData::invalid_request(
+                        format!("the message is larger than the client's limit of {} bytes", self.max_bytes),
+                        None,
+                    ),
+                    Some(id),
+                ));
+            }
+            Oversized::ServerMessage(None) => {}
+            Oversized::Unknown => {
+                tracing::error!(
+                    "the dropped message's request could not be told; every request in flight fails and the session restarts"
+                );
+                let ids =
+                    lane_ids.iter().copied().map(RequestId::Number).chain(self.in_flight.iter().cloned());
+                let lines: Vec<Vec<u8>> = ids.map(stand_in).collect();
+                self.stand_ins.extend(lines);
+                self.ending = true;
+            }
+        }
+        None
     }
 
     fn log_noise(&mut self, error: &serde_json::Error) {
@@ -234,6 +326,12 @@ where
             }
             self.tool_calls.insert(request.id.clone());
         }
+        if let JsonRpcMessage::Request(request) = &item {
+            if self.in_flight.len() >= MAX_TRACKED_CALLS {
+                self.in_flight.clear();
+            }
+            self.in_flight.insert(request.id.clone());
+        }
         // Encoded now, so messages are queued in the order rmcp sends them.
         let bytes = serde_json::to_vec(&item).map(|mut bytes| {
             bytes.push(b'\n');
@@ -245,19 +343,41 @@ where
 
     async fn receive(&mut self) -> Option<RxJsonRpcMessage<RoleClient>> {
         loop {
-            if self.next_line().await.is_none() {
-                self.lane.close();
-                return None;
-            }
-            let line = std::mem::take(&mut self.line);
+            // Stand-in lines are handled like read ones; they never hold a partial line.
+            let (line, read) = match self.stand_ins.pop_front() {
+                Some(line) => (line, false),
+                None if self.ending => {
+                    self.lane.close();
+                    return None;
+                }
+                None => match self.next_line().await {
+                    None => {
+                        self.lane.close();
+                        return None;
+                    }
+                    Some(false) => {
+                        if let Some(reply) = self.dropped()
+                            && self.send(reply).await.is_err()
+                        {
+                            return None;
+                        }
+                        continue;
+                    }
+                    Some(true) => (std::mem::take(&mut self.line), true),
+                },
+            };
             let text = line.strip_prefix(UTF8_BOM).unwrap_or(&line);
             let text = text.strip_suffix(b"\r").unwrap_or(text).trim_ascii();
             if text.is_empty() || self.lane.claim(text) {
-                self.line = reuse(line);
+                if read {
+                    self.line = reuse(line);
+                }
                 continue;
             }
             let decoded = self.decode(text);
-            self.line = reuse(line);
+            if read {
+                self.line = reuse(line);
+            }
             match decoded {
                 Ok(message) => return Some(message),
                 Err(Undecodable::Noise(error)) => self.log_noise(&error),
@@ -303,250 +423,4 @@ fn reuse(mut line: Vec<u8>) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
-    use rmcp::model::{CallToolRequestParams, ClientJsonRpcMessage, ServerJsonRpcMessage};
-    use serde_json::json;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
-
-    use super::{
-        super::{
-            ToolAnswer, UpstreamError, lane,
-            relay::{ToolCall, ToolCallRef},
-        },
-        *,
-    };
-
-    fn call_request(id: i64) -> TxJsonRpcMessage<RoleClient> {
-        ClientJsonRpcMessage::request(
-            ClientRequest::CallToolRequest(rmcp::model::Request::new(CallToolRequestParams::new("echo"))),
-            RequestId::Number(id),
-        )
-    }
-
-    /// A transport whose upstream side is driven by the test.
-    fn pair(max: usize) -> (LineTransport<tokio::io::DuplexStream>, Upstream) {
-        let (ours_read, theirs_write) = duplex(1 << 20);
-        let (theirs_read, ours_write) = duplex(1 << 20);
-        (LineTransport::new(ours_read, ours_write, max), Upstream { write: theirs_write, read: theirs_read })
-    }
-
-    struct Upstream {
-        write: tokio::io::DuplexStream,
-        read: tokio::io::DuplexStream,
-    }
-
-    impl Upstream {
-        async fn say(&mut self, text: &str) {
-            self.write.write_all(text.as_bytes()).await.unwrap();
-        }
-
-        async fn heard(&mut self) -> serde_json::Value {
-            let mut bytes = Vec::new();
-            loop {
-                let byte = self.read.read_u8().await.unwrap();
-                if byte == b'\n' {
-                    return serde_json::from_slice(&bytes).unwrap();
-                }
-                bytes.push(byte);
-            }
-        }
-    }
-
-    #[tokio::test]
-    async fn tool_results_take_the_fast_path_and_match_the_general_decoder() {
-        let (mut transport, mut upstream) = pair(1 << 16);
-        transport.send(call_request(7)).await.unwrap();
-        assert_eq!(upstream.heard().await["method"], "tools/call");
-        let line = json!({"jsonrpc": "2.0", "id": 7, "result": {
-            "content": [{"type": "text", "text": "hi"}], "structuredContent": {"a": 1}, "isError": false
-        }});
-        let general: ServerJsonRpcMessage = serde_json::from_value(line.clone()).unwrap();
-        let other = json!({"jsonrpc": "2.0", "id": 70, "result": {"content": []}});
-        assert!(transport.decode_tool_result(other.to_string().as_bytes()).is_none(), "70 is no tools/call");
-        let fast = transport.decode_tool_result(line.to_string().as_bytes()).expect("fast path");
-        assert_eq!(serde_json::to_value(&fast).unwrap(), serde_json::to_value(&general).unwrap());
-        assert!(transport.tool_calls.is_empty(), "answered ids are forgotten");
-
-        // Over the wire, with noise, a BOM, CRLF and an oversized line in between.
-        transport.tool_calls.insert(RequestId::Number(8));
-        upstream.say("not json at all\n\u{feff}").await;
-        upstream
-            .say(&format!("{}\r\n", json!({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})))
-            .await;
-        upstream.say(&format!("{}\n", "x".repeat(70_000))).await;
-        upstream
-            .say(&format!("{}\n", json!({"jsonrpc": "2.0", "id": 8, "error": {"code": -1, "message": "no"}})))
-            .await;
-        upstream.say(&format!("{}\n", json!({"jsonrpc": "2.0", "id": 9, "result": {}}))).await;
-        let mut received = Vec::new();
-        for _ in 0..3 {
-            received.push(serde_json::to_value(transport.receive().await.unwrap()).unwrap());
-        }
-        assert_eq!(received[0]["method"], "notifications/tools/list_changed");
-        assert_eq!(received[1]["error"]["message"], "no");
-        assert_eq!(received[2], json!({"jsonrpc": "2.0", "id": 9, "result": {}}));
-        assert!(transport.tool_calls.is_empty(), "an error answer forgets the id too");
-    }
-
-    #[tokio::test]
-    async fn an_undecodable_request_is_answered_and_reading_goes_on() {
-        let (mut transport, mut upstream) = pair(1 << 16);
-        upstream
-            .say("{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"sampling/createMessage\",\"params\":7}\n")
-            .await;
-        upstream.say("{\"jsonrpc\":\"2.0\",\"method\":\"ping\"}\n{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"ping\"}\n").await;
-        // An unknown notification reaches rmcp (as a custom one), which ignores it.
-        let next = serde_json::to_value(transport.receive().await.unwrap()).unwrap();
-        assert_eq!(next["method"], "ping");
-        let next = serde_json::to_value(transport.receive().await.unwrap()).unwrap();
-        assert_eq!(next, json!({"jsonrpc": "2.0", "id": 4, "method": "ping"}));
-        let reply = upstream.heard().await;
-        assert_eq!(
-            (reply["id"].clone(), reply["error"]["code"].clone()),
-            (json!(3), json!(-32600)),
-            "{reply}"
-        );
-        drop(upstream);
-        assert!(transport.receive().await.is_none(), "end of input ends the transport");
-    }
-
-    #[tokio::test]
-    async fn answers_to_lane_calls_go_to_their_caller_and_the_rest_to_rmcp() {
-        let (mut transport, mut upstream) = pair(1 << 16);
-        let lane = transport.lane();
-        let mut call = lane.reserve().expect("an open lane");
-        assert_eq!(call.id, lane::FIRST_ID);
-        let echo = ToolCall { name: "echo".to_owned(), arguments: None, meta: None };
-        lane.send(&call, &echo).await.unwrap();
-        let request = upstream.heard().await;
-        assert_eq!(
-            (request["id"].clone(), request["method"].clone(), request["params"]["name"].clone()),
-            (json!(lane::FIRST_ID), json!("tools/call"), json!("echo"))
-        );
-        // A request from the upstream with the same id, and an answer to someone else,
-        // are rmcp's; the answer to the call is not.
-        let ours = json!({"jsonrpc": "2.0", "id": lane::FIRST_ID, "result": {"content": []}});
-        upstream
-            .say(&format!("{}\n", json!({"jsonrpc": "2.0", "id": lane::FIRST_ID, "method": "ping"})))
-            .await;
-        upstream.say(&format!("{}\n{ours}\n", json!({"jsonrpc": "2.0", "id": 3, "result": {}}))).await;
-        upstream.say(&format!("{}\n", json!({"jsonrpc": "2.0", "id": 4, "result": {}}))).await;
-        let first = serde_json::to_value(transport.receive().await.unwrap()).unwrap();
-        assert_eq!(first["method"], "ping");
-        assert_eq!(serde_json::to_value(transport.receive().await.unwrap()).unwrap()["id"], 3);
-        assert_eq!(serde_json::to_value(transport.receive().await.unwrap()).unwrap()["id"], 4);
-        let answer = (&mut call.answer).await.unwrap();
-        assert_eq!(serde_json::from_slice::<serde_json::Value>(&answer.line).unwrap(), ours);
-        let result = answer.result.expect("where the result is");
-        assert_eq!(
-            serde_json::from_slice::<serde_json::Value>(&answer.line[result]).unwrap(),
-            ours["result"]
-        );
-
-        // A call given up on is forgotten: its late answer goes to rmcp.
-        let given_up = lane.reserve().unwrap();
-        let late = given_up.id;
-        drop(given_up);
-        upstream.say(&format!("{}\n", json!({"jsonrpc": "2.0", "id": late, "result": {}}))).await;
-        assert_eq!(serde_json::to_value(transport.receive().await.unwrap()).unwrap()["id"], late);
-
-        // The end of the session fails the calls still waiting, and refuses new ones.
-        let mut waiting = lane.reserve().unwrap();
-        drop(upstream);
-        assert!(transport.receive().await.is_none());
-        assert!((&mut waiting.answer).await.is_err(), "a waiting call learns the session ended");
-        assert!(lane.reserve().is_none(), "a closed lane takes no calls");
-    }
-
-    /// Records what a call without a waiting task ends with.
-    struct Capture(tokio::sync::mpsc::UnboundedSender<Result<ToolAnswer, UpstreamError>>);
-
-    impl lane::AnswerSink for Capture {
-        fn deliver(self: Box<Self>, outcome: Result<ToolAnswer, UpstreamError>) {
-            let _ = self.0.send(outcome);
-        }
-    }
-
-    #[tokio::test]
-    async fn calls_without_a_waiting_task_end_once_answered_timed_out_cancelled_or_closed() {
-        use super::super::{connection::ProgressRoutes, tap};
-        let (mut transport, mut upstream) = pair(1 << 16);
-        let lane = transport.lane();
-        assert!(lane.ticket().is_none(), "no direct calls before the session is up");
-        let routes = Arc::new(ProgressRoutes::default());
-        let (tapped, _forwarder) = tap::queue();
-        let broken = tokio_util::sync::CancellationToken::new();
-        lane.attach(lane::Context {
-            name: "up".into(),
-            routes: routes.clone(),
-            tapped,
-            timeout: std::time::Duration::from_millis(200),
-            broken: broken.clone(),
-        });
-        let (tx, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
-        let sink = || Box::new(Capture(tx.clone()));
-        let no_params = || ToolCallRef { name: "tool".into(), arguments: None, meta: None };
-        // Reads the upstream's lines (claiming the lane's answers) until a call ends.
-        macro_rules! next_outcome {
-            () => {
-                tokio::select! {
-                    outcome = outcomes.recv() => outcome.expect("an outcome"),
-                    message = transport.receive() => panic!("nothing for rmcp expected: {:?}", message.map(|m| serde_json::to_value(m).unwrap())),
-                }
-            };
-        }
-
-        // Answered: the result as the upstream wrote it; progress routed under the id.
-        let ticket = lane.ticket().expect("a ticket");
-        let params = r#"{"name":"tool","arguments":{"n":1},"_meta":{"progressToken":"p1","trace":"t"}}"#;
-        let call: ToolCallRef<'_> = serde_json::from_str(params).unwrap();
-        ticket.send("echo", &call, sink());
-        let request = upstream.heard().await;
-        let id = request["id"].as_i64().expect("a numeric id");
-        assert_eq!(
-            request["params"],
-            json!({"name": "echo", "arguments": {"n": 1}, "_meta": {"progressToken": id, "trace": "t"}}),
-            "{request}"
-        );
-        assert_eq!(routes.lock().await.len(), 1, "progress is routed while the call runs");
-        upstream
-            .say(&format!("{}\n", json!({"jsonrpc": "2.0", "id": id, "result": {"content": [], "x": 1}})))
-            .await;
-        match next_outcome!() {
-            Ok(ToolAnswer::Raw(raw)) => assert_eq!(raw.json(), br#"{"content":[],"x":1}"#),
-            _ => panic!("expected the raw result"),
-        }
-        assert!(routes.lock().await.is_empty(), "the route goes with the call");
-
-        // Quiet for the timeout: the upstream is told, the caller gets the timeout.
-        let ticket = lane.ticket().unwrap();
-        ticket.send("sleep", &no_params(), sink());
-        let id = upstream.heard().await["id"].clone();
-        assert!(matches!(next_outcome!(), Err(UpstreamError::Timeout { .. })));
-        let cancelled = upstream.heard().await;
-        assert_eq!(cancelled["method"], "notifications/cancelled");
-        assert_eq!(cancelled["params"], json!({"requestId": id, "reason": "request timeout"}));
-
-        // Cancelled by the client: the upstream is told, nobody is answered, and a late
-        // answer goes to rmcp.
-        let ticket = lane.ticket().unwrap();
-        ticket.send("sleep", &no_params(), sink());
-        let id = upstream.heard().await["id"].clone();
-        ticket.cancel();
-        let cancelled = upstream.heard().await;
-        assert_eq!(cancelled["params"], json!({"requestId": id, "reason": "cancelled by the client"}));
-        upstream.say(&format!("{}\n", json!({"jsonrpc": "2.0", "id": id, "result": {"content": []}}))).await;
-        assert_eq!(serde_json::to_value(transport.receive().await.unwrap()).unwrap()["id"], id);
-        assert!(outcomes.try_recv().is_err(), "a cancelled call is not answered");
-
-        // The session ends: the call fails as not connected, the session is marked broken.
-        let ticket = lane.ticket().unwrap();
-        ticket.send("sleep", &no_params(), sink());
-        upstream.heard().await;
-        drop(upstream);
-        assert!(transport.receive().await.is_none());
-        assert!(matches!(outcomes.recv().await, Some(Err(UpstreamError::NotConnected { .. }))));
-        assert!(broken.is_cancelled());
-        assert!(lane.ticket().is_none(), "a closed lane takes no calls");
-    }
-}
+mod tests;

@@ -23,6 +23,7 @@ mod connection;
 mod lane;
 mod lines;
 mod outlet;
+mod oversize;
 mod relay;
 mod remote;
 mod session;
@@ -30,6 +31,7 @@ mod set;
 mod sse;
 mod supervisor;
 mod tap;
+pub mod watchdog;
 
 use std::{fmt, sync::Arc};
 

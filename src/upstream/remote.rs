@@ -180,6 +180,13 @@ fn next_source<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a (dyn StdEr
 }
 
 fn describe_one(error: &(dyn StdError + 'static)) -> Option<String> {
+    match error.downcast_ref::<rmcp::ServiceError>() {
+        Some(rmcp::ServiceError::TransportClosed) => return Some(CLOSED.to_owned()),
+        Some(rmcp::ServiceError::Cancelled { .. }) => {
+            return Some("the session ended before the upstream answered".to_owned());
+        }
+        _ => {}
+    }
     if let Some(http) = error.downcast_ref::<StreamableHttpError<reqwest::Error>>() {
         return describe_streamable(http);
     }

@@ -220,7 +220,8 @@ async fn start_stdio(
     pending: Pending,
 ) -> Result<Session, StdioFailure> {
     let spawned = child::spawn(&entry.name, spec).map_err(StdioFailure::Other)?;
-    let lines = LineTransport::new(spawned.stdout, spawned.stdin, shared.max_message_bytes);
+    let lines = LineTransport::new(spawned.stdout, spawned.stdin, shared.max_message_bytes)
+        .for_upstream(entry.name.clone());
     let lane = lines.lane();
     let transport = pending.tap(lines);
     let label = "stdio";

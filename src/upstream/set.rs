@@ -24,8 +24,6 @@ use crate::{
     oauth::{SignInContext, TokenSource},
 };
 
-/// How long a request for a disconnected upstream waits for the reconnect it triggers.
-const RECONNECT_WAIT: Duration = Duration::from_secs(5);
 /// How long `shutdown` waits for every supervisor to end its upstream.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(3);
 
@@ -110,6 +108,12 @@ impl Entry {
         self.connection.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
+    /// The session, unless a request has found it broken (the supervisor is about to
+    /// end it): requests then wait for the next one instead of failing on this one.
+    fn live_connection(&self) -> Option<Arc<Connection>> {
+        self.connection().filter(|connection| !connection.is_broken())
+    }
+
     pub fn set_connection(&self, connection: Option<Arc<Connection>>) {
         *self.connection.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = connection;
     }
@@ -168,14 +172,14 @@ impl UpstreamSet {
             cancel: CancellationToken::new(),
             generations: AtomicU64::new(0),
         });
-        set.apply(settings);
+        set.apply(settings, true);
         set
     }
 
     /// Make the running upstreams match `settings`: start the new ones, stop the removed
     /// or disabled ones, restart those whose settings changed, and leave the others —
-    /// and their calls in flight — alone. Used at start and on config reload.
-    fn apply(&self, settings: &Settings) {
+    /// and their calls in flight — alone. Used at start (`first`) and on config reload.
+    fn apply(&self, settings: &Settings, first: bool) {
         let wanted: Vec<&ServerSettings> = settings.enabled_servers().collect();
         let mut entries = self.entries.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut next = Vec::with_capacity(wanted.len());
@@ -190,7 +194,7 @@ impl UpstreamSet {
                         Arc::new(Entry::new((*server).clone(), self.cancel.child_token(), generation));
                     if entries.iter().any(|old| *old.name == *server.name) {
                         tracing::info!(upstream = %server.name, "its settings changed; restarting it");
-                    } else if generation > 0 {
+                    } else if !first {
                         tracing::info!(upstream = %server.name, "new in the config; starting it");
                     }
                     next.push(entry);
@@ -244,24 +248,48 @@ impl UpstreamSet {
         entries.iter().filter_map(|entry| entry.connection()).collect()
     }
 
-    /// The live session of `entry`, reconnecting first when there is none.
-    async fn connection_for_request(&self, entry: &Entry) -> Result<Arc<Connection>, UpstreamError> {
-        if let Some(connection) = entry.connection() {
+    /// The live session of `entry`. When there is none (the upstream is starting,
+    /// reconnecting, backing off or marked failed), the request starts the next
+    /// connection attempt, or joins the one under way, and waits for it, at most the
+    /// upstream's `timeout`. Only an attempt that fails, or no session within that
+    /// time, is an error; it names the upstream and the cause.
+    async fn connection_for_request(
+        &self,
+        entry: &Entry,
+        cancel: &CancellationToken,
+    ) -> Result<Arc<Connection>, UpstreamError> {
+        if let Some(connection) = entry.live_connection() {
             return Ok(connection);
         }
         let mut attempts = entry.attempts.subscribe();
         attempts.mark_unchanged();
+        // The supervisor may have set the connection before the subscription.
+        if let Some(connection) = entry.live_connection() {
+            return Ok(connection);
+        }
         entry.reconnect.notify_one();
-        let wait = RECONNECT_WAIT.min(entry.settings.connect_timeout);
-        let _ = tokio::time::timeout(wait, attempts.changed()).await;
-        entry.connection().ok_or_else(|| {
+        let limit = entry.settings.connect_timeout;
+        let finished = tokio::select! {
+            changed = attempts.changed() => changed.is_ok(),
+            () = tokio::time::sleep(limit) => false,
+            () = cancel.cancelled() => return Err(UpstreamError::Cancelled),
+        };
+        if let Some(connection) = entry.live_connection() {
+            return Ok(connection);
+        }
+        let status_cause = {
             let view = self.shared.view.borrow();
-            let cause = view
-                .get(&entry.name)
-                .and_then(|state| state.status.error().map(str::to_owned))
-                .unwrap_or_else(|| "it is still starting".to_owned());
-            UpstreamError::NotConnected { name: entry.name.to_string(), cause }
-        })
+            view.get(&entry.name).and_then(|state| state.status.error().map(str::to_owned))
+        };
+        let cause = match (finished, status_cause) {
+            (true, Some(cause)) => cause,
+            (true, None) => "its connection attempt failed".to_owned(),
+            (false, Some(cause)) => {
+                format!("it did not connect within {} s (last failure: {cause})", limit.as_secs())
+            }
+            (false, None) => format!("it did not connect within {} s", limit.as_secs()),
+        };
+        Err(UpstreamError::NotConnected { name: entry.name.to_string(), cause })
     }
 
     async fn request_inner(
@@ -271,7 +299,7 @@ impl UpstreamSet {
         options: RequestOptions,
     ) -> Result<ServerResult, UpstreamError> {
         let entry = self.entry(&upstream).ok_or(UpstreamError::Unknown(upstream))?;
-        let connection = self.connection_for_request(&entry).await?;
+        let connection = self.connection_for_request(&entry, &options.cancel).await?;
         let tracks_subscription =
             matches!(request, ClientRequest::SubscribeRequest(_) | ClientRequest::UnsubscribeRequest(_));
         let bookkeeping = tracks_subscription.then(|| request.clone());
@@ -319,14 +347,14 @@ impl Upstreams for UpstreamSet {
         let upstream = upstream.to_owned();
         async move {
             let entry = self.entry(&upstream).ok_or(UpstreamError::Unknown(upstream))?;
-            let connection = self.connection_for_request(&entry).await?;
+            let connection = self.connection_for_request(&entry, &options.cancel).await?;
             connection.call_tool(call, options).await
         }
         .boxed()
     }
 
     fn tool_ticket(&self, upstream: &str) -> Option<LaneTicket> {
-        self.entry(upstream)?.connection()?.ticket()
+        self.entry(upstream)?.live_connection()?.ticket()
     }
 
     fn notify_all(&self, notification: ClientNotification) -> BoxFuture<'_, ()> {
@@ -365,7 +393,7 @@ impl Upstreams for UpstreamSet {
     }
 
     fn reconfigure(&self, settings: &Settings) -> BoxFuture<'_, ()> {
-        self.apply(settings);
+        self.apply(settings, false);
         async {}.boxed()
     }
 

@@ -37,6 +37,7 @@ pub async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
             break;
         }
         shared.publish(&entry, |state| state.status = Status::Connecting);
+        tracing::debug!(upstream = %entry.name, failures, "connecting");
         let attempt = {
             let _permit = shared.start_permits.acquire().await;
             tokio::select! {
@@ -189,9 +190,17 @@ async fn serve(entry: &Entry, shared: &Shared, session: &mut Session) -> Option<
                 }
             }
             () = entry.lists_changed.notified() => {
-                match session::list_catalog(&session.connection, entry.settings.connect_timeout).await {
-                    Ok(catalog) => shared.publish(entry, |state| state.catalog = Some(Arc::new(catalog))),
-                    Err(error) => tracing::warn!(upstream = %entry.name, "re-listing after list_changed failed: {error}"),
+                // Raced against the session's end: a bridge that stops (or a session
+                // that drops) while listing is not a listing failure.
+                let listing = session::list_catalog(&session.connection, entry.settings.connect_timeout);
+                tokio::select! {
+                    listed = listing => match listed {
+                        Ok(catalog) => shared.publish(entry, |state| state.catalog = Some(Arc::new(catalog))),
+                        Err(_) if entry.cancel.is_cancelled() || session.closed.is_cancelled() => {}
+                        Err(error) => tracing::warn!(upstream = %entry.name, "re-listing after list_changed failed: {error}"),
+                    },
+                    () = entry.cancel.cancelled() => return None,
+                    () = session.closed.cancelled() => return Some("the connection to the upstream was lost".to_owned()),
                 }
             }
         }

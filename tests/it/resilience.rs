@@ -169,8 +169,8 @@ async fn hostile_upstreams_do_not_disturb_the_others() {
         .await
         .expect("call");
     assert_eq!(text_of(&noisy), "noisy: through the noise");
-    // A result over maxMessageBytes is dropped by the upstream reader; the call fails
-    // by timeout, and the log says which upstream sent it.
+    // A result over maxMessageBytes is dropped by the upstream reader; the call fails at
+    // once, and the log says which upstream sent it.
     let oversized =
         session.service.call_tool(call("big__big", json!({"bytes": 3000000}))).await.expect("call");
     assert_eq!(oversized.is_error, Some(true));

@@ -165,3 +165,42 @@ fn docs_describe_every_field() {
         }
     }
 }
+
+/// Editors that check a file against the schema flag a server entry with neither `command`
+/// nor `url` (or both), as the loader does: every valid and guide case passes the schema's
+/// alternatives, and the broken cases for that rule fail them.
+#[test]
+fn schema_requires_command_or_url() {
+    let schema: serde_json::Value = serde_json::from_str(schema_json()).unwrap();
+    let branches = schema["$defs"]["Server"]["oneOf"].as_array().expect("`Server` has `oneOf`");
+    let passes = |server: &serde_json::Value| {
+        let matching = branches.iter().filter(|branch| {
+            branch["required"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|key| server.get(key.as_str().unwrap()).is_some())
+        });
+        matching.count() == 1
+    };
+    let servers = |path: &Path| -> Vec<(String, serde_json::Value)> {
+        let document: serde_json::Value = json5::from_str(&fs::read_to_string(path).unwrap()).unwrap();
+        let servers = document.get("mcpServers").and_then(|servers| servers.as_object()).cloned();
+        servers.into_iter().flatten().collect()
+    };
+    let mut checked = 0;
+    for path in super::case_files("valid").iter().chain(&super::case_files("guide")) {
+        for (name, server) in servers(path) {
+            assert!(passes(&server), "{}: `{name}` fails the schema", path.display());
+            checked += 1;
+        }
+    }
+    assert!(checked > 10, "only {checked} servers checked");
+    for case in ["neither-command-nor-url", "both-command-and-url"] {
+        let path = Path::new(super::CASES).join("broken").join(format!("{case}.json5"));
+        let failing = servers(&path).iter().filter(|(_, server)| !passes(server)).count();
+        assert_eq!(failing, 1, "{case}");
+    }
+    assert!(passes(&serde_json::json!({ "url": "https://example.com/mcp" })));
+    assert!(!passes(&serde_json::json!({ "args": ["x"] })));
+}
