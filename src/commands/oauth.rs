@@ -53,7 +53,11 @@ fn remote_servers(settings: &Settings) -> impl Iterator<Item = &ServerSettings> 
     })
 }
 
+/// The last second RFC 3339 can write (9999-12-31T23:59:59Z); later expiries show as it.
+const LAST_RFC3339_SECOND: u64 = 253_402_300_799;
+
 fn rfc3339(seconds: u64) -> String {
+    let seconds = seconds.min(LAST_RFC3339_SECOND);
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(seconds)).to_string()
 }
 

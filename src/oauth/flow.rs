@@ -231,7 +231,7 @@ pub async fn sign_in(
         expires_in,
         scope: scope.clone(),
         created_at: now,
-        expires_at: expires_in.map(|seconds| now + seconds),
+        expires_at: expires_in.map(|seconds| now.saturating_add(seconds)),
         client: ClientRegistration { client_id, ..client },
         token_endpoint: metadata.token_endpoint.clone(),
         resource: if settings.send_resource { resource } else { None },

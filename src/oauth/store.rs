@@ -48,9 +48,10 @@
 //!    mtime is older than the store's stale age ([`STALE_TEMP_AGE`], 60 s by default; see
 //!    [`TokenStore::with_stale_temp_age`]). This catches URLs that are never written again.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use fs2::FileExt;
@@ -312,11 +313,20 @@ impl TokenStore {
     }
 
     /// The entry files whose `server_url` canonicalizes to `canonical`, parsed only as far
-    /// as JSON. Files that are not JSON, or vanish while scanned, are skipped.
+    /// as JSON. Files that are not JSON, vanish while scanned, or cannot be read (no
+    /// permission, a directory with an entry's name) are skipped, so one bad file affects
+    /// only itself; unreadable ones are logged with the OS error, once per process.
     fn files_of(&self, canonical: &str) -> Result<Vec<EntryFile>, StoreError> {
         let mut found = Vec::new();
         for path in files::entry_files(&self.dir)? {
-            let Some((bytes, modified)) = files::read_if_exists(&path)? else { continue };
+            let (bytes, modified) = match files::read_if_exists(&path) {
+                Ok(Some(found)) => found,
+                Ok(None) => continue,
+                Err(error) => {
+                    report_unreadable(&error);
+                    continue;
+                }
+            };
             let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) else { continue };
             let server_url = value.get("server_url").and_then(serde_json::Value::as_str);
             if server_url.and_then(|server_url| canonical_url(server_url).ok()).as_deref() == Some(canonical)
@@ -325,6 +335,21 @@ impl TokenStore {
             }
         }
         Ok(found)
+    }
+}
+
+/// Logs a file that a scan skipped because it cannot be read, once per file and error
+/// kind: `stamp` scans twice a second while a bridge waits for tokens.
+fn report_unreadable(error: &StoreError) {
+    static REPORTED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    let StoreError::Io { path, source } = error else { return };
+    let key = format!("{}\n{:?}", path.display(), source.kind());
+    let mut reported = REPORTED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if reported.get_or_insert_with(HashSet::new).insert(key) {
+        tracing::warn!(
+            "skipping the token file `{}`, which cannot be read: {source}; other entries are unaffected",
+            path.display()
+        );
     }
 }
 

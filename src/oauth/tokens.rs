@@ -300,7 +300,7 @@ async fn refresh(
                 .unwrap_or_else(|| refresh_token.clone()),
         ),
         expires_in,
-        expires_at: expires_in.map(|seconds| now + seconds),
+        expires_at: expires_in.map(|seconds| now.saturating_add(seconds)),
         created_at: now,
         scope,
         ..entry.clone()

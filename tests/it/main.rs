@@ -11,6 +11,7 @@ mod jsonrpc;
 mod lifecycle;
 mod naming;
 mod oauth;
+mod oauth_hardening;
 mod peers;
 mod remote;
 mod resilience;
