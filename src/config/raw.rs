@@ -234,7 +234,10 @@ pub struct RawOAuth {
     /// Scopes to request. Default: what the server asks for.
     pub scopes: Vec<String>,
     /// Extra query parameters for the authorization request, e.g. Auth0's `audience` or
-    /// Google's `access_type`. Default: none.
+    /// Google's `access_type`. Parameters the flow sets itself (`state`, `redirect_uri`,
+    /// `code_challenge`, `code_challenge_method`, `response_type`, `client_id`,
+    /// `grant_type`, `code_verifier`) are refused. `resource` replaces the RFC 8707
+    /// resource on the authorization, token and refresh requests. Default: none.
     pub additional_params: BTreeMap<String, String>,
     /// A pre-registered client id. Default: a client ID metadata document or dynamic
     /// registration.

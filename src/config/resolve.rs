@@ -318,6 +318,14 @@ fn resolve_oauth(raw: &RawOAuth, path: &str, report: &mut Report) -> OAuthSettin
             check_url(value, &child_path(path, field), report);
         }
     }
+    for key in raw.additional_params.keys() {
+        if crate::oauth::authorize::FLOW_PARAMS.contains(&key.as_str()) {
+            report.problem(
+                &child_path(&child_path(path, "additional_params"), key),
+                format!("`{key}` is set by the sign-in flow itself and cannot be replaced; remove it"),
+            );
+        }
+    }
     OAuthSettings {
         enabled: raw.enabled,
         issuer: raw.issuer.clone(),

@@ -12,13 +12,15 @@ use std::{sync::Arc, time::Duration};
 
 use oauth2::TokenResponse as _;
 use rmcp::transport::{
-    AuthorizationManager, AuthorizationRequest, AuthorizationSession,
-    auth::{AuthorizationMetadata, AuthorizationMetadataSource},
+    AuthorizationManager,
+    auth::{AuthorizationMetadata, AuthorizationMetadataSource, OAuthClientConfig},
 };
 use serde_json::json;
 
 use super::{
-    OAuthError, SignInContext, Target, callback,
+    OAuthError, SignInContext, Target,
+    authorize::{self, AuthorizationParams, PendingAuthorization},
+    callback,
     http::{BridgeOAuthHttp, is_secure_or_loopback},
     store::{self, ClientRegistration, ClientSource, Secret, TokenEntry},
 };
@@ -149,106 +151,153 @@ async fn from_issuer(http: &BridgeOAuthHttp, issuer: &str) -> Result<Authorizati
 }
 
 /// Run the browser sign-in for `target` and return the entry to store. The caller
-/// holds the entry's lock, so only one process signs in at a time.
+/// holds the entry's lock, so only one process signs in at a time. The callback page
+/// says "signed in" only once the code exchange succeeded, else what failed.
 pub async fn sign_in(
     context: &SignInContext,
     target: &Target,
     discovery: Discovery,
     previous: Option<&TokenEntry>,
-    challenge: Option<&str>,
     extra_scopes: &[String],
 ) -> Result<TokenEntry, OAuthError> {
     let listener = bind_callback(context).await?;
     let redirect_uri = listener.redirect_uri();
-    let Discovery { manager, metadata, issuer, http } = discovery;
+    let prepared = prepare(target, discovery, previous, extra_scopes, &redirect_uri).await?;
+    context.browser.open(&target.name, &prepared.pending.url);
+    let callback = listener
+        .wait(prepared.pending.state.clone(), context.sign_in_timeout)
+        .await
+        .map_err(|error| OAuthError::Flow { upstream: target.name.clone(), reason: error.to_string() })?;
+    let result = prepared.finish(target, callback.url()).await;
+    callback.reply(result.as_ref().map(|_| ()).map_err(ToString::to_string)).await;
+    result
+}
+
+/// A sign-in whose authorization URL is ready: what the redirect is checked against and
+/// how the code is exchanged.
+pub struct PreparedSignIn {
+    pub pending: PendingAuthorization,
+    metadata: AuthorizationMetadata,
+    issuer: String,
+    http: BridgeOAuthHttp,
+    client: ClientRegistration,
+    scopes: Vec<String>,
+}
+
+/// Pick the client (registering if needed), the scopes and the `resource`, and build the
+/// authorization URL for `redirect_uri`.
+pub async fn prepare(
+    target: &Target,
+    discovery: Discovery,
+    previous: Option<&TokenEntry>,
+    extra_scopes: &[String],
+    redirect_uri: &str,
+) -> Result<PreparedSignIn, OAuthError> {
+    let Discovery { mut manager, metadata, issuer, http } = discovery;
     let settings = &target.settings;
-    let client = match registration(target, &metadata, &http, &redirect_uri, previous).await? {
+    let client = match registration(target, &metadata, &http, redirect_uri, previous).await? {
         Some(client) => client,
         None => ClientRegistration {
             client_id: settings.client_metadata_url.clone().unwrap_or_default(),
             client_secret: None,
-            redirect_uri: Some(redirect_uri.clone()),
+            redirect_uri: Some(redirect_uri.to_owned()),
             token_endpoint_auth_method: Some("none".to_owned()),
             source: ClientSource::Cimd,
+            client_secret_expires_at: None,
         },
     };
-    let mut request = AuthorizationRequest::new(redirect_uri.clone())
-        .with_client_name(settings.client_name.clone().unwrap_or_else(|| "foxxy-bridge".to_owned()));
-    if client.source == ClientSource::Cimd {
-        request = request.with_client_metadata_url(client.client_id.clone());
+    let initial = manager.select_initial_scopes(&[]).await;
+    let granted = previous.map(|entry| entry.granted_scopes.clone()).unwrap_or_default();
+    let scopes = authorize::requested_scopes(&initial, &settings.scopes, &granted, extra_scopes);
+    let resource = if settings.send_resource {
+        match settings.additional_params.get("resource") {
+            Some(resource) => Some(resource.clone()),
+            None => Some(discovered_resource(&mut manager, redirect_uri).await.unwrap_or(target.url.clone())),
+        }
     } else {
-        request = request.with_preregistered_client(client.client_id.clone());
-        if let Some(secret) = &client.client_secret {
-            request = request.with_client_secret(secret.expose().to_owned());
-        }
+        None
+    };
+    let params = AuthorizationParams {
+        authorization_endpoint: &metadata.authorization_endpoint,
+        redirect_uri,
+        scopes: &scopes,
+        resource: resource.as_deref(),
+        additional_params: &settings.additional_params,
+    };
+    let pending = authorize::authorization_url(&client.client_id, &params)
+        .map_err(|reason| OAuthError::Flow { upstream: target.name.clone(), reason })?;
+    Ok(PreparedSignIn { pending, metadata, issuer, http, client, scopes })
+}
+
+/// The RFC 8707 `resource` rmcp's discovery settled on (the protected resource
+/// metadata's `resource`, else the server URL). rmcp keeps it private but puts it on the
+/// authorization URLs it builds, so one is built and read; its PKCE state is discarded.
+async fn discovered_resource(manager: &mut AuthorizationManager, redirect_uri: &str) -> Option<String> {
+    manager.configure_client(OAuthClientConfig::new("foxxy-bridge", redirect_uri)).ok()?;
+    let url = manager.get_authorization_url(&[]).await.ok()?;
+    query_param(&url, "resource").filter(|resource| !resource.is_empty())
+}
+
+impl PreparedSignIn {
+    /// Check the redirect the browser ended on (`state`, `iss`) and exchange its code.
+    pub async fn finish(self, target: &Target, redirect: &str) -> Result<TokenEntry, OAuthError> {
+        let failed = |reason: String| OAuthError::Flow { upstream: target.name.clone(), reason };
+        let iss_required = self
+            .metadata
+            .additional_fields
+            .get("authorization_response_iss_parameter_supported")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false);
+        let code = authorize::code_from_redirect(redirect, &self.pending.state, &self.issuer, iss_required)
+            .map_err(failed)?;
+        let resource = self.pending.resource().map(str::to_owned);
+        let token =
+            authorize::exchange(&self.http, &self.client, &self.metadata.token_endpoint, self.pending, code)
+                .await
+                .map_err(|reason| failed(format!("the code exchange failed: {reason}")))?;
+        let now = store::now();
+        let expires_in = token.expires_in().map(|duration| duration.as_secs());
+        let scope = token
+            .scopes()
+            .map(|scopes| scopes.iter().map(|scope| scope.to_string()).collect::<Vec<_>>().join(" "))
+            .or_else(|| (!self.scopes.is_empty()).then(|| self.scopes.join(" ")));
+        Ok(TokenEntry {
+            version: store::FORMAT_VERSION,
+            server_url: target.url.clone(),
+            issuer: self.issuer,
+            access_token: Secret::new(token.access_token().secret().clone()),
+            refresh_token: token.refresh_token().map(|token| Secret::new(token.secret().clone())),
+            token_type: "Bearer".to_owned(),
+            expires_in,
+            scope: scope.clone(),
+            created_at: now,
+            expires_at: expires_in.map(|seconds| now.saturating_add(seconds)),
+            client: self.client,
+            token_endpoint: self.metadata.token_endpoint.clone(),
+            resource,
+            granted_scopes: scope
+                .map(|scope| scope.split_whitespace().map(str::to_owned).collect())
+                .unwrap_or_default(),
+        })
     }
-    let mut scopes: Vec<String> = settings.scopes.clone();
-    if !extra_scopes.is_empty() {
-        // Step-up: the union of what was granted and what the server now asks for.
-        let granted = previous.map(|entry| entry.granted_scopes.clone()).unwrap_or_default();
-        for scope in granted.into_iter().chain(extra_scopes.iter().cloned()) {
-            if !scopes.contains(&scope) {
-                scopes.push(scope);
-            }
-        }
-    }
-    if !scopes.is_empty() {
-        request = request.with_scopes(scopes.iter().map(String::as_str));
-    }
-    if let Some(challenge) = challenge {
-        request = request.with_challenge(challenge);
-    }
-    let session = AuthorizationSession::new(manager, request).await.map_err(|(_, error)| {
-        OAuthError::Flow { upstream: target.name.clone(), reason: error.to_string() }
-    })?;
-    let auth_url = finish_authorization_url(session.get_authorization_url(), settings)?;
-    let state = query_param(&auth_url, "state").unwrap_or_default();
-    let resource = query_param(session.get_authorization_url(), "resource");
-    let requested_scope = query_param(&auth_url, "scope");
-    context.browser.open(&target.name, &auth_url);
-    let callback_url = listener
-        .wait(state, context.sign_in_timeout)
-        .await
-        .map_err(|error| OAuthError::Flow { upstream: target.name.clone(), reason: error.to_string() })?;
-    let token = session.handle_callback_url(&callback_url).await.map_err(|error| OAuthError::Flow {
-        upstream: target.name.clone(),
-        reason: format!("the code exchange failed: {error}"),
-    })?;
-    let now = store::now();
-    let expires_in = token.expires_in().map(|duration| duration.as_secs());
-    let scope = token
-        .scopes()
-        .map(|scopes| scopes.iter().map(|scope| scope.to_string()).collect::<Vec<_>>().join(" "))
-        .or(requested_scope);
-    let client_id = session.get_credentials().await.map(|(id, _)| id).unwrap_or(client.client_id.clone());
-    Ok(TokenEntry {
-        version: store::FORMAT_VERSION,
-        server_url: target.url.clone(),
-        issuer,
-        access_token: Secret::new(token.access_token().secret().clone()),
-        refresh_token: token.refresh_token().map(|token| Secret::new(token.secret().clone())),
-        token_type: "Bearer".to_owned(),
-        expires_in,
-        scope: scope.clone(),
-        created_at: now,
-        expires_at: expires_in.map(|seconds| now.saturating_add(seconds)),
-        client: ClientRegistration { client_id, ..client },
-        token_endpoint: metadata.token_endpoint.clone(),
-        resource: if settings.send_resource { resource } else { None },
-        granted_scopes: scope
-            .map(|scope| scope.split_whitespace().map(str::to_owned).collect())
-            .unwrap_or_default(),
-    })
 }
 
 /// Bind the callback listener, waiting (bounded) while another sign-in of this
-/// machine holds the port.
+/// machine holds the port; a port held by another program fails at once.
 async fn bind_callback(context: &SignInContext) -> Result<callback::CallbackListener, OAuthError> {
     let deadline = tokio::time::Instant::now() + context.sign_in_timeout;
     loop {
         match callback::bind(&context.host, context.port).await {
             Ok(listener) => return Ok(listener),
             Err(error @ callback::CallbackError::NotLoopback(_)) => {
+                return Err(OAuthError::Callback(error.to_string()));
+            }
+            // Another sign-in of this machine frees the port when it ends; another
+            // program may hold it for good, so that fails at once.
+            Err(callback::CallbackError::InUse { .. })
+                if callback::held_by_another_program(&context.host, context.port).await =>
+            {
+                let error = callback::CallbackError::PortTaken { port: context.port };
                 return Err(OAuthError::Callback(error.to_string()));
             }
             Err(error) if tokio::time::Instant::now() >= deadline => {
@@ -288,6 +337,7 @@ async fn registration(
             redirect_uri: Some(redirect_uri.to_owned()),
             token_endpoint_auth_method: Some(method.to_owned()),
             source: ClientSource::Preregistered,
+            client_secret_expires_at: None,
         }));
     }
     let cimd_supported = metadata
@@ -301,6 +351,7 @@ async fn registration(
     if let Some(previous) = previous
         && previous.client.source == ClientSource::Dynamic
         && previous.client.redirect_uri.as_deref() == Some(redirect_uri)
+        && !authorize::secret_expired(&previous.client, store::now())
     {
         return Ok(Some(previous.client.clone()));
     }
@@ -370,6 +421,7 @@ async fn register(
         client_id: String,
         client_secret: Option<String>,
         token_endpoint_auth_method: Option<String>,
+        client_secret_expires_at: Option<u64>,
     }
     let registered: Registered =
         serde_json::from_slice(response.body()).map_err(|error| failed(error.to_string()))?;
@@ -380,24 +432,8 @@ async fn register(
         redirect_uri: Some(redirect_uri.to_owned()),
         token_endpoint_auth_method: registered.token_endpoint_auth_method.or(Some("none".to_owned())),
         source: ClientSource::Dynamic,
+        client_secret_expires_at: registered.client_secret_expires_at,
     })
-}
-
-/// Apply `additional_params` and `send_resource: false` to rmcp's authorization URL.
-fn finish_authorization_url(
-    url: &str,
-    settings: &crate::config::OAuthSettings,
-) -> Result<String, OAuthError> {
-    let mut parsed = url::Url::parse(url).map_err(|error| OAuthError::Callback(error.to_string()))?;
-    let pairs: Vec<(String, String)> = parsed
-        .query_pairs()
-        .filter(|(key, _)| settings.send_resource || key != "resource")
-        .filter(|(key, _)| !settings.additional_params.contains_key(key.as_ref()))
-        .map(|(key, value)| (key.into_owned(), value.into_owned()))
-        .chain(settings.additional_params.iter().map(|(key, value)| (key.clone(), value.clone())))
-        .collect();
-    parsed.query_pairs_mut().clear().extend_pairs(pairs);
-    Ok(parsed.to_string())
 }
 
 fn query_param(url: &str, name: &str) -> Option<String> {

@@ -13,6 +13,7 @@
 //! This module does not own connections to upstreams (`upstream/` does) and never
 //! logs a token.
 
+pub mod authorize;
 pub mod browser;
 pub mod callback;
 pub mod client;

@@ -15,15 +15,12 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use oauth2::{
-    AuthType, ClientId, ClientSecret, RefreshToken, RequestTokenError, TokenResponse as _, TokenUrl,
-    basic::{BasicClient, BasicErrorResponseType},
-};
+use oauth2::{RefreshToken, RequestTokenError, TokenResponse as _, basic::BasicErrorResponseType};
 
 use super::{
-    OAuthError, SignInContext, Target, flow,
+    OAuthError, SignInContext, Target, authorize, flow,
     http::BridgeOAuthHttp,
-    store::{self, EntryLock, Secret, TokenEntry},
+    store::{self, ClientSource, EntryLock, Secret, TokenEntry},
 };
 
 /// How often the token file is looked at for changes made by other processes.
@@ -185,8 +182,7 @@ impl TokenSource {
         }
         let discovery = flow::discover(&self.target, challenge).await?;
         let entry =
-            flow::sign_in(&self.context, &self.target, discovery, previous.as_ref(), challenge, extra_scopes)
-                .await?;
+            flow::sign_in(&self.context, &self.target, discovery, previous.as_ref(), extra_scopes).await?;
         self.context.store.write(&lock, &entry).map_err(|error| OAuthError::Store(error.to_string()))?;
         tracing::info!(upstream = %self.target.name, "OAuth flow completed; signed in");
         let token = entry.access_token.clone();
@@ -239,50 +235,52 @@ pub fn needs_refresh(entry: &TokenEntry, now: u64) -> bool {
 }
 
 enum RefreshFailure {
-    /// `invalid_grant`: the refresh token is dead; sign in again.
+    /// `invalid_grant` (the refresh token is dead), or a dynamically registered client
+    /// that is gone or whose secret expired: sign in again.
     Rejected(String),
     /// Anything else (429, 5xx, network): keep the tokens, try later.
     Transient(String),
 }
 
-/// One refresh-token grant at the entry's token endpoint.
+/// One refresh-token grant at the entry's token endpoint, authenticating as the code
+/// exchange did ([`authorize::token_client`]).
 async fn refresh(
     target: &Target,
     entry: &TokenEntry,
     refresh_token: &Secret,
 ) -> Result<TokenEntry, RefreshFailure> {
+    if entry.client.source == ClientSource::Dynamic && authorize::secret_expired(&entry.client, store::now())
+    {
+        return Err(RefreshFailure::Rejected("the registered client's secret expired".to_owned()));
+    }
     let http = BridgeOAuthHttp::new(target.verify_ssl, target.settings.send_resource)
         .map_err(|error| RefreshFailure::Transient(error.to_string()))?;
-    let token_url = TokenUrl::new(entry.token_endpoint.clone())
-        .map_err(|error| RefreshFailure::Transient(error.to_string()))?;
-    let mut client = BasicClient::new(ClientId::new(entry.client.client_id.clone())).set_token_uri(token_url);
-    if let Some(secret) = &entry.client.client_secret {
-        client = client.set_client_secret(ClientSecret::new(secret.expose().to_owned()));
-    }
-    if entry.client.token_endpoint_auth_method.as_deref() == Some("client_secret_post") {
-        client = client.set_auth_type(AuthType::RequestBody);
-    }
+    let client =
+        authorize::token_client(&entry.client, &entry.token_endpoint).map_err(RefreshFailure::Transient)?;
     let old_refresh = RefreshToken::new(refresh_token.expose().to_owned());
     let mut request = client.exchange_refresh_token(&old_refresh);
     if let Some(resource) = entry.resource.as_ref().filter(|_| target.settings.send_resource) {
         request = request.add_extra_param("resource", resource.clone());
     }
+    let dynamic = entry.client.source == ClientSource::Dynamic;
     let response = request.request_async(&http).await.map_err(|error| match &error {
         RequestTokenError::ServerResponse(response)
             if *response.error() == BasicErrorResponseType::InvalidGrant =>
         {
             RefreshFailure::Rejected("invalid_grant".to_owned())
         }
-        RequestTokenError::ServerResponse(response) => {
-            RefreshFailure::Transient(format!("{}", response.error()))
+        // A dynamically registered client the server no longer knows: drop it, so the
+        // next sign-in registers again.
+        RequestTokenError::ServerResponse(response)
+            if dynamic
+                && matches!(
+                    response.error(),
+                    BasicErrorResponseType::InvalidClient | BasicErrorResponseType::UnauthorizedClient
+                ) =>
+        {
+            RefreshFailure::Rejected(format!("{}", response.error()))
         }
-        RequestTokenError::Request(error) => RefreshFailure::Transient(error.to_string()),
-        // The body is not quoted: a malformed success response may hold a token.
-        RequestTokenError::Parse(_, body) => RefreshFailure::Transient(format!(
-            "the token endpoint sent an unreadable answer ({} bytes)",
-            body.len()
-        )),
-        RequestTokenError::Other(text) => RefreshFailure::Transient(text.clone()),
+        other => RefreshFailure::Transient(authorize::describe_token_error(other)),
     })?;
     let now = store::now();
     let expires_in = response.expires_in().map(|duration| duration.as_secs());

@@ -57,3 +57,126 @@ async fn an_unreadable_file_in_the_cache_affects_only_itself() {
         "the bad file is reported with the OS error:\n{log}"
     );
 }
+
+#[tokio::test]
+async fn additional_params_cannot_replace_flow_parameters() {
+    let env = TestEnv::new();
+    env.write_config(&json!({ "mcpServers": { "remote": {
+        "url": "https://mcp.example.com/mcp",
+        "oauth": { "additional_params": { "state": "x", "audience": "a", "resource": "https://api.example.com/" } }
+    } } }));
+    let output = env.run(&["config", "validate"]).await;
+    assert_eq!(output.code, Some(1), "{output:?}");
+    assert!(
+        output.stderr.contains("additional_params") && output.stderr.contains("`state`"),
+        "{}",
+        output.stderr
+    );
+    assert!(
+        !output.stderr.contains("`audience`") && !output.stderr.contains("`resource`"),
+        "{}",
+        output.stderr
+    );
+}
+
+#[tokio::test]
+async fn a_configured_resource_is_sent_on_authorize_token_and_refresh() {
+    let resource = "https://api.example.com/";
+    let oauth = json!({ "additional_params": { "resource": resource } });
+    let world = World::start(&["--expect-resource", resource], Some(oauth), json!({})).await;
+    let login = world.run(&["oauth", "login", "sec"]).await;
+    assert_eq!(login.code, Some(0), "{login:?}");
+    let stats = world.stats().await;
+    assert_eq!(stats["last_authorize_query"]["resource"], resource, "{stats}");
+    assert_eq!(stats["last_token_form"]["resource"], resource, "{stats}");
+    world.expire_tokens().await;
+    let call = world.run(&["call", "sec__echo", r#"{"message": "refreshed"}"#]).await;
+    assert_eq!(call.stdout, "sec: refreshed\n", "{call:?}");
+    let stats = world.stats().await;
+    assert_eq!(stats["token_refresh"], 1, "{stats}");
+    assert_eq!(stats["last_token_form"]["resource"], resource, "{stats}");
+}
+
+#[tokio::test]
+async fn the_scopes_asked_for_are_the_challenges_plus_the_configured_ones() {
+    let oauth = json!({ "scopes": ["extra"] });
+    let world = World::start(&["--challenge-scope", "read"], Some(oauth), json!({})).await;
+    let call = world.run(&["call", "sec__echo", r#"{"message": "scoped"}"#]).await;
+    assert_eq!(call.stdout, "sec: scoped\n", "{call:?}");
+    let stats = world.stats().await;
+    assert_eq!(stats["last_authorize_query"]["scope"], "read extra", "{stats}");
+}
+
+#[tokio::test]
+async fn a_wrong_iss_fails_the_sign_in_and_the_page_says_so() {
+    let world = World::start(&["--bad-iss"], Some(json!({})), json!({})).await;
+    let login = world.run(&["oauth", "login", "sec"]).await;
+    assert_eq!(login.code, Some(1), "{login:?}");
+    assert!(login.stderr.contains("`iss`"), "{}", login.stderr);
+    let browser = std::fs::read_to_string(world.browser_log()).unwrap_or_default();
+    assert!(browser.contains("page Sign-in failed"), "the page tells the truth:\n{browser}");
+    assert!(!browser.contains("page Signed in"), "{browser}");
+    assert_eq!(world.stats().await["token_code"], 0, "no code exchange after a wrong iss");
+}
+
+#[tokio::test]
+async fn a_callback_port_held_by_another_program_fails_at_once() {
+    let other = crate::remote::HttpFixture::start(0, &["--name", "other"]).await;
+    let port: u16 = other.addr.rsplit(':').next().and_then(|port| port.parse().ok()).expect("port");
+    let world = World::start(&[], Some(json!({})), json!({ "oauth_port": port, "signInTimeout": 60 })).await;
+    let started = std::time::Instant::now();
+    let login = world.run(&["oauth", "login", "sec"]).await;
+    assert_eq!(login.code, Some(1), "{login:?}");
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+    assert!(
+        login.stderr.contains(&format!("port `{port}`")) && login.stderr.contains("bridge.oauth_port"),
+        "{}",
+        login.stderr
+    );
+    assert_eq!(world.opens(), 0);
+}
+
+#[tokio::test]
+async fn the_code_exchange_and_refreshes_use_the_registered_client_authentication() {
+    let world = World::start(&["--client-auth", "client_secret_post"], Some(json!({})), json!({})).await;
+    let login = world.run(&["oauth", "login", "sec"]).await;
+    assert_eq!(login.code, Some(0), "{login:?}");
+    assert_eq!(world.stats().await["last_token_client_auth"], "post");
+    world.expire_tokens().await;
+    let call = world.run(&["call", "sec__echo", r#"{"message": "post"}"#]).await;
+    assert_eq!(call.stdout, "sec: post\n", "{call:?}");
+    let stats = world.stats().await;
+    assert_eq!(stats["token_refresh"], 1, "{stats}");
+    assert_eq!(stats["last_token_client_auth"], "post", "{stats}");
+}
+
+#[tokio::test]
+async fn an_expired_client_secret_leads_to_a_new_registration() {
+    let world = World::start(&["--client-auth", "client_secret_basic"], Some(json!({})), json!({})).await;
+    assert_eq!(world.run(&["oauth", "login", "sec"]).await.code, Some(0));
+    world.admin("/admin/expire-client-secrets").await;
+    world.expire_tokens().await;
+    let path = world.token_file();
+    let mut entry = world.token_entry();
+    entry["client"]["client_secret_expires_at"] = json!(1);
+    std::fs::write(&path, serde_json::to_vec_pretty(&entry).unwrap()).expect("write");
+    let call = world.run(&["call", "sec__echo", r#"{"message": "again"}"#]).await;
+    assert_eq!(call.stdout, "sec: again\n", "{call:?}");
+    let stats = world.stats().await;
+    assert_eq!(stats["register"], 2, "registered again: {stats}");
+    assert_eq!(stats["token_refresh"], 0, "no refresh with an expired secret: {stats}");
+    assert_eq!(world.opens(), 2);
+}
+
+#[tokio::test]
+async fn a_client_the_server_refuses_on_refresh_is_registered_again() {
+    let world = World::start(&["--client-auth", "client_secret_post"], Some(json!({})), json!({})).await;
+    assert_eq!(world.run(&["oauth", "login", "sec"]).await.code, Some(0));
+    world.admin("/admin/expire-client-secrets").await;
+    world.expire_tokens().await;
+    let call = world.run(&["call", "sec__echo", r#"{"message": "new client"}"#]).await;
+    assert_eq!(call.stdout, "sec: new client\n", "{call:?}");
+    let stats = world.stats().await;
+    assert_eq!(stats["register"], 2, "registered again after invalid_client: {stats}");
+    assert_eq!(world.opens(), 2);
+}

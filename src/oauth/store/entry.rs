@@ -60,6 +60,10 @@ pub struct ClientRegistration {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_endpoint_auth_method: Option<String>,
     pub source: ClientSource,
+    /// RFC 7591 `client_secret_expires_at` (unix seconds, 0 = never); a client whose
+    /// secret has expired is registered again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_expires_at: Option<u64>,
 }
 
 /// How the client id was obtained (DESIGN.md §3: pre-registered → CIMD → dynamic registration).
@@ -137,6 +141,7 @@ pub(super) fn sample(url: &str, issuer: &str) -> TokenEntry {
             redirect_uri: Some("http://127.0.0.1:8090/callback".to_owned()),
             token_endpoint_auth_method: Some("client_secret_post".to_owned()),
             source: ClientSource::Dynamic,
+            client_secret_expires_at: None,
         },
         token_endpoint: "https://auth.example.com/token".to_owned(),
         resource: Some(url.to_owned()),
