@@ -117,7 +117,7 @@ fn status(
             .map(|row| {
                 json!({
                     "server": row.server,
-                    "url": row.url,
+                    "url": store::redacted_url(&row.url),
                     "status": row.status,
                     "expires_at": row.expires_at.map(rfc3339),
                     "issuer": row.issuer,

@@ -94,7 +94,8 @@ pub async fn discover(target: &Target, challenge: Option<&str>) -> Result<Discov
     .flatten()
     {
         if !is_secure_or_loopback(endpoint) {
-            return Err(OAuthError::Insecure { upstream: target.name.clone(), url: endpoint.clone() });
+            let url = store::redacted_url(endpoint);
+            return Err(OAuthError::Insecure { upstream: target.name.clone(), url });
         }
     }
     manager.set_metadata(metadata.clone());
@@ -212,7 +213,9 @@ pub async fn prepare(
     let resource = if settings.send_resource {
         match settings.additional_params.get("resource") {
             Some(resource) => Some(resource.clone()),
-            None => Some(discovered_resource(&mut manager, redirect_uri).await.unwrap_or(target.url.clone())),
+            None => Some(without_userinfo(
+                &discovered_resource(&mut manager, redirect_uri).await.unwrap_or_else(|| target.url.clone()),
+            )),
         }
     } else {
         None
@@ -236,6 +239,19 @@ async fn discovered_resource(manager: &mut AuthorizationManager, redirect_uri: &
     manager.configure_client(OAuthClientConfig::new("foxxy-bridge", redirect_uri)).ok()?;
     let url = manager.get_authorization_url(&[]).await.ok()?;
     query_param(&url, "resource").filter(|resource| !resource.is_empty())
+}
+
+/// `url` without a user name or password: the RFC 8707 `resource` names the server, and
+/// credentials in its URL are for the server alone.
+fn without_userinfo(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.into()
+        }
+        _ => url.to_owned(),
+    }
 }
 
 impl PreparedSignIn {

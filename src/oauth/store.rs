@@ -64,8 +64,8 @@ mod tests;
 
 pub use entry::{ClientRegistration, ClientSource, EntryStatus, FORMAT_VERSION, Secret, TokenEntry, now};
 use files::io_error;
-pub use keys::canonical_url;
 use keys::hash16;
+pub use keys::{canonical_url, redacted_url};
 
 /// How old a temp file must be before any store operation removes it (rule 2 above).
 pub const STALE_TEMP_AGE: Duration = Duration::from_secs(60);
@@ -216,6 +216,7 @@ impl TokenStore {
             }
             let now = Instant::now();
             if now >= deadline || abandoned.load(Ordering::Relaxed) {
+                let url = redacted_url(&url);
                 return Err(StoreError::LockTimeout { url, seconds: timeout.as_secs_f64() });
             }
             std::thread::sleep(LOCK_POLL.min(deadline - now));

@@ -405,7 +405,7 @@ async fn dial(
         };
         match attempt {
             Ok(session) => {
-                tracing::info!(upstream = %entry.name, url = %settings.url, "connected over streamable HTTP");
+                tracing::info!(upstream = %entry.name, url = %crate::oauth::store::redacted_url(&settings.url), "connected over streamable HTTP");
                 return Ok(session);
             }
             Err((InitFailure::Failed(error), _))
@@ -442,7 +442,7 @@ async fn dial(
     let transport = pending.tap(stream);
     match pending.initialize(entry, shared, transport, None, "sse", None).await {
         Ok(session) => {
-            tracing::info!(upstream = %entry.name, url = %settings.url, "connected over legacy SSE");
+            tracing::info!(upstream = %entry.name, url = %crate::oauth::store::redacted_url(&settings.url), "connected over legacy SSE");
             Ok(session)
         }
         Err((failure, _)) => Err(failed(failure)),

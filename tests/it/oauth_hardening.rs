@@ -180,3 +180,57 @@ async fn a_client_the_server_refuses_on_refresh_is_registered_again() {
     assert_eq!(stats["register"], 2, "registered again after invalid_client: {stats}");
     assert_eq!(world.opens(), 2);
 }
+
+#[tokio::test]
+async fn credentials_in_a_server_url_are_never_shown() {
+    let world = World::start(&[], Some(json!({})), json!({ "signInTimeout": 1 })).await;
+    let url = format!("http://alice:hunter2@{}/mcp?key=TOPSECRET", world.server.addr);
+    world.env.write_config(&json!({
+        "mcpServers": { "sec": { "url": url, "oauth": {}, "retryAttempts": 1 } },
+        "bridge": { "oauth_port": 0, "signInTimeout": 1 }
+    }));
+    let status = world.run(&["oauth", "status", "--json"]).await;
+    let rows = status_rows(&status);
+    assert_eq!(rows[0]["url"], format!("http://alice:***@{}/mcp?key=***", world.server.addr), "{rows}");
+    let table = world.run(&["oauth", "status"]).await;
+    let mut tools = world.env.command();
+    tools.env("FOXXY_BRIDGE_BROWSER", "none").args(["tools", "--json"]);
+    let tools = crate::oauth::output_of(tools).await;
+    let log = world.env.log();
+    for (what, text) in [
+        ("status", &status.stdout),
+        ("table", &table.stdout),
+        ("tools stdout", &tools.stdout),
+        ("tools stderr", &tools.stderr),
+        ("log", &log),
+    ] {
+        assert!(
+            !text.contains("hunter2") && !text.contains("TOPSECRET"),
+            "{what} shows a credential:\n{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_legacy_sse_upstream_refreshes_its_token_on_a_401_mid_session() {
+    let world = World::start(&[], Some(json!({})), json!({})).await;
+    let url = format!("http://{}/legacy/sse", world.server.addr);
+    world.env.write_config(&json!({
+        "mcpServers": { "sec": { "url": url, "transport": "sse", "oauth": {} } },
+        "bridge": { "oauth_port": 0 }
+    }));
+    let login = world.run(&["oauth", "login", "sec"]).await;
+    assert_eq!(login.code, Some(0), "{login:?}");
+    let session = Session::start_command(world.command(&[]), TestClient::default()).await;
+    let tools = session.service.list_all_tools().await.expect("tools/list");
+    assert!(tools.iter().any(|tool| tool.name == "sec__echo"), "{tools:?}");
+    let first = peer_call(&session, "sec__echo", json!({ "message": "one" })).await;
+    assert_eq!(text_of(&first), "sec: one");
+    // The server stops accepting the access token the bridge still thinks is valid.
+    world.admin("/admin/expire-access-tokens").await;
+    let second = peer_call(&session, "sec__echo", json!({ "message": "two" })).await;
+    assert_eq!(text_of(&second), "sec: two", "{second:?}");
+    assert_eq!(world.stats().await["token_refresh"], 1);
+    assert_eq!(world.opens(), 1, "no new sign-in");
+    session.close().await;
+}
