@@ -1,19 +1,15 @@
-//! Discovery and the browser sign-in, on rmcp's `auth` support.
-//!
-//! rmcp does RFC 9728 / RFC 8414 / OIDC discovery, the issuer check, PKCE S256, the
-//! authorization URL with RFC 8707 `resource`, `state` and RFC 9207 `iss` checks, and
-//! the code exchange. This module adds what it lacks: refusing an authorization server
-//! that does not advertise S256, the configured `issuer` as a discovery fallback,
-//! dynamic registration with `client_uri` that keeps the registered secret and
-//! redirect URI, `additional_params`, `send_resource: false`, and turning the result
-//! into a token-cache entry.
+//! The browser sign-in of one upstream, after discovery (`discovery.rs`): the callback
+//! listener, the client (pre-registered → client ID metadata document → a stored or new
+//! RFC 7591 dynamic registration, done here because rmcp keeps neither the secret nor the
+//! redirect URI), the scopes and the RFC 8707 `resource`, the authorization URL and code
+//! exchange (`authorize.rs`), and turning the result into a token-cache entry.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use oauth2::TokenResponse as _;
 use rmcp::transport::{
     AuthorizationManager,
-    auth::{AuthorizationMetadata, AuthorizationMetadataSource, OAuthClientConfig},
+    auth::{AuthorizationMetadata, OAuthClientConfig},
 };
 use serde_json::json;
 
@@ -21,135 +17,10 @@ use super::{
     OAuthError, SignInContext, Target,
     authorize::{self, AuthorizationParams, PendingAuthorization},
     callback,
-    http::{BridgeOAuthHttp, is_secure_or_loopback},
+    discovery::Discovery,
+    http::BridgeOAuthHttp,
     store::{self, ClientRegistration, ClientSource, Secret, TokenEntry},
 };
-
-/// What discovery found for one upstream.
-pub struct Discovery {
-    pub manager: AuthorizationManager,
-    pub metadata: AuthorizationMetadata,
-    pub issuer: String,
-    pub http: BridgeOAuthHttp,
-}
-
-/// Find the authorization server of `target`: from the challenge's
-/// `resource_metadata`, else the well-known paths, else the configured `issuer`.
-pub async fn discover(target: &Target, challenge: Option<&str>) -> Result<Discovery, OAuthError> {
-    let http = BridgeOAuthHttp::new(target.verify_ssl, target.settings.send_resource).map_err(|error| {
-        OAuthError::Discovery { upstream: target.name.clone(), reason: error.to_string(), tried: vec![] }
-    })?;
-    let mut manager =
-        AuthorizationManager::new_with_oauth_http_client(target.url.as_str(), Arc::new(http.clone()))
-            .await
-            .map_err(|error| discovery_error(target, &http, error.to_string()))?;
-    let resolved = match manager.resolve_metadata_from_challenge(challenge).await {
-        Ok(resolution) if resolution.source != AuthorizationMetadataSource::LegacyEndpointFallback => {
-            Some(resolution.metadata)
-        }
-        Ok(_) => None,
-        Err(error) => {
-            tracing::debug!(upstream = %target.name, "discovery through the server failed: {error}");
-            None
-        }
-    };
-    let metadata = match resolved {
-        Some(metadata) => metadata,
-        None => match &target.settings.issuer {
-            Some(issuer) => {
-                from_issuer(&http, issuer).await.map_err(|reason| discovery_error(target, &http, reason))?
-            }
-            None => {
-                return Err(discovery_error(
-                    target,
-                    &http,
-                    "no OAuth metadata found (set `oauth.issuer` if the server does not publish it)"
-                        .to_owned(),
-                ));
-            }
-        },
-    };
-    let issuer = metadata.issuer.clone().or_else(|| target.settings.issuer.clone()).ok_or_else(|| {
-        discovery_error(target, &http, "the authorization server metadata names no issuer".to_owned())
-    })?;
-    if let Some(configured) = &target.settings.issuer
-        && configured.trim_end_matches('/') != issuer.trim_end_matches('/')
-    {
-        tracing::warn!(upstream = %target.name, %configured, discovered = %issuer, "the configured issuer differs from the discovered one; using the discovered issuer");
-    }
-    // The spec says to refuse a server that does not advertise S256 (rmcp only warns).
-    let s256 = metadata
-        .code_challenge_methods_supported
-        .as_ref()
-        .is_some_and(|methods| methods.iter().any(|m| m == "S256"));
-    if !s256 {
-        return Err(OAuthError::NoPkce { upstream: target.name.clone(), issuer });
-    }
-    for endpoint in [
-        Some(&metadata.authorization_endpoint),
-        Some(&metadata.token_endpoint),
-        metadata.registration_endpoint.as_ref(),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        if !is_secure_or_loopback(endpoint) {
-            let url = store::redacted_url(endpoint);
-            return Err(OAuthError::Insecure { upstream: target.name.clone(), url });
-        }
-    }
-    manager.set_metadata(metadata.clone());
-    Ok(Discovery { manager, metadata, issuer, http })
-}
-
-fn discovery_error(target: &Target, http: &BridgeOAuthHttp, reason: String) -> OAuthError {
-    OAuthError::Discovery {
-        upstream: target.name.clone(),
-        reason,
-        tried: http.attempts().iter().map(ToString::to_string).collect(),
-    }
-}
-
-/// RFC 8414 / OIDC metadata straight from a configured issuer (path insertion first).
-async fn from_issuer(http: &BridgeOAuthHttp, issuer: &str) -> Result<AuthorizationMetadata, String> {
-    let base =
-        url::Url::parse(issuer).map_err(|error| format!("invalid `oauth.issuer` `{issuer}`: {error}"))?;
-    let path = base.path().trim_matches('/');
-    let origin = base.origin().ascii_serialization();
-    let candidates = if path.is_empty() {
-        vec![
-            format!("{origin}/.well-known/oauth-authorization-server"),
-            format!("{origin}/.well-known/openid-configuration"),
-        ]
-    } else {
-        vec![
-            format!("{origin}/.well-known/oauth-authorization-server/{path}"),
-            format!("{origin}/.well-known/openid-configuration/{path}"),
-            format!("{origin}/{path}/.well-known/openid-configuration"),
-        ]
-    };
-    for candidate in candidates {
-        let request = oauth2::http::Request::get(&candidate)
-            .header("accept", "application/json")
-            .body(Vec::new())
-            .map_err(|error| error.to_string())?;
-        let Ok(response) = http.execute(request, rmcp::transport::OAuthHttpRedirectPolicy::Follow).await
-        else {
-            continue;
-        };
-        if !response.status().is_success() {
-            continue;
-        }
-        let Ok(metadata) = serde_json::from_slice::<AuthorizationMetadata>(response.body()) else { continue };
-        // RFC 8414 §3.3: the document must name exactly the issuer it was fetched for.
-        if metadata.issuer.as_deref().map(|found| found.trim_end_matches('/'))
-            == Some(issuer.trim_end_matches('/'))
-        {
-            return Ok(metadata);
-        }
-    }
-    Err(format!("no authorization server metadata for the configured issuer `{issuer}`"))
-}
 
 /// Run the browser sign-in for `target` and return the entry to store. The caller
 /// holds the entry's lock, so only one process signs in at a time. The callback page

@@ -2,7 +2,8 @@
 //! and keeping tokens fresh.
 //!
 //! - `store.rs` owns the token files and their locks; nothing else touches them.
-//! - `flow.rs` finds the authorization server and runs the sign-in (on rmcp's `auth`).
+//! - `discovery.rs` finds the authorization server (on rmcp's `auth`); `flow.rs` runs the
+//!   sign-in, with `authorize.rs` for the authorization-code grant itself.
 //! - `tokens.rs` is the per-upstream [`TokenSource`]: the current access token,
 //!   refreshed once per expiry across all bridge processes, and sign-in when needed.
 //! - `client.rs` puts the token on every request of rmcp's streamable HTTP client and
@@ -17,6 +18,7 @@ pub mod authorize;
 pub mod browser;
 pub mod callback;
 pub mod client;
+pub mod discovery;
 pub mod flow;
 pub mod http;
 pub mod store;

@@ -18,7 +18,7 @@ use std::{
 use oauth2::{RefreshToken, RequestTokenError, TokenResponse as _, basic::BasicErrorResponseType};
 
 use super::{
-    OAuthError, SignInContext, Target, authorize, flow,
+    OAuthError, SignInContext, Target, authorize, discovery, flow,
     http::BridgeOAuthHttp,
     store::{self, ClientSource, EntryLock, Secret, TokenEntry},
 };
@@ -180,7 +180,7 @@ impl TokenSource {
             self.remember(entry.clone());
             return Ok(token);
         }
-        let discovery = flow::discover(&self.target, challenge).await?;
+        let discovery = discovery::discover(&self.target, challenge).await?;
         let entry =
             flow::sign_in(&self.context, &self.target, discovery, previous.as_ref(), extra_scopes).await?;
         self.context.store.write(&lock, &entry).map_err(|error| OAuthError::Store(error.to_string()))?;

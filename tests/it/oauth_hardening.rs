@@ -234,3 +234,44 @@ async fn a_legacy_sse_upstream_refreshes_its_token_on_a_401_mid_session() {
     assert_eq!(world.opens(), 1, "no new sign-in");
     session.close().await;
 }
+
+#[tokio::test]
+async fn discovery_failures_say_why() {
+    // Metadata that describes another resource: reported as such, without the issuer hint.
+    let world =
+        World::start(&["--prm-resource", "https://elsewhere.example/mcp"], Some(json!({})), json!({})).await;
+    let login = world.run(&["oauth", "login", "sec"]).await;
+    assert_eq!(login.code, Some(1), "{login:?}");
+    assert!(
+        login.stderr.contains("https://elsewhere.example/mcp"),
+        "the mismatch is named:\n{}",
+        login.stderr
+    );
+    assert!(!login.stderr.contains("set `oauth.issuer`"), "{}", login.stderr);
+    assert!(world.env.log().contains("https://elsewhere.example/mcp"), "and logged");
+
+    // An authorization server whose metadata names another issuer.
+    let world =
+        World::start(&["--metadata-issuer", "https://wrong.example"], Some(json!({})), json!({})).await;
+    let login = world.run(&["oauth", "login", "sec"]).await;
+    assert_eq!(login.code, Some(1), "{login:?}");
+    assert!(login.stderr.contains("https://wrong.example"), "{}", login.stderr);
+    assert!(!login.stderr.contains("set `oauth.issuer`"), "{}", login.stderr);
+
+    // With `oauth.issuer` configured: every candidate URL and what was wrong with it.
+    let issuer = "https://wrong.example";
+    let oauth = json!({ "issuer": issuer });
+    let world = World::start(
+        &["--metadata-issuer", issuer, "--prm-resource", "https://x.example/"],
+        Some(oauth),
+        json!({}),
+    )
+    .await;
+    let login = world.run(&["oauth", "login", "sec"]).await;
+    assert_eq!(login.code, Some(1), "{login:?}");
+    assert!(
+        login.stderr.contains("wrong.example/.well-known/oauth-authorization-server"),
+        "{}",
+        login.stderr
+    );
+}
