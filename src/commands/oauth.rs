@@ -166,7 +166,7 @@ async fn login(
     };
     let source = TokenSource::new(target, sign_in);
     if !force
-        && let Ok(Some(entry)) = source.entry()
+        && let Ok(Some(entry)) = source.entry().await
         && entry.status(store::now()) == EntryStatus::Valid
     {
         let until = entry.expiry().map(|seconds| format!(" until {}", rfc3339(seconds))).unwrap_or_default();

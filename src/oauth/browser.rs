@@ -41,6 +41,17 @@ impl Browser {
             "sign-in required; open this URL in a browser to continue: {}",
             redacted_resource(url)
         );
+        // Launching may block (a slow launcher, a slow disk): it runs on the blocking
+        // pool, and nobody waits for it.
+        let (browser, upstream, url) = (self.clone(), upstream.to_owned(), url.to_owned());
+        if tokio::runtime::Handle::try_current().is_ok() {
+            tokio::task::spawn_blocking(move || browser.launch(&upstream, &url));
+        } else {
+            browser.launch(&upstream, &url);
+        }
+    }
+
+    fn launch(&self, upstream: &str, url: &str) {
         match self {
             Browser::None => {}
             Browser::System => {

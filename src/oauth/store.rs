@@ -241,6 +241,47 @@ impl TokenStore {
         files::write_atomically(&self.dir, &url_hash, &target, &json)
     }
 
+    /// [`TokenStore::write`] on the blocking pool (it fsyncs twice), releasing `lock`
+    /// when done.
+    pub async fn write_async(&self, lock: EntryLock, entry: TokenEntry) -> Result<(), StoreError> {
+        let store = self.clone();
+        self.blocking(move || store.write(&lock, &entry)).await?
+    }
+
+    /// [`TokenStore::remove`] on the blocking pool, releasing `lock` when done.
+    pub async fn remove_async(&self, lock: EntryLock, url: &str) -> Result<usize, StoreError> {
+        let (store, url) = (self.clone(), url.to_owned());
+        self.blocking(move || store.remove(&lock, &url)).await?
+    }
+
+    /// [`TokenStore::read`] (of the newest entry of `url`) on the blocking pool: it reads
+    /// every entry file.
+    pub async fn read_async(&self, url: &str) -> Result<Option<TokenEntry>, StoreError> {
+        let (store, url) = (self.clone(), url.to_owned());
+        self.blocking(move || store.read(&url, None)).await?
+    }
+
+    /// [`TokenStore::stamp`] on the blocking pool.
+    pub async fn stamp_async(&self, url: &str) -> Option<SystemTime> {
+        let (store, url) = (self.clone(), url.to_owned());
+        self.blocking(move || store.stamp(&url)).await.ok().flatten()
+    }
+
+    /// Runs file work on the blocking pool, so a slow disk never stalls the runtime.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, StoreError> {
+        match tokio::task::spawn_blocking(work).await {
+            Ok(result) => Ok(result),
+            Err(join_error) if join_error.is_panic() => std::panic::resume_unwind(join_error.into_panic()),
+            Err(join_error) => Err(StoreError::Io {
+                path: self.dir.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::Interrupted, join_error.to_string()),
+            }),
+        }
+    }
+
     /// A lock proves the right to write only if it is for this URL in this directory. An
     /// error rather than a `debug_assert!`, so the misuse is reported in release builds too
     /// and can be tested.

@@ -62,18 +62,22 @@ impl TokenSource {
 
     /// The stored entry, re-read only when the file changed since the last read. The
     /// file is looked at no more often than every [`RECHECK`]; refreshes and sign-ins of
-    /// this process update the cache directly.
-    pub fn entry(&self) -> Result<Option<TokenEntry>, OAuthError> {
-        let mut cached = self.cached.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if cached.checked.is_some_and(|checked| checked.elapsed() < RECHECK) {
-            return Ok(cached.entry.clone());
-        }
-        let stamp = self.context.store.stamp(&self.target.url);
-        if cached.checked.is_some() && cached.stamp == stamp {
+    /// this process update the cache directly. File reads run on the blocking pool.
+    pub async fn entry(&self) -> Result<Option<TokenEntry>, OAuthError> {
+        let previous = {
+            let cached = self.cached.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if cached.checked.is_some_and(|checked| checked.elapsed() < RECHECK) {
+                return Ok(cached.entry.clone());
+            }
+            cached.checked.map(|_| cached.stamp)
+        };
+        let stamp = self.context.store.stamp_async(&self.target.url).await;
+        if previous == Some(stamp) {
+            let mut cached = self.cached.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             cached.checked = Some(Instant::now());
             return Ok(cached.entry.clone());
         }
-        let entry = match self.context.store.read(&self.target.url, None) {
+        let entry = match self.context.store.read_async(&self.target.url).await {
             Ok(entry) => entry,
             Err(error) => {
                 // A corrupt file counts as signed out; say so once per change.
@@ -81,19 +85,20 @@ impl TokenSource {
                 None
             }
         };
-        *cached = Cached { entry: entry.clone(), stamp, checked: Some(Instant::now()) };
+        *self.cached.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            Cached { entry: entry.clone(), stamp, checked: Some(Instant::now()) };
         Ok(entry)
     }
 
     /// A fresh stamp check for callers that poll for tokens written elsewhere.
-    pub fn stamp(&self) -> Option<SystemTime> {
-        self.context.store.stamp(&self.target.url)
+    pub async fn stamp(&self) -> Option<SystemTime> {
+        self.context.store.stamp_async(&self.target.url).await
     }
 
     /// The access token to send now, refreshed first if it is about to expire.
     /// Never starts a browser sign-in: that is [`TokenSource::sign_in`].
     pub async fn access_token(&self) -> Result<Secret, OAuthError> {
-        let entry = self.entry()?.ok_or_else(|| self.sign_in_required("no tokens are stored"))?;
+        let entry = self.entry().await?.ok_or_else(|| self.sign_in_required("no tokens are stored"))?;
         if !needs_refresh(&entry, store::now()) {
             return Ok(entry.access_token);
         }
@@ -109,14 +114,14 @@ impl TokenSource {
     async fn refresh(&self, seen: Option<&Secret>) -> Result<Secret, OAuthError> {
         let _busy = self.busy.lock().await;
         let lock = self.lock(REFRESH_LOCK_WAIT).await.map_err(|error| self.transient(&error.to_string()))?;
-        let Some(latest) = self.read_locked()? else {
+        let Some(latest) = self.read_locked().await? else {
             return Err(self.sign_in_required("no tokens are stored"));
         };
         let now = store::now();
         if Some(&latest.access_token) != seen && !needs_refresh(&latest, now) {
             tracing::debug!(upstream = %self.target.name, "another process refreshed the token");
             let token = latest.access_token.clone();
-            self.remember(latest);
+            self.remember(latest).await;
             return Ok(token);
         }
         let Some(refresh_token) = latest.refresh_token.clone() else {
@@ -126,16 +131,17 @@ impl TokenSource {
             Ok(fresh) => {
                 self.context
                     .store
-                    .write(&lock, &fresh)
+                    .write_async(lock, fresh.clone())
+                    .await
                     .map_err(|error| OAuthError::Store(error.to_string()))?;
                 tracing::info!(upstream = %self.target.name, "access token refreshed");
                 let token = fresh.access_token.clone();
-                self.remember(fresh);
+                self.remember(fresh).await;
                 Ok(token)
             }
             Err(RefreshFailure::Rejected(reason)) => {
                 tracing::warn!(upstream = %self.target.name, "the refresh token was rejected ({reason}); signed out");
-                let _ = self.context.store.remove(&lock, &self.target.url);
+                let _ = self.context.store.remove_async(lock, &self.target.url).await;
                 self.forget();
                 Err(self.sign_in_required("the authorization server rejected the refresh token"))
             }
@@ -168,7 +174,7 @@ impl TokenSource {
             upstream: self.target.name.clone(),
             reason: format!("waiting for another process's sign-in: {error}"),
         })?;
-        let previous = self.read_locked()?;
+        let previous = self.read_locked().await?;
         if let Some(entry) = &previous
             && !force
             && extra_scopes.is_empty()
@@ -177,16 +183,20 @@ impl TokenSource {
         {
             tracing::info!(upstream = %self.target.name, "signed in by another process");
             let token = entry.access_token.clone();
-            self.remember(entry.clone());
+            self.remember(entry.clone()).await;
             return Ok(token);
         }
         let discovery = discovery::discover(&self.target, challenge).await?;
         let entry =
             flow::sign_in(&self.context, &self.target, discovery, previous.as_ref(), extra_scopes).await?;
-        self.context.store.write(&lock, &entry).map_err(|error| OAuthError::Store(error.to_string()))?;
+        self.context
+            .store
+            .write_async(lock, entry.clone())
+            .await
+            .map_err(|error| OAuthError::Store(error.to_string()))?;
         tracing::info!(upstream = %self.target.name, "OAuth flow completed; signed in");
         let token = entry.access_token.clone();
-        self.remember(entry);
+        self.remember(entry).await;
         Ok(token)
     }
 
@@ -198,8 +208,8 @@ impl TokenSource {
             .map_err(|error| OAuthError::Store(error.to_string()))
     }
 
-    fn read_locked(&self) -> Result<Option<TokenEntry>, OAuthError> {
-        match self.context.store.read(&self.target.url, None) {
+    async fn read_locked(&self) -> Result<Option<TokenEntry>, OAuthError> {
+        match self.context.store.read_async(&self.target.url).await {
             Ok(entry) => Ok(entry),
             Err(error) => {
                 tracing::warn!(upstream = %self.target.name, "ignoring the token file: {error}");
@@ -208,8 +218,8 @@ impl TokenSource {
         }
     }
 
-    fn remember(&self, entry: TokenEntry) {
-        let stamp = self.context.store.stamp(&self.target.url);
+    async fn remember(&self, entry: TokenEntry) {
+        let stamp = self.context.store.stamp_async(&self.target.url).await;
         *self.cached.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
             Cached { entry: Some(entry), stamp, checked: Some(Instant::now()) };
     }

@@ -311,7 +311,7 @@ async fn ensure_signed_in(
     source: &TokenSource,
     challenge: String,
 ) -> Result<(), ConnectFailure> {
-    let rejected = source.entry().ok().flatten().map(|entry| entry.access_token);
+    let rejected = source.entry().await.ok().flatten().map(|entry| entry.access_token);
     // Not settled: the first tools/list waits for a quick sign-in up to the startup
     // deadline, like any upstream still connecting.
     shared.publish(entry, |state| state.status = Status::SigningIn);
@@ -382,7 +382,11 @@ async fn dial(
     // Requests carry a bearer token only once OAuth is in play for this upstream: an
     // `oauth` block, or tokens from an earlier sign-in. Until then the plain client is
     // used, and a 401 challenge (mapped below) starts OAuth.
-    let bearer = tokens.filter(|source| settings.oauth.is_some() || source.entry().ok().flatten().is_some());
+    let stored = match tokens {
+        Some(source) => source.entry().await.ok().flatten().is_some(),
+        None => false,
+    };
+    let bearer = tokens.filter(|_| settings.oauth.is_some() || stored);
     let failed = |failure: InitFailure| match failure {
         InitFailure::Timeout => {
             Dial::Failed(format!("no answer to initialize within {} s", timeout.as_secs()))

@@ -275,3 +275,35 @@ async fn discovery_failures_say_why() {
         login.stderr
     );
 }
+
+#[tokio::test]
+async fn a_fifo_in_the_cache_blocks_nothing() {
+    let world = World::start(&[], Some(json!({})), json!({ "signInTimeout": 1 })).await;
+    let auth = world.env.home().join("auth");
+    std::fs::create_dir_all(&auth).expect("auth dir");
+    let fifo = auth.join("ffffffffffffffff.json");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(made.success());
+    world.env.write_config(&json!({
+        "mcpServers": { "local": fixture("local", &[]), "sec": { "url": world.server.url(), "oauth": {} } },
+        "bridge": { "oauth_port": 0, "signInTimeout": 1 }
+    }));
+    // Opening the FIFO would wait for a writer forever; the bridge must neither open it
+    // nor stall other upstreams while it reads the cache.
+    let mut stdio = world.env.command();
+    stdio.env("FOXXY_BRIDGE_BROWSER", "none");
+    let session = Session::start_command(stdio, TestClient::default()).await;
+    let tools = tokio::time::timeout(Duration::from_secs(20), session.service.list_all_tools())
+        .await
+        .expect("tools/list answered")
+        .expect("tools/list");
+    assert!(tools.iter().any(|tool| tool.name == "local__echo"), "{tools:?}");
+    let answer = peer_call(&session, "local__echo", json!({ "message": "hi" })).await;
+    assert_eq!(text_of(&answer), "local: hi");
+    session.close().await;
+    let status = tokio::time::timeout(Duration::from_secs(20), world.run(&["oauth", "status", "--json"]))
+        .await
+        .expect("oauth status answered");
+    assert_eq!(status_rows(&status)[0]["status"], "no_tokens", "{status:?}");
+    assert!(world.env.log().contains("not a regular file"), "the FIFO is reported");
+}
