@@ -10,7 +10,7 @@ use crate::{
     cli::OauthCommand,
     config::{ServerSettings, Settings, TransportSettings},
     oauth::{
-        OAuthError, SignInContext, Target, TokenSource,
+        Browser, OAuthError, ShellSignIn, SignInContext, Target, TokenSource,
         store::{self, EntryStatus, TokenEntry},
     },
     output,
@@ -25,9 +25,40 @@ pub async fn run(context: &Context, command: OauthCommand) -> anyhow::Result<Out
     let sign_in = context.sign_in_context(&settings)?;
     match command {
         OauthCommand::Status { server, json } => status(&settings, &sign_in, server.as_deref(), json),
-        OauthCommand::Login { server, force } => login(&settings, sign_in, &server, force).await,
+        OauthCommand::Login { server, force, no_browser, device } => {
+            let mut sign_in = sign_in;
+            sign_in.shell = Some(shell_sign_in(&sign_in.browser, no_browser, device));
+            login(&settings, sign_in, &server, force).await
+        }
         OauthCommand::Logout { server, all } => logout(&settings, &sign_in, server.as_deref(), all).await,
     }
+}
+
+/// How `oauth login` reaches the user: as asked, else the browser when one can open
+/// (a `FOXXY_BRIDGE_BROWSER` command, or the system browser with a display), else the
+/// headless choice (device grant or paste-back).
+fn shell_sign_in(browser: &Browser, no_browser: bool, device: bool) -> ShellSignIn {
+    if device {
+        return ShellSignIn::Device;
+    }
+    if no_browser {
+        return ShellSignIn::PasteBack;
+    }
+    match browser {
+        Browser::Command(_) => ShellSignIn::Browser,
+        Browser::System if has_display() => ShellSignIn::Browser,
+        Browser::System | Browser::None => ShellSignIn::Headless,
+    }
+}
+
+/// Whether a browser opened here can be seen: always on macOS; elsewhere with `DISPLAY`
+/// or `WAYLAND_DISPLAY` set, and not in an SSH session.
+fn has_display() -> bool {
+    if cfg!(target_os = "macos") {
+        return true;
+    }
+    let set = |name: &str| std::env::var_os(name).is_some_and(|value| !value.is_empty());
+    (set("DISPLAY") || set("WAYLAND_DISPLAY")) && !set("SSH_CONNECTION")
 }
 
 /// The OAuth view of `name`, or a message saying why it has none.
@@ -175,7 +206,11 @@ async fn login(
         ));
         return Ok(Outcome::Success);
     }
-    output::error_line(format_args!("signing in to `{name}`: complete the sign-in in your browser…"));
+    if source.context().shell == Some(ShellSignIn::Browser) {
+        output::error_line(format_args!("signing in to `{name}`: complete the sign-in in your browser…"));
+    } else {
+        output::error_line(format_args!("signing in to `{name}`…"));
+    }
     match source.sign_in(None, &[], None, force).await {
         Ok(_) => {
             output::line(format_args!("signed in to `{name}`"));

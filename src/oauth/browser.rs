@@ -34,6 +34,11 @@ impl Browser {
         }
     }
 
+    /// Log the sign-in URL without opening anything (the user was shown it another way).
+    pub fn log_only(&self, upstream: &str, url: &str) {
+        tracing::info!(upstream, "sign-in URL (not opened in a browser): {}", redacted_resource(url));
+    }
+
     /// Show `url` to the user. Never waits for the browser.
     pub fn open(&self, upstream: &str, url: &str) {
         tracing::info!(

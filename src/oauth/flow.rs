@@ -13,10 +13,12 @@ use rmcp::transport::{
 };
 use serde_json::json;
 
+use crate::output;
+
 use super::{
-    OAuthError, SignInContext, Target,
+    OAuthError, ShellSignIn, SignInContext, Target,
     authorize::{self, AuthorizationParams, PendingAuthorization},
-    callback,
+    callback, device,
     discovery::Discovery,
     http::BridgeOAuthHttp,
     store::{self, ClientRegistration, ClientSource, Secret, TokenEntry},
@@ -32,17 +34,86 @@ pub async fn sign_in(
     previous: Option<&TokenEntry>,
     extra_scopes: &[String],
 ) -> Result<TokenEntry, OAuthError> {
+    let mode = match context.shell {
+        Some(ShellSignIn::Headless) if device::endpoint(&discovery.metadata).is_some() => {
+            Some(ShellSignIn::Device)
+        }
+        Some(ShellSignIn::Headless) => Some(ShellSignIn::PasteBack),
+        other => other,
+    };
+    if mode == Some(ShellSignIn::Device) {
+        return device::sign_in(context, target, discovery, previous).await;
+    }
     let listener = bind_callback(context).await?;
     let redirect_uri = listener.redirect_uri();
     let prepared = prepare(target, discovery, previous, extra_scopes, &redirect_uri).await?;
-    context.browser.open(&target.name, &prepared.pending.url);
+    let url = &prepared.pending.url;
+    let failed = |reason: String| OAuthError::Flow { upstream: target.name.clone(), reason };
+    if mode == Some(ShellSignIn::PasteBack) {
+        context.browser.log_only(&target.name, url);
+        output::error_line(format_args!(
+            "Open this URL in a browser to sign in to `{}`:\n{url}",
+            target.name
+        ));
+        output::error_line(
+            "Then paste here the address the browser ended on (an error page is fine), or just the code:",
+        );
+        let state = prepared.pending.state.clone();
+        let pasted = tokio::select! {
+            callback = listener.wait(state, context.sign_in_timeout) => Err(callback),
+            line = read_pasted_line(context.sign_in_timeout) => Ok(line),
+        };
+        return match pasted {
+            Ok(Some(line)) => {
+                let (redirect, bare_code) = pasted_redirect(&line, &redirect_uri, &prepared.pending.state);
+                prepared.finish(target, &redirect, bare_code).await
+            }
+            Ok(None) => Err(failed("no sign-in address or code was pasted".to_owned())),
+            Err(callback) => {
+                let callback = callback.map_err(|error| failed(error.to_string()))?;
+                let result = prepared.finish(target, callback.url(), false).await;
+                callback.reply(result.as_ref().map(|_| ()).map_err(ToString::to_string)).await;
+                result
+            }
+        };
+    }
+    context.browser.open(&target.name, url);
+    if context.shell.is_some() {
+        output::error_line(format_args!("If no browser opened, visit:\n{url}"));
+    }
     let callback = listener
         .wait(prepared.pending.state.clone(), context.sign_in_timeout)
         .await
-        .map_err(|error| OAuthError::Flow { upstream: target.name.clone(), reason: error.to_string() })?;
-    let result = prepared.finish(target, callback.url()).await;
+        .map_err(|error| failed(error.to_string()))?;
+    let result = prepared.finish(target, callback.url(), false).await;
     callback.reply(result.as_ref().map(|_| ()).map_err(ToString::to_string)).await;
     result
+}
+
+/// One line from stdin, trimmed; `None` at its end, when it is empty, or after `timeout`.
+async fn read_pasted_line(timeout: Duration) -> Option<String> {
+    use tokio::io::AsyncBufReadExt;
+    let mut line = String::new();
+    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
+    let read = tokio::time::timeout(timeout, stdin.read_line(&mut line)).await;
+    match read {
+        Ok(Ok(n)) if n > 0 && !line.trim().is_empty() => Some(line.trim().to_owned()),
+        _ => None,
+    }
+}
+
+/// The redirect to check for what the user pasted: the address itself, or for a bare
+/// code the redirect it came from (`true`: only the code is known, there is no `iss`
+/// to check).
+fn pasted_redirect(pasted: &str, redirect_uri: &str, state: &str) -> (String, bool) {
+    if pasted.contains("://") {
+        return (pasted.to_owned(), false);
+    }
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("code", pasted)
+        .append_pair("state", state)
+        .finish();
+    (format!("{redirect_uri}?{query}"), true)
 }
 
 /// A sign-in whose authorization URL is ready: what the redirect is checked against and
@@ -67,7 +138,7 @@ pub async fn prepare(
 ) -> Result<PreparedSignIn, OAuthError> {
     let Discovery { mut manager, metadata, issuer, http } = discovery;
     let settings = &target.settings;
-    let client = match registration(target, &metadata, &http, redirect_uri, previous).await? {
+    let client = match registration(target, &metadata, &http, Some(redirect_uri), previous).await? {
         Some(client) => client,
         None => ClientRegistration {
             client_id: settings.client_metadata_url.clone().unwrap_or_default(),
@@ -81,16 +152,7 @@ pub async fn prepare(
     let initial = manager.select_initial_scopes(&[]).await;
     let granted = previous.map(|entry| entry.granted_scopes.clone()).unwrap_or_default();
     let scopes = authorize::requested_scopes(&initial, &settings.scopes, &granted, extra_scopes);
-    let resource = if settings.send_resource {
-        match settings.additional_params.get("resource") {
-            Some(resource) => Some(resource.clone()),
-            None => Some(without_userinfo(
-                &discovered_resource(&mut manager, redirect_uri).await.unwrap_or_else(|| target.url.clone()),
-            )),
-        }
-    } else {
-        None
-    };
+    let resource = resource_for(target, &mut manager).await;
     let params = AuthorizationParams {
         authorization_endpoint: &metadata.authorization_endpoint,
         redirect_uri,
@@ -101,6 +163,20 @@ pub async fn prepare(
     let pending = authorize::authorization_url(&client.client_id, &params)
         .map_err(|reason| OAuthError::Flow { upstream: target.name.clone(), reason })?;
     Ok(PreparedSignIn { pending, metadata, issuer, http, client, scopes })
+}
+
+/// The RFC 8707 `resource` to send: `additional_params.resource` when configured, else
+/// what discovery found; `None` with `send_resource: false`.
+pub(super) async fn resource_for(target: &Target, manager: &mut AuthorizationManager) -> Option<String> {
+    let settings = &target.settings;
+    if !settings.send_resource {
+        return None;
+    }
+    if let Some(resource) = settings.additional_params.get("resource") {
+        return Some(resource.clone());
+    }
+    let discovered = discovered_resource(manager, "http://127.0.0.1/callback").await;
+    Some(without_userinfo(&discovered.unwrap_or_else(|| target.url.clone())))
 }
 
 /// The RFC 8707 `resource` rmcp's discovery settled on (the protected resource
@@ -126,15 +202,22 @@ fn without_userinfo(url: &str) -> String {
 }
 
 impl PreparedSignIn {
-    /// Check the redirect the browser ended on (`state`, `iss`) and exchange its code.
-    pub async fn finish(self, target: &Target, redirect: &str) -> Result<TokenEntry, OAuthError> {
+    /// Check the redirect (`bare_code`: only its code is known, so no `iss` is required)
+    /// and exchange its code.
+    pub async fn finish(
+        self,
+        target: &Target,
+        redirect: &str,
+        bare_code: bool,
+    ) -> Result<TokenEntry, OAuthError> {
         let failed = |reason: String| OAuthError::Flow { upstream: target.name.clone(), reason };
-        let iss_required = self
-            .metadata
-            .additional_fields
-            .get("authorization_response_iss_parameter_supported")
-            .and_then(serde_json::Value::as_bool)
-            .unwrap_or(false);
+        let iss_required = !bare_code
+            && self
+                .metadata
+                .additional_fields
+                .get("authorization_response_iss_parameter_supported")
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false);
         let code = authorize::code_from_redirect(redirect, &self.pending.state, &self.issuer, iss_required)
             .map_err(failed)?;
         let resource = self.pending.resource().map(str::to_owned);
@@ -142,30 +225,44 @@ impl PreparedSignIn {
             authorize::exchange(&self.http, &self.client, &self.metadata.token_endpoint, self.pending, code)
                 .await
                 .map_err(|reason| failed(format!("the code exchange failed: {reason}")))?;
-        let now = store::now();
-        let expires_in = token.expires_in().map(|duration| duration.as_secs());
-        let scope = token
-            .scopes()
-            .map(|scopes| scopes.iter().map(|scope| scope.to_string()).collect::<Vec<_>>().join(" "))
-            .or_else(|| (!self.scopes.is_empty()).then(|| self.scopes.join(" ")));
-        Ok(TokenEntry {
-            version: store::FORMAT_VERSION,
-            server_url: target.url.clone(),
-            issuer: self.issuer,
-            access_token: Secret::new(token.access_token().secret().clone()),
-            refresh_token: token.refresh_token().map(|token| Secret::new(token.secret().clone())),
-            token_type: "Bearer".to_owned(),
-            expires_in,
-            scope: scope.clone(),
-            created_at: now,
-            expires_at: expires_in.map(|seconds| now.saturating_add(seconds)),
-            client: self.client,
-            token_endpoint: self.metadata.token_endpoint.clone(),
-            resource,
-            granted_scopes: scope
-                .map(|scope| scope.split_whitespace().map(str::to_owned).collect())
-                .unwrap_or_default(),
-        })
+        Ok(token_entry(target, self.issuer, &token, self.client, &self.metadata, resource, &self.scopes))
+    }
+}
+
+/// The cache entry for a token response of `client` at `metadata`'s token endpoint;
+/// `requested` stands in for the granted scopes when the response names none.
+pub(super) fn token_entry(
+    target: &Target,
+    issuer: String,
+    token: &oauth2::basic::BasicTokenResponse,
+    client: ClientRegistration,
+    metadata: &AuthorizationMetadata,
+    resource: Option<String>,
+    requested: &[String],
+) -> TokenEntry {
+    let now = store::now();
+    let expires_in = token.expires_in().map(|duration| duration.as_secs());
+    let scope = token
+        .scopes()
+        .map(|scopes| scopes.iter().map(|scope| scope.to_string()).collect::<Vec<_>>().join(" "))
+        .or_else(|| (!requested.is_empty()).then(|| requested.join(" ")));
+    TokenEntry {
+        version: store::FORMAT_VERSION,
+        server_url: target.url.clone(),
+        issuer,
+        access_token: Secret::new(token.access_token().secret().clone()),
+        refresh_token: token.refresh_token().map(|token| Secret::new(token.secret().clone())),
+        token_type: "Bearer".to_owned(),
+        expires_in,
+        scope: scope.clone(),
+        created_at: now,
+        expires_at: expires_in.map(|seconds| now.saturating_add(seconds)),
+        client,
+        token_endpoint: metadata.token_endpoint.clone(),
+        resource,
+        granted_scopes: scope
+            .map(|scope| scope.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default(),
     }
 }
 
@@ -198,11 +295,12 @@ async fn bind_callback(context: &SignInContext) -> Result<callback::CallbackList
 /// The client to use: pre-registered from the config, a still-valid earlier dynamic
 /// registration, or a new dynamic registration. `None` means CIMD (rmcp uses the
 /// metadata document URL as the client id).
-async fn registration(
+/// `redirect_uri` is `None` for the device grant, which has no redirect.
+pub(super) async fn registration(
     target: &Target,
     metadata: &AuthorizationMetadata,
     http: &BridgeOAuthHttp,
-    redirect_uri: &str,
+    redirect_uri: Option<&str>,
     previous: Option<&TokenEntry>,
 ) -> Result<Option<ClientRegistration>, OAuthError> {
     let settings = &target.settings;
@@ -221,7 +319,7 @@ async fn registration(
         return Ok(Some(ClientRegistration {
             client_id: client_id.clone(),
             client_secret: secret,
-            redirect_uri: Some(redirect_uri.to_owned()),
+            redirect_uri: redirect_uri.map(str::to_owned),
             token_endpoint_auth_method: Some(method.to_owned()),
             source: ClientSource::Preregistered,
             client_secret_expires_at: None,
@@ -237,7 +335,7 @@ async fn registration(
     }
     if let Some(previous) = previous
         && previous.client.source == ClientSource::Dynamic
-        && previous.client.redirect_uri.as_deref() == Some(redirect_uri)
+        && previous.client.redirect_uri.as_deref() == redirect_uri
         && !authorize::secret_expired(&previous.client, store::now())
     {
         return Ok(Some(previous.client.clone()));
@@ -265,17 +363,25 @@ async fn register(
     target: &Target,
     http: &BridgeOAuthHttp,
     endpoint: &str,
-    redirect_uri: &str,
+    redirect_uri: Option<&str>,
 ) -> Result<ClientRegistration, OAuthError> {
     let settings = &target.settings;
     let mut body = json!({
         "client_name": settings.client_name.clone().unwrap_or_else(|| "foxxy-bridge".to_owned()),
-        "redirect_uris": [redirect_uri],
-        "grant_types": ["authorization_code", "refresh_token"],
-        "response_types": ["code"],
         "token_endpoint_auth_method": "none",
         "application_type": "native",
     });
+    match redirect_uri {
+        Some(redirect_uri) => {
+            body["redirect_uris"] = json!([redirect_uri]);
+            body["grant_types"] = json!(["authorization_code", "refresh_token"]);
+            body["response_types"] = json!(["code"]);
+        }
+        None => {
+            body["grant_types"] = json!([device::GRANT_TYPE, "refresh_token"]);
+            body["response_types"] = json!([]);
+        }
+    }
     if let Some(uri) = &settings.client_uri {
         body["client_uri"] = json!(uri);
     }
@@ -316,7 +422,7 @@ async fn register(
     Ok(ClientRegistration {
         client_id: registered.client_id,
         client_secret: registered.client_secret.filter(|secret| !secret.is_empty()).map(Secret::new),
-        redirect_uri: Some(redirect_uri.to_owned()),
+        redirect_uri: redirect_uri.map(str::to_owned),
         token_endpoint_auth_method: registered.token_endpoint_auth_method.or(Some("none".to_owned())),
         source: ClientSource::Dynamic,
         client_secret_expires_at: registered.client_secret_expires_at,

@@ -18,6 +18,7 @@ pub mod authorize;
 pub mod browser;
 pub mod callback;
 pub mod client;
+pub mod device;
 pub mod discovery;
 pub mod flow;
 pub mod http;
@@ -70,6 +71,25 @@ pub struct SignInContext {
     pub host: String,
     pub port: u16,
     pub sign_in_timeout: Duration,
+    /// Set when a user runs the sign-in from a shell (`oauth login`): how it reaches them.
+    /// `None` in a bridge, whose stderr nobody may read.
+    pub shell: Option<ShellSignIn>,
+}
+
+/// How a sign-in started from a shell reaches the user. Every way prints the
+/// authorization URL on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShellSignIn {
+    /// Open the browser; the loopback callback catches the code.
+    Browser,
+    /// Do not open a browser; read the address the browser ended on (or the bare code)
+    /// from stdin, while the loopback callback listens too.
+    PasteBack,
+    /// The RFC 8628 device authorization grant.
+    Device,
+    /// No display: the device grant when the authorization server offers it, else
+    /// paste-back.
+    Headless,
 }
 
 impl SignInContext {
@@ -80,6 +100,7 @@ impl SignInContext {
             host: bridge.host.clone(),
             port: bridge.oauth_port,
             sign_in_timeout: bridge.sign_in_timeout,
+            shell: None,
         }
     }
 }

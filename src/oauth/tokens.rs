@@ -60,6 +60,10 @@ impl TokenSource {
         &self.target
     }
 
+    pub fn context(&self) -> &SignInContext {
+        &self.context
+    }
+
     /// The stored entry, re-read only when the file changed since the last read. The
     /// file is looked at no more often than every [`RECHECK`]; refreshes and sign-ins of
     /// this process update the cache directly. File reads run on the blocking pool.
