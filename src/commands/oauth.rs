@@ -10,8 +10,8 @@ use crate::{
     cli::OauthCommand,
     config::{ServerSettings, Settings, TransportSettings},
     oauth::{
-        Browser, OAuthError, ShellSignIn, SignInContext, Target, TokenSource,
-        store::{self, EntryStatus, TokenEntry},
+        Browser, OAuthError, ShellSignIn, SignInContext, Target, TokenSource, revoke,
+        store::{self, EntryStatus, NoteKind, SignInNote, TokenEntry},
     },
     output,
 };
@@ -250,8 +250,28 @@ async fn logout(
             .lock_async(&target.url, LOGOUT_LOCK_WAIT)
             .await
             .map_err(|error| OAuthError::Store(error.to_string()))?;
+        // Best effort: the local tokens go whatever the server says.
+        if let Ok(Some(entry)) = sign_in.store.read(&target.url, None) {
+            match revoke::revoke(&target, &entry).await {
+                Ok(Some(endpoint)) => {
+                    output::line(format_args!("revoked the tokens of `{}` at {endpoint}", target.name))
+                }
+                Ok(None) => {}
+                Err(reason) => output::error_line(format_args!(
+                    "warning: could not revoke the tokens of `{}` ({reason}); removing them here anyway",
+                    target.name
+                )),
+            }
+        }
         let removed =
             sign_in.store.remove(&lock, &target.url).map_err(|error| OAuthError::Store(error.to_string()))?;
+        // Remembered, so running bridges do not sign in again by themselves.
+        let note = SignInNote {
+            kind: NoteKind::SignedOut,
+            at: store::now(),
+            reason: "signed out with `foxxy-bridge oauth logout`".to_owned(),
+        };
+        sign_in.store.write_note(&lock, &note).map_err(|error| OAuthError::Store(error.to_string()))?;
         if removed == 0 {
             output::line(format_args!("no tokens stored for `{}`", target.name));
         } else {

@@ -358,6 +358,10 @@ pub struct RawBridge {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = "info"))]
     pub log_level: Option<RawLogLevel>,
+    /// After an automatic sign-in failed (denied, timed out, closed), how long bridges wait
+    /// before starting another one by themselves, in seconds. A sign-in the user starts
+    /// (`foxxy-bridge oauth login`) always runs. Default: 600.
+    pub sign_in_retry_after: u64,
 }
 
 impl Default for RawBridge {
@@ -377,6 +381,7 @@ impl Default for RawBridge {
             max_message_bytes: 32 * 1024 * 1024,
             max_concurrent_starts: 8,
             log_level: None,
+            sign_in_retry_after: 600,
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod device;
 pub mod discovery;
 pub mod flow;
 pub mod http;
+pub mod revoke;
 pub mod store;
 pub mod tokens;
 
@@ -71,6 +72,8 @@ pub struct SignInContext {
     pub host: String,
     pub port: u16,
     pub sign_in_timeout: Duration,
+    /// How long automatic sign-ins pause after one failed (`bridge.signInRetryAfter`).
+    pub sign_in_retry_after: Duration,
     /// Set when a user runs the sign-in from a shell (`oauth login`): how it reaches them.
     /// `None` in a bridge, whose stderr nobody may read.
     pub shell: Option<ShellSignIn>,
@@ -100,6 +103,7 @@ impl SignInContext {
             host: bridge.host.clone(),
             port: bridge.oauth_port,
             sign_in_timeout: bridge.sign_in_timeout,
+            sign_in_retry_after: bridge.sign_in_retry_after,
             shell: None,
         }
     }

@@ -62,7 +62,10 @@ mod keys;
 #[cfg(test)]
 mod tests;
 
-pub use entry::{ClientRegistration, ClientSource, EntryStatus, FORMAT_VERSION, Secret, TokenEntry, now};
+pub use entry::{
+    ClientRegistration, ClientSource, EntryStatus, FORMAT_VERSION, NoteKind, Secret, SignInNote, TokenEntry,
+    now,
+};
 use files::io_error;
 use keys::hash16;
 pub use keys::{canonical_url, redacted_url};
@@ -162,6 +165,39 @@ impl TokenStore {
         self.dir.join(format!("{}.json", hash16(&format!("{canonical}\n{issuer}"))))
     }
 
+    fn note_path_canonical(&self, canonical: &str) -> PathBuf {
+        self.dir.join(format!("{}.signin", hash16(canonical)))
+    }
+
+    /// The sign-in note of `url`, if there is a readable one. Takes no lock.
+    pub fn note(&self, url: &str) -> Option<SignInNote> {
+        let path = self.note_path_canonical(&canonical_url(url).ok()?);
+        let (bytes, _) = files::read_if_exists(&path).ok()??;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Replaces the sign-in note of `lock`'s URL.
+    pub fn write_note(&self, lock: &EntryLock, note: &SignInNote) -> Result<(), StoreError> {
+        let url = lock.url.clone();
+        self.check_lock(lock, &url)?;
+        files::ensure_private_dir(&self.dir)?;
+        let target = self.note_path_canonical(&url);
+        let json = serde_json::to_vec(note).map_err(|error| io_error(&target)(error.into()))?;
+        files::write_atomically(&self.dir, &hash16(&url), &target, &json)
+    }
+
+    /// [`TokenStore::note`] on the blocking pool.
+    pub async fn note_async(&self, url: &str) -> Option<SignInNote> {
+        let (store, url) = (self.clone(), url.to_owned());
+        self.blocking(move || store.note(&url)).await.ok().flatten()
+    }
+
+    /// [`TokenStore::write_note`] on the blocking pool, releasing `lock` when done.
+    pub async fn write_note_async(&self, lock: EntryLock, note: SignInNote) -> Result<(), StoreError> {
+        let store = self.clone();
+        self.blocking(move || store.write_note(&lock, &note)).await?
+    }
+
     fn lock_path_canonical(&self, canonical: &str) -> PathBuf {
         self.dir.join(format!("{}.lock", hash16(canonical)))
     }
@@ -233,6 +269,13 @@ impl TokenStore {
         files::remove_orphaned_temps(&self.dir, &url_hash);
         files::remove_stale_temps(&self.dir, self.stale_temp_age);
 
+        // Tokens supersede a note about a failed sign-in or a sign-out.
+        match std::fs::remove_file(self.note_path_canonical(&url)) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io_error(&self.note_path_canonical(&url))(error));
+            }
+            _ => {}
+        }
         let target = self.entry_path_canonical(&url, &entry.issuer);
         let mut stored = entry.clone();
         stored.server_url = url;

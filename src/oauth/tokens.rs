@@ -20,7 +20,7 @@ use oauth2::{RefreshToken, RequestTokenError, TokenResponse as _, basic::BasicEr
 use super::{
     OAuthError, SignInContext, Target, authorize, discovery, flow,
     http::BridgeOAuthHttp,
-    store::{self, ClientSource, EntryLock, Secret, TokenEntry},
+    store::{self, ClientSource, EntryLock, NoteKind, Secret, SignInNote, TokenEntry},
 };
 
 /// How often the token file is looked at for changes made by other processes.
@@ -179,20 +179,38 @@ impl TokenSource {
             reason: format!("waiting for another process's sign-in: {error}"),
         })?;
         let previous = self.read_locked().await?;
+        // Another process's token is used when the server has not refused it and it covers
+        // the scopes a step-up asks for, so N processes stepping up sign in once.
         if let Some(entry) = &previous
             && !force
-            && extra_scopes.is_empty()
             && Some(&entry.access_token) != rejected
             && !entry.is_expired(store::now(), 0)
+            && extra_scopes.iter().all(|scope| entry.granted_scopes.contains(scope))
         {
             tracing::info!(upstream = %self.target.name, "signed in by another process");
             let token = entry.access_token.clone();
             self.remember(entry.clone()).await;
             return Ok(token);
         }
+        if self.context.shell.is_none() {
+            self.check_note().await?;
+        }
         let discovery = discovery::discover(&self.target, challenge).await?;
-        let entry =
-            flow::sign_in(&self.context, &self.target, discovery, previous.as_ref(), extra_scopes).await?;
+        let signed_in =
+            flow::sign_in(&self.context, &self.target, discovery, previous.as_ref(), extra_scopes).await;
+        let entry = match signed_in {
+            Ok(entry) => entry,
+            Err(error @ (OAuthError::Flow { .. } | OAuthError::Callback(_))) => {
+                // Remembered in the cache, so the processes waiting for this sign-in do not
+                // each start their own.
+                let note = SignInNote { kind: NoteKind::Failed, at: store::now(), reason: error.to_string() };
+                if let Err(store_error) = self.context.store.write_note_async(lock, note).await {
+                    tracing::warn!(upstream = %self.target.name, "could not record the failed sign-in: {store_error}");
+                }
+                return Err(error);
+            }
+            Err(error) => return Err(error),
+        };
         self.context
             .store
             .write_async(lock, entry.clone())
@@ -202,6 +220,23 @@ impl TokenSource {
         let token = entry.access_token.clone();
         self.remember(entry).await;
         Ok(token)
+    }
+
+    /// Refuse an automatic sign-in while the cache says the user signed out, or the last
+    /// sign-in failed less than `bridge.signInRetryAfter` ago.
+    async fn check_note(&self) -> Result<(), OAuthError> {
+        let Some(note) = self.context.store.note_async(&self.target.url).await else { return Ok(()) };
+        let retry_after = self.context.sign_in_retry_after.as_secs();
+        match note.kind {
+            NoteKind::SignedOut => Err(self.sign_in_required("signed out with `foxxy-bridge oauth logout`")),
+            NoteKind::Failed if store::now() < note.at.saturating_add(retry_after) => {
+                Err(self.sign_in_required(&format!(
+                    "the last sign-in failed ({}); bridges start another one by themselves only {retry_after} s after it",
+                    note.reason
+                )))
+            }
+            NoteKind::Failed => Ok(()),
+        }
     }
 
     async fn lock(&self, wait: Duration) -> Result<EntryLock, OAuthError> {

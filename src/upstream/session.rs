@@ -312,6 +312,15 @@ async fn ensure_signed_in(
     challenge: String,
 ) -> Result<(), ConnectFailure> {
     let rejected = source.entry().await.ok().flatten().map(|entry| entry.access_token);
+    // A refresh comes first; one that fails for now keeps the tokens and never starts an
+    // interactive sign-in.
+    if let Some(rejected) = &rejected {
+        match source.after_rejection(rejected).await {
+            Ok(fresh) if &fresh != rejected => return Ok(()),
+            Err(error @ OAuthError::Transient { .. }) => return Err(error.to_string().into()),
+            _ => {}
+        }
+    }
     // Not settled: the first tools/list waits for a quick sign-in up to the startup
     // deadline, like any upstream still connecting.
     shared.publish(entry, |state| state.status = Status::SigningIn);

@@ -12,6 +12,7 @@ mod lifecycle;
 mod naming;
 mod oauth;
 mod oauth_hardening;
+mod oauth_once;
 mod oauth_shell;
 mod peers;
 mod remote;

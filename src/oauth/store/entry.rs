@@ -78,6 +78,27 @@ pub enum ClientSource {
     Dynamic,
 }
 
+/// Why bridges do not sign in to a URL by themselves: its last sign-in failed, or the user
+/// signed out. Kept next to the URL's entries; a sign-in the user starts ignores it and a
+/// successful one removes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignInNote {
+    pub kind: NoteKind,
+    /// Unix seconds when it was written.
+    pub at: u64,
+    /// What happened, for messages.
+    pub reason: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoteKind {
+    /// A sign-in failed (denied, timed out, closed): automatic ones pause for a while.
+    Failed,
+    /// `oauth logout`: no automatic sign-in until the user signs in.
+    SignedOut,
+}
+
 /// What a bridge can do with an entry right now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EntryStatus {
