@@ -145,6 +145,14 @@ pub enum OauthCommand {
         /// Sign in again even when valid tokens are stored.
         #[arg(long)]
         force: bool,
+        /// Do not open a browser: print the sign-in URL, then read the address the browser
+        /// ended on (or just the code) from stdin.
+        #[arg(long, conflicts_with = "device")]
+        no_browser: bool,
+        /// Use the device authorization grant (RFC 8628): print a URL and a code to enter
+        /// on any device. Chosen by itself when there is no display and the server offers it.
+        #[arg(long)]
+        device: bool,
     },
     /// Delete stored tokens.
     Logout {

@@ -10,8 +10,8 @@ use crate::{
     cli::OauthCommand,
     config::{ServerSettings, Settings, TransportSettings},
     oauth::{
-        OAuthError, SignInContext, Target, TokenSource,
-        store::{self, EntryStatus, TokenEntry},
+        Browser, OAuthError, ShellSignIn, SignInContext, Target, TokenSource, revoke,
+        store::{self, EntryStatus, NoteKind, SignInNote, TokenEntry},
     },
     output,
 };
@@ -25,9 +25,40 @@ pub async fn run(context: &Context, command: OauthCommand) -> anyhow::Result<Out
     let sign_in = context.sign_in_context(&settings)?;
     match command {
         OauthCommand::Status { server, json } => status(&settings, &sign_in, server.as_deref(), json),
-        OauthCommand::Login { server, force } => login(&settings, sign_in, &server, force).await,
+        OauthCommand::Login { server, force, no_browser, device } => {
+            let mut sign_in = sign_in;
+            sign_in.shell = Some(shell_sign_in(&sign_in.browser, no_browser, device));
+            login(&settings, sign_in, &server, force).await
+        }
         OauthCommand::Logout { server, all } => logout(&settings, &sign_in, server.as_deref(), all).await,
     }
+}
+
+/// How `oauth login` reaches the user: as asked, else the browser when one can open
+/// (a `FOXXY_BRIDGE_BROWSER` command, or the system browser with a display), else the
+/// headless choice (device grant or paste-back).
+fn shell_sign_in(browser: &Browser, no_browser: bool, device: bool) -> ShellSignIn {
+    if device {
+        return ShellSignIn::Device;
+    }
+    if no_browser {
+        return ShellSignIn::PasteBack;
+    }
+    match browser {
+        Browser::Command(_) => ShellSignIn::Browser,
+        Browser::System if has_display() => ShellSignIn::Browser,
+        Browser::System | Browser::None => ShellSignIn::Headless,
+    }
+}
+
+/// Whether a browser opened here can be seen: always on macOS; elsewhere with `DISPLAY`
+/// or `WAYLAND_DISPLAY` set, and not in an SSH session.
+fn has_display() -> bool {
+    if cfg!(target_os = "macos") {
+        return true;
+    }
+    let set = |name: &str| std::env::var_os(name).is_some_and(|value| !value.is_empty());
+    (set("DISPLAY") || set("WAYLAND_DISPLAY")) && !set("SSH_CONNECTION")
 }
 
 /// The OAuth view of `name`, or a message saying why it has none.
@@ -53,7 +84,11 @@ fn remote_servers(settings: &Settings) -> impl Iterator<Item = &ServerSettings> 
     })
 }
 
+/// The last second RFC 3339 can write (9999-12-31T23:59:59Z); later expiries show as it.
+const LAST_RFC3339_SECOND: u64 = 253_402_300_799;
+
 fn rfc3339(seconds: u64) -> String {
+    let seconds = seconds.min(LAST_RFC3339_SECOND);
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(seconds)).to_string()
 }
 
@@ -113,7 +148,7 @@ fn status(
             .map(|row| {
                 json!({
                     "server": row.server,
-                    "url": row.url,
+                    "url": store::redacted_url(&row.url),
                     "status": row.status,
                     "expires_at": row.expires_at.map(rfc3339),
                     "issuer": row.issuer,
@@ -162,7 +197,7 @@ async fn login(
     };
     let source = TokenSource::new(target, sign_in);
     if !force
-        && let Ok(Some(entry)) = source.entry()
+        && let Ok(Some(entry)) = source.entry().await
         && entry.status(store::now()) == EntryStatus::Valid
     {
         let until = entry.expiry().map(|seconds| format!(" until {}", rfc3339(seconds))).unwrap_or_default();
@@ -171,7 +206,11 @@ async fn login(
         ));
         return Ok(Outcome::Success);
     }
-    output::error_line(format_args!("signing in to `{name}`: complete the sign-in in your browser…"));
+    if source.context().shell == Some(ShellSignIn::Browser) {
+        output::error_line(format_args!("signing in to `{name}`: complete the sign-in in your browser…"));
+    } else {
+        output::error_line(format_args!("signing in to `{name}`…"));
+    }
     match source.sign_in(None, &[], None, force).await {
         Ok(_) => {
             output::line(format_args!("signed in to `{name}`"));
@@ -211,8 +250,28 @@ async fn logout(
             .lock_async(&target.url, LOGOUT_LOCK_WAIT)
             .await
             .map_err(|error| OAuthError::Store(error.to_string()))?;
+        // Best effort: the local tokens go whatever the server says.
+        if let Ok(Some(entry)) = sign_in.store.read(&target.url, None) {
+            match revoke::revoke(&target, &entry).await {
+                Ok(Some(endpoint)) => {
+                    output::line(format_args!("revoked the tokens of `{}` at {endpoint}", target.name))
+                }
+                Ok(None) => {}
+                Err(reason) => output::error_line(format_args!(
+                    "warning: could not revoke the tokens of `{}` ({reason}); removing them here anyway",
+                    target.name
+                )),
+            }
+        }
         let removed =
             sign_in.store.remove(&lock, &target.url).map_err(|error| OAuthError::Store(error.to_string()))?;
+        // Remembered, so running bridges do not sign in again by themselves.
+        let note = SignInNote {
+            kind: NoteKind::SignedOut,
+            at: store::now(),
+            reason: "signed out with `foxxy-bridge oauth logout`".to_owned(),
+        };
+        sign_in.store.write_note(&lock, &note).map_err(|error| OAuthError::Store(error.to_string()))?;
         if removed == 0 {
             output::line(format_args!("no tokens stored for `{}`", target.name));
         } else {

@@ -237,7 +237,10 @@ pub struct RawOAuth {
     /// Scopes to request. Default: what the server asks for.
     pub scopes: Vec<String>,
     /// Extra query parameters for the authorization request, e.g. Auth0's `audience` or
-    /// Google's `access_type`. Default: none.
+    /// Google's `access_type`. Parameters the flow sets itself (`state`, `redirect_uri`,
+    /// `code_challenge`, `code_challenge_method`, `response_type`, `client_id`,
+    /// `grant_type`, `code_verifier`) are refused. `resource` replaces the RFC 8707
+    /// resource on the authorization, token and refresh requests. Default: none.
     pub additional_params: BTreeMap<String, String>,
     /// A pre-registered client id. Default: a client ID metadata document or dynamic
     /// registration.
@@ -358,6 +361,10 @@ pub struct RawBridge {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = "info"))]
     pub log_level: Option<RawLogLevel>,
+    /// After an automatic sign-in failed (denied, timed out, closed), how long bridges wait
+    /// before starting another one by themselves, in seconds. A sign-in the user starts
+    /// (`foxxy-bridge oauth login`) always runs. Default: 600.
+    pub sign_in_retry_after: u64,
 }
 
 impl Default for RawBridge {
@@ -377,6 +384,7 @@ impl Default for RawBridge {
             max_message_bytes: 32 * 1024 * 1024,
             max_concurrent_starts: 8,
             log_level: None,
+            sign_in_retry_after: 600,
         }
     }
 }

@@ -97,6 +97,7 @@ fn resolve_bridge(raw: RawBridge, report: &mut Report) -> BridgeSettings {
         max_message_bytes: raw.max_message_bytes,
         max_concurrent_starts: raw.max_concurrent_starts,
         log_level: raw.log_level.map(|level| spelling(&level)),
+        sign_in_retry_after: Duration::from_secs(raw.sign_in_retry_after),
     }
 }
 
@@ -316,6 +317,14 @@ fn resolve_oauth(raw: &RawOAuth, path: &str, report: &mut Report) -> OAuthSettin
     ] {
         if let Some(value) = value {
             check_url(value, &child_path(path, field), report);
+        }
+    }
+    for key in raw.additional_params.keys() {
+        if crate::oauth::authorize::FLOW_PARAMS.contains(&key.as_str()) {
+            report.problem(
+                &child_path(&child_path(path, "additional_params"), key),
+                format!("`{key}` is set by the sign-in flow itself and cannot be replaced; remove it"),
+            );
         }
     }
     OAuthSettings {

@@ -181,6 +181,9 @@ pub struct BridgeSettings {
     pub max_concurrent_starts: usize,
     /// Log level from the config (`logLevel`), overridden by `--log-level`/`--debug`/env.
     pub log_level: Option<String>,
+    /// How long automatic sign-ins pause after one failed (`signInRetryAfter`, seconds,
+    /// default 600).
+    pub sign_in_retry_after: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -34,9 +34,29 @@ impl Browser {
         }
     }
 
+    /// Log the sign-in URL without opening anything (the user was shown it another way).
+    pub fn log_only(&self, upstream: &str, url: &str) {
+        tracing::info!(upstream, "sign-in URL (not opened in a browser): {}", redacted_resource(url));
+    }
+
     /// Show `url` to the user. Never waits for the browser.
     pub fn open(&self, upstream: &str, url: &str) {
-        tracing::info!(upstream, "sign-in required; open this URL in a browser to continue: {url}");
+        tracing::info!(
+            upstream,
+            "sign-in required; open this URL in a browser to continue: {}",
+            redacted_resource(url)
+        );
+        // Launching may block (a slow launcher, a slow disk): it runs on the blocking
+        // pool, and nobody waits for it.
+        let (browser, upstream, url) = (self.clone(), upstream.to_owned(), url.to_owned());
+        if tokio::runtime::Handle::try_current().is_ok() {
+            tokio::task::spawn_blocking(move || browser.launch(&upstream, &url));
+        } else {
+            browser.launch(&upstream, &url);
+        }
+    }
+
+    fn launch(&self, upstream: &str, url: &str) {
         match self {
             Browser::None => {}
             Browser::System => {
@@ -69,6 +89,22 @@ impl Browser {
             }
         }
     }
+}
+
+/// The sign-in URL for the log: its `resource` parameter (the upstream's URL, which may
+/// carry credentials) shown through [`super::store::redacted_url`].
+fn redacted_resource(url: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(url) else { return super::store::redacted_url(url) };
+    let pairs: Vec<(String, String)> = parsed
+        .query_pairs()
+        .map(|(key, value)| {
+            let value =
+                if key == "resource" { super::store::redacted_url(&value) } else { value.into_owned() };
+            (key.into_owned(), value)
+        })
+        .collect();
+    parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    parsed.into()
 }
 
 #[cfg(test)]

@@ -29,6 +29,13 @@ pub enum CallbackError {
         "cannot listen for the OAuth callback on `{addr}`: {reason} (is another sign-in running? set `bridge.oauth_port` to another port, or 0 for any free port)"
     )]
     Bind { addr: String, reason: String },
+    /// The address is taken (by another sign-in, or by another program).
+    #[error("cannot listen for the OAuth callback on `{addr}`: the port is in use")]
+    InUse { addr: String },
+    #[error(
+        "port `{port}` (`bridge.oauth_port`) is used by another program, so the sign-in cannot receive its callback\nhint: stop that program, or set `bridge.oauth_port` to a free port (0 picks any free port)"
+    )]
+    PortTaken { port: u16 },
     #[error("no sign-in callback arrived within {0} s")]
     Timeout(u64),
     #[error("the authorization server refused the sign-in: {0}")]
@@ -54,13 +61,38 @@ pub async fn bind(host: &str, port: u16) -> Result<CallbackListener, CallbackErr
         return Err(CallbackError::NotLoopback(host.to_owned()));
     }
     let addr = SocketAddr::new(ip, port);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|error| CallbackError::Bind { addr: addr.to_string(), reason: error.to_string() })?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|error| {
+        if error.kind() == std::io::ErrorKind::AddrInUse {
+            CallbackError::InUse { addr: addr.to_string() }
+        } else {
+            CallbackError::Bind { addr: addr.to_string(), reason: error.to_string() }
+        }
+    })?;
     let addr = listener
         .local_addr()
         .map_err(|error| CallbackError::Bind { addr: addr.to_string(), reason: error.to_string() })?;
     Ok(CallbackListener { listener, host: host.to_owned(), addr })
+}
+
+/// Whether `host:port` answers HTTP like another program rather than like the callback
+/// listener of another sign-in (whose pages name foxxy-bridge). No answer at all counts
+/// as another sign-in: a listener is bound a moment before it starts serving.
+pub async fn held_by_another_program(host: &str, port: u16) -> bool {
+    crate::upstream::install_crypto_provider();
+    let Ok(client) = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+    else {
+        return false;
+    };
+    let host =
+        if host.contains(':') { format!("[{}]", host.trim_matches(['[', ']'])) } else { host.to_owned() };
+    match client.get(format!("http://{host}:{port}{CALLBACK_PATH}")).send().await {
+        Ok(response) => !response.text().await.unwrap_or_default().contains("foxxy-bridge"),
+        Err(_) => false,
+    }
 }
 
 impl CallbackListener {
@@ -74,9 +106,10 @@ impl CallbackListener {
         format!("http://{host}:{}{CALLBACK_PATH}", self.addr.port())
     }
 
-    /// Serve until the callback with `expected_state` arrives (returns its full URL)
-    /// or `timeout` passes. The listener is closed when this returns.
-    pub async fn wait(self, expected_state: String, timeout: Duration) -> Result<String, CallbackError> {
+    /// Serve until the callback with `expected_state` arrives or `timeout` passes. The
+    /// browser's request stays open until [`Callback::reply`] says how the sign-in ended,
+    /// so its page tells the truth; the listener closes after that reply.
+    pub async fn wait(self, expected_state: String, timeout: Duration) -> Result<Callback, CallbackError> {
         let (done, result) = oneshot::channel();
         let state = Arc::new(Flow {
             expected_state,
@@ -94,21 +127,79 @@ impl CallbackListener {
             }
         });
         let outcome = tokio::time::timeout(timeout, result).await;
-        let _ = stop.send(());
-        // Let the last page reach the browser before the listener goes away.
-        let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+        let mut callback =
+            Callback { url: String::new(), reply: None, stop: Some(stop), server: Some(server) };
         match outcome {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) | Err(_) => Err(CallbackError::Timeout(timeout.as_secs())),
+            Ok(Ok(Ok((url, reply)))) => {
+                callback.url = url;
+                callback.reply = Some(reply);
+                Ok(callback)
+            }
+            Ok(Ok(Err(error))) => {
+                callback.close().await;
+                Err(error)
+            }
+            Ok(Err(_)) | Err(_) => {
+                callback.close().await;
+                Err(CallbackError::Timeout(timeout.as_secs()))
+            }
         }
     }
 }
+
+/// The callback with the right `state`, whose browser request waits for [`Callback::reply`].
+pub struct Callback {
+    url: String,
+    /// Answers the waiting browser request; dropped unanswered, the page says the sign-in
+    /// did not finish.
+    reply: Option<oneshot::Sender<Result<(), String>>>,
+    /// Stops the listener; the listener task ends after the last page is sent.
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// The URL carries the authorization code, so `Debug` leaves it out.
+impl std::fmt::Debug for Callback {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Callback").field("url", &"[REDACTED]").finish_non_exhaustive()
+    }
+}
+
+impl Callback {
+    /// The full URL the browser was redirected to.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Show the user how the sign-in ended (`Err` = what failed), then close the listener.
+    pub async fn reply(mut self, outcome: Result<(), String>) {
+        if let Some(reply) = self.reply.take() {
+            let _ = reply.send(outcome);
+        }
+        self.close().await;
+    }
+
+    async fn close(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            // Let the last page reach the browser before the listener goes away.
+            let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+        }
+    }
+}
+
+/// How long the browser's callback request waits for the code exchange.
+const REPLY_WAIT: Duration = Duration::from_secs(60);
+
+type Delivered = Result<(String, oneshot::Sender<Result<(), String>>), CallbackError>;
 
 struct Flow {
     expected_state: String,
     redirect_uri: String,
     /// Taken by the one request with the right state.
-    done: Mutex<Option<oneshot::Sender<Result<String, CallbackError>>>>,
+    done: Mutex<Option<oneshot::Sender<Delivered>>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -136,7 +227,7 @@ async fn callback(
     let Some(done) = flow.done.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take() else {
         return (
             StatusCode::BAD_REQUEST,
-            Html(page("Already signed in", "This sign-in was already completed. You can close this tab.")),
+            Html(page("Already answered", "This sign-in was already answered. You can close this tab.")),
         );
     };
     if let Some(error) = query.error {
@@ -154,8 +245,30 @@ async fn callback(
         );
     }
     let full = format!("{}{}", flow.redirect_uri.trim_end_matches(CALLBACK_PATH), uri);
-    let _ = done.send(Ok(full));
-    (StatusCode::OK, Html(page("Signed in", "foxxy-bridge is signed in. You can close this tab.")))
+    let (reply, outcome) = oneshot::channel();
+    let _ = done.send(Ok((full, reply)));
+    match tokio::time::timeout(REPLY_WAIT, outcome).await {
+        Ok(Ok(Ok(()))) => {
+            (StatusCode::OK, Html(page("Signed in", "foxxy-bridge is signed in. You can close this tab.")))
+        }
+        Ok(Ok(Err(reason))) => (
+            StatusCode::OK,
+            Html(page(
+                "Sign-in failed",
+                &format!(
+                    "foxxy-bridge could not finish the sign-in: {}. You can close this tab.",
+                    escape(&reason)
+                ),
+            )),
+        ),
+        Ok(Err(_)) | Err(_) => (
+            StatusCode::OK,
+            Html(page(
+                "Sign-in not finished",
+                "foxxy-bridge stopped before it could finish the sign-in. You can close this tab.",
+            )),
+        ),
+    }
 }
 
 fn page(title: &str, text: &str) -> String {
@@ -173,9 +286,9 @@ fn escape(text: &str) -> String {
 mod tests {
     use super::*;
 
-    async fn get(url: &str) -> (u16, String) {
+    async fn get(url: impl AsRef<str>) -> (u16, String) {
         crate::upstream::install_crypto_provider();
-        let response = reqwest::get(url).await.expect("request");
+        let response = reqwest::get(url.as_ref()).await.expect("request");
         (response.status().as_u16(), response.text().await.unwrap_or_default())
     }
 
@@ -190,11 +303,13 @@ mod tests {
         assert!(body.contains("wrong or missing state"), "{body}");
         let (status, _) = get(&format!("{redirect}?code=c")).await;
         assert_eq!(status, 400, "a missing state is refused too");
-        let (status, body) = get(&format!("{redirect}?code=abc&state=expected&iss=x")).await;
+        let page = tokio::spawn(get(format!("{redirect}?code=abc&state=expected&iss=x")));
+        let callback = waiting.await.expect("join").expect("callback");
+        assert!(callback.url().ends_with("/callback?code=abc&state=expected&iss=x"), "{}", callback.url());
+        callback.reply(Err("the code exchange failed: nope".to_owned())).await;
+        let (status, body) = page.await.expect("join");
         assert_eq!(status, 200);
-        assert!(body.contains("You can close this tab"));
-        let url = waiting.await.expect("join").expect("callback");
-        assert!(url.ends_with("/callback?code=abc&state=expected&iss=x"), "{url}");
+        assert!(body.contains("Sign-in failed") && body.contains("nope"), "{body}");
     }
 
     #[tokio::test]

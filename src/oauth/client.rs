@@ -79,9 +79,14 @@ impl BearerClient {
                 Err(StreamableHttpError::AuthRequired(challenge)) if !retried_401 => {
                     retried_401 = true;
                     let refreshed = match &token {
-                        Some(sent) => {
-                            self.source.after_rejection(sent).await.ok().filter(|fresh| fresh != sent)
-                        }
+                        Some(sent) => match self.source.after_rejection(sent).await {
+                            Ok(fresh) => Some(fresh).filter(|fresh| fresh != sent),
+                            // A refresh that failed for now (network, 429, 5xx, a busy
+                            // lock) keeps the tokens and never starts an interactive
+                            // sign-in: the request fails with the cause.
+                            Err(error @ OAuthError::Transient { .. }) => return Err(auth_error(&error)),
+                            Err(_) => None,
+                        },
                         None => None,
                     };
                     token = match refreshed {
@@ -107,7 +112,7 @@ impl BearerClient {
                     tracing::info!(upstream = %self.source.target().name, ?scopes, "the server needs more scopes; signing in again");
                     token = Some(
                         self.source
-                            .sign_in(Some(&needed.www_authenticate_header), &scopes, None, true)
+                            .sign_in(Some(&needed.www_authenticate_header), &scopes, token.as_ref(), false)
                             .await
                             .map_err(|error| auth_error(&error))?,
                     );

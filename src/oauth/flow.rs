@@ -1,227 +1,252 @@
-//! Discovery and the browser sign-in, on rmcp's `auth` support.
-//!
-//! rmcp does RFC 9728 / RFC 8414 / OIDC discovery, the issuer check, PKCE S256, the
-//! authorization URL with RFC 8707 `resource`, `state` and RFC 9207 `iss` checks, and
-//! the code exchange. This module adds what it lacks: refusing an authorization server
-//! that does not advertise S256, the configured `issuer` as a discovery fallback,
-//! dynamic registration with `client_uri` that keeps the registered secret and
-//! redirect URI, `additional_params`, `send_resource: false`, and turning the result
-//! into a token-cache entry.
+//! The browser sign-in of one upstream, after discovery (`discovery.rs`): the callback
+//! listener, the client (pre-registered → client ID metadata document → a stored or new
+//! RFC 7591 dynamic registration, done here because rmcp keeps neither the secret nor the
+//! redirect URI), the scopes and the RFC 8707 `resource`, the authorization URL and code
+//! exchange (`authorize.rs`), and turning the result into a token-cache entry.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use oauth2::TokenResponse as _;
 use rmcp::transport::{
-    AuthorizationManager, AuthorizationRequest, AuthorizationSession,
-    auth::{AuthorizationMetadata, AuthorizationMetadataSource},
+    AuthorizationManager,
+    auth::{AuthorizationMetadata, OAuthClientConfig},
 };
 use serde_json::json;
 
+use crate::output;
+
 use super::{
-    OAuthError, SignInContext, Target, callback,
-    http::{BridgeOAuthHttp, is_secure_or_loopback},
+    OAuthError, ShellSignIn, SignInContext, Target,
+    authorize::{self, AuthorizationParams, PendingAuthorization},
+    callback, device,
+    discovery::Discovery,
+    http::BridgeOAuthHttp,
     store::{self, ClientRegistration, ClientSource, Secret, TokenEntry},
 };
 
-/// What discovery found for one upstream.
-pub struct Discovery {
-    pub manager: AuthorizationManager,
-    pub metadata: AuthorizationMetadata,
-    pub issuer: String,
-    pub http: BridgeOAuthHttp,
-}
-
-/// Find the authorization server of `target`: from the challenge's
-/// `resource_metadata`, else the well-known paths, else the configured `issuer`.
-pub async fn discover(target: &Target, challenge: Option<&str>) -> Result<Discovery, OAuthError> {
-    let http = BridgeOAuthHttp::new(target.verify_ssl, target.settings.send_resource).map_err(|error| {
-        OAuthError::Discovery { upstream: target.name.clone(), reason: error.to_string(), tried: vec![] }
-    })?;
-    let mut manager =
-        AuthorizationManager::new_with_oauth_http_client(target.url.as_str(), Arc::new(http.clone()))
-            .await
-            .map_err(|error| discovery_error(target, &http, error.to_string()))?;
-    let resolved = match manager.resolve_metadata_from_challenge(challenge).await {
-        Ok(resolution) if resolution.source != AuthorizationMetadataSource::LegacyEndpointFallback => {
-            Some(resolution.metadata)
-        }
-        Ok(_) => None,
-        Err(error) => {
-            tracing::debug!(upstream = %target.name, "discovery through the server failed: {error}");
-            None
-        }
-    };
-    let metadata = match resolved {
-        Some(metadata) => metadata,
-        None => match &target.settings.issuer {
-            Some(issuer) => {
-                from_issuer(&http, issuer).await.map_err(|reason| discovery_error(target, &http, reason))?
-            }
-            None => {
-                return Err(discovery_error(
-                    target,
-                    &http,
-                    "no OAuth metadata found (set `oauth.issuer` if the server does not publish it)"
-                        .to_owned(),
-                ));
-            }
-        },
-    };
-    let issuer = metadata.issuer.clone().or_else(|| target.settings.issuer.clone()).ok_or_else(|| {
-        discovery_error(target, &http, "the authorization server metadata names no issuer".to_owned())
-    })?;
-    if let Some(configured) = &target.settings.issuer
-        && configured.trim_end_matches('/') != issuer.trim_end_matches('/')
-    {
-        tracing::warn!(upstream = %target.name, %configured, discovered = %issuer, "the configured issuer differs from the discovered one; using the discovered issuer");
-    }
-    // The spec says to refuse a server that does not advertise S256 (rmcp only warns).
-    let s256 = metadata
-        .code_challenge_methods_supported
-        .as_ref()
-        .is_some_and(|methods| methods.iter().any(|m| m == "S256"));
-    if !s256 {
-        return Err(OAuthError::NoPkce { upstream: target.name.clone(), issuer });
-    }
-    for endpoint in [
-        Some(&metadata.authorization_endpoint),
-        Some(&metadata.token_endpoint),
-        metadata.registration_endpoint.as_ref(),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        if !is_secure_or_loopback(endpoint) {
-            return Err(OAuthError::Insecure { upstream: target.name.clone(), url: endpoint.clone() });
-        }
-    }
-    manager.set_metadata(metadata.clone());
-    Ok(Discovery { manager, metadata, issuer, http })
-}
-
-fn discovery_error(target: &Target, http: &BridgeOAuthHttp, reason: String) -> OAuthError {
-    OAuthError::Discovery {
-        upstream: target.name.clone(),
-        reason,
-        tried: http.attempts().iter().map(ToString::to_string).collect(),
-    }
-}
-
-/// RFC 8414 / OIDC metadata straight from a configured issuer (path insertion first).
-async fn from_issuer(http: &BridgeOAuthHttp, issuer: &str) -> Result<AuthorizationMetadata, String> {
-    let base =
-        url::Url::parse(issuer).map_err(|error| format!("invalid `oauth.issuer` `{issuer}`: {error}"))?;
-    let path = base.path().trim_matches('/');
-    let origin = base.origin().ascii_serialization();
-    let candidates = if path.is_empty() {
-        vec![
-            format!("{origin}/.well-known/oauth-authorization-server"),
-            format!("{origin}/.well-known/openid-configuration"),
-        ]
-    } else {
-        vec![
-            format!("{origin}/.well-known/oauth-authorization-server/{path}"),
-            format!("{origin}/.well-known/openid-configuration/{path}"),
-            format!("{origin}/{path}/.well-known/openid-configuration"),
-        ]
-    };
-    for candidate in candidates {
-        let request = oauth2::http::Request::get(&candidate)
-            .header("accept", "application/json")
-            .body(Vec::new())
-            .map_err(|error| error.to_string())?;
-        let Ok(response) = http.execute(request, rmcp::transport::OAuthHttpRedirectPolicy::Follow).await
-        else {
-            continue;
-        };
-        if !response.status().is_success() {
-            continue;
-        }
-        let Ok(metadata) = serde_json::from_slice::<AuthorizationMetadata>(response.body()) else { continue };
-        // RFC 8414 §3.3: the document must name exactly the issuer it was fetched for.
-        if metadata.issuer.as_deref().map(|found| found.trim_end_matches('/'))
-            == Some(issuer.trim_end_matches('/'))
-        {
-            return Ok(metadata);
-        }
-    }
-    Err(format!("no authorization server metadata for the configured issuer `{issuer}`"))
-}
-
 /// Run the browser sign-in for `target` and return the entry to store. The caller
-/// holds the entry's lock, so only one process signs in at a time.
+/// holds the entry's lock, so only one process signs in at a time. The callback page
+/// says "signed in" only once the code exchange succeeded, else what failed.
 pub async fn sign_in(
     context: &SignInContext,
     target: &Target,
     discovery: Discovery,
     previous: Option<&TokenEntry>,
-    challenge: Option<&str>,
     extra_scopes: &[String],
 ) -> Result<TokenEntry, OAuthError> {
+    let mode = match context.shell {
+        Some(ShellSignIn::Headless) if device::endpoint(&discovery.metadata).is_some() => {
+            Some(ShellSignIn::Device)
+        }
+        Some(ShellSignIn::Headless) => Some(ShellSignIn::PasteBack),
+        other => other,
+    };
+    if mode == Some(ShellSignIn::Device) {
+        return device::sign_in(context, target, discovery, previous).await;
+    }
     let listener = bind_callback(context).await?;
     let redirect_uri = listener.redirect_uri();
-    let Discovery { manager, metadata, issuer, http } = discovery;
+    let prepared = prepare(target, discovery, previous, extra_scopes, &redirect_uri).await?;
+    let url = &prepared.pending.url;
+    let failed = |reason: String| OAuthError::Flow { upstream: target.name.clone(), reason };
+    if mode == Some(ShellSignIn::PasteBack) {
+        context.browser.log_only(&target.name, url);
+        output::error_line(format_args!(
+            "Open this URL in a browser to sign in to `{}`:\n{url}",
+            target.name
+        ));
+        output::error_line(
+            "Then paste here the address the browser ended on (an error page is fine), or just the code:",
+        );
+        let state = prepared.pending.state.clone();
+        let pasted = tokio::select! {
+            callback = listener.wait(state, context.sign_in_timeout) => Err(callback),
+            line = read_pasted_line(context.sign_in_timeout) => Ok(line),
+        };
+        return match pasted {
+            Ok(Some(line)) => {
+                let (redirect, bare_code) = pasted_redirect(&line, &redirect_uri, &prepared.pending.state);
+                prepared.finish(target, &redirect, bare_code).await
+            }
+            Ok(None) => Err(failed("no sign-in address or code was pasted".to_owned())),
+            Err(callback) => {
+                let callback = callback.map_err(|error| failed(error.to_string()))?;
+                let result = prepared.finish(target, callback.url(), false).await;
+                callback.reply(result.as_ref().map(|_| ()).map_err(ToString::to_string)).await;
+                result
+            }
+        };
+    }
+    context.browser.open(&target.name, url);
+    if context.shell.is_some() {
+        output::error_line(format_args!("If no browser opened, visit:\n{url}"));
+    }
+    let callback = listener
+        .wait(prepared.pending.state.clone(), context.sign_in_timeout)
+        .await
+        .map_err(|error| failed(error.to_string()))?;
+    let result = prepared.finish(target, callback.url(), false).await;
+    callback.reply(result.as_ref().map(|_| ()).map_err(ToString::to_string)).await;
+    result
+}
+
+/// One line from stdin, trimmed; `None` at its end, when it is empty, or after `timeout`.
+async fn read_pasted_line(timeout: Duration) -> Option<String> {
+    use tokio::io::AsyncBufReadExt;
+    let mut line = String::new();
+    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
+    let read = tokio::time::timeout(timeout, stdin.read_line(&mut line)).await;
+    match read {
+        Ok(Ok(n)) if n > 0 && !line.trim().is_empty() => Some(line.trim().to_owned()),
+        _ => None,
+    }
+}
+
+/// The redirect to check for what the user pasted: the address itself, or for a bare
+/// code the redirect it came from (`true`: only the code is known, there is no `iss`
+/// to check).
+fn pasted_redirect(pasted: &str, redirect_uri: &str, state: &str) -> (String, bool) {
+    if pasted.contains("://") {
+        return (pasted.to_owned(), false);
+    }
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("code", pasted)
+        .append_pair("state", state)
+        .finish();
+    (format!("{redirect_uri}?{query}"), true)
+}
+
+/// A sign-in whose authorization URL is ready: what the redirect is checked against and
+/// how the code is exchanged.
+pub struct PreparedSignIn {
+    pub pending: PendingAuthorization,
+    metadata: AuthorizationMetadata,
+    issuer: String,
+    http: BridgeOAuthHttp,
+    client: ClientRegistration,
+    scopes: Vec<String>,
+}
+
+/// Pick the client (registering if needed), the scopes and the `resource`, and build the
+/// authorization URL for `redirect_uri`.
+pub async fn prepare(
+    target: &Target,
+    discovery: Discovery,
+    previous: Option<&TokenEntry>,
+    extra_scopes: &[String],
+    redirect_uri: &str,
+) -> Result<PreparedSignIn, OAuthError> {
+    let Discovery { mut manager, metadata, issuer, http } = discovery;
     let settings = &target.settings;
-    let client = match registration(target, &metadata, &http, &redirect_uri, previous).await? {
+    let client = match registration(target, &metadata, &http, Some(redirect_uri), previous).await? {
         Some(client) => client,
         None => ClientRegistration {
             client_id: settings.client_metadata_url.clone().unwrap_or_default(),
             client_secret: None,
-            redirect_uri: Some(redirect_uri.clone()),
+            redirect_uri: Some(redirect_uri.to_owned()),
             token_endpoint_auth_method: Some("none".to_owned()),
             source: ClientSource::Cimd,
+            client_secret_expires_at: None,
         },
     };
-    let mut request = AuthorizationRequest::new(redirect_uri.clone())
-        .with_client_name(settings.client_name.clone().unwrap_or_else(|| "foxxy-bridge".to_owned()));
-    if client.source == ClientSource::Cimd {
-        request = request.with_client_metadata_url(client.client_id.clone());
-    } else {
-        request = request.with_preregistered_client(client.client_id.clone());
-        if let Some(secret) = &client.client_secret {
-            request = request.with_client_secret(secret.expose().to_owned());
+    let initial = manager.select_initial_scopes(&[]).await;
+    let granted = previous.map(|entry| entry.granted_scopes.clone()).unwrap_or_default();
+    let scopes = authorize::requested_scopes(&initial, &settings.scopes, &granted, extra_scopes);
+    let resource = resource_for(target, &mut manager).await;
+    let params = AuthorizationParams {
+        authorization_endpoint: &metadata.authorization_endpoint,
+        redirect_uri,
+        scopes: &scopes,
+        resource: resource.as_deref(),
+        additional_params: &settings.additional_params,
+    };
+    let pending = authorize::authorization_url(&client.client_id, &params)
+        .map_err(|reason| OAuthError::Flow { upstream: target.name.clone(), reason })?;
+    Ok(PreparedSignIn { pending, metadata, issuer, http, client, scopes })
+}
+
+/// The RFC 8707 `resource` to send: `additional_params.resource` when configured, else
+/// what discovery found; `None` with `send_resource: false`.
+pub(super) async fn resource_for(target: &Target, manager: &mut AuthorizationManager) -> Option<String> {
+    let settings = &target.settings;
+    if !settings.send_resource {
+        return None;
+    }
+    if let Some(resource) = settings.additional_params.get("resource") {
+        return Some(resource.clone());
+    }
+    let discovered = discovered_resource(manager, "http://127.0.0.1/callback").await;
+    Some(without_userinfo(&discovered.unwrap_or_else(|| target.url.clone())))
+}
+
+/// The RFC 8707 `resource` rmcp's discovery settled on (the protected resource
+/// metadata's `resource`, else the server URL). rmcp keeps it private but puts it on the
+/// authorization URLs it builds, so one is built and read; its PKCE state is discarded.
+async fn discovered_resource(manager: &mut AuthorizationManager, redirect_uri: &str) -> Option<String> {
+    manager.configure_client(OAuthClientConfig::new("foxxy-bridge", redirect_uri)).ok()?;
+    let url = manager.get_authorization_url(&[]).await.ok()?;
+    query_param(&url, "resource").filter(|resource| !resource.is_empty())
+}
+
+/// `url` without a user name or password: the RFC 8707 `resource` names the server, and
+/// credentials in its URL are for the server alone.
+fn without_userinfo(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.into()
         }
+        _ => url.to_owned(),
     }
-    let mut scopes: Vec<String> = settings.scopes.clone();
-    if !extra_scopes.is_empty() {
-        // Step-up: the union of what was granted and what the server now asks for.
-        let granted = previous.map(|entry| entry.granted_scopes.clone()).unwrap_or_default();
-        for scope in granted.into_iter().chain(extra_scopes.iter().cloned()) {
-            if !scopes.contains(&scope) {
-                scopes.push(scope);
-            }
-        }
+}
+
+impl PreparedSignIn {
+    /// Check the redirect (`bare_code`: only its code is known, so no `iss` is required)
+    /// and exchange its code.
+    pub async fn finish(
+        self,
+        target: &Target,
+        redirect: &str,
+        bare_code: bool,
+    ) -> Result<TokenEntry, OAuthError> {
+        let failed = |reason: String| OAuthError::Flow { upstream: target.name.clone(), reason };
+        let iss_required = !bare_code
+            && self
+                .metadata
+                .additional_fields
+                .get("authorization_response_iss_parameter_supported")
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false);
+        let code = authorize::code_from_redirect(redirect, &self.pending.state, &self.issuer, iss_required)
+            .map_err(failed)?;
+        let resource = self.pending.resource().map(str::to_owned);
+        let token =
+            authorize::exchange(&self.http, &self.client, &self.metadata.token_endpoint, self.pending, code)
+                .await
+                .map_err(|reason| failed(format!("the code exchange failed: {reason}")))?;
+        Ok(token_entry(target, self.issuer, &token, self.client, &self.metadata, resource, &self.scopes))
     }
-    if !scopes.is_empty() {
-        request = request.with_scopes(scopes.iter().map(String::as_str));
-    }
-    if let Some(challenge) = challenge {
-        request = request.with_challenge(challenge);
-    }
-    let session = AuthorizationSession::new(manager, request).await.map_err(|(_, error)| {
-        OAuthError::Flow { upstream: target.name.clone(), reason: error.to_string() }
-    })?;
-    let auth_url = finish_authorization_url(session.get_authorization_url(), settings)?;
-    let state = query_param(&auth_url, "state").unwrap_or_default();
-    let resource = query_param(session.get_authorization_url(), "resource");
-    let requested_scope = query_param(&auth_url, "scope");
-    context.browser.open(&target.name, &auth_url);
-    let callback_url = listener
-        .wait(state, context.sign_in_timeout)
-        .await
-        .map_err(|error| OAuthError::Flow { upstream: target.name.clone(), reason: error.to_string() })?;
-    let token = session.handle_callback_url(&callback_url).await.map_err(|error| OAuthError::Flow {
-        upstream: target.name.clone(),
-        reason: format!("the code exchange failed: {error}"),
-    })?;
+}
+
+/// The cache entry for a token response of `client` at `metadata`'s token endpoint;
+/// `requested` stands in for the granted scopes when the response names none.
+pub(super) fn token_entry(
+    target: &Target,
+    issuer: String,
+    token: &oauth2::basic::BasicTokenResponse,
+    client: ClientRegistration,
+    metadata: &AuthorizationMetadata,
+    resource: Option<String>,
+    requested: &[String],
+) -> TokenEntry {
     let now = store::now();
     let expires_in = token.expires_in().map(|duration| duration.as_secs());
     let scope = token
         .scopes()
         .map(|scopes| scopes.iter().map(|scope| scope.to_string()).collect::<Vec<_>>().join(" "))
-        .or(requested_scope);
-    let client_id = session.get_credentials().await.map(|(id, _)| id).unwrap_or(client.client_id.clone());
-    Ok(TokenEntry {
+        .or_else(|| (!requested.is_empty()).then(|| requested.join(" ")));
+    TokenEntry {
         version: store::FORMAT_VERSION,
         server_url: target.url.clone(),
         issuer,
@@ -231,24 +256,32 @@ pub async fn sign_in(
         expires_in,
         scope: scope.clone(),
         created_at: now,
-        expires_at: expires_in.map(|seconds| now + seconds),
-        client: ClientRegistration { client_id, ..client },
+        expires_at: expires_in.map(|seconds| now.saturating_add(seconds)),
+        client,
         token_endpoint: metadata.token_endpoint.clone(),
-        resource: if settings.send_resource { resource } else { None },
+        resource,
         granted_scopes: scope
             .map(|scope| scope.split_whitespace().map(str::to_owned).collect())
             .unwrap_or_default(),
-    })
+    }
 }
 
 /// Bind the callback listener, waiting (bounded) while another sign-in of this
-/// machine holds the port.
+/// machine holds the port; a port held by another program fails at once.
 async fn bind_callback(context: &SignInContext) -> Result<callback::CallbackListener, OAuthError> {
     let deadline = tokio::time::Instant::now() + context.sign_in_timeout;
     loop {
         match callback::bind(&context.host, context.port).await {
             Ok(listener) => return Ok(listener),
             Err(error @ callback::CallbackError::NotLoopback(_)) => {
+                return Err(OAuthError::Callback(error.to_string()));
+            }
+            // Another sign-in of this machine frees the port when it ends; another
+            // program may hold it for good, so that fails at once.
+            Err(callback::CallbackError::InUse { .. })
+                if callback::held_by_another_program(&context.host, context.port).await =>
+            {
+                let error = callback::CallbackError::PortTaken { port: context.port };
                 return Err(OAuthError::Callback(error.to_string()));
             }
             Err(error) if tokio::time::Instant::now() >= deadline => {
@@ -262,11 +295,12 @@ async fn bind_callback(context: &SignInContext) -> Result<callback::CallbackList
 /// The client to use: pre-registered from the config, a still-valid earlier dynamic
 /// registration, or a new dynamic registration. `None` means CIMD (rmcp uses the
 /// metadata document URL as the client id).
-async fn registration(
+/// `redirect_uri` is `None` for the device grant, which has no redirect.
+pub(super) async fn registration(
     target: &Target,
     metadata: &AuthorizationMetadata,
     http: &BridgeOAuthHttp,
-    redirect_uri: &str,
+    redirect_uri: Option<&str>,
     previous: Option<&TokenEntry>,
 ) -> Result<Option<ClientRegistration>, OAuthError> {
     let settings = &target.settings;
@@ -285,9 +319,10 @@ async fn registration(
         return Ok(Some(ClientRegistration {
             client_id: client_id.clone(),
             client_secret: secret,
-            redirect_uri: Some(redirect_uri.to_owned()),
+            redirect_uri: redirect_uri.map(str::to_owned),
             token_endpoint_auth_method: Some(method.to_owned()),
             source: ClientSource::Preregistered,
+            client_secret_expires_at: None,
         }));
     }
     let cimd_supported = metadata
@@ -300,7 +335,8 @@ async fn registration(
     }
     if let Some(previous) = previous
         && previous.client.source == ClientSource::Dynamic
-        && previous.client.redirect_uri.as_deref() == Some(redirect_uri)
+        && previous.client.redirect_uri.as_deref() == redirect_uri
+        && !authorize::secret_expired(&previous.client, store::now())
     {
         return Ok(Some(previous.client.clone()));
     }
@@ -327,17 +363,25 @@ async fn register(
     target: &Target,
     http: &BridgeOAuthHttp,
     endpoint: &str,
-    redirect_uri: &str,
+    redirect_uri: Option<&str>,
 ) -> Result<ClientRegistration, OAuthError> {
     let settings = &target.settings;
     let mut body = json!({
         "client_name": settings.client_name.clone().unwrap_or_else(|| "foxxy-bridge".to_owned()),
-        "redirect_uris": [redirect_uri],
-        "grant_types": ["authorization_code", "refresh_token"],
-        "response_types": ["code"],
         "token_endpoint_auth_method": "none",
         "application_type": "native",
     });
+    match redirect_uri {
+        Some(redirect_uri) => {
+            body["redirect_uris"] = json!([redirect_uri]);
+            body["grant_types"] = json!(["authorization_code", "refresh_token"]);
+            body["response_types"] = json!(["code"]);
+        }
+        None => {
+            body["grant_types"] = json!([device::GRANT_TYPE, "refresh_token"]);
+            body["response_types"] = json!([]);
+        }
+    }
     if let Some(uri) = &settings.client_uri {
         body["client_uri"] = json!(uri);
     }
@@ -370,6 +414,7 @@ async fn register(
         client_id: String,
         client_secret: Option<String>,
         token_endpoint_auth_method: Option<String>,
+        client_secret_expires_at: Option<u64>,
     }
     let registered: Registered =
         serde_json::from_slice(response.body()).map_err(|error| failed(error.to_string()))?;
@@ -377,27 +422,11 @@ async fn register(
     Ok(ClientRegistration {
         client_id: registered.client_id,
         client_secret: registered.client_secret.filter(|secret| !secret.is_empty()).map(Secret::new),
-        redirect_uri: Some(redirect_uri.to_owned()),
+        redirect_uri: redirect_uri.map(str::to_owned),
         token_endpoint_auth_method: registered.token_endpoint_auth_method.or(Some("none".to_owned())),
         source: ClientSource::Dynamic,
+        client_secret_expires_at: registered.client_secret_expires_at,
     })
-}
-
-/// Apply `additional_params` and `send_resource: false` to rmcp's authorization URL.
-fn finish_authorization_url(
-    url: &str,
-    settings: &crate::config::OAuthSettings,
-) -> Result<String, OAuthError> {
-    let mut parsed = url::Url::parse(url).map_err(|error| OAuthError::Callback(error.to_string()))?;
-    let pairs: Vec<(String, String)> = parsed
-        .query_pairs()
-        .filter(|(key, _)| settings.send_resource || key != "resource")
-        .filter(|(key, _)| !settings.additional_params.contains_key(key.as_ref()))
-        .map(|(key, value)| (key.into_owned(), value.into_owned()))
-        .chain(settings.additional_params.iter().map(|(key, value)| (key.clone(), value.clone())))
-        .collect();
-    parsed.query_pairs_mut().clear().extend_pairs(pairs);
-    Ok(parsed.to_string())
 }
 
 fn query_param(url: &str, name: &str) -> Option<String> {

@@ -86,6 +86,7 @@ impl BridgeOAuthHttp {
     }
 
     fn record(&self, method: &str, url: &str, outcome: String) {
+        let url = &super::store::redacted_url(url);
         tracing::debug!(%method, %url, %outcome, "oauth http");
         self.attempts.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(Attempt {
             method: method.to_owned(),
@@ -104,7 +105,7 @@ impl BridgeOAuthHttp {
         let method = request.method().to_string();
         if !is_secure_or_loopback(&url) {
             self.record(&method, &url, "refused: plain http".to_owned());
-            return Err(OAuthHttpError::InsecureUrl(url));
+            return Err(OAuthHttpError::InsecureUrl(super::store::redacted_url(&url)));
         }
         if !self.send_resource && is_form(&request) {
             let body = strip_form_field(request.body(), "resource");
@@ -121,7 +122,7 @@ impl BridgeOAuthHttp {
             Err(error) => {
                 let reason = crate::upstream::describe_http_error(&error);
                 self.record(&method, &url, reason.clone());
-                return Err(OAuthHttpError::Request { url, reason });
+                return Err(OAuthHttpError::Request { url: super::store::redacted_url(&url), reason });
             }
         };
         self.record(&method, &url, format!("HTTP {}", response.status().as_u16()));

@@ -2,7 +2,8 @@
 //! and keeping tokens fresh.
 //!
 //! - `store.rs` owns the token files and their locks; nothing else touches them.
-//! - `flow.rs` finds the authorization server and runs the sign-in (on rmcp's `auth`).
+//! - `discovery.rs` finds the authorization server (on rmcp's `auth`); `flow.rs` runs the
+//!   sign-in, with `authorize.rs` for the authorization-code grant itself.
 //! - `tokens.rs` is the per-upstream [`TokenSource`]: the current access token,
 //!   refreshed once per expiry across all bridge processes, and sign-in when needed.
 //! - `client.rs` puts the token on every request of rmcp's streamable HTTP client and
@@ -13,11 +14,15 @@
 //! This module does not own connections to upstreams (`upstream/` does) and never
 //! logs a token.
 
+pub mod authorize;
 pub mod browser;
 pub mod callback;
 pub mod client;
+pub mod device;
+pub mod discovery;
 pub mod flow;
 pub mod http;
+pub mod revoke;
 pub mod store;
 pub mod tokens;
 
@@ -67,6 +72,27 @@ pub struct SignInContext {
     pub host: String,
     pub port: u16,
     pub sign_in_timeout: Duration,
+    /// How long automatic sign-ins pause after one failed (`bridge.signInRetryAfter`).
+    pub sign_in_retry_after: Duration,
+    /// Set when a user runs the sign-in from a shell (`oauth login`): how it reaches them.
+    /// `None` in a bridge, whose stderr nobody may read.
+    pub shell: Option<ShellSignIn>,
+}
+
+/// How a sign-in started from a shell reaches the user. Every way prints the
+/// authorization URL on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShellSignIn {
+    /// Open the browser; the loopback callback catches the code.
+    Browser,
+    /// Do not open a browser; read the address the browser ended on (or the bare code)
+    /// from stdin, while the loopback callback listens too.
+    PasteBack,
+    /// The RFC 8628 device authorization grant.
+    Device,
+    /// No display: the device grant when the authorization server offers it, else
+    /// paste-back.
+    Headless,
 }
 
 impl SignInContext {
@@ -77,6 +103,8 @@ impl SignInContext {
             host: bridge.host.clone(),
             port: bridge.oauth_port,
             sign_in_timeout: bridge.sign_in_timeout,
+            sign_in_retry_after: bridge.sign_in_retry_after,
+            shell: None,
         }
     }
 }

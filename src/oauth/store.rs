@@ -48,9 +48,10 @@
 //!    mtime is older than the store's stale age ([`STALE_TEMP_AGE`], 60 s by default; see
 //!    [`TokenStore::with_stale_temp_age`]). This catches URLs that are never written again.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use fs2::FileExt;
@@ -61,10 +62,13 @@ mod keys;
 #[cfg(test)]
 mod tests;
 
-pub use entry::{ClientRegistration, ClientSource, EntryStatus, FORMAT_VERSION, Secret, TokenEntry, now};
+pub use entry::{
+    ClientRegistration, ClientSource, EntryStatus, FORMAT_VERSION, NoteKind, Secret, SignInNote, TokenEntry,
+    now,
+};
 use files::io_error;
-pub use keys::canonical_url;
 use keys::hash16;
+pub use keys::{canonical_url, redacted_url};
 
 /// How old a temp file must be before any store operation removes it (rule 2 above).
 pub const STALE_TEMP_AGE: Duration = Duration::from_secs(60);
@@ -161,6 +165,39 @@ impl TokenStore {
         self.dir.join(format!("{}.json", hash16(&format!("{canonical}\n{issuer}"))))
     }
 
+    fn note_path_canonical(&self, canonical: &str) -> PathBuf {
+        self.dir.join(format!("{}.signin", hash16(canonical)))
+    }
+
+    /// The sign-in note of `url`, if there is a readable one. Takes no lock.
+    pub fn note(&self, url: &str) -> Option<SignInNote> {
+        let path = self.note_path_canonical(&canonical_url(url).ok()?);
+        let (bytes, _) = files::read_if_exists(&path).ok()??;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Replaces the sign-in note of `lock`'s URL.
+    pub fn write_note(&self, lock: &EntryLock, note: &SignInNote) -> Result<(), StoreError> {
+        let url = lock.url.clone();
+        self.check_lock(lock, &url)?;
+        files::ensure_private_dir(&self.dir)?;
+        let target = self.note_path_canonical(&url);
+        let json = serde_json::to_vec(note).map_err(|error| io_error(&target)(error.into()))?;
+        files::write_atomically(&self.dir, &hash16(&url), &target, &json)
+    }
+
+    /// [`TokenStore::note`] on the blocking pool.
+    pub async fn note_async(&self, url: &str) -> Option<SignInNote> {
+        let (store, url) = (self.clone(), url.to_owned());
+        self.blocking(move || store.note(&url)).await.ok().flatten()
+    }
+
+    /// [`TokenStore::write_note`] on the blocking pool, releasing `lock` when done.
+    pub async fn write_note_async(&self, lock: EntryLock, note: SignInNote) -> Result<(), StoreError> {
+        let store = self.clone();
+        self.blocking(move || store.write_note(&lock, &note)).await?
+    }
+
     fn lock_path_canonical(&self, canonical: &str) -> PathBuf {
         self.dir.join(format!("{}.lock", hash16(canonical)))
     }
@@ -215,6 +252,7 @@ impl TokenStore {
             }
             let now = Instant::now();
             if now >= deadline || abandoned.load(Ordering::Relaxed) {
+                let url = redacted_url(&url);
                 return Err(StoreError::LockTimeout { url, seconds: timeout.as_secs_f64() });
             }
             std::thread::sleep(LOCK_POLL.min(deadline - now));
@@ -231,12 +269,60 @@ impl TokenStore {
         files::remove_orphaned_temps(&self.dir, &url_hash);
         files::remove_stale_temps(&self.dir, self.stale_temp_age);
 
+        // Tokens supersede a note about a failed sign-in or a sign-out.
+        match std::fs::remove_file(self.note_path_canonical(&url)) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io_error(&self.note_path_canonical(&url))(error));
+            }
+            _ => {}
+        }
         let target = self.entry_path_canonical(&url, &entry.issuer);
         let mut stored = entry.clone();
         stored.server_url = url;
         let mut json = serde_json::to_vec_pretty(&stored).map_err(|error| io_error(&target)(error.into()))?;
         json.push(b'\n');
         files::write_atomically(&self.dir, &url_hash, &target, &json)
+    }
+
+    /// [`TokenStore::write`] on the blocking pool (it fsyncs twice), releasing `lock`
+    /// when done.
+    pub async fn write_async(&self, lock: EntryLock, entry: TokenEntry) -> Result<(), StoreError> {
+        let store = self.clone();
+        self.blocking(move || store.write(&lock, &entry)).await?
+    }
+
+    /// [`TokenStore::remove`] on the blocking pool, releasing `lock` when done.
+    pub async fn remove_async(&self, lock: EntryLock, url: &str) -> Result<usize, StoreError> {
+        let (store, url) = (self.clone(), url.to_owned());
+        self.blocking(move || store.remove(&lock, &url)).await?
+    }
+
+    /// [`TokenStore::read`] (of the newest entry of `url`) on the blocking pool: it reads
+    /// every entry file.
+    pub async fn read_async(&self, url: &str) -> Result<Option<TokenEntry>, StoreError> {
+        let (store, url) = (self.clone(), url.to_owned());
+        self.blocking(move || store.read(&url, None)).await?
+    }
+
+    /// [`TokenStore::stamp`] on the blocking pool.
+    pub async fn stamp_async(&self, url: &str) -> Option<SystemTime> {
+        let (store, url) = (self.clone(), url.to_owned());
+        self.blocking(move || store.stamp(&url)).await.ok().flatten()
+    }
+
+    /// Runs file work on the blocking pool, so a slow disk never stalls the runtime.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, StoreError> {
+        match tokio::task::spawn_blocking(work).await {
+            Ok(result) => Ok(result),
+            Err(join_error) if join_error.is_panic() => std::panic::resume_unwind(join_error.into_panic()),
+            Err(join_error) => Err(StoreError::Io {
+                path: self.dir.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::Interrupted, join_error.to_string()),
+            }),
+        }
     }
 
     /// A lock proves the right to write only if it is for this URL in this directory. An
@@ -312,11 +398,20 @@ impl TokenStore {
     }
 
     /// The entry files whose `server_url` canonicalizes to `canonical`, parsed only as far
-    /// as JSON. Files that are not JSON, or vanish while scanned, are skipped.
+    /// as JSON. Files that are not JSON, vanish while scanned, or cannot be read (no
+    /// permission, a directory with an entry's name) are skipped, so one bad file affects
+    /// only itself; unreadable ones are logged with the OS error, once per process.
     fn files_of(&self, canonical: &str) -> Result<Vec<EntryFile>, StoreError> {
         let mut found = Vec::new();
         for path in files::entry_files(&self.dir)? {
-            let Some((bytes, modified)) = files::read_if_exists(&path)? else { continue };
+            let (bytes, modified) = match files::read_if_exists(&path) {
+                Ok(Some(found)) => found,
+                Ok(None) => continue,
+                Err(error) => {
+                    report_unreadable(&error);
+                    continue;
+                }
+            };
             let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) else { continue };
             let server_url = value.get("server_url").and_then(serde_json::Value::as_str);
             if server_url.and_then(|server_url| canonical_url(server_url).ok()).as_deref() == Some(canonical)
@@ -325,6 +420,21 @@ impl TokenStore {
             }
         }
         Ok(found)
+    }
+}
+
+/// Logs a file that a scan skipped because it cannot be read, once per file and error
+/// kind: `stamp` scans twice a second while a bridge waits for tokens.
+fn report_unreadable(error: &StoreError) {
+    static REPORTED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    let StoreError::Io { path, source } = error else { return };
+    let key = format!("{}\n{:?}", path.display(), source.kind());
+    let mut reported = REPORTED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if reported.get_or_insert_with(HashSet::new).insert(key) {
+        tracing::warn!(
+            "skipping the token file `{}`, which cannot be read: {source}; other entries are unaffected",
+            path.display()
+        );
     }
 }
 

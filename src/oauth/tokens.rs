@@ -15,15 +15,12 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use oauth2::{
-    AuthType, ClientId, ClientSecret, RefreshToken, RequestTokenError, TokenResponse as _, TokenUrl,
-    basic::{BasicClient, BasicErrorResponseType},
-};
+use oauth2::{RefreshToken, RequestTokenError, TokenResponse as _, basic::BasicErrorResponseType};
 
 use super::{
-    OAuthError, SignInContext, Target, flow,
+    OAuthError, SignInContext, Target, authorize, discovery, flow,
     http::BridgeOAuthHttp,
-    store::{self, EntryLock, Secret, TokenEntry},
+    store::{self, ClientSource, EntryLock, NoteKind, Secret, SignInNote, TokenEntry},
 };
 
 /// How often the token file is looked at for changes made by other processes.
@@ -63,20 +60,28 @@ impl TokenSource {
         &self.target
     }
 
+    pub fn context(&self) -> &SignInContext {
+        &self.context
+    }
+
     /// The stored entry, re-read only when the file changed since the last read. The
     /// file is looked at no more often than every [`RECHECK`]; refreshes and sign-ins of
-    /// this process update the cache directly.
-    pub fn entry(&self) -> Result<Option<TokenEntry>, OAuthError> {
-        let mut cached = self.cached.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if cached.checked.is_some_and(|checked| checked.elapsed() < RECHECK) {
-            return Ok(cached.entry.clone());
-        }
-        let stamp = self.context.store.stamp(&self.target.url);
-        if cached.checked.is_some() && cached.stamp == stamp {
+    /// this process update the cache directly. File reads run on the blocking pool.
+    pub async fn entry(&self) -> Result<Option<TokenEntry>, OAuthError> {
+        let previous = {
+            let cached = self.cached.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if cached.checked.is_some_and(|checked| checked.elapsed() < RECHECK) {
+                return Ok(cached.entry.clone());
+            }
+            cached.checked.map(|_| cached.stamp)
+        };
+        let stamp = self.context.store.stamp_async(&self.target.url).await;
+        if previous == Some(stamp) {
+            let mut cached = self.cached.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             cached.checked = Some(Instant::now());
             return Ok(cached.entry.clone());
         }
-        let entry = match self.context.store.read(&self.target.url, None) {
+        let entry = match self.context.store.read_async(&self.target.url).await {
             Ok(entry) => entry,
             Err(error) => {
                 // A corrupt file counts as signed out; say so once per change.
@@ -84,19 +89,20 @@ impl TokenSource {
                 None
             }
         };
-        *cached = Cached { entry: entry.clone(), stamp, checked: Some(Instant::now()) };
+        *self.cached.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            Cached { entry: entry.clone(), stamp, checked: Some(Instant::now()) };
         Ok(entry)
     }
 
     /// A fresh stamp check for callers that poll for tokens written elsewhere.
-    pub fn stamp(&self) -> Option<SystemTime> {
-        self.context.store.stamp(&self.target.url)
+    pub async fn stamp(&self) -> Option<SystemTime> {
+        self.context.store.stamp_async(&self.target.url).await
     }
 
     /// The access token to send now, refreshed first if it is about to expire.
     /// Never starts a browser sign-in: that is [`TokenSource::sign_in`].
     pub async fn access_token(&self) -> Result<Secret, OAuthError> {
-        let entry = self.entry()?.ok_or_else(|| self.sign_in_required("no tokens are stored"))?;
+        let entry = self.entry().await?.ok_or_else(|| self.sign_in_required("no tokens are stored"))?;
         if !needs_refresh(&entry, store::now()) {
             return Ok(entry.access_token);
         }
@@ -112,14 +118,14 @@ impl TokenSource {
     async fn refresh(&self, seen: Option<&Secret>) -> Result<Secret, OAuthError> {
         let _busy = self.busy.lock().await;
         let lock = self.lock(REFRESH_LOCK_WAIT).await.map_err(|error| self.transient(&error.to_string()))?;
-        let Some(latest) = self.read_locked()? else {
+        let Some(latest) = self.read_locked().await? else {
             return Err(self.sign_in_required("no tokens are stored"));
         };
         let now = store::now();
         if Some(&latest.access_token) != seen && !needs_refresh(&latest, now) {
             tracing::debug!(upstream = %self.target.name, "another process refreshed the token");
             let token = latest.access_token.clone();
-            self.remember(latest);
+            self.remember(latest).await;
             return Ok(token);
         }
         let Some(refresh_token) = latest.refresh_token.clone() else {
@@ -129,16 +135,17 @@ impl TokenSource {
             Ok(fresh) => {
                 self.context
                     .store
-                    .write(&lock, &fresh)
+                    .write_async(lock, fresh.clone())
+                    .await
                     .map_err(|error| OAuthError::Store(error.to_string()))?;
                 tracing::info!(upstream = %self.target.name, "access token refreshed");
                 let token = fresh.access_token.clone();
-                self.remember(fresh);
+                self.remember(fresh).await;
                 Ok(token)
             }
             Err(RefreshFailure::Rejected(reason)) => {
                 tracing::warn!(upstream = %self.target.name, "the refresh token was rejected ({reason}); signed out");
-                let _ = self.context.store.remove(&lock, &self.target.url);
+                let _ = self.context.store.remove_async(lock, &self.target.url).await;
                 self.forget();
                 Err(self.sign_in_required("the authorization server rejected the refresh token"))
             }
@@ -171,27 +178,65 @@ impl TokenSource {
             upstream: self.target.name.clone(),
             reason: format!("waiting for another process's sign-in: {error}"),
         })?;
-        let previous = self.read_locked()?;
+        let previous = self.read_locked().await?;
+        // Another process's token is used when the server has not refused it and it covers
+        // the scopes a step-up asks for, so N processes stepping up sign in once.
         if let Some(entry) = &previous
             && !force
-            && extra_scopes.is_empty()
             && Some(&entry.access_token) != rejected
             && !entry.is_expired(store::now(), 0)
+            && extra_scopes.iter().all(|scope| entry.granted_scopes.contains(scope))
         {
             tracing::info!(upstream = %self.target.name, "signed in by another process");
             let token = entry.access_token.clone();
-            self.remember(entry.clone());
+            self.remember(entry.clone()).await;
             return Ok(token);
         }
-        let discovery = flow::discover(&self.target, challenge).await?;
-        let entry =
-            flow::sign_in(&self.context, &self.target, discovery, previous.as_ref(), challenge, extra_scopes)
-                .await?;
-        self.context.store.write(&lock, &entry).map_err(|error| OAuthError::Store(error.to_string()))?;
+        if self.context.shell.is_none() {
+            self.check_note().await?;
+        }
+        let discovery = discovery::discover(&self.target, challenge).await?;
+        let signed_in =
+            flow::sign_in(&self.context, &self.target, discovery, previous.as_ref(), extra_scopes).await;
+        let entry = match signed_in {
+            Ok(entry) => entry,
+            Err(error @ (OAuthError::Flow { .. } | OAuthError::Callback(_))) => {
+                // Remembered in the cache, so the processes waiting for this sign-in do not
+                // each start their own.
+                let note = SignInNote { kind: NoteKind::Failed, at: store::now(), reason: error.to_string() };
+                if let Err(store_error) = self.context.store.write_note_async(lock, note).await {
+                    tracing::warn!(upstream = %self.target.name, "could not record the failed sign-in: {store_error}");
+                }
+                return Err(error);
+            }
+            Err(error) => return Err(error),
+        };
+        self.context
+            .store
+            .write_async(lock, entry.clone())
+            .await
+            .map_err(|error| OAuthError::Store(error.to_string()))?;
         tracing::info!(upstream = %self.target.name, "OAuth flow completed; signed in");
         let token = entry.access_token.clone();
-        self.remember(entry);
+        self.remember(entry).await;
         Ok(token)
+    }
+
+    /// Refuse an automatic sign-in while the cache says the user signed out, or the last
+    /// sign-in failed less than `bridge.signInRetryAfter` ago.
+    async fn check_note(&self) -> Result<(), OAuthError> {
+        let Some(note) = self.context.store.note_async(&self.target.url).await else { return Ok(()) };
+        let retry_after = self.context.sign_in_retry_after.as_secs();
+        match note.kind {
+            NoteKind::SignedOut => Err(self.sign_in_required("signed out with `foxxy-bridge oauth logout`")),
+            NoteKind::Failed if store::now() < note.at.saturating_add(retry_after) => {
+                Err(self.sign_in_required(&format!(
+                    "the last sign-in failed ({}); bridges start another one by themselves only {retry_after} s after it",
+                    note.reason
+                )))
+            }
+            NoteKind::Failed => Ok(()),
+        }
     }
 
     async fn lock(&self, wait: Duration) -> Result<EntryLock, OAuthError> {
@@ -202,8 +247,8 @@ impl TokenSource {
             .map_err(|error| OAuthError::Store(error.to_string()))
     }
 
-    fn read_locked(&self) -> Result<Option<TokenEntry>, OAuthError> {
-        match self.context.store.read(&self.target.url, None) {
+    async fn read_locked(&self) -> Result<Option<TokenEntry>, OAuthError> {
+        match self.context.store.read_async(&self.target.url).await {
             Ok(entry) => Ok(entry),
             Err(error) => {
                 tracing::warn!(upstream = %self.target.name, "ignoring the token file: {error}");
@@ -212,8 +257,8 @@ impl TokenSource {
         }
     }
 
-    fn remember(&self, entry: TokenEntry) {
-        let stamp = self.context.store.stamp(&self.target.url);
+    async fn remember(&self, entry: TokenEntry) {
+        let stamp = self.context.store.stamp_async(&self.target.url).await;
         *self.cached.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
             Cached { entry: Some(entry), stamp, checked: Some(Instant::now()) };
     }
@@ -239,50 +284,52 @@ pub fn needs_refresh(entry: &TokenEntry, now: u64) -> bool {
 }
 
 enum RefreshFailure {
-    /// `invalid_grant`: the refresh token is dead; sign in again.
+    /// `invalid_grant` (the refresh token is dead), or a dynamically registered client
+    /// that is gone or whose secret expired: sign in again.
     Rejected(String),
     /// Anything else (429, 5xx, network): keep the tokens, try later.
     Transient(String),
 }
 
-/// One refresh-token grant at the entry's token endpoint.
+/// One refresh-token grant at the entry's token endpoint, authenticating as the code
+/// exchange did ([`authorize::token_client`]).
 async fn refresh(
     target: &Target,
     entry: &TokenEntry,
     refresh_token: &Secret,
 ) -> Result<TokenEntry, RefreshFailure> {
+    if entry.client.source == ClientSource::Dynamic && authorize::secret_expired(&entry.client, store::now())
+    {
+        return Err(RefreshFailure::Rejected("the registered client's secret expired".to_owned()));
+    }
     let http = BridgeOAuthHttp::new(target.verify_ssl, target.settings.send_resource)
         .map_err(|error| RefreshFailure::Transient(error.to_string()))?;
-    let token_url = TokenUrl::new(entry.token_endpoint.clone())
-        .map_err(|error| RefreshFailure::Transient(error.to_string()))?;
-    let mut client = BasicClient::new(ClientId::new(entry.client.client_id.clone())).set_token_uri(token_url);
-    if let Some(secret) = &entry.client.client_secret {
-        client = client.set_client_secret(ClientSecret::new(secret.expose().to_owned()));
-    }
-    if entry.client.token_endpoint_auth_method.as_deref() == Some("client_secret_post") {
-        client = client.set_auth_type(AuthType::RequestBody);
-    }
+    let client =
+        authorize::token_client(&entry.client, &entry.token_endpoint).map_err(RefreshFailure::Transient)?;
     let old_refresh = RefreshToken::new(refresh_token.expose().to_owned());
     let mut request = client.exchange_refresh_token(&old_refresh);
     if let Some(resource) = entry.resource.as_ref().filter(|_| target.settings.send_resource) {
         request = request.add_extra_param("resource", resource.clone());
     }
+    let dynamic = entry.client.source == ClientSource::Dynamic;
     let response = request.request_async(&http).await.map_err(|error| match &error {
         RequestTokenError::ServerResponse(response)
             if *response.error() == BasicErrorResponseType::InvalidGrant =>
         {
             RefreshFailure::Rejected("invalid_grant".to_owned())
         }
-        RequestTokenError::ServerResponse(response) => {
-            RefreshFailure::Transient(format!("{}", response.error()))
+        // A dynamically registered client the server no longer knows: drop it, so the
+        // next sign-in registers again.
+        RequestTokenError::ServerResponse(response)
+            if dynamic
+                && matches!(
+                    response.error(),
+                    BasicErrorResponseType::InvalidClient | BasicErrorResponseType::UnauthorizedClient
+                ) =>
+        {
+            RefreshFailure::Rejected(format!("{}", response.error()))
         }
-        RequestTokenError::Request(error) => RefreshFailure::Transient(error.to_string()),
-        // The body is not quoted: a malformed success response may hold a token.
-        RequestTokenError::Parse(_, body) => RefreshFailure::Transient(format!(
-            "the token endpoint sent an unreadable answer ({} bytes)",
-            body.len()
-        )),
-        RequestTokenError::Other(text) => RefreshFailure::Transient(text.clone()),
+        other => RefreshFailure::Transient(authorize::describe_token_error(other)),
     })?;
     let now = store::now();
     let expires_in = response.expires_in().map(|duration| duration.as_secs());
@@ -300,7 +347,7 @@ async fn refresh(
                 .unwrap_or_else(|| refresh_token.clone()),
         ),
         expires_in,
-        expires_at: expires_in.map(|seconds| now + seconds),
+        expires_at: expires_in.map(|seconds| now.saturating_add(seconds)),
         created_at: now,
         scope,
         ..entry.clone()

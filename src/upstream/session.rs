@@ -312,7 +312,16 @@ async fn ensure_signed_in(
     source: &TokenSource,
     challenge: String,
 ) -> Result<(), ConnectFailure> {
-    let rejected = source.entry().ok().flatten().map(|entry| entry.access_token);
+    let rejected = source.entry().await.ok().flatten().map(|entry| entry.access_token);
+    // A refresh comes first; one that fails for now keeps the tokens and never starts an
+    // interactive sign-in.
+    if let Some(rejected) = &rejected {
+        match source.after_rejection(rejected).await {
+            Ok(fresh) if &fresh != rejected => return Ok(()),
+            Err(error @ OAuthError::Transient { .. }) => return Err(error.to_string().into()),
+            _ => {}
+        }
+    }
     // Not settled: the first tools/list waits for a quick sign-in up to the startup
     // deadline, like any upstream still connecting.
     shared.publish(entry, |state| state.status = Status::SigningIn);
@@ -383,7 +392,11 @@ async fn dial(
     // Requests carry a bearer token only once OAuth is in play for this upstream: an
     // `oauth` block, or tokens from an earlier sign-in. Until then the plain client is
     // used, and a 401 challenge (mapped below) starts OAuth.
-    let bearer = tokens.filter(|source| settings.oauth.is_some() || source.entry().ok().flatten().is_some());
+    let stored = match tokens {
+        Some(source) => source.entry().await.ok().flatten().is_some(),
+        None => false,
+    };
+    let bearer = tokens.filter(|_| settings.oauth.is_some() || stored);
     let failed = |failure: InitFailure| match failure {
         InitFailure::Timeout => {
             Dial::Failed(format!("no answer to initialize within {} s", timeout.as_secs()))
@@ -406,7 +419,7 @@ async fn dial(
         };
         match attempt {
             Ok(session) => {
-                tracing::info!(upstream = %entry.name, url = %settings.url, "connected over streamable HTTP");
+                tracing::info!(upstream = %entry.name, url = %crate::oauth::store::redacted_url(&settings.url), "connected over streamable HTTP");
                 return Ok(session);
             }
             Err((InitFailure::Failed(error), _))
@@ -443,7 +456,7 @@ async fn dial(
     let transport = pending.tap(stream);
     match pending.initialize(entry, shared, transport, None, "sse", None).await {
         Ok(session) => {
-            tracing::info!(upstream = %entry.name, url = %settings.url, "connected over legacy SSE");
+            tracing::info!(upstream = %entry.name, url = %crate::oauth::store::redacted_url(&settings.url), "connected over legacy SSE");
             Ok(session)
         }
         Err((failure, _)) => Err(failed(failure)),

@@ -11,6 +11,10 @@
 //! Memory stays bounded: an event longer than `maxMessageBytes` ends the stream (the
 //! parser would otherwise buffer it whole), and a `POST` that gets no answer within the
 //! upstream's `timeout` fails instead of hanging.
+//!
+//! With OAuth, every request carries the upstream's current token; a `POST` answered 401
+//! is sent once more with a newer token (a refresh, or another process's), so an access
+//! token that the server stops accepting mid-session does not end the session.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -27,7 +31,7 @@ use tokio_util::bytes::Bytes;
 use url::Url;
 
 use super::remote;
-use crate::oauth::TokenSource;
+use crate::{config::Secret, oauth::TokenSource};
 
 /// Messages buffered from the event stream before the reader waits.
 const INBOX: usize = 64;
@@ -123,8 +127,14 @@ fn bounded_events(
 /// The bearer token to send, if this upstream uses OAuth and has one.
 async fn bearer(tokens: Option<&Arc<TokenSource>>) -> Result<Option<String>, SseTransportError> {
     let Some(tokens) = tokens else { return Ok(None) };
+    Ok(current_token(tokens).await?.map(|token| format!("Bearer {}", token.expose())))
+}
+
+/// The access token of an OAuth upstream; `None` when it has none (the server's 401
+/// then starts the sign-in).
+async fn current_token(tokens: &TokenSource) -> Result<Option<Secret>, SseTransportError> {
     match tokens.access_token().await {
-        Ok(token) => Ok(Some(format!("Bearer {}", token.expose()))),
+        Ok(token) => Ok(Some(token)),
         Err(crate::oauth::OAuthError::SignInRequired { .. }) => Ok(None),
         Err(error) => Err(SseTransportError::Http(error.to_string())),
     }
@@ -230,19 +240,47 @@ impl Transport<RoleClient> for SseTransport {
         &mut self,
         item: TxJsonRpcMessage<RoleClient>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
-        let mut request = (self.client.post(self.endpoint.as_ref().clone()))
+        let request = (self.client.post(self.endpoint.as_ref().clone()))
             .headers(self.headers.clone())
             .timeout(self.timeout)
             .json(&item);
         let tokens = self.tokens.clone();
         async move {
-            if let Some(bearer) = bearer(tokens.as_ref()).await? {
-                request = request.header(AUTHORIZATION, bearer);
+            let mut token = match &tokens {
+                Some(tokens) => current_token(tokens).await?,
+                None => None,
+            };
+            let mut retried = false;
+            loop {
+                let mut attempt = request
+                    .try_clone()
+                    .ok_or_else(|| SseTransportError::Http("the message cannot be sent again".to_owned()))?;
+                if let Some(token) = &token {
+                    attempt = attempt.header(AUTHORIZATION, format!("Bearer {}", token.expose()));
+                }
+                let response = attempt
+                    .send()
+                    .await
+                    .map_err(|error| SseTransportError::Http(remote::describe(&error)))?;
+                let status = response.status();
+                // The token was rejected mid-session: ask for a newer one (a refresh, or
+                // another process's) and send once more, as the streamable HTTP client does.
+                if status == reqwest::StatusCode::UNAUTHORIZED
+                    && !retried
+                    && let (Some(tokens), Some(sent)) = (&tokens, &token)
+                    && let Ok(fresh) = tokens.after_rejection(sent).await
+                    && &fresh != sent
+                {
+                    retried = true;
+                    token = Some(fresh);
+                    continue;
+                }
+                return if status.is_success() {
+                    Ok(())
+                } else {
+                    Err(SseTransportError::Status(status.as_u16()))
+                };
             }
-            let response =
-                request.send().await.map_err(|error| SseTransportError::Http(remote::describe(&error)))?;
-            let status = response.status();
-            if status.is_success() { Ok(()) } else { Err(SseTransportError::Status(status.as_u16())) }
         }
     }
 

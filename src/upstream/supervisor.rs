@@ -131,11 +131,18 @@ pub async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
 /// bridge), or a request asks for the upstream; `false` when the upstream stops.
 async fn wait_for_tokens(entry: &Entry) -> bool {
     let source = entry.tokens.get().cloned().flatten();
-    let baseline = source.as_ref().and_then(|source| source.stamp());
+    let baseline = match &source {
+        Some(source) => source.stamp().await,
+        None => None,
+    };
     loop {
         tokio::select! {
             () = tokio::time::sleep(TOKEN_POLL) => {
-                if source.as_ref().and_then(|source| source.stamp()) != baseline {
+                let stamp = match &source {
+                    Some(source) => source.stamp().await,
+                    None => None,
+                };
+                if stamp != baseline {
                     tracing::info!(upstream = %entry.name, "new OAuth tokens appeared; connecting");
                     return true;
                 }

@@ -11,13 +11,13 @@ use tokio::process::Command;
 use crate::{remote::HttpFixture, support::*};
 
 /// A protected fixture plus a test env whose config points at it.
-struct World {
-    env: TestEnv,
-    server: HttpFixture,
+pub(crate) struct World {
+    pub(crate) env: TestEnv,
+    pub(crate) server: HttpFixture,
 }
 
 impl World {
-    async fn start(fixture_args: &[&str], oauth: Option<Value>, bridge: Value) -> World {
+    pub(crate) async fn start(fixture_args: &[&str], oauth: Option<Value>, bridge: Value) -> World {
         let mut args = vec!["--name", "sec", "--oauth"];
         args.extend_from_slice(fixture_args);
         let server = HttpFixture::start(0, &args).await;
@@ -34,11 +34,11 @@ impl World {
         World { env, server }
     }
 
-    fn browser_log(&self) -> PathBuf {
+    pub(crate) fn browser_log(&self) -> PathBuf {
         self.env.path("browser.log")
     }
 
-    fn browser(&self, delay_ms: u64) -> String {
+    pub(crate) fn browser(&self, delay_ms: u64) -> String {
         format!(
             "'{}' --browse-log '{}' --browse-delay-ms {delay_ms} --browse",
             fixture_bin().display(),
@@ -47,17 +47,17 @@ impl World {
     }
 
     /// A `foxxy-bridge` command with the scripted browser.
-    fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut command = self.env.command();
         command.env("FOXXY_BRIDGE_BROWSER", self.browser(0)).args(args);
         command
     }
 
-    async fn run(&self, args: &[&str]) -> CommandOutput {
+    pub(crate) async fn run(&self, args: &[&str]) -> CommandOutput {
         output_of(self.command(args)).await
     }
 
-    fn opens(&self) -> usize {
+    pub(crate) fn opens(&self) -> usize {
         std::fs::read_to_string(self.browser_log())
             .unwrap_or_default()
             .lines()
@@ -65,30 +65,30 @@ impl World {
             .count()
     }
 
-    async fn stats(&self) -> Value {
+    pub(crate) async fn stats(&self) -> Value {
         http(&self.server.addr, "GET", "/stats").await
     }
 
-    async fn admin(&self, path: &str) {
+    pub(crate) async fn admin(&self, path: &str) {
         http(&self.server.addr, "POST", path).await;
     }
 
-    fn token_file(&self) -> PathBuf {
+    pub(crate) fn token_file(&self) -> PathBuf {
         let dir = self.env.home().join("auth");
         std::fs::read_dir(&dir)
             .expect("auth dir")
             .flatten()
             .map(|entry| entry.path())
-            .find(|path| path.extension().is_some_and(|ext| ext == "json"))
+            .find(|path| path.is_file() && path.extension().is_some_and(|ext| ext == "json"))
             .expect("a token file")
     }
 
-    fn token_entry(&self) -> Value {
+    pub(crate) fn token_entry(&self) -> Value {
         serde_json::from_str(&std::fs::read_to_string(self.token_file()).expect("read")).expect("json")
     }
 
     /// Make the stored access token look expired to the bridge (and to the server).
-    async fn expire_tokens(&self) {
+    pub(crate) async fn expire_tokens(&self) {
         self.admin("/admin/expire-access-tokens").await;
         let path = self.token_file();
         let mut entry = self.token_entry();
@@ -98,7 +98,7 @@ impl World {
     }
 }
 
-async fn output_of(mut command: Command) -> CommandOutput {
+pub(crate) async fn output_of(mut command: Command) -> CommandOutput {
     let output = command.output().await.expect("run foxxy-bridge");
     CommandOutput {
         code: output.status.code(),
@@ -108,7 +108,7 @@ async fn output_of(mut command: Command) -> CommandOutput {
 }
 
 /// A tiny HTTP/1.1 client for the fixture's /stats and /admin endpoints.
-async fn http(authority: &str, method: &str, path: &str) -> Value {
+pub(crate) async fn http(authority: &str, method: &str, path: &str) -> Value {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(authority).await.expect("connect");
     let request = format!(

@@ -101,6 +101,7 @@ fn full_config_resolves_every_field() {
             max_message_bytes: 1024 * 1024,
             max_concurrent_starts: 2,
             log_level: Some("debug".into()),
+            sign_in_retry_after: Duration::from_secs(600),
         }
     );
 }
@@ -145,6 +146,7 @@ fn defaults() {
             max_message_bytes: 32 * 1024 * 1024,
             max_concurrent_starts: 8,
             log_level: None,
+            sign_in_retry_after: Duration::from_secs(600),
         }
     );
 }

@@ -60,6 +60,10 @@ pub struct ClientRegistration {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_endpoint_auth_method: Option<String>,
     pub source: ClientSource,
+    /// RFC 7591 `client_secret_expires_at` (unix seconds, 0 = never); a client whose
+    /// secret has expired is registered again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_expires_at: Option<u64>,
 }
 
 /// How the client id was obtained (DESIGN.md §3: pre-registered → CIMD → dynamic registration).
@@ -72,6 +76,27 @@ pub enum ClientSource {
     Cimd,
     /// RFC 7591 dynamic client registration.
     Dynamic,
+}
+
+/// Why bridges do not sign in to a URL by themselves: its last sign-in failed, or the user
+/// signed out. Kept next to the URL's entries; a sign-in the user starts ignores it and a
+/// successful one removes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignInNote {
+    pub kind: NoteKind,
+    /// Unix seconds when it was written.
+    pub at: u64,
+    /// What happened, for messages.
+    pub reason: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoteKind {
+    /// A sign-in failed (denied, timed out, closed): automatic ones pause for a while.
+    Failed,
+    /// `oauth logout`: no automatic sign-in until the user signs in.
+    SignedOut,
 }
 
 /// What a bridge can do with an entry right now.
@@ -137,6 +162,7 @@ pub(super) fn sample(url: &str, issuer: &str) -> TokenEntry {
             redirect_uri: Some("http://127.0.0.1:8090/callback".to_owned()),
             token_endpoint_auth_method: Some("client_secret_post".to_owned()),
             source: ClientSource::Dynamic,
+            client_secret_expires_at: None,
         },
         token_endpoint: "https://auth.example.com/token".to_owned(),
         resource: Some(url.to_owned()),

@@ -158,6 +158,16 @@ fn dir_names(dir: &Path) -> Vec<(PathBuf, String)> {
 /// The file's bytes, or `None` if it does not exist (for example removed since listed).
 pub(super) fn read_if_exists(path: &Path) -> Result<Option<(Vec<u8>, SystemTime)>, StoreError> {
     let not_found = |error: &io::Error| error.kind() == io::ErrorKind::NotFound;
+    // Opening a FIFO waits for a writer, possibly forever: only files and directories
+    // (whose read fails at once) are opened.
+    match fs::metadata(path) {
+        Ok(metadata) if !metadata.is_file() && !metadata.is_dir() => {
+            let error = io::Error::other("not a regular file (a FIFO, socket or device)");
+            return Err(io_error(path)(error));
+        }
+        Err(error) if not_found(&error) => return Ok(None),
+        _ => {}
+    }
     let mut file = match File::open(path) {
         Ok(file) => file,
         Err(error) if not_found(&error) => return Ok(None),

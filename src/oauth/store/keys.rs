@@ -9,7 +9,7 @@ use super::StoreError;
 /// and the default port dropped (the `url` crate does this), fragment dropped, trailing `/`s
 /// dropped unless the path is just `/`; the query is kept. Only `http` and `https` qualify.
 pub fn canonical_url(url: &str) -> Result<String, StoreError> {
-    let invalid = |reason: String| StoreError::InvalidUrl { url: url.to_owned(), reason };
+    let invalid = |reason: String| StoreError::InvalidUrl { url: redacted_url(url), reason };
     let mut parsed = url::Url::parse(url).map_err(|error| invalid(error.to_string()))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(invalid(format!("the scheme must be `http` or `https`, not `{}`", parsed.scheme())));
@@ -19,6 +19,27 @@ pub fn canonical_url(url: &str) -> Result<String, StoreError> {
     let path = parsed.path().trim_end_matches('/').to_owned();
     parsed.set_path(if path.is_empty() { "/" } else { &path });
     Ok(parsed.into())
+}
+
+/// `url` as it may be shown (status output, logs, errors): the password of its userinfo
+/// and the values of its query become `***`, so `https://user:pw@host/mcp?key=k` shows as
+/// `https://user:***@host/mcp?key=***`. Text that is not a URL is shown as `***`
+/// whenever it could hold credentials (an `@` or a `?`).
+pub fn redacted_url(url: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(url.trim()) else {
+        return if url.contains(['@', '?']) { "***".to_owned() } else { url.to_owned() };
+    };
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
+    }
+    if parsed.query().is_some() {
+        let keys: Vec<String> = parsed.query_pairs().map(|(key, _)| key.into_owned()).collect();
+        let query = keys.iter().map(|key| format!("{key}=***")).collect::<Vec<_>>().join("&");
+        parsed.set_query(Some(&query));
+    }
+    parsed.set_fragment(None);
+    // `***` in the password is percent-encoded by `url`; show it as written above.
+    parsed.to_string().replacen(":%2A%2A%2A@", ":***@", 1)
 }
 
 /// The first 8 bytes of SHA-256 as 16 lowercase hex digits; why SHA-256 is in the module
@@ -71,6 +92,24 @@ mod tests {
         check("ftp://mcp.example.com/", "the scheme must be `http` or `https`, not `ftp`");
         check("file:///tmp/mcp", "not `file`");
         check("mailto:someone@example.com", "not `mailto`");
+    }
+
+    #[test]
+    fn credentials_in_urls_are_redacted() {
+        #[track_caller]
+        fn check(input: &str, expected: &str) {
+            assert_eq!(redacted_url(input), expected, "input `{input}`");
+        }
+        check(
+            "https://user:pw@mcp.example.com/mcp?key=k&team=a",
+            "https://user:***@mcp.example.com/mcp?key=***&team=***",
+        );
+        check("https://mcp.example.com/mcp", "https://mcp.example.com/mcp");
+        check("https://user@mcp.example.com/mcp", "https://user@mcp.example.com/mcp");
+        check("http://127.0.0.1:9/mcp?token", "http://127.0.0.1:9/mcp?token=***");
+        check("https://mcp.example.com/mcp#frag", "https://mcp.example.com/mcp");
+        check("not a url?secret=1", "***");
+        check("not a url", "not a url");
     }
 
     #[test]
