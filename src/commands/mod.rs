@@ -3,6 +3,7 @@
 
 mod config;
 mod oauth;
+mod selection;
 mod stdio;
 mod tools;
 
@@ -99,8 +100,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         browser: std::env::var("FOXXY_BRIDGE_BROWSER").ok(),
     };
     match cli.command {
-        Command::Stdio => stdio::run(&context).await,
-        Command::Tools { json } => tools::list(&context, json).await,
+        Command::Stdio(args) => stdio::run(&context, &selection::Narrowing::for_stdio(args)).await,
+        Command::Tools { json, selection } => {
+            tools::list(&context, &selection::Narrowing::for_tools(selection), json).await
+        }
         Command::Call { name, arguments, json } => {
             tools::call(&context, &name, arguments.as_deref(), json).await
         }

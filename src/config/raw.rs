@@ -355,6 +355,13 @@ pub struct RawBridge {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = "info"))]
     pub log_level: Option<RawLogLevel>,
+    /// How tools are offered to the client: `all` lists every tool; `search` lists only
+    /// the `pinnedTools` plus `foxxy__search_tools` and `foxxy__call_tool`, with which the
+    /// model finds and calls the rest. `stdio --tool-mode` overrides it. Default: `all`.
+    pub tool_mode: RawToolMode,
+    /// In search mode, the tools still listed directly, by glob (`*`, `?`, `[abc]`) on the
+    /// exposed name (e.g. `github__get_*`). Default: none.
+    pub pinned_tools: Vec<String>,
 }
 
 impl Default for RawBridge {
@@ -374,6 +381,8 @@ impl Default for RawBridge {
             max_message_bytes: 32 * 1024 * 1024,
             max_concurrent_starts: 8,
             log_level: None,
+            tool_mode: RawToolMode::All,
+            pinned_tools: Vec::new(),
         }
     }
 }
@@ -387,6 +396,15 @@ pub enum RawConflictResolution {
     Priority,
     First,
     Error,
+}
+
+/// `bridge.toolMode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[schemars(rename = "ToolMode")]
+pub enum RawToolMode {
+    All,
+    Search,
 }
 
 /// `bridge.logLevel`.

@@ -181,6 +181,20 @@ pub struct BridgeSettings {
     pub max_concurrent_starts: usize,
     /// Log level from the config (`logLevel`), overridden by `--log-level`/`--debug`/env.
     pub log_level: Option<String>,
+    /// `toolMode`, overridden by `stdio --tool-mode`.
+    pub tool_mode: ToolMode,
+    /// `pinnedTools`: exposed-name globs still listed in search mode (checked to compile).
+    pub pinned_tools: Vec<String>,
+}
+
+/// How tools are offered to the client (`bridge.toolMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ToolMode {
+    /// `tools/list` holds every tool.
+    #[default]
+    All,
+    /// `tools/list` holds the pinned tools and the two search meta-tools.
+    Search,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

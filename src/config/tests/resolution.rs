@@ -101,6 +101,8 @@ fn full_config_resolves_every_field() {
             max_message_bytes: 1024 * 1024,
             max_concurrent_starts: 2,
             log_level: Some("debug".into()),
+            tool_mode: ToolMode::All,
+            pinned_tools: Vec::new(),
         }
     );
 }
@@ -145,6 +147,8 @@ fn defaults() {
             max_message_bytes: 32 * 1024 * 1024,
             max_concurrent_starts: 8,
             log_level: None,
+            tool_mode: ToolMode::All,
+            pinned_tools: Vec::new(),
         }
     );
 }
