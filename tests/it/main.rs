@@ -14,5 +14,6 @@ mod oauth;
 mod peers;
 mod remote;
 mod resilience;
+mod search;
 mod streams;
 mod support;

@@ -196,7 +196,9 @@ fn camel_parts(run: &str) -> Vec<&str> {
         let previous = chars[index - 1].1;
         let next_lower = chars.get(index + 1).is_some_and(|(_, next)| next.is_lowercase());
         let hump = current.is_uppercase()
-            && (previous.is_lowercase() || previous.is_ascii_digit() || (previous.is_uppercase() && next_lower));
+            && (previous.is_lowercase()
+                || previous.is_ascii_digit()
+                || (previous.is_uppercase() && next_lower));
         if hump {
             parts.push(&run[start..at]);
             start = at;
@@ -252,10 +254,59 @@ fn undouble(stem: &str) -> &str {
 
 /// Words a query can do without: they match nearly every description.
 const STOP_WORDS: &[&str] = &[
-    "a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "for", "from", "how", "i", "in", "into",
-    "is", "it", "its", "me", "my", "of", "on", "or", "our", "please", "so", "some", "that", "the", "their",
-    "them", "there", "this", "to", "up", "us", "want", "we", "what", "which", "with", "you", "your",
-    "need", "should", "would", "could", "let", "whether", "something", "about", "out",
+    "a",
+    "an",
+    "and",
+    "are",
+    "as",
+    "at",
+    "be",
+    "by",
+    "can",
+    "do",
+    "for",
+    "from",
+    "how",
+    "i",
+    "in",
+    "into",
+    "is",
+    "it",
+    "its",
+    "me",
+    "my",
+    "of",
+    "on",
+    "or",
+    "our",
+    "please",
+    "so",
+    "some",
+    "that",
+    "the",
+    "their",
+    "them",
+    "there",
+    "this",
+    "to",
+    "up",
+    "us",
+    "want",
+    "we",
+    "what",
+    "which",
+    "with",
+    "you",
+    "your",
+    "need",
+    "should",
+    "would",
+    "could",
+    "let",
+    "whether",
+    "something",
+    "about",
+    "out",
 ];
 
 /// Groups of words agents use for the same tool action or object. A query word in a
@@ -343,7 +394,8 @@ mod tests {
 
     #[test]
     fn splits_names_into_words() {
-        let check = |text: &str, expected: &[&str]| assert_eq!(words(text, Ranking::Plain), expected, "{text}");
+        let check =
+            |text: &str, expected: &[&str]| assert_eq!(words(text, Ranking::Plain), expected, "{text}");
         check("create_pull_request", &["create", "pull", "request"]);
         check("getPullRequest", &["get", "pull", "request"]);
         check("HTTPServer", &["http", "server"]);

@@ -116,7 +116,9 @@ impl SearchMode {
         let limit = match arguments.limit {
             None => DEFAULT_LIMIT,
             Some(limit) if limit.is_finite() && limit >= 1.0 => (limit as usize).min(MAX_LIMIT),
-            Some(limit) => return tool_error(format!("`limit` must be an integer from 1 to {MAX_LIMIT}, got {limit}")),
+            Some(limit) => {
+                return tool_error(format!("`limit` must be an integer from 1 to {MAX_LIMIT}, got {limit}"));
+            }
         };
         if let Some(upstream) = &arguments.upstream
             && !catalog.tool_upstreams.iter().any(|name| **name == **upstream)
@@ -130,11 +132,15 @@ impl SearchMode {
         }
         let upstream = arguments.upstream.as_deref();
         let found = self.rank(&arguments.query, limit, |document| {
-            upstream.is_none_or(|upstream| catalog.tool_upstreams.get(document).is_some_and(|name| **name == *upstream))
+            upstream.is_none_or(|upstream| {
+                catalog.tool_upstreams.get(document).is_some_and(|name| **name == *upstream)
+            })
         });
         let tools: Vec<Value> = found
             .into_iter()
-            .filter_map(|document| Some(tool_summary(catalog.tools.get(document)?, catalog.tool_upstreams.get(document)?)))
+            .filter_map(|document| {
+                Some(tool_summary(catalog.tools.get(document)?, catalog.tool_upstreams.get(document)?))
+            })
             .collect();
         let structured = json!({ "tools": tools });
         let mut result = CallToolResult::structured(structured.clone());
@@ -194,7 +200,9 @@ pub fn unwrap_call(call: ToolCall) -> Result<ToolCall, CallToolResult> {
         Some(arguments) if arguments.get().trim_start().starts_with('{') => Some(arguments),
         Some(arguments) if arguments.get() == "null" => None,
         None => None,
-        Some(_) => return Err(tool_error(format!("{CALL_TOOL} takes {usage}: `arguments` must be an object"))),
+        Some(_) => {
+            return Err(tool_error(format!("{CALL_TOOL} takes {usage}: `arguments` must be an object")));
+        }
     };
     if is_meta_tool(&inner.name) {
         return Err(tool_error(format!("{CALL_TOOL} calls the servers' tools, not `{}`", inner.name)));
@@ -379,7 +387,9 @@ mod tests {
         let inner = unwrap_call(call(r#"{"name":"a__b","arguments":{"x":1}}"#)).ok().unwrap();
         assert_eq!((inner.name.as_str(), inner.arguments.unwrap().get()), ("a__b", r#"{"x":1}"#));
         assert!(unwrap_call(call(r#"{"name":"a__b"}"#)).ok().unwrap().arguments.is_none());
-        for bad in [r#"{"arguments":{}}"#, r#"{"name":"a","arguments":[1]}"#, r#"{"name":"foxxy__call_tool"}"#] {
+        for bad in
+            [r#"{"arguments":{}}"#, r#"{"name":"a","arguments":[1]}"#, r#"{"name":"foxxy__call_tool"}"#]
+        {
             assert_eq!(unwrap_call(call(bad)).err().unwrap().is_error, Some(true), "{bad}");
         }
     }
