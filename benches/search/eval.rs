@@ -41,13 +41,19 @@ struct Args {
     /// Directory of catalog files (`<upstream>.json`, each a `tools/list` result).
     #[arg(long, default_value = "tests/search/catalog")]
     catalog: PathBuf,
-    /// The labelled queries.
+    /// The labelled queries the ranking was tuned on.
     #[arg(long, default_value = "tests/search/queries.json")]
     queries: PathBuf,
+    /// Labelled queries held out from tuning.
+    #[arg(long, default_value = "tests/search/holdout.json")]
+    holdout: PathBuf,
     /// Print each query's rank under both rankings.
     #[arg(long)]
     verbose: bool,
 }
+
+/// One catalog file: the upstream's name, the file, its tools.
+type Upstream = (String, PathBuf, Vec<Tool>);
 
 #[derive(Deserialize)]
 struct Labelled {
@@ -65,17 +71,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let upstreams = load_catalog(&args.catalog)?;
     let catalog = catalog_of(&upstreams);
     let queries: Queries = serde_json::from_str(&std::fs::read_to_string(&args.queries)?)?;
+    let holdout: Queries = serde_json::from_str(&std::fs::read_to_string(&args.holdout)?)?;
     println!(
-        "catalog: {} tools over {} upstreams; {} labelled queries",
+        "catalog: {} tools over {} upstreams; {} tuning queries, {} held-out queries",
         catalog.tools.len(),
         upstreams.len(),
-        queries.queries.len()
+        queries.queries.len(),
+        holdout.queries.len()
     );
 
-    for ranking in [Ranking::Plain, Ranking::Tuned] {
-        let search = SearchMode::build(&catalog, &[], ranking);
-        let (recall, mrr) = quality(&catalog, &search, &queries.queries, args.verbose);
-        println!("quality {ranking:?}: recall@5 {recall:.3}, MRR {mrr:.3}");
+    for (set, labelled) in [("tuning", &queries.queries), ("held-out", &holdout.queries)] {
+        for ranking in [Ranking::Plain, Ranking::Tuned] {
+            let search = SearchMode::build(&catalog, &[], ranking);
+            let (recall, mrr) = quality(&catalog, &search, labelled, args.verbose);
+            println!("quality, {set} queries, {ranking:?}: recall@5 {recall:.3}, MRR {mrr:.3}");
+        }
     }
 
     let builds: Vec<Duration> = (0..30)
@@ -113,7 +123,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// Each catalog file as (upstream name, its tools), in file-name order.
-fn load_catalog(dir: &Path) -> Result<Vec<(String, PathBuf, Vec<Tool>)>, Box<dyn std::error::Error>> {
+fn load_catalog(dir: &Path) -> Result<Vec<Upstream>, Box<dyn std::error::Error>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .flatten()
         .map(|entry| entry.path())
@@ -130,7 +140,7 @@ fn load_catalog(dir: &Path) -> Result<Vec<(String, PathBuf, Vec<Tool>)>, Box<dyn
 }
 
 /// The catalog the bridge builds from these upstreams (namespaced by upstream name).
-fn catalog_of(upstreams: &[(String, PathBuf, Vec<Tool>)]) -> Catalog {
+fn catalog_of(upstreams: &[Upstream]) -> Catalog {
     let mut catalog = Catalog::default();
     for (name, _, tools) in upstreams {
         for tool in tools {
@@ -149,9 +159,9 @@ fn quality(catalog: &Catalog, search: &SearchMode, queries: &[Labelled], verbose
     let mut reciprocal = 0.0;
     for labelled in queries {
         let ranked = search.rank(&labelled.query, 50, |_| true);
-        let rank = ranked
-            .iter()
-            .position(|&document| labelled.expected.iter().any(|name| *catalog.tools[document].name == **name));
+        let rank = ranked.iter().position(|&document| {
+            labelled.expected.iter().any(|name| *catalog.tools[document].name == **name)
+        });
         if rank.is_some_and(|rank| rank < 5) {
             hits += 1;
         }
@@ -159,7 +169,8 @@ fn quality(catalog: &Catalog, search: &SearchMode, queries: &[Labelled], verbose
             reciprocal += 1.0 / (rank + 1) as f64;
         }
         if verbose {
-            let top: Vec<&str> = ranked.iter().take(3).map(|&document| &*catalog.tools[document].name).collect();
+            let top: Vec<&str> =
+                ranked.iter().take(3).map(|&document| &*catalog.tools[document].name).collect();
             let shown = rank.map_or("-".to_owned(), |rank| (rank + 1).to_string());
             println!("  {shown:>3}  {:<55} top: {}", labelled.query, top.join(", "));
         }
@@ -177,7 +188,7 @@ struct Bridge {
 }
 
 impl Bridge {
-    fn start(args: &Args, upstreams: &[(String, PathBuf, Vec<Tool>)], mode: &str) -> std::io::Result<Bridge> {
+    fn start(args: &Args, upstreams: &[Upstream], mode: &str) -> std::io::Result<Bridge> {
         let home = tempfile::tempdir()?;
         let servers: Vec<String> = upstreams
             .iter()
@@ -190,10 +201,8 @@ impl Bridge {
             })
             .collect();
         let config = home.path().join("config.json5");
-        let text = format!(
-            "{{\"mcpServers\": {{{}}}, \"bridge\": {{\"toolMode\": {mode:?}}}}}",
-            servers.join(", ")
-        );
+        let text =
+            format!("{{\"mcpServers\": {{{}}}, \"bridge\": {{\"toolMode\": {mode:?}}}}}", servers.join(", "));
         std::fs::write(&config, text)?;
         let mut child = Command::new(&args.bridge)
             .arg("stdio")
@@ -251,7 +260,7 @@ impl Drop for Bridge {
 
 fn through_the_binary(
     args: &Args,
-    upstreams: &[(String, PathBuf, Vec<Tool>)],
+    upstreams: &[Upstream],
     catalog: &Catalog,
     search: &SearchMode,
     queries: &[Labelled],
@@ -285,7 +294,11 @@ fn through_the_binary(
                 }
             }
         }
-        println!("{mode} mode: tools/list {count} tools, {} bytes; bridge RSS {} KiB", listed.len(), bridge.resident_kib());
+        println!(
+            "{mode} mode: tools/list {count} tools, {} bytes; bridge RSS {} KiB",
+            listed.len(),
+            bridge.resident_kib()
+        );
         if !round_trips.is_empty() {
             println!(
                 "  foxxy__search_tools round trip through the bridge ({} calls): p50 {}, p99 {}; {agree}/{} answers equal the in-process ranking",

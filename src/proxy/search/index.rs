@@ -45,6 +45,8 @@ const FIELD_WEIGHTS: [f64; FIELDS] = [3.0, 2.0, 1.0, 0.6, 1.5];
 /// fields only in part.
 const FIELD_B: [f64; FIELDS] = [0.5, 0.5, 0.75, 0.75, 0.3];
 const K1: f64 = 1.2;
+/// How much the share of query words a tool matches scales its score.
+const COVERAGE_EXPONENT: f64 = 0.5;
 /// Weight of a synonym relative to the word the query used.
 const SYNONYM_WEIGHT: f64 = 0.6;
 
@@ -110,33 +112,46 @@ impl ToolIndex {
 
     /// The documents that match `query`, best first (ties in catalog order), at most
     /// `limit` of them, among those `admit` lets through.
+    ///
+    /// Each query word scores a document once: by the word itself, or by its best
+    /// synonym at [`SYNONYM_WEIGHT`], whichever is higher; a tool that matches several
+    /// synonyms of one word does not outrank one that matches two different words.
     pub fn search(&self, query: &str, limit: usize, admit: impl Fn(usize) -> bool) -> Vec<(usize, f64)> {
-        let mut scores: HashMap<u32, f64> = HashMap::new();
-        for (term, weight) in self.query_terms(query) {
-            let Some(list) = self.postings.get(&term) else { continue };
-            let count = self.lengths.len() as f64;
-            let frequency = list.len() as f64;
-            let idf = (1.0 + (count - frequency + 0.5) / (frequency + 0.5)).ln();
-            for posting in list {
-                let length = &self.lengths[posting.document as usize];
-                let mut tf = 0.0;
-                for field in 0..FIELDS {
-                    if posting.counts[field] == 0 {
-                        continue;
-                    }
-                    let (field_weight, b) = match self.ranking {
-                        Ranking::Plain => (1.0, 0.75),
-                        Ranking::Tuned => (FIELD_WEIGHTS[field], FIELD_B[field]),
-                    };
-                    let norm = 1.0 - b + b * f64::from(length[field]) / self.average_lengths[field];
-                    tf += field_weight * f64::from(posting.counts[field]) / norm;
+        let mut scores: HashMap<u32, (f64, u32)> = HashMap::new();
+        let mut word_scores: HashMap<u32, f64> = HashMap::new();
+        let query_words = self.query_words(query);
+        for alternatives in &query_words {
+            word_scores.clear();
+            for (term, weight) in alternatives {
+                let Some(list) = self.postings.get(term) else { continue };
+                let idf = self.idf(list.len());
+                for posting in list {
+                    let score = weight * idf * self.saturated_frequency(posting);
+                    let best = word_scores.entry(posting.document).or_default();
+                    *best = best.max(score);
                 }
-                *scores.entry(posting.document).or_default() += weight * idf * tf / (K1 + tf);
+            }
+            // Added in document order, so that sums do not depend on hash order.
+            let mut matched: Vec<(u32, f64)> =
+                word_scores.iter().map(|(&document, &score)| (document, score)).collect();
+            matched.sort_by_key(|&(document, _)| document);
+            for (document, score) in matched {
+                let total = scores.entry(document).or_default();
+                total.0 += score;
+                total.1 += 1;
             }
         }
+        // Coordination: a tool that matches more of the query's words ranks higher.
+        let words = query_words.len().max(1) as f64;
         let mut ranked: Vec<(usize, f64)> = scores
             .into_iter()
-            .map(|(document, score)| (document as usize, score))
+            .map(|(document, (score, matched))| {
+                let coverage = match self.ranking {
+                    Ranking::Plain => 1.0,
+                    Ranking::Tuned => (f64::from(matched) / words).powf(COVERAGE_EXPONENT),
+                };
+                (document as usize, score * coverage)
+            })
             .filter(|&(document, score)| score > 0.0 && admit(document))
             .collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -144,27 +159,56 @@ impl ToolIndex {
         ranked
     }
 
-    /// The query's terms with their weights, each term once (at its highest weight), in
-    /// a fixed order so that sums are added up the same way every time.
-    fn query_terms(&self, query: &str) -> Vec<(String, f64)> {
-        let mut terms: Vec<(String, f64)> = Vec::new();
-        let mut add = |term: String, weight: f64| match terms.iter_mut().find(|(known, _)| *known == term) {
-            Some((_, known)) => *known = known.max(weight),
-            None => terms.push((term, weight)),
-        };
+    fn idf(&self, frequency: usize) -> f64 {
+        let count = self.lengths.len() as f64;
+        let frequency = frequency as f64;
+        (1.0 + (count - frequency + 0.5) / (frequency + 0.5)).ln()
+    }
+
+    /// BM25F's saturated term frequency of one posting: the field-weighted, length-
+    /// normalised count, through `tf / (k1 + tf)`.
+    fn saturated_frequency(&self, posting: &Posting) -> f64 {
+        let length = &self.lengths[posting.document as usize];
+        let mut tf = 0.0;
+        for field in 0..FIELDS {
+            if posting.counts[field] == 0 {
+                continue;
+            }
+            let (field_weight, b) = match self.ranking {
+                Ranking::Plain => (1.0, 0.75),
+                Ranking::Tuned => (FIELD_WEIGHTS[field], FIELD_B[field]),
+            };
+            let norm = 1.0 - b + b * f64::from(length[field]) / self.average_lengths[field];
+            tf += field_weight * f64::from(posting.counts[field]) / norm;
+        }
+        tf / (K1 + tf)
+    }
+
+    /// The query's words, each with its alternatives (itself at weight 1, then its
+    /// synonyms), each word once, in query order.
+    fn query_words(&self, query: &str) -> Vec<Vec<(String, f64)>> {
+        let mut seen: Vec<String> = Vec::new();
+        let mut groups = Vec::new();
         for word in words(query, self.ranking) {
+            if seen.contains(&word) {
+                continue;
+            }
+            seen.push(word.clone());
+            let mut alternatives = Vec::new();
             if self.ranking == Ranking::Tuned {
                 let folded = folded_words();
-                if folded.stop_words.contains(&word) {
+                // Single letters (`what's` → what, s) and stop words match nearly every tool.
+                if word.chars().count() < 2 || folded.stop_words.contains(&word) {
                     continue;
                 }
                 for synonym in folded.synonyms.get(&word).into_iter().flatten() {
-                    add(synonym.clone(), SYNONYM_WEIGHT);
+                    alternatives.push((synonym.clone(), SYNONYM_WEIGHT));
                 }
             }
-            add(word, 1.0);
+            alternatives.insert(0, (word, 1.0));
+            groups.push(alternatives);
         }
-        terms
+        groups
     }
 }
 
@@ -343,7 +387,9 @@ const SYNONYM_GROUPS: &[&[&str]] = &[
     &["copy", "duplicate", "clone"],
     &["move", "relocate", "transfer"],
     &["share", "permission", "access", "invite"],
-    &["run", "execute", "exec", "invoke", "trigger"],
+    &["run", "execute", "exec", "invoke", "trigger", "evaluate", "eval"],
+    &["recent", "latest", "last", "newest"],
+    &["size", "big", "large", "bytes"],
     &["commit", "change", "diff", "history"],
     &["branch", "ref"],
     &["release", "version", "tag"],
