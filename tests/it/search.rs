@@ -349,3 +349,26 @@ async fn all_mode_lists_tools_in_config_order_the_same_every_run() {
     }
     assert_eq!(runs[0], runs[1], "byte for byte");
 }
+
+#[tokio::test]
+async fn call_tool_times_out_as_a_direct_call_does() {
+    let env = TestEnv::new();
+    let mut alpha = fixture("alpha", &[]);
+    alpha["requestTimeout"] = json!(1);
+    env.write_config(&json!({ "mcpServers": { "alpha": alpha }, "bridge": { "toolMode": "search" } }));
+    let session = start(&env, &[]).await;
+    tool_names(&session).await;
+    let arguments = json!({"ms": 5000});
+    let direct = session.service.call_tool(call("alpha__sleep", arguments.clone())).await;
+    let wrapped = session
+        .service
+        .call_tool(call("foxxy__call_tool", json!({"name": "alpha__sleep", "arguments": arguments})))
+        .await;
+    let shape = |outcome: &Result<CallToolResult, rmcp::ServiceError>| match outcome {
+        Ok(result) => essence(result),
+        Err(error) => json!({ "error": error.to_string() }),
+    };
+    assert_eq!(shape(&wrapped), shape(&direct));
+    assert!(shape(&direct).to_string().contains("did not answer within 1 s"), "{}", shape(&direct));
+    session.close().await;
+}
