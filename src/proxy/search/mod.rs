@@ -377,6 +377,38 @@ mod tests {
         assert_eq!(edit_distance("same", "same"), 0);
     }
 
+    fn catalog(names: &[&str]) -> Catalog {
+        let mut catalog = Catalog::default();
+        for name in names {
+            catalog.tools.push(Tool::new(name.to_string(), "a tool", Arc::new(JsonObject::new())));
+            catalog.tool_upstreams.push(name.split("__").next().unwrap_or_default().into());
+        }
+        catalog
+    }
+
+    #[test]
+    fn the_index_is_kept_until_the_tools_or_pins_change() {
+        let mut bridge =
+            crate::config::load_str("{\"mcpServers\": {}}", std::path::Path::new("c.json5"), &|_| None)
+                .unwrap()
+                .bridge;
+        let before = catalog(&["a__one", "a__two"]);
+        assert!(SearchMode::follow(None, &Catalog::default(), &before, &bridge).is_none(), "all mode");
+        bridge.tool_mode = ToolMode::Search;
+        bridge.pinned_tools = vec!["a__t*".to_owned()];
+        let first = SearchMode::follow(None, &Catalog::default(), &before, &bridge).unwrap();
+        let listed: Vec<&str> = first.listed.iter().map(|tool| &*tool.name).collect();
+        assert_eq!(listed, [SEARCH_TOOLS, CALL_TOOL, "a__two"]);
+        let same = catalog(&["a__one", "a__two"]);
+        let kept = SearchMode::follow(Some(&first), &before, &same, &bridge).unwrap();
+        assert!(Arc::ptr_eq(&first, &kept), "same tools: the index is kept");
+        let grown = catalog(&["a__one", "a__two", "b__three"]);
+        let rebuilt = SearchMode::follow(Some(&first), &same, &grown, &bridge).unwrap();
+        assert!(!Arc::ptr_eq(&first, &rebuilt));
+        assert_eq!(rebuilt.rank("three", 5, |_| true), [2]);
+        assert_eq!(rebuilt.listed, first.listed, "the listed tools did not change");
+    }
+
     #[test]
     fn unwraps_a_call() {
         let call = |arguments: &str| ToolCall {
