@@ -46,13 +46,15 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve MCP on stdin/stdout, aggregating every enabled upstream (what MCP clients run).
-    Stdio,
+    Stdio(StdioArgs),
     /// Connect to every upstream like `stdio` does, print the merged tool catalog and
     /// each upstream's status, then exit (1 if some upstream did not connect).
     Tools {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        selection: ServerSelection,
     },
     /// Call one exposed tool and print its result (exit 1 when the result is an error).
     Call {
@@ -128,6 +130,35 @@ pub enum ClientName {
     Cursor,
     Vscode,
     Windsurf,
+}
+
+#[derive(Debug, Args)]
+pub struct StdioArgs {
+    #[command(flatten)]
+    pub selection: ServerSelection,
+    /// How tools are offered: `all` lists every tool; `search` lists the pinned tools plus
+    /// `foxxy__search_tools` and `foxxy__call_tool`. Default: the config's `bridge.toolMode`.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub tool_mode: Option<ToolModeArg>,
+}
+
+/// Which upstreams this process serves. Without either option, every enabled upstream;
+/// with both, the upstreams named or tagged.
+#[derive(Debug, Args, Default)]
+pub struct ServerSelection {
+    /// Serve only these upstreams (names under `mcpServers`, comma separated).
+    #[arg(long, value_delimiter = ',', value_name = "A,B")]
+    pub servers: Vec<String>,
+    /// Serve only the upstreams that carry one of these `tags` (comma separated).
+    #[arg(long, value_delimiter = ',', value_name = "T1,T2")]
+    pub tags: Vec<String>,
+}
+
+/// `--tool-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ToolModeArg {
+    All,
+    Search,
 }
 
 #[derive(Debug, Subcommand)]

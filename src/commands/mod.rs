@@ -6,6 +6,7 @@ mod doctor;
 mod import;
 mod install;
 mod oauth;
+mod selection;
 mod stdio;
 mod tools;
 
@@ -137,7 +138,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         own_binary: std::env::current_exe().ok(),
     };
     // Before any upstream starts, from the main thread (see `upstream::watchdog`).
-    if matches!(cli.command, Command::Stdio | Command::Tools { .. } | Command::Call { .. }) {
+    if matches!(cli.command, Command::Stdio(_) | Command::Tools { .. } | Command::Call { .. }) {
         watchdog::start();
     }
     match cli.command {
@@ -145,8 +146,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             watchdog::serve();
             Ok(Outcome::Success)
         }
-        Command::Stdio => stdio::run(&context).await,
-        Command::Tools { json } => tools::list(&context, json).await,
+        Command::Stdio(args) => stdio::run(&context, &selection::Narrowing::for_stdio(args)).await,
+        Command::Tools { json, selection } => {
+            tools::list(&context, &selection::Narrowing::for_tools(selection), json).await
+        }
         Command::Call { name, arguments, json } => {
             tools::call(&context, &name, arguments.as_deref(), json).await
         }

@@ -11,7 +11,7 @@ use rmcp::ServiceExt;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-use super::{Context, Outcome};
+use super::{Context, Outcome, selection::Narrowing};
 use crate::{
     config::{self, Settings},
     output,
@@ -21,11 +21,11 @@ use crate::{
 /// How long the MCP session may take to flush its last messages on the way out.
 const CLOSE_LIMIT: Duration = Duration::from_millis(300);
 
-pub async fn run(context: &Context) -> anyhow::Result<Outcome> {
+pub async fn run(context: &Context, narrowing: &Narrowing) -> anyhow::Result<Outcome> {
     // A broken config is the one thing reported on stderr: the client shows it to the
     // user, and there is no session to report it in.
     let settings = match context.load_settings() {
-        Ok(settings) => settings,
+        Ok(settings) => Arc::new(narrowing.apply(&settings)?),
         Err(error) => {
             output::error_line(format_args!("foxxy-bridge: {error:#}"));
             return Ok(Outcome::Failure);
@@ -39,7 +39,7 @@ pub async fn run(context: &Context) -> anyhow::Result<Outcome> {
     spawn_signal_watch(stop.clone())?;
 
     if settings.bridge.config_reload.enabled {
-        spawn_reload(bridge.clone(), &settings, stop.clone());
+        spawn_reload(bridge.clone(), &settings, narrowing, stop.clone());
     }
     let transport =
         stdio::stdio(settings.bridge.max_message_bytes, stdin_closed.clone(), Some(bridge.clone()));
@@ -69,7 +69,7 @@ pub async fn run(context: &Context) -> anyhow::Result<Outcome> {
 
 /// Apply config edits while serving: a valid change reconfigures the bridge; an invalid
 /// one is logged with every problem and the running config stays.
-fn spawn_reload(bridge: Arc<Bridge>, settings: &Settings, stop: CancellationToken) {
+fn spawn_reload(bridge: Arc<Bridge>, settings: &Settings, narrowing: &Narrowing, stop: CancellationToken) {
     let path = settings.source.clone();
     let watch = match config::watch::watch(&path, settings.bridge.config_reload.debounce) {
         Ok(watch) => watch,
@@ -78,6 +78,7 @@ fn spawn_reload(bridge: Arc<Bridge>, settings: &Settings, stop: CancellationToke
             return;
         }
     };
+    let narrowing = narrowing.clone();
     tokio::spawn(async move {
         // Own the whole watch (not just its channel): dropping it stops watching.
         let mut watch = watch;
@@ -90,7 +91,7 @@ fn spawn_reload(bridge: Arc<Bridge>, settings: &Settings, stop: CancellationToke
                 None => break,
                 Some(Ok(settings)) => {
                     tracing::info!(config = %path.display(), "config changed; applying it");
-                    bridge.reconfigure(Arc::new(settings)).await;
+                    bridge.reconfigure(Arc::new(narrowing.apply_to_reload(&settings))).await;
                 }
                 Some(Err(error)) => {
                     tracing::error!(config = %path.display(), "config change rejected, the running config stays:\n{error}");

@@ -6,14 +6,14 @@ use std::sync::Arc;
 use rmcp::model::{CallToolRequestParams, CallToolResult, ContentBlock, JsonObject};
 use serde_json::{Value, json};
 
-use super::{Context, Outcome, UsageError};
+use super::{Context, Outcome, UsageError, selection::Narrowing};
 use crate::{
     output,
     proxy::{Bridge, Catalog},
 };
 
-pub async fn list(context: &Context, json: bool) -> anyhow::Result<Outcome> {
-    let settings = context.load_settings()?;
+pub async fn list(context: &Context, narrowing: &Narrowing, json: bool) -> anyhow::Result<Outcome> {
+    let settings = Arc::new(narrowing.apply(&*context.load_settings()?)?);
     let _log = context.start_logging(Some(&settings), false);
     let oauth = context.sign_in_context(&settings)?;
     let bridge = Bridge::start_for_shell(settings, oauth);

@@ -365,6 +365,13 @@ pub struct RawBridge {
     /// before starting another one by themselves, in seconds. A sign-in the user starts
     /// (`foxxy-bridge oauth login`) always runs. Default: 600.
     pub sign_in_retry_after: u64,
+    /// How tools are offered to the client: `all` lists every tool; `search` lists only
+    /// the `pinnedTools` plus `foxxy__search_tools` and `foxxy__call_tool`, with which the
+    /// model finds and calls the rest. `stdio --tool-mode` overrides it. Default: `all`.
+    pub tool_mode: RawToolMode,
+    /// In search mode, the tools still listed directly, by glob (`*`, `?`, `[abc]`) on the
+    /// exposed name (e.g. `github__get_*`). Default: none.
+    pub pinned_tools: Vec<String>,
 }
 
 impl Default for RawBridge {
@@ -385,6 +392,8 @@ impl Default for RawBridge {
             max_concurrent_starts: 8,
             log_level: None,
             sign_in_retry_after: 600,
+            tool_mode: RawToolMode::All,
+            pinned_tools: Vec::new(),
         }
     }
 }
@@ -398,6 +407,15 @@ pub enum RawConflictResolution {
     Priority,
     First,
     Error,
+}
+
+/// `bridge.toolMode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[schemars(rename = "ToolMode")]
+pub enum RawToolMode {
+    All,
+    Search,
 }
 
 /// `bridge.logLevel`.

@@ -17,13 +17,13 @@ use serde_json::Value;
 use super::{
     node::{child_path, index_path},
     raw::{
-        RawBridge, RawConflictResolution, RawOAuth, RawServer, RawToolFilter, RawTransport, RawTransportType,
-        RawType,
+        RawBridge, RawConflictResolution, RawOAuth, RawServer, RawToolFilter, RawToolMode, RawTransport,
+        RawTransportType, RawType,
     },
     settings::{
         Aggregation, BridgeSettings, ConfigReloadSettings, ConflictResolution, FailoverSettings,
         HealthCheckSettings, OAuthSettings, RemoteKind, RemoteSettings, Secret, ServerSettings, Settings,
-        ToolFilter, TransportSettings,
+        ToolFilter, ToolMode, TransportSettings,
     },
     validate::Report,
 };
@@ -67,6 +67,9 @@ fn resolve_bridge(raw: RawBridge, report: &mut Report) -> BridgeSettings {
             ),
         );
     }
+    for (index, pattern) in raw.pinned_tools.iter().enumerate() {
+        check_glob(pattern, &index_path("bridge.pinnedTools", index), report);
+    }
     BridgeSettings {
         conflict_resolution: match raw.conflict_resolution {
             RawConflictResolution::Namespace => ConflictResolution::Namespace,
@@ -98,6 +101,11 @@ fn resolve_bridge(raw: RawBridge, report: &mut Report) -> BridgeSettings {
         max_concurrent_starts: raw.max_concurrent_starts,
         log_level: raw.log_level.map(|level| spelling(&level)),
         sign_in_retry_after: Duration::from_secs(raw.sign_in_retry_after),
+        tool_mode: match raw.tool_mode {
+            RawToolMode::All => ToolMode::All,
+            RawToolMode::Search => ToolMode::Search,
+        },
+        pinned_tools: raw.pinned_tools,
     }
 }
 
@@ -364,13 +372,14 @@ fn check_url(text: &str, path: &str, report: &mut Report) {
 fn check_tool_filter(filter: &RawToolFilter, path: &str, report: &mut Report) {
     for (field, patterns) in [("allow", &filter.allow), ("deny", &filter.deny)] {
         for (index, pattern) in patterns.iter().enumerate() {
-            if let Err(error) = glob::Pattern::new(pattern) {
-                report.problem(
-                    &index_path(&child_path(path, field), index),
-                    format!("invalid glob `{pattern}`: {} at character {}", error.msg, error.pos),
-                );
-            }
+            check_glob(pattern, &index_path(&child_path(path, field), index), report);
         }
+    }
+}
+
+fn check_glob(pattern: &str, path: &str, report: &mut Report) {
+    if let Err(error) = glob::Pattern::new(pattern) {
+        report.problem(path, format!("invalid glob `{pattern}`: {} at character {}", error.msg, error.pos));
     }
 }
 

@@ -184,6 +184,20 @@ pub struct BridgeSettings {
     /// How long automatic sign-ins pause after one failed (`signInRetryAfter`, seconds,
     /// default 600).
     pub sign_in_retry_after: Duration,
+    /// `toolMode`, overridden by `stdio --tool-mode`.
+    pub tool_mode: ToolMode,
+    /// `pinnedTools`: exposed-name globs still listed in search mode (checked to compile).
+    pub pinned_tools: Vec<String>,
+}
+
+/// How tools are offered to the client (`bridge.toolMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ToolMode {
+    /// `tools/list` holds every tool.
+    #[default]
+    All,
+    /// `tools/list` holds the pinned tools and the two search meta-tools.
+    Search,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

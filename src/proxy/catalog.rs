@@ -63,6 +63,9 @@ pub struct Catalog {
     pub statuses: Vec<UpstreamStatus>,
     /// Every upstream has finished its first connection attempt.
     pub all_settled: bool,
+    /// The search index and listed tools in search mode (`None` in all mode); set by the
+    /// catalog task after `build`.
+    pub search: Option<Arc<super::search::SearchMode>>,
 }
 
 /// A name offered by an upstream, before clash resolution.

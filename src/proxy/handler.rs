@@ -103,7 +103,7 @@ impl ServerHandler for Bridge {
         if let Some(conflict) = catalog.conflicts.first() {
             return Err(ErrorData::internal_error(conflict.clone(), None));
         }
-        Ok(ListToolsResult::with_all_items(catalog.tools.clone()))
+        Ok(ListToolsResult::with_all_items(super::search::listed_tools(&catalog)))
     }
 
     /// Over stdio, an initialized session's `tools/call` is served by `stdio/calls.rs`

@@ -15,6 +15,7 @@ pub mod catalog;
 mod handler;
 pub mod link;
 pub mod naming;
+pub mod search;
 pub mod stdio;
 
 use std::{
@@ -31,7 +32,7 @@ use tokio::{sync::watch, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 pub use self::catalog::Catalog;
-use self::link::DownstreamLink;
+use self::{link::DownstreamLink, search::SearchMode};
 use crate::{
     config::{Aggregation, Settings},
     oauth::SignInContext,
@@ -207,12 +208,32 @@ impl Bridge {
 
     /// Route a `tools/call` by its exposed name; the result may come back as the
     /// upstream wrote it, to be relayed unchanged ([`ToolAnswer::Raw`]).
+    ///
+    /// In search mode, `foxxy__search_tools` is answered here, and `foxxy__call_tool` is
+    /// replaced by the call it stands for before routing, so it goes the same way.
     async fn relay_tool_call(
         &self,
         mut call: ToolCall,
         options: RequestOptions,
     ) -> Result<ToolAnswer<CallToolResult>, rmcp::ErrorData> {
+        let mut search_mode = None;
+        if search::is_meta_tool(&call.name) {
+            let catalog = self.settled_catalog().await;
+            if let Some(search) = &catalog.search {
+                if call.name == search::SEARCH_TOOLS {
+                    return Ok(ToolAnswer::Decoded(search.search(&catalog, call.arguments.as_deref())));
+                }
+                call = match search::unwrap_call(call) {
+                    Ok(inner) => inner,
+                    Err(result) => return Ok(ToolAnswer::Decoded(result)),
+                };
+                search_mode = Some(search.clone());
+            }
+        }
         let Some(route) = self.route(|catalog| catalog.tool(&call.name).cloned()).await else {
+            if let Some(search) = search_mode {
+                return Ok(ToolAnswer::Decoded(search.unknown_tool(&self.catalog(), &call.name)));
+            }
             return Err(rmcp::ErrorData::invalid_params(format!("unknown tool `{}`", call.name), None));
         };
         let exposed = std::mem::replace(&mut call.name, route.name);
@@ -226,6 +247,9 @@ impl Bridge {
     /// ([`Bridge::relay_tool_call`]), which also waits for upstreams still starting.
     pub(crate) fn tool_ticket(&self, exposed: &str) -> Option<(String, LaneTicket)> {
         let catalog = self.catalog();
+        if catalog.search.is_some() && search::is_meta_tool(exposed) {
+            return None;
+        }
         let route = catalog.tool(exposed)?;
         let ticket = self.upstreams.tool_ticket(&route.upstream)?;
         Some((route.name.clone(), ticket))
@@ -294,9 +318,16 @@ async fn maintain_catalog(
     loop {
         let snapshot = view.borrow_and_update().clone();
         let current = settings.borrow_and_update().clone();
-        let next = Catalog::build(&snapshot, &current);
+        let mut next = Catalog::build(&snapshot, &current);
         let previous = catalog.borrow().clone();
-        let tools_changed = previous.tools != next.tools;
+        next.search = SearchMode::follow(previous.search.as_ref(), &previous, &next, &current.bridge);
+        // In search mode the client sees the listed tools only: the others may come and
+        // go without a notification, since it finds them by searching.
+        let tools_changed = match (&previous.search, &next.search) {
+            (Some(before), Some(after)) => before.listed != after.listed,
+            (None, None) => previous.tools != next.tools,
+            _ => true,
+        };
         let prompts_changed = previous.prompts != next.prompts;
         let resources_changed =
             previous.resources != next.resources || previous.resource_templates != next.resource_templates;

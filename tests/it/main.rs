@@ -23,5 +23,6 @@ mod peers;
 mod reconnect;
 mod remote;
 mod resilience;
+mod search;
 mod streams;
 mod support;

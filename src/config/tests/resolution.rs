@@ -102,6 +102,8 @@ fn full_config_resolves_every_field() {
             max_concurrent_starts: 2,
             log_level: Some("debug".into()),
             sign_in_retry_after: Duration::from_secs(600),
+            tool_mode: ToolMode::All,
+            pinned_tools: Vec::new(),
         }
     );
 }
@@ -147,6 +149,8 @@ fn defaults() {
             max_concurrent_starts: 8,
             log_level: None,
             sign_in_retry_after: Duration::from_secs(600),
+            tool_mode: ToolMode::All,
+            pinned_tools: Vec::new(),
         }
     );
 }
