@@ -91,13 +91,21 @@ pub async fn sign_in(
 }
 
 /// One line from stdin, trimmed; `None` at its end, when it is empty, or after `timeout`.
+/// Read on a plain thread of its own: a read of stdin cannot be cancelled, and on the
+/// runtime's blocking pool it would hold up the runtime's shutdown when the loopback
+/// callback wins instead.
 async fn read_pasted_line(timeout: Duration) -> Option<String> {
-    use tokio::io::AsyncBufReadExt;
-    let mut line = String::new();
-    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin());
-    let read = tokio::time::timeout(timeout, stdin.read_line(&mut line)).await;
-    match read {
-        Ok(Ok(n)) if n > 0 && !line.trim().is_empty() => Some(line.trim().to_owned()),
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new().name("paste-back".to_owned()).spawn(move || {
+        let mut line = String::new();
+        let read = std::io::stdin().read_line(&mut line);
+        let _ = sender.send(read.map(|_| line));
+    });
+    if spawned.is_err() {
+        return None;
+    }
+    match tokio::time::timeout(timeout, receiver).await {
+        Ok(Ok(Ok(line))) if !line.trim().is_empty() => Some(line.trim().to_owned()),
         _ => None,
     }
 }

@@ -49,11 +49,31 @@ pub struct TokenSource {
     /// One refresh or sign-in at a time within this process (the file lock handles
     /// other processes).
     busy: tokio::sync::Mutex<()>,
+    /// When a refresh that failed for now may be tried again; set and cleared by
+    /// `refresh`, under `busy`.
+    backoff: Mutex<Backoff>,
 }
+
+/// Refreshes that fail for now back off: 5 s, doubling, at most 5 minutes.
+#[derive(Default)]
+struct Backoff {
+    until: Option<Instant>,
+    delay: Duration,
+    reason: String,
+}
+
+const FIRST_BACKOFF: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 impl TokenSource {
     pub fn new(target: Target, context: SignInContext) -> Self {
-        Self { target, context, cached: Mutex::new(Cached::default()), busy: tokio::sync::Mutex::new(()) }
+        Self {
+            target,
+            context,
+            cached: Mutex::new(Cached::default()),
+            busy: tokio::sync::Mutex::new(()),
+            backoff: Mutex::default(),
+        }
     }
 
     pub fn target(&self) -> &Target {
@@ -131,8 +151,13 @@ impl TokenSource {
         let Some(refresh_token) = latest.refresh_token.clone() else {
             return Err(self.sign_in_required("the access token expired and there is no refresh token"));
         };
+        if let Some(wait) = self.backing_off() {
+            let reason = self.backoff.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).reason.clone();
+            return Err(self.transient(&format!("{reason}; the next try is in {} s", wait.as_secs().max(1))));
+        }
         match refresh(&self.target, &latest, &refresh_token).await {
             Ok(fresh) => {
+                *self.backoff.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Backoff::default();
                 self.context
                     .store
                     .write_async(lock, fresh.clone())
@@ -151,6 +176,15 @@ impl TokenSource {
             }
             Err(RefreshFailure::Transient(reason)) => {
                 tracing::warn!(upstream = %self.target.name, "token refresh failed, keeping the tokens: {reason}");
+                {
+                    let mut backoff = self.backoff.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    let delay = if backoff.delay.is_zero() {
+                        FIRST_BACKOFF
+                    } else {
+                        (backoff.delay * 2).min(MAX_BACKOFF)
+                    };
+                    *backoff = Backoff { until: Some(Instant::now() + delay), delay, reason: reason.clone() };
+                }
                 // An access token that has not actually expired yet still works.
                 if !latest.is_expired(now, 0) && Some(&latest.access_token) != seen {
                     return Ok(latest.access_token);
@@ -220,6 +254,15 @@ impl TokenSource {
         let token = entry.access_token.clone();
         self.remember(entry).await;
         Ok(token)
+    }
+
+    /// How long refreshes still wait after one failed for now; `None` when one may run.
+    fn backing_off(&self) -> Option<Duration> {
+        let backoff = self.backoff.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        backoff
+            .until
+            .and_then(|until| until.checked_duration_since(Instant::now()))
+            .filter(|wait| !wait.is_zero())
     }
 
     /// Refuse an automatic sign-in while the cache says the user signed out, or the last

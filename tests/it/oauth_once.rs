@@ -98,6 +98,16 @@ async fn a_503_from_the_token_endpoint_never_opens_a_browser() {
     let answer = format!("{during:?}");
     assert!(answer.contains("temporarily_unavailable"), "the cause is named: {answer}");
     assert_eq!(world.opens(), 1, "no browser for a transient failure");
+    // Refreshes back off: a second call right away does not ask the token endpoint again.
+    let refreshes = world.stats().await["token_refresh"].clone();
+    let mut params = rmcp::model::CallToolRequestParams::new("sec__echo".to_owned());
+    params.arguments = json!({ "message": "again" }).as_object().cloned();
+    let again = tokio::time::timeout(Duration::from_secs(30), session.service.call_tool(params))
+        .await
+        .expect("the call is answered");
+    assert!(again.as_ref().map_or(true, |result| result.is_error == Some(true)), "{again:?}");
+    assert_eq!(world.stats().await["token_refresh"], refreshes, "backed off");
+    assert_eq!(world.opens(), 1);
     assert!(world.token_entry().get("refresh_token").is_some(), "the refresh token is kept");
 
     world.admin("/admin/token-failure?code=0").await;

@@ -231,3 +231,18 @@ async fn without_a_display_login_picks_the_device_grant_when_offered_else_paste_
     let _ = child.start_kill();
     let _ = child.wait().await;
 }
+
+#[tokio::test]
+async fn no_browser_also_takes_the_loopback_callback_and_exits_without_input() {
+    let world = World::start(&[], Some(json!({})), json!({})).await;
+    let (child, mut stderr) = login(&world, &["--no-browser"]);
+    let lines = read_until(&mut stderr, "paste").await;
+    // The browser runs on this machine after all: its redirect reaches the listener.
+    let redirect = redirect_of(&lines).await;
+    let (status_code, _) = get(&redirect).await;
+    assert_eq!(status_code, 200);
+    // stdin stays open and empty: the command must not wait for it.
+    let (code, rest) = finish(child, stderr).await;
+    assert_eq!(code, Some(0), "{rest}");
+    assert_eq!(status(&world).await, "valid");
+}
