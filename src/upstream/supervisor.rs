@@ -38,6 +38,7 @@ pub async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
         }
         shared.publish(&entry, |state| state.status = Status::Connecting);
         tracing::debug!(upstream = %entry.name, failures, "connecting");
+        entry.attempt_started();
         let attempt = {
             let _permit = shared.start_permits.acquire().await;
             tokio::select! {
