@@ -83,6 +83,9 @@ pub struct Entry {
     attempts: watch::Sender<u64>,
     /// Counts started connection attempts; written by the supervisor only.
     attempts_started: AtomicU64,
+    /// Why the last failed attempt failed, for requests that waited for it (the view
+    /// may already show the next attempt). Written by the supervisor only.
+    last_failure: Mutex<Option<String>>,
     /// URIs the client subscribed to on this upstream, re-subscribed on reconnect.
     subscriptions: Mutex<BTreeSet<String>>,
     /// The OAuth token source of a remote upstream, made on first use and shared by
@@ -102,6 +105,7 @@ impl Entry {
             lists_changed: Arc::new(Notify::new()),
             attempts: watch::Sender::new(0),
             attempts_started: AtomicU64::new(0),
+            last_failure: Mutex::new(None),
             subscriptions: Mutex::new(BTreeSet::new()),
             tokens: OnceLock::new(),
         }
@@ -123,6 +127,11 @@ impl Entry {
 
     pub fn attempt_started(&self) {
         self.attempts_started.fetch_add(1, Ordering::Release);
+    }
+
+    /// An attempt failed because of `cause`; call before [`Entry::attempt_finished`].
+    pub fn attempt_failed(&self, cause: &str) {
+        *self.last_failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(cause.to_owned());
     }
 
     pub fn attempt_finished(&self) {
@@ -304,6 +313,10 @@ impl UpstreamSet {
             let view = self.shared.view.borrow();
             view.get(&entry.name).and_then(|state| state.status.error().map(str::to_owned))
         };
+        let last_failure = entry.last_failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        // The attempt waited for failed with `last_failure`; the view may show a later state.
+        let status_cause =
+            if finished { last_failure.or(status_cause) } else { status_cause.or(last_failure) };
         let cause = match (finished, status_cause) {
             (true, Some(cause)) => cause,
             (true, None) => "its connection attempt failed".to_owned(),

@@ -84,6 +84,7 @@ pub async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
                     state.settled = true;
                     state.status = Status::NeedsSignIn(cause.clone());
                 });
+                entry.attempt_failed(&cause);
                 entry.attempt_finished();
                 if !wait_for_tokens(&entry).await {
                     break;
@@ -111,6 +112,7 @@ pub async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
                         shared.recovery_interval.as_secs()
                     );
                 }
+                entry.attempt_failed(&cause);
                 entry.attempt_finished();
             }
         }
