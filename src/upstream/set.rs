@@ -81,6 +81,11 @@ pub struct Entry {
     pub lists_changed: Arc<Notify>,
     /// Counts finished connection attempts, so a waiting request sees the next one end.
     attempts: watch::Sender<u64>,
+    /// Counts started connection attempts; written by the supervisor only.
+    attempts_started: AtomicU64,
+    /// Why the last failed attempt failed, for requests that waited for it (the view
+    /// may already show the next attempt). Written by the supervisor only.
+    last_failure: Mutex<Option<String>>,
     /// URIs the client subscribed to on this upstream, re-subscribed on reconnect.
     subscriptions: Mutex<BTreeSet<String>>,
     /// The OAuth token source of a remote upstream, made on first use and shared by
@@ -99,6 +104,8 @@ impl Entry {
             reconnect: Notify::new(),
             lists_changed: Arc::new(Notify::new()),
             attempts: watch::Sender::new(0),
+            attempts_started: AtomicU64::new(0),
+            last_failure: Mutex::new(None),
             subscriptions: Mutex::new(BTreeSet::new()),
             tokens: OnceLock::new(),
         }
@@ -116,6 +123,15 @@ impl Entry {
 
     pub fn set_connection(&self, connection: Option<Arc<Connection>>) {
         *self.connection.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = connection;
+    }
+
+    pub fn attempt_started(&self) {
+        self.attempts_started.fetch_add(1, Ordering::Release);
+    }
+
+    /// An attempt failed because of `cause`; call before [`Entry::attempt_finished`].
+    pub fn attempt_failed(&self, cause: &str) {
+        *self.last_failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(cause.to_owned());
     }
 
     pub fn attempt_finished(&self) {
@@ -250,9 +266,12 @@ impl UpstreamSet {
 
     /// The live session of `entry`. When there is none (the upstream is starting,
     /// reconnecting, backing off or marked failed), the request starts the next
-    /// connection attempt, or joins the one under way, and waits for it, at most the
-    /// upstream's `timeout`. Only an attempt that fails, or no session within that
-    /// time, is an error; it names the upstream and the cause.
+    /// connection attempt and waits for it, at most the upstream's `timeout`. An attempt
+    /// already under way may still succeed and serve the request; if it fails, the
+    /// request waits for the one it asked for, which starts at once: an attempt that
+    /// began before the request (say, while the server was still down) does not decide
+    /// its fate. Only that attempt failing, or no session within `timeout`, is an error;
+    /// it names the upstream and the cause.
     async fn connection_for_request(
         &self,
         entry: &Entry,
@@ -267,12 +286,25 @@ impl UpstreamSet {
         if let Some(connection) = entry.live_connection() {
             return Ok(connection);
         }
+        // The attempt this request asks for is the one after those started so far.
+        let wanted = entry.attempts_started.load(Ordering::Acquire) + 1;
         entry.reconnect.notify_one();
         let limit = entry.settings.connect_timeout;
-        let finished = tokio::select! {
-            changed = attempts.changed() => changed.is_ok(),
-            () = tokio::time::sleep(limit) => false,
-            () = cancel.cancelled() => return Err(UpstreamError::Cancelled),
+        let deadline = tokio::time::sleep(limit);
+        tokio::pin!(deadline);
+        let finished = loop {
+            tokio::select! {
+                changed = attempts.changed() => {
+                    if changed.is_err() || *attempts.borrow_and_update() >= wanted || entry.cancel.is_cancelled() {
+                        break true;
+                    }
+                    if let Some(connection) = entry.live_connection() {
+                        return Ok(connection);
+                    }
+                }
+                () = &mut deadline => break false,
+                () = cancel.cancelled() => return Err(UpstreamError::Cancelled),
+            }
         };
         if let Some(connection) = entry.live_connection() {
             return Ok(connection);
@@ -281,6 +313,10 @@ impl UpstreamSet {
             let view = self.shared.view.borrow();
             view.get(&entry.name).and_then(|state| state.status.error().map(str::to_owned))
         };
+        let last_failure = entry.last_failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        // The attempt waited for failed with `last_failure`; the view may show a later state.
+        let status_cause =
+            if finished { last_failure.or(status_cause) } else { status_cause.or(last_failure) };
         let cause = match (finished, status_cause) {
             (true, Some(cause)) => cause,
             (true, None) => "its connection attempt failed".to_owned(),

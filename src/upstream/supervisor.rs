@@ -38,6 +38,7 @@ pub async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
         }
         shared.publish(&entry, |state| state.status = Status::Connecting);
         tracing::debug!(upstream = %entry.name, failures, "connecting");
+        entry.attempt_started();
         let attempt = {
             let _permit = shared.start_permits.acquire().await;
             tokio::select! {
@@ -83,6 +84,7 @@ pub async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
                     state.settled = true;
                     state.status = Status::NeedsSignIn(cause.clone());
                 });
+                entry.attempt_failed(&cause);
                 entry.attempt_finished();
                 if !wait_for_tokens(&entry).await {
                     break;
@@ -110,6 +112,7 @@ pub async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
                         shared.recovery_interval.as_secs()
                     );
                 }
+                entry.attempt_failed(&cause);
                 entry.attempt_finished();
             }
         }

@@ -76,3 +76,43 @@ async fn a_call_after_failed_health_checks_brings_the_upstream_back() {
     assert_eq!(text_of(&echo), "frozen: back", "{echo:?}");
     session.close().await;
 }
+
+/// An attempt that began while the server was still down fails; a call that arrives
+/// during it, once the server is back, waits for the attempt it asked for instead of
+/// sharing that failure.
+#[tokio::test]
+async fn a_call_is_not_failed_by_an_attempt_that_began_before_it() {
+    let env = TestEnv::new();
+    let gate = env.path("flaky.down");
+    let script = env.path("flaky.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nif [ -e '{gate}' ]; then sleep 2; echo 'server unavailable' >&2; exit 7; fi\n\
+             exec '{fixture}' --name flaky --exit-after-ms 1500\n",
+            gate = gate.display(),
+            fixture = fixture_bin().display(),
+        ),
+    )
+    .expect("write script");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    env.write_config(&json!({
+        "mcpServers": { "flaky": { "command": script, "retryDelay": 100, "retryAttempts": 50 } },
+        "bridge": { "logLevel": "debug" },
+    }));
+    let session = Session::start(&env).await;
+    assert!(tool_names(&session).await.contains(&"flaky__echo".to_owned()));
+    // The server goes down; once the bridge is reconnecting, it comes back.
+    std::fs::write(&gate, "").expect("close the gate");
+    env.wait_log("connecting upstream=flaky failures=1").await;
+    std::fs::remove_file(&gate).expect("open the gate");
+    let echo = tokio::time::timeout(
+        Duration::from_secs(20),
+        session.service.call_tool(call("flaky__echo", json!({"message": "back"}))),
+    )
+    .await
+    .expect("answered")
+    .expect("call");
+    assert_eq!(text_of(&echo), "flaky: back", "{echo:?}");
+    session.close().await;
+}
