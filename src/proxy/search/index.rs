@@ -55,6 +55,8 @@ const SYNONYM_WEIGHT: f64 = 0.6;
 struct Posting {
     document: u32,
     counts: [u16; FIELDS],
+    /// BM25F's saturated term frequency, computed once when the index is built.
+    saturated: f64,
 }
 
 /// The index of one catalog's tools (documents are numbered in catalog order).
@@ -63,7 +65,6 @@ pub struct ToolIndex {
     ranking: Ranking,
     postings: HashMap<String, Vec<Posting>>,
     lengths: Vec<[u32; FIELDS]>,
-    average_lengths: [f64; FIELDS],
 }
 
 impl ToolIndex {
@@ -86,7 +87,7 @@ impl ToolIndex {
             }
             lengths.push(length);
             for (word, counts) in counts {
-                postings.entry(word).or_default().push(Posting { document, counts });
+                postings.entry(word).or_default().push(Posting { document, counts, saturated: 0.0 });
             }
         }
         for list in postings.values_mut() {
@@ -99,7 +100,11 @@ impl ToolIndex {
                 *average = (total as f64 / lengths.len() as f64).max(1.0);
             }
         }
-        ToolIndex { ranking, postings, lengths, average_lengths }
+        for posting in postings.values_mut().flatten() {
+            let length = &lengths[posting.document as usize];
+            posting.saturated = saturated_frequency(ranking, &posting.counts, length, &average_lengths);
+        }
+        ToolIndex { ranking, postings, lengths }
     }
 
     pub fn len(&self) -> usize {
@@ -126,7 +131,7 @@ impl ToolIndex {
                 let Some(list) = self.postings.get(term) else { continue };
                 let idf = self.idf(list.len());
                 for posting in list {
-                    let score = weight * idf * self.saturated_frequency(posting);
+                    let score = weight * idf * posting.saturated;
                     let best = word_scores.entry(posting.document).or_default();
                     *best = best.max(score);
                 }
@@ -165,25 +170,6 @@ impl ToolIndex {
         (1.0 + (count - frequency + 0.5) / (frequency + 0.5)).ln()
     }
 
-    /// BM25F's saturated term frequency of one posting: the field-weighted, length-
-    /// normalised count, through `tf / (k1 + tf)`.
-    fn saturated_frequency(&self, posting: &Posting) -> f64 {
-        let length = &self.lengths[posting.document as usize];
-        let mut tf = 0.0;
-        for field in 0..FIELDS {
-            if posting.counts[field] == 0 {
-                continue;
-            }
-            let (field_weight, b) = match self.ranking {
-                Ranking::Plain => (1.0, 0.75),
-                Ranking::Tuned => (FIELD_WEIGHTS[field], FIELD_B[field]),
-            };
-            let norm = 1.0 - b + b * f64::from(length[field]) / self.average_lengths[field];
-            tf += field_weight * f64::from(posting.counts[field]) / norm;
-        }
-        tf / (K1 + tf)
-    }
-
     /// The query's words, each with its alternatives (itself at weight 1, then its
     /// synonyms), each word once, in query order.
     fn query_words(&self, query: &str) -> Vec<Vec<(String, f64)>> {
@@ -210,6 +196,30 @@ impl ToolIndex {
         }
         groups
     }
+}
+
+/// BM25F's saturated term frequency of a term that occurs `counts` times in the fields
+/// of a document of field lengths `length`: the field-weighted, length-normalised
+/// count, through `tf / (k1 + tf)`.
+fn saturated_frequency(
+    ranking: Ranking,
+    counts: &[u16; FIELDS],
+    length: &[u32; FIELDS],
+    average_lengths: &[f64; FIELDS],
+) -> f64 {
+    let mut tf = 0.0;
+    for field in 0..FIELDS {
+        if counts[field] == 0 {
+            continue;
+        }
+        let (field_weight, b) = match ranking {
+            Ranking::Plain => (1.0, 0.75),
+            Ranking::Tuned => (FIELD_WEIGHTS[field], FIELD_B[field]),
+        };
+        let norm = 1.0 - b + b * f64::from(length[field]) / average_lengths[field];
+        tf += field_weight * f64::from(counts[field]) / norm;
+    }
+    tf / (K1 + tf)
 }
 
 /// The index words of `text`: split, lowercased and, for [`Ranking::Tuned`], folded.

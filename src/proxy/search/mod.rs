@@ -142,10 +142,8 @@ impl SearchMode {
                 Some(tool_summary(catalog.tools.get(document)?, catalog.tool_upstreams.get(document)?))
             })
             .collect();
-        let structured = json!({ "tools": tools });
-        let mut result = CallToolResult::structured(structured.clone());
-        result.content = vec![ContentBlock::text(structured.to_string())];
-        result
+        // The text content is the same JSON.
+        CallToolResult::structured(json!({ "tools": tools }))
     }
 
     /// The answer to a `foxxy__call_tool` of `name`, which no tool has: the closest
