@@ -17,4 +17,5 @@ mod peers;
 mod remote;
 mod resilience;
 mod streams;
+mod structure;
 mod support;

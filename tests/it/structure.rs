@@ -1,0 +1,241 @@
+//! The module structure of `src/`: no import cycles between modules and no import from a
+//! lower layer to a higher one. The source is read as text (`structure/scan.rs`), so the
+//! check needs no build of the crate and no parser crate.
+//!
+//! Granularity. A module is a file: `foo.rs`, or a folder's `mod.rs`, which stands for the
+//! folder. Every import is an arrow from the file that writes the path to the file that
+//! defines what it names (`pub use` re-exports are followed to their source). Arrows are
+//! compared at the level where the two files part: inside `src/upstream/`, `set.rs` →
+//! `supervisor.rs` is an arrow between siblings; `src/oauth/http.rs` → `src/upstream/remote.rs`
+//! is the arrow `oauth` → `upstream` between top-level modules; a file inside
+//! `src/oauth/store/` importing `src/oauth/client.rs` is the arrow `oauth::store` →
+//! `oauth::client`. An arrow between a module and its own ancestor (a file using its
+//! folder's `mod.rs`, or `mod.rs` using its children) is containment, not an edge: the
+//! folder's `mod.rs` is its interface. `#[cfg(test)]` modules are checked like the rest.
+//!
+//! Rules: at every level the arrows form no cycle, and between top-level modules no arrow
+//! points from a lower layer (`LAYERS`) to a higher one. Known exceptions are listed in
+//! `KNOWN_DEBT`, which must shrink: an entry whose arrow is gone, or is no longer part of a
+//! cycle or an upward arrow, fails the test too.
+//!
+//! Limits of a text scan: a sibling reached through `use super::*` and then a bare
+//! `sibling::item` path, or through a macro, is not seen.
+
+mod scan;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt::Write as _,
+    path::Path,
+};
+
+use scan::{Import, ModPath};
+
+/// Top-level modules from the bottom layer up. A module may import modules of its own
+/// layer or of lower ones. `wire` is the planned home of wire types below `proxy` and
+/// `upstream`.
+const LAYERS: &[&[&str]] = &[
+    &["config", "paths", "logging", "output", "memory", "wire"],
+    &["oauth"],
+    &["upstream"],
+    &["proxy"],
+    &["commands", "doctor", "clients", "cli"],
+    &["main"],
+];
+
+/// Known debt, to be removed by the restructuring of `src/upstream/` and the move of
+/// the crypto provider and HTTP error wording out of `upstream/`. Each entry is an arrow
+/// `from -> to` between two modules of the same level; the check ignores it. Remove an
+/// entry when its arrow goes: the test fails while a listed arrow no longer exists or no
+/// longer closes a cycle or points up.
+const KNOWN_DEBT: &[&str] = &[
+    // The HTTP client wrapper decodes tool answers with the stdio transport's decoder.
+    "upstream::answers -> upstream::lines",
+    // The tool-call wire types use the lane's answer type.
+    "upstream::relay -> upstream::lane",
+    // The lane routes progress through the connection's progress routes.
+    "upstream::lane -> upstream::connection",
+    // The legacy SSE transport and the HTTP client module use each other.
+    "upstream::sse -> upstream::remote",
+    "upstream::remote -> upstream::sse",
+    // A session and a supervisor reach back into the set's shared part and entries; the
+    // set runs supervisors, a supervisor opens sessions.
+    "upstream::session -> upstream::set",
+    "upstream::supervisor -> upstream::set",
+    // `oauth` uses `upstream::install_crypto_provider` and `upstream::describe_http_error`.
+    "oauth -> upstream",
+];
+
+/// An arrow between two modules of one level, with every import that makes it.
+type Arrows = BTreeMap<(String, String), Vec<Import>>;
+
+#[test]
+fn module_imports_form_no_cycle_and_point_only_down() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let scanned = scan::scan(&src);
+    assert!(scanned.files.len() > 20, "too few modules found: {:?}", scanned.files.keys());
+    assert!(scanned.imports.len() > 100, "too few imports found: {}", scanned.imports.len());
+    let problems = check(&scanned.imports);
+    assert!(problems.is_empty(), "module structure:\n{}", problems.join("\n"));
+}
+
+/// Every rule broken by these imports, as readable paragraphs.
+fn check(imports: &[Import]) -> Vec<String> {
+    let all = arrows(imports);
+    let debt: BTreeSet<(String, String)> = KNOWN_DEBT
+        .iter()
+        .map(|entry| {
+            let (from, to) = entry.split_once(" -> ").expect("`from -> to`");
+            (from.to_owned(), to.to_owned())
+        })
+        .collect();
+    let mut problems = Vec::new();
+    let checked: Arrows =
+        all.iter().filter(|(arrow, _)| !debt.contains(arrow)).map(|(a, i)| (a.clone(), i.clone())).collect();
+
+    for ((from, to), imports) in &checked {
+        if from.contains("::") {
+            continue;
+        }
+        match (layer(from), layer(to)) {
+            (Some(low), Some(high)) if low < high => problems.push(format!(
+                "upward import: `{from}` (layer {low}) imports `{to}` (layer {high})\n{}",
+                evidence(imports)
+            )),
+            (None, _) | (_, None) => {
+                let unknown = if layer(from).is_none() { from } else { to };
+                problems.push(format!(
+                    "top-level module `{unknown}` has no layer: add it to `LAYERS` in tests/it/structure.rs"
+                ));
+            }
+            _ => {}
+        }
+    }
+    for (cycle, group) in cycles(&checked) {
+        let mut text = format!("import cycle: {}\n", cycle.join(" -> "));
+        let others: Vec<&str> =
+            group.iter().filter(|node| !cycle.contains(node)).map(String::as_str).collect();
+        if !others.is_empty() {
+            let _ = writeln!(text, "  (the cycle also runs through: {})", others.join(", "));
+        }
+        for pair in cycle.windows(2) {
+            let imports = &checked[&(pair[0].clone(), pair[1].clone())];
+            let _ = writeln!(text, "  {} -> {}:\n{}", pair[0], pair[1], evidence(imports));
+        }
+        problems.push(text);
+    }
+    for (from, to) in &debt {
+        let arrow = (from.clone(), to.clone());
+        let upward =
+            !from.contains("::") && matches!((layer(from), layer(to)), (Some(low), Some(high)) if low < high);
+        if !all.contains_key(&arrow) {
+            problems.push(format!(
+                "known debt paid: `{from} -> {to}` no longer exists; remove it from `KNOWN_DEBT`"
+            ));
+        } else if !upward && !in_cycle(&all, from, to) {
+            problems.push(format!(
+                "known debt paid: `{from} -> {to}` no longer closes a cycle; remove it from `KNOWN_DEBT`"
+            ));
+        }
+    }
+    problems
+}
+
+/// Each import as an arrow between the two modules where the importing and the imported
+/// file part; imports between a module and its ancestor are left out.
+fn arrows(imports: &[Import]) -> Arrows {
+    let mut arrows = Arrows::new();
+    for import in imports {
+        let common = import.from.iter().zip(&import.to).take_while(|(a, b)| a == b).count();
+        if common == import.from.len() || common == import.to.len() {
+            continue;
+        }
+        let name = |path: &ModPath| path[..=common].join("::");
+        arrows.entry((name(&import.from), name(&import.to))).or_default().push(import.clone());
+    }
+    arrows
+}
+
+fn layer(module: &str) -> Option<usize> {
+    LAYERS.iter().position(|layer| layer.contains(&module))
+}
+
+/// Whether `to` reaches `from` again, so that `from -> to` is part of a cycle.
+fn in_cycle(arrows: &Arrows, from: &str, to: &str) -> bool {
+    path(arrows, to, from).is_some()
+}
+
+/// The shortest chain of arrows from `start` to `goal`, both included.
+fn path(arrows: &Arrows, start: &str, goal: &str) -> Option<Vec<String>> {
+    let mut previous: BTreeMap<String, String> = BTreeMap::new();
+    let mut queue = std::collections::VecDeque::from([start.to_owned()]);
+    while let Some(node) = queue.pop_front() {
+        if node == goal {
+            let mut chain = vec![node];
+            while let Some(before) = previous.get(chain.last().expect("non-empty")) {
+                chain.push(before.clone());
+            }
+            chain.reverse();
+            return Some(chain);
+        }
+        for (from, to) in arrows.keys() {
+            if *from == node && to != start && !previous.contains_key(to) {
+                previous.insert(to.clone(), node.clone());
+                queue.push_back(to.clone());
+            }
+        }
+    }
+    None
+}
+
+/// One cycle for each group of modules that import each other (a strongly connected
+/// component), written `a -> b -> a`; the other modules of the group follow it.
+fn cycles(arrows: &Arrows) -> Vec<(Vec<String>, BTreeSet<String>)> {
+    let mut grouped: BTreeSet<String> = BTreeSet::new();
+    let mut found = Vec::new();
+    for (from, to) in arrows.keys() {
+        if grouped.contains(from) {
+            continue;
+        }
+        if let Some(mut chain) = path(arrows, to, from) {
+            chain.insert(0, from.clone());
+            let nodes: BTreeSet<&String> = arrows.keys().flat_map(|(from, to)| [from, to]).collect();
+            let group: BTreeSet<String> = nodes
+                .into_iter()
+                .filter(|node| {
+                    *node == from
+                        || (path(arrows, from, node).is_some() && path(arrows, node, from).is_some())
+                })
+                .cloned()
+                .collect();
+            grouped.extend(group.iter().cloned());
+            found.push((chain, group));
+        }
+    }
+    found
+}
+
+/// The imports behind an arrow, one line each with file and line.
+fn evidence(imports: &[Import]) -> String {
+    let mut text = String::new();
+    for import in imports.iter().take(5) {
+        let file = import.file.strip_prefix(env!("CARGO_MANIFEST_DIR")).unwrap_or(&import.file);
+        let _ = writeln!(
+            text,
+            "    {}:{}: `{}` ({} -> {})",
+            file.display().to_string().trim_start_matches('/'),
+            import.line,
+            import.text,
+            display(&import.from),
+            display(&import.to),
+        );
+    }
+    if imports.len() > 5 {
+        let _ = writeln!(text, "    … and {} more", imports.len() - 5);
+    }
+    text.trim_end().to_owned()
+}
+
+fn display(path: &ModPath) -> String {
+    if path.is_empty() { "crate".to_owned() } else { path.join("::") }
+}
