@@ -101,6 +101,17 @@ pub fn scan(src: &Path) -> Crate {
     Crate { files, imports }
 }
 
+/// The crate paths `text` uses, made absolute, as written in module `module` of a library
+/// (for checking the scanner itself).
+pub fn paths_in(module: &[&str], text: &str) -> Vec<String> {
+    let module: ModPath = module.iter().map(|segment| (*segment).to_owned()).collect();
+    parse(&module, &lex(text), false)
+        .paths
+        .into_iter()
+        .map(|found| format!("{}@{}", found.absolute.join("::"), found.line))
+        .collect()
+}
+
 struct Parsed {
     file: PathBuf,
     unit: Unit,
