@@ -196,7 +196,7 @@ fn check(imports: &[Import], known_debt: &[&str]) -> Vec<String> {
         let others: Vec<&str> =
             group.iter().filter(|node| !cycle.contains(node)).map(String::as_str).collect();
         if !others.is_empty() {
-            let _ = writeln!(text, "  (the cycle also runs through: {})", others.join(", "));
+            let _ = writeln!(text, "  (other modules in cycles with these: {})", others.join(", "));
         }
         for pair in cycle.windows(2) {
             let imports = &checked[&(pair[0].clone(), pair[1].clone())];
@@ -268,27 +268,32 @@ fn path(arrows: &Arrows, start: &str, goal: &str) -> Option<Vec<String>> {
     None
 }
 
-/// One cycle for each group of modules that import each other (a strongly connected
-/// component), written `a -> b -> a`; the other modules of the group follow it.
+/// The shortest cycle of each group of modules that import each other (a strongly
+/// connected component), written `a -> b -> a`, with the group's members.
 fn cycles(arrows: &Arrows) -> Vec<(Vec<String>, BTreeSet<String>)> {
+    let nodes: BTreeSet<&String> = arrows.keys().flat_map(|(from, to)| [from, to]).collect();
     let mut grouped: BTreeSet<String> = BTreeSet::new();
     let mut found = Vec::new();
-    for (from, to) in arrows.keys() {
-        if grouped.contains(from) {
+    for node in &nodes {
+        if grouped.contains(*node) {
             continue;
         }
-        if let Some(mut chain) = path(arrows, to, from) {
-            chain.insert(0, from.clone());
-            let nodes: BTreeSet<&String> = arrows.keys().flat_map(|(from, to)| [from, to]).collect();
-            let group: BTreeSet<String> = nodes
-                .into_iter()
-                .filter(|node| {
-                    *node == from
-                        || (path(arrows, from, node).is_some() && path(arrows, node, from).is_some())
-                })
-                .cloned()
-                .collect();
-            grouped.extend(group.iter().cloned());
+        let group: BTreeSet<String> = nodes
+            .iter()
+            .filter(|other| path(arrows, node, other).is_some() && path(arrows, other, node).is_some())
+            .map(|other| (*other).clone())
+            .collect();
+        let shortest = arrows
+            .keys()
+            .filter(|(from, to)| group.contains(from) && group.contains(to))
+            .filter_map(|(from, to)| {
+                let mut chain = path(arrows, to, from)?;
+                chain.insert(0, from.clone());
+                Some(chain)
+            })
+            .min_by_key(Vec::len);
+        grouped.extend(group.iter().cloned());
+        if let Some(chain) = shortest {
             found.push((chain, group));
         }
     }
