@@ -180,7 +180,12 @@ impl Document {
     fn object_at_or_create(&self, path: &[String]) -> CstObject {
         let mut object = self.root.object_value_or_set();
         for key in path {
-            object = object.object_value_or_set(key);
+            let created = object.get(key).is_none();
+            let next = object.object_value_or_set(key);
+            if created && self.bare_keys {
+                self.edited.borrow_mut().extend(object.get(key).map(|property| (property, true)));
+            }
+            object = next;
         }
         object
     }
@@ -238,19 +243,22 @@ impl Document {
                 collect_names(&value, &mut names);
             }
         }
-        // Shown bare for this rendering only; the tree keeps quoted names that decode.
-        let mut restore = Vec::new();
-        for name in names {
-            if let ObjectPropName::String(literal) = name
-                && let Ok(decoded) = literal.decoded_value()
-                && is_identifier(&decoded)
-            {
-                restore.push((literal.clone(), literal.raw_value()));
-                literal.set_raw_value(decoded);
-            }
+        // Shown bare for this rendering only; the tree keeps quoted names that decode. A
+        // name may be listed twice (an entry inside an edited entry), so every name is
+        // decoded before any is changed.
+        let bare: Vec<_> = names
+            .into_iter()
+            .filter_map(|name| {
+                let literal = name.as_string_lit()?;
+                let decoded = literal.decoded_value().ok().filter(|name| is_identifier(name))?;
+                Some((literal.raw_value(), decoded, literal))
+            })
+            .collect();
+        for (_, decoded, literal) in &bare {
+            literal.set_raw_value(decoded.clone());
         }
         let text = self.root.to_string();
-        for (literal, raw) in restore {
+        for (raw, _, literal) in bare.into_iter().rev() {
             literal.set_raw_value(raw);
         }
         text
@@ -416,6 +424,19 @@ mod tests {
         assert!(text.contains("\"my-server\": {}"), "{text}");
         // The tree still finds what was inserted, and renders the same again.
         assert_eq!(document.get(&path(&["mcpServers", "b"]), "command"), Some(Json::String("y".into())));
+        assert_eq!(document.text(), text);
+
+        // Objects created on the way are named in the same style.
+        let document = Document::parse("{ bridge: {} }", Path::new("t.json5")).expect("parses");
+        document.set(&path(&["mcpServers"]), "b", &Json::Bool(true));
+        let text = document.text();
+        assert!(text.contains("mcpServers: {"), "{text}");
+        assert!(text.contains("b: true"), "{text}");
+        // Set twice: the second set replaces the value where it stands.
+        document.set(&path(&["mcpServers"]), "b", &entry);
+        let text = document.text();
+        assert!(text.contains("b: {"), "{text}");
+        assert!(text.contains("command: \"y\""), "{text}");
         assert_eq!(document.text(), text);
 
         // A replaced value keeps the name as the user wrote it.
