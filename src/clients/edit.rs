@@ -9,6 +9,7 @@
 //! link and the file it points to is replaced).
 
 use std::{
+    cell::RefCell,
     fs,
     io::Write,
     os::unix::fs::{OpenOptionsExt, PermissionsExt},
@@ -17,7 +18,7 @@ use std::{
 
 use jsonc_parser::{
     ParseOptions,
-    cst::{CstInputValue, CstNode, CstObject, CstRootNode},
+    cst::{CstInputValue, CstNode, CstObject, CstObjectProp, CstRootNode, ObjectPropName},
 };
 
 /// Why a file could not be read as JSON or written back.
@@ -137,8 +138,18 @@ fn object_members(object: &CstObject) -> Vec<(String, Json)> {
 
 /// A parsed file, edited in place. Not `Send` (the tree is reference counted): edit it
 /// synchronously, then take its [`Document::text`].
+///
+/// Keys follow the file's style: when most of its keys that could be written without
+/// quotes are (JSON5), the keys of inserted entries are written without quotes too.
+/// jsonc-parser inserts quoted keys and has no way to insert an unquoted one, so the
+/// inserted properties are remembered and their names shown bare only while
+/// [`Document::text`] renders (a bare name in the tree would no longer decode).
 pub struct Document {
     root: CstRootNode,
+    bare_keys: bool,
+    /// Properties inserted or given a new value, and whether their own name was
+    /// written by us (inserted) or by the user (value replaced).
+    edited: RefCell<Vec<(CstObjectProp, bool)>>,
 }
 
 impl Document {
@@ -148,10 +159,12 @@ impl Document {
         let text = if text.trim().is_empty() { "{}\n" } else { text };
         let root = CstRootNode::parse(text, &ParseOptions::default())
             .map_err(|error| EditError::Parse { path: path.to_path_buf(), message: error.to_string() })?;
-        if root.object_value().is_none() {
+        let Some(top) = root.object_value() else {
             return Err(EditError::NotObject { path: path.to_path_buf() });
-        }
-        Ok(Document { root })
+        };
+        let (mut bare, mut quoted) = (0, 0);
+        count_key_styles(&top, &mut bare, &mut quoted);
+        Ok(Document { root, bare_keys: bare > quoted, edited: RefCell::new(Vec::new()) })
     }
 
     /// The object at `path` (a list of keys from the top), if every step is an object.
@@ -167,7 +180,12 @@ impl Document {
     fn object_at_or_create(&self, path: &[String]) -> CstObject {
         let mut object = self.root.object_value_or_set();
         for key in path {
-            object = object.object_value_or_set(key);
+            let created = object.get(key).is_none();
+            let next = object.object_value_or_set(key);
+            if created && self.bare_keys {
+                self.edited.borrow_mut().extend(object.get(key).map(|property| (property, true)));
+            }
+            object = next;
         }
         object
     }
@@ -192,11 +210,15 @@ impl Document {
     /// existing member is replaced where it stands; a new member is appended.
     pub fn set(&self, path: &[String], name: &str, value: &Json) {
         let object = self.object_at_or_create(path);
-        match object.get(name) {
-            Some(property) => property.set_value(value.to_input()),
-            None => {
-                object.append(name, value.to_input());
+        let edited = match object.get(name) {
+            Some(property) => {
+                property.set_value(value.to_input());
+                (property, false)
             }
+            None => (object.append(name, value.to_input()), true),
+        };
+        if self.bare_keys {
+            self.edited.borrow_mut().push(edited);
         }
     }
 
@@ -212,8 +234,84 @@ impl Document {
     }
 
     pub fn text(&self) -> String {
-        self.root.to_string()
+        let mut names = Vec::new();
+        for (property, own_name) in self.edited.borrow().iter() {
+            if *own_name {
+                names.extend(property.name());
+            }
+            if let Some(value) = property.value() {
+                collect_names(&value, &mut names);
+            }
+        }
+        // Shown bare for this rendering only; the tree keeps quoted names that decode. A
+        // name may be listed twice (an entry inside an edited entry), so every name is
+        // decoded before any is changed.
+        let bare: Vec<_> = names
+            .into_iter()
+            .filter_map(|name| {
+                let literal = name.as_string_lit()?;
+                let decoded = literal.decoded_value().ok().filter(|name| is_identifier(name))?;
+                Some((literal.raw_value(), decoded, literal))
+            })
+            .collect();
+        for (_, decoded, literal) in &bare {
+            literal.set_raw_value(decoded.clone());
+        }
+        let text = self.root.to_string();
+        for (raw, _, literal) in bare.into_iter().rev() {
+            literal.set_raw_value(raw);
+        }
+        text
     }
+}
+
+/// Counts the keys written bare and those quoted although they could be bare.
+fn count_key_styles(object: &CstObject, bare: &mut usize, quoted: &mut usize) {
+    for property in object.properties() {
+        match property.name() {
+            Some(ObjectPropName::Word(_)) => *bare += 1,
+            Some(ObjectPropName::String(literal))
+                if literal.decoded_value().is_ok_and(|name| is_identifier(&name)) =>
+            {
+                *quoted += 1;
+            }
+            _ => {}
+        }
+        if let Some(value) = property.value() {
+            for_each_object(&value, &mut |object| count_key_styles(object, bare, quoted));
+        }
+    }
+}
+
+/// The property names of every object in `node` (itself included), at any depth.
+fn collect_names(node: &CstNode, names: &mut Vec<ObjectPropName>) {
+    for_each_object(node, &mut |object| {
+        for property in object.properties() {
+            names.extend(property.name());
+            if let Some(value) = property.value() {
+                collect_names(&value, names);
+            }
+        }
+    });
+}
+
+/// Calls `visit` with `node` when it is an object, or with each object directly in it
+/// when it is an array (nested arrays included).
+fn for_each_object(node: &CstNode, visit: &mut dyn FnMut(&CstObject)) {
+    if let Some(object) = node.as_object() {
+        visit(&object);
+    } else if let Some(array) = node.as_array() {
+        for element in array.elements() {
+            for_each_object(&element, visit);
+        }
+    }
+}
+
+/// A key JSON5 accepts without quotes (ASCII identifiers only).
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|first| first.is_ascii_alphabetic() || first == '_' || first == '$')
+        && chars.all(|rest| rest.is_ascii_alphanumeric() || rest == '_' || rest == '$')
 }
 
 /// Writes `text` to `path`: when the file exists, its current bytes go to `<file>.bak`
@@ -306,6 +404,50 @@ mod tests {
             Json::Bool(true),
             "{\n  \"projects\": {\n    \"/p\": {\n      \"mcpServers\": {\n        \"b\": true\n      }\n    }\n  }\n}",
         );
+    }
+
+    #[test]
+    fn inserted_keys_follow_the_files_unquoted_style() {
+        let entry = Json::Object(vec![
+            ("command".into(), Json::String("y".into())),
+            ("env".into(), Json::Object(vec![("API-KEY".into(), Json::String("k".into()))])),
+        ]);
+        let document =
+            Document::parse("{ mcpServers: { a: { command: 'x' } } }", Path::new("t.json5")).expect("parses");
+        document.set(&path(&["mcpServers"]), "b", &entry);
+        document.set(&path(&["mcpServers"]), "my-server", &Json::Object(vec![]));
+        let text = document.text();
+        assert!(text.contains("b: {"), "{text}");
+        assert!(text.contains("command: \"y\""), "{text}");
+        assert!(text.contains("env: {"), "{text}");
+        assert!(text.contains("\"API-KEY\": \"k\""), "{text}");
+        assert!(text.contains("\"my-server\": {}"), "{text}");
+        // The tree still finds what was inserted, and renders the same again.
+        assert_eq!(document.get(&path(&["mcpServers", "b"]), "command"), Some(Json::String("y".into())));
+        assert_eq!(document.text(), text);
+
+        // Objects created on the way are named in the same style.
+        let document = Document::parse("{ bridge: {} }", Path::new("t.json5")).expect("parses");
+        document.set(&path(&["mcpServers"]), "b", &Json::Bool(true));
+        let text = document.text();
+        assert!(text.contains("mcpServers: {"), "{text}");
+        assert!(text.contains("b: true"), "{text}");
+        // Set twice: the second set replaces the value where it stands.
+        document.set(&path(&["mcpServers"]), "b", &entry);
+        let text = document.text();
+        assert!(text.contains("b: {"), "{text}");
+        assert!(text.contains("command: \"y\""), "{text}");
+        assert_eq!(document.text(), text);
+
+        // A replaced value keeps the name as the user wrote it.
+        let document = Document::parse("{ a: 1, b: 2, \"c\": 3 }", Path::new("t.json5")).expect("parses");
+        document.set(&[], "c", &entry);
+        let text = document.text();
+        assert!(text.contains("\"c\": {"), "{text}");
+        assert!(text.contains("command: \"y\""), "{text}");
+
+        // A quoted file stays quoted.
+        check_set("{ \"a\": 1 }", &[], "b", Json::Bool(true), "{\n  \"a\": 1,\n  \"b\": true\n}");
     }
 
     #[test]

@@ -2,12 +2,14 @@
 //! directories, commands, sign-ins, connections and catalog) and prints one line per
 //! check, or JSON; exit 1 when any check is an error.
 
+use std::collections::BTreeSet;
+
 use serde_json::json;
 
 use super::{Context, Outcome};
 use crate::{
     config,
-    doctor::{Check, CheckStatus, connect, local, signin, stderr},
+    doctor::{Check, CheckCode, CheckStatus, connect, local, signin, stderr},
     oauth::{Browser, SignInContext, TokenStore},
     output,
 };
@@ -36,7 +38,7 @@ async fn checks(context: &Context) -> Vec<Check> {
             match &error {
                 Ok(error) => checks.push(local::config_file(Err(error))),
                 Err(other) => checks.push(Check::error(
-                    crate::doctor::CheckCode::ConfigFile,
+                    CheckCode::ConfigFile,
                     "config",
                     format!("{other:#}"),
                     "pass `--config PATH`",
@@ -58,14 +60,21 @@ async fn checks(context: &Context) -> Vec<Check> {
     let log = context.start_logging(Some(&settings), true);
     checks.extend(local::servers(&settings));
     checks.extend(local::directories(&context.paths));
-    checks.extend(local::commands(&settings, context.shell_path.as_deref(), &context.clients.cwd));
+    let commands = local::commands(&settings, context.shell_path.as_deref(), &context.clients.cwd);
+    let missing_commands: BTreeSet<String> = commands
+        .iter()
+        .filter(|check| check.code == CheckCode::CommandMissing)
+        .map(|check| check.subject.clone())
+        .collect();
+    checks.extend(commands);
     let store = TokenStore::new(context.paths.auth_dir());
     let sign_ins = signin::check(&settings, &store);
     checks.extend(sign_ins.checks.iter().cloned());
     // Never a browser from doctor: a sign-in it cannot avoid (a rejected token) is
     // reported, not run.
     let oauth = SignInContext::new(store, Browser::None, &settings.bridge);
-    let mut connections = connect::check(&settings, &sign_ins, oauth, settings.bridge.startup_timeout).await;
+    let mut connections =
+        connect::check(&settings, &sign_ins, &missing_commands, oauth, settings.bridge.startup_timeout).await;
     // Dropping the log guard flushes the log, which now holds the upstreams' stderr.
     if log.is_some() {
         drop(log);
@@ -93,8 +102,12 @@ fn print(checks: &[Check]) {
     let count = |status| checks.iter().filter(|check| check.status == status).count();
     let plural =
         |count: usize, word: &str| if count == 1 { format!("1 {word}") } else { format!("{count} {word}s") };
+    let skipped = match count(CheckStatus::Skip) {
+        0 => String::new(),
+        skipped => format!(", {skipped} skipped"),
+    };
     output::line(format_args!(
-        "{}: {} ok, {}, {}",
+        "{}: {} ok, {}, {}{skipped}",
         plural(checks.len(), "check"),
         count(CheckStatus::Ok),
         plural(count(CheckStatus::Warn), "warning"),

@@ -7,7 +7,11 @@
 //! `signin.rs`), remote upstreams without tokens connect with OAuth off, and the browser
 //! is never opened (the caller passes a sign-in context that opens none).
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+    time::Duration,
+};
 
 use tokio::time::Instant;
 
@@ -28,15 +32,29 @@ struct FirstAttempt {
     state: UpstreamState,
 }
 
+/// Connects to the enabled upstreams, except those `sign_ins` blocks (left out) and
+/// those in `missing_commands`, whose command `local.rs` did not find: their check is a
+/// skip that points at FB012 rather than a second error for the same cause.
 pub async fn check(
     settings: &Settings,
     sign_ins: &SignIns,
+    missing_commands: &BTreeSet<String>,
     oauth: SignInContext,
     limit: Duration,
 ) -> Vec<Check> {
-    let settings = Arc::new(settings_for_doctor(settings, sign_ins));
+    let all = settings;
+    let settings = Arc::new(settings_for_doctor(settings, sign_ins, missing_commands));
+    let skipped = |server: &ServerSettings| {
+        Check::skip(
+            CheckCode::UpstreamConnects,
+            server.name.as_str(),
+            "not connected: its command was not found (FB012)",
+            CheckCode::CommandMissing,
+        )
+    };
+    let to_check = || all.enabled_servers().filter(|server| !sign_ins.blocked.contains(&server.name));
     if settings.servers.is_empty() {
-        return Vec::new();
+        return to_check().map(skipped).collect();
     }
     let started = Instant::now();
     let bridge = Bridge::start_for_shell(settings.clone(), oauth);
@@ -47,10 +65,11 @@ pub async fn check(
     let offered = offered_tools(&settings, &bridge.upstream_view().borrow());
     bridge.shutdown().await;
 
-    let mut checks: Vec<Check> = settings
-        .servers
-        .iter()
-        .map(|server| upstream_check(server, attempts.get(&server.name), limit))
+    let mut checks: Vec<Check> = to_check()
+        .map(|server| match settings.server(&server.name) {
+            Some(server) => upstream_check(server, attempts.get(&server.name), limit),
+            None => skipped(server),
+        })
         .collect();
     let count = catalog.tools.len();
     checks.push(if count > TOOL_LIMIT {
@@ -110,9 +129,15 @@ fn policy_name(policy: ConflictResolution) -> &'static str {
 
 /// The enabled servers doctor may connect to, with OAuth off for remote ones that have
 /// no tokens (so a 401 is a finding, not a sign-in).
-fn settings_for_doctor(settings: &Settings, sign_ins: &SignIns) -> Settings {
+fn settings_for_doctor(
+    settings: &Settings,
+    sign_ins: &SignIns,
+    missing_commands: &BTreeSet<String>,
+) -> Settings {
     let mut settings = settings.clone();
-    settings.servers.retain(|server| server.enabled && !sign_ins.blocked.contains(&server.name));
+    settings.servers.retain(|server| {
+        server.enabled && !sign_ins.blocked.contains(&server.name) && !missing_commands.contains(&server.name)
+    });
     for server in &mut settings.servers {
         if let TransportSettings::Remote(remote) = &mut server.transport
             && sign_ins.unsigned.contains(&server.name)

@@ -27,6 +27,8 @@ pub enum CheckStatus {
     Ok,
     Warn,
     Error,
+    /// Not run, because an earlier check already reports why it cannot succeed.
+    Skip,
 }
 
 impl CheckStatus {
@@ -35,6 +37,7 @@ impl CheckStatus {
             CheckStatus::Ok => "ok",
             CheckStatus::Warn => "warn",
             CheckStatus::Error => "error",
+            CheckStatus::Skip => "skip",
         }
     }
 }
@@ -166,6 +169,22 @@ impl Check {
             subject: subject.into(),
             message: message.into(),
             hint: Some(hint.into()),
+        }
+    }
+
+    /// A check not run because the check `because` reports the cause.
+    pub fn skip(
+        code: CheckCode,
+        subject: impl Into<String>,
+        message: impl Into<String>,
+        because: CheckCode,
+    ) -> Check {
+        Check {
+            code,
+            status: CheckStatus::Skip,
+            subject: subject.into(),
+            message: message.into(),
+            hint: Some(format!("fix {} first", because.as_str())),
         }
     }
 

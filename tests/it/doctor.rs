@@ -99,6 +99,25 @@ async fn doctor_passes_a_healthy_setup() {
     assert!(text.stdout.contains(" 0 warnings, 0 errors"), "{}", text.stdout);
 }
 
+/// With only a server whose command is missing there is nothing to connect to: the
+/// connection check is still listed, as skipped, and the text summary counts it.
+#[tokio::test]
+async fn doctor_skips_the_connection_of_a_missing_command() {
+    let env = TestEnv::new();
+    env.write_config(&json!({ "mcpServers": { "missing": { "command": "foxxy-no-such-command" } } }));
+    let text = env.run(&["doctor"]).await;
+    assert_eq!(text.code, Some(1), "{text:?}");
+    let lines: Vec<&str> = text.stdout.lines().filter(|line| line.contains(" missing: ")).collect();
+    assert_eq!(lines.len(), 2, "{}", text.stdout);
+    assert!(
+        lines[0].starts_with("error FB012 missing: command `foxxy-no-such-command` not found"),
+        "{lines:?}"
+    );
+    assert!(lines[1].starts_with("skip  FB020 missing: not connected"), "{lines:?}");
+    assert!(lines[1].ends_with("; hint: fix FB012 first"), "{lines:?}");
+    assert!(text.stdout.trim_end().ends_with(", 1 error, 1 skipped"), "{}", text.stdout);
+}
+
 #[tokio::test]
 async fn doctor_reports_each_broken_upstream_with_a_stable_code() {
     let env = TestEnv::new();
@@ -125,6 +144,15 @@ async fn doctor_reports_each_broken_upstream_with_a_stable_code() {
         find(&report, code, subject)["status"].as_str().expect("status").to_owned()
     };
     assert_eq!(status("FB012", "missing"), "error");
+    // A missing command is one error: the connection check is skipped and says why.
+    let skipped = find(&report, "FB020", "missing");
+    assert_eq!(skipped["status"], "skip", "{skipped}");
+    assert!(skipped["message"].as_str().expect("message").contains("FB012"), "{skipped}");
+    assert_eq!(
+        findings.iter().filter(|(_, status, subject)| subject == "missing" && status == "error").count(),
+        1,
+        "{report:#}"
+    );
     assert_eq!(status("FB011", "shell-only"), "warn");
     assert!(
         find(&report, "FB011", "shell-only")["hint"]

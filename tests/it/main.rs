@@ -25,4 +25,5 @@ mod remote;
 mod resilience;
 mod search;
 mod streams;
+mod structure;
 mod support;

@@ -219,6 +219,11 @@ async fn import_reads_every_client_and_keeps_the_config_text() {
     let edited = home.read(BRIDGE_CONFIG);
     assert_inserted_only(EXISTING_CONFIG, &edited, INSERT_AFTER);
     assert_eq!(home.read(".foxxy-bridge/config.json5.bak"), EXISTING_CONFIG);
+    // The new entries' keys are unquoted like the file's, where JSON5 allows it.
+    for key in ["filesystem: {", "command: \"npx\"", "args: [", "\"remote-api\": {", "Authorization: "] {
+        assert!(edited.contains(key), "no `{key}` in:\n{edited}");
+    }
+    assert!(!edited.contains("\"command\""), "{edited}");
     let servers = &parse_json5(&edited)["mcpServers"];
     assert_eq!(
         servers["filesystem"],
