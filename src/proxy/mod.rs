@@ -15,6 +15,7 @@ pub mod catalog;
 mod handler;
 pub mod link;
 pub mod naming;
+mod service;
 pub mod stdio;
 
 use std::{
@@ -30,8 +31,8 @@ use serde::de::DeserializeOwned;
 use tokio::{sync::watch, time::Instant};
 use tokio_util::sync::CancellationToken;
 
-pub use self::catalog::Catalog;
 use self::link::DownstreamLink;
+pub use self::{catalog::Catalog, service::BridgeService};
 use crate::{
     config::{Aggregation, Settings},
     oauth::SignInContext,
@@ -290,7 +291,7 @@ async fn maintain_catalog(
         let current = settings.borrow_and_update().clone();
         let next = Catalog::build(&snapshot, &current);
         let previous = catalog.borrow().clone();
-        let tools_changed = previous.tools != next.tools;
+        let tools_changed = previous.tool_objects != next.tool_objects;
         let prompts_changed = previous.prompts != next.prompts;
         let resources_changed =
             previous.resources != next.resources || previous.resource_templates != next.resource_templates;

@@ -31,7 +31,7 @@ use rmcp::{
 };
 use sse_stream::{Error as SseError, Sse};
 
-use super::lines::tool_response;
+use super::{lines::tool_response, listing::ToolListCapture};
 
 /// How long the rest of an answered stream may take to end before its connection is
 /// dropped instead of reused.
@@ -46,11 +46,53 @@ type SseStream = BoxStream<'static, Result<Sse, SseError>>;
 #[derive(Clone)]
 pub struct Answers<C> {
     inner: C,
+    /// Offered the events of each `tools/list` response stream (`listing.rs`).
+    tool_lists: Arc<ToolListCapture>,
 }
 
 impl<C> Answers<C> {
-    pub fn new(inner: C) -> Self {
-        Self { inner }
+    pub fn new(inner: C, tool_lists: Arc<ToolListCapture>) -> Self {
+        Self { inner, tool_lists }
+    }
+
+    /// `response` as it came, a `tools/list` answer's stream offered to the capture on
+    /// its way to rmcp; a `tools/call` answer read by [`shortcut`].
+    async fn read(&self, message: &Kind, response: StreamableHttpPostResponse) -> StreamableHttpPostResponse {
+        match (message, response) {
+            (Kind::ToolList, StreamableHttpPostResponse::Sse(stream, session_id)) => {
+                let tool_lists = self.tool_lists.clone();
+                let stream = stream.inspect(move |item| {
+                    if let Ok(event) = item
+                        && let Payload::Message(data) = payload(event)
+                    {
+                        tool_lists.offer(data.as_bytes());
+                    }
+                });
+                StreamableHttpPostResponse::Sse(stream.boxed(), session_id)
+            }
+            (Kind::ToolCall(call), response) => shortcut(Some(call.clone()), response).await,
+            (_, response) => response,
+        }
+    }
+}
+
+/// What the bridge reads itself in a POST's response.
+enum Kind {
+    ToolCall(RequestId),
+    ToolList,
+    Other,
+}
+
+impl Kind {
+    fn of(message: &ClientJsonRpcMessage) -> Self {
+        match message {
+            JsonRpcMessage::Request(request) => match request.request {
+                ClientRequest::CallToolRequest(_) => Kind::ToolCall(request.id.clone()),
+                ClientRequest::ListToolsRequest(_) => Kind::ToolList,
+                _ => Kind::Other,
+            },
+            _ => Kind::Other,
+        }
     }
 }
 
@@ -65,9 +107,9 @@ impl<C: StreamableHttpClient + Sync> StreamableHttpClient for Answers<C> {
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
-        let call = tool_call_id(&message);
+        let kind = Kind::of(&message);
         let response = self.inner.post_message(uri, message, session_id, auth_header, custom_headers).await?;
-        Ok(shortcut(call, response).await)
+        Ok(self.read(&kind, response).await)
     }
 
     async fn post_message_with_max_sse_event_size(
@@ -79,7 +121,7 @@ impl<C: StreamableHttpClient + Sync> StreamableHttpClient for Answers<C> {
         custom_headers: HashMap<HeaderName, HeaderValue>,
         max_sse_event_size: usize,
     ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
-        let call = tool_call_id(&message);
+        let kind = Kind::of(&message);
         let response = self
             .inner
             .post_message_with_max_sse_event_size(
@@ -91,7 +133,7 @@ impl<C: StreamableHttpClient + Sync> StreamableHttpClient for Answers<C> {
                 max_sse_event_size,
             )
             .await?;
-        Ok(shortcut(call, response).await)
+        Ok(self.read(&kind, response).await)
     }
 
     async fn post_message_with_response_limits(
@@ -103,12 +145,12 @@ impl<C: StreamableHttpClient + Sync> StreamableHttpClient for Answers<C> {
         custom_headers: HashMap<HeaderName, HeaderValue>,
         limits: StreamableHttpResponseLimits,
     ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
-        let call = tool_call_id(&message);
+        let kind = Kind::of(&message);
         let response = self
             .inner
             .post_message_with_response_limits(uri, message, session_id, auth_header, custom_headers, limits)
             .await?;
-        Ok(shortcut(call, response).await)
+        Ok(self.read(&kind, response).await)
     }
 
     fn delete_session(
@@ -149,16 +191,6 @@ impl<C: StreamableHttpClient + Sync> StreamableHttpClient for Answers<C> {
             custom_headers,
             max_sse_event_size,
         )
-    }
-}
-
-/// The id of `message` if it is a `tools/call` request.
-fn tool_call_id(message: &ClientJsonRpcMessage) -> Option<RequestId> {
-    match message {
-        JsonRpcMessage::Request(request) if matches!(request.request, ClientRequest::CallToolRequest(_)) => {
-            Some(request.id.clone())
-        }
-        _ => None,
     }
 }
 

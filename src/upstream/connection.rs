@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     ClientLink, RequestOptions, UpstreamError,
     lane::{self, Call, Lane, Ticket},
+    listing::ToolListCapture,
     relay::{self, ToolAnswer, ToolCall},
     tap::{TapQueue, TapReceiver, Tapped},
 };
@@ -90,11 +91,18 @@ pub struct Connection {
     broken: CancellationToken,
     /// The direct path for `tools/call` (`lane.rs`); stdio sessions before 2026-07-28.
     lane: Option<Arc<Lane>>,
+    /// The session's `tools/list` answers as written (`listing.rs`).
+    tool_lists: Arc<ToolListCapture>,
 }
 
 impl Connection {
     pub fn peer(&self) -> &Peer<RoleClient> {
         &self.peer
+    }
+
+    /// The session's `tools/list` answers as the upstream wrote them.
+    pub fn tool_lists(&self) -> &ToolListCapture {
+        &self.tool_lists
     }
 
     /// An id on the session's direct lane for a `tools/call` no task will wait for
@@ -313,6 +321,8 @@ pub struct ConnectionParts {
     name: Arc<str>,
     pub routes: Arc<ProgressRoutes>,
     request_timeout: Duration,
+    /// Shared with the session's tap and transport, which fill it.
+    pub tool_lists: Arc<ToolListCapture>,
 }
 
 impl ConnectionParts {
@@ -341,6 +351,7 @@ impl ConnectionParts {
             request_timeout: self.request_timeout,
             broken,
             lane,
+            tool_lists: self.tool_lists,
         }
     }
 }
@@ -356,7 +367,7 @@ pub fn session_parts(
     let routes = Arc::new(ProgressRoutes::default());
     SessionParts {
         handler: UpstreamHandler { name: name.clone(), link, lists_changed },
-        connection_parts: ConnectionParts { name, routes, request_timeout },
+        connection_parts: ConnectionParts { name, routes, request_timeout, tool_lists: Arc::default() },
         tapped_rx,
         tapped_tx,
     }

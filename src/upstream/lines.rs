@@ -31,7 +31,7 @@ use rmcp::{
 use serde::{Deserialize, de::IgnoredAny};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader};
 
-use super::{lane::Lane, outlet::Outlet};
+use super::{lane::Lane, listing::ToolListCapture, outlet::Outlet};
 
 /// Outstanding `tools/call` ids beyond this are forgotten (answers that never came);
 /// forgetting one only sends its answer down the general decoder.
@@ -55,6 +55,8 @@ pub struct LineTransport<R> {
     tool_calls: HashSet<RequestId>,
     /// Whether a non-JSON line was already logged at `warn` (the rest go to `debug`).
     warned_noise: bool,
+    /// Offered every line, to keep `tools/list` answers as written (`listing.rs`).
+    tool_lists: Option<Arc<ToolListCapture>>,
 }
 
 impl<R: AsyncRead + Unpin> LineTransport<R> {
@@ -69,7 +71,14 @@ impl<R: AsyncRead + Unpin> LineTransport<R> {
             max_bytes,
             tool_calls: HashSet::new(),
             warned_noise: false,
+            tool_lists: None,
         }
+    }
+
+    /// Offer every incoming line to `tool_lists`.
+    pub fn with_tool_lists(mut self, tool_lists: Arc<ToolListCapture>) -> Self {
+        self.tool_lists = Some(tool_lists);
+        self
     }
 
     /// The session's direct lane for `tools/call`.
@@ -255,6 +264,9 @@ where
             if text.is_empty() || self.lane.claim(text) {
                 self.line = reuse(line);
                 continue;
+            }
+            if let Some(tool_lists) = &self.tool_lists {
+                tool_lists.offer(text);
             }
             let decoded = self.decode(text);
             self.line = reuse(line);

@@ -22,6 +22,7 @@ mod child;
 mod connection;
 mod lane;
 mod lines;
+mod listing;
 mod outlet;
 mod relay;
 mod remote;
@@ -230,6 +231,9 @@ pub struct UpstreamCatalog {
     pub capabilities: ServerCapabilities,
     pub instructions: Option<String>,
     pub tools: Vec<Tool>,
+    /// Each of `tools` as the upstream wrote it (same order): fields the decoded `Tool`
+    /// does not know are kept, to be served unchanged but for the name.
+    pub tool_objects: Vec<Arc<rmcp::model::JsonObject>>,
     pub prompts: Vec<Prompt>,
     pub resources: Vec<Resource>,
     pub resource_templates: Vec<ResourceTemplate>,

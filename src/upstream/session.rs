@@ -10,9 +10,13 @@ use std::{sync::Arc, time::Duration};
 
 use rmcp::{
     RoleClient,
-    model::ProtocolVersion,
+    model::{
+        ClientRequest, JsonObject, ListToolsRequest, PaginatedRequestParams, ProtocolVersion, ServerResult,
+        Tool,
+    },
     service::{
-        ClientInitializeError, ClientLifecycleMode, RunningService, serve_client_with_lifecycle_and_ct,
+        ClientInitializeError, ClientLifecycleMode, PeerRequestOptions, RunningService, ServiceError,
+        serve_client_with_lifecycle_and_ct,
     },
     transport::Transport,
 };
@@ -25,6 +29,7 @@ use super::{
     connection::{self, Connection, SessionParts, UpstreamHandler},
     lane::Lane,
     lines::LineTransport,
+    listing::ToolListCapture,
     remote,
     set::{Entry, Shared},
     sse,
@@ -135,7 +140,13 @@ impl Pending {
     }
 
     fn tap<T>(&self, transport: T) -> TapTransport<T> {
-        TapTransport::new(transport, self.parts.tapped_tx.clone(), self.closed.clone())
+        let tool_lists = self.tool_lists();
+        TapTransport::new(transport, self.parts.tapped_tx.clone(), self.closed.clone(), tool_lists)
+    }
+
+    /// Where the transport offers `tools/list` answers as written (`listing.rs`).
+    fn tool_lists(&self) -> Arc<ToolListCapture> {
+        self.parts.connection_parts.tool_lists.clone()
     }
 
     /// Open the session over `transport` (`initialize`, or `server/discover` for
@@ -220,7 +231,8 @@ async fn start_stdio(
     pending: Pending,
 ) -> Result<Session, StdioFailure> {
     let spawned = child::spawn(&entry.name, spec).map_err(StdioFailure::Other)?;
-    let lines = LineTransport::new(spawned.stdout, spawned.stdin, shared.max_message_bytes);
+    let lines = LineTransport::new(spawned.stdout, spawned.stdin, shared.max_message_bytes)
+        .with_tool_lists(pending.tool_lists());
     let lane = lines.lane();
     let transport = pending.tap(lines);
     let label = "stdio";
@@ -357,14 +369,24 @@ async fn streamable(
     match tokens {
         Some(tokens) => {
             let bearer = BearerClient::new(client.clone(), tokens.clone());
-            let transport = pending.tap(remote::streamable_transport(bearer.clone(), settings, max));
+            let transport = pending.tap(remote::streamable_transport(
+                bearer.clone(),
+                settings,
+                max,
+                pending.tool_lists(),
+            ));
             let attempt = pending.initialize(entry, shared, transport, None, "streamable-http", None).await;
             // Once connected, a 401/403 mid-session may start a sign-in itself.
             bearer.set_interactive();
             attempt
         }
         None => {
-            let transport = pending.tap(remote::streamable_transport(client.clone(), settings, max));
+            let transport = pending.tap(remote::streamable_transport(
+                client.clone(),
+                settings,
+                max,
+                pending.tool_lists(),
+            ));
             pending.initialize(entry, shared, transport, None, "streamable-http", None).await
         }
     }
@@ -433,7 +455,7 @@ async fn dial(
     )
     .await
     {
-        Ok(stream) => stream,
+        Ok(stream) => stream.with_tool_lists(pending.tool_lists()),
         Err(sse::SseTransportError::AuthRequired(challenge)) if tokens.is_some() => {
             return Err(Dial::Challenge(challenge));
         }
@@ -457,7 +479,9 @@ pub async fn list_catalog(connection: &Connection, timeout: Duration) -> Result<
     // The four lists are independent: ask for them at once.
     let listing = async {
         let (tools, prompts, resources, templates) = tokio::join!(
-            async { if capabilities.tools.is_some() { peer.list_all_tools().await } else { Ok(Vec::new()) } },
+            async {
+                if capabilities.tools.is_some() { list_tools(connection).await } else { Ok(Vec::new()) }
+            },
             async {
                 if capabilities.prompts.is_some() { peer.list_all_prompts().await } else { Ok(Vec::new()) }
             },
@@ -476,10 +500,12 @@ pub async fn list_catalog(connection: &Connection, timeout: Duration) -> Result<
                 }
             },
         );
+        let (tools, tool_objects) = tools?.into_iter().unzip();
         Ok::<_, rmcp::service::ServiceError>(UpstreamCatalog {
             capabilities: capabilities.clone(),
             instructions: info.instructions.clone(),
-            tools: tools?,
+            tools,
+            tool_objects,
             prompts: prompts?,
             resources: resources?,
             resource_templates: templates?,
@@ -488,5 +514,50 @@ pub async fn list_catalog(connection: &Connection, timeout: Duration) -> Result<
     match tokio::time::timeout(timeout, listing).await {
         Ok(result) => result.map_err(|error| remote::describe(&error)),
         Err(_) => Err(format!("listing did not finish within {} s", timeout.as_secs())),
+    }
+}
+
+/// Every page of the upstream's tools, each decoded and as the upstream wrote it (its
+/// decoded form encoded again when the transport could not keep the text).
+async fn list_tools(connection: &Connection) -> Result<Vec<(Tool, Arc<JsonObject>)>, ServiceError> {
+    let mut listed = Vec::new();
+    let mut cursor = None;
+    loop {
+        let request = ClientRequest::ListToolsRequest(ListToolsRequest {
+            method: Default::default(),
+            params: Some(PaginatedRequestParams::default().with_cursor(cursor)),
+            extensions: Default::default(),
+        });
+        let handle =
+            connection.peer().send_request_with_option(request, PeerRequestOptions::no_options()).await?;
+        let id = handle.id.clone();
+        let response = handle.await_response().await;
+        let written = connection.tool_lists().take(&id);
+        let ServerResult::ListToolsResult(page) = response? else {
+            return Err(ServiceError::UnexpectedResponse);
+        };
+        let mut written = written.map(Vec::into_iter);
+        for tool in page.tools {
+            // The text is used only while it lists the same tools in the same order.
+            let object = written
+                .as_mut()
+                .and_then(Iterator::next)
+                .filter(|object| object.get("name").and_then(|name| name.as_str()) == Some(&*tool.name));
+            let object = match object {
+                Some(object) => object,
+                None => {
+                    written = None;
+                    match serde_json::to_value(&tool) {
+                        Ok(serde_json::Value::Object(object)) => object,
+                        _ => JsonObject::new(),
+                    }
+                }
+            };
+            listed.push((tool, Arc::new(object)));
+        }
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            return Ok(listed);
+        }
     }
 }

@@ -19,12 +19,17 @@ use std::{
 };
 
 use rmcp::{
-    model::{JsonRpcMessage, LoggingMessageNotificationParam, ProgressNotificationParam, ServerNotification},
+    model::{
+        ClientRequest, JsonRpcMessage, LoggingMessageNotificationParam, ProgressNotificationParam,
+        ServerNotification,
+    },
     service::{RoleClient, RxJsonRpcMessage, TxJsonRpcMessage},
     transport::Transport,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+
+use super::listing::ToolListCapture;
 
 /// What the tap queues, in wire order.
 pub enum Tapped {
@@ -107,11 +112,19 @@ pub struct TapTransport<T> {
     tapped: TapQueue,
     /// Cancelled when the upstream ends its side of the transport.
     closed: CancellationToken,
+    /// Told the id of each outgoing `tools/list`, whose answer the inner transport
+    /// offers it as written (`listing.rs`).
+    tool_lists: Arc<ToolListCapture>,
 }
 
 impl<T> TapTransport<T> {
-    pub fn new(inner: T, tapped: TapQueue, closed: CancellationToken) -> Self {
-        Self { inner, tapped, closed }
+    pub fn new(
+        inner: T,
+        tapped: TapQueue,
+        closed: CancellationToken,
+        tool_lists: Arc<ToolListCapture>,
+    ) -> Self {
+        Self { inner, tapped, closed, tool_lists }
     }
 }
 
@@ -122,6 +135,11 @@ impl<T: Transport<RoleClient>> Transport<RoleClient> for TapTransport<T> {
         &mut self,
         item: TxJsonRpcMessage<RoleClient>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        if let JsonRpcMessage::Request(request) = &item
+            && matches!(request.request, ClientRequest::ListToolsRequest(_))
+        {
+            self.tool_lists.expect(request.id.clone());
+        }
         self.inner.send(item)
     }
 

@@ -5,6 +5,7 @@
 mod cli;
 mod conformance;
 mod core;
+mod fidelity;
 mod interop;
 mod interop_http;
 mod jsonrpc;

@@ -1,0 +1,115 @@
+//! Tool objects as the upstream wrote them.
+//!
+//! rmcp decodes a `tools/list` result into its `Tool` type, which keeps only the fields
+//! it knows: `execution`, a field of a newer protocol, or a server's own extension
+//! field would be lost on the way to the client. So every session has a
+//! [`ToolListCapture`]: the tap (`tap.rs`) marks the id of each outgoing `tools/list`
+//! request, each transport offers the JSON text of every incoming message while such an
+//! id is open ([`ToolListCapture::offer`]), and the capture keeps the `tools` array of
+//! the matching response. `list_catalog` then takes it by the request's id and pairs it
+//! with rmcp's decoded tools, which the bridge still uses for names and routing.
+//!
+//! The capture costs one atomic load per incoming message while no `tools/list` is
+//! open. When a transport cannot offer the text (a streamable HTTP response sent as one
+//! JSON body, which rmcp decodes below the bridge), the decoded tool is served as rmcp
+//! encodes it.
+
+use std::sync::{
+    Mutex,
+    atomic::{AtomicUsize, Ordering},
+};
+
+use foldhash::HashMap;
+use rmcp::model::{JsonObject, RequestId};
+use serde::{Deserialize, de::IgnoredAny};
+
+/// Open `tools/list` ids beyond this are forgotten (answers that never came).
+const MAX_OPEN: usize = 64;
+
+/// The raw `tools` arrays of one session's `tools/list` responses, by request id.
+#[derive(Default)]
+pub struct ToolListCapture {
+    /// How many ids are open; read without the lock on every incoming message.
+    open: AtomicUsize,
+    /// Open ids (`None`) and answered ones (the raw tools), until taken.
+    lists: Mutex<HashMap<RequestId, Option<Vec<JsonObject>>>>,
+}
+
+impl ToolListCapture {
+    fn lists(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, Option<Vec<JsonObject>>>> {
+        self.lists.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A `tools/list` request with id `id` is being sent.
+    pub fn expect(&self, id: RequestId) {
+        let mut lists = self.lists();
+        if lists.len() >= MAX_OPEN {
+            lists.clear();
+        }
+        lists.insert(id, None);
+        self.open.store(lists.len(), Ordering::SeqCst);
+    }
+
+    /// `text` is an incoming message: keep its tools if it answers an open `tools/list`.
+    pub fn offer(&self, text: &[u8]) {
+        if self.open.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        #[derive(Deserialize)]
+        struct Head {
+            id: Option<RequestId>,
+            method: Option<IgnoredAny>,
+        }
+        #[derive(Deserialize)]
+        struct Listed {
+            result: Tools,
+        }
+        #[derive(Deserialize)]
+        struct Tools {
+            tools: Vec<JsonObject>,
+        }
+        let Ok(Head { id: Some(id), method: None }) = serde_json::from_slice::<Head>(text) else { return };
+        if !matches!(self.lists().get(&id), Some(None)) {
+            return;
+        }
+        let Ok(listed) = serde_json::from_slice::<Listed>(text) else { return };
+        if let Some(slot) = self.lists().get_mut(&id) {
+            *slot = Some(listed.result.tools);
+        }
+    }
+
+    /// The tools of the answer to `tools/list` request `id`, as written; `None` when
+    /// the transport could not offer its text. The id is closed either way.
+    pub fn take(&self, id: &RequestId) -> Option<Vec<JsonObject>> {
+        let mut lists = self.lists();
+        let taken = lists.remove(id).flatten();
+        self.open.store(lists.len(), Ordering::SeqCst);
+        taken
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn keeps_the_tools_of_open_lists_only() {
+        let capture = ToolListCapture::default();
+        let answer = |id: i64| {
+            json!({"jsonrpc": "2.0", "id": id, "result": {"tools": [{"name": "a", "execution": {"taskSupport": "optional"}}]}})
+                .to_string()
+        };
+        capture.offer(answer(1).as_bytes());
+        assert!(capture.take(&RequestId::Number(1)).is_none(), "1 was never open");
+        capture.expect(RequestId::Number(2));
+        capture.offer(br#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#);
+        capture.offer(answer(3).as_bytes());
+        capture.offer(answer(2).as_bytes());
+        let tools = capture.take(&RequestId::Number(2)).expect("the answer to 2");
+        assert_eq!(tools[0]["execution"], json!({"taskSupport": "optional"}));
+        assert_eq!(capture.open.load(Ordering::SeqCst), 0);
+        assert!(capture.take(&RequestId::Number(2)).is_none(), "taken once");
+    }
+}

@@ -1,0 +1,211 @@
+//! Protocol fidelity: what a client gets through the bridge equals what it gets from the
+//! upstream directly. Each test sends the same requests to server-everything (or the
+//! fixture) directly and through `foxxy-bridge stdio`, line by line, and compares.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::Command,
+};
+
+use super::{
+    peers,
+    support::{RawSession, TestEnv},
+};
+
+/// The tool prefix of server-everything behind the bridge.
+const PREFIX: &str = "ev__";
+
+/// A line-level MCP client that answers the server's requests the way a client that
+/// declared `capabilities` would, and records what it was asked.
+struct LineClient {
+    raw: RawSession,
+    next_id: i64,
+    /// Requests the server sent us, in order.
+    asked: Vec<Value>,
+}
+
+impl LineClient {
+    fn spawn(mut command: Command) -> LineClient {
+        command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("spawn the server");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = child.stdout.take().expect("stdout");
+        LineClient { raw: RawSession::over(child, stdin, stdout), next_id: 1, asked: Vec::new() }
+    }
+
+    /// server-everything over stdio, directly.
+    fn everything() -> LineClient {
+        let mut command = Command::new("node");
+        command.arg(peers::server_everything_js()).arg("stdio");
+        LineClient::spawn(command)
+    }
+
+    /// `foxxy-bridge stdio` with `env`'s config.
+    fn bridge(env: &TestEnv) -> LineClient {
+        let mut command = env.command();
+        command.arg("stdio");
+        LineClient::spawn(command)
+    }
+
+    /// `initialize` declaring `capabilities`, then `notifications/initialized`; the result.
+    async fn initialize(&mut self, capabilities: Value) -> Value {
+        let params = json!({
+            "protocolVersion": "2025-11-25", "capabilities": capabilities,
+            "clientInfo": {"name": "fidelity", "version": "1"},
+        });
+        let result = self.request("initialize", params).await;
+        self.raw.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await;
+        result["result"].clone()
+    }
+
+    /// Send a request and return its response (result or error), answering the
+    /// server's own requests meanwhile.
+    async fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.raw.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})).await;
+        loop {
+            let message = self.raw.recv().await;
+            if message.get("method").is_some() {
+                if message.get("id").is_some() {
+                    self.answer(message).await;
+                }
+                continue;
+            }
+            if message["id"] == json!(id) {
+                return message;
+            }
+        }
+    }
+
+    async fn answer(&mut self, request: Value) {
+        let result = match request["method"].as_str() {
+            Some("roots/list") => json!({"roots": [{"uri": "file:///tmp", "name": "tmp"}]}),
+            Some("ping") => json!({}),
+            Some("sampling/createMessage") => json!({
+                "role": "assistant", "content": {"type": "text", "text": "sampled"}, "model": "test",
+            }),
+            Some("elicitation/create") => json!({"action": "decline"}),
+            _ => Value::Null,
+        };
+        let reply = if result.is_null() {
+            json!({"jsonrpc": "2.0", "id": request["id"], "error": {"code": -32601, "message": "not supported"}})
+        } else {
+            json!({"jsonrpc": "2.0", "id": request["id"], "result": result})
+        };
+        self.asked.push(request);
+        self.raw.send(&reply).await;
+    }
+
+    /// The tool objects of `tools/list`.
+    async fn tools(&mut self) -> Vec<Value> {
+        let response = self.request("tools/list", json!({})).await;
+        response["result"]["tools"].as_array().unwrap_or_else(|| panic!("a tool list: {response}")).clone()
+    }
+}
+
+/// `tools` with `prefix` taken off each name (tools without it are dropped).
+fn unprefixed(tools: &[Value], prefix: &str) -> Vec<Value> {
+    tools
+        .iter()
+        .filter_map(|tool| {
+            let name = tool["name"].as_str()?.strip_prefix(prefix)?.to_owned();
+            let mut tool = tool.clone();
+            tool["name"] = json!(name);
+            Some(tool)
+        })
+        .collect()
+}
+
+/// A config with server-everything over stdio as `ev`.
+fn everything_env() -> TestEnv {
+    let env = TestEnv::new();
+    env.write_config(&json!({"mcpServers": {"ev": peers::everything_stdio()}}));
+    env
+}
+
+/// The bridge's tools of server-everything once they equal `expected`, or what it
+/// lists at the deadline (the bridge re-lists after the upstream's `list_changed`).
+async fn bridge_tools_settling_on(bridge: &mut LineClient, expected: &[Value]) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let tools = unprefixed(&bridge.tools().await, PREFIX);
+        if tools == expected || tokio::time::Instant::now() >= deadline {
+            return tools;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+const ALL_CAPABILITIES: fn() -> Value =
+    || json!({"sampling": {}, "elicitation": {"form": {}, "url": {}}, "roots": {}});
+
+/// server-everything serving `mode` on a loopback port: the process (killed on drop)
+/// and its port.
+async fn everything_http(mode: &str) -> (tokio::process::Child, u16) {
+    let mut child = peers::everything_http(mode)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn server-everything");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let port = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(port) = line.strip_prefix("FOXXY_LISTENING ") {
+                return port.trim().parse::<u16>().expect("a port");
+            }
+        }
+        panic!("server-everything {mode} exited before listening");
+    })
+    .await
+    .expect("server-everything announces its port");
+    // Keep draining stderr so that the server never blocks on it.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, port)
+}
+
+/// server-everything's own tool objects, for a client that declared every capability.
+async fn direct_tools() -> Vec<Value> {
+    let mut direct = LineClient::everything();
+    direct.initialize(ALL_CAPABILITIES()).await;
+    let expected = direct.tools().await;
+    assert!(
+        expected.iter().any(|tool| tool.get("execution").is_some()),
+        "server-everything's tools carry `execution`: {expected:?}"
+    );
+    expected
+}
+
+#[tokio::test]
+async fn tool_objects_are_the_upstreams_own_but_for_the_name() {
+    let expected = direct_tools().await;
+    let env = everything_env();
+    let mut bridge = LineClient::bridge(&env);
+    bridge.initialize(ALL_CAPABILITIES()).await;
+    let tools = bridge_tools_settling_on(&mut bridge, &expected).await;
+    assert_eq!(tools, expected, "tool objects through the bridge, name prefix removed");
+}
+
+#[tokio::test]
+async fn tool_objects_over_streamable_http_and_sse_are_the_upstreams_own() {
+    let expected = direct_tools().await;
+    for (mode, path, transport) in [("streamableHttp", "/mcp", "streamablehttp"), ("sse", "/sse", "sse")] {
+        let (_server, port) = everything_http(mode).await;
+        let env = TestEnv::new();
+        let url = format!("http://127.0.0.1:{port}{path}");
+        env.write_config(&json!({"mcpServers": {"ev": {"url": url, "transport": transport}}}));
+        let mut bridge = LineClient::bridge(&env);
+        bridge.initialize(ALL_CAPABILITIES()).await;
+        let tools = bridge_tools_settling_on(&mut bridge, &expected).await;
+        assert_eq!(tools, expected, "tool objects over {mode}, name prefix removed");
+    }
+}
