@@ -525,6 +525,13 @@ impl Transport<RoleServer> for StdioTransport {
         &mut self,
         item: TxJsonRpcMessage<RoleServer>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        let mut item = item;
+        if let JsonRpcMessage::Request(request) = &mut item {
+            // rmcp gives every request a progress token. The upstream's request this
+            // one relays (roots, sampling, elicitation) is answered without progress,
+            // so the client gets none it would have to report on.
+            crate::upstream::drop_progress_token(&mut request.request);
+        }
         let line = self.outbox.encode(&item);
         let tx = self.outbox.tx.clone();
         // Queue now, while rmcp's loop holds the message order; wait only when full.

@@ -15,9 +15,9 @@ use rmcp::{
         CancelledNotification, CancelledNotificationParam, ClientCapabilities, ClientInfo,
         ClientNotification, ClientRequest, ClientResult, CreateMessageRequest, CreateMessageRequestParams,
         CreateMessageResult, CustomNotification, CustomRequest, CustomResult, ElicitRequest,
-        ElicitRequestParams, ElicitResult, ElicitationCapability, FormElicitationCapability, Implementation,
-        ListRootsRequest, ListRootsResult, LoggingMessageNotification, NumberOrString, ProgressNotification,
-        ProgressToken, ProtocolVersion, RequestId, ResourceUpdatedNotification,
+        ElicitRequestParams, ElicitResult, ElicitationCapability, FormElicitationCapability, GetExtensions,
+        Implementation, ListRootsRequest, ListRootsResult, LoggingMessageNotification, NumberOrString,
+        ProgressNotification, ProgressToken, ProtocolVersion, RequestId, ResourceUpdatedNotification,
         ResourceUpdatedNotificationParam, ServerNotification, ServerRequest, ServerResult,
         UrlElicitationCapability,
     },
@@ -31,7 +31,7 @@ use super::{
     lane::{self, Call, Lane, Ticket},
     listing::ToolListCapture,
     relay::{self, ToolAnswer, ToolCall},
-    tap::{TapQueue, TapReceiver, Tapped},
+    tap::{ProgressWanted, TapQueue, TapReceiver, Tapped},
 };
 
 /// Where progress for one in-flight request goes.
@@ -141,9 +141,12 @@ impl Connection {
 
     async fn request_via_rmcp(
         &self,
-        request: ClientRequest,
+        mut request: ClientRequest,
         options: RequestOptions,
     ) -> Result<ServerResult, UpstreamError> {
+        if options.progress_token.is_some() {
+            request.extensions_mut().insert(ProgressWanted);
+        }
         let mut peer_options = PeerRequestOptions::no_options();
         if let Some(meta) = options.meta {
             peer_options = peer_options.with_meta(meta);

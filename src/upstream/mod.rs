@@ -46,6 +46,7 @@ use rmcp::{
     },
 };
 pub use set::UpstreamSet;
+pub use tap::drop_progress_token;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 

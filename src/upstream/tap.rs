@@ -20,8 +20,8 @@ use std::{
 
 use rmcp::{
     model::{
-        ClientRequest, JsonRpcMessage, LoggingMessageNotificationParam, ProgressNotificationParam,
-        ServerNotification,
+        ClientRequest, GetExtensions, GetMeta, JsonRpcMessage, LoggingMessageNotificationParam,
+        ProgressNotificationParam, RequestMetaObject, ServerNotification,
     },
     service::{RoleClient, RxJsonRpcMessage, TxJsonRpcMessage},
     transport::Transport,
@@ -30,6 +30,26 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::listing::ToolListCapture;
+
+/// Marks a request (in its rmcp extensions, never sent) whose `_meta.progressToken`
+/// the upstream should get: the client gave one, and progress is routed back to it.
+/// rmcp puts a progress token into every request it sends; the tap takes it out of
+/// the others, so the upstream sees a token only where the client wrote one.
+#[derive(Clone, Copy, Debug)]
+pub struct ProgressWanted;
+
+/// Take the progress token rmcp put into `request`'s `_meta` out again, and `_meta`
+/// with it when nothing else is in it.
+pub fn drop_progress_token<R>(request: &mut R)
+where
+    R: GetMeta<Metadata = RequestMetaObject> + GetExtensions,
+{
+    let meta = request.get_meta_mut();
+    meta.0.remove("progressToken");
+    if meta.0.is_empty() {
+        request.extensions_mut().remove::<RequestMetaObject>();
+    }
+}
 
 /// What the tap queues, in wire order.
 pub enum Tapped {
@@ -135,10 +155,14 @@ impl<T: Transport<RoleClient>> Transport<RoleClient> for TapTransport<T> {
         &mut self,
         item: TxJsonRpcMessage<RoleClient>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
-        if let JsonRpcMessage::Request(request) = &item
-            && matches!(request.request, ClientRequest::ListToolsRequest(_))
-        {
-            self.tool_lists.expect(request.id.clone());
+        let mut item = item;
+        if let JsonRpcMessage::Request(request) = &mut item {
+            if matches!(request.request, ClientRequest::ListToolsRequest(_)) {
+                self.tool_lists.expect(request.id.clone());
+            }
+            if request.request.extensions().get::<ProgressWanted>().is_none() {
+                drop_progress_token(&mut request.request);
+            }
         }
         self.inner.send(item)
     }

@@ -209,3 +209,80 @@ async fn tool_objects_over_streamable_http_and_sse_are_the_upstreams_own() {
         assert_eq!(tools, expected, "tool objects over {mode}, name prefix removed");
     }
 }
+
+impl LineClient {
+    /// Read (answering the server's requests) until the server has asked `method`;
+    /// that request as received.
+    async fn wait_asked(&mut self, method: &str) -> Value {
+        loop {
+            if let Some(request) = self.asked.iter().find(|request| request["method"] == method) {
+                return request.clone();
+            }
+            let message = self.raw.recv().await;
+            if message.get("method").is_some() && message.get("id").is_some() {
+                self.answer(message).await;
+            }
+        }
+    }
+}
+
+/// An upstream that records every message it receives into `log` and answers from
+/// `description` (`tests/peers/recording_server.py`).
+fn recording(log: &std::path::Path, description: &Value) -> Value {
+    json!({
+        "command": peers::python(),
+        "args": [peers::peer_script("recording_server.py"), log, description.to_string()],
+    })
+}
+
+/// The messages a recording upstream received so far.
+fn recorded(log: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a recorded message"))
+        .collect()
+}
+
+fn progress_token(request: &Value) -> Option<&Value> {
+    request["params"].get("_meta").and_then(|meta| meta.get("progressToken"))
+}
+
+#[tokio::test]
+async fn upstream_requests_carry_a_progress_token_only_when_the_clients_did() {
+    let env = TestEnv::new();
+    let log = env.path("received.jsonl");
+    let tools = json!({"tools": [{"name": "work", "inputSchema": {"type": "object"}}]});
+    env.write_config(&json!({"mcpServers": {"rec": recording(&log, &tools)}}));
+    let mut bridge = LineClient::bridge(&env);
+    bridge.initialize(json!({})).await;
+    assert_eq!(bridge.tools().await.len(), 1);
+    let with =
+        bridge.request("tools/call", json!({"name": "rec__work", "_meta": {"progressToken": "p1"}})).await;
+    assert_eq!(with["result"]["content"][0]["text"], "called work", "{with}");
+    let without = bridge.request("tools/call", json!({"name": "rec__work", "arguments": {}})).await;
+    assert_eq!(without["result"]["content"][0]["text"], "called work", "{without}");
+    bridge.request("prompts/list", json!({})).await;
+    let received = recorded(&log);
+    let requests: Vec<&Value> = received.iter().filter(|message| message.get("id").is_some()).collect();
+    let calls: Vec<&&Value> = requests.iter().filter(|request| request["method"] == "tools/call").collect();
+    assert_eq!(calls.len(), 2, "{received:?}");
+    assert!(progress_token(calls[0]).is_some(), "the client's token is mapped: {}", calls[0]);
+    for request in requests.iter().filter(|request| **request != *calls[0]) {
+        assert_eq!(progress_token(request), None, "no token the client did not give: {request}");
+    }
+}
+
+#[tokio::test]
+async fn roots_requests_reach_the_client_as_the_upstream_wrote_them() {
+    let capabilities = json!({"roots": {}});
+    let mut direct = LineClient::everything();
+    direct.initialize(capabilities.clone()).await;
+    let expected = direct.wait_asked("roots/list").await;
+    let env = everything_env();
+    let mut bridge = LineClient::bridge(&env);
+    bridge.initialize(capabilities).await;
+    let relayed = bridge.wait_asked("roots/list").await;
+    assert_eq!(progress_token(&relayed), progress_token(&expected), "direct {expected}, bridged {relayed}");
+    assert_eq!(relayed.get("params").and_then(|params| params.get("_meta")), None, "{relayed}");
+}

@@ -1,0 +1,64 @@
+"""A minimal MCP server over stdio for the fidelity tests: it records every message it
+receives and answers from a JSON description, so a test can see exactly what reaches an
+upstream and serve exactly the objects it wants (unknown fields included).
+
+    python recording_server.py LOG_FILE DESCRIPTION_JSON
+
+LOG_FILE gets one line per message received, as received. DESCRIPTION_JSON is an object:
+  "instructions": string (optional), "capabilities": the server capabilities
+  (default {"tools": {}}), "tools": the tool objects tools/list returns (default []).
+Requests: initialize (echoes the client's protocol version), ping, tools/list,
+tools/call (text "called NAME"), prompts/list, resources/list,
+resources/templates/list (empty); anything else gets -32601.
+"""
+
+import json
+import sys
+
+
+def main() -> None:
+    log_path, description = sys.argv[1], json.loads(sys.argv[2])
+    capabilities = description.get("capabilities", {"tools": {}})
+    with open(log_path, "a", encoding="utf-8") as log:
+        for line in sys.stdin:
+            line = line.strip()
+            if not line:
+                continue
+            log.write(line + "\n")
+            log.flush()
+            message = json.loads(line)
+            if "id" not in message or "method" not in message:
+                continue
+            method, params = message["method"], message.get("params") or {}
+            result = None
+            if method == "initialize":
+                result = {
+                    "protocolVersion": params.get("protocolVersion", "2025-06-18"),
+                    "capabilities": capabilities,
+                    "serverInfo": {"name": "recording", "version": "1"},
+                }
+                if "instructions" in description:
+                    result["instructions"] = description["instructions"]
+            elif method == "ping":
+                result = {}
+            elif method == "tools/list":
+                result = {"tools": description.get("tools", [])}
+            elif method == "tools/call":
+                result = {"content": [{"type": "text", "text": "called " + params.get("name", "")}]}
+            elif method == "prompts/list":
+                result = {"prompts": []}
+            elif method == "resources/list":
+                result = {"resources": description.get("resources", [])}
+            elif method == "resources/templates/list":
+                result = {"resourceTemplates": []}
+            if result is None:
+                reply = {"jsonrpc": "2.0", "id": message["id"],
+                         "error": {"code": -32601, "message": "method not found: " + method}}
+            else:
+                reply = {"jsonrpc": "2.0", "id": message["id"], "result": result}
+            sys.stdout.write(json.dumps(reply) + "\n")
+            sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
