@@ -355,6 +355,12 @@ pub struct RawBridge {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(extend("default" = "info"))]
     pub log_level: Option<RawLogLevel>,
+    /// How long the answer to the client's `initialize` may wait for the servers to
+    /// connect, in milliseconds, so that their `instructions` are in it (a server that
+    /// connects later cannot add its own). 0 answers at once, with the instructions of
+    /// the servers connected by then. At most 10000. Default: 0.
+    #[schemars(range(max = 10000))]
+    pub instructions_wait: u64,
 }
 
 impl Default for RawBridge {
@@ -374,6 +380,7 @@ impl Default for RawBridge {
             max_message_bytes: 32 * 1024 * 1024,
             max_concurrent_starts: 8,
             log_level: None,
+            instructions_wait: 0,
         }
     }
 }

@@ -97,6 +97,7 @@ fn resolve_bridge(raw: RawBridge, report: &mut Report) -> BridgeSettings {
         max_message_bytes: raw.max_message_bytes,
         max_concurrent_starts: raw.max_concurrent_starts,
         log_level: raw.log_level.map(|level| spelling(&level)),
+        instructions_wait: Duration::from_millis(raw.instructions_wait),
     }
 }
 

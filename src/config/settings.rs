@@ -181,6 +181,9 @@ pub struct BridgeSettings {
     pub max_concurrent_starts: usize,
     /// Log level from the config (`logLevel`), overridden by `--log-level`/`--debug`/env.
     pub log_level: Option<String>,
+    /// How long `initialize` may wait for upstreams, for their instructions
+    /// (`instructionsWait`, milliseconds, default 0).
+    pub instructions_wait: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

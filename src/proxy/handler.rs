@@ -91,7 +91,9 @@ impl ServerHandler for Bridge {
         );
         context.peer.set_peer_info(request.clone());
         self.link.set_peer(context.peer.clone());
-        self.negotiate_initialize(&request)
+        let mut result = self.negotiate_initialize(&request)?;
+        result.instructions = self.instructions().await;
+        Ok(result)
     }
 
     async fn list_tools(

@@ -13,6 +13,7 @@
 
 pub mod catalog;
 mod handler;
+mod instructions;
 pub mod link;
 pub mod naming;
 mod service;
@@ -224,6 +225,27 @@ impl Bridge {
         let route = catalog.tool(exposed)?;
         let ticket = self.upstreams.tool_ticket(&route.upstream)?;
         Some((route.name.clone(), ticket))
+    }
+
+    /// The merged instructions of the upstreams, for the answer to `initialize`. With
+    /// `bridge.instructionsWait`, the upstreams are let go now and waited for (until
+    /// all have made their first attempt, at most that long); without, only those
+    /// connected already count.
+    async fn instructions(&self) -> Option<String> {
+        let settings = self.settings.borrow().clone();
+        let mut view = self.upstreams.view();
+        let wait = settings.bridge.instructions_wait;
+        if !wait.is_zero() {
+            self.begin();
+            let deadline = Instant::now() + wait;
+            while !view.borrow_and_update().all_settled() {
+                tokio::select! {
+                    changed = view.changed() => if changed.is_err() { break },
+                    () = tokio::time::sleep_until(deadline) => break,
+                }
+            }
+        }
+        instructions::merge(&view.borrow(), &settings)
     }
 
     /// Stop the catalog task and every upstream (bounded time).

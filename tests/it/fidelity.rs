@@ -286,3 +286,36 @@ async fn roots_requests_reach_the_client_as_the_upstream_wrote_them() {
     assert_eq!(progress_token(&relayed), progress_token(&expected), "direct {expected}, bridged {relayed}");
     assert_eq!(relayed.get("params").and_then(|params| params.get("_meta")), None, "{relayed}");
 }
+
+#[tokio::test]
+async fn instructions_of_one_and_two_upstreams_are_merged_under_their_names() {
+    let mut direct = LineClient::everything();
+    let own = direct.initialize(ALL_CAPABILITIES()).await;
+    let own = own["instructions"].as_str().expect("server-everything has instructions").trim().to_owned();
+    let everything = format!("## ev (tools `ev__*`)\n\n{own}");
+
+    // By default `initialize` is answered at once, before any upstream is connected.
+    let env = everything_env();
+    let mut bridge = LineClient::bridge(&env);
+    let started = std::time::Instant::now();
+    let result = bridge.initialize(json!({})).await;
+    assert!(started.elapsed() < Duration::from_millis(250), "took {:?}", started.elapsed());
+    assert_eq!(result.get("instructions"), None, "no upstream was connected yet: {result}");
+
+    // With a wait, the instructions of the upstreams connected within it.
+    let env = TestEnv::new();
+    let bridge_settings = json!({"instructionsWait": 10000});
+    env.write_config(&json!({"mcpServers": {"ev": peers::everything_stdio()}, "bridge": bridge_settings}));
+    let mut bridge = LineClient::bridge(&env);
+    let result = bridge.initialize(ALL_CAPABILITIES()).await;
+    assert_eq!(result["instructions"].as_str(), Some(everything.as_str()));
+
+    let log = env.path("received.jsonl");
+    let described = json!({"instructions": "Call rec__work first."});
+    let servers = json!({"ev": peers::everything_stdio(), "rec": recording(&log, &described)});
+    env.write_config(&json!({"mcpServers": servers, "bridge": bridge_settings}));
+    let mut bridge = LineClient::bridge(&env);
+    let result = bridge.initialize(ALL_CAPABILITIES()).await;
+    let expected = format!("{everything}\n\n## rec (tools `rec__*`)\n\nCall rec__work first.");
+    assert_eq!(result["instructions"].as_str(), Some(expected.as_str()));
+}

@@ -101,6 +101,7 @@ fn full_config_resolves_every_field() {
             max_message_bytes: 1024 * 1024,
             max_concurrent_starts: 2,
             log_level: Some("debug".into()),
+            instructions_wait: Duration::ZERO,
         }
     );
 }
@@ -145,6 +146,7 @@ fn defaults() {
             max_message_bytes: 32 * 1024 * 1024,
             max_concurrent_starts: 8,
             log_level: None,
+            instructions_wait: Duration::ZERO,
         }
     );
 }
