@@ -129,6 +129,14 @@ impl ClientLink for DownstreamLink {
         async move { self.forward(&from, request, cancel).await }.boxed()
     }
 
+    fn client_capabilities(&self) -> ClientCapabilities {
+        self.peer
+            .get()
+            .and_then(|peer| peer.peer_info())
+            .map(|info| info.capabilities.clone())
+            .unwrap_or_default()
+    }
+
     fn notify(&self, from: &str, mut notification: ServerNotification) -> BoxFuture<'_, ()> {
         let Some(peer) = self.peer.get() else {
             return async {}.boxed();

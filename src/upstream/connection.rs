@@ -15,11 +15,10 @@ use rmcp::{
         CancelledNotification, CancelledNotificationParam, ClientCapabilities, ClientInfo,
         ClientNotification, ClientRequest, ClientResult, CreateMessageRequest, CreateMessageRequestParams,
         CreateMessageResult, CustomNotification, CustomRequest, CustomResult, ElicitRequest,
-        ElicitRequestParams, ElicitResult, ElicitationCapability, FormElicitationCapability, GetExtensions,
-        Implementation, ListRootsRequest, ListRootsResult, LoggingMessageNotification, NumberOrString,
-        ProgressNotification, ProgressToken, ProtocolVersion, RequestId, ResourceUpdatedNotification,
-        ResourceUpdatedNotificationParam, ServerNotification, ServerRequest, ServerResult,
-        UrlElicitationCapability,
+        ElicitRequestParams, ElicitResult, GetExtensions, Implementation, ListRootsRequest, ListRootsResult,
+        LoggingMessageNotification, NumberOrString, ProgressNotification, ProgressToken, ProtocolVersion,
+        RequestId, ResourceUpdatedNotification, ResourceUpdatedNotificationParam, ServerNotification,
+        ServerRequest, ServerResult,
     },
     service::{NotificationContext, PeerRequestOptions, RequestContext, ServiceError},
 };
@@ -439,18 +438,13 @@ fn unexpected(method: &str) -> ErrorData {
 
 impl ClientHandler for UpstreamHandler {
     fn get_info(&self) -> ClientInfo {
-        // Upstreams connect before the client has said what it supports, so the bridge
-        // declares everything and answers with an error what the client cannot do.
-        let capabilities = ClientCapabilities::builder()
-            .enable_roots()
-            .enable_roots_list_changed()
-            .enable_sampling()
-            .enable_elicitation_with(
-                ElicitationCapability::new()
-                    .with_form(FormElicitationCapability::default())
-                    .with_url(UrlElicitationCapability::default()),
-            )
-            .build();
+        // What the client declared, no more: a server that sees sampling, elicitation or
+        // roots may offer tools that need them, and those would always fail.
+        let declared = self.link.client_capabilities();
+        let mut capabilities = ClientCapabilities::default();
+        capabilities.roots = declared.roots;
+        capabilities.sampling = declared.sampling;
+        capabilities.elicitation = declared.elicitation;
         ClientInfo::new(capabilities, Implementation::new("foxxy-bridge", env!("CARGO_PKG_VERSION")))
             .with_protocol_version(ProtocolVersion::V_2025_11_25)
     }

@@ -41,8 +41,9 @@ pub use remote::{describe as describe_http_error, install_crypto_provider};
 use rmcp::{
     ErrorData,
     model::{
-        ClientNotification, ClientRequest, ClientResult, LoggingLevel, ProgressToken, Prompt, Resource,
-        ResourceTemplate, ServerCapabilities, ServerNotification, ServerRequest, ServerResult, Tool,
+        ClientCapabilities, ClientNotification, ClientRequest, ClientResult, LoggingLevel, ProgressToken,
+        Prompt, Resource, ResourceTemplate, ServerCapabilities, ServerNotification, ServerRequest,
+        ServerResult, Tool,
     },
 };
 pub use set::UpstreamSet;
@@ -123,6 +124,14 @@ pub trait ClientLink: Send + Sync + 'static {
     /// Awaiting it means it has been handed to the client transport, which is what keeps
     /// progress ahead of the result it belongs to.
     fn notify(&self, from: &str, notification: ServerNotification) -> BoxFuture<'_, ()>;
+
+    /// What the client declared it can do for servers (sampling, elicitation with its
+    /// modes, roots), declared in turn to each upstream so that it offers nothing the
+    /// client cannot use. Empty before the client's `initialize`, and without a client
+    /// (`tools` and `call` from a shell); upstreams start only after it.
+    fn client_capabilities(&self) -> ClientCapabilities {
+        ClientCapabilities::default()
+    }
 }
 
 /// Per-request options for [`Upstreams::request`].

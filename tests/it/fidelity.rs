@@ -319,3 +319,66 @@ async fn instructions_of_one_and_two_upstreams_are_merged_under_their_names() {
     let expected = format!("{everything}\n\n## rec (tools `rec__*`)\n\nCall rec__work first.");
     assert_eq!(result["instructions"].as_str(), Some(expected.as_str()));
 }
+
+/// server-everything's tool list for a client that declared `capabilities`, directly
+/// and through the bridge (names unprefixed).
+async fn tools_both_ways(capabilities: Value) -> (Vec<Value>, Vec<Value>) {
+    let mut direct = LineClient::everything();
+    direct.initialize(capabilities.clone()).await;
+    let expected = direct.tools().await;
+    let env = everything_env();
+    let mut bridge = LineClient::bridge(&env);
+    bridge.initialize(capabilities).await;
+    let tools = bridge_tools_settling_on(&mut bridge, &expected).await;
+    (expected, tools)
+}
+
+#[tokio::test]
+async fn tool_lists_match_the_direct_ones_under_every_client_capability() {
+    let mut combinations = Vec::new();
+    for sampling in [false, true] {
+        for roots in [false, true] {
+            for elicitation in [None, Some(json!({})), Some(json!({"form": {}})), Some(json!({"url": {}}))] {
+                let mut capabilities = json!({});
+                if sampling {
+                    capabilities["sampling"] = json!({});
+                }
+                if roots {
+                    capabilities["roots"] = json!({"listChanged": true});
+                }
+                if let Some(elicitation) = elicitation {
+                    capabilities["elicitation"] = elicitation;
+                }
+                combinations.push(capabilities);
+            }
+        }
+    }
+    let mut counts = std::collections::BTreeSet::new();
+    for chunk in combinations.chunks(4) {
+        let runs = chunk.iter().map(|capabilities| tools_both_ways(capabilities.clone()));
+        for ((expected, tools), capabilities) in futures::future::join_all(runs).await.into_iter().zip(chunk)
+        {
+            let names = |tools: &[Value]| tools.iter().map(|tool| tool["name"].clone()).collect::<Vec<_>>();
+            assert_eq!(names(&tools), names(&expected), "tool names for a client declaring {capabilities}");
+            assert_eq!(tools, expected, "tool objects for a client declaring {capabilities}");
+            counts.insert(expected.len());
+        }
+    }
+    assert!(counts.len() > 2, "the capabilities change server-everything's list: {counts:?}");
+}
+
+#[tokio::test]
+async fn tools_from_a_shell_declares_no_client_capability() {
+    let mut direct = LineClient::everything();
+    direct.initialize(json!({})).await;
+    let expected: Vec<Value> = direct.tools().await.iter().map(|tool| tool["name"].clone()).collect();
+    let env = everything_env();
+    let output = env.run(&["tools", "--json"]).await;
+    assert_eq!(output.code, Some(0), "{output:?}");
+    let listed: Value = serde_json::from_str(&output.stdout).expect("JSON");
+    let names: Vec<Value> = unprefixed(listed["tools"].as_array().expect("tools"), PREFIX)
+        .iter()
+        .map(|tool| tool["name"].clone())
+        .collect();
+    assert_eq!(names, expected, "`tools` lists what a client without capabilities gets");
+}
