@@ -382,3 +382,19 @@ async fn tools_from_a_shell_declares_no_client_capability() {
         .collect();
     assert_eq!(names, expected, "`tools` lists what a client without capabilities gets");
 }
+
+#[tokio::test]
+async fn config_errors_say_why_and_suggest_the_field_meant() {
+    let env = TestEnv::new();
+    env.write_config(&json!({"mcpServers": {"a": {"command": "x", "arsg": []}}}));
+    let output = env.run(&["config", "validate"]).await;
+    assert_eq!(output.code, Some(1), "{output:?}");
+    assert!(output.stderr.contains("unknown field `arsg`; did you mean `args`?"), "{}", output.stderr);
+    assert!(!output.stderr.contains("expected one of"), "{}", output.stderr);
+
+    let directory = env.path("config-dir");
+    std::fs::create_dir_all(&directory).expect("a directory");
+    let output = env.run(&["config", "validate", "--config", directory.to_str().expect("utf-8")]).await;
+    assert_eq!(output.code, Some(1), "{output:?}");
+    assert!(output.stderr.contains("Is a directory"), "the OS reason: {}", output.stderr);
+}
