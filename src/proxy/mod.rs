@@ -209,7 +209,8 @@ impl Bridge {
         options: RequestOptions,
     ) -> Result<ToolAnswer<CallToolResult>, rmcp::ErrorData> {
         let Some(route) = self.route(|catalog| catalog.tool(&call.name).cloned()).await else {
-            return Err(rmcp::ErrorData::invalid_params(format!("unknown tool `{}`", call.name), None));
+            let message = unknown_tool(&self.catalog(), &call.name);
+            return Err(rmcp::ErrorData::invalid_params(message, None));
         };
         let exposed = std::mem::replace(&mut call.name, route.name);
         let outcome = self.upstreams.call_tool(&route.upstream, call, options).await;
@@ -252,6 +253,25 @@ impl Bridge {
     pub async fn shutdown(&self) {
         self.cancel.cancel();
         self.upstreams.shutdown().await;
+    }
+}
+
+/// The error for a call of tool `name`, which no upstream has: with the exposed names
+/// the caller probably meant (the same tool under its prefix, else a near spelling).
+fn unknown_tool(catalog: &Catalog, name: &str) -> String {
+    let names = catalog.tools.iter().map(|tool| &*tool.name);
+    let suffix = format!("__{name}");
+    let mut meant: Vec<&str> = names.clone().filter(|exposed| exposed.ends_with(&suffix)).take(3).collect();
+    if meant.is_empty() {
+        meant.extend(crate::config::did_you_mean(name, names));
+    }
+    match meant.as_slice() {
+        [] => format!("unknown tool `{name}`"),
+        [one] => format!("unknown tool `{name}`; did you mean `{one}`?"),
+        [first @ .., last] => {
+            let first: Vec<String> = first.iter().map(|name| format!("`{name}`")).collect();
+            format!("unknown tool `{name}`; did you mean {} or `{last}`?", first.join(", "))
+        }
     }
 }
 

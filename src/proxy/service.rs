@@ -7,7 +7,9 @@ use std::{borrow::Cow, sync::Arc};
 
 use rmcp::{
     ErrorData, RoleServer, Service,
-    model::{ClientNotification, ClientRequest, CustomResult, ProtocolVersion, ServerInfo, ServerResult},
+    model::{
+        ClientNotification, ClientRequest, CustomResult, ErrorCode, ProtocolVersion, ServerInfo, ServerResult,
+    },
     service::{NotificationContext, RequestContext},
 };
 use serde_json::{Map, Value};
@@ -40,6 +42,17 @@ impl Service<RoleServer> for BridgeService {
     ) -> Result<ServerResult, ErrorData> {
         match request {
             ClientRequest::ListToolsRequest(_) if self.0.aggregation.tools => self.list_tools().await,
+            ClientRequest::CustomRequest(_)
+            | ClientRequest::GetTaskRequest(_)
+            | ClientRequest::UpdateTaskRequest(_)
+            | ClientRequest::CancelTaskRequest(_)
+            | ClientRequest::ListSkillsRequest(_)
+            | ClientRequest::GetSkillRequest(_)
+            | ClientRequest::ReadResourceDirectoryRequest(_) => Err(ErrorData::new(
+                ErrorCode::METHOD_NOT_FOUND,
+                format!("foxxy-bridge does not support `{}`", request.method()),
+                None,
+            )),
             request => Service::handle_request(&*self.0, request, context).await,
         }
     }

@@ -398,3 +398,45 @@ async fn config_errors_say_why_and_suggest_the_field_meant() {
     assert_eq!(output.code, Some(1), "{output:?}");
     assert!(output.stderr.contains("Is a directory"), "the OS reason: {}", output.stderr);
 }
+
+#[tokio::test]
+async fn errors_name_the_tool_meant_and_who_does_not_support_what() {
+    let env = TestEnv::new();
+    let log = env.path("received.jsonl");
+    let described = json!({
+        "capabilities": {"tools": {}, "prompts": {}, "resources": {}},
+        "tools": [{"name": "echo", "inputSchema": {"type": "object"}}],
+        "prompts": [{"name": "greet"}],
+        "resources": [{"uri": "rec://one", "name": "one"}],
+    });
+    env.write_config(&json!({"mcpServers": {"rec": recording(&log, &described)}}));
+    let mut bridge = LineClient::bridge(&env);
+    bridge.initialize(json!({})).await;
+    assert_eq!(bridge.tools().await.len(), 1);
+    let message = |response: &Value| response["error"]["message"].as_str().unwrap_or_default().to_owned();
+
+    let unknown = bridge.request("tools/call", json!({"name": "echo", "arguments": {}})).await;
+    assert_eq!(unknown["error"]["code"], -32602, "{unknown}");
+    assert_eq!(message(&unknown), "unknown tool `echo`; did you mean `rec__echo`?");
+    let misspelt = bridge.request("tools/call", json!({"name": "rec__ecoh", "arguments": {}})).await;
+    assert_eq!(message(&misspelt), "unknown tool `rec__ecoh`; did you mean `rec__echo`?");
+
+    let custom = bridge.request("vendor/thing", json!({})).await;
+    assert_eq!(custom["error"]["code"], -32601, "{custom}");
+    assert_eq!(message(&custom), "foxxy-bridge does not support `vendor/thing`");
+    let prompt = bridge.request("prompts/get", json!({"name": "rec__greet"})).await;
+    assert_eq!(prompt["error"]["code"], -32601, "{prompt}");
+    assert!(message(&prompt).starts_with("upstream `rec` does not support `prompts/get`: "), "{prompt}");
+
+    // The upstream did not declare subscriptions: an error, as it would answer itself.
+    let subscribed = bridge.request("resources/subscribe", json!({"uri": "rec://one"})).await;
+    assert_eq!(subscribed["error"]["code"], -32601, "{subscribed}");
+    assert!(
+        message(&subscribed).contains("upstream `rec` does not support resource subscriptions"),
+        "{subscribed}"
+    );
+    assert!(
+        !recorded(&log).iter().any(|message| message["method"] == "resources/subscribe"),
+        "nothing was sent upstream"
+    );
+}

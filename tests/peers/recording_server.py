@@ -6,7 +6,8 @@ upstream and serve exactly the objects it wants (unknown fields included).
 
 LOG_FILE gets one line per message received, as received. DESCRIPTION_JSON is an object:
   "instructions": string (optional), "capabilities": the server capabilities
-  (default {"tools": {}}), "tools": the tool objects tools/list returns (default []).
+  (default {"tools": {}}), "tools", "prompts", "resources": what the lists return
+  (default []).
 Requests: initialize (echoes the client's protocol version), ping, tools/list,
 tools/call (text "called NAME"), prompts/list, resources/list,
 resources/templates/list (empty); anything else gets -32601.
@@ -46,7 +47,7 @@ def main() -> None:
             elif method == "tools/call":
                 result = {"content": [{"type": "text", "text": "called " + params.get("name", "")}]}
             elif method == "prompts/list":
-                result = {"prompts": []}
+                result = {"prompts": description.get("prompts", [])}
             elif method == "resources/list":
                 result = {"resources": description.get("resources", [])}
             elif method == "resources/templates/list":
