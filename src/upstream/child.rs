@@ -7,8 +7,9 @@
 //! and dropping the guard SIGKILLs the group as a backstop. On Linux the child also gets
 //! `PR_SET_PDEATHSIG`, so it dies with the bridge even if the bridge is SIGKILLed.
 
-use std::{collections::BTreeMap, path::PathBuf, process::Stdio, time::Duration};
+use std::{collections::BTreeMap, path::PathBuf, process::Stdio, sync::Arc, time::Duration};
 
+use super::stderr_tail::StderrTail;
 use crate::config::Secret;
 use tokio::{
     io::{AsyncRead, AsyncReadExt},
@@ -36,6 +37,8 @@ pub struct Spawned {
     pub guard: ChildGuard,
     pub stdin: ChildStdin,
     pub stdout: ChildStdout,
+    /// The last lines of its stderr, for a failed start's message.
+    pub stderr_tail: Arc<StderrTail>,
 }
 
 /// Spawn `spec` in a new process group with piped stdio; stderr is logged under the
@@ -71,8 +74,9 @@ pub fn spawn(upstream: &str, spec: &SpawnSpec<'_>) -> Result<Spawned, String> {
     else {
         return Err("the child's pipes could not be set up".to_owned());
     };
-    tokio::spawn(log_stderr(upstream.to_owned(), stderr));
-    Ok(Spawned { guard: ChildGuard { child, pgid: pid as libc::pid_t }, stdin, stdout })
+    let stderr_tail = Arc::new(StderrTail::default());
+    tokio::spawn(log_stderr(upstream.to_owned(), stderr, stderr_tail.clone()));
+    Ok(Spawned { guard: ChildGuard { child, pgid: pid as libc::pid_t }, stdin, stdout, stderr_tail })
 }
 
 fn describe_spawn_error(spec: &SpawnSpec<'_>, error: &std::io::Error) -> String {
@@ -146,12 +150,13 @@ fn describe_exit(status: std::process::ExitStatus) -> String {
 
 /// Copy the child's stderr into the log, line by line, bounded in line length and in
 /// total bytes. Runs until the child closes stderr.
-async fn log_stderr(upstream: String, mut stderr: impl AsyncRead + Unpin) {
+async fn log_stderr(upstream: String, mut stderr: impl AsyncRead + Unpin, tail: Arc<StderrTail>) {
     let mut buffer = vec![0u8; 8192];
     let mut line: Vec<u8> = Vec::new();
     let mut logged_bytes = 0usize;
     let mut suppressed_lines = 0u64;
     let emit = |line: &[u8], logged_bytes: &mut usize, suppressed: &mut u64| {
+        tail.push(&String::from_utf8_lossy(line));
         if *logged_bytes >= MAX_STDERR_BYTES {
             *suppressed += 1;
             return;
@@ -183,4 +188,5 @@ async fn log_stderr(upstream: String, mut stderr: impl AsyncRead + Unpin) {
     if suppressed_lines > 0 {
         tracing::warn!(upstream = %upstream, suppressed_lines, "stderr lines were not logged (budget)");
     }
+    tail.close();
 }

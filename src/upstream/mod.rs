@@ -29,6 +29,7 @@ mod remote;
 mod session;
 mod set;
 mod sse;
+mod stderr_tail;
 mod supervisor;
 mod tap;
 

@@ -231,6 +231,7 @@ async fn start_stdio(
     pending: Pending,
 ) -> Result<Session, StdioFailure> {
     let spawned = child::spawn(&entry.name, spec).map_err(StdioFailure::Other)?;
+    let stderr_tail = spawned.stderr_tail.clone();
     let lines = LineTransport::new(spawned.stdout, spawned.stdin, shared.max_message_bytes)
         .with_tool_lists(pending.tool_lists());
     let lane = lines.lane();
@@ -250,7 +251,13 @@ async fn start_stdio(
                 }
                 InitFailure::Failed(error) => {
                     match tokio::time::timeout(Duration::from_millis(200), child.wait()).await {
-                        Ok(exit) => StdioFailure::Other(format!("{exit} before finishing initialize")),
+                        Ok(exit) => {
+                            // What it said before exiting is usually why (a missing key).
+                            let said = stderr_tail.last_lines(Duration::from_millis(200)).await;
+                            let said =
+                                said.map(|lines| format!("; its stderr ends: {lines}")).unwrap_or_default();
+                            StdioFailure::Other(format!("{exit} before finishing initialize{said}"))
+                        }
                         Err(_) => StdioFailure::Other(format!(
                             "initialize failed: {}",
                             remote::describe_initialize(&error)

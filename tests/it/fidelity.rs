@@ -440,3 +440,24 @@ async fn errors_name_the_tool_meant_and_who_does_not_support_what() {
         "nothing was sent upstream"
     );
 }
+
+#[tokio::test]
+async fn tools_shows_why_a_local_upstream_failed_and_where_the_log_is() {
+    let env = TestEnv::new();
+    let crashy = super::support::fixture("crashy", &["--exit-immediately"]);
+    env.write_config(&json!({"mcpServers": {"crashy": crashy}}));
+    let output = env.run(&["tools"]).await;
+    assert_eq!(output.code, Some(1), "{output:?}");
+    assert!(
+        output.stdout.contains("fixture crashing on purpose"),
+        "the cause from its stderr:\n{}",
+        output.stdout
+    );
+    let log = env.home().join("logs").join("foxxy-bridge.log");
+    assert_eq!(
+        output.stdout.lines().last(),
+        Some(format!("log: {}", log.display()).as_str()),
+        "{}",
+        output.stdout
+    );
+}
