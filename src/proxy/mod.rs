@@ -18,6 +18,7 @@ pub mod link;
 pub mod naming;
 mod service;
 pub mod stdio;
+pub(crate) mod tasks;
 
 use std::{
     sync::{Arc, OnceLock},

@@ -24,14 +24,19 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use futures::{FutureExt, StreamExt, stream::BoxStream};
 use reqwest::header::{HeaderName, HeaderValue};
 use rmcp::{
-    model::{ClientJsonRpcMessage, ClientRequest, JsonRpcMessage, RequestId, ServerJsonRpcMessage},
+    model::{
+        ClientJsonRpcMessage, ClientRequest, GetExtensions, JsonRpcMessage, RequestId, ServerJsonRpcMessage,
+    },
     transport::streamable_http_client::{
         StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse, StreamableHttpResponseLimits,
     },
 };
 use sse_stream::{Error as SseError, Sse};
 
-use super::{lines::tool_response, listing::ToolListCapture};
+use super::{
+    lines::tool_response,
+    listing::{RawResultWanted, ToolListCapture},
+};
 
 /// How long the rest of an answered stream may take to end before its connection is
 /// dropped instead of reused.
@@ -59,7 +64,7 @@ impl<C> Answers<C> {
     /// its way to rmcp; a `tools/call` answer read by [`shortcut`].
     async fn read(&self, message: &Kind, response: StreamableHttpPostResponse) -> StreamableHttpPostResponse {
         match (message, response) {
-            (Kind::ToolList, StreamableHttpPostResponse::Sse(stream, session_id)) => {
+            (Kind::Raw, StreamableHttpPostResponse::Sse(stream, session_id)) => {
                 let tool_lists = self.tool_lists.clone();
                 let stream = stream.inspect(move |item| {
                     if let Ok(event) = item
@@ -79,7 +84,8 @@ impl<C> Answers<C> {
 /// What the bridge reads itself in a POST's response.
 enum Kind {
     ToolCall(RequestId),
-    ToolList,
+    /// A `tools/list`, or a request whose result is wanted as written (`listing.rs`).
+    Raw,
     Other,
 }
 
@@ -88,7 +94,8 @@ impl Kind {
         match message {
             JsonRpcMessage::Request(request) => match request.request {
                 ClientRequest::CallToolRequest(_) => Kind::ToolCall(request.id.clone()),
-                ClientRequest::ListToolsRequest(_) => Kind::ToolList,
+                ClientRequest::ListToolsRequest(_) => Kind::Raw,
+                _ if request.request.extensions().get::<RawResultWanted>().is_some() => Kind::Raw,
                 _ => Kind::Other,
             },
             _ => Kind::Other,

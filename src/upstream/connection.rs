@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     ClientLink, RequestOptions, UpstreamError,
     lane::{self, Call, Lane, Ticket},
-    listing::ToolListCapture,
+    listing::{RawResultWanted, ToolListCapture},
     relay::{self, ToolAnswer, ToolCall},
     tap::{ProgressWanted, TapQueue, TapReceiver, Tapped},
 };
@@ -138,10 +138,41 @@ impl Connection {
         }
     }
 
+    /// Send a request by method name and return its result as the upstream wrote it
+    /// (`listing.rs`); the result rmcp decoded, encoded again, when the transport could
+    /// not keep the text. For what rmcp does not model (tasks).
+    pub async fn request_raw(
+        &self,
+        method: String,
+        params: serde_json::Map<String, serde_json::Value>,
+        options: RequestOptions,
+    ) -> Result<serde_json::Value, UpstreamError> {
+        let mut request = ClientRequest::CustomRequest(CustomRequest::new(method, Some(params.into())));
+        request.extensions_mut().insert(RawResultWanted);
+        let id = Arc::new(std::sync::OnceLock::new());
+        let result = self.request_with_id(request, options, Some(&id)).await;
+        let written = id.get().and_then(|id| self.tool_lists.take(id));
+        let result = result?;
+        Ok(match written {
+            Some(written) => written,
+            None => serde_json::to_value(result).unwrap_or_default(),
+        })
+    }
+
     async fn request_via_rmcp(
+        &self,
+        request: ClientRequest,
+        options: RequestOptions,
+    ) -> Result<ServerResult, UpstreamError> {
+        self.request_with_id(request, options, None).await
+    }
+
+    /// [`Connection::request_via_rmcp`], telling `sent_as` the id rmcp gave the request.
+    async fn request_with_id(
         &self,
         mut request: ClientRequest,
         options: RequestOptions,
+        sent_as: Option<&std::sync::OnceLock<RequestId>>,
     ) -> Result<ServerResult, UpstreamError> {
         if options.progress_token.is_some() {
             request.extensions_mut().insert(ProgressWanted);
@@ -165,6 +196,9 @@ impl Connection {
             token
         });
         let id = handle.id.clone();
+        if let Some(sent_as) = sent_as {
+            let _ = sent_as.set(id.clone());
+        }
         let response = async { handle.await_response().await.map_err(|error| self.failed(error)) };
         let result = self.wait(response, id, &options.cancel, &activity).await;
         self.unroute(routed_token).await;

@@ -1,13 +1,15 @@
-//! Tool objects as the upstream wrote them.
+//! Results as the upstream wrote them.
 //!
-//! rmcp decodes a `tools/list` result into its `Tool` type, which keeps only the fields
-//! it knows: `execution`, a field of a newer protocol, or a server's own extension
-//! field would be lost on the way to the client. So every session has a
-//! [`ToolListCapture`]: the tap (`tap.rs`) marks the id of each outgoing `tools/list`
-//! request, each transport offers the JSON text of every incoming message while such an
-//! id is open ([`ToolListCapture::offer`]), and the capture keeps the `tools` array of
-//! the matching response. `list_catalog` then takes it by the request's id and pairs it
-//! with rmcp's decoded tools, which the bridge still uses for names and routing.
+//! rmcp decodes every result into its own types, which keep only the fields they know:
+//! `execution` in a tool, a field of a newer protocol, a task (rmcp 3.11 models another
+//! tasks proposal), or a server's own extension field would be lost on the way to the
+//! client. So every session has a [`ToolListCapture`]: the tap (`tap.rs`) marks the id
+//! of each outgoing `tools/list` request and of each request marked [`RawResultWanted`],
+//! each transport offers the JSON text of every incoming message while such an id is
+//! open ([`ToolListCapture::offer`]), and the capture keeps the `result` of the matching
+//! response. `list_catalog` takes a `tools/list` result by the request's id and pairs its
+//! tools with rmcp's decoded ones, which the bridge still uses for names and routing;
+//! `Connection::request_raw` takes the others whole.
 //!
 //! The capture costs one atomic load per incoming message while no `tools/list` is
 //! open. When a transport cannot offer the text (a streamable HTTP response sent as one
@@ -20,27 +22,34 @@ use std::sync::{
 };
 
 use foldhash::HashMap;
-use rmcp::model::{JsonObject, RequestId};
+use rmcp::model::RequestId;
 use serde::{Deserialize, de::IgnoredAny};
+use serde_json::Value;
 
 /// Open `tools/list` ids beyond this are forgotten (answers that never came).
 const MAX_OPEN: usize = 64;
 
-/// The raw `tools` arrays of one session's `tools/list` responses, by request id.
+/// Marks a request (in its rmcp extensions, never sent) whose result is wanted as the
+/// upstream wrote it.
+#[derive(Clone, Copy, Debug)]
+pub struct RawResultWanted;
+
+/// The raw results of one session's `tools/list` responses and of requests marked
+/// [`RawResultWanted`], by request id.
 #[derive(Default)]
 pub struct ToolListCapture {
     /// How many ids are open; read without the lock on every incoming message.
     open: AtomicUsize,
-    /// Open ids (`None`) and answered ones (the raw tools), until taken.
-    lists: Mutex<HashMap<RequestId, Option<Vec<JsonObject>>>>,
+    /// Open ids (`None`) and answered ones (the raw result), until taken.
+    lists: Mutex<HashMap<RequestId, Option<Value>>>,
 }
 
 impl ToolListCapture {
-    fn lists(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, Option<Vec<JsonObject>>>> {
+    fn lists(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, Option<Value>>> {
         self.lists.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// A `tools/list` request with id `id` is being sent.
+    /// A request with id `id` whose result is wanted raw is being sent.
     pub fn expect(&self, id: RequestId) {
         let mut lists = self.lists();
         if lists.len() >= MAX_OPEN {
@@ -50,7 +59,7 @@ impl ToolListCapture {
         self.open.store(lists.len(), Ordering::SeqCst);
     }
 
-    /// `text` is an incoming message: keep its tools if it answers an open `tools/list`.
+    /// `text` is an incoming message: keep its result if it answers an open id.
     pub fn offer(&self, text: &[u8]) {
         if self.open.load(Ordering::SeqCst) == 0 {
             return;
@@ -61,26 +70,22 @@ impl ToolListCapture {
             method: Option<IgnoredAny>,
         }
         #[derive(Deserialize)]
-        struct Listed {
-            result: Tools,
-        }
-        #[derive(Deserialize)]
-        struct Tools {
-            tools: Vec<JsonObject>,
+        struct Answer {
+            result: Value,
         }
         let Ok(Head { id: Some(id), method: None }) = serde_json::from_slice::<Head>(text) else { return };
         if !matches!(self.lists().get(&id), Some(None)) {
             return;
         }
-        let Ok(listed) = serde_json::from_slice::<Listed>(text) else { return };
+        let Ok(answer) = serde_json::from_slice::<Answer>(text) else { return };
         if let Some(slot) = self.lists().get_mut(&id) {
-            *slot = Some(listed.result.tools);
+            *slot = Some(answer.result);
         }
     }
 
-    /// The tools of the answer to `tools/list` request `id`, as written; `None` when
-    /// the transport could not offer its text. The id is closed either way.
-    pub fn take(&self, id: &RequestId) -> Option<Vec<JsonObject>> {
+    /// The result of the answer to request `id`, as written; `None` when the transport
+    /// could not offer its text. The id is closed either way.
+    pub fn take(&self, id: &RequestId) -> Option<Value> {
         let mut lists = self.lists();
         let taken = lists.remove(id).flatten();
         self.open.store(lists.len(), Ordering::SeqCst);
@@ -107,8 +112,8 @@ mod tests {
         capture.offer(br#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#);
         capture.offer(answer(3).as_bytes());
         capture.offer(answer(2).as_bytes());
-        let tools = capture.take(&RequestId::Number(2)).expect("the answer to 2");
-        assert_eq!(tools[0]["execution"], json!({"taskSupport": "optional"}));
+        let result = capture.take(&RequestId::Number(2)).expect("the answer to 2");
+        assert_eq!(result["tools"][0]["execution"], json!({"taskSupport": "optional"}));
         assert_eq!(capture.open.load(Ordering::SeqCst), 0);
         assert!(capture.take(&RequestId::Number(2)).is_none(), "taken once");
     }

@@ -92,6 +92,23 @@ pub trait Upstreams: Send + Sync + 'static {
         None
     }
 
+    /// Send the request `method` with `params` to one upstream and return its result as
+    /// the upstream wrote it: for what rmcp's types do not model (tasks). The contract of
+    /// [`Upstreams::request`] otherwise.
+    fn request_raw(
+        &self,
+        upstream: &str,
+        method: String,
+        params: serde_json::Map<String, serde_json::Value>,
+        options: RequestOptions,
+    ) -> BoxFuture<'_, Result<serde_json::Value, UpstreamError>> {
+        let request =
+            ClientRequest::CustomRequest(rmcp::model::CustomRequest::new(method, Some(params.into())));
+        self.request(upstream, request, options)
+            .map(|result| result.map(|result| serde_json::to_value(result).unwrap_or_default()))
+            .boxed()
+    }
+
     /// Send a notification to every connected upstream (e.g. roots list changed).
     fn notify_all(&self, notification: ClientNotification) -> BoxFuture<'_, ()>;
 

@@ -539,7 +539,18 @@ async fn list_tools(connection: &Connection) -> Result<Vec<(Tool, Arc<JsonObject
             connection.peer().send_request_with_option(request, PeerRequestOptions::no_options()).await?;
         let id = handle.id.clone();
         let response = handle.await_response().await;
-        let written = connection.tool_lists().take(&id);
+        let written = connection.tool_lists().take(&id).and_then(|mut result| match result["tools"].take() {
+            serde_json::Value::Array(tools) => Some(
+                tools
+                    .into_iter()
+                    .map(|tool| match tool {
+                        serde_json::Value::Object(object) => object,
+                        _ => JsonObject::new(),
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            _ => None,
+        });
         let ServerResult::ListToolsResult(page) = response? else {
             return Err(ServiceError::UnexpectedResponse);
         };

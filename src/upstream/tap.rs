@@ -29,7 +29,7 @@ use rmcp::{
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::listing::ToolListCapture;
+use super::listing::{RawResultWanted, ToolListCapture};
 
 /// Marks a request (in its rmcp extensions, never sent) whose `_meta.progressToken`
 /// the upstream should get: the client gave one, and progress is routed back to it.
@@ -157,7 +157,9 @@ impl<T: Transport<RoleClient>> Transport<RoleClient> for TapTransport<T> {
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
         let mut item = item;
         if let JsonRpcMessage::Request(request) = &mut item {
-            if matches!(request.request, ClientRequest::ListToolsRequest(_)) {
+            if matches!(request.request, ClientRequest::ListToolsRequest(_))
+                || request.request.extensions().get::<RawResultWanted>().is_some()
+            {
                 self.tool_lists.expect(request.id.clone());
             }
             if request.request.extensions().get::<ProgressWanted>().is_none() {

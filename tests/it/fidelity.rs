@@ -461,3 +461,68 @@ async fn tools_shows_why_a_local_upstream_failed_and_where_the_log_is() {
         output.stdout
     );
 }
+
+/// Run server-everything's `simulate-research-query` as a task under `name`: the
+/// `CreateTaskResult`, a `tasks/get` of it, and its `tasks/result`.
+async fn research_task(client: &mut LineClient, name: &str) -> (Value, Value, Value) {
+    let params = json!({"name": name, "arguments": {"topic": "otters"}, "task": {"ttl": 60000}});
+    let created = client.request("tools/call", params).await;
+    let task_id = created["result"]["task"]["taskId"].clone();
+    assert!(task_id.is_string(), "a task was created: {created}");
+    let got = client.request("tasks/get", json!({"taskId": task_id})).await;
+    let result = client.request("tasks/result", json!({"taskId": task_id})).await;
+    (created, got, result)
+}
+
+#[tokio::test]
+async fn a_task_runs_through_the_bridge_as_it_runs_directly() {
+    let mut direct = LineClient::everything();
+    let direct_init = direct.initialize(json!({})).await;
+    assert!(direct_init["capabilities"]["tasks"]["requests"]["tools"]["call"].is_object(), "{direct_init}");
+    let env = everything_env();
+    let mut bridge = LineClient::bridge(&env);
+    let init = bridge.initialize(json!({})).await;
+    assert_eq!(
+        init["capabilities"]["tasks"],
+        json!({"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}})
+    );
+    bridge.tools().await;
+
+    let (direct_created, direct_got, direct_result) =
+        research_task(&mut direct, "simulate-research-query").await;
+    let (created, got, result) = research_task(&mut bridge, "ev__simulate-research-query").await;
+    let own_id = direct_created["result"]["task"]["taskId"].as_str().expect("an id").to_owned();
+    let task_id = created["result"]["task"]["taskId"].as_str().expect("an id").to_owned();
+    assert!(task_id.starts_with("ev:"), "the bridge's id names the upstream: {task_id}");
+    let shape = |value: &Value| {
+        let mut keys: Vec<String> =
+            value.as_object().map(|object| object.keys().cloned().collect()).unwrap_or_default();
+        keys.sort();
+        keys
+    };
+    assert_eq!(
+        shape(&created["result"]["task"]),
+        shape(&direct_created["result"]["task"]),
+        "{created} vs {direct_created}"
+    );
+    assert_eq!(created["result"]["task"]["status"], direct_created["result"]["task"]["status"]);
+    assert_eq!(shape(&got["result"]), shape(&direct_got["result"]), "{got} vs {direct_got}");
+    assert_eq!(got["result"]["taskId"], json!(task_id));
+    assert_eq!(result["result"]["content"], direct_result["result"]["content"], "{result}");
+    let related = "io.modelcontextprotocol/related-task";
+    assert_eq!(direct_result["result"]["_meta"][related]["taskId"], json!(own_id));
+    assert_eq!(result["result"]["_meta"][related]["taskId"], json!(task_id), "{result}");
+
+    // Listed under the bridge's id; a second task can be cancelled.
+    let listed = bridge.request("tasks/list", json!({})).await;
+    let ids: Vec<&Value> =
+        listed["result"]["tasks"].as_array().expect("tasks").iter().map(|task| &task["taskId"]).collect();
+    assert!(ids.contains(&&json!(task_id)), "{listed}");
+    let params = json!({"name": "ev__simulate-research-query", "arguments": {"topic": "eels"}, "task": {}});
+    let second = bridge.request("tools/call", params).await;
+    let second_id = second["result"]["task"]["taskId"].clone();
+    let cancelled = bridge.request("tasks/cancel", json!({"taskId": second_id})).await;
+    assert_eq!(cancelled["result"]["status"], "cancelled", "{cancelled}");
+    let unknown = bridge.request("tasks/get", json!({"taskId": "nobody:1"})).await;
+    assert_eq!(unknown["error"]["code"], -32602, "{unknown}");
+}

@@ -1,0 +1,191 @@
+//! Tasks (MCP 2025-11-25): task-augmented `tools/call` and `tasks/get`, `tasks/result`,
+//! `tasks/cancel`, `tasks/list`, relayed as the upstreams write them (rmcp 3.11 models
+//! another tasks proposal, so these travel as raw JSON: `Upstreams::request_raw`).
+//!
+//! Task ids are upstream-local, so the client sees `<upstream>:<upstream's id>`: two
+//! upstreams' ids never collide, and the id alone says where a `tasks/*` request goes
+//! (the longest configured upstream name that prefixes it, so no table is kept and a
+//! task listed by `tasks/list` routes as well as one created here). `tasks/list` walks
+//! the task-capable upstreams in config order, one upstream's page per page; its cursor
+//! is `<upstream>:<that upstream's cursor>`.
+
+use rmcp::ErrorData;
+use serde_json::{Map, Value};
+
+use super::Bridge;
+use crate::upstream::{RequestOptions, UpstreamError};
+
+/// The `_meta` key that ties a message to its task.
+const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
+
+/// What the bridge declares under `capabilities.tasks`: what it relays.
+pub fn capability() -> Value {
+    serde_json::json!({"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}})
+}
+
+/// The client's id of task `task_id` of `upstream`.
+pub fn exposed_task_id(upstream: &str, task_id: &str) -> String {
+    format!("{upstream}:{task_id}")
+}
+
+impl Bridge {
+    /// Serve the task request `method` (or a task-augmented `tools/call`) with the
+    /// client's `params`; the result as the upstream wrote it, task ids exposed.
+    pub(crate) async fn relay_task_request(
+        &self,
+        method: &str,
+        mut params: Map<String, Value>,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> Result<Value, ErrorData> {
+        let meta =
+            params.remove("_meta").and_then(|meta| serde_json::from_value(meta).ok()).unwrap_or_default();
+        let options = RequestOptions::for_client(cancel, meta);
+        match method {
+            "tools/call" => self.call_as_task(params, options).await,
+            "tasks/list" => self.list_tasks(params, options).await,
+            _ => {
+                let exposed = params.get("taskId").and_then(Value::as_str).unwrap_or_default().to_owned();
+                let Some((upstream, own)) = self.task_owner(&exposed) else {
+                    return Err(ErrorData::invalid_params(format!("unknown task `{exposed}`"), None));
+                };
+                params.insert("taskId".to_owned(), Value::String(own));
+                let mut result = self.raw(&upstream, method, params, options).await?;
+                expose_ids(&upstream, &mut result);
+                Ok(result)
+            }
+        }
+    }
+
+    async fn call_as_task(
+        &self,
+        mut params: Map<String, Value>,
+        options: RequestOptions,
+    ) -> Result<Value, ErrorData> {
+        let name = params.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let Some(route) = self.route(|catalog| catalog.tool(&name).cloned()).await else {
+            return Err(ErrorData::invalid_params(super::unknown_tool(&self.catalog(), &name), None));
+        };
+        params.insert("name".to_owned(), Value::String(route.name.clone()));
+        let mut result = self.raw(&route.upstream, "tools/call", params, options).await?;
+        expose_ids(&route.upstream, &mut result);
+        Ok(result)
+    }
+
+    async fn list_tasks(
+        &self,
+        params: Map<String, Value>,
+        options: RequestOptions,
+    ) -> Result<Value, ErrorData> {
+        let upstreams: Vec<String> = {
+            let view = self.upstreams.view();
+            let view = view.borrow();
+            view.upstreams
+                .iter()
+                .filter(|state| state.is_ready())
+                .map(|state| state.name.to_string())
+                .collect()
+        };
+        // Where to start: the cursor's upstream and its own cursor, else the first one.
+        let (mut index, mut cursor) = (0, None);
+        if let Some(exposed) = params.get("cursor").and_then(Value::as_str) {
+            let found = upstreams.iter().position(|name| exposed.starts_with(&format!("{name}:")));
+            let Some(found) = found else {
+                return Err(ErrorData::invalid_params(format!("invalid cursor `{exposed}`"), None));
+            };
+            index = found;
+            let own = &exposed[upstreams[found].len() + 1..];
+            cursor = (!own.is_empty()).then(|| own.to_owned());
+        }
+        let mut tasks = Vec::new();
+        while let Some(upstream) = upstreams.get(index) {
+            let mut page = Map::new();
+            if let Some(cursor) = cursor.take() {
+                page.insert("cursor".to_owned(), Value::String(cursor));
+            }
+            let listed = self.raw(upstream, "tasks/list", page, options.clone()).await;
+            index += 1;
+            // An upstream without tasks lists none.
+            let Ok(mut listed) = listed else { continue };
+            expose_ids(upstream, &mut listed);
+            if let Some(Value::Array(listed_tasks)) = listed.get_mut("tasks").map(Value::take) {
+                tasks.extend(listed_tasks);
+            }
+            if let Some(next) = listed.get("nextCursor").and_then(Value::as_str) {
+                let mut result = Map::new();
+                result.insert("tasks".to_owned(), Value::Array(tasks));
+                result.insert("nextCursor".to_owned(), Value::String(exposed_task_id(upstream, next)));
+                return Ok(Value::Object(result));
+            }
+            if !tasks.is_empty() && index < upstreams.len() {
+                let mut result = Map::new();
+                result.insert("tasks".to_owned(), Value::Array(tasks));
+                result.insert("nextCursor".to_owned(), Value::String(format!("{}:", upstreams[index])));
+                return Ok(Value::Object(result));
+            }
+        }
+        let mut result = Map::new();
+        result.insert("tasks".to_owned(), Value::Array(tasks));
+        Ok(Value::Object(result))
+    }
+
+    async fn raw(
+        &self,
+        upstream: &str,
+        method: &str,
+        params: Map<String, Value>,
+        options: RequestOptions,
+    ) -> Result<Value, ErrorData> {
+        self.upstreams.request_raw(upstream, method.to_owned(), params, options).await.map_err(|error| {
+            match error {
+                UpstreamError::Mcp(error) => error,
+                other => ErrorData::internal_error(format!("cannot relay `{method}`: {other}"), None),
+            }
+        })
+    }
+
+    /// The upstream that owns the exposed task id, and its own id.
+    fn task_owner(&self, exposed: &str) -> Option<(String, String)> {
+        let settings = self.settings.borrow().clone();
+        let owner = settings
+            .servers
+            .iter()
+            .map(|server| server.name.as_str())
+            .filter(|name| {
+                exposed.len() > name.len()
+                    && exposed.starts_with(name)
+                    && exposed[name.len()..].starts_with(':')
+            })
+            .max_by_key(|name| name.len())?;
+        Some((owner.to_owned(), exposed[owner.len() + 1..].to_owned()))
+    }
+}
+
+/// Expose every task id in `value` (a task, a `CreateTaskResult`, a task list, a
+/// related-task `_meta`) as the client knows it.
+pub fn expose_ids(upstream: &str, value: &mut Value) {
+    let expose = |id: &mut Value| {
+        if let Value::String(own) = id {
+            *own = exposed_task_id(upstream, own);
+        }
+    };
+    if let Some(id) = value.get_mut("taskId") {
+        expose(id);
+    }
+    if let Some(id) = value.get_mut("task").and_then(|task| task.get_mut("taskId")) {
+        expose(id);
+    }
+    if let Some(Value::Array(tasks)) = value.get_mut("tasks") {
+        for task in tasks {
+            if let Some(id) = task.get_mut("taskId") {
+                expose(id);
+            }
+        }
+    }
+    if let Some(id) = value
+        .get_mut("_meta")
+        .and_then(|meta| meta.get_mut(RELATED_TASK))
+        .and_then(|task| task.get_mut("taskId"))
+    {
+        expose(id);
+    }
+}
