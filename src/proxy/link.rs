@@ -145,6 +145,13 @@ impl ClientLink for DownstreamLink {
             ServerNotification::ResourceUpdatedNotification(updated) => {
                 updated.params.uri = self.catalog.borrow().expose_uri(from, &updated.params.uri);
             }
+            ServerNotification::CustomNotification(custom)
+                if custom.method == "notifications/tasks/status" =>
+            {
+                if let Some(task) = custom.params.as_mut() {
+                    super::tasks::expose_ids(from, task);
+                }
+            }
             #[allow(deprecated)]
             ServerNotification::LoggingMessageNotification(log) => {
                 log.params.logger = Some(match log.params.logger.take() {

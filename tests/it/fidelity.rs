@@ -25,6 +25,8 @@ struct LineClient {
     next_id: i64,
     /// Requests the server sent us, in order.
     asked: Vec<Value>,
+    /// Notifications the server sent us, in order.
+    notified: Vec<Value>,
 }
 
 impl LineClient {
@@ -37,7 +39,12 @@ impl LineClient {
         let mut child = command.spawn().expect("spawn the server");
         let stdin = child.stdin.take().expect("stdin");
         let stdout = child.stdout.take().expect("stdout");
-        LineClient { raw: RawSession::over(child, stdin, stdout), next_id: 1, asked: Vec::new() }
+        LineClient {
+            raw: RawSession::over(child, stdin, stdout),
+            next_id: 1,
+            asked: Vec::new(),
+            notified: Vec::new(),
+        }
     }
 
     /// server-everything over stdio, directly.
@@ -76,6 +83,8 @@ impl LineClient {
             if message.get("method").is_some() {
                 if message.get("id").is_some() {
                     self.answer(message).await;
+                } else {
+                    self.notified.push(message);
                 }
                 continue;
             }
@@ -525,4 +534,80 @@ async fn a_task_runs_through_the_bridge_as_it_runs_directly() {
     assert_eq!(cancelled["result"]["status"], "cancelled", "{cancelled}");
     let unknown = bridge.request("tasks/get", json!({"taskId": "nobody:1"})).await;
     assert_eq!(unknown["error"]["code"], -32602, "{unknown}");
+}
+
+#[tokio::test]
+async fn tasks_of_two_upstreams_never_collide_and_reach_their_owner() {
+    let env = TestEnv::new();
+    let (log_a, log_b, log_c) = (env.path("a.jsonl"), env.path("b.jsonl"), env.path("c.jsonl"));
+    let tasked = json!({
+        "capabilities": {"tools": {}, "tasks": {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}},
+        "tools": [{"name": "work", "inputSchema": {"type": "object"}, "execution": {"taskSupport": "optional"}}],
+    });
+    let mut leaving = tasked.clone();
+    leaving["exit_after_task"] = json!(true);
+    let servers = json!({"a": recording(&log_a, &tasked), "b": recording(&log_b, &tasked), "c": recording(&log_c, &leaving)});
+    env.write_config(&json!({"mcpServers": servers}));
+    let mut bridge = LineClient::bridge(&env);
+    bridge.initialize(json!({})).await;
+    assert_eq!(bridge.tools().await.len(), 3);
+    let task = json!({"ttl": 60000});
+    let a = bridge.request("tools/call", json!({"name": "a__work", "task": task})).await;
+    let b = bridge.request("tools/call", json!({"name": "b__work", "task": task})).await;
+    assert_eq!(a["result"]["task"]["taskId"], "a:task-1", "{a}");
+    assert_eq!(b["result"]["task"]["taskId"], "b:task-1", "{b}");
+
+    let got = bridge.request("tasks/get", json!({"taskId": "b:task-1"})).await;
+    assert_eq!(got["result"]["taskId"], "b:task-1", "{got}");
+    let asked = |log: &std::path::Path| {
+        recorded(log).into_iter().filter(|message| message["method"] == "tasks/get").count()
+    };
+    assert_eq!((asked(&log_a), asked(&log_b)), (0, 1), "tasks/get reached its owner only");
+    let result = bridge.request("tasks/result", json!({"taskId": "a:task-1"})).await;
+    assert_eq!(result["result"]["content"][0]["text"], "result of task-1", "{result}");
+    assert_eq!(result["result"]["_meta"]["io.modelcontextprotocol/related-task"]["taskId"], "a:task-1");
+
+    // Every upstream's tasks, page by page.
+    let mut ids = Vec::new();
+    let mut cursor = Value::Null;
+    for _ in 0..10 {
+        let params = if cursor.is_null() { json!({}) } else { json!({"cursor": cursor}) };
+        let page = bridge.request("tasks/list", params).await;
+        ids.extend(
+            page["result"]["tasks"].as_array().expect("tasks").iter().map(|task| task["taskId"].clone()),
+        );
+        cursor = page["result"]["nextCursor"].clone();
+        if cursor.is_null() {
+            break;
+        }
+    }
+    assert_eq!(ids, [json!("a:task-1"), json!("b:task-1")]);
+
+    // Status notifications carry the client's ids.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let statuses = |client: &LineClient| -> Vec<Value> {
+        let mut ids: Vec<Value> = (client.notified.iter())
+            .filter(|message| message["method"] == "notifications/tasks/status")
+            .map(|message| message["params"]["taskId"].clone())
+            .collect();
+        ids.sort_by_key(Value::to_string);
+        ids
+    };
+    while statuses(&bridge).len() < 2 {
+        let message =
+            tokio::time::timeout_at(deadline, bridge.raw.recv()).await.expect("status notifications");
+        bridge.notified.push(message);
+    }
+    assert_eq!(statuses(&bridge), [json!("a:task-1"), json!("b:task-1")]);
+
+    // The owner of a task went away: an error, not a hang.
+    let c = bridge.request("tools/call", json!({"name": "c__work", "task": task})).await;
+    assert_eq!(c["result"]["task"]["taskId"], "c:task-1", "{c}");
+    let lost = tokio::time::timeout(
+        Duration::from_secs(20),
+        bridge.request("tasks/result", json!({"taskId": "c:task-1"})),
+    )
+    .await
+    .expect("an answer, not a hang");
+    assert!(lost.get("error").is_some(), "{lost}");
 }

@@ -11,6 +11,11 @@ LOG_FILE gets one line per message received, as received. DESCRIPTION_JSON is an
 Requests: initialize (echoes the client's protocol version), ping, tools/list,
 tools/call (text "called NAME"), prompts/list, resources/list,
 resources/templates/list (empty); anything else gets -32601.
+A tools/call with "task" creates task "task-N" (N counts from 1 in each process): the
+answer is its CreateTaskResult, then a notifications/tasks/status says it completed.
+tasks/get and tasks/cancel answer with the task, tasks/result with a text result
+naming it, tasks/list with every task; an unknown task id gets -32602. With
+"exit_after_task": true the server exits right after creating a task.
 """
 
 import json
@@ -20,6 +25,7 @@ import sys
 def main() -> None:
     log_path, description = sys.argv[1], json.loads(sys.argv[2])
     capabilities = description.get("capabilities", {"tools": {}})
+    tasks = {}
     with open(log_path, "a", encoding="utf-8") as log:
         for line in sys.stdin:
             line = line.strip()
@@ -44,6 +50,33 @@ def main() -> None:
                 result = {}
             elif method == "tools/list":
                 result = {"tools": description.get("tools", [])}
+            elif method == "tools/call" and "task" in params:
+                task_id = "task-%d" % (len(tasks) + 1)
+                tasks[task_id] = {"taskId": task_id, "status": "working", "createdAt": "2026-01-01T00:00:00Z",
+                                  "lastUpdatedAt": "2026-01-01T00:00:00Z", "ttl": 60000}
+                reply = {"jsonrpc": "2.0", "id": message["id"], "result": {"task": dict(tasks[task_id])}}
+                sys.stdout.write(json.dumps(reply) + "\n")
+                if description.get("exit_after_task"):
+                    sys.stdout.flush()
+                    return
+                tasks[task_id]["status"] = "completed"
+                status = {"jsonrpc": "2.0", "method": "notifications/tasks/status", "params": dict(tasks[task_id])}
+                sys.stdout.write(json.dumps(status) + "\n")
+                sys.stdout.flush()
+                continue
+            elif method in ("tasks/get", "tasks/cancel", "tasks/result") and params.get("taskId") not in tasks:
+                reply = {"jsonrpc": "2.0", "id": message["id"],
+                         "error": {"code": -32602, "message": "unknown task " + str(params.get("taskId"))}}
+                sys.stdout.write(json.dumps(reply) + "\n")
+                sys.stdout.flush()
+                continue
+            elif method in ("tasks/get", "tasks/cancel"):
+                result = tasks[params["taskId"]]
+            elif method == "tasks/result":
+                related = {"io.modelcontextprotocol/related-task": {"taskId": params["taskId"]}}
+                result = {"content": [{"type": "text", "text": "result of " + params["taskId"]}], "_meta": related}
+            elif method == "tasks/list":
+                result = {"tasks": list(tasks.values())}
             elif method == "tools/call":
                 result = {"content": [{"type": "text", "text": "called " + params.get("name", "")}]}
             elif method == "prompts/list":
