@@ -261,11 +261,13 @@ fn progress_token(request: &Value) -> Option<&Value> {
 async fn upstream_requests_carry_a_progress_token_only_when_the_clients_did() {
     let env = TestEnv::new();
     let log = env.path("received.jsonl");
-    let tools = json!({"tools": [{"name": "work", "inputSchema": {"type": "object"}}]});
-    env.write_config(&json!({"mcpServers": {"rec": recording(&log, &tools)}}));
+    let tool = json!({"name": "work", "inputSchema": {"type": "object"}, "x-vendor": {"cost": 3}});
+    env.write_config(&json!({"mcpServers": {"rec": recording(&log, &json!({"tools": [tool]}))}}));
     let mut bridge = LineClient::bridge(&env);
     bridge.initialize(json!({})).await;
-    assert_eq!(bridge.tools().await.len(), 1);
+    let mut renamed = tool.clone();
+    renamed["name"] = json!("rec__work");
+    assert_eq!(bridge.tools().await, [renamed], "an unknown field is kept");
     let with =
         bridge.request("tools/call", json!({"name": "rec__work", "_meta": {"progressToken": "p1"}})).await;
     assert_eq!(with["result"]["content"][0]["text"], "called work", "{with}");
