@@ -9,7 +9,7 @@
 
 use std::{collections::BTreeMap, path::PathBuf, process::Stdio, sync::Arc, time::Duration};
 
-use super::stderr_tail::StderrTail;
+use super::child_output::StderrTail;
 use crate::config::Secret;
 use tokio::{
     io::{AsyncRead, AsyncReadExt},

@@ -31,7 +31,7 @@ use rmcp::{
 use serde::{Deserialize, de::IgnoredAny};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader};
 
-use super::{lane::Lane, listing::ToolListCapture, outlet::Outlet};
+use super::{child_output::StdoutNoise, lane::Lane, listing::ToolListCapture, outlet::Outlet};
 
 /// Outstanding `tools/call` ids beyond this are forgotten (answers that never came);
 /// forgetting one only sends its answer down the general decoder.
@@ -57,6 +57,8 @@ pub struct LineTransport<R> {
     warned_noise: bool,
     /// Offered every line, to keep `tools/list` answers as written (`listing.rs`).
     tool_lists: Option<Arc<ToolListCapture>>,
+    /// Told the first line that is not JSON (`child_output.rs`).
+    noise: Option<Arc<StdoutNoise>>,
 }
 
 impl<R: AsyncRead + Unpin> LineTransport<R> {
@@ -72,7 +74,14 @@ impl<R: AsyncRead + Unpin> LineTransport<R> {
             tool_calls: HashSet::new(),
             warned_noise: false,
             tool_lists: None,
+            noise: None,
         }
+    }
+
+    /// Tell `noise` the first line that is not JSON.
+    pub fn with_noise(mut self, noise: Arc<StdoutNoise>) -> Self {
+        self.noise = Some(noise);
+        self
     }
 
     /// Offer every incoming line to `tool_lists`.
@@ -269,6 +278,9 @@ where
                 tool_lists.offer(text);
             }
             let decoded = self.decode(text);
+            if let (Err(Undecodable::Noise(_)), Some(noise)) = (&decoded, &self.noise) {
+                noise.record(text);
+            }
             self.line = reuse(line);
             match decoded {
                 Ok(message) => return Some(message),

@@ -19,6 +19,7 @@
 
 mod answers;
 mod child;
+mod child_output;
 mod connection;
 mod lane;
 mod lines;
@@ -29,7 +30,6 @@ mod remote;
 mod session;
 mod set;
 mod sse;
-mod stderr_tail;
 mod supervisor;
 mod tap;
 

@@ -26,6 +26,7 @@ use tracing::Instrument as _;
 use super::{
     Status, UpstreamCatalog,
     child::{self, ChildGuard, SpawnSpec},
+    child_output::StdoutNoise,
     connection::{self, Connection, SessionParts, UpstreamHandler},
     lane::Lane,
     lines::LineTransport,
@@ -112,6 +113,8 @@ async fn connect(entry: &Arc<Entry>, shared: &Arc<Shared>) -> Result<Session, Co
 enum InitFailure {
     Timeout,
     Failed(Box<ClientInitializeError>),
+    /// The session's `give_up` future ended first, with this cause.
+    GaveUp(String),
 }
 
 /// A session's handler and queues, plus the token its transport cancels on close.
@@ -119,6 +122,8 @@ struct Pending {
     parts: SessionParts,
     closed: CancellationToken,
     lifecycle: ClientLifecycleMode,
+    /// Ends `initialize` early with a cause (a child that wrote noise on stdout).
+    give_up: Option<futures::future::BoxFuture<'static, String>>,
 }
 
 impl Pending {
@@ -129,7 +134,12 @@ impl Pending {
             entry.lists_changed.clone(),
             entry.settings.request_timeout,
         );
-        Self { parts, closed: CancellationToken::new(), lifecycle: ClientLifecycleMode::Initialize }
+        Self {
+            parts,
+            closed: CancellationToken::new(),
+            lifecycle: ClientLifecycleMode::Initialize,
+            give_up: None,
+        }
     }
 
     /// Open the session the 2026-07-28 way (`server/discover`, no `initialize`).
@@ -160,7 +170,13 @@ impl Pending {
         label: &'static str,
         lane: Option<Arc<Lane>>,
     ) -> Result<Session, (InitFailure, Option<ChildGuard>)> {
-        let Pending { parts, closed, lifecycle } = self;
+        let Pending { parts, closed, lifecycle, give_up } = self;
+        let give_up = async {
+            match give_up {
+                Some(give_up) => give_up.await,
+                None => std::future::pending().await,
+            }
+        };
         // rmcp's session task inherits this span, so what is logged from inside it (by
         // rmcp, and by the transport: unparsable lines, oversized messages) names it.
         let span = tracing::info_span!("upstream", upstream = %entry.name);
@@ -171,10 +187,13 @@ impl Pending {
             entry.cancel.child_token(),
         )
         .instrument(span);
-        let service = match tokio::time::timeout(entry.settings.connect_timeout, serve).await {
-            Ok(Ok(service)) => service,
-            Ok(Err(error)) => return Err((InitFailure::Failed(Box::new(error)), child)),
-            Err(_) => return Err((InitFailure::Timeout, child)),
+        let service = tokio::select! {
+            served = tokio::time::timeout(entry.settings.connect_timeout, serve) => match served {
+                Ok(Ok(service)) => service,
+                Ok(Err(error)) => return Err((InitFailure::Failed(Box::new(error)), child)),
+                Err(_) => return Err((InitFailure::Timeout, child)),
+            },
+            cause = give_up => return Err((InitFailure::GaveUp(cause), child)),
         };
         let routes = parts.connection_parts.routes.clone();
         // The lane speaks the protocol of 2025-11-25 and before; a 2026-07-28 session
@@ -232,11 +251,15 @@ async fn start_stdio(
 ) -> Result<Session, StdioFailure> {
     let spawned = child::spawn(&entry.name, spec).map_err(StdioFailure::Other)?;
     let stderr_tail = spawned.stderr_tail.clone();
+    let noise = Arc::new(StdoutNoise::default());
     let lines = LineTransport::new(spawned.stdout, spawned.stdin, shared.max_message_bytes)
-        .with_tool_lists(pending.tool_lists());
+        .with_tool_lists(pending.tool_lists())
+        .with_noise(noise.clone());
     let lane = lines.lane();
     let transport = pending.tap(lines);
     let label = "stdio";
+    let mut pending = pending;
+    pending.give_up = Some(Box::pin(async move { noise.as_failure().await }));
     match pending.initialize(entry, shared, transport, Some(spawned.guard), label, Some(lane)).await {
         Ok(session) => Ok(session),
         Err((failure, child)) => {
@@ -246,6 +269,7 @@ async fn start_stdio(
                     "it did not finish initialize within {} s",
                     entry.settings.connect_timeout.as_secs()
                 )),
+                InitFailure::GaveUp(cause) => StdioFailure::Other(cause),
                 InitFailure::Failed(error) if is_handshake_refusal(&error) => {
                     StdioFailure::Refused(remote::describe_initialize(&error))
                 }
@@ -413,6 +437,7 @@ async fn dial(
     // used, and a 401 challenge (mapped below) starts OAuth.
     let bearer = tokens.filter(|source| settings.oauth.is_some() || source.entry().ok().flatten().is_some());
     let failed = |failure: InitFailure| match failure {
+        InitFailure::GaveUp(cause) => Dial::Failed(cause),
         InitFailure::Timeout => {
             Dial::Failed(format!("no answer to initialize within {} s", timeout.as_secs()))
         }

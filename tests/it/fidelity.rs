@@ -456,7 +456,8 @@ async fn errors_name_the_tool_meant_and_who_does_not_support_what() {
 async fn tools_shows_why_a_local_upstream_failed_and_where_the_log_is() {
     let env = TestEnv::new();
     let crashy = super::support::fixture("crashy", &["--exit-immediately"]);
-    env.write_config(&json!({"mcpServers": {"crashy": crashy}}));
+    let noisy = json!({"command": "sh", "args": ["-c", "echo 'hello from a banner'; sleep 30"]});
+    env.write_config(&json!({"mcpServers": {"crashy": crashy, "noisy": noisy}}));
     let output = env.run(&["tools"]).await;
     assert_eq!(output.code, Some(1), "{output:?}");
     assert!(
@@ -464,6 +465,9 @@ async fn tools_shows_why_a_local_upstream_failed_and_where_the_log_is() {
         "the cause from its stderr:\n{}",
         output.stdout
     );
+    let noisy_row = output.stdout.lines().find(|line| line.contains("noisy")).unwrap_or_default();
+    assert!(!noisy_row.contains("connecting"), "{}", output.stdout);
+    assert!(noisy_row.contains("it wrote `hello from a banner` on stdout"), "{}", output.stdout);
     let log = env.home().join("logs").join("foxxy-bridge.log");
     assert_eq!(
         output.stdout.lines().last(),
