@@ -15,6 +15,9 @@ use serde_json::{Map, Value};
 use super::Bridge;
 use crate::upstream::{RequestOptions, UpstreamError};
 
+/// How long a `tasks/result` may wait for its task to end.
+const TASK_RESULT_WAIT: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
 /// The `_meta` key that ties a message to its task.
 const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
 
@@ -39,7 +42,11 @@ impl Bridge {
     ) -> Result<Value, ErrorData> {
         let meta =
             params.remove("_meta").and_then(|meta| serde_json::from_value(meta).ok()).unwrap_or_default();
-        let options = RequestOptions::for_client(cancel, meta);
+        let mut options = RequestOptions::for_client(cancel, meta);
+        if method == "tasks/result" {
+            // It answers when the task ends, however long it runs.
+            options.timeout = Some(TASK_RESULT_WAIT);
+        }
         match method {
             "tools/call" => self.call_as_task(params, options).await,
             "tasks/list" => self.list_tasks(params, options).await,

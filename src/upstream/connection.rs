@@ -200,7 +200,7 @@ impl Connection {
             let _ = sent_as.set(id.clone());
         }
         let response = async { handle.await_response().await.map_err(|error| self.failed(error)) };
-        let result = self.wait(response, id, &options.cancel, &activity).await;
+        let result = self.wait(response, id, &options.cancel, options.timeout, &activity).await;
         self.unroute(routed_token).await;
         result
     }
@@ -251,23 +251,24 @@ impl Connection {
                 }
             }
         };
-        let result = self.wait(response, id, &options.cancel, &activity).await;
+        let result = self.wait(response, id, &options.cancel, options.timeout, &activity).await;
         self.unroute(routed_token).await;
         result
     }
 
     /// Wait for `response`, or give up on the request (id `id` upstream) when the client
-    /// cancels it or it has been quiet for the request timeout. Progress (`activity`)
-    /// restarts the timeout.
+    /// cancels it or it has been quiet for `timeout` (else the request timeout). Progress
+    /// (`activity`) restarts the timeout.
     async fn wait<T>(
         &self,
         response: impl Future<Output = Result<T, UpstreamError>>,
         id: RequestId,
         cancel: &CancellationToken,
+        timeout: Option<Duration>,
         activity: &Notify,
     ) -> Result<T, UpstreamError> {
         tokio::pin!(response);
-        let timeout = self.request_timeout;
+        let timeout = timeout.unwrap_or(self.request_timeout);
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
         loop {

@@ -161,6 +161,9 @@ pub struct RequestOptions {
     pub progress_token: Option<ProgressToken>,
     /// `_meta` fields of the client's request other than the progress token.
     pub meta: Option<rmcp::model::RequestMetaObject>,
+    /// How long the request may be quiet, instead of the upstream's `requestTimeout`
+    /// (for `tasks/result`, which waits as long as its task runs).
+    pub timeout: Option<std::time::Duration>,
 }
 
 impl RequestOptions {
@@ -171,7 +174,7 @@ impl RequestOptions {
         let progress_token = meta.get_progress_token();
         meta.0.0.remove("progressToken");
         let meta = (!meta.0.0.is_empty()).then_some(meta);
-        Self { cancel, progress_token, meta }
+        Self { cancel, progress_token, meta, timeout: None }
     }
 }
 

@@ -617,3 +617,24 @@ async fn tasks_of_two_upstreams_never_collide_and_reach_their_owner() {
     .expect("an answer, not a hang");
     assert!(lost.get("error").is_some(), "{lost}");
 }
+
+#[tokio::test]
+async fn a_task_result_may_take_longer_than_the_request_timeout() {
+    let env = TestEnv::new();
+    let log = env.path("received.jsonl");
+    let slow = json!({
+        "capabilities": {"tools": {}, "tasks": {"requests": {"tools": {"call": {}}}}},
+        "tools": [{"name": "work", "inputSchema": {"type": "object"}}],
+        "result_delay_ms": 2500,
+    });
+    let mut server = recording(&log, &slow);
+    server["requestTimeout"] = json!(1);
+    env.write_config(&json!({"mcpServers": {"rec": server}}));
+    let mut bridge = LineClient::bridge(&env);
+    bridge.initialize(json!({})).await;
+    bridge.tools().await;
+    let created = bridge.request("tools/call", json!({"name": "rec__work", "task": {}})).await;
+    assert_eq!(created["result"]["task"]["taskId"], "rec:task-1", "{created}");
+    let result = bridge.request("tasks/result", json!({"taskId": "rec:task-1"})).await;
+    assert_eq!(result["result"]["content"][0]["text"], "result of task-1", "{result}");
+}

@@ -15,11 +15,13 @@ A tools/call with "task" creates task "task-N" (N counts from 1 in each process)
 answer is its CreateTaskResult, then a notifications/tasks/status says it completed.
 tasks/get and tasks/cancel answer with the task, tasks/result with a text result
 naming it, tasks/list with every task; an unknown task id gets -32602. With
-"exit_after_task": true the server exits right after creating a task.
+"exit_after_task": true the server exits right after creating a task; with
+"result_delay_ms": N, tasks/result answers N ms late.
 """
 
 import json
 import sys
+import time
 
 
 def main() -> None:
@@ -73,6 +75,7 @@ def main() -> None:
             elif method in ("tasks/get", "tasks/cancel"):
                 result = tasks[params["taskId"]]
             elif method == "tasks/result":
+                time.sleep(description.get("result_delay_ms", 0) / 1000)
                 related = {"io.modelcontextprotocol/related-task": {"taskId": params["taskId"]}}
                 result = {"content": [{"type": "text", "text": "result of " + params["taskId"]}], "_meta": related}
             elif method == "tasks/list":
