@@ -153,18 +153,22 @@ impl Bridge {
     /// The upstream that owns the exposed task id, and its own id.
     fn task_owner(&self, exposed: &str) -> Option<(String, String)> {
         let settings = self.settings.borrow().clone();
-        let owner = settings
-            .servers
-            .iter()
-            .map(|server| server.name.as_str())
-            .filter(|name| {
-                exposed.len() > name.len()
-                    && exposed.starts_with(name)
-                    && exposed[name.len()..].starts_with(':')
-            })
-            .max_by_key(|name| name.len())?;
-        Some((owner.to_owned(), exposed[owner.len() + 1..].to_owned()))
+        let (owner, own) = owner_of(settings.servers.iter().map(|server| server.name.as_str()), exposed)?;
+        Some((owner.to_owned(), own.to_owned()))
     }
+}
+
+/// Of `names`, the longest that `exposed` starts with followed by `:` and an id; that
+/// name and the id.
+fn owner_of<'a, 'b>(names: impl Iterator<Item = &'a str>, exposed: &'b str) -> Option<(&'a str, &'b str)> {
+    let owner = names
+        .filter(|name| {
+            exposed.len() > name.len() + 1
+                && exposed.starts_with(name)
+                && exposed[name.len()..].starts_with(':')
+        })
+        .max_by_key(|name| name.len())?;
+    Some((owner, &exposed[owner.len() + 1..]))
 }
 
 /// Expose every task id in `value` (a task, a `CreateTaskResult`, a task list, a
@@ -194,5 +198,41 @@ pub fn expose_ids(upstream: &str, value: &mut Value) {
         .and_then(|task| task.get_mut("taskId"))
     {
         expose(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn task_ids_route_back_to_their_upstream() {
+        let check = |exposed: &str, expected: Option<(&str, &str)>| {
+            assert_eq!(owner_of(["a", "a:b", "c"].into_iter(), exposed), expected, "{exposed}");
+        };
+        check("a:1", Some(("a", "1")));
+        check("a:b:1", Some(("a:b", "1")));
+        check("a:x:1", Some(("a", "x:1")));
+        check("c:", None);
+        check("d:1", None);
+        check("ab:1", None);
+    }
+
+    #[test]
+    fn every_task_id_in_a_result_is_exposed() {
+        let mut value = json!({
+            "taskId": "1", "task": {"taskId": "2"}, "tasks": [{"taskId": "3"}, {"taskId": 4}],
+            "_meta": {RELATED_TASK: {"taskId": "5"}}, "other": {"taskId": "6"},
+        });
+        expose_ids("up", &mut value);
+        assert_eq!(
+            value,
+            json!({
+                "taskId": "up:1", "task": {"taskId": "up:2"}, "tasks": [{"taskId": "up:3"}, {"taskId": 4}],
+                "_meta": {RELATED_TASK: {"taskId": "up:5"}}, "other": {"taskId": "6"},
+            })
+        );
     }
 }
