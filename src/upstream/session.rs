@@ -10,13 +10,9 @@ use std::{sync::Arc, time::Duration};
 
 use rmcp::{
     RoleClient,
-    model::{
-        ClientRequest, JsonObject, ListToolsRequest, PaginatedRequestParams, ProtocolVersion, ServerResult,
-        Tool,
-    },
+    model::ProtocolVersion,
     service::{
-        ClientInitializeError, ClientLifecycleMode, PeerRequestOptions, RunningService, ServiceError,
-        serve_client_with_lifecycle_and_ct,
+        ClientInitializeError, ClientLifecycleMode, RunningService, serve_client_with_lifecycle_and_ct,
     },
     transport::Transport,
 };
@@ -40,6 +36,9 @@ use crate::{
     config::{RemoteKind, RemoteSettings, TransportSettings},
     oauth::{OAuthError, Target, TokenSource, client::BearerClient},
 };
+
+/// Listing lives in `listing.rs`; the supervisor finds it here, with the session.
+pub use super::listing::list_catalog;
 
 /// How long closing an rmcp session may take before the child is ended anyway.
 const CLOSE_LIMIT: Duration = Duration::from_millis(300);
@@ -500,107 +499,5 @@ async fn dial(
             Ok(session)
         }
         Err((failure, _)) => Err(failed(failure)),
-    }
-}
-
-/// List everything the upstream offers, per its declared capabilities.
-pub async fn list_catalog(connection: &Connection, timeout: Duration) -> Result<UpstreamCatalog, String> {
-    let peer = connection.peer();
-    let info = peer.peer_info().ok_or("the upstream sent no initialize result")?;
-    let capabilities = info.capabilities.clone();
-    // The four lists are independent: ask for them at once.
-    let listing = async {
-        let (tools, prompts, resources, templates) = tokio::join!(
-            async {
-                if capabilities.tools.is_some() { list_tools(connection).await } else { Ok(Vec::new()) }
-            },
-            async {
-                if capabilities.prompts.is_some() { peer.list_all_prompts().await } else { Ok(Vec::new()) }
-            },
-            async {
-                if capabilities.resources.is_some() {
-                    peer.list_all_resources().await
-                } else {
-                    Ok(Vec::new())
-                }
-            },
-            async {
-                if capabilities.resources.is_some() {
-                    peer.list_all_resource_templates().await
-                } else {
-                    Ok(Vec::new())
-                }
-            },
-        );
-        let (tools, tool_objects) = tools?.into_iter().unzip();
-        Ok::<_, rmcp::service::ServiceError>(UpstreamCatalog {
-            capabilities: capabilities.clone(),
-            instructions: info.instructions.clone(),
-            tools,
-            tool_objects,
-            prompts: prompts?,
-            resources: resources?,
-            resource_templates: templates?,
-        })
-    };
-    match tokio::time::timeout(timeout, listing).await {
-        Ok(result) => result.map_err(|error| remote::describe(&error)),
-        Err(_) => Err(format!("listing did not finish within {} s", timeout.as_secs())),
-    }
-}
-
-/// Every page of the upstream's tools, each decoded and as the upstream wrote it (its
-/// decoded form encoded again when the transport could not keep the text).
-async fn list_tools(connection: &Connection) -> Result<Vec<(Tool, Arc<JsonObject>)>, ServiceError> {
-    let mut listed = Vec::new();
-    let mut cursor = None;
-    loop {
-        let request = ClientRequest::ListToolsRequest(ListToolsRequest {
-            method: Default::default(),
-            params: Some(PaginatedRequestParams::default().with_cursor(cursor)),
-            extensions: Default::default(),
-        });
-        let handle =
-            connection.peer().send_request_with_option(request, PeerRequestOptions::no_options()).await?;
-        let id = handle.id.clone();
-        let response = handle.await_response().await;
-        let written = connection.tool_lists().take(&id).and_then(|mut result| match result["tools"].take() {
-            serde_json::Value::Array(tools) => Some(
-                tools
-                    .into_iter()
-                    .map(|tool| match tool {
-                        serde_json::Value::Object(object) => object,
-                        _ => JsonObject::new(),
-                    })
-                    .collect::<Vec<_>>(),
-            ),
-            _ => None,
-        });
-        let ServerResult::ListToolsResult(page) = response? else {
-            return Err(ServiceError::UnexpectedResponse);
-        };
-        let mut written = written.map(Vec::into_iter);
-        for tool in page.tools {
-            // The text is used only while it lists the same tools in the same order.
-            let object = written
-                .as_mut()
-                .and_then(Iterator::next)
-                .filter(|object| object.get("name").and_then(|name| name.as_str()) == Some(&*tool.name));
-            let object = match object {
-                Some(object) => object,
-                None => {
-                    written = None;
-                    match serde_json::to_value(&tool) {
-                        Ok(serde_json::Value::Object(object)) => object,
-                        _ => JsonObject::new(),
-                    }
-                }
-            };
-            listed.push((tool, Arc::new(object)));
-        }
-        cursor = page.next_cursor;
-        if cursor.is_none() {
-            return Ok(listed);
-        }
     }
 }
