@@ -35,7 +35,7 @@ use sse_stream::{Error as SseError, Sse};
 
 use super::{
     lines::tool_response,
-    listing::{RawResultWanted, ToolListCapture},
+    listing::{RawResultWanted, RawResults},
 };
 
 /// How long the rest of an answered stream may take to end before its connection is
@@ -52,12 +52,12 @@ type SseStream = BoxStream<'static, Result<Sse, SseError>>;
 pub struct Answers<C> {
     inner: C,
     /// Offered the events of each `tools/list` response stream (`listing.rs`).
-    tool_lists: Arc<ToolListCapture>,
+    raw_results: Arc<RawResults>,
 }
 
 impl<C> Answers<C> {
-    pub fn new(inner: C, tool_lists: Arc<ToolListCapture>) -> Self {
-        Self { inner, tool_lists }
+    pub fn new(inner: C, raw_results: Arc<RawResults>) -> Self {
+        Self { inner, raw_results }
     }
 
     /// `response` as it came, a `tools/list` answer's stream offered to the capture on
@@ -65,12 +65,12 @@ impl<C> Answers<C> {
     async fn read(&self, message: &Kind, response: StreamableHttpPostResponse) -> StreamableHttpPostResponse {
         match (message, response) {
             (Kind::Raw, StreamableHttpPostResponse::Sse(stream, session_id)) => {
-                let tool_lists = self.tool_lists.clone();
+                let raw_results = self.raw_results.clone();
                 let stream = stream.inspect(move |item| {
                     if let Ok(event) = item
                         && let Payload::Message(data) = payload(event)
                     {
-                        tool_lists.offer(data.as_bytes());
+                        raw_results.offer(data.as_bytes());
                     }
                 });
                 StreamableHttpPostResponse::Sse(stream.boxed(), session_id)

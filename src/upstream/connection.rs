@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     ClientLink, RequestOptions, UpstreamError,
     lane::{self, Call, Lane, Ticket},
-    listing::{RawResultWanted, ToolListCapture},
+    listing::{RawResultWanted, RawResults},
     relay::{self, ToolAnswer, ToolCall},
     tap::{ProgressWanted, TapQueue, TapReceiver, Tapped},
 };
@@ -91,7 +91,7 @@ pub struct Connection {
     /// The direct path for `tools/call` (`lane.rs`); stdio sessions before 2026-07-28.
     lane: Option<Arc<Lane>>,
     /// The session's `tools/list` answers as written (`listing.rs`).
-    tool_lists: Arc<ToolListCapture>,
+    raw_results: Arc<RawResults>,
 }
 
 impl Connection {
@@ -100,8 +100,8 @@ impl Connection {
     }
 
     /// The session's `tools/list` answers as the upstream wrote them.
-    pub fn tool_lists(&self) -> &ToolListCapture {
-        &self.tool_lists
+    pub fn raw_results(&self) -> &RawResults {
+        &self.raw_results
     }
 
     /// An id on the session's direct lane for a `tools/call` no task will wait for
@@ -151,7 +151,7 @@ impl Connection {
         request.extensions_mut().insert(RawResultWanted);
         let id = Arc::new(std::sync::OnceLock::new());
         let result = self.request_with_id(request, options, Some(&id)).await;
-        let written = id.get().and_then(|id| self.tool_lists.take(id));
+        let written = id.get().and_then(|id| self.raw_results.take(id));
         let result = result?;
         Ok(match written {
             Some(written) => written,
@@ -359,7 +359,7 @@ pub struct ConnectionParts {
     pub routes: Arc<ProgressRoutes>,
     request_timeout: Duration,
     /// Shared with the session's tap and transport, which fill it.
-    pub tool_lists: Arc<ToolListCapture>,
+    pub raw_results: Arc<RawResults>,
 }
 
 impl ConnectionParts {
@@ -388,7 +388,7 @@ impl ConnectionParts {
             request_timeout: self.request_timeout,
             broken,
             lane,
-            tool_lists: self.tool_lists,
+            raw_results: self.raw_results,
         }
     }
 }
@@ -404,7 +404,7 @@ pub fn session_parts(
     let routes = Arc::new(ProgressRoutes::default());
     SessionParts {
         handler: UpstreamHandler { name: name.clone(), link, lists_changed },
-        connection_parts: ConnectionParts { name, routes, request_timeout, tool_lists: Arc::default() },
+        connection_parts: ConnectionParts { name, routes, request_timeout, raw_results: Arc::default() },
         tapped_rx,
         tapped_tx,
     }

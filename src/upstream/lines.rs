@@ -31,7 +31,7 @@ use rmcp::{
 use serde::{Deserialize, de::IgnoredAny};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader};
 
-use super::{child_output::StdoutNoise, lane::Lane, listing::ToolListCapture, outlet::Outlet};
+use super::{child_output::StdoutNoise, lane::Lane, listing::RawResults, outlet::Outlet};
 
 /// Outstanding `tools/call` ids beyond this are forgotten (answers that never came);
 /// forgetting one only sends its answer down the general decoder.
@@ -55,8 +55,8 @@ pub struct LineTransport<R> {
     tool_calls: HashSet<RequestId>,
     /// Whether a non-JSON line was already logged at `warn` (the rest go to `debug`).
     warned_noise: bool,
-    /// Offered every line, to keep `tools/list` answers as written (`listing.rs`).
-    tool_lists: Option<Arc<ToolListCapture>>,
+    /// Offered every line, to keep marked answers (`tools/list`, tasks) as written (`listing.rs`).
+    raw_results: Option<Arc<RawResults>>,
     /// Told the first line that is not JSON (`child_output.rs`).
     noise: Option<Arc<StdoutNoise>>,
 }
@@ -73,7 +73,7 @@ impl<R: AsyncRead + Unpin> LineTransport<R> {
             max_bytes,
             tool_calls: HashSet::new(),
             warned_noise: false,
-            tool_lists: None,
+            raw_results: None,
             noise: None,
         }
     }
@@ -84,9 +84,9 @@ impl<R: AsyncRead + Unpin> LineTransport<R> {
         self
     }
 
-    /// Offer every incoming line to `tool_lists`.
-    pub fn with_tool_lists(mut self, tool_lists: Arc<ToolListCapture>) -> Self {
-        self.tool_lists = Some(tool_lists);
+    /// Offer every incoming line to `raw_results`.
+    pub fn with_raw_results(mut self, raw_results: Arc<RawResults>) -> Self {
+        self.raw_results = Some(raw_results);
         self
     }
 
@@ -274,8 +274,8 @@ where
                 self.line = reuse(line);
                 continue;
             }
-            if let Some(tool_lists) = &self.tool_lists {
-                tool_lists.offer(text);
+            if let Some(raw_results) = &self.raw_results {
+                raw_results.offer(text);
             }
             let decoded = self.decode(text);
             if let (Err(Undecodable::Noise(_)), Some(noise)) = (&decoded, &self.noise) {

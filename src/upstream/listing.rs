@@ -5,10 +5,10 @@
 //! rmcp decodes every result into its own types, which keep only the fields they know:
 //! `execution` in a tool, a field of a newer protocol, a task (rmcp 3.11 models another
 //! tasks proposal), or a server's own extension field would be lost on the way to the
-//! client. So every session has a [`ToolListCapture`]: the tap (`tap.rs`) marks the id
+//! client. So every session has a [`RawResults`]: the tap (`tap.rs`) marks the id
 //! of each outgoing `tools/list` request and of each request marked [`RawResultWanted`],
 //! each transport offers the JSON text of every incoming message while such an id is
-//! open ([`ToolListCapture::offer`]), and the capture keeps the `result` of the matching
+//! open ([`RawResults::offer`]), and the capture keeps the `result` of the matching
 //! response. `list_catalog` takes a `tools/list` result by the request's id and pairs its
 //! tools with rmcp's decoded ones, which the bridge still uses for names and routing;
 //! `Connection::request_raw` takes the others whole.
@@ -49,14 +49,14 @@ pub struct RawResultWanted;
 /// The raw results of one session's `tools/list` responses and of requests marked
 /// [`RawResultWanted`], by request id.
 #[derive(Default)]
-pub struct ToolListCapture {
+pub struct RawResults {
     /// How many ids are open; read without the lock on every incoming message.
     open: AtomicUsize,
     /// Open ids (`None`) and answered ones (the raw result), until taken.
     lists: Mutex<HashMap<RequestId, Option<Value>>>,
 }
 
-impl ToolListCapture {
+impl RawResults {
     fn lists(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, Option<Value>>> {
         self.lists.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -166,18 +166,19 @@ async fn list_tools(connection: &Connection) -> Result<Vec<(Tool, Arc<JsonObject
             connection.peer().send_request_with_option(request, PeerRequestOptions::no_options()).await?;
         let id = handle.id.clone();
         let response = handle.await_response().await;
-        let written = connection.tool_lists().take(&id).and_then(|mut result| match result["tools"].take() {
-            serde_json::Value::Array(tools) => Some(
-                tools
-                    .into_iter()
-                    .map(|tool| match tool {
-                        serde_json::Value::Object(object) => object,
-                        _ => JsonObject::new(),
-                    })
-                    .collect::<Vec<_>>(),
-            ),
-            _ => None,
-        });
+        let written =
+            connection.raw_results().take(&id).and_then(|mut result| match result["tools"].take() {
+                serde_json::Value::Array(tools) => Some(
+                    tools
+                        .into_iter()
+                        .map(|tool| match tool {
+                            serde_json::Value::Object(object) => object,
+                            _ => JsonObject::new(),
+                        })
+                        .collect::<Vec<_>>(),
+                ),
+                _ => None,
+            });
         let ServerResult::ListToolsResult(page) = response? else {
             return Err(ServiceError::UnexpectedResponse);
         };
@@ -215,7 +216,7 @@ mod tests {
 
     #[test]
     fn keeps_the_tools_of_open_lists_only() {
-        let capture = ToolListCapture::default();
+        let capture = RawResults::default();
         let answer = |id: i64| {
             json!({"jsonrpc": "2.0", "id": id, "result": {"tools": [{"name": "a", "execution": {"taskSupport": "optional"}}]}})
                 .to_string()

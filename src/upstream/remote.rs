@@ -15,7 +15,7 @@ use rmcp::{
     },
 };
 
-use super::{answers::Answers, listing::ToolListCapture};
+use super::{answers::Answers, listing::RawResults};
 use crate::config::RemoteSettings;
 
 /// Idle HTTP connections are kept this long, and TCP keep-alive probes sent this
@@ -82,10 +82,10 @@ pub fn streamable_transport<C: StreamableHttpClient + Sync>(
     client: C,
     remote: &RemoteSettings,
     max_message_bytes: usize,
-    tool_lists: Arc<ToolListCapture>,
+    raw_results: Arc<RawResults>,
 ) -> StreamableHttpClientTransport<Answers<C>> {
     StreamableHttpClientTransport::with_client(
-        Answers::new(client, tool_lists),
+        Answers::new(client, raw_results),
         streamable_config(remote, max_message_bytes),
     )
 }

@@ -26,7 +26,7 @@ use super::{
     connection::{self, Connection, SessionParts, UpstreamHandler},
     lane::Lane,
     lines::LineTransport,
-    listing::ToolListCapture,
+    listing::RawResults,
     remote,
     set::{Entry, Shared},
     sse,
@@ -149,13 +149,13 @@ impl Pending {
     }
 
     fn tap<T>(&self, transport: T) -> TapTransport<T> {
-        let tool_lists = self.tool_lists();
-        TapTransport::new(transport, self.parts.tapped_tx.clone(), self.closed.clone(), tool_lists)
+        let raw_results = self.raw_results();
+        TapTransport::new(transport, self.parts.tapped_tx.clone(), self.closed.clone(), raw_results)
     }
 
     /// Where the transport offers `tools/list` answers as written (`listing.rs`).
-    fn tool_lists(&self) -> Arc<ToolListCapture> {
-        self.parts.connection_parts.tool_lists.clone()
+    fn raw_results(&self) -> Arc<RawResults> {
+        self.parts.connection_parts.raw_results.clone()
     }
 
     /// Open the session over `transport` (`initialize`, or `server/discover` for
@@ -252,7 +252,7 @@ async fn start_stdio(
     let stderr_tail = spawned.stderr_tail.clone();
     let noise = Arc::new(StdoutNoise::default());
     let lines = LineTransport::new(spawned.stdout, spawned.stdin, shared.max_message_bytes)
-        .with_tool_lists(pending.tool_lists())
+        .with_raw_results(pending.raw_results())
         .with_noise(noise.clone());
     let lane = lines.lane();
     let transport = pending.tap(lines);
@@ -403,7 +403,7 @@ async fn streamable(
                 bearer.clone(),
                 settings,
                 max,
-                pending.tool_lists(),
+                pending.raw_results(),
             ));
             let attempt = pending.initialize(entry, shared, transport, None, "streamable-http", None).await;
             // Once connected, a 401/403 mid-session may start a sign-in itself.
@@ -415,7 +415,7 @@ async fn streamable(
                 client.clone(),
                 settings,
                 max,
-                pending.tool_lists(),
+                pending.raw_results(),
             ));
             pending.initialize(entry, shared, transport, None, "streamable-http", None).await
         }
@@ -486,7 +486,7 @@ async fn dial(
     )
     .await
     {
-        Ok(stream) => stream.with_tool_lists(pending.tool_lists()),
+        Ok(stream) => stream.with_raw_results(pending.raw_results()),
         Err(sse::SseTransportError::AuthRequired(challenge)) if tokens.is_some() => {
             return Err(Dial::Challenge(challenge));
         }

@@ -26,7 +26,7 @@ use tokio::{sync::mpsc, task::JoinHandle};
 use tokio_util::bytes::Bytes;
 use url::Url;
 
-use super::{listing::ToolListCapture, remote};
+use super::{listing::RawResults, remote};
 use crate::oauth::TokenSource;
 
 /// Messages buffered from the event stream before the reader waits.
@@ -56,14 +56,14 @@ pub struct SseTransport {
     /// How long a `POST` may take.
     timeout: Duration,
     upstream: Arc<str>,
-    /// Offered every message, to keep `tools/list` answers as written (`listing.rs`).
-    tool_lists: Option<Arc<ToolListCapture>>,
+    /// Offered every message, to keep marked answers (`tools/list`, tasks) as written (`listing.rs`).
+    raw_results: Option<Arc<RawResults>>,
 }
 
 impl SseTransport {
-    /// Offer every incoming message to `tool_lists`.
-    pub fn with_tool_lists(mut self, tool_lists: Arc<ToolListCapture>) -> Self {
-        self.tool_lists = Some(tool_lists);
+    /// Offer every incoming message to `raw_results`.
+    pub fn with_raw_results(mut self, raw_results: Arc<RawResults>) -> Self {
+        self.raw_results = Some(raw_results);
         self
     }
 }
@@ -234,7 +234,7 @@ pub async fn connect(
         reader,
         timeout,
         upstream: upstream.into(),
-        tool_lists: None,
+        raw_results: None,
     })
 }
 
@@ -264,8 +264,8 @@ impl Transport<RoleClient> for SseTransport {
     async fn receive(&mut self) -> Option<RxJsonRpcMessage<RoleClient>> {
         loop {
             let data = self.inbox.recv().await?;
-            if let Some(tool_lists) = &self.tool_lists {
-                tool_lists.offer(data.as_bytes());
+            if let Some(raw_results) = &self.raw_results {
+                raw_results.offer(data.as_bytes());
             }
             match serde_json::from_str::<ServerJsonRpcMessage>(&data) {
                 Ok(message) => return Some(message),

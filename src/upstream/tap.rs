@@ -29,7 +29,7 @@ use rmcp::{
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::listing::{RawResultWanted, ToolListCapture};
+use super::listing::{RawResultWanted, RawResults};
 
 /// Marks a request (in its rmcp extensions, never sent) whose `_meta.progressToken`
 /// the upstream should get: the client gave one, and progress is routed back to it.
@@ -134,17 +134,12 @@ pub struct TapTransport<T> {
     closed: CancellationToken,
     /// Told the id of each outgoing `tools/list`, whose answer the inner transport
     /// offers it as written (`listing.rs`).
-    tool_lists: Arc<ToolListCapture>,
+    raw_results: Arc<RawResults>,
 }
 
 impl<T> TapTransport<T> {
-    pub fn new(
-        inner: T,
-        tapped: TapQueue,
-        closed: CancellationToken,
-        tool_lists: Arc<ToolListCapture>,
-    ) -> Self {
-        Self { inner, tapped, closed, tool_lists }
+    pub fn new(inner: T, tapped: TapQueue, closed: CancellationToken, raw_results: Arc<RawResults>) -> Self {
+        Self { inner, tapped, closed, raw_results }
     }
 }
 
@@ -160,7 +155,7 @@ impl<T: Transport<RoleClient>> Transport<RoleClient> for TapTransport<T> {
             if matches!(request.request, ClientRequest::ListToolsRequest(_))
                 || request.request.extensions().get::<RawResultWanted>().is_some()
             {
-                self.tool_lists.expect(request.id.clone());
+                self.raw_results.expect(request.id.clone());
             }
             if request.request.extensions().get::<ProgressWanted>().is_none() {
                 drop_progress_token(&mut request.request);
