@@ -534,12 +534,15 @@ async fn write_stdout(mut out: impl AsyncWrite + Unpin, mut queue: mpsc::Receive
 }
 
 impl StdioTransport {
-    /// The line answering `initialize`, with `capabilities.tasks` (what the bridge
-    /// relays), which rmcp's capability type does not have.
+    /// The line answering `initialize`, with `capabilities.tasks`
+    /// (`Bridge::tasks_capability`), which rmcp's capability type does not have.
     fn initialize_line(&self, id: RequestId, result: &ServerResult) -> Option<Vec<u8>> {
         let mut result = serde_json::to_value(result).ok()?;
-        if let Some(capabilities) = result.get_mut("capabilities").and_then(Value::as_object_mut) {
-            capabilities.insert("tasks".to_owned(), crate::proxy::tasks::capability());
+        let tasks = self.outbox.bridge.as_ref().and_then(|bridge| bridge.tasks_capability());
+        if let (Some(capabilities), Some(tasks)) =
+            (result.get_mut("capabilities").and_then(Value::as_object_mut), tasks)
+        {
+            capabilities.insert("tasks".to_owned(), tasks);
         }
         self.outbox.encode_result(id, &serde_json::to_vec(&result).ok()?)
     }

@@ -21,9 +21,21 @@ const TASK_RESULT_WAIT: std::time::Duration = std::time::Duration::from_secs(24 
 /// The `_meta` key that ties a message to its task.
 const RELATED_TASK: &str = "io.modelcontextprotocol/related-task";
 
-/// What the bridge declares under `capabilities.tasks`: what it relays.
-pub fn capability() -> Value {
+/// Everything the bridge can relay, as `capabilities.tasks`.
+fn relayable() -> Value {
     serde_json::json!({"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}})
+}
+
+/// `into` with every member of `from` added, objects merged member by member.
+fn union(into: &mut Value, from: &Value) {
+    match (into, from) {
+        (Value::Object(into), Value::Object(from)) => {
+            for (key, value) in from {
+                union(into.entry(key.clone()).or_insert_with(|| Value::Object(Map::new())), value);
+            }
+        }
+        (into, from) => *into = from.clone(),
+    }
 }
 
 /// The client's id of task `task_id` of `upstream`.
@@ -32,6 +44,25 @@ pub fn exposed_task_id(upstream: &str, task_id: &str) -> String {
 }
 
 impl Bridge {
+    /// What the bridge declares under `capabilities.tasks` when it answers `initialize`:
+    /// the union of the ready upstreams' own once every upstream has made its first
+    /// attempt (`bridge.instructionsWait`), else everything it can relay, since the
+    /// upstreams still connecting cannot be asked. `None`: declare none.
+    pub(crate) fn tasks_capability(&self) -> Option<Value> {
+        let view = self.upstreams.view();
+        let view = view.borrow();
+        if !view.all_settled() {
+            return Some(relayable());
+        }
+        let mut declared: Option<Value> = None;
+        for state in view.upstreams.iter().filter(|state| state.is_ready()) {
+            if let Some(tasks) = state.catalog.as_ref().and_then(|catalog| catalog.tasks.as_ref()) {
+                union(declared.get_or_insert_with(|| Value::Object(Map::new())), tasks);
+            }
+        }
+        declared
+    }
+
     /// Serve the task request `method` (or a task-augmented `tools/call`) with the
     /// client's `params`; the result as the upstream wrote it, task ids exposed.
     pub(crate) async fn relay_task_request(
@@ -206,6 +237,17 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn capabilities_are_united_member_by_member() {
+        let mut united = json!({"list": {}});
+        union(&mut united, &json!({"requests": {"tools": {"call": {}}}}));
+        union(&mut united, &json!({"cancel": {}, "requests": {"sampling": {"createMessage": {}}}}));
+        assert_eq!(
+            united,
+            json!({"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}, "sampling": {"createMessage": {}}}})
+        );
+    }
 
     #[test]
     fn task_ids_route_back_to_their_upstream() {

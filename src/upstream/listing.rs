@@ -54,6 +54,11 @@ pub struct RawResults {
     open: AtomicUsize,
     /// Open ids (`None`) and answered ones (the raw result), until taken.
     lists: Mutex<HashMap<RequestId, Option<Value>>>,
+    /// The id of the session's `initialize`, whose result holds what rmcp's capability
+    /// type drops (`capabilities.tasks`).
+    initialize: std::sync::OnceLock<RequestId>,
+    /// Its result's `capabilities.tasks`, once taken (every re-listing reads it).
+    initialize_tasks: std::sync::OnceLock<Option<Value>>,
 }
 
 impl RawResults {
@@ -93,6 +98,24 @@ impl RawResults {
         if let Some(slot) = self.lists().get_mut(&id) {
             *slot = Some(answer.result);
         }
+    }
+
+    /// The session's `initialize` request, with id `id`, is being sent.
+    pub fn expect_initialize(&self, id: RequestId) {
+        let _ = self.initialize.set(id.clone());
+        self.expect(id);
+    }
+
+    /// `capabilities.tasks` of the `initialize` result as written (`None` when it has
+    /// none, for a session opened with `server/discover`, or when the transport could
+    /// not keep the text).
+    pub fn initialize_tasks(&self) -> Option<Value> {
+        self.initialize_tasks
+            .get_or_init(|| {
+                let mut result = self.take(self.initialize.get()?)?;
+                result.get_mut("capabilities")?.get_mut("tasks").map(Value::take)
+            })
+            .clone()
     }
 
     /// The result of the answer to request `id`, as written; `None` when the transport
@@ -136,6 +159,7 @@ pub async fn list_catalog(connection: &Connection, timeout: Duration) -> Result<
         );
         let (tools, tool_objects) = tools?.into_iter().unzip();
         Ok::<_, rmcp::service::ServiceError>(UpstreamCatalog {
+            tasks: connection.raw_results().initialize_tasks(),
             capabilities: capabilities.clone(),
             instructions: info.instructions.clone(),
             tools,

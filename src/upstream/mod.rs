@@ -260,6 +260,9 @@ impl Status {
 #[derive(Debug, Clone, Default)]
 pub struct UpstreamCatalog {
     pub capabilities: ServerCapabilities,
+    /// `capabilities.tasks` as the upstream declared it (rmcp's type drops it); `None`
+    /// when it declared none, or it is not known.
+    pub tasks: Option<serde_json::Value>,
     pub instructions: Option<String>,
     pub tools: Vec<Tool>,
     /// Each of `tools` as the upstream wrote it (same order): fields the decoded `Tool`

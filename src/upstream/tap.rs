@@ -152,7 +152,9 @@ impl<T: Transport<RoleClient>> Transport<RoleClient> for TapTransport<T> {
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
         let mut item = item;
         if let JsonRpcMessage::Request(request) = &mut item {
-            if matches!(request.request, ClientRequest::ListToolsRequest(_))
+            if matches!(request.request, ClientRequest::InitializeRequest(_)) {
+                self.raw_results.expect_initialize(request.id.clone());
+            } else if matches!(request.request, ClientRequest::ListToolsRequest(_))
                 || request.request.extensions().get::<RawResultWanted>().is_some()
             {
                 self.raw_results.expect(request.id.clone());

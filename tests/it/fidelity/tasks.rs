@@ -170,3 +170,33 @@ async fn a_task_result_may_take_longer_than_the_request_timeout() {
     let result = bridge.request("tasks/result", json!({"taskId": "rec:task-1"})).await;
     assert_eq!(result["result"]["content"][0]["text"], "result of task-1", "{result}");
 }
+
+#[tokio::test]
+async fn the_declared_tasks_capability_is_the_union_of_the_upstreams_own() {
+    let everything_tasks = {
+        let mut direct = LineClient::everything();
+        direct.initialize(json!({})).await["capabilities"]["tasks"].clone()
+    };
+    let env = TestEnv::new();
+    let described = |tasks: Value| json!({"capabilities": {"tools": {}, "tasks": tasks}});
+    let plain = json!({"capabilities": {"tools": {}}});
+    let wait = json!({"instructionsWait": 10000});
+    let cases = [
+        (json!({"ev": crate::peers::everything_stdio()}), Some(everything_tasks)),
+        (
+            json!({
+                "a": recording(&env.path("a.jsonl"), &described(json!({"requests": {"tools": {"call": {}}}}))),
+                "b": recording(&env.path("b.jsonl"), &described(json!({"list": {}}))),
+                "c": recording(&env.path("c.jsonl"), &plain),
+            }),
+            Some(json!({"list": {}, "requests": {"tools": {"call": {}}}})),
+        ),
+        (json!({"c": recording(&env.path("c.jsonl"), &plain)}), None),
+    ];
+    for (servers, expected) in cases {
+        env.write_config(&json!({"mcpServers": servers, "bridge": wait}));
+        let mut bridge = LineClient::bridge(&env);
+        let result = bridge.initialize(json!({})).await;
+        assert_eq!(result["capabilities"].get("tasks"), expected.as_ref(), "{servers}");
+    }
+}
