@@ -23,7 +23,7 @@ use std::{
 use clap::Parser;
 use foxxy_bridge::proxy::{
     Catalog,
-    search::{Ranking, SearchMode},
+    catalog::search::{Ranking, SearchMode},
 };
 use rmcp::model::{ListToolsResult, Tool};
 use serde::Deserialize;

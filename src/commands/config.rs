@@ -21,7 +21,8 @@ pub fn validate(context: &Context) -> anyhow::Result<Outcome> {
             Ok(Outcome::Success)
         }
         Err(error) => {
-            output::error_line(error);
+            // The whole chain: a file that cannot be read says why (the OS reason).
+            output::error_line(format_args!("{:#}", anyhow::Error::new(error)));
             Ok(Outcome::Failure)
         }
     }

@@ -102,12 +102,8 @@ fn print(checks: &[Check]) {
     let count = |status| checks.iter().filter(|check| check.status == status).count();
     let plural =
         |count: usize, word: &str| if count == 1 { format!("1 {word}") } else { format!("{count} {word}s") };
-    let skipped = match count(CheckStatus::Skip) {
-        0 => String::new(),
-        skipped => format!(", {skipped} skipped"),
-    };
     output::line(format_args!(
-        "{}: {} ok, {}, {}{skipped}",
+        "{}: {} ok, {}, {}",
         plural(checks.len(), "check"),
         count(CheckStatus::Ok),
         plural(count(CheckStatus::Warn), "warning"),

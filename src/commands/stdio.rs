@@ -15,7 +15,7 @@ use super::{Context, Outcome, selection::Narrowing};
 use crate::{
     config::{self, Settings},
     output,
-    proxy::{Bridge, stdio},
+    proxy::{Bridge, BridgeService, stdio},
 };
 
 /// How long the MCP session may take to flush its last messages on the way out.
@@ -45,7 +45,7 @@ pub async fn run(context: &Context, narrowing: &Narrowing) -> anyhow::Result<Out
         stdio::stdio(settings.bridge.max_message_bytes, stdin_closed.clone(), Some(bridge.clone()));
     // Held until this function returns, whichever way, `?` included.
     let _blocking_on_exit = stdio::RestoreOnDrop;
-    let serve = bridge.clone().serve_with_ct(transport, stop.child_token());
+    let serve = BridgeService(bridge.clone()).serve_with_ct(transport, stop.child_token());
     let service = tokio::select! {
         service = serve => Some(service.context("the MCP session could not start")?),
         () = stdin_closed.cancelled() => None,

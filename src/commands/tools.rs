@@ -23,6 +23,8 @@ pub async fn list(context: &Context, narrowing: &Narrowing, json: bool) -> anyho
         output::line(catalog_json(&catalog));
     } else {
         print_catalog(&catalog);
+        // Where to look next when an upstream failed: its stderr and every attempt.
+        output::line(format_args!("log: {}", context.paths.logs_dir().join("foxxy-bridge.log").display()));
     }
     let all_ready = catalog.statuses.iter().all(|status| status.status == crate::upstream::Status::Ready);
     Ok(if all_ready && catalog.conflicts.is_empty() { Outcome::Success } else { Outcome::Failure })

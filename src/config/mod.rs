@@ -25,6 +25,8 @@ mod resolve;
 pub mod settings;
 mod syntax;
 mod validate;
+
+pub use validate::did_you_mean;
 pub mod watch;
 
 #[cfg(test)]

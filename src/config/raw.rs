@@ -372,6 +372,12 @@ pub struct RawBridge {
     /// In search mode, the tools still listed directly, by glob (`*`, `?`, `[abc]`) on the
     /// exposed name (e.g. `github__get_*`). Default: none.
     pub pinned_tools: Vec<String>,
+    /// How long the answer to the client's `initialize` may wait for the servers to
+    /// connect, in milliseconds, so that their `instructions` are in it (a server that
+    /// connects later cannot add its own). 0 answers at once, with the instructions of
+    /// the servers connected by then. At most 10000. Default: 0.
+    #[schemars(range(max = 10000))]
+    pub instructions_wait: u64,
 }
 
 impl Default for RawBridge {
@@ -394,6 +400,7 @@ impl Default for RawBridge {
             sign_in_retry_after: 600,
             tool_mode: RawToolMode::All,
             pinned_tools: Vec::new(),
+            instructions_wait: 0,
         }
     }
 }

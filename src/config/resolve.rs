@@ -22,8 +22,8 @@ use super::{
     },
     settings::{
         Aggregation, BridgeSettings, ConfigReloadSettings, ConflictResolution, FailoverSettings,
-        HealthCheckSettings, OAuthSettings, RemoteKind, RemoteSettings, Secret, ServerSettings, Settings,
-        ToolFilter, ToolMode, TransportSettings,
+        HealthCheckSettings, OAUTH_FLOW_PARAMS, OAuthSettings, RemoteKind, RemoteSettings, Secret,
+        ServerSettings, Settings, ToolFilter, ToolMode, TransportSettings,
     },
     validate::Report,
 };
@@ -106,6 +106,7 @@ fn resolve_bridge(raw: RawBridge, report: &mut Report) -> BridgeSettings {
             RawToolMode::Search => ToolMode::Search,
         },
         pinned_tools: raw.pinned_tools,
+        instructions_wait: Duration::from_millis(raw.instructions_wait),
     }
 }
 
@@ -328,7 +329,7 @@ fn resolve_oauth(raw: &RawOAuth, path: &str, report: &mut Report) -> OAuthSettin
         }
     }
     for key in raw.additional_params.keys() {
-        if crate::oauth::authorize::FLOW_PARAMS.contains(&key.as_str()) {
+        if OAUTH_FLOW_PARAMS.contains(&key.as_str()) {
             report.problem(
                 &child_path(&child_path(path, "additional_params"), key),
                 format!("`{key}` is set by the sign-in flow itself and cannot be replaced; remove it"),

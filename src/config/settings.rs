@@ -96,6 +96,19 @@ pub enum RemoteKind {
     Auto,
 }
 
+/// Authorization request parameters the sign-in flow itself sets, which
+/// `oauth.additional_params` may not replace (`resource` may be replaced).
+pub const OAUTH_FLOW_PARAMS: [&str; 8] = [
+    "state",
+    "redirect_uri",
+    "code_challenge",
+    "code_challenge_method",
+    "response_type",
+    "client_id",
+    "grant_type",
+    "code_verifier",
+];
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct OAuthSettings {
     /// Absent `enabled` counts as enabled.
@@ -188,6 +201,9 @@ pub struct BridgeSettings {
     pub tool_mode: ToolMode,
     /// `pinnedTools`: exposed-name globs still listed in search mode (checked to compile).
     pub pinned_tools: Vec<String>,
+    /// How long `initialize` may wait for upstreams, for their instructions
+    /// (`instructionsWait`, milliseconds, default 0).
+    pub instructions_wait: Duration,
 }
 
 /// How tools are offered to the client (`bridge.toolMode`).

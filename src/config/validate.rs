@@ -323,8 +323,11 @@ pub fn did_you_mean<'a>(unknown: &str, known: impl IntoIterator<Item = &'a str>)
         .map(|(_, name)| name)
 }
 
-/// Edit distance (insertions, deletions, substitutions) between two strings.
+/// Edit distance (insertions, deletions, substitutions, and swaps of two neighbouring
+/// characters, the commonest typo: `arsg` → `args`) between two strings.
 fn levenshtein(a: &[char], b: &[char]) -> usize {
+    // Three rows: a swap looks two rows back.
+    let mut before: Vec<usize> = vec![0; b.len() + 1];
     let mut previous: Vec<usize> = (0..=b.len()).collect();
     let mut current = vec![0; b.len() + 1];
     for (i, a_char) in a.iter().enumerate() {
@@ -332,7 +335,11 @@ fn levenshtein(a: &[char], b: &[char]) -> usize {
         for (j, b_char) in b.iter().enumerate() {
             let substitution = previous[j] + usize::from(a_char != b_char);
             current[j + 1] = substitution.min(previous[j + 1] + 1).min(current[j] + 1);
+            if i > 0 && j > 0 && *a_char == b[j - 1] && a[i - 1] == *b_char {
+                current[j + 1] = current[j + 1].min(before[j - 1] + 1);
+            }
         }
+        std::mem::swap(&mut before, &mut previous);
         std::mem::swap(&mut previous, &mut current);
     }
     previous[b.len()]
@@ -355,6 +362,8 @@ mod tests {
         check_suggestion("commands", Some("command"));
         check_suggestion("Command", Some("command"));
         check_suggestion("arg", Some("args"));
+        check_suggestion("arsg", Some("args"));
+        check_suggestion("comamnd", Some("command"));
         check_suggestion("urls", Some("url"));
         check_suggestion("tool_namespace", Some("toolNamespace"));
         check_suggestion("toolNameSpace", Some("toolNamespace"));
@@ -380,6 +389,7 @@ mod tests {
         assert_eq!(distance("kitten", "sitting"), 3);
         assert_eq!(distance("flaw", "lawn"), 2);
         assert_eq!(distance("same", "same"), 0);
+        assert_eq!(distance("ab", "ba"), 1);
     }
 
     #[test]

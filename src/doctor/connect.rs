@@ -34,7 +34,7 @@ struct FirstAttempt {
 
 /// Connects to the enabled upstreams, except those `sign_ins` blocks (left out) and
 /// those in `missing_commands`, whose command `local.rs` did not find: their check is a
-/// skip that points at FB012 rather than a second error for the same cause.
+/// warning that points at FB012 rather than a second error for the same cause.
 pub async fn check(
     settings: &Settings,
     sign_ins: &SignIns,

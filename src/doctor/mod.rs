@@ -27,8 +27,6 @@ pub enum CheckStatus {
     Ok,
     Warn,
     Error,
-    /// Not run, because an earlier check already reports why it cannot succeed.
-    Skip,
 }
 
 impl CheckStatus {
@@ -37,7 +35,6 @@ impl CheckStatus {
             CheckStatus::Ok => "ok",
             CheckStatus::Warn => "warn",
             CheckStatus::Error => "error",
-            CheckStatus::Skip => "skip",
         }
     }
 }
@@ -172,7 +169,8 @@ impl Check {
         }
     }
 
-    /// A check not run because the check `because` reports the cause.
+    /// A check not run because the check `because` reports the cause: a warning, so the
+    /// cause counts as one error, reported once, by `because`.
     pub fn skip(
         code: CheckCode,
         subject: impl Into<String>,
@@ -181,7 +179,7 @@ impl Check {
     ) -> Check {
         Check {
             code,
-            status: CheckStatus::Skip,
+            status: CheckStatus::Warn,
             subject: subject.into(),
             message: message.into(),
             hint: Some(format!("fix {} first", because.as_str())),

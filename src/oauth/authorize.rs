@@ -17,18 +17,7 @@ use oauth2::{
 };
 
 use super::{http::BridgeOAuthHttp, store::ClientRegistration};
-
-/// Parameters the flow itself sets; `additional_params` may not replace them.
-pub const FLOW_PARAMS: [&str; 8] = [
-    "state",
-    "redirect_uri",
-    "code_challenge",
-    "code_challenge_method",
-    "response_type",
-    "client_id",
-    "grant_type",
-    "code_verifier",
-];
+use crate::config::OAUTH_FLOW_PARAMS;
 
 /// A `BasicClient` that knows only its token endpoint.
 pub type TokenClient =
@@ -104,7 +93,7 @@ pub fn authorization_url(
             query.append_pair("resource", resource);
         }
         for (key, value) in params.additional_params {
-            if key != "resource" && !FLOW_PARAMS.contains(&key.as_str()) {
+            if key != "resource" && !OAUTH_FLOW_PARAMS.contains(&key.as_str()) {
                 query.append_pair(key, value);
             }
         }

@@ -17,14 +17,11 @@ use rmcp::transport::auth::AuthorizationMetadata;
 use super::{
     OAuthError, SignInContext, Target, authorize,
     discovery::Discovery,
-    flow,
+    grant,
     http::is_secure_or_loopback,
     store::{self, ClientRegistration, ClientSource, TokenEntry},
 };
 use crate::output;
-
-/// The grant type of the device flow's token requests.
-pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
 /// The authorization server's `device_authorization_endpoint`, if it has one.
 pub fn endpoint(metadata: &AuthorizationMetadata) -> Option<String> {
@@ -57,7 +54,7 @@ pub async fn sign_in(
             url: store::redacted_url(&device_url),
         });
     }
-    let client = match flow::registration(target, &metadata, &http, None, previous).await? {
+    let client = match grant::registration(target, &metadata, &http, None, previous).await? {
         Some(client) => client,
         None => ClientRegistration {
             client_id: target.settings.client_metadata_url.clone().unwrap_or_default(),
@@ -70,7 +67,7 @@ pub async fn sign_in(
     };
     let initial = manager.select_initial_scopes(&[]).await;
     let scopes = authorize::requested_scopes(&initial, &target.settings.scopes, &[], &[]);
-    let resource = flow::resource_for(target, &mut manager).await;
+    let resource = grant::resource_for(target, &mut manager).await;
     let device_url = DeviceAuthorizationUrl::new(device_url).map_err(|error| failed(error.to_string()))?;
     let oauth_client = authorize::token_client(&client, &metadata.token_endpoint)
         .map_err(failed)?
@@ -96,7 +93,7 @@ pub async fn sign_in(
         .request_async(&http, tokio::time::sleep, Some(wait))
         .await
         .map_err(|error| failed(describe(&error)))?;
-    Ok(flow::token_entry(target, issuer, &token, client, &metadata, resource, &scopes))
+    Ok(grant::token_entry(target, issuer, &token, client, &metadata, resource, &scopes))
 }
 
 /// Tell the user where to go and what to enter.

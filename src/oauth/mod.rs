@@ -21,6 +21,7 @@ pub mod client;
 pub mod device;
 pub mod discovery;
 pub mod flow;
+pub mod grant;
 pub mod http;
 pub mod revoke;
 pub mod store;

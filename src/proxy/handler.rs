@@ -7,8 +7,8 @@ use rmcp::{
     ErrorData, RoleServer, ServerHandler,
     model::{
         CallToolRequestParams, CallToolResponse, ClientNotification, ClientRequest, CompleteRequest,
-        CompleteRequestParams, CompleteResult, GetPromptRequest, GetPromptRequestParams, GetPromptResponse,
-        Implementation, InitializeRequestParams, InitializeResult, ListPromptsResult,
+        CompleteRequestParams, CompleteResult, ErrorCode, GetPromptRequest, GetPromptRequestParams,
+        GetPromptResponse, Implementation, InitializeRequestParams, InitializeResult, ListPromptsResult,
         ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
         ProtocolVersion, ReadResourceRequest, ReadResourceRequestParams, ReadResourceResponse, Reference,
         ResourceContents, RootsListChangedNotification, ServerCapabilities, ServerInfo, ServerResult,
@@ -32,10 +32,38 @@ impl Bridge {
         request: ClientRequest,
         context: &RequestContext<RoleServer>,
     ) -> Result<ServerResult, ErrorData> {
-        self.upstreams
-            .request(&route.upstream, request, Self::options(context))
-            .await
-            .map_err(|error| error.into_error_data())
+        let method = request.method().to_owned();
+        self.upstreams.request(&route.upstream, request, Self::options(context)).await.map_err(|error| {
+            let mut error = error.into_error_data();
+            if error.code == ErrorCode::METHOD_NOT_FOUND {
+                error.message =
+                    format!("upstream `{}` does not support `{method}`: {}", route.upstream, error.message)
+                        .into();
+            }
+            error
+        })
+    }
+
+    /// Refuse a (un)subscription to a resource of an upstream that did not declare
+    /// resource subscriptions: it would be acknowledged and never honoured.
+    fn check_subscribable(&self, route: &Route, method: &str) -> Result<(), ErrorData> {
+        let view = self.upstreams.view();
+        let view = view.borrow();
+        let capabilities = view.get(&route.upstream).and_then(|state| state.catalog.as_ref());
+        let subscribable = capabilities
+            .and_then(|catalog| catalog.capabilities.resources.as_ref())
+            .is_some_and(|resources| resources.subscribe == Some(true));
+        if subscribable {
+            return Ok(());
+        }
+        Err(ErrorData::new(
+            ErrorCode::METHOD_NOT_FOUND,
+            format!(
+                "`{method}` is not supported for `{}`: its upstream `{}` does not support resource subscriptions",
+                route.name, route.upstream
+            ),
+            None,
+        ))
     }
 
     async fn resource_route(&self, uri: &str) -> Result<Route, ErrorData> {
@@ -91,7 +119,9 @@ impl ServerHandler for Bridge {
         );
         context.peer.set_peer_info(request.clone());
         self.link.set_peer(context.peer.clone());
-        self.negotiate_initialize(&request)
+        let mut result = self.negotiate_initialize(&request)?;
+        result.instructions = self.instructions().await;
+        Ok(result)
     }
 
     async fn list_tools(
@@ -103,7 +133,7 @@ impl ServerHandler for Bridge {
         if let Some(conflict) = catalog.conflicts.first() {
             return Err(ErrorData::internal_error(conflict.clone(), None));
         }
-        Ok(ListToolsResult::with_all_items(super::search::listed_tools(&catalog)))
+        Ok(ListToolsResult::with_all_items(super::catalog::search::listed_tools(&catalog)))
     }
 
     /// Over stdio, an initialized session's `tools/call` is served by `stdio/calls.rs`
@@ -197,6 +227,7 @@ impl ServerHandler for Bridge {
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         let route = self.resource_route(&request.uri).await?;
+        self.check_subscribable(&route, "resources/subscribe")?;
         request.uri = route.name.clone();
         self.forward(&route, ClientRequest::SubscribeRequest(SubscribeRequest::new(request)), &context)
             .await?;
@@ -209,6 +240,7 @@ impl ServerHandler for Bridge {
         context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         let route = self.resource_route(&request.uri).await?;
+        self.check_subscribable(&route, "resources/unsubscribe")?;
         request.uri = route.name.clone();
         self.forward(&route, ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(request)), &context)
             .await?;

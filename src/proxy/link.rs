@@ -129,6 +129,14 @@ impl ClientLink for DownstreamLink {
         async move { self.forward(&from, request, cancel).await }.boxed()
     }
 
+    fn client_capabilities(&self) -> ClientCapabilities {
+        self.peer
+            .get()
+            .and_then(|peer| peer.peer_info())
+            .map(|info| info.capabilities.clone())
+            .unwrap_or_default()
+    }
+
     fn notify(&self, from: &str, mut notification: ServerNotification) -> BoxFuture<'_, ()> {
         let Some(peer) = self.peer.get() else {
             return async {}.boxed();
@@ -136,6 +144,13 @@ impl ClientLink for DownstreamLink {
         match &mut notification {
             ServerNotification::ResourceUpdatedNotification(updated) => {
                 updated.params.uri = self.catalog.borrow().expose_uri(from, &updated.params.uri);
+            }
+            ServerNotification::CustomNotification(custom)
+                if custom.method == "notifications/tasks/status" =>
+            {
+                if let Some(task) = custom.params.as_mut() {
+                    super::tasks::expose_ids(from, task);
+                }
             }
             #[allow(deprecated)]
             ServerNotification::LoggingMessageNotification(log) => {

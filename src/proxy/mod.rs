@@ -13,10 +13,12 @@
 
 pub mod catalog;
 mod handler;
+mod instructions;
 pub mod link;
 pub mod naming;
-pub mod search;
+mod service;
 pub mod stdio;
+pub(crate) mod tasks;
 
 use std::{
     sync::{Arc, OnceLock},
@@ -31,8 +33,11 @@ use serde::de::DeserializeOwned;
 use tokio::{sync::watch, time::Instant};
 use tokio_util::sync::CancellationToken;
 
-pub use self::catalog::Catalog;
-use self::{link::DownstreamLink, search::SearchMode};
+pub use self::{catalog::Catalog, service::BridgeService};
+use self::{
+    catalog::search::{self, SearchMode},
+    link::DownstreamLink,
+};
 use crate::{
     config::{Aggregation, Settings},
     oauth::SignInContext,
@@ -234,7 +239,8 @@ impl Bridge {
             if let Some(search) = search_mode {
                 return Ok(ToolAnswer::Decoded(search.unknown_tool(&self.catalog(), &call.name)));
             }
-            return Err(rmcp::ErrorData::invalid_params(format!("unknown tool `{}`", call.name), None));
+            let message = unknown_tool(&self.catalog(), &call.name);
+            return Err(rmcp::ErrorData::invalid_params(message, None));
         };
         let exposed = std::mem::replace(&mut call.name, route.name);
         let outcome = self.upstreams.call_tool(&route.upstream, call, options).await;
@@ -255,10 +261,50 @@ impl Bridge {
         Some((route.name.clone(), ticket))
     }
 
+    /// The merged instructions of the upstreams, for the answer to `initialize`. With
+    /// `bridge.instructionsWait`, the upstreams are let go now and waited for (until
+    /// all have made their first attempt, at most that long); without, only those
+    /// connected already count.
+    async fn instructions(&self) -> Option<String> {
+        let settings = self.settings.borrow().clone();
+        let mut view = self.upstreams.view();
+        let wait = settings.bridge.instructions_wait;
+        if !wait.is_zero() {
+            self.begin();
+            let deadline = Instant::now() + wait;
+            while !view.borrow_and_update().all_settled() {
+                tokio::select! {
+                    changed = view.changed() => if changed.is_err() { break },
+                    () = tokio::time::sleep_until(deadline) => break,
+                }
+            }
+        }
+        instructions::merge(&view.borrow(), &settings)
+    }
+
     /// Stop the catalog task and every upstream (bounded time).
     pub async fn shutdown(&self) {
         self.cancel.cancel();
         self.upstreams.shutdown().await;
+    }
+}
+
+/// The error for a call of tool `name`, which no upstream has: with the exposed names
+/// the caller probably meant (the same tool under its prefix, else a near spelling).
+fn unknown_tool(catalog: &Catalog, name: &str) -> String {
+    let names = catalog.tools.iter().map(|tool| &*tool.name);
+    let suffix = format!("__{name}");
+    let mut meant: Vec<&str> = names.clone().filter(|exposed| exposed.ends_with(&suffix)).take(3).collect();
+    if meant.is_empty() {
+        meant.extend(crate::config::did_you_mean(name, names));
+    }
+    match meant.as_slice() {
+        [] => format!("unknown tool `{name}`"),
+        [one] => format!("unknown tool `{name}`; did you mean `{one}`?"),
+        [first @ .., last] => {
+            let first: Vec<String> = first.iter().map(|name| format!("`{name}`")).collect();
+            format!("unknown tool `{name}`; did you mean {} or `{last}`?", first.join(", "))
+        }
     }
 }
 
@@ -324,8 +370,8 @@ async fn maintain_catalog(
         // In search mode the client sees the listed tools only: the others may come and
         // go without a notification, since it finds them by searching.
         let tools_changed = match (&previous.search, &next.search) {
-            (Some(before), Some(after)) => before.listed != after.listed,
-            (None, None) => previous.tools != next.tools,
+            (Some(before), Some(after)) => before.listed_objects != after.listed_objects,
+            (None, None) => previous.tool_objects != next.tool_objects,
             _ => true,
         };
         let prompts_changed = previous.prompts != next.prompts;

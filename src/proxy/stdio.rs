@@ -35,7 +35,7 @@ use std::{
 use rmcp::{
     model::{
         ClientJsonRpcMessage, ClientNotification, ClientRequest, JsonRpcMessage, RequestId,
-        ServerJsonRpcMessage,
+        ServerJsonRpcMessage, ServerResult,
     },
     service::{RoleServer, RxJsonRpcMessage, TxJsonRpcMessage},
     transport::Transport,
@@ -50,6 +50,7 @@ use tokio_util::sync::CancellationToken;
 
 mod calls;
 mod pipes;
+mod tasks;
 
 pub use pipes::RestoreOnDrop;
 
@@ -194,6 +195,8 @@ enum Verdict {
     Drop,
     /// A `tools/call` served here (`calls.rs`).
     Call(calls::Call),
+    /// A task request served here (`tasks.rs`).
+    TaskRequest(tasks::TaskRequest),
 }
 
 /// An error reply to a client message rmcp will not see.
@@ -307,6 +310,10 @@ async fn deliver(
             call.spawn(outbox.clone());
             true
         }
+        Verdict::TaskRequest(request) => {
+            request.spawn(outbox.clone());
+            true
+        }
     }
 }
 
@@ -321,6 +328,14 @@ fn parse_line(line: &[u8], outbox: &Arc<Outbox>) -> Verdict {
         && outbox.initialized.load(Ordering::Acquire)
         && let Some((id, params)) = calls::decode(line)
         && let Some(verdict) = calls::serve(outbox, bridge, id, params)
+    {
+        return verdict;
+    }
+    if let Some(bridge) = &outbox.bridge
+        && outbox.initialized.load(Ordering::Acquire)
+        && bridge.aggregation.tools
+        && let Some((id, method, params)) = tasks::decode(line)
+        && let Some(verdict) = tasks::serve(outbox, bridge, id, method, params)
     {
         return verdict;
     }
@@ -518,6 +533,21 @@ async fn write_stdout(mut out: impl AsyncWrite + Unpin, mut queue: mpsc::Receive
     }
 }
 
+impl StdioTransport {
+    /// The line answering `initialize`, with `capabilities.tasks`
+    /// (`Bridge::tasks_capability`), which rmcp's capability type does not have.
+    fn initialize_line(&self, id: RequestId, result: &ServerResult) -> Option<Vec<u8>> {
+        let mut result = serde_json::to_value(result).ok()?;
+        let tasks = self.outbox.bridge.as_ref().and_then(|bridge| bridge.tasks_capability());
+        if let (Some(capabilities), Some(tasks)) =
+            (result.get_mut("capabilities").and_then(Value::as_object_mut), tasks)
+        {
+            capabilities.insert("tasks".to_owned(), tasks);
+        }
+        self.outbox.encode_result(id, &serde_json::to_vec(&result).ok()?)
+    }
+}
+
 impl Transport<RoleServer> for StdioTransport {
     type Error = std::io::Error;
 
@@ -525,7 +555,22 @@ impl Transport<RoleServer> for StdioTransport {
         &mut self,
         item: TxJsonRpcMessage<RoleServer>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
-        let line = self.outbox.encode(&item);
+        let mut item = item;
+        if let JsonRpcMessage::Request(request) = &mut item {
+            // rmcp gives every request a progress token. The upstream's request this
+            // one relays (roots, sampling, elicitation) is answered without progress,
+            // so the client gets none it would have to report on.
+            crate::upstream::drop_progress_token(&mut request.request);
+        }
+        let line = match &item {
+            JsonRpcMessage::Response(response)
+                if matches!(response.result, ServerResult::InitializeResult(_))
+                    && self.outbox.bridge.as_ref().is_some_and(|bridge| bridge.aggregation.tools) =>
+            {
+                self.initialize_line(response.id.clone(), &response.result)
+            }
+            _ => self.outbox.encode(&item),
+        };
         let tx = self.outbox.tx.clone();
         // Queue now, while rmcp's loop holds the message order; wait only when full.
         let pending = match line.map(|line| tx.try_send(Outgoing::Line(line))) {

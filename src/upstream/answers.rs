@@ -24,14 +24,19 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use futures::{FutureExt, StreamExt, stream::BoxStream};
 use reqwest::header::{HeaderName, HeaderValue};
 use rmcp::{
-    model::{ClientJsonRpcMessage, ClientRequest, JsonRpcMessage, RequestId, ServerJsonRpcMessage},
+    model::{
+        ClientJsonRpcMessage, ClientRequest, GetExtensions, JsonRpcMessage, RequestId, ServerJsonRpcMessage,
+    },
     transport::streamable_http_client::{
         StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse, StreamableHttpResponseLimits,
     },
 };
 use sse_stream::{Error as SseError, Sse};
 
-use super::lines::tool_response;
+use super::{
+    lines::tool_response,
+    raw_results::{RawResultWanted, RawResults},
+};
 
 /// How long the rest of an answered stream may take to end before its connection is
 /// dropped instead of reused.
@@ -46,11 +51,55 @@ type SseStream = BoxStream<'static, Result<Sse, SseError>>;
 #[derive(Clone)]
 pub struct Answers<C> {
     inner: C,
+    /// Offered the events of each `tools/list` response stream (`raw_results.rs`).
+    raw_results: Arc<RawResults>,
 }
 
 impl<C> Answers<C> {
-    pub fn new(inner: C) -> Self {
-        Self { inner }
+    pub fn new(inner: C, raw_results: Arc<RawResults>) -> Self {
+        Self { inner, raw_results }
+    }
+
+    /// `response` as it came, a `tools/list` answer's stream offered to the capture on
+    /// its way to rmcp; a `tools/call` answer read by [`shortcut`].
+    async fn read(&self, message: &Kind, response: StreamableHttpPostResponse) -> StreamableHttpPostResponse {
+        match (message, response) {
+            (Kind::Raw, StreamableHttpPostResponse::Sse(stream, session_id)) => {
+                let raw_results = self.raw_results.clone();
+                let stream = stream.inspect(move |item| {
+                    if let Ok(event) = item
+                        && let Payload::Message(data) = payload(event)
+                    {
+                        raw_results.offer(data.as_bytes());
+                    }
+                });
+                StreamableHttpPostResponse::Sse(stream.boxed(), session_id)
+            }
+            (Kind::ToolCall(call), response) => shortcut(Some(call.clone()), response).await,
+            (_, response) => response,
+        }
+    }
+}
+
+/// What the bridge reads itself in a POST's response.
+enum Kind {
+    ToolCall(RequestId),
+    /// A `tools/list`, or a request whose result is wanted as written (`raw_results.rs`).
+    Raw,
+    Other,
+}
+
+impl Kind {
+    fn of(message: &ClientJsonRpcMessage) -> Self {
+        match message {
+            JsonRpcMessage::Request(request) => match request.request {
+                ClientRequest::CallToolRequest(_) => Kind::ToolCall(request.id.clone()),
+                ClientRequest::ListToolsRequest(_) => Kind::Raw,
+                _ if request.request.extensions().get::<RawResultWanted>().is_some() => Kind::Raw,
+                _ => Kind::Other,
+            },
+            _ => Kind::Other,
+        }
     }
 }
 
@@ -65,9 +114,9 @@ impl<C: StreamableHttpClient + Sync> StreamableHttpClient for Answers<C> {
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
-        let call = tool_call_id(&message);
+        let kind = Kind::of(&message);
         let response = self.inner.post_message(uri, message, session_id, auth_header, custom_headers).await?;
-        Ok(shortcut(call, response).await)
+        Ok(self.read(&kind, response).await)
     }
 
     async fn post_message_with_max_sse_event_size(
@@ -79,7 +128,7 @@ impl<C: StreamableHttpClient + Sync> StreamableHttpClient for Answers<C> {
         custom_headers: HashMap<HeaderName, HeaderValue>,
         max_sse_event_size: usize,
     ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
-        let call = tool_call_id(&message);
+        let kind = Kind::of(&message);
         let response = self
             .inner
             .post_message_with_max_sse_event_size(
@@ -91,7 +140,7 @@ impl<C: StreamableHttpClient + Sync> StreamableHttpClient for Answers<C> {
                 max_sse_event_size,
             )
             .await?;
-        Ok(shortcut(call, response).await)
+        Ok(self.read(&kind, response).await)
     }
 
     async fn post_message_with_response_limits(
@@ -103,12 +152,12 @@ impl<C: StreamableHttpClient + Sync> StreamableHttpClient for Answers<C> {
         custom_headers: HashMap<HeaderName, HeaderValue>,
         limits: StreamableHttpResponseLimits,
     ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
-        let call = tool_call_id(&message);
+        let kind = Kind::of(&message);
         let response = self
             .inner
             .post_message_with_response_limits(uri, message, session_id, auth_header, custom_headers, limits)
             .await?;
-        Ok(shortcut(call, response).await)
+        Ok(self.read(&kind, response).await)
     }
 
     fn delete_session(
@@ -149,16 +198,6 @@ impl<C: StreamableHttpClient + Sync> StreamableHttpClient for Answers<C> {
             custom_headers,
             max_sse_event_size,
         )
-    }
-}
-
-/// The id of `message` if it is a `tools/call` request.
-fn tool_call_id(message: &ClientJsonRpcMessage) -> Option<RequestId> {
-    match message {
-        JsonRpcMessage::Request(request) if matches!(request.request, ClientRequest::CallToolRequest(_)) => {
-            Some(request.id.clone())
-        }
-        _ => None,
     }
 }
 

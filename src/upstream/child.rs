@@ -9,8 +9,9 @@
 //! every group is recorded with the watchdog (`watchdog.rs`) from its start until the
 //! guard is dropped, so the whole group goes too, on every Unix.
 
-use std::{collections::BTreeMap, path::PathBuf, process::Stdio, time::Duration};
+use std::{collections::BTreeMap, path::PathBuf, process::Stdio, sync::Arc, time::Duration};
 
+use super::child_output::StderrTail;
 use crate::config::Secret;
 use tokio::{
     io::{AsyncRead, AsyncReadExt},
@@ -38,6 +39,8 @@ pub struct Spawned {
     pub guard: ChildGuard,
     pub stdin: ChildStdin,
     pub stdout: ChildStdout,
+    /// The last lines of its stderr, for a failed start's message.
+    pub stderr_tail: Arc<StderrTail>,
 }
 
 /// Spawn `spec` in a new process group with piped stdio; stderr is logged under the
@@ -75,8 +78,9 @@ pub fn spawn(upstream: &str, spec: &SpawnSpec<'_>) -> Result<Spawned, String> {
     };
     super::watchdog::started(pid as libc::pid_t);
     tracing::debug!(upstream, pid, command = spec.command, "started the server's process");
-    tokio::spawn(log_stderr(upstream.to_owned(), stderr));
-    Ok(Spawned { guard: ChildGuard { child, pgid: pid as libc::pid_t }, stdin, stdout })
+    let stderr_tail = Arc::new(StderrTail::default());
+    tokio::spawn(log_stderr(upstream.to_owned(), stderr, stderr_tail.clone()));
+    Ok(Spawned { guard: ChildGuard { child, pgid: pid as libc::pid_t }, stdin, stdout, stderr_tail })
 }
 
 fn describe_spawn_error(spec: &SpawnSpec<'_>, error: &std::io::Error) -> String {
@@ -151,12 +155,13 @@ fn describe_exit(status: std::process::ExitStatus) -> String {
 
 /// Copy the child's stderr into the log, line by line, bounded in line length and in
 /// total bytes. Runs until the child closes stderr.
-async fn log_stderr(upstream: String, mut stderr: impl AsyncRead + Unpin) {
+async fn log_stderr(upstream: String, mut stderr: impl AsyncRead + Unpin, tail: Arc<StderrTail>) {
     let mut buffer = vec![0u8; 8192];
     let mut line: Vec<u8> = Vec::new();
     let mut logged_bytes = 0usize;
     let mut suppressed_lines = 0u64;
     let emit = |line: &[u8], logged_bytes: &mut usize, suppressed: &mut u64| {
+        tail.push(&String::from_utf8_lossy(line));
         if *logged_bytes >= MAX_STDERR_BYTES {
             *suppressed += 1;
             return;
@@ -188,4 +193,5 @@ async fn log_stderr(upstream: String, mut stderr: impl AsyncRead + Unpin) {
     if suppressed_lines > 0 {
         tracing::warn!(upstream = %upstream, suppressed_lines, "stderr lines were not logged (budget)");
     }
+    tail.close();
 }

@@ -15,11 +15,10 @@ use rmcp::{
         CancelledNotification, CancelledNotificationParam, ClientCapabilities, ClientInfo,
         ClientNotification, ClientRequest, ClientResult, CreateMessageRequest, CreateMessageRequestParams,
         CreateMessageResult, CustomNotification, CustomRequest, CustomResult, ElicitRequest,
-        ElicitRequestParams, ElicitResult, ElicitationCapability, FormElicitationCapability, Implementation,
-        ListRootsRequest, ListRootsResult, LoggingMessageNotification, NumberOrString, ProgressNotification,
-        ProgressToken, ProtocolVersion, RequestId, ResourceUpdatedNotification,
-        ResourceUpdatedNotificationParam, ServerNotification, ServerRequest, ServerResult,
-        UrlElicitationCapability,
+        ElicitRequestParams, ElicitResult, GetExtensions, Implementation, ListRootsRequest, ListRootsResult,
+        LoggingMessageNotification, NumberOrString, ProgressNotification, ProgressToken, ProtocolVersion,
+        RequestId, ResourceUpdatedNotification, ResourceUpdatedNotificationParam, ServerNotification,
+        ServerRequest, ServerResult,
     },
     service::{NotificationContext, PeerRequestOptions, RequestContext, ServiceError},
 };
@@ -29,8 +28,9 @@ use tokio_util::sync::CancellationToken;
 use super::{
     ClientLink, RequestOptions, UpstreamError,
     lane::{self, Call, Lane, Ticket},
+    raw_results::{RawResultWanted, RawResults},
     relay::{self, ToolAnswer, ToolCall},
-    tap::{TapQueue, TapReceiver, Tapped},
+    tap::{ProgressWanted, TapQueue, TapReceiver, Tapped},
 };
 
 /// Where progress for one in-flight request goes.
@@ -90,6 +90,8 @@ pub struct Connection {
     broken: CancellationToken,
     /// The direct path for `tools/call` (`lane.rs`); stdio sessions before 2026-07-28.
     lane: Option<Arc<Lane>>,
+    /// The session's `tools/list` answers as written (`raw_results.rs`).
+    raw_results: Arc<RawResults>,
 }
 
 impl Connection {
@@ -100,6 +102,11 @@ impl Connection {
     /// Whether a request found this session dead; its supervisor then ends it.
     pub fn is_broken(&self) -> bool {
         self.broken.is_cancelled()
+    }
+
+    /// The session's `tools/list` answers as the upstream wrote them.
+    pub fn raw_results(&self) -> &RawResults {
+        &self.raw_results
     }
 
     /// An id on the session's direct lane for a `tools/call` no task will wait for
@@ -136,11 +143,45 @@ impl Connection {
         }
     }
 
+    /// Send a request by method name and return its result as the upstream wrote it
+    /// (`raw_results.rs`); the result rmcp decoded, encoded again, when the transport could
+    /// not keep the text. For what rmcp does not model (tasks).
+    pub async fn request_raw(
+        &self,
+        method: String,
+        params: serde_json::Map<String, serde_json::Value>,
+        options: RequestOptions,
+    ) -> Result<serde_json::Value, UpstreamError> {
+        let mut request = ClientRequest::CustomRequest(CustomRequest::new(method, Some(params.into())));
+        request.extensions_mut().insert(RawResultWanted);
+        let id = Arc::new(std::sync::OnceLock::new());
+        let result = self.request_with_id(request, options, Some(&id)).await;
+        let written = id.get().and_then(|id| self.raw_results.take(id));
+        let result = result?;
+        Ok(match written {
+            Some(written) => written,
+            None => serde_json::to_value(result).unwrap_or_default(),
+        })
+    }
+
     async fn request_via_rmcp(
         &self,
         request: ClientRequest,
         options: RequestOptions,
     ) -> Result<ServerResult, UpstreamError> {
+        self.request_with_id(request, options, None).await
+    }
+
+    /// [`Connection::request_via_rmcp`], telling `sent_as` the id rmcp gave the request.
+    async fn request_with_id(
+        &self,
+        mut request: ClientRequest,
+        options: RequestOptions,
+        sent_as: Option<&std::sync::OnceLock<RequestId>>,
+    ) -> Result<ServerResult, UpstreamError> {
+        if options.progress_token.is_some() {
+            request.extensions_mut().insert(ProgressWanted);
+        }
         let mut peer_options = PeerRequestOptions::no_options();
         if let Some(meta) = options.meta {
             peer_options = peer_options.with_meta(meta);
@@ -160,8 +201,11 @@ impl Connection {
             token
         });
         let id = handle.id.clone();
+        if let Some(sent_as) = sent_as {
+            let _ = sent_as.set(id.clone());
+        }
         let response = async { handle.await_response().await.map_err(|error| self.failed(error)) };
-        let result = self.wait(response, id, &options.cancel, &activity).await;
+        let result = self.wait(response, id, &options.cancel, options.timeout, &activity).await;
         self.unroute(routed_token).await;
         result
     }
@@ -212,23 +256,24 @@ impl Connection {
                 }
             }
         };
-        let result = self.wait(response, id, &options.cancel, &activity).await;
+        let result = self.wait(response, id, &options.cancel, options.timeout, &activity).await;
         self.unroute(routed_token).await;
         result
     }
 
     /// Wait for `response`, or give up on the request (id `id` upstream) when the client
-    /// cancels it or it has been quiet for the request timeout. Progress (`activity`)
-    /// restarts the timeout.
+    /// cancels it or it has been quiet for `timeout` (else the request timeout). Progress
+    /// (`activity`) restarts the timeout.
     async fn wait<T>(
         &self,
         response: impl Future<Output = Result<T, UpstreamError>>,
         id: RequestId,
         cancel: &CancellationToken,
+        timeout: Option<Duration>,
         activity: &Notify,
     ) -> Result<T, UpstreamError> {
         tokio::pin!(response);
-        let timeout = self.request_timeout;
+        let timeout = timeout.unwrap_or(self.request_timeout);
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
         loop {
@@ -318,6 +363,8 @@ pub struct ConnectionParts {
     name: Arc<str>,
     pub routes: Arc<ProgressRoutes>,
     request_timeout: Duration,
+    /// Shared with the session's tap and transport, which fill it.
+    pub raw_results: Arc<RawResults>,
 }
 
 impl ConnectionParts {
@@ -346,6 +393,7 @@ impl ConnectionParts {
             request_timeout: self.request_timeout,
             broken,
             lane,
+            raw_results: self.raw_results,
         }
     }
 }
@@ -361,7 +409,7 @@ pub fn session_parts(
     let routes = Arc::new(ProgressRoutes::default());
     SessionParts {
         handler: UpstreamHandler { name: name.clone(), link, lists_changed },
-        connection_parts: ConnectionParts { name, routes, request_timeout },
+        connection_parts: ConnectionParts { name, routes, request_timeout, raw_results: Arc::default() },
         tapped_rx,
         tapped_tx,
     }
@@ -434,18 +482,13 @@ fn unexpected(method: &str) -> ErrorData {
 
 impl ClientHandler for UpstreamHandler {
     fn get_info(&self) -> ClientInfo {
-        // Upstreams connect before the client has said what it supports, so the bridge
-        // declares everything and answers with an error what the client cannot do.
-        let capabilities = ClientCapabilities::builder()
-            .enable_roots()
-            .enable_roots_list_changed()
-            .enable_sampling()
-            .enable_elicitation_with(
-                ElicitationCapability::new()
-                    .with_form(FormElicitationCapability::default())
-                    .with_url(UrlElicitationCapability::default()),
-            )
-            .build();
+        // What the client declared, no more: a server that sees sampling, elicitation or
+        // roots may offer tools that need them, and those would always fail.
+        let declared = self.link.client_capabilities();
+        let mut capabilities = ClientCapabilities::default();
+        capabilities.roots = declared.roots;
+        capabilities.sampling = declared.sampling;
+        capabilities.elicitation = declared.elicitation;
         ClientInfo::new(capabilities, Implementation::new("foxxy-bridge", env!("CARGO_PKG_VERSION")))
             .with_protocol_version(ProtocolVersion::V_2025_11_25)
     }

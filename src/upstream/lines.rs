@@ -40,9 +40,11 @@ use serde::{Deserialize, de::IgnoredAny};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader};
 
 use super::{
+    child_output::StdoutNoise,
     lane::Lane,
     outlet::Outlet,
     oversize::{self, Oversized},
+    raw_results::RawResults,
 };
 
 /// Outstanding `tools/call` ids beyond this are forgotten (answers that never came);
@@ -79,6 +81,10 @@ pub struct LineTransport<R> {
     tool_calls: HashSet<RequestId>,
     /// Whether a non-JSON line was already logged at `warn` (the rest go to `debug`).
     warned_noise: bool,
+    /// Offered every line, to keep marked answers (`tools/list`, tasks) as written (`listing.rs`).
+    raw_results: Option<Arc<RawResults>>,
+    /// Told the first line that is not JSON (`child_output.rs`).
+    noise: Option<Arc<StdoutNoise>>,
 }
 
 impl<R: AsyncRead + Unpin> LineTransport<R> {
@@ -98,12 +104,26 @@ impl<R: AsyncRead + Unpin> LineTransport<R> {
             ending: false,
             tool_calls: HashSet::new(),
             warned_noise: false,
+            raw_results: None,
+            noise: None,
         }
     }
 
     /// Name the upstream in the errors this transport makes.
     pub fn for_upstream(mut self, name: Arc<str>) -> Self {
         self.name = name;
+        self
+    }
+
+    /// Tell `noise` the first line that is not JSON.
+    pub fn with_noise(mut self, noise: Arc<StdoutNoise>) -> Self {
+        self.noise = Some(noise);
+        self
+    }
+
+    /// Offer every incoming line to `raw_results`.
+    pub fn with_raw_results(mut self, raw_results: Arc<RawResults>) -> Self {
+        self.raw_results = Some(raw_results);
         self
     }
 
@@ -374,7 +394,13 @@ where
                 }
                 continue;
             }
+            if let Some(raw_results) = &self.raw_results {
+                raw_results.offer(text);
+            }
             let decoded = self.decode(text);
+            if let (Err(Undecodable::Noise(_)), Some(noise)) = (&decoded, &self.noise) {
+                noise.record(text);
+            }
             if read {
                 self.line = reuse(line);
             }

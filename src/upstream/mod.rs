@@ -19,11 +19,14 @@
 
 mod answers;
 mod child;
+mod child_output;
 mod connection;
 mod lane;
 mod lines;
+mod listing;
 mod outlet;
 mod oversize;
+mod raw_results;
 mod relay;
 mod remote;
 mod session;
@@ -42,11 +45,13 @@ pub use remote::{describe as describe_http_error, install_crypto_provider};
 use rmcp::{
     ErrorData,
     model::{
-        ClientNotification, ClientRequest, ClientResult, LoggingLevel, ProgressToken, Prompt, Resource,
-        ResourceTemplate, ServerCapabilities, ServerNotification, ServerRequest, ServerResult, Tool,
+        ClientCapabilities, ClientNotification, ClientRequest, ClientResult, LoggingLevel, ProgressToken,
+        Prompt, Resource, ResourceTemplate, ServerCapabilities, ServerNotification, ServerRequest,
+        ServerResult, Tool,
     },
 };
 pub use set::UpstreamSet;
+pub use tap::drop_progress_token;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -90,6 +95,23 @@ pub trait Upstreams: Send + Sync + 'static {
         None
     }
 
+    /// Send the request `method` with `params` to one upstream and return its result as
+    /// the upstream wrote it: for what rmcp's types do not model (tasks). The contract of
+    /// [`Upstreams::request`] otherwise.
+    fn request_raw(
+        &self,
+        upstream: &str,
+        method: String,
+        params: serde_json::Map<String, serde_json::Value>,
+        options: RequestOptions,
+    ) -> BoxFuture<'_, Result<serde_json::Value, UpstreamError>> {
+        let request =
+            ClientRequest::CustomRequest(rmcp::model::CustomRequest::new(method, Some(params.into())));
+        self.request(upstream, request, options)
+            .map(|result| result.map(|result| serde_json::to_value(result).unwrap_or_default()))
+            .boxed()
+    }
+
     /// Send a notification to every connected upstream (e.g. roots list changed).
     fn notify_all(&self, notification: ClientNotification) -> BoxFuture<'_, ()>;
 
@@ -123,6 +145,14 @@ pub trait ClientLink: Send + Sync + 'static {
     /// Awaiting it means it has been handed to the client transport, which is what keeps
     /// progress ahead of the result it belongs to.
     fn notify(&self, from: &str, notification: ServerNotification) -> BoxFuture<'_, ()>;
+
+    /// What the client declared it can do for servers (sampling, elicitation with its
+    /// modes, roots), declared in turn to each upstream so that it offers nothing the
+    /// client cannot use. Empty before the client's `initialize`, and without a client
+    /// (`tools` and `call` from a shell); upstreams start only after it.
+    fn client_capabilities(&self) -> ClientCapabilities {
+        ClientCapabilities::default()
+    }
 }
 
 /// Per-request options for [`Upstreams::request`].
@@ -134,6 +164,9 @@ pub struct RequestOptions {
     pub progress_token: Option<ProgressToken>,
     /// `_meta` fields of the client's request other than the progress token.
     pub meta: Option<rmcp::model::RequestMetaObject>,
+    /// How long the request may be quiet, instead of the upstream's `requestTimeout`
+    /// (for `tasks/result`, which waits as long as its task runs).
+    pub timeout: Option<std::time::Duration>,
 }
 
 impl RequestOptions {
@@ -144,7 +177,7 @@ impl RequestOptions {
         let progress_token = meta.get_progress_token();
         meta.0.0.remove("progressToken");
         let meta = (!meta.0.0.is_empty()).then_some(meta);
-        Self { cancel, progress_token, meta }
+        Self { cancel, progress_token, meta, timeout: None }
     }
 }
 
@@ -232,8 +265,14 @@ pub struct UpstreamCatalog {
     /// The protocol version the session speaks, as the upstream's `initialize` said.
     pub protocol_version: String,
     pub capabilities: ServerCapabilities,
+    /// `capabilities.tasks` as the upstream declared it (rmcp's type drops it); `None`
+    /// when it declared none, or it is not known.
+    pub tasks: Option<serde_json::Value>,
     pub instructions: Option<String>,
     pub tools: Vec<Tool>,
+    /// Each of `tools` as the upstream wrote it (same order): fields the decoded `Tool`
+    /// does not know are kept, to be served unchanged but for the name.
+    pub tool_objects: Vec<Arc<rmcp::model::JsonObject>>,
     pub prompts: Vec<Prompt>,
     pub resources: Vec<Resource>,
     pub resource_templates: Vec<ResourceTemplate>,

@@ -168,8 +168,13 @@ impl<'de: 'a, 'a> Deserialize<'de> for ToolCallRef<'a> {
             meta: Option<MetaRef<'a>>,
             input_responses: Option<IgnoredAny>,
             request_state: Option<IgnoredAny>,
+            task: Option<IgnoredAny>,
         }
         let params = Params::deserialize(deserializer)?;
+        if params.task.is_some() {
+            // A task-augmented call: relayed raw, with its task, by `proxy/stdio/tasks.rs`.
+            return Err(serde::de::Error::custom("a task-augmented call"));
+        }
         if let Some(arguments) = params.arguments {
             if !arguments.get().starts_with('{') {
                 return Err(serde::de::Error::custom("`arguments` is not an object"));

@@ -2,7 +2,7 @@
 //! transport (rmcp's), transport auto-detection, and turning HTTP failures into
 //! messages a user can act on.
 
-use std::{collections::HashMap, error::Error as StdError, time::Duration};
+use std::{collections::HashMap, error::Error as StdError, sync::Arc, time::Duration};
 
 use reqwest::header::{HeaderName, HeaderValue};
 use rmcp::{
@@ -15,7 +15,7 @@ use rmcp::{
     },
 };
 
-use super::answers::Answers;
+use super::{answers::Answers, raw_results::RawResults};
 use crate::config::RemoteSettings;
 
 /// Idle HTTP connections are kept this long, and TCP keep-alive probes sent this
@@ -82,9 +82,10 @@ pub fn streamable_transport<C: StreamableHttpClient + Sync>(
     client: C,
     remote: &RemoteSettings,
     max_message_bytes: usize,
+    raw_results: Arc<RawResults>,
 ) -> StreamableHttpClientTransport<Answers<C>> {
     StreamableHttpClientTransport::with_client(
-        Answers::new(client),
+        Answers::new(client, raw_results),
         streamable_config(remote, max_message_bytes),
     )
 }

@@ -22,9 +22,11 @@ use tracing::Instrument as _;
 use super::{
     Status, UpstreamCatalog,
     child::{self, ChildGuard, SpawnSpec},
+    child_output::StdoutNoise,
     connection::{self, Connection, SessionParts, UpstreamHandler},
     lane::Lane,
     lines::LineTransport,
+    raw_results::RawResults,
     remote,
     set::{Entry, Shared},
     sse,
@@ -34,6 +36,9 @@ use crate::{
     config::{RemoteKind, RemoteSettings, TransportSettings},
     oauth::{OAuthError, Target, TokenSource, client::BearerClient},
 };
+
+/// Listing lives in `listing.rs`; the supervisor finds it here, with the session.
+pub use super::listing::list_catalog;
 
 /// How long closing an rmcp session may take before the child is ended anyway.
 const CLOSE_LIMIT: Duration = Duration::from_millis(300);
@@ -107,6 +112,8 @@ async fn connect(entry: &Arc<Entry>, shared: &Arc<Shared>) -> Result<Session, Co
 enum InitFailure {
     Timeout,
     Failed(Box<ClientInitializeError>),
+    /// The session's `give_up` future ended first, with this cause.
+    GaveUp(String),
 }
 
 /// A session's handler and queues, plus the token its transport cancels on close.
@@ -114,6 +121,8 @@ struct Pending {
     parts: SessionParts,
     closed: CancellationToken,
     lifecycle: ClientLifecycleMode,
+    /// Ends `initialize` early with a cause (a child that wrote noise on stdout).
+    give_up: Option<futures::future::BoxFuture<'static, String>>,
 }
 
 impl Pending {
@@ -124,7 +133,12 @@ impl Pending {
             entry.lists_changed.clone(),
             entry.settings.request_timeout,
         );
-        Self { parts, closed: CancellationToken::new(), lifecycle: ClientLifecycleMode::Initialize }
+        Self {
+            parts,
+            closed: CancellationToken::new(),
+            lifecycle: ClientLifecycleMode::Initialize,
+            give_up: None,
+        }
     }
 
     /// Open the session the 2026-07-28 way (`server/discover`, no `initialize`).
@@ -135,7 +149,13 @@ impl Pending {
     }
 
     fn tap<T>(&self, transport: T) -> TapTransport<T> {
-        TapTransport::new(transport, self.parts.tapped_tx.clone(), self.closed.clone())
+        let raw_results = self.raw_results();
+        TapTransport::new(transport, self.parts.tapped_tx.clone(), self.closed.clone(), raw_results)
+    }
+
+    /// Where the transport offers `tools/list` answers as written (`listing.rs`).
+    fn raw_results(&self) -> Arc<RawResults> {
+        self.parts.connection_parts.raw_results.clone()
     }
 
     /// Open the session over `transport` (`initialize`, or `server/discover` for
@@ -149,7 +169,13 @@ impl Pending {
         label: &'static str,
         lane: Option<Arc<Lane>>,
     ) -> Result<Session, (InitFailure, Option<ChildGuard>)> {
-        let Pending { parts, closed, lifecycle } = self;
+        let Pending { parts, closed, lifecycle, give_up } = self;
+        let give_up = async {
+            match give_up {
+                Some(give_up) => give_up.await,
+                None => std::future::pending().await,
+            }
+        };
         // rmcp's session task inherits this span, so what is logged from inside it (by
         // rmcp, and by the transport: unparsable lines, oversized messages) names it.
         let span = tracing::info_span!("upstream", upstream = %entry.name);
@@ -160,10 +186,13 @@ impl Pending {
             entry.cancel.child_token(),
         )
         .instrument(span);
-        let service = match tokio::time::timeout(entry.settings.connect_timeout, serve).await {
-            Ok(Ok(service)) => service,
-            Ok(Err(error)) => return Err((InitFailure::Failed(Box::new(error)), child)),
-            Err(_) => return Err((InitFailure::Timeout, child)),
+        let service = tokio::select! {
+            served = tokio::time::timeout(entry.settings.connect_timeout, serve) => match served {
+                Ok(Ok(service)) => service,
+                Ok(Err(error)) => return Err((InitFailure::Failed(Box::new(error)), child)),
+                Err(_) => return Err((InitFailure::Timeout, child)),
+            },
+            cause = give_up => return Err((InitFailure::GaveUp(cause), child)),
         };
         let routes = parts.connection_parts.routes.clone();
         // The lane speaks the protocol of 2025-11-25 and before; a 2026-07-28 session
@@ -220,11 +249,17 @@ async fn start_stdio(
     pending: Pending,
 ) -> Result<Session, StdioFailure> {
     let spawned = child::spawn(&entry.name, spec).map_err(StdioFailure::Other)?;
+    let stderr_tail = spawned.stderr_tail.clone();
+    let noise = Arc::new(StdoutNoise::default());
     let lines = LineTransport::new(spawned.stdout, spawned.stdin, shared.max_message_bytes)
+        .with_raw_results(pending.raw_results())
+        .with_noise(noise.clone())
         .for_upstream(entry.name.clone());
     let lane = lines.lane();
     let transport = pending.tap(lines);
     let label = "stdio";
+    let mut pending = pending;
+    pending.give_up = Some(Box::pin(async move { noise.as_failure().await }));
     match pending.initialize(entry, shared, transport, Some(spawned.guard), label, Some(lane)).await {
         Ok(session) => Ok(session),
         Err((failure, child)) => {
@@ -234,12 +269,19 @@ async fn start_stdio(
                     "it did not finish initialize within {} s",
                     entry.settings.connect_timeout.as_secs()
                 )),
+                InitFailure::GaveUp(cause) => StdioFailure::Other(cause),
                 InitFailure::Failed(error) if is_handshake_refusal(&error) => {
                     StdioFailure::Refused(remote::describe_initialize(&error))
                 }
                 InitFailure::Failed(error) => {
                     match tokio::time::timeout(Duration::from_millis(200), child.wait()).await {
-                        Ok(exit) => StdioFailure::Other(format!("{exit} before finishing initialize")),
+                        Ok(exit) => {
+                            // What it said before exiting is usually why (a missing key).
+                            let said = stderr_tail.last_lines(Duration::from_millis(200)).await;
+                            let said =
+                                said.map(|lines| format!("; its stderr ends: {lines}")).unwrap_or_default();
+                            StdioFailure::Other(format!("{exit} before finishing initialize{said}"))
+                        }
                         Err(_) => StdioFailure::Other(format!(
                             "initialize failed: {}",
                             remote::describe_initialize(&error)
@@ -367,14 +409,24 @@ async fn streamable(
     match tokens {
         Some(tokens) => {
             let bearer = BearerClient::new(client.clone(), tokens.clone());
-            let transport = pending.tap(remote::streamable_transport(bearer.clone(), settings, max));
+            let transport = pending.tap(remote::streamable_transport(
+                bearer.clone(),
+                settings,
+                max,
+                pending.raw_results(),
+            ));
             let attempt = pending.initialize(entry, shared, transport, None, "streamable-http", None).await;
             // Once connected, a 401/403 mid-session may start a sign-in itself.
             bearer.set_interactive();
             attempt
         }
         None => {
-            let transport = pending.tap(remote::streamable_transport(client.clone(), settings, max));
+            let transport = pending.tap(remote::streamable_transport(
+                client.clone(),
+                settings,
+                max,
+                pending.raw_results(),
+            ));
             pending.initialize(entry, shared, transport, None, "streamable-http", None).await
         }
     }
@@ -398,6 +450,7 @@ async fn dial(
     };
     let bearer = tokens.filter(|_| settings.oauth.is_some() || stored);
     let failed = |failure: InitFailure| match failure {
+        InitFailure::GaveUp(cause) => Dial::Failed(cause),
         InitFailure::Timeout => {
             Dial::Failed(format!("no answer to initialize within {} s", timeout.as_secs()))
         }
@@ -447,7 +500,7 @@ async fn dial(
     )
     .await
     {
-        Ok(stream) => stream,
+        Ok(stream) => stream.with_raw_results(pending.raw_results()),
         Err(sse::SseTransportError::AuthRequired(challenge)) if tokens.is_some() => {
             return Err(Dial::Challenge(challenge));
         }
@@ -460,48 +513,5 @@ async fn dial(
             Ok(session)
         }
         Err((failure, _)) => Err(failed(failure)),
-    }
-}
-
-/// List everything the upstream offers, per its declared capabilities.
-pub async fn list_catalog(connection: &Connection, timeout: Duration) -> Result<UpstreamCatalog, String> {
-    let peer = connection.peer();
-    let info = peer.peer_info().ok_or("the upstream sent no initialize result")?;
-    let capabilities = info.capabilities.clone();
-    // The four lists are independent: ask for them at once.
-    let listing = async {
-        let (tools, prompts, resources, templates) = tokio::join!(
-            async { if capabilities.tools.is_some() { peer.list_all_tools().await } else { Ok(Vec::new()) } },
-            async {
-                if capabilities.prompts.is_some() { peer.list_all_prompts().await } else { Ok(Vec::new()) }
-            },
-            async {
-                if capabilities.resources.is_some() {
-                    peer.list_all_resources().await
-                } else {
-                    Ok(Vec::new())
-                }
-            },
-            async {
-                if capabilities.resources.is_some() {
-                    peer.list_all_resource_templates().await
-                } else {
-                    Ok(Vec::new())
-                }
-            },
-        );
-        Ok::<_, rmcp::service::ServiceError>(UpstreamCatalog {
-            protocol_version: info.protocol_version.to_string(),
-            capabilities: capabilities.clone(),
-            instructions: info.instructions.clone(),
-            tools: tools?,
-            prompts: prompts?,
-            resources: resources?,
-            resource_templates: templates?,
-        })
-    };
-    match tokio::time::timeout(timeout, listing).await {
-        Ok(result) => result.map_err(|error| remote::describe(&error)),
-        Err(_) => Err(format!("listing did not finish within {} s", timeout.as_secs())),
     }
 }

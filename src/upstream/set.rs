@@ -389,6 +389,22 @@ impl Upstreams for UpstreamSet {
         .boxed()
     }
 
+    fn request_raw(
+        &self,
+        upstream: &str,
+        method: String,
+        params: serde_json::Map<String, serde_json::Value>,
+        options: RequestOptions,
+    ) -> BoxFuture<'_, Result<serde_json::Value, UpstreamError>> {
+        let upstream = upstream.to_owned();
+        async move {
+            let entry = self.entry(&upstream).ok_or(UpstreamError::Unknown(upstream))?;
+            let connection = self.connection_for_request(&entry, &options.cancel).await?;
+            connection.request_raw(method, params, options).await
+        }
+        .boxed()
+    }
+
     fn tool_ticket(&self, upstream: &str) -> Option<LaneTicket> {
         self.entry(upstream)?.live_connection()?.ticket()
     }

@@ -30,7 +30,7 @@ use tokio::{sync::mpsc, task::JoinHandle};
 use tokio_util::bytes::Bytes;
 use url::Url;
 
-use super::remote;
+use super::{raw_results::RawResults, remote};
 use crate::{config::Secret, oauth::TokenSource};
 
 /// Messages buffered from the event stream before the reader waits.
@@ -54,10 +54,22 @@ pub struct SseTransport {
     /// Where messages are POSTed, as announced by the `endpoint` event.
     endpoint: Arc<Url>,
     headers: reqwest::header::HeaderMap,
-    inbox: mpsc::Receiver<ServerJsonRpcMessage>,
+    /// The data of each `message` event, in order.
+    inbox: mpsc::Receiver<String>,
     reader: JoinHandle<()>,
     /// How long a `POST` may take.
     timeout: Duration,
+    upstream: Arc<str>,
+    /// Offered every message, to keep marked answers (`tools/list`, tasks) as written (`raw_results.rs`).
+    raw_results: Option<Arc<RawResults>>,
+}
+
+impl SseTransport {
+    /// Offer every incoming message to `raw_results`.
+    pub fn with_raw_results(mut self, raw_results: Arc<RawResults>) -> Self {
+        self.raw_results = Some(raw_results);
+        self
+    }
 }
 
 impl Drop for SseTransport {
@@ -204,13 +216,13 @@ pub async fn connect(
         )));
     }
     let (tx, inbox) = mpsc::channel(INBOX);
-    let upstream = upstream.to_owned();
+    let upstream_name = upstream.to_owned();
     let reader = tokio::spawn(async move {
         while let Some(event) = events.next().await {
             let event = match event {
                 Ok(event) => event,
                 Err(error) => {
-                    tracing::warn!(upstream = %upstream, "SSE stream error: {error}");
+                    tracing::warn!(upstream = %upstream_name, "SSE stream error: {error}");
                     break;
                 }
             };
@@ -218,19 +230,22 @@ pub async fn connect(
                 continue;
             }
             let Some(data) = event.data else { continue };
-            match serde_json::from_str::<ServerJsonRpcMessage>(&data) {
-                Ok(message) => {
-                    if tx.send(message).await.is_err() {
-                        break;
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(upstream = %upstream, "dropped an SSE message that is not JSON-RPC: {error}")
-                }
+            if tx.send(data).await.is_err() {
+                break;
             }
         }
     });
-    Ok(SseTransport { client, tokens, endpoint: Arc::new(endpoint), headers, inbox, reader, timeout })
+    Ok(SseTransport {
+        client,
+        tokens,
+        endpoint: Arc::new(endpoint),
+        headers,
+        inbox,
+        reader,
+        timeout,
+        upstream: upstream.into(),
+        raw_results: None,
+    })
 }
 
 impl Transport<RoleClient> for SseTransport {
@@ -285,7 +300,18 @@ impl Transport<RoleClient> for SseTransport {
     }
 
     async fn receive(&mut self) -> Option<RxJsonRpcMessage<RoleClient>> {
-        self.inbox.recv().await
+        loop {
+            let data = self.inbox.recv().await?;
+            if let Some(raw_results) = &self.raw_results {
+                raw_results.offer(data.as_bytes());
+            }
+            match serde_json::from_str::<ServerJsonRpcMessage>(&data) {
+                Ok(message) => return Some(message),
+                Err(error) => {
+                    tracing::warn!(upstream = %self.upstream, "dropped an SSE message that is not JSON-RPC: {error}");
+                }
+            }
+        }
     }
 
     async fn close(&mut self) -> Result<(), Self::Error> {

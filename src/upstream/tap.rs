@@ -19,12 +19,37 @@ use std::{
 };
 
 use rmcp::{
-    model::{JsonRpcMessage, LoggingMessageNotificationParam, ProgressNotificationParam, ServerNotification},
+    model::{
+        ClientRequest, GetExtensions, GetMeta, JsonRpcMessage, LoggingMessageNotificationParam,
+        ProgressNotificationParam, RequestMetaObject, ServerNotification,
+    },
     service::{RoleClient, RxJsonRpcMessage, TxJsonRpcMessage},
     transport::Transport,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+
+use super::raw_results::{RawResultWanted, RawResults};
+
+/// Marks a request (in its rmcp extensions, never sent) whose `_meta.progressToken`
+/// the upstream should get: the client gave one, and progress is routed back to it.
+/// rmcp puts a progress token into every request it sends; the tap takes it out of
+/// the others, so the upstream sees a token only where the client wrote one.
+#[derive(Clone, Copy, Debug)]
+pub struct ProgressWanted;
+
+/// Take the progress token rmcp put into `request`'s `_meta` out again, and `_meta`
+/// with it when nothing else is in it.
+pub fn drop_progress_token<R>(request: &mut R)
+where
+    R: GetMeta<Metadata = RequestMetaObject> + GetExtensions,
+{
+    let meta = request.get_meta_mut();
+    meta.0.remove("progressToken");
+    if meta.0.is_empty() {
+        request.extensions_mut().remove::<RequestMetaObject>();
+    }
+}
 
 /// What the tap queues, in wire order.
 pub enum Tapped {
@@ -107,11 +132,14 @@ pub struct TapTransport<T> {
     tapped: TapQueue,
     /// Cancelled when the upstream ends its side of the transport.
     closed: CancellationToken,
+    /// Told the id of each outgoing `tools/list`, whose answer the inner transport
+    /// offers it as written (`raw_results.rs`).
+    raw_results: Arc<RawResults>,
 }
 
 impl<T> TapTransport<T> {
-    pub fn new(inner: T, tapped: TapQueue, closed: CancellationToken) -> Self {
-        Self { inner, tapped, closed }
+    pub fn new(inner: T, tapped: TapQueue, closed: CancellationToken, raw_results: Arc<RawResults>) -> Self {
+        Self { inner, tapped, closed, raw_results }
     }
 }
 
@@ -122,6 +150,19 @@ impl<T: Transport<RoleClient>> Transport<RoleClient> for TapTransport<T> {
         &mut self,
         item: TxJsonRpcMessage<RoleClient>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        let mut item = item;
+        if let JsonRpcMessage::Request(request) = &mut item {
+            if matches!(request.request, ClientRequest::InitializeRequest(_)) {
+                self.raw_results.expect_initialize(request.id.clone());
+            } else if matches!(request.request, ClientRequest::ListToolsRequest(_))
+                || request.request.extensions().get::<RawResultWanted>().is_some()
+            {
+                self.raw_results.expect(request.id.clone());
+            }
+            if request.request.extensions().get::<ProgressWanted>().is_none() {
+                drop_progress_token(&mut request.request);
+            }
+        }
         self.inner.send(item)
     }
 

@@ -100,7 +100,8 @@ async fn doctor_passes_a_healthy_setup() {
 }
 
 /// With only a server whose command is missing there is nothing to connect to: the
-/// connection check is still listed, as skipped, and the text summary counts it.
+/// connection check is still listed, as a warning that points at FB012, so the missing
+/// command counts as one error.
 #[tokio::test]
 async fn doctor_skips_the_connection_of_a_missing_command() {
     let env = TestEnv::new();
@@ -113,9 +114,9 @@ async fn doctor_skips_the_connection_of_a_missing_command() {
         lines[0].starts_with("error FB012 missing: command `foxxy-no-such-command` not found"),
         "{lines:?}"
     );
-    assert!(lines[1].starts_with("skip  FB020 missing: not connected"), "{lines:?}");
+    assert!(lines[1].starts_with("warn  FB020 missing: not connected"), "{lines:?}");
     assert!(lines[1].ends_with("; hint: fix FB012 first"), "{lines:?}");
-    assert!(text.stdout.trim_end().ends_with(", 1 error, 1 skipped"), "{}", text.stdout);
+    assert!(text.stdout.trim_end().ends_with(", 1 warning, 1 error"), "{}", text.stdout);
 }
 
 #[tokio::test]
@@ -146,7 +147,7 @@ async fn doctor_reports_each_broken_upstream_with_a_stable_code() {
     assert_eq!(status("FB012", "missing"), "error");
     // A missing command is one error: the connection check is skipped and says why.
     let skipped = find(&report, "FB020", "missing");
-    assert_eq!(skipped["status"], "skip", "{skipped}");
+    assert_eq!(skipped["status"], "warn", "{skipped}");
     assert!(skipped["message"].as_str().expect("message").contains("FB012"), "{skipped}");
     assert_eq!(
         findings.iter().filter(|(_, status, subject)| subject == "missing" && status == "error").count(),

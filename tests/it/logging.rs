@@ -176,19 +176,20 @@ async fn log_lines_say_what_happened() {
         assert_eq!(output.code, Some(0), "{output:?}");
     }
 
-    // A client without sampling: the upstream's sampling request is refused.
+    // A client without roots: the upstream's `roots/list` (which the fixture sends
+    // without checking the client's capabilities) is refused by the bridge.
     let mut session = RawSession::start(&env).await;
     session.initialize().await;
     session
         .send(&json!({
             "jsonrpc": "2.0", "id": 1, "method": "tools/call",
-            "params": { "name": "one__sample", "arguments": { "prompt": "hi" } }
+            "params": { "name": "one__roots", "arguments": {} }
         }))
         .await;
     let reply = session.response(&json!(1)).await;
     assert_eq!(reply["result"]["isError"], true, "{reply}");
     let log = env.wait_log("answered a request of the upstream with an error").await;
-    assert!(log.contains("did not declare the `sampling` capability"), "{log}");
+    assert!(log.contains("did not declare the `roots` capability"), "{log}");
     session.close_stdin();
 
     let log = env.log();

@@ -6,6 +6,7 @@ mod cli;
 mod conformance;
 mod core;
 mod doctor;
+mod fidelity;
 mod interop;
 mod interop_http;
 mod jsonrpc;

@@ -104,6 +104,7 @@ fn full_config_resolves_every_field() {
             sign_in_retry_after: Duration::from_secs(600),
             tool_mode: ToolMode::All,
             pinned_tools: Vec::new(),
+            instructions_wait: Duration::ZERO,
         }
     );
 }
@@ -151,6 +152,7 @@ fn defaults() {
             sign_in_retry_after: Duration::from_secs(600),
             tool_mode: ToolMode::All,
             pinned_tools: Vec::new(),
+            instructions_wait: Duration::ZERO,
         }
     );
 }

@@ -6,11 +6,13 @@
 //! changes, so the request path only ever reads an `Arc<Catalog>`: no locks, no
 //! re-listing of upstreams per call.
 
+pub mod search;
+
 use std::sync::Arc;
 
 // foldhash: the tool routes are looked up on every call.
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
-use rmcp::model::{Prompt, Resource, ResourceTemplate, Tool};
+use rmcp::model::{JsonObject, Prompt, Resource, ResourceTemplate, Tool};
 
 use super::naming::{self, exposed_name, uri_namespace, with_hash_suffix};
 use crate::{
@@ -37,6 +39,9 @@ pub struct UpstreamStatus {
 #[derive(Debug, Default)]
 pub struct Catalog {
     pub tools: Vec<Tool>,
+    /// Each of `tools` as its upstream wrote it, under its exposed name: what
+    /// `tools/list` serves. Parallel to `tools`.
+    pub tool_objects: Vec<Arc<JsonObject>>,
     /// The upstream of each exposed tool, parallel to `tools`.
     pub tool_upstreams: Vec<Arc<str>>,
     tool_routes: HashMap<String, Route>,
@@ -65,7 +70,7 @@ pub struct Catalog {
     pub all_settled: bool,
     /// The search index and listed tools in search mode (`None` in all mode); set by the
     /// catalog task after `build`.
-    pub search: Option<Arc<super::search::SearchMode>>,
+    pub search: Option<Arc<search::SearchMode>>,
 }
 
 /// A name offered by an upstream, before clash resolution.
@@ -107,10 +112,11 @@ impl Catalog {
             };
             let tool_namespace = namespace(&server.tool_namespace);
             let prompt_namespace = namespace(&server.prompt_namespace);
-            for tool in &upstream_catalog.tools {
+            for (index, tool) in upstream_catalog.tools.iter().enumerate() {
                 if !bridge.aggregation.tools || !server.tool_filter.allows(&tool.name) {
                     continue;
                 }
+                let object = upstream_catalog.tool_objects.get(index).cloned();
                 let candidate = Candidate {
                     order,
                     upstream: state.name.clone(),
@@ -118,7 +124,7 @@ impl Catalog {
                     original: tool.name.to_string(),
                     namespaced: tool_namespace.is_some(),
                     exposed: exposed_name(tool_namespace.as_deref(), &tool.name),
-                    item: tool.clone(),
+                    item: (tool.clone(), object),
                 };
                 if state.is_ready() {
                     tools.push(candidate);
@@ -146,8 +152,9 @@ impl Catalog {
         }
         let policy = bridge.conflict_resolution;
         for (exposed, candidate) in resolve(tools, policy, "tool", &mut catalog.conflicts) {
-            let mut tool = candidate.item;
+            let (mut tool, object) = candidate.item;
             tool.name = exposed.clone().into();
+            catalog.tool_objects.push(exposed_object(&tool, object, &exposed));
             catalog.tools.push(tool);
             catalog.tool_upstreams.push(candidate.upstream.clone());
             catalog
@@ -328,6 +335,20 @@ impl Catalog {
     pub fn status_of(&self, upstream: &str) -> Option<&UpstreamStatus> {
         self.statuses.iter().find(|status| &*status.name == upstream)
     }
+}
+
+/// The tool object the client gets: `written` (the upstream's own, else `tool` encoded)
+/// with its name replaced by `exposed`.
+fn exposed_object(tool: &Tool, written: Option<Arc<JsonObject>>, exposed: &str) -> Arc<JsonObject> {
+    let mut object = match written {
+        Some(written) => Arc::unwrap_or_clone(written),
+        None => match serde_json::to_value(tool) {
+            Ok(serde_json::Value::Object(object)) => object,
+            _ => JsonObject::new(),
+        },
+    };
+    object.insert("name".to_owned(), serde_json::Value::String(exposed.to_owned()));
+    Arc::new(object)
 }
 
 /// The part of a URI template before its first expression.

@@ -43,6 +43,9 @@ pub struct SearchMode {
     index: ToolIndex,
     /// What `tools/list` holds: the meta-tools, then the pinned tools in catalog order.
     pub listed: Vec<Tool>,
+    /// The same tools as the client sees them: the pinned ones as their upstreams wrote
+    /// them but the name (the catalog's `tool_objects`).
+    pub listed_objects: Vec<Arc<JsonObject>>,
     /// The `pinnedTools` globs `listed` was made with.
     pinned: Vec<String>,
 }
@@ -62,6 +65,7 @@ impl SearchMode {
         if let Some(previous) = previous
             && previous.pinned == bridge.pinned_tools
             && before.tools == next.tools
+            && before.tool_objects == next.tool_objects
             && before.tool_upstreams == next.tool_upstreams
         {
             return Some(previous.clone());
@@ -80,15 +84,14 @@ impl SearchMode {
         let patterns: Vec<glob::Pattern> =
             pinned.iter().filter_map(|pattern| glob::Pattern::new(pattern).ok()).collect();
         let mut listed = meta_tools();
-        listed.extend(
-            catalog
-                .tools
-                .iter()
-                .filter(|tool| !is_meta_tool(&tool.name))
-                .filter(|tool| patterns.iter().any(|pattern| pattern.matches(&tool.name)))
-                .cloned(),
-        );
-        SearchMode { index, listed, pinned: pinned.to_vec() }
+        let mut listed_objects: Vec<Arc<JsonObject>> = listed.iter().map(tool_object).collect();
+        for (tool, object) in catalog.tools.iter().zip(&catalog.tool_objects) {
+            if !is_meta_tool(&tool.name) && patterns.iter().any(|pattern| pattern.matches(&tool.name)) {
+                listed.push(tool.clone());
+                listed_objects.push(object.clone());
+            }
+        }
+        SearchMode { index, listed, listed_objects, pinned: pinned.to_vec() }
     }
 
     /// Catalog positions of the tools that best match `query`, best first.
@@ -285,6 +288,14 @@ fn tool_summary(tool: &Tool, upstream: &str) -> Value {
 }
 
 /// The two meta-tools as `tools/list` shows them.
+/// A tool the bridge itself defines, as the JSON object the client receives.
+fn tool_object(tool: &Tool) -> Arc<JsonObject> {
+    match serde_json::to_value(tool) {
+        Ok(Value::Object(object)) => Arc::new(object),
+        _ => Arc::default(),
+    }
+}
+
 fn meta_tools() -> Vec<Tool> {
     let object = |value: Value| match value {
         Value::Object(object) => Arc::new(object),
@@ -378,7 +389,10 @@ mod tests {
     fn catalog(names: &[&str]) -> Catalog {
         let mut catalog = Catalog::default();
         for name in names {
-            catalog.tools.push(Tool::new(name.to_string(), "a tool", Arc::new(JsonObject::new())));
+            let tool = Tool::new(name.to_string(), "a tool", Arc::new(JsonObject::new()));
+            // `tool_objects` runs parallel to `tools`, as `Catalog::build` makes it.
+            catalog.tool_objects.push(tool_object(&tool));
+            catalog.tools.push(tool);
             catalog.tool_upstreams.push(name.split("__").next().unwrap_or_default().into());
         }
         catalog
@@ -405,6 +419,8 @@ mod tests {
         assert!(!Arc::ptr_eq(&first, &rebuilt));
         assert_eq!(rebuilt.rank("three", 5, |_| true), [2]);
         assert_eq!(rebuilt.listed, first.listed, "the listed tools did not change");
+        assert_eq!(rebuilt.listed_objects, first.listed_objects);
+        assert_eq!(rebuilt.listed_objects[2]["name"], "a__two");
     }
 
     #[test]

@@ -1,0 +1,98 @@
+//! What a local upstream wrote that explains a failed start, kept so that the cause
+//! shows where the user looks (`tools`, the client's error) and not only in the log:
+//! [`StderrTail`], the last lines of its stderr (`boom: missing API_KEY`), and
+//! [`StdoutNoise`], the first line on its stdout that is not JSON-RPC.
+
+use std::{
+    collections::VecDeque,
+    sync::{Mutex, OnceLock},
+    time::Duration,
+};
+
+use tokio::sync::{Notify, watch};
+
+/// How long a server that wrote something other than JSON-RPC on stdout still gets to
+/// answer `initialize` before that counts as why it failed.
+const NOISE_GRACE: Duration = Duration::from_secs(2);
+
+/// The first line a child wrote on stdout that is not JSON-RPC. Set by its transport
+/// (`lines.rs`), awaited by the session's start (`session.rs`).
+#[derive(Default)]
+pub struct StdoutNoise {
+    first: OnceLock<String>,
+    seen: Notify,
+}
+
+impl StdoutNoise {
+    /// The child wrote `line` on stdout, which is not JSON-RPC.
+    pub fn record(&self, line: &[u8]) {
+        let text: String = String::from_utf8_lossy(line).chars().take(LINE_CHARS).collect();
+        if self.first.set(text).is_ok() {
+            self.seen.notify_waiters();
+        }
+    }
+
+    /// Resolves [`NOISE_GRACE`] after the first such line, with the failure it means.
+    pub async fn as_failure(&self) -> String {
+        let seen = self.seen.notified();
+        if self.first.get().is_none() {
+            seen.await;
+        }
+        tokio::time::sleep(NOISE_GRACE).await;
+        let line = self.first.get().map(String::as_str).unwrap_or_default();
+        format!(
+            "it wrote `{line}` on stdout, which is not JSON-RPC, and did not finish initialize (an MCP server must write only JSON-RPC on stdout; logs go to stderr)"
+        )
+    }
+}
+
+/// Lines kept.
+const LINES: usize = 5;
+/// Characters kept of each line.
+const LINE_CHARS: usize = 300;
+
+/// Filled by the child's stderr logger (`child.rs`), read when a start fails.
+pub struct StderrTail {
+    lines: Mutex<VecDeque<String>>,
+    /// `true` once the child closed stderr.
+    closed: watch::Sender<bool>,
+}
+
+impl Default for StderrTail {
+    fn default() -> Self {
+        Self { lines: Mutex::default(), closed: watch::channel(false).0 }
+    }
+}
+
+impl StderrTail {
+    fn lines(&self) -> std::sync::MutexGuard<'_, VecDeque<String>> {
+        self.lines.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The child wrote `line` on stderr.
+    pub fn push(&self, line: &str) {
+        let line = line.trim();
+        if line.is_empty() {
+            return;
+        }
+        let mut lines = self.lines();
+        if lines.len() == LINES {
+            lines.pop_front();
+        }
+        lines.push_back(line.chars().take(LINE_CHARS).collect());
+    }
+
+    /// The child closed stderr: everything it wrote is in.
+    pub fn close(&self) {
+        self.closed.send_replace(true);
+    }
+
+    /// The last lines, joined with ` / `, once stderr is closed or `wait` has passed;
+    /// `None` when the child wrote nothing.
+    pub async fn last_lines(&self, wait: Duration) -> Option<String> {
+        let mut closed = self.closed.subscribe();
+        let _ = tokio::time::timeout(wait, closed.wait_for(|closed| *closed)).await;
+        let lines = self.lines();
+        (!lines.is_empty()).then(|| lines.iter().map(String::as_str).collect::<Vec<_>>().join(" / "))
+    }
+}
