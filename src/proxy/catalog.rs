@@ -15,7 +15,7 @@ use rmcp::model::{Prompt, Resource, ResourceTemplate, Tool};
 use super::naming::{self, exposed_name, uri_namespace, with_hash_suffix};
 use crate::{
     config::{ConflictResolution, Settings},
-    upstream::{Status, View},
+    upstream::{Status, UpstreamState, View},
 };
 
 /// Where an exposed name leads.
@@ -98,6 +98,7 @@ impl Catalog {
         let mut tools = Vec::new();
         let mut prompts = Vec::new();
         for (order, state) in view.upstreams.iter().enumerate() {
+            tools.extend(sign_in_candidate(order, state, settings));
             let (Some(server), Some(upstream_catalog)) = (settings.server(&state.name), &state.catalog)
             else {
                 continue;
@@ -328,6 +329,15 @@ impl Catalog {
     pub fn status_of(&self, upstream: &str) -> Option<&UpstreamStatus> {
         self.statuses.iter().find(|status| &*status.name == upstream)
     }
+}
+
+/// The `<ns>__sign_in` placeholder of an upstream waiting for an interactive sign-in.
+fn sign_in_candidate(order: usize, state: &UpstreamState, settings: &Settings) -> Option<Candidate<Tool>> {
+    let server = settings.server(&state.name)?;
+    let (exposed, item) = super::sign_in::placeholder(state, server, &settings.bridge)?;
+    let original = super::sign_in::ROUTE_NAME.to_owned();
+    let upstream = state.name.clone();
+    Some(Candidate { order, upstream, priority: server.priority, original, namespaced: true, exposed, item })
 }
 
 /// The part of a URI template before its first expression.

@@ -16,6 +16,7 @@ mod handler;
 pub mod link;
 pub mod naming;
 pub mod search;
+mod sign_in;
 pub mod stdio;
 
 use std::{
@@ -231,11 +232,23 @@ impl Bridge {
             }
         }
         let Some(route) = self.route(|catalog| catalog.tool(&call.name).cloned()).await else {
+            if let Some(placeholder) = sign_in_placeholder_for_name(&self.catalog(), &call.name) {
+                return Ok(ToolAnswer::Decoded(sign_in::waiting(&call.name, &placeholder)));
+            }
             if let Some(search) = search_mode {
                 return Ok(ToolAnswer::Decoded(search.unknown_tool(&self.catalog(), &call.name)));
             }
             return Err(rmcp::ErrorData::invalid_params(format!("unknown tool `{}`", call.name), None));
         };
+        if route.name == sign_in::ROUTE_NAME {
+            let arguments = call.arguments.as_deref();
+            let result =
+                sign_in::call(&*self.upstreams, self.link.peer(), &route.upstream, &call.name, arguments);
+            return Ok(ToolAnswer::Decoded(result.await));
+        }
+        if let Some(placeholder) = sign_in_placeholder_of(&self.catalog(), &route.upstream) {
+            return Ok(ToolAnswer::Decoded(sign_in::waiting(&call.name, &placeholder)));
+        }
         let exposed = std::mem::replace(&mut call.name, route.name);
         let outcome = self.upstreams.call_tool(&route.upstream, call, options).await;
         tool_outcome(&exposed, outcome)
@@ -291,6 +304,34 @@ pub(crate) fn tool_outcome(
         }
     };
     result.map(ToolAnswer::Decoded)
+}
+
+/// Whether exposed tool `name` is a placeholder.
+pub(crate) fn is_sign_in_placeholder(catalog: &Catalog, name: &str) -> bool {
+    catalog.tool(name).is_some_and(|route| route.name == sign_in::ROUTE_NAME)
+}
+
+/// The placeholder of `upstream`, if it has one now.
+fn sign_in_placeholder_of(catalog: &Catalog, upstream: &str) -> Option<String> {
+    catalog
+        .tools
+        .iter()
+        .zip(&catalog.tool_upstreams)
+        .find(|(tool, owner)| &***owner == upstream && is_sign_in_placeholder(catalog, &tool.name))
+        .map(|(tool, _)| tool.name.to_string())
+}
+
+/// The placeholder whose namespace `name` is in (`<ns>__…`), for a call of a tool that is
+/// not listed because its upstream never signed in.
+fn sign_in_placeholder_for_name(catalog: &Catalog, name: &str) -> Option<String> {
+    catalog
+        .tools
+        .iter()
+        .filter(|tool| is_sign_in_placeholder(catalog, &tool.name))
+        .find(|tool| {
+            tool.name.strip_suffix(sign_in::TOOL_NAME).is_some_and(|prefix| name.starts_with(prefix))
+        })
+        .map(|tool| tool.name.to_string())
 }
 
 /// Take the expected variant out of an upstream result. rmcp decodes results as an

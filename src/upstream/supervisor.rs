@@ -26,6 +26,10 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 pub async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
     let settings = &entry.settings;
     let mut failures: u32 = 0;
+    // Set while the upstream waits for a sign-in: the attempt that follows keeps showing
+    // that state, so the client sees the sign-in placeholder replaced by the real tools
+    // in one change rather than vanish first.
+    let mut after_sign_in = false;
     // In stdio mode upstreams start once the client's `initialize` is answered, so
     // spawning them does not delay that answer.
     tokio::select! {
@@ -36,7 +40,9 @@ pub async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
         if entry.cancel.is_cancelled() {
             break;
         }
-        shared.publish(&entry, |state| state.status = Status::Connecting);
+        if !std::mem::take(&mut after_sign_in) {
+            shared.publish(&entry, |state| state.status = Status::Connecting);
+        }
         tracing::debug!(upstream = %entry.name, failures, "connecting");
         entry.attempt_started();
         let attempt = {
@@ -89,6 +95,7 @@ pub async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
                 if !wait_for_tokens(&entry).await {
                     break;
                 }
+                after_sign_in = true;
                 continue;
             }
             Err(failure) => {

@@ -41,7 +41,8 @@ pub fn is_meta_tool(name: &str) -> bool {
 #[derive(Debug)]
 pub struct SearchMode {
     index: ToolIndex,
-    /// What `tools/list` holds: the meta-tools, then the pinned tools in catalog order.
+    /// What `tools/list` holds: the meta-tools, then the pinned tools and the sign-in
+    /// placeholders in catalog order.
     pub listed: Vec<Tool>,
     /// The `pinnedTools` globs `listed` was made with.
     pinned: Vec<String>,
@@ -85,7 +86,10 @@ impl SearchMode {
                 .tools
                 .iter()
                 .filter(|tool| !is_meta_tool(&tool.name))
-                .filter(|tool| patterns.iter().any(|pattern| pattern.matches(&tool.name)))
+                .filter(|tool| {
+                    patterns.iter().any(|pattern| pattern.matches(&tool.name))
+                        || super::is_sign_in_placeholder(catalog, &tool.name)
+                })
                 .cloned(),
         );
         SearchMode { index, listed, pinned: pinned.to_vec() }

@@ -1,0 +1,95 @@
+//! [`PromptBoard`]: what the sign-in under way for one upstream asks of the user, for
+//! surfaces other than stderr (the placeholder tool an MCP client calls): the URL to
+//! open, the device code to enter, and the addresses or codes the user hands back.
+//!
+//! The sign-in (`flow.rs`, `device.rs`) writes the prompt; readers watch it. A paste is
+//! taken only while a sign-in waits for one, and each sign-in that ran reports how it
+//! ended, so the caller that handed in a paste learns whether it worked.
+
+use tokio::sync::{Mutex, mpsc, watch};
+
+/// What the user must do to finish the sign-in under way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignInPrompt {
+    /// The URL to open in a browser.
+    pub url: String,
+    /// For the device grant: the code to enter on that page.
+    pub user_code: Option<String>,
+    /// The address the browser ended on (or just its code) may be handed back.
+    pub accepts_paste: bool,
+}
+
+/// How many pastes may wait for the sign-in to read them.
+const PASTE_QUEUE: usize = 4;
+
+/// The prompt of one upstream's sign-in, shared by the sign-in and its readers.
+pub struct PromptBoard {
+    shown: watch::Sender<Option<SignInPrompt>>,
+    /// How many sign-ins ran to their end, and why the last one failed (`None`: it
+    /// signed in).
+    ended: watch::Sender<(u64, Option<String>)>,
+    pasted_tx: mpsc::Sender<String>,
+    pasted_rx: Mutex<mpsc::Receiver<String>>,
+}
+
+impl Default for PromptBoard {
+    fn default() -> Self {
+        let (pasted_tx, pasted_rx) = mpsc::channel(PASTE_QUEUE);
+        Self {
+            shown: watch::Sender::new(None),
+            ended: watch::Sender::new((0, None)),
+            pasted_tx,
+            pasted_rx: Mutex::new(pasted_rx),
+        }
+    }
+}
+
+impl PromptBoard {
+    /// The prompt of the sign-in under way, if one is waiting for the user.
+    pub fn current(&self) -> Option<SignInPrompt> {
+        self.shown.borrow().clone()
+    }
+
+    /// Watch the prompt change.
+    pub fn watch(&self) -> watch::Receiver<Option<SignInPrompt>> {
+        self.shown.subscribe()
+    }
+
+    /// Watch sign-ins end: a count, and the last one's failure.
+    pub fn watch_ends(&self) -> watch::Receiver<(u64, Option<String>)> {
+        self.ended.subscribe()
+    }
+
+    /// Hand `text` (an address or a bare code) to the sign-in waiting for one; `false`
+    /// when none waits for a paste.
+    pub fn paste(&self, text: String) -> bool {
+        self.current().is_some_and(|prompt| prompt.accepts_paste) && self.pasted_tx.try_send(text).is_ok()
+    }
+
+    /// Show `prompt`; pastes meant for an earlier sign-in are dropped.
+    pub(super) fn show(&self, prompt: SignInPrompt) {
+        if let Ok(mut pasted) = self.pasted_rx.try_lock() {
+            while pasted.try_recv().is_ok() {}
+        }
+        self.shown.send_replace(Some(prompt));
+    }
+
+    /// The sign-in that showed a prompt ended; `failure` says why it did not sign in.
+    pub(super) fn end(&self, failure: Option<String>) {
+        self.shown.send_replace(None);
+        self.ended.send_modify(|(count, last)| {
+            *count += 1;
+            *last = failure;
+        });
+    }
+
+    /// The next paste; waits for ever (the sign-in's own timeout bounds it).
+    pub(super) async fn next_paste(&self) -> String {
+        let mut pasted = self.pasted_rx.lock().await;
+        match pasted.recv().await {
+            Some(text) => text,
+            // The board holds a sender, so the channel never closes.
+            None => std::future::pending().await,
+        }
+    }
+}
