@@ -229,3 +229,49 @@ async fn without_url_elicitation_the_placeholder_gives_the_device_code() {
     assert_eq!(text_of(&echo), "sec: device");
     let _ = tokio::time::timeout(Duration::from_secs(5), service.cancel()).await;
 }
+
+#[tokio::test]
+async fn after_a_logout_the_placeholder_is_listed_in_search_mode_and_still_signs_in() {
+    let world =
+        World::start(&[], Some(json!({})), json!({ "startupTimeout": 2, "toolMode": "search" })).await;
+    assert_eq!(world.run(&["oauth", "login", "sec"]).await.code, Some(0));
+    assert_eq!(world.run(&["oauth", "logout", "sec"]).await.code, Some(0));
+    let service = headless_stdio(&world, UrlClient::default()).await;
+
+    // The remembered logout pauses automatic sign-ins; the placeholder is listed next to
+    // the meta-tools, not only found by a search.
+    let names = wait_for_names(&service, |names| names.iter().any(|name| name == "sec__sign_in")).await;
+    assert!(names.iter().any(|name| name == "foxxy__search_tools"), "{names:?}");
+    let through = call_tool(
+        &service,
+        "foxxy__call_tool",
+        json!({ "name": "sec__echo", "arguments": { "message": "too early" } }),
+    )
+    .await;
+    assert_eq!(through.is_error, Some(true), "{through:?}");
+    assert!(text_of(&through).contains("sec__sign_in"), "{}", text_of(&through));
+
+    // A sign-in the user asks for runs although automatic ones are paused.
+    let answer = call_tool(&service, "sec__sign_in", json!({})).await;
+    let url = url_in(&text_of(&answer), "/authorize?");
+    let (status, location) = get(&url).await;
+    assert_eq!(status, 302, "{url}");
+    let code = url::Url::parse(&location.expect("Location"))
+        .expect("redirect")
+        .query_pairs()
+        .find(|(key, _)| key == "code")
+        .map(|(_, value)| value.into_owned())
+        .expect("code");
+    let done = call_tool(&service, "sec__sign_in", json!({ "code": code })).await;
+    assert!(text_of(&done).contains("Signed in"), "{}", text_of(&done));
+    wait_for_names(&service, |names| !names.iter().any(|name| name == "sec__sign_in")).await;
+    let echo = call_tool(
+        &service,
+        "foxxy__call_tool",
+        json!({ "name": "sec__echo", "arguments": { "message": "back" } }),
+    )
+    .await;
+    assert_eq!(text_of(&echo), "sec: back");
+    assert_eq!(world.opens(), 1, "only the shell login opened a browser");
+    let _ = tokio::time::timeout(Duration::from_secs(5), service.cancel()).await;
+}
