@@ -6,6 +6,8 @@
 //! taken only while a sign-in waits for one, and each sign-in that ran reports how it
 //! ended, so the caller that handed in a paste learns whether it worked.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tokio::sync::{Mutex, mpsc, watch};
 
 /// What the user must do to finish the sign-in under way.
@@ -30,6 +32,8 @@ pub struct PromptBoard {
     ended: watch::Sender<(u64, Option<String>)>,
     pasted_tx: mpsc::Sender<String>,
     pasted_rx: Mutex<mpsc::Receiver<String>>,
+    /// A sign-in the user asked for is queued or running.
+    user_pending: AtomicBool,
 }
 
 impl Default for PromptBoard {
@@ -40,6 +44,7 @@ impl Default for PromptBoard {
             ended: watch::Sender::new((0, None)),
             pasted_tx,
             pasted_rx: Mutex::new(pasted_rx),
+            user_pending: AtomicBool::new(false),
         }
     }
 }
@@ -64,6 +69,17 @@ impl PromptBoard {
     /// when none waits for a paste.
     pub fn paste(&self, text: String) -> bool {
         self.current().is_some_and(|prompt| prompt.accepts_paste) && self.pasted_tx.try_send(text).is_ok()
+    }
+
+    /// Mark a sign-in the user asked for as queued; `false` when one already is, so
+    /// repeated asks join it instead of queueing more.
+    pub fn claim_user_sign_in(&self) -> bool {
+        !self.user_pending.swap(true, Ordering::AcqRel)
+    }
+
+    /// The sign-in the user asked for has ended.
+    pub fn release_user_sign_in(&self) {
+        self.user_pending.store(false, Ordering::Release);
     }
 
     /// Show `prompt`; pastes meant for an earlier sign-in are dropped.

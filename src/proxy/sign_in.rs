@@ -15,7 +15,10 @@
 //! it is how the user gets the upstream's tools back, so it must not hide behind a
 //! search.
 
-use std::sync::Arc;
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
 
 use rmcp::{
     Peer, RoleServer,
@@ -35,6 +38,9 @@ use crate::{
 pub const ROUTE_NAME: &str = "\u{0}sign_in";
 /// The placeholder's name within its namespace.
 pub const TOOL_NAME: &str = "sign_in";
+
+/// Numbers the URL-mode elicitations of this process, for their `elicitationId`.
+static ELICITATIONS: AtomicU64 = AtomicU64::new(1);
 
 /// Whether `status` waits for the user to sign in.
 fn waits_for_user(status: &Status) -> bool {
@@ -142,7 +148,7 @@ fn elicit(client: Option<&Peer<RoleServer>>, upstream: &str, url: &str) {
     }
     let Ok(parsed) = url::Url::parse(url) else { return };
     let message = format!("Sign in to `{upstream}` to use its tools");
-    let id = format!("foxxy-sign-in-{upstream}-{}", std::process::id());
+    let id = format!("foxxy-sign-in-{}", ELICITATIONS.fetch_add(1, Ordering::Relaxed));
     tokio::spawn(async move {
         if let Err(error) = peer.elicit_url(message, parsed, id).await {
             tracing::debug!("the client did not take the sign-in URL: {error}");

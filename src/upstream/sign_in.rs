@@ -66,20 +66,36 @@ pub async fn sign_in(
     }
     let mut shown = board.watch();
     shown.mark_unchanged();
-    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
-    let running = source.clone();
-    let SignInTarget { cancel, connect_now, .. } = target;
-    tasks.spawn(async move {
-        tokio::select! {
-            result = running.user_sign_in() => {
-                if result.is_ok() {
-                    connect_now();
+    let mut ends = board.watch_ends();
+    ends.mark_unchanged();
+    // Only one sign-in the user asked for is queued at a time; later asks join it.
+    let mut done_rx = None;
+    if board.claim_user_sign_in() {
+        let (done_tx, receiver) = tokio::sync::oneshot::channel();
+        done_rx = Some(receiver);
+        let running = source.clone();
+        let SignInTarget { cancel, connect_now, .. } = target;
+        tasks.spawn(async move {
+            tokio::select! {
+                result = running.user_sign_in() => {
+                    if result.is_ok() {
+                        connect_now();
+                    }
+                    let _ = done_tx.send(result.map(|_| ()).map_err(|error| error.to_string()));
                 }
-                let _ = done_tx.send(result.map(|_| ()).map_err(|error| error.to_string()));
+                () = cancel.cancelled() => {}
             }
-            () = cancel.cancelled() => {}
+            running.board().release_user_sign_in();
+        });
+    }
+    let spawned = done_rx.is_some();
+    let done = async {
+        match done_rx {
+            Some(receiver) => receiver.await.unwrap_or_else(|_| Err("the upstream stopped".to_owned())),
+            None => std::future::pending().await,
         }
-    });
+    };
+    tokio::pin!(done);
     let deadline = tokio::time::sleep(ANSWER_WAIT);
     tokio::pin!(deadline);
     loop {
@@ -92,11 +108,19 @@ pub async fn sign_in(
                     return Ok(step(prompt));
                 }
             }
-            done = &mut done_rx => return match done {
-                Ok(Ok(())) => Ok(SignInStep::Done),
-                Ok(Err(cause)) => Err(failed(cause)),
-                Err(_) => Err(failed("the upstream stopped".to_owned())),
-            },
+            changed = ends.changed() => {
+                if changed.is_err() {
+                    return Err(failed("the upstream stopped".to_owned()));
+                }
+                // A sign-in that ended: success serves this ask too; a failure ends it
+                // unless the sign-in this ask queued is still to run.
+                match ends.borrow_and_update().1.clone() {
+                    None => return Ok(SignInStep::Done),
+                    Some(cause) if !spawned => return Err(failed(cause)),
+                    Some(_) => {}
+                }
+            }
+            result = &mut done => return result.map(|()| SignInStep::Done).map_err(failed),
             () = &mut deadline => return Err(failed(format!(
                 "no sign-in URL within {} s; another foxxy-bridge process may be signing in to it, finish that one",
                 ANSWER_WAIT.as_secs()
