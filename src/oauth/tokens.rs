@@ -124,6 +124,16 @@ impl TokenSource {
         Ok(entry)
     }
 
+    /// Whether the user signed out (`oauth logout`) and no tokens were stored since: a
+    /// running session then ends, so the upstream waits for a sign-in the user starts.
+    pub async fn signed_out(&self) -> bool {
+        if !matches!(self.entry().await, Ok(None)) {
+            return false;
+        }
+        let note = self.context.store.note_async(&self.target.url).await;
+        note.is_some_and(|note| note.kind == NoteKind::SignedOut)
+    }
+
     /// A fresh stamp check for callers that poll for tokens written elsewhere.
     pub async fn stamp(&self) -> Option<SystemTime> {
         self.context.store.stamp_async(&self.target.url).await

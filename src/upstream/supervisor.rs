@@ -183,6 +183,11 @@ async fn serve(entry: &Entry, shared: &Shared, session: &mut Session) -> Option<
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + health.interval, health.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failed_pings = 0u32;
+    // An OAuth upstream's session ends when the user signs out (`oauth logout`): the next
+    // attempt then waits for a sign-in instead of failing every call.
+    let tokens = entry.tokens.get().cloned().flatten();
+    let mut token_checks = tokio::time::interval(TOKEN_POLL);
+    token_checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let child_exit = async {
             match session.child.as_mut() {
@@ -194,6 +199,13 @@ async fn serve(entry: &Entry, shared: &Shared, session: &mut Session) -> Option<
             () = entry.cancel.cancelled() => return None,
             status = child_exit => return Some(status),
             () = session.closed.cancelled() => return Some("the connection to the upstream was lost".to_owned()),
+            _ = token_checks.tick(), if tokens.is_some() => {
+                if let Some(tokens) = &tokens
+                    && tokens.signed_out().await
+                {
+                    return Some("signed out with `foxxy-bridge oauth logout`".to_owned());
+                }
+            }
             _ = ticks.tick(), if health.enabled => {
                 match ping(&session.connection, health.timeout).await {
                     Ok(()) => failed_pings = 0,

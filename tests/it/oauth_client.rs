@@ -275,3 +275,22 @@ async fn after_a_logout_the_placeholder_is_listed_in_search_mode_and_still_signs
     assert_eq!(world.opens(), 1, "only the shell login opened a browser");
     let _ = tokio::time::timeout(Duration::from_secs(5), service.cancel()).await;
 }
+
+#[tokio::test]
+async fn a_logout_shows_the_placeholder_in_a_running_bridge() {
+    let world = World::start(&[], Some(json!({})), json!({})).await;
+    assert_eq!(world.run(&["oauth", "login", "sec"]).await.code, Some(0));
+    let client = UrlClient::default();
+    let service = headless_stdio(&world, client.clone()).await;
+    wait_for_names(&service, |names| names.iter().any(|name| name == "sec__echo")).await;
+    let baseline = client.seen.lock().expect("seen").tools_changed;
+
+    assert_eq!(world.run(&["oauth", "logout", "sec"]).await.code, Some(0));
+    let names = wait_for_names(&service, |names| names.iter().any(|name| name == "sec__sign_in")).await;
+    assert!(!names.iter().any(|name| name == "sec__echo"), "{names:?}");
+    assert!(client.seen.lock().expect("seen").tools_changed > baseline, "tools/list_changed");
+    let answer = call_tool(&service, "sec__sign_in", json!({})).await;
+    assert!(text_of(&answer).contains("/authorize?"), "{}", text_of(&answer));
+    assert_eq!(world.opens(), 1, "no browser after the logout");
+    let _ = tokio::time::timeout(Duration::from_secs(5), service.cancel()).await;
+}
