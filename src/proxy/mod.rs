@@ -311,8 +311,12 @@ pub(crate) fn is_sign_in_placeholder(catalog: &Catalog, name: &str) -> bool {
     catalog.tool(name).is_some_and(|route| route.name == sign_in::ROUTE_NAME)
 }
 
-/// The placeholder of `upstream`, if it has one now.
+/// The placeholder of `upstream`, if it has one now. Looked up on every routed call: the
+/// upstream's status is checked first, and the tools are searched only when it waits.
 fn sign_in_placeholder_of(catalog: &Catalog, upstream: &str) -> Option<String> {
+    if !catalog.status_of(upstream).is_some_and(|status| sign_in::waits_for_user(&status.status)) {
+        return None;
+    }
     catalog
         .tools
         .iter()

@@ -43,7 +43,7 @@ pub const TOOL_NAME: &str = "sign_in";
 static ELICITATIONS: AtomicU64 = AtomicU64::new(1);
 
 /// Whether `status` waits for the user to sign in.
-fn waits_for_user(status: &Status) -> bool {
+pub fn waits_for_user(status: &Status) -> bool {
     matches!(status, Status::NeedsSignIn(_) | Status::SigningIn)
 }
 
