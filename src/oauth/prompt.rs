@@ -109,3 +109,36 @@ impl PromptBoard {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prompt(accepts_paste: bool) -> SignInPrompt {
+        SignInPrompt { url: "http://127.0.0.1/authorize".to_owned(), user_code: None, accepts_paste }
+    }
+
+    #[tokio::test]
+    async fn pastes_reach_only_a_sign_in_that_waits_for_one() {
+        let board = PromptBoard::default();
+        assert!(!board.paste("early".to_owned()), "no sign-in under way");
+        board.show(prompt(false));
+        assert!(!board.paste("device".to_owned()), "the device grant takes no paste");
+        board.show(prompt(true));
+        assert!(board.paste("stale".to_owned()));
+        // A new sign-in drops what was pasted for the one before.
+        board.show(prompt(true));
+        assert!(board.paste("fresh".to_owned()));
+        assert_eq!(board.next_paste().await, "fresh");
+
+        let mut ends = board.watch_ends();
+        board.end(Some("denied".to_owned()));
+        assert!(ends.has_changed().unwrap_or(false));
+        assert_eq!(*ends.borrow_and_update(), (1, Some("denied".to_owned())));
+        assert_eq!(board.current(), None);
+        assert!(board.claim_user_sign_in());
+        assert!(!board.claim_user_sign_in(), "one queued at a time");
+        board.release_user_sign_in();
+        assert!(board.claim_user_sign_in());
+    }
+}
