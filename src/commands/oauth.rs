@@ -44,21 +44,7 @@ fn shell_sign_in(browser: &Browser, no_browser: bool, device: bool) -> ShellSign
     if no_browser {
         return ShellSignIn::PasteBack;
     }
-    match browser {
-        Browser::Command(_) => ShellSignIn::Browser,
-        Browser::System if has_display() => ShellSignIn::Browser,
-        Browser::System | Browser::None => ShellSignIn::Headless,
-    }
-}
-
-/// Whether a browser opened here can be seen: always on macOS; elsewhere with `DISPLAY`
-/// or `WAYLAND_DISPLAY` set, and not in an SSH session.
-fn has_display() -> bool {
-    if cfg!(target_os = "macos") {
-        return true;
-    }
-    let set = |name: &str| std::env::var_os(name).is_some_and(|value| !value.is_empty());
-    (set("DISPLAY") || set("WAYLAND_DISPLAY")) && !set("SSH_CONNECTION")
+    if browser.shows_itself() { ShellSignIn::Browser } else { ShellSignIn::Headless }
 }
 
 /// The OAuth view of `name`, or a message saying why it has none.

@@ -34,6 +34,16 @@ impl Browser {
         }
     }
 
+    /// Whether opening a URL here reaches the user: a `FOXXY_BRIDGE_BROWSER` command
+    /// always does, the system browser only with a display ([`has_display`]).
+    pub fn shows_itself(&self) -> bool {
+        match self {
+            Browser::Command(_) => true,
+            Browser::System => has_display(),
+            Browser::None => false,
+        }
+    }
+
     /// Log the sign-in URL without opening anything (the user was shown it another way).
     pub fn log_only(&self, upstream: &str, url: &str) {
         tracing::info!(upstream, "sign-in URL (not opened in a browser): {}", redacted_resource(url));
@@ -89,6 +99,16 @@ impl Browser {
             }
         }
     }
+}
+
+/// Whether a browser opened here can be seen: always on macOS; elsewhere with `DISPLAY`
+/// or `WAYLAND_DISPLAY` set, and not in an SSH session.
+pub fn has_display() -> bool {
+    if cfg!(target_os = "macos") {
+        return true;
+    }
+    let set = |name: &str| std::env::var_os(name).is_some_and(|value| !value.is_empty());
+    (set("DISPLAY") || set("WAYLAND_DISPLAY")) && !set("SSH_CONNECTION")
 }
 
 /// The sign-in URL for the log: its `resource` parameter (the upstream's URL, which may

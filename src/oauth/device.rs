@@ -1,7 +1,8 @@
-//! The RFC 8628 device authorization grant, for a sign-in from a shell without a browser
-//! on this machine (`oauth login --device`, or `oauth login` without a display when the
-//! server offers it): ask the `device_authorization_endpoint` for a user code, print the
-//! verification URI and the code on stderr, and poll the token endpoint at the server's
+//! The RFC 8628 device authorization grant, for a sign-in without a browser on this
+//! machine (`oauth login --device`, `oauth login` or the placeholder tool without a
+//! display, when the server offers it): ask the `device_authorization_endpoint` for a
+//! user code, show the verification URI and the code (stderr from a shell, the prompt
+//! board in a bridge), and poll the token endpoint at the server's
 //! `interval` (plus 5 s for good after each `slow_down`) until the user approves, denies
 //! (`access_denied`) or the code expires (`expired_token`). The `oauth2` crate does the
 //! requests and the polling; the `resource` goes with the request and every poll.
@@ -19,6 +20,7 @@ use super::{
     discovery::Discovery,
     grant,
     http::is_secure_or_loopback,
+    prompt::{PromptBoard, SignInPrompt},
     store::{self, ClientRegistration, ClientSource, TokenEntry},
 };
 use crate::output;
@@ -39,6 +41,7 @@ pub async fn sign_in(
     target: &Target,
     discovery: Discovery,
     previous: Option<&TokenEntry>,
+    board: &PromptBoard,
 ) -> Result<TokenEntry, OAuthError> {
     let Discovery { mut manager, metadata, issuer, http } = discovery;
     let failed = |reason: String| OAuthError::Flow { upstream: target.name.clone(), reason };
@@ -83,7 +86,15 @@ pub async fn sign_in(
                 authorize::describe_token_error(&error)
             ))
         })?;
-    show(target, &details);
+    show(target, &details, context.shell.is_some());
+    let url = details
+        .verification_uri_complete()
+        .map_or_else(|| details.verification_uri().as_str().to_owned(), |complete| complete.secret().clone());
+    board.show(SignInPrompt {
+        url,
+        user_code: Some(details.user_code().secret().clone()),
+        accepts_paste: false,
+    });
     let mut poll = oauth_client.exchange_device_access_token(&details);
     if let Some(resource) = &resource {
         poll = poll.add_extra_param("resource", resource.clone());
@@ -96,11 +107,14 @@ pub async fn sign_in(
     Ok(grant::token_entry(target, issuer, &token, client, &metadata, resource, &scopes))
 }
 
-/// Tell the user where to go and what to enter.
-fn show(target: &Target, details: &StandardDeviceAuthorizationResponse) {
+/// Tell the user where to go and what to enter: in the log, and on stderr from a shell.
+fn show(target: &Target, details: &StandardDeviceAuthorizationResponse, on_stderr: bool) {
     let uri = details.verification_uri().as_str();
     let code = details.user_code().secret();
     tracing::info!(upstream = %target.name, "device sign-in: open {uri} and enter the code {code}");
+    if !on_stderr {
+        return;
+    }
     output::error_line(format_args!("To sign in to `{}`, open {uri} and enter the code {code}", target.name));
     if let Some(complete) = details.verification_uri_complete() {
         output::error_line(format_args!("(or open {}, which carries the code)", complete.secret()));

@@ -16,35 +16,45 @@ use super::{
     discovery::Discovery,
     grant,
     http::BridgeOAuthHttp,
+    prompt::{PromptBoard, SignInPrompt},
     store::{ClientRegistration, ClientSource, TokenEntry},
 };
 
 /// Run the browser sign-in for `target` and return the entry to store. The caller
 /// holds the entry's lock, so only one process signs in at a time. The callback page
 /// says "signed in" only once the code exchange succeeded, else what failed.
+///
+/// Outside a shell the URL (or device code) also goes on `board`, and the address the
+/// browser ended on (or its code) may come back through it. `prefer_device`: the user
+/// asked from a place with no browser of its own; the device grant is used when the
+/// authorization server offers it.
 pub async fn sign_in(
     context: &SignInContext,
     target: &Target,
     discovery: Discovery,
     previous: Option<&TokenEntry>,
     extra_scopes: &[String],
+    board: &PromptBoard,
+    prefer_device: bool,
 ) -> Result<TokenEntry, OAuthError> {
+    let device_offered = device::endpoint(&discovery.metadata).is_some();
     let mode = match context.shell {
-        Some(ShellSignIn::Headless) if device::endpoint(&discovery.metadata).is_some() => {
-            Some(ShellSignIn::Device)
-        }
+        Some(ShellSignIn::Headless) if device_offered => Some(ShellSignIn::Device),
         Some(ShellSignIn::Headless) => Some(ShellSignIn::PasteBack),
+        None if prefer_device && device_offered => Some(ShellSignIn::Device),
         other => other,
     };
     if mode == Some(ShellSignIn::Device) {
-        return device::sign_in(context, target, discovery, previous).await;
+        return device::sign_in(context, target, discovery, previous, board).await;
     }
     let listener = bind_callback(context).await?;
     let redirect_uri = listener.redirect_uri();
     let prepared = prepare(target, discovery, previous, extra_scopes, &redirect_uri).await?;
     let url = &prepared.pending.url;
     let failed = |reason: String| OAuthError::Flow { upstream: target.name.clone(), reason };
-    if mode == Some(ShellSignIn::PasteBack) {
+    let state = prepared.pending.state.clone();
+    board.show(SignInPrompt { url: url.clone(), user_code: None, accepts_paste: true });
+    let pasted = if mode == Some(ShellSignIn::PasteBack) {
         context.browser.log_only(&target.name, url);
         output::error_line(format_args!(
             "Open this URL in a browser to sign in to `{}`:\n{url}",
@@ -53,36 +63,33 @@ pub async fn sign_in(
         output::error_line(
             "Then paste here the address the browser ended on (an error page is fine), or just the code:",
         );
-        let state = prepared.pending.state.clone();
-        let pasted = tokio::select! {
+        tokio::select! {
             callback = listener.wait(state, context.sign_in_timeout) => Err(callback),
             line = read_pasted_line(context.sign_in_timeout) => Ok(line),
-        };
-        return match pasted {
-            Ok(Some(line)) => {
-                let (redirect, bare_code) = pasted_redirect(&line, &redirect_uri, &prepared.pending.state);
-                prepared.finish(target, &redirect, bare_code).await
-            }
-            Ok(None) => Err(failed("no sign-in address or code was pasted".to_owned())),
-            Err(callback) => {
-                let callback = callback.map_err(|error| failed(error.to_string()))?;
-                let result = prepared.finish(target, callback.url(), false).await;
-                callback.reply(result.as_ref().map(|_| ()).map_err(ToString::to_string)).await;
-                result
-            }
-        };
+        }
+    } else {
+        context.browser.open(&target.name, url);
+        if context.shell.is_some() {
+            output::error_line(format_args!("If no browser opened, visit:\n{url}"));
+        }
+        tokio::select! {
+            callback = listener.wait(state, context.sign_in_timeout) => Err(callback),
+            line = board.next_paste() => Ok(Some(line)),
+        }
+    };
+    match pasted {
+        Ok(Some(line)) => {
+            let (redirect, bare_code) = pasted_redirect(&line, &redirect_uri, &prepared.pending.state);
+            prepared.finish(target, &redirect, bare_code).await
+        }
+        Ok(None) => Err(failed("no sign-in address or code was pasted".to_owned())),
+        Err(callback) => {
+            let callback = callback.map_err(|error| failed(error.to_string()))?;
+            let result = prepared.finish(target, callback.url(), false).await;
+            callback.reply(result.as_ref().map(|_| ()).map_err(ToString::to_string)).await;
+            result
+        }
     }
-    context.browser.open(&target.name, url);
-    if context.shell.is_some() {
-        output::error_line(format_args!("If no browser opened, visit:\n{url}"));
-    }
-    let callback = listener
-        .wait(prepared.pending.state.clone(), context.sign_in_timeout)
-        .await
-        .map_err(|error| failed(error.to_string()))?;
-    let result = prepared.finish(target, callback.url(), false).await;
-    callback.reply(result.as_ref().map(|_| ()).map_err(ToString::to_string)).await;
-    result
 }
 
 /// One line from stdin, trimmed; `None` at its end, when it is empty, or after `timeout`.
@@ -105,10 +112,11 @@ async fn read_pasted_line(timeout: Duration) -> Option<String> {
     }
 }
 
-/// The redirect to check for what the user pasted: the address itself, or for a bare
+/// The redirect to check for what the user pasted (trimmed): the address itself, or for a bare
 /// code the redirect it came from (`true`: only the code is known, there is no `iss`
 /// to check).
 fn pasted_redirect(pasted: &str, redirect_uri: &str, state: &str) -> (String, bool) {
+    let pasted = pasted.trim();
     if pasted.contains("://") {
         return (pasted.to_owned(), false);
     }

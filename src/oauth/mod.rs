@@ -8,6 +8,8 @@
 //!   refreshed once per expiry across all bridge processes, and sign-in when needed.
 //! - `client.rs` puts the token on every request of rmcp's streamable HTTP client and
 //!   reacts to 401 (refresh, then sign-in) and 403 `insufficient_scope` (step-up).
+//! - `prompt.rs` shows a sign-in's URL or device code to the placeholder tool of an MCP
+//!   client, and takes back the address the browser ended on.
 //! - `callback.rs` is the loopback listener of one sign-in, `browser.rs` opens the URL,
 //!   `http.rs` is the HTTP client with the bridge's rules (https, TLS, `resource`).
 //!
@@ -23,6 +25,7 @@ pub mod discovery;
 pub mod flow;
 pub mod grant;
 pub mod http;
+pub mod prompt;
 pub mod revoke;
 pub mod store;
 pub mod tokens;

@@ -20,6 +20,7 @@ use oauth2::{RefreshToken, RequestTokenError, TokenResponse as _, basic::BasicEr
 use super::{
     OAuthError, SignInContext, Target, authorize, discovery, flow,
     http::BridgeOAuthHttp,
+    prompt::PromptBoard,
     store::{self, ClientSource, EntryLock, NoteKind, Secret, SignInNote, TokenEntry},
 };
 
@@ -52,6 +53,8 @@ pub struct TokenSource {
     /// When a refresh that failed for now may be tried again; set and cleared by
     /// `refresh`, under `busy`.
     backoff: Mutex<Backoff>,
+    /// What the sign-in under way asks of the user, for the placeholder tool.
+    board: PromptBoard,
 }
 
 /// Refreshes that fail for now back off: 5 s, doubling, at most 5 minutes.
@@ -73,6 +76,7 @@ impl TokenSource {
             cached: Mutex::new(Cached::default()),
             busy: tokio::sync::Mutex::new(()),
             backoff: Mutex::default(),
+            board: PromptBoard::default(),
         }
     }
 
@@ -82,6 +86,12 @@ impl TokenSource {
 
     pub fn context(&self) -> &SignInContext {
         &self.context
+    }
+
+    /// What the sign-in under way asks of the user (the URL, the device code), and
+    /// where the address the browser ended on can be handed back.
+    pub fn board(&self) -> &PromptBoard {
+        &self.board
     }
 
     /// The stored entry, re-read only when the file changed since the last read. The
@@ -112,6 +122,16 @@ impl TokenSource {
         *self.cached.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
             Cached { entry: entry.clone(), stamp, checked: Some(Instant::now()) };
         Ok(entry)
+    }
+
+    /// Whether the user signed out (`oauth logout`) and no tokens were stored since: a
+    /// running session then ends, so the upstream waits for a sign-in the user starts.
+    pub async fn signed_out(&self) -> bool {
+        if !matches!(self.entry().await, Ok(None)) {
+            return false;
+        }
+        let note = self.context.store.note_async(&self.target.url).await;
+        note.is_some_and(|note| note.kind == NoteKind::SignedOut)
     }
 
     /// A fresh stamp check for callers that poll for tokens written elsewhere.
@@ -206,6 +226,25 @@ impl TokenSource {
         rejected: Option<&Secret>,
         force: bool,
     ) -> Result<Secret, OAuthError> {
+        self.sign_in_as(challenge, extra_scopes, rejected, force, false).await
+    }
+
+    /// A sign-in the user asked for from an MCP client (the placeholder tool): it runs
+    /// even while automatic sign-ins pause (a failed sign-in, `oauth logout`), unless
+    /// valid tokens appear meanwhile. Without a display it uses the device grant when the
+    /// authorization server offers it.
+    pub async fn user_sign_in(&self) -> Result<Secret, OAuthError> {
+        self.sign_in_as(None, &[], None, false, true).await
+    }
+
+    async fn sign_in_as(
+        &self,
+        challenge: Option<&str>,
+        extra_scopes: &[String],
+        rejected: Option<&Secret>,
+        force: bool,
+        user_started: bool,
+    ) -> Result<Secret, OAuthError> {
         let _busy = self.busy.lock().await;
         let wait = self.context.sign_in_timeout + Duration::from_secs(30);
         let lock = self.lock(wait).await.map_err(|error| OAuthError::Flow {
@@ -226,12 +265,22 @@ impl TokenSource {
             self.remember(entry.clone()).await;
             return Ok(token);
         }
-        if self.context.shell.is_none() {
+        if self.context.shell.is_none() && !user_started {
             self.check_note().await?;
         }
         let discovery = discovery::discover(&self.target, challenge).await?;
-        let signed_in =
-            flow::sign_in(&self.context, &self.target, discovery, previous.as_ref(), extra_scopes).await;
+        let prefer_device = user_started && !self.context.browser.shows_itself();
+        let signed_in = flow::sign_in(
+            &self.context,
+            &self.target,
+            discovery,
+            previous.as_ref(),
+            extra_scopes,
+            &self.board,
+            prefer_device,
+        )
+        .await;
+        self.board.end(signed_in.as_ref().err().map(ToString::to_string));
         let entry = match signed_in {
             Ok(entry) => entry,
             Err(error @ (OAuthError::Flow { .. } | OAuthError::Callback(_))) => {

@@ -17,6 +17,7 @@ mod instructions;
 pub mod link;
 pub mod naming;
 mod service;
+mod sign_in;
 pub mod stdio;
 pub(crate) mod tasks;
 
@@ -236,12 +237,24 @@ impl Bridge {
             }
         }
         let Some(route) = self.route(|catalog| catalog.tool(&call.name).cloned()).await else {
+            if let Some(placeholder) = sign_in_placeholder_for_name(&self.catalog(), &call.name) {
+                return Ok(ToolAnswer::Decoded(sign_in::waiting(&call.name, &placeholder)));
+            }
             if let Some(search) = search_mode {
                 return Ok(ToolAnswer::Decoded(search.unknown_tool(&self.catalog(), &call.name)));
             }
             let message = unknown_tool(&self.catalog(), &call.name);
             return Err(rmcp::ErrorData::invalid_params(message, None));
         };
+        if route.name == sign_in::ROUTE_NAME {
+            let arguments = call.arguments.as_deref();
+            let result =
+                sign_in::call(&*self.upstreams, self.link.peer(), &route.upstream, &call.name, arguments);
+            return Ok(ToolAnswer::Decoded(result.await));
+        }
+        if let Some(placeholder) = sign_in_placeholder_of(&self.catalog(), &route.upstream) {
+            return Ok(ToolAnswer::Decoded(sign_in::waiting(&call.name, &placeholder)));
+        }
         let exposed = std::mem::replace(&mut call.name, route.name);
         let outcome = self.upstreams.call_tool(&route.upstream, call, options).await;
         tool_outcome(&exposed, outcome)
@@ -337,6 +350,33 @@ pub(crate) fn tool_outcome(
         }
     };
     result.map(ToolAnswer::Decoded)
+}
+
+/// The placeholder of `upstream`, if it has one now. Looked up on every routed call: the
+/// upstream's status is checked first, and the tools are searched only when it waits.
+fn sign_in_placeholder_of(catalog: &Catalog, upstream: &str) -> Option<String> {
+    if !catalog.status_of(upstream).is_some_and(|status| sign_in::waits_for_user(&status.status)) {
+        return None;
+    }
+    catalog
+        .tools
+        .iter()
+        .zip(&catalog.tool_upstreams)
+        .find(|(tool, owner)| &***owner == upstream && catalog.is_sign_in_placeholder(&tool.name))
+        .map(|(tool, _)| tool.name.to_string())
+}
+
+/// The placeholder whose namespace `name` is in (`<ns>__…`), for a call of a tool that is
+/// not listed because its upstream never signed in.
+fn sign_in_placeholder_for_name(catalog: &Catalog, name: &str) -> Option<String> {
+    catalog
+        .tools
+        .iter()
+        .filter(|tool| catalog.is_sign_in_placeholder(&tool.name))
+        .find(|tool| {
+            tool.name.strip_suffix(sign_in::TOOL_NAME).is_some_and(|prefix| name.starts_with(prefix))
+        })
+        .map(|tool| tool.name.to_string())
 }
 
 /// Take the expected variant out of an upstream result. rmcp decodes results as an

@@ -31,6 +31,7 @@ mod relay;
 mod remote;
 mod session;
 mod set;
+mod sign_in;
 mod sse;
 mod supervisor;
 mod tap;
@@ -110,6 +111,20 @@ pub trait Upstreams: Send + Sync + 'static {
         self.request(upstream, request, options)
             .map(|result| result.map(|result| serde_json::to_value(result).unwrap_or_default()))
             .boxed()
+    }
+
+    /// Start (or join) the interactive sign-in of one upstream that needs it, at the
+    /// user's request, and return what the user must do; with `pasted`, hand it the
+    /// address the browser ended on (or the bare code) and wait for the outcome.
+    fn sign_in(
+        &self,
+        upstream: &str,
+        pasted: Option<String>,
+    ) -> BoxFuture<'_, Result<SignInStep, UpstreamError>> {
+        let error =
+            UpstreamError::SignIn { name: upstream.to_owned(), cause: "it does not sign in".to_owned() };
+        let _ = pasted;
+        async move { Err(error) }.boxed()
     }
 
     /// Send a notification to every connected upstream (e.g. roots list changed).
@@ -278,6 +293,16 @@ pub struct UpstreamCatalog {
     pub resource_templates: Vec<ResourceTemplate>,
 }
 
+/// Where a sign-in the user asked for ([`Upstreams::sign_in`]) stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignInStep {
+    /// The user must open `url` (and there enter `user_code`, for the device grant).
+    /// `accepts_paste`: the address the browser ended on, or its code, may be handed back.
+    Open { url: String, user_code: Option<String>, accepts_paste: bool },
+    /// Signed in; the upstream connects with the new tokens.
+    Done,
+}
+
 /// Why a request to an upstream did not produce a result.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
@@ -294,6 +319,8 @@ pub enum UpstreamError {
     Mcp(ErrorData),
     #[error("upstream `{name}` failed: {cause}")]
     Transport { name: String, cause: String },
+    #[error("sign-in to `{name}` failed: {cause}")]
+    SignIn { name: String, cause: String },
 }
 
 impl UpstreamError {

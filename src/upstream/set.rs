@@ -16,8 +16,11 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
-    ClientLink, LaneTicket, RequestOptions, Status, ToolAnswer, ToolCall, UpstreamError, UpstreamState,
-    Upstreams, View, connection::Connection, supervisor,
+    ClientLink, LaneTicket, RequestOptions, SignInStep, Status, ToolAnswer, ToolCall, UpstreamError,
+    UpstreamState, Upstreams, View,
+    connection::Connection,
+    sign_in::{self, SignInTarget},
+    supervisor,
 };
 use crate::{
     config::{FailoverSettings, ServerSettings, Settings, TransportSettings},
@@ -407,6 +410,21 @@ impl Upstreams for UpstreamSet {
 
     fn tool_ticket(&self, upstream: &str) -> Option<LaneTicket> {
         self.entry(upstream)?.live_connection()?.ticket()
+    }
+
+    fn sign_in(
+        &self,
+        upstream: &str,
+        pasted: Option<String>,
+    ) -> BoxFuture<'_, Result<SignInStep, UpstreamError>> {
+        let target = self.entry(upstream).map(|entry| SignInTarget {
+            name: entry.name.to_string(),
+            source: entry.tokens.get().cloned().flatten(),
+            cancel: entry.cancel.clone(),
+            connect_now: Box::new(move || entry.reconnect.notify_one()),
+        });
+        let target = target.ok_or_else(|| UpstreamError::Unknown(upstream.to_owned()));
+        async move { sign_in::sign_in(target?, &self.tasks, pasted).await }.boxed()
     }
 
     fn notify_all(&self, notification: ClientNotification) -> BoxFuture<'_, ()> {

@@ -26,6 +26,10 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
 pub async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
     let settings = &entry.settings;
     let mut failures: u32 = 0;
+    // Set while the upstream waits for a sign-in: the attempt that follows keeps showing
+    // that state, so the client sees the sign-in placeholder replaced by the real tools
+    // in one change rather than vanish first.
+    let mut after_sign_in = false;
     // In stdio mode upstreams start once the client's `initialize` is answered, so
     // spawning them does not delay that answer.
     tokio::select! {
@@ -36,7 +40,9 @@ pub async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
         if entry.cancel.is_cancelled() {
             break;
         }
-        shared.publish(&entry, |state| state.status = Status::Connecting);
+        if !std::mem::take(&mut after_sign_in) {
+            shared.publish(&entry, |state| state.status = Status::Connecting);
+        }
         tracing::debug!(upstream = %entry.name, failures, "connecting");
         entry.attempt_started();
         let attempt = {
@@ -89,6 +95,7 @@ pub async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
                 if !wait_for_tokens(&entry).await {
                     break;
                 }
+                after_sign_in = true;
                 continue;
             }
             Err(failure) => {
@@ -176,6 +183,11 @@ async fn serve(entry: &Entry, shared: &Shared, session: &mut Session) -> Option<
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + health.interval, health.interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failed_pings = 0u32;
+    // An OAuth upstream's session ends when the user signs out (`oauth logout`): the next
+    // attempt then waits for a sign-in instead of failing every call.
+    let tokens = entry.tokens.get().cloned().flatten();
+    let mut token_checks = tokio::time::interval(TOKEN_POLL);
+    token_checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let child_exit = async {
             match session.child.as_mut() {
@@ -187,6 +199,13 @@ async fn serve(entry: &Entry, shared: &Shared, session: &mut Session) -> Option<
             () = entry.cancel.cancelled() => return None,
             status = child_exit => return Some(status),
             () = session.closed.cancelled() => return Some("the connection to the upstream was lost".to_owned()),
+            _ = token_checks.tick(), if tokens.is_some() => {
+                if let Some(tokens) = &tokens
+                    && tokens.signed_out().await
+                {
+                    return Some("signed out with `foxxy-bridge oauth logout`".to_owned());
+                }
+            }
             _ = ticks.tick(), if health.enabled => {
                 match ping(&session.connection, health.timeout).await {
                     Ok(()) => failed_pings = 0,

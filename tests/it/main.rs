@@ -14,6 +14,7 @@ mod lifecycle;
 mod logging;
 mod naming;
 mod oauth;
+mod oauth_client;
 mod oauth_hardening;
 mod oauth_once;
 mod oauth_shell;

@@ -17,7 +17,7 @@ use rmcp::model::{JsonObject, Prompt, Resource, ResourceTemplate, Tool};
 use super::naming::{self, exposed_name, uri_namespace, with_hash_suffix};
 use crate::{
     config::{ConflictResolution, Settings},
-    upstream::{Status, View},
+    upstream::{Status, UpstreamState, View},
 };
 
 /// Where an exposed name leads.
@@ -103,6 +103,7 @@ impl Catalog {
         let mut tools = Vec::new();
         let mut prompts = Vec::new();
         for (order, state) in view.upstreams.iter().enumerate() {
+            tools.extend(sign_in_candidate(order, state, settings));
             let (Some(server), Some(upstream_catalog)) = (settings.server(&state.name), &state.catalog)
             else {
                 continue;
@@ -283,6 +284,11 @@ impl Catalog {
         self.tool_routes.get(exposed).or_else(|| self.unavailable_tools.get(exposed))
     }
 
+    /// Whether exposed tool `name` is an upstream's `<ns>__sign_in` placeholder.
+    pub fn is_sign_in_placeholder(&self, name: &str) -> bool {
+        self.tool(name).is_some_and(|route| route.name == super::sign_in::ROUTE_NAME)
+    }
+
     pub fn prompt(&self, exposed: &str) -> Option<&Route> {
         self.prompt_routes.get(exposed)
     }
@@ -349,6 +355,21 @@ fn exposed_object(tool: &Tool, written: Option<Arc<JsonObject>>, exposed: &str) 
     };
     object.insert("name".to_owned(), serde_json::Value::String(exposed.to_owned()));
     Arc::new(object)
+}
+
+/// The `<ns>__sign_in` placeholder of an upstream waiting for an interactive sign-in.
+fn sign_in_candidate(
+    order: usize,
+    state: &UpstreamState,
+    settings: &Settings,
+) -> Option<Candidate<(Tool, Option<Arc<JsonObject>>)>> {
+    let server = settings.server(&state.name)?;
+    let (exposed, item) = super::sign_in::placeholder(state, server, &settings.bridge)?;
+    let original = super::sign_in::ROUTE_NAME.to_owned();
+    let upstream = state.name.clone();
+    // The bridge's own tool: its object is the tool as rmcp encodes it.
+    let item = (item, None);
+    Some(Candidate { order, upstream, priority: server.priority, original, namespaced: true, exposed, item })
 }
 
 /// The part of a URI template before its first expression.

@@ -41,7 +41,8 @@ pub fn is_meta_tool(name: &str) -> bool {
 #[derive(Debug)]
 pub struct SearchMode {
     index: ToolIndex,
-    /// What `tools/list` holds: the meta-tools, then the pinned tools in catalog order.
+    /// What `tools/list` holds: the meta-tools, then the pinned tools and the sign-in
+    /// placeholders in catalog order.
     pub listed: Vec<Tool>,
     /// The same tools as the client sees them: the pinned ones as their upstreams wrote
     /// them but the name (the catalog's `tool_objects`).
@@ -86,7 +87,9 @@ impl SearchMode {
         let mut listed = meta_tools();
         let mut listed_objects: Vec<Arc<JsonObject>> = listed.iter().map(tool_object).collect();
         for (tool, object) in catalog.tools.iter().zip(&catalog.tool_objects) {
-            if !is_meta_tool(&tool.name) && patterns.iter().any(|pattern| pattern.matches(&tool.name)) {
+            let shown = patterns.iter().any(|pattern| pattern.matches(&tool.name))
+                || catalog.is_sign_in_placeholder(&tool.name);
+            if !is_meta_tool(&tool.name) && shown {
                 listed.push(tool.clone());
                 listed_objects.push(object.clone());
             }
