@@ -9,7 +9,7 @@ use serde_json::json;
 use super::{Context, Outcome};
 use crate::{
     config,
-    doctor::{Check, CheckCode, CheckStatus, connect, local, signin, stderr},
+    doctor::{Check, CheckCode, CheckStatus, connect, local, signin},
     oauth::{Browser, SignInContext, TokenStore},
     output,
 };
@@ -73,13 +73,10 @@ async fn checks(context: &Context) -> Vec<Check> {
     // Never a browser from doctor: a sign-in it cannot avoid (a rejected token) is
     // reported, not run.
     let oauth = SignInContext::new(store, Browser::None, &settings.bridge);
-    let mut connections =
+    // A local upstream that fails at start has its last stderr lines in its cause.
+    let connections =
         connect::check(&settings, &sign_ins, &missing_commands, oauth, settings.bridge.startup_timeout).await;
-    // Dropping the log guard flushes the log, which now holds the upstreams' stderr.
-    if log.is_some() {
-        drop(log);
-        stderr::quote_stderr(&mut connections, &settings, &context.paths.logs_dir().join("foxxy-bridge.log"));
-    }
+    drop(log);
     checks.extend(connections);
     checks
 }

@@ -9,14 +9,12 @@
 //!   without a lock, a refresh or a browser.
 //! - `connect.rs`: connects to the upstreams with the same machinery as `tools`
 //!   (`proxy::Bridge`), bounded in time, and reports each one and the merged catalog.
-//! - `stderr.rs`: quotes what a failed local upstream last wrote on stderr, from the log.
 //!
 //! Printing is not done here (`commands/doctor.rs` renders, through `output.rs`).
 
 pub mod connect;
 pub mod local;
 pub mod signin;
-pub mod stderr;
 
 use serde::Serialize;
 
