@@ -8,7 +8,7 @@
 //! - `send_resource: false` removes the RFC 8707 `resource` parameter from token
 //!   requests (for servers that reject it, such as Entra ID);
 //! - every URL tried and the status it answered are recorded, so a failed discovery
-//!   can be reported with all of them (the preflight check the guide promises).
+//!   can be reported with all of them (the discovery check at start names each).
 
 use std::{
     sync::{Arc, Mutex},

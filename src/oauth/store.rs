@@ -1,6 +1,6 @@
 //! The shared token cache: one JSON file per (upstream, authorization server) that every
 //! `foxxy-bridge` process of the user reads, and the per-upstream file lock that serialises
-//! sign-in and refresh across those processes (DESIGN.md §3).
+//! sign-in and refresh across those processes.
 //!
 //! This module owns the on-disk format, the file names, the lock and the write discipline.
 //! It does not own the OAuth flows: discovery, the browser, token and refresh requests live

@@ -159,7 +159,7 @@ async fn login_status_logout_from_a_shell() {
     for field in
         ["access_token", "refresh_token", "token_type", "expires_in", "scope", "created_at", "expires_at"]
     {
-        assert!(entry.get(field).is_some(), "token file has the guide's `{field}`: {entry}");
+        assert!(entry.get(field).is_some(), "token file has the predecessor's `{field}`: {entry}");
     }
     assert_eq!(entry["client"]["source"], "dynamic");
 

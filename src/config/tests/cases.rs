@@ -1,4 +1,5 @@
-//! The case files: the guide's examples and `valid/` load, `broken/` fails as expected.
+//! The case files: the predecessor's documented examples (`guide/`) and `valid/` load,
+//! `broken/` fails as expected.
 
 use std::fs;
 use std::path::Path;
@@ -45,7 +46,7 @@ fn guide_examples_resolve_as_documented() {
         TransportSettings::Remote(remote) => remote.clone(),
         TransportSettings::Stdio { .. } => panic!("{name} is remote"),
     };
-    // `verify_ssl` inside `oauth` is the guide's spelling; `false` there turns verification off.
+    // `verify_ssl` inside `oauth` is the predecessor's spelling; `false` there turns verification off.
     assert!(remote("remote-server").verify_ssl);
     assert!(!remote("dev-server").verify_ssl);
     assert_eq!(remote("dev-server").kind, RemoteKind::Sse);

@@ -1,7 +1,7 @@
 //! What one token file holds: the tokens of one sign-in, the client registration they were
 //! obtained with, and the little logic that reads them (expiry and status).
 //!
-//! The JSON shape extends the guide's "Token File Format" (`access_token`, `refresh_token`,
+//! The JSON shape extends the predecessor's token file (`access_token`, `refresh_token`,
 //! `token_type`, `expires_in`, `scope`, `created_at`) with what a refresh needs without
 //! repeating discovery. Unknown fields are ignored on read, so a newer bridge may add fields
 //! without breaking an older one; an incompatible change bumps [`FORMAT_VERSION`].
@@ -66,7 +66,7 @@ pub struct ClientRegistration {
     pub client_secret_expires_at: Option<u64>,
 }
 
-/// How the client id was obtained (DESIGN.md §3: pre-registered → CIMD → dynamic registration).
+/// How the client id was obtained (tried in order: pre-registered → CIMD → dynamic registration).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ClientSource {
