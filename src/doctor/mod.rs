@@ -175,13 +175,7 @@ impl Check {
         message: impl Into<String>,
         because: CheckCode,
     ) -> Check {
-        Check {
-            code,
-            status: CheckStatus::Warn,
-            subject: subject.into(),
-            message: message.into(),
-            hint: Some(format!("fix {} first", because.as_str())),
-        }
+        Check::warn(code, subject, message, format!("fix {} first", because.as_str()))
     }
 
     pub fn error(
