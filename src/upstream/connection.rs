@@ -27,9 +27,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     ClientLink, RequestOptions, UpstreamError,
-    lane::{self, Call, Lane, Ticket},
     raw_results::{RawResultWanted, RawResults},
     relay::{self, ToolAnswer, ToolCall},
+    stdio::lane::{self, Call, Lane, Ticket},
     tap::{ProgressWanted, TapQueue, TapReceiver, Tapped},
 };
 
@@ -337,10 +337,9 @@ impl Connection {
             ServiceError::McpError(error) => UpstreamError::Mcp(error),
             ServiceError::Cancelled { .. } => UpstreamError::Cancelled,
             ServiceError::TransportClosed => self.closed(),
-            other => UpstreamError::Transport {
-                name: self.name.to_string(),
-                cause: super::remote::describe(&other),
-            },
+            other => {
+                UpstreamError::Transport { name: self.name.to_string(), cause: super::http::describe(&other) }
+            }
         }
     }
 }

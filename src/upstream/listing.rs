@@ -10,7 +10,7 @@ use rmcp::{
     service::{PeerRequestOptions, ServiceError},
 };
 
-use super::{UpstreamCatalog, connection::Connection, remote};
+use super::{UpstreamCatalog, connection::Connection, http as remote};
 
 /// List everything the upstream offers, per its declared capabilities.
 pub async fn list_catalog(connection: &Connection, timeout: Duration) -> Result<UpstreamCatalog, String> {

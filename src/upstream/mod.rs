@@ -17,32 +17,23 @@
 // protocol 2026-07-28, but they are live parts of 2025-11-25, which the bridge speaks.
 #![allow(deprecated)]
 
-mod answers;
-mod child;
-mod child_output;
 mod connection;
-mod lane;
-mod lines;
+mod http;
 mod listing;
-mod outlet;
-mod oversize;
 mod raw_results;
 mod relay;
-mod remote;
 mod session;
 mod set;
 mod sign_in;
-mod sse;
+mod stdio;
 mod supervisor;
 mod tap;
-pub mod watchdog;
 
 use std::{fmt, sync::Arc};
 
 use futures::future::{BoxFuture, FutureExt};
-pub use lane::{AnswerSink, Ticket as LaneTicket};
+pub use http::{describe as describe_http_error, install_crypto_provider};
 pub use relay::{RawToolResult, ToolAnswer, ToolCall, ToolCallRef, number_or_string};
-pub use remote::{describe as describe_http_error, install_crypto_provider};
 use rmcp::{
     ErrorData,
     model::{
@@ -52,6 +43,8 @@ use rmcp::{
     },
 };
 pub use set::UpstreamSet;
+pub use stdio::lane::{AnswerSink, Ticket as LaneTicket};
+pub use stdio::watchdog;
 pub use tap::drop_progress_token;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;

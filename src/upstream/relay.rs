@@ -34,7 +34,7 @@ use rmcp::{
 use serde::{Deserialize, Deserializer, Serialize, de::IgnoredAny};
 use serde_json::value::RawValue;
 
-use super::{UpstreamError, lane::Answer};
+use super::{UpstreamError, stdio::lane::Answer};
 
 /// The params of a `tools/call`, with its arguments as the client wrote them.
 #[derive(Debug, Clone, Serialize)]
@@ -50,7 +50,7 @@ pub struct ToolCall {
 
 /// The params of a client's `tools/call` as they stand in its line, borrowed from it:
 /// what a lane call needs to write its request without decoding `_meta` into values
-/// and encoding it again ([`super::lane::Ticket::send`]). Other paths take the owned
+/// and encoding it again ([`super::stdio::lane::Ticket::send`]). Other paths take the owned
 /// [`ToolCall`] ([`ToolCallRef::into_owned`]).
 pub struct ToolCallRef<'a> {
     /// The exposed name (unescaped: borrowed unless it has escapes).

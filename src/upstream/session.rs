@@ -21,15 +21,16 @@ use tracing::Instrument as _;
 
 use super::{
     Status, UpstreamCatalog,
-    child::{self, ChildGuard, SpawnSpec},
-    child_output::StdoutNoise,
     connection::{self, Connection, SessionParts, UpstreamHandler},
-    lane::Lane,
-    lines::LineTransport,
+    http::{self as remote, sse},
     raw_results::RawResults,
-    remote,
     set::{Entry, Shared},
-    sse,
+    stdio::{
+        child::{self, ChildGuard, SpawnSpec},
+        child_output::StdoutNoise,
+        lane::Lane,
+        transport::LineTransport,
+    },
     tap::TapTransport,
 };
 use crate::{

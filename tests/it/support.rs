@@ -176,7 +176,7 @@ pub fn fixture(name: &str, extra_args: &[&str]) -> Value {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Served {
     /// The upstream is up when the call arrives: the call goes straight to its lane and
-    /// no task waits for it (`proxy/stdio/calls.rs`, `upstream/lane.rs`).
+    /// no task waits for it (`proxy/stdio/calls.rs`, `upstream/stdio/lane.rs`).
     Lane,
     /// The upstream is still starting: a task waits for it, then for the answer.
     Task,

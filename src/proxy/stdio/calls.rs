@@ -7,7 +7,7 @@
 //! initialized, the reader decodes a `tools/call` here and serves it one of two ways:
 //!
 //! - When its upstream is a stdio session that is up, the reader writes the call to the
-//!   upstream's lane itself (`upstream/lane.rs`, [`Bridge::tool_ticket`]), and no task
+//!   upstream's lane itself (`upstream/stdio/lane.rs`, [`Bridge::tool_ticket`]), and no task
 //!   waits for it: the upstream's reader hands the answer to a [`Reply`], which queues
 //!   the client's answer line.
 //! - Otherwise (an upstream still starting or reconnecting, HTTP and SSE upstreams) it

@@ -5,12 +5,10 @@ use rmcp::model::{CallToolRequestParams, ClientJsonRpcMessage, ServerJsonRpcMess
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
 
-use super::{
-    super::{
-        ToolAnswer, UpstreamError, lane,
-        relay::{ToolCall, ToolCallRef},
-    },
-    *,
+use super::{super::lane, *};
+use crate::upstream::{
+    ToolAnswer, UpstreamError,
+    relay::{ToolCall, ToolCallRef},
 };
 
 fn call_request(id: i64) -> TxJsonRpcMessage<RoleClient> {
@@ -234,7 +232,7 @@ impl lane::AnswerSink for Capture {
 
 #[tokio::test]
 async fn calls_without_a_waiting_task_end_once_answered_timed_out_cancelled_or_closed() {
-    use super::super::{connection::ProgressRoutes, tap};
+    use crate::upstream::{connection::ProgressRoutes, tap};
     let (mut transport, mut upstream) = pair(1 << 16);
     let lane = transport.lane();
     assert!(lane.ticket().is_none(), "no direct calls before the session is up");

@@ -42,10 +42,10 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader};
 use super::{
     child_output::StdoutNoise,
     lane::Lane,
-    outlet::Outlet,
     oversize::{self, Oversized},
-    raw_results::RawResults,
+    write_queue::Outlet,
 };
+use crate::upstream::raw_results::RawResults;
 
 /// Outstanding `tools/call` ids beyond this are forgotten (answers that never came);
 /// forgetting one only sends its answer down the general decoder.
@@ -272,7 +272,7 @@ impl<R: AsyncRead + Unpin> LineTransport<R> {
 /// its result read as `CallToolResult` directly rather than tried against every result
 /// type; `None` for any other message, or a result that does not decode that way (the
 /// general decoder then decides). Shared with the streamable HTTP client (`answers.rs`).
-pub(super) fn tool_response(
+pub(crate) fn tool_response(
     line: &[u8],
     is_call: impl FnOnce(&RequestId) -> bool,
 ) -> Option<RxJsonRpcMessage<RoleClient>> {

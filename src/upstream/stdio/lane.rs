@@ -4,8 +4,8 @@
 //! that task, serialized through a generic value, written, and its answer travels back
 //! through the task's responder table. For the one method a bridge relays thousands of
 //! times, that machinery is most of the bridge's cost per call. The lane skips it: the
-//! caller ([`super::connection::Connection`]) writes the request line itself, and the
-//! transport ([`super::lines::LineTransport`]) hands the answer line straight back to
+//! caller ([`crate::upstream::connection::Connection`]) writes the request line itself, and the
+//! transport ([`super::transport::LineTransport`]) hands the answer line straight back to
 //! the waiting caller instead of decoding it for rmcp.
 //!
 //! A call can also go without any task waiting for it ([`Ticket`]): the client's
@@ -41,10 +41,10 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::{
+use super::write_queue::{Outlet, Queued};
+use crate::upstream::{
     ToolAnswer, UpstreamError,
     connection::{ProgressRoute, ProgressRoutes},
-    outlet::{Outlet, Queued},
     relay::{self, MetaRef, ToolCall, ToolCallRef},
     tap::TapQueue,
 };

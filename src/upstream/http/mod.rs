@@ -15,7 +15,11 @@ use rmcp::{
     },
 };
 
-use super::{answers::Answers, raw_results::RawResults};
+pub mod sse;
+mod streamable_client;
+
+use self::streamable_client::Answers;
+use super::raw_results::RawResults;
 use crate::config::RemoteSettings;
 
 /// Idle HTTP connections are kept this long, and TCP keep-alive probes sent this
@@ -103,8 +107,8 @@ pub fn challenge(error: &ClientInitializeError) -> Option<String> {
         {
             return Some(required.www_authenticate_header.clone());
         }
-        if let Some(super::sse::SseTransportError::AuthRequired(challenge)) =
-            error.downcast_ref::<super::sse::SseTransportError>()
+        if let Some(sse::SseTransportError::AuthRequired(challenge)) =
+            error.downcast_ref::<sse::SseTransportError>()
         {
             return Some(challenge.clone());
         }

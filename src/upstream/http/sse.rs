@@ -30,7 +30,8 @@ use tokio::{sync::mpsc, task::JoinHandle};
 use tokio_util::bytes::Bytes;
 use url::Url;
 
-use super::{raw_results::RawResults, remote};
+use super::{describe, describe_status};
+use crate::upstream::raw_results::RawResults;
 use crate::{config::Secret, oauth::TokenSource};
 
 /// Messages buffered from the event stream before the reader waits.
@@ -43,7 +44,7 @@ pub enum SseTransportError {
     #[error("the server answered the POST with HTTP {0}")]
     Status(u16),
     /// HTTP 401 with this `WWW-Authenticate` challenge.
-    #[error("{}", remote::describe_status(401, None))]
+    #[error("{}", describe_status(401, None))]
     AuthRequired(String),
 }
 
@@ -81,7 +82,7 @@ impl Drop for SseTransport {
 /// Why the byte stream under the SSE parser ended.
 #[derive(Debug, thiserror::Error)]
 enum StreamError {
-    #[error("{}", remote::describe(.0))]
+    #[error("{}", describe(.0))]
     Http(reqwest::Error),
     #[error("an event exceeded the {0} byte limit (`bridge.maxMessageBytes`)")]
     TooLarge(usize),
@@ -171,7 +172,7 @@ pub async fn connect(
     let response = tokio::time::timeout(timeout, request.send())
         .await
         .map_err(|_| SseTransportError::Http(format!("no answer within {} s", timeout.as_secs())))?
-        .map_err(|error| SseTransportError::Http(remote::describe(&error)))?;
+        .map_err(|error| SseTransportError::Http(describe(&error)))?;
     let status = response.status();
     if status == reqwest::StatusCode::UNAUTHORIZED
         && let Some(challenge) =
@@ -180,7 +181,7 @@ pub async fn connect(
         return Err(SseTransportError::AuthRequired(challenge.to_owned()));
     }
     if !status.is_success() {
-        return Err(SseTransportError::Http(remote::describe_status(status.as_u16(), None)));
+        return Err(SseTransportError::Http(describe_status(status.as_u16(), None)));
     }
     let content_type =
         response.headers().get(CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("").to_owned();
@@ -273,10 +274,8 @@ impl Transport<RoleClient> for SseTransport {
                 if let Some(token) = &token {
                     attempt = attempt.header(AUTHORIZATION, format!("Bearer {}", token.expose()));
                 }
-                let response = attempt
-                    .send()
-                    .await
-                    .map_err(|error| SseTransportError::Http(remote::describe(&error)))?;
+                let response =
+                    attempt.send().await.map_err(|error| SseTransportError::Http(describe(&error)))?;
                 let status = response.status();
                 // The token was rejected mid-session: ask for a newer one (a refresh, or
                 // another process's) and send once more, as the streamable HTTP client does.
