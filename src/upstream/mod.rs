@@ -18,6 +18,7 @@
 #![allow(deprecated)]
 
 mod connection;
+mod entry;
 mod http;
 mod listing;
 mod raw_results;

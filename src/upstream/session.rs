@@ -22,9 +22,9 @@ use tracing::Instrument as _;
 use super::{
     Status, UpstreamCatalog,
     connection::{self, Connection, SessionParts, UpstreamHandler},
+    entry::{Entry, Shared},
     http::{self as remote, sse},
     raw_results::RawResults,
-    set::{Entry, Shared},
     stdio::{
         child::{self, ChildGuard, SpawnSpec},
         child_output::StdoutNoise,

@@ -15,8 +15,8 @@ use rmcp::model::{
 use super::{
     RequestOptions, Status,
     connection::Connection,
+    entry::{Entry, Shared},
     session::{self, Session},
-    set::{Entry, Shared},
 };
 
 /// The longest pause between two connection attempts while not yet marked failed.

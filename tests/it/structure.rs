@@ -55,10 +55,6 @@ const KNOWN_DEBT: &[&str] = &[
     "upstream::relay -> upstream::stdio",
     // The lane routes progress through the connection's progress routes.
     "upstream::stdio -> upstream::connection",
-    // A session and a supervisor reach back into the set's shared part and entries; the
-    // set runs supervisors, a supervisor opens sessions.
-    "upstream::session -> upstream::set",
-    "upstream::supervisor -> upstream::set",
     // `oauth` uses `upstream::install_crypto_provider` and `upstream::describe_http_error`.
     "oauth -> upstream",
 ];
