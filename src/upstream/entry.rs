@@ -17,6 +17,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{ClientLink, UpstreamState, View, connection::Connection};
+use crate::locks::{Unpoisoned, UnpoisonedRw};
 use crate::{
     config::{FailoverSettings, ServerSettings},
     oauth::{SignInContext, TokenSource},
@@ -56,7 +57,7 @@ impl Shared {
     }
 
     pub fn log_level(&self) -> Option<LoggingLevel> {
-        *self.log_level.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        *self.log_level.lock_unpoisoned()
     }
 }
 
@@ -107,7 +108,7 @@ impl Entry {
     }
 
     pub fn connection(&self) -> Option<Arc<Connection>> {
-        self.connection.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        self.connection.read_unpoisoned().clone()
     }
 
     /// The session, unless a request has found it broken (the supervisor is about to
@@ -117,7 +118,7 @@ impl Entry {
     }
 
     pub fn set_connection(&self, connection: Option<Arc<Connection>>) {
-        *self.connection.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = connection;
+        *self.connection.write_unpoisoned() = connection;
     }
 
     pub fn attempt_started(&self) {
@@ -126,7 +127,7 @@ impl Entry {
 
     /// An attempt failed because of `cause`; call before [`Entry::attempt_finished`].
     pub fn attempt_failed(&self, cause: &str) {
-        *self.last_failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(cause.to_owned());
+        *self.last_failure.lock_unpoisoned() = Some(cause.to_owned());
     }
 
     pub fn attempt_finished(&self) {
@@ -134,11 +135,11 @@ impl Entry {
     }
 
     pub fn subscriptions(&self) -> Vec<String> {
-        self.subscriptions.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).iter().cloned().collect()
+        self.subscriptions.lock_unpoisoned().iter().cloned().collect()
     }
 
     pub(super) fn track_subscription(&self, request: &ClientRequest) {
-        let mut subscriptions = self.subscriptions.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut subscriptions = self.subscriptions.lock_unpoisoned();
         match request {
             ClientRequest::SubscribeRequest(request) => {
                 subscriptions.insert(request.params.uri.clone());

@@ -21,6 +21,7 @@ use std::sync::{
     atomic::{AtomicUsize, Ordering},
 };
 
+use crate::locks::Unpoisoned;
 use foldhash::HashMap;
 use rmcp::model::RequestId;
 use serde::{Deserialize, de::IgnoredAny};
@@ -51,7 +52,7 @@ pub struct RawResults {
 
 impl RawResults {
     fn lists(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, Option<Value>>> {
-        self.lists.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.lists.lock_unpoisoned()
     }
 
     /// A request with id `id` whose result is wanted raw is being sent.

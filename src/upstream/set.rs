@@ -22,6 +22,7 @@ use super::{
     sign_in::{self, SignInTarget},
     supervisor,
 };
+use crate::locks::{Unpoisoned, UnpoisonedRw};
 use crate::{
     config::{ServerSettings, Settings, TransportSettings},
     oauth::SignInContext,
@@ -71,7 +72,7 @@ impl UpstreamSet {
     /// and their calls in flight — alone. Used at start (`first`) and on config reload.
     fn apply(&self, settings: &Settings, first: bool) {
         let wanted: Vec<&ServerSettings> = settings.enabled_servers().collect();
-        let mut entries = self.entries.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut entries = self.entries.write_unpoisoned();
         let mut next = Vec::with_capacity(wanted.len());
         for server in &wanted {
             let existing =
@@ -129,12 +130,12 @@ impl UpstreamSet {
     }
 
     fn entry(&self, name: &str) -> Option<Arc<Entry>> {
-        let entries = self.entries.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entries = self.entries.read_unpoisoned();
         entries.iter().find(|entry| &*entry.name == name).cloned()
     }
 
     fn connections(&self) -> Vec<Arc<Connection>> {
-        let entries = self.entries.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entries = self.entries.read_unpoisoned();
         entries.iter().filter_map(|entry| entry.connection()).collect()
     }
 
@@ -187,7 +188,7 @@ impl UpstreamSet {
             let view = self.shared.view.borrow();
             view.get(&entry.name).and_then(|state| state.status.error().map(str::to_owned))
         };
-        let last_failure = entry.last_failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        let last_failure = entry.last_failure.lock_unpoisoned().clone();
         // The attempt waited for failed with `last_failure`; the view may show a later state.
         let status_cause =
             if finished { last_failure.or(status_cause) } else { status_cause.or(last_failure) };
@@ -314,7 +315,7 @@ impl Upstreams for UpstreamSet {
 
     fn set_log_level(&self, level: LoggingLevel) -> BoxFuture<'_, ()> {
         async move {
-            *self.shared.log_level.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(level);
+            *self.shared.log_level.lock_unpoisoned() = Some(level);
             let connections = self.connections();
             join_all(
                 connections

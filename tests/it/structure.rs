@@ -35,7 +35,7 @@ use scan::{Import, ModPath};
 /// layer or of lower ones. `wire` is the planned home of wire types below `proxy` and
 /// `upstream`.
 const LAYERS: &[&[&str]] = &[
-    &["config", "paths", "logging", "output", "memory", "wire"],
+    &["config", "paths", "logging", "output", "memory", "locks", "wire"],
     &["oauth"],
     &["upstream"],
     &["proxy"],

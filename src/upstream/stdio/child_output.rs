@@ -9,6 +9,7 @@ use std::{
     time::Duration,
 };
 
+use crate::locks::Unpoisoned;
 use tokio::sync::{Notify, watch};
 
 /// How long a server that wrote something other than JSON-RPC on stdout still gets to
@@ -66,7 +67,7 @@ impl Default for StderrTail {
 
 impl StderrTail {
     fn lines(&self) -> std::sync::MutexGuard<'_, VecDeque<String>> {
-        self.lines.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.lines.lock_unpoisoned()
     }
 
     /// The child wrote `line` on stderr.

@@ -12,6 +12,7 @@
 //! exits, however it exits, the watchdog reads end-of-file, sends SIGTERM and then
 //! SIGKILL to the groups still recorded, and exits. It never outlives the pipe.
 
+use crate::locks::Unpoisoned;
 use std::{
     collections::BTreeSet,
     io::{BufRead, Write},
@@ -84,7 +85,7 @@ fn record(sign: u8, pgid: libc::pid_t) {
     let mut line = vec![sign];
     line.extend_from_slice(itoa::Buffer::new().format(pgid).as_bytes());
     line.push(b'\n');
-    let mut pipe = pipe.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut pipe = pipe.lock_unpoisoned();
     // A failure means the watchdog is gone; nothing better can be done about it here.
     let _ = pipe.write_all(&line);
 }
