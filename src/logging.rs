@@ -11,6 +11,11 @@
 //! (`PrivateFiles`), and files an earlier version left readable are fixed at start.
 //! rmcp's OAuth module logs authorization codes and token responses at debug, so its
 //! target is capped at info whatever level is asked for (`SECRET_TARGETS`).
+//!
+//! Filters are tracing's `Targets` (`target=level` directives), not `EnvFilter`, whose
+//! regular expressions cost start-up time and memory in every process. A bare level keeps
+//! rmcp at warn, because rmcp logs every message at info. Where the directory is belongs to
+//! `paths.rs`.
 
 use std::{
     fs,

@@ -1,10 +1,10 @@
 //! Handing freed heap memory back to the system.
 //!
 //! glibc's allocator keeps freed chunks for reuse and returns memory to the system only
-//! from the top of the heap. After a burst of calls (32 in flight hold their futures,
-//! buffers and messages at once) the heap stays at its high-water mark, and every bridge
-//! a client spawns would keep its peak. `proxy::stdio` calls [`release_free_heap`] once
-//! the session has gone quiet; the next burst pays a few page faults.
+//! from the top of the heap. After a burst of calls (the calls in flight hold their
+//! futures, buffers and messages at once) the heap stays at its high-water mark, and every
+//! bridge a client spawns would keep its peak. `proxy::stdio` calls [`release_free_heap`]
+//! once the session has gone quiet; the next burst pays a few page faults.
 
 /// Return the free pages of the heap to the system (glibc's `malloc_trim`); a no-op on
 /// other C libraries.

@@ -7,6 +7,9 @@
 //! bytes first, then the new text through a temporary file in the same directory that
 //! is synced and renamed over the target (symlinks resolved first, so the link stays a
 //! link and the file it points to is replaced).
+//!
+//! [`Json`] is a value whose objects keep their keys in file order, so what is read and
+//! written back keeps the order the user chose.
 
 use std::{
     cell::RefCell,

@@ -2,6 +2,10 @@
 //!
 //! Every path is derived from a [`ClientEnv`] read once at start (home, config
 //! directory, current directory), never from the environment here.
+//!
+//! The clients are Claude Desktop, Claude Code, Cursor, VS Code and Windsurf. Inside a
+//! file, the server map is `mcpServers`, VS Code's `servers`, or for Claude Code's
+//! per-project servers `projects[<dir>].mcpServers` (`ClientFile::map_path`).
 
 use std::path::{Path, PathBuf};
 

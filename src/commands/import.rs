@@ -1,5 +1,12 @@
 //! `foxxy-bridge import`: copies server entries from MCP clients' configs into
 //! foxxy-bridge's config, editing it in place (`clients::Document`), with a backup.
+//!
+//! It finds the client files (each client's known files, or the paths given), reads each
+//! one's server entries, skips those that run foxxy-bridge itself, converts the rest
+//! (`clients::convert`), checks that each converted entry loads as the bridge's config
+//! would, and sets them in the bridge's config (a new one when there is none) through
+//! `clients::Document`. The file is written once, at the end, with
+//! `clients::write_with_backup`.
 
 use std::path::{Path, PathBuf};
 

@@ -2,6 +2,10 @@
 //! absolute path of this binary, so the client's short `PATH` does not matter), editing
 //! the client's file in place with a backup. Optionally removes the client's entries that
 //! the bridge now serves.
+//!
+//! The entry runs this binary with `stdio`, plus `--config` unless the bridge's config is
+//! at one of the places the bridge looks by itself. With `--remove-imported`, the client's
+//! entries that the bridge's config holds with the same content are removed too.
 
 use std::path::PathBuf;
 

@@ -1,5 +1,18 @@
 //! What each subcommand does. `run` resolves the raw inputs (CLI, environment, config
 //! file) into settings once, starts logging, and dispatches.
+//!
+//! The `Context` that `run` builds holds everything a command takes from outside the config
+//! file, read once: the state paths, the explicit config path, the log options,
+//! `FOXXY_BRIDGE_BROWSER`, the MCP clients' environment (home, config and current
+//! directories), the shell's `PATH` and the path of this binary. `Context::start_logging`
+//! picks the level: `--debug`, then `--log-level` or `FOXXY_BRIDGE_LOG`, then
+//! `bridge.logLevel`, then `info`. `Context::sign_in_context` builds the `SignInContext` of
+//! every command that may sign in: the token store in the state root's `auth/`, the
+//! browser, and the bridge's callback and sign-in settings.
+//!
+//! Commands are thin drivers of `proxy::Bridge`, `oauth::TokenSource` and
+//! `oauth::TokenStore`, `clients/` and `doctor/`; none holds protocol, upstream or OAuth
+//! logic of its own.
 
 mod config;
 mod doctor;

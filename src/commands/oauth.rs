@@ -1,5 +1,17 @@
 //! `foxxy-bridge oauth login|logout|status`: the sign-in state of remote upstreams,
 //! managed from a shell with no bridge running.
+//!
+//! - `login` signs in with `TokenSource::sign_in`, reaching the user as asked:
+//!   `--no-browser` (the user pastes the address back), `--device` (the device grant), else
+//!   the browser when one can open, else a headless way. It does nothing while the stored
+//!   token is valid, unless `--force`.
+//! - `logout` takes the URL's token lock, revokes the tokens (best effort), removes the
+//!   entry with `TokenStore::remove`, and writes a signed-out note, so running bridges stop
+//!   signing in on their own; `--all` does this for every remote upstream with OAuth on.
+//! - `status` reads the store without a lock: a table, or JSON with `--json`.
+//!
+//! A server name that is unknown, local, or has OAuth off is a message and exit 1
+//! (`target`).
 
 use std::time::{Duration, UNIX_EPOCH};
 

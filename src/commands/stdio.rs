@@ -3,6 +3,17 @@
 //! Shutdown is bounded: when stdin closes or SIGTERM/SIGINT/SIGHUP arrives, every
 //! upstream is ended (children included) and the process exits, without waiting for
 //! work still in flight.
+//!
+//! The order: load the settings (a broken config is the one thing written to stderr: there
+//! is no session to report it in), start logging, build the `Bridge`, serve rmcp over the
+//! downstream transport (`proxy::stdio`), and let the upstreams start (`Bridge::begin`)
+//! only once `initialize` is answered, so spawning them never delays that answer.
+//!
+//! With `bridge.configReload`, each settled edit of the file arrives loaded
+//! (`config::watch`): a valid one is narrowed again by this process's `--servers`, `--tags`
+//! and `--tool-mode` and applied with `Bridge::reconfigure`, which restarts only the
+//! upstreams whose settings changed; an invalid one is logged with every problem, and the
+//! running config stays.
 
 use std::{sync::Arc, time::Duration};
 

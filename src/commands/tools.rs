@@ -1,5 +1,12 @@
 //! `foxxy-bridge tools` and `foxxy-bridge call`: the `stdio` machinery (upstream set,
 //! merged catalog, routing) driven from a shell instead of by an MCP client.
+//!
+//! Both start the bridge with `Bridge::start_for_shell`: the upstreams connect at once, and
+//! while one of them is signing in the first list also waits for the sign-in, because the
+//! user is at the browser. `tools` prints the settled catalog (`Bridge::settled_catalog`)
+//! with each upstream's status, as a table or JSON; `call` goes through
+//! `Bridge::call_tool`, the routing of MCP requests, with no progress token and no
+//! cancellation.
 
 use std::sync::Arc;
 

@@ -4,6 +4,9 @@
 //! Every stage after parsing adds to one list of problems instead of stopping at the
 //! first, so a user fixing a file sees everything that is wrong with it at once. Only a
 //! syntax error stops early, because nothing after it can be trusted.
+//!
+//! The problems of all stages are sorted in document order before they are reported, so
+//! they read top to bottom like the file.
 
 use std::{
     collections::HashMap,

@@ -6,6 +6,9 @@
 //!
 //! Raw file types (serde + schemars, what the user writes) live in `raw.rs`; this file
 //! is what they resolve to.
+//!
+//! Secret values (`env` values, header values, client secrets) are `Secret`s, whose `Debug`
+//! prints `[REDACTED]`.
 
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 

@@ -10,6 +10,9 @@
 //! deserializes into the raw types and the semantic checks (`resolve.rs`) can still run.
 //!
 //! This module does not know what fields mean; that is `resolve.rs`.
+//!
+//! The schema read here is the committed file, embedded with `include_str!`; a test keeps
+//! it equal to the one `raw.rs` generates, so the binary never runs schemars' generator.
 
 use std::{collections::BTreeSet, sync::LazyLock};
 

@@ -5,6 +5,9 @@
 //! are debounced: a burst of events within `debounce` is one reload. Each reload is
 //! delivered as the result of loading the file again, so an invalid edit arrives as a
 //! [`ConfigError`] with every problem, and the caller keeps the config it runs.
+//!
+//! The `stdio` command is its one user: it applies a valid reload with
+//! `Bridge::reconfigure`, which restarts only the upstreams whose settings changed.
 
 use std::{
     path::{Path, PathBuf},

@@ -6,6 +6,15 @@
 //! Nothing here may start a sign-in: upstreams that need one are left out (see
 //! `signin.rs`), remote upstreams without tokens connect with OAuth off, and the browser
 //! is never opened (the caller passes a sign-in context that opens none).
+//!
+//! It watches `Bridge::upstream_view` until every upstream's first attempt has ended or
+//! `bridge.startupTimeout` has passed. Each upstream reports its connect time, transport,
+//! protocol version and tool count, or its cause; a local upstream's cause already ends
+//! with the last lines it wrote on stderr. A local upstream whose command is missing is not
+//! started: its check is a warning that points at the missing-command finding of
+//! `local.rs`. Then the merged catalog: its size (a warning above `TOOL_LIMIT`), the
+//! clashes that `conflictResolution: "error"` refuses, and the tools that clashes hide
+//! under `priority` or `first`.
 
 use std::{
     collections::{BTreeMap, BTreeSet},

@@ -1,5 +1,9 @@
 //! Checks that need no connection: the config file, each local server's command, and
 //! the state directories.
+//!
+//! A local command is found on the short `PATH` that MCP clients give their servers
+//! (`SHORT_PATH`), only on the shell's `PATH` (a client that does not pass that on will not
+//! find it), or not at all.
 
 use std::{
     ffi::OsStr,

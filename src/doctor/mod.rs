@@ -11,6 +11,9 @@
 //!   (`proxy::Bridge`), bounded in time, and reports each one and the merged catalog.
 //!
 //! Printing is not done here (`commands/doctor.rs` renders, through `output.rs`).
+//!
+//! A code is `FB` and three digits. `docs/troubleshooting.md` lists each one with its cause
+//! and fix, and a unit test keeps the codes and the page in step.
 
 pub mod connect;
 pub mod local;

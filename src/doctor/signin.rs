@@ -1,5 +1,9 @@
 //! The stored sign-in of each OAuth upstream, read from the token cache as it is: no
 //! lock, no refresh, no browser.
+//!
+//! Upstreams that cannot connect without a sign-in are left out of the connection check
+//! (`connect.rs`). Remote upstreams without an `oauth` block and without tokens are
+//! connected to with OAuth off, so that a 401 is reported instead of starting a sign-in.
 
 use std::{
     collections::BTreeSet,

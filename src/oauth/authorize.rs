@@ -7,6 +7,9 @@
 //!
 //! Discovery and registration are not here (`flow.rs`); nothing here opens a browser or
 //! listens for the callback.
+//!
+//! `additional_params` go into the URL except the parameters the flow sets itself
+//! (`OAUTH_FLOW_PARAMS`), which config validation refuses.
 
 use std::borrow::Cow;
 

@@ -2,6 +2,10 @@
 //! `FOXXY_BRIDGE_BROWSER` (split like a shell would, no shell run, the URL appended as
 //! its last argument, started detached), or nothing at all with `none`. The URL is
 //! always logged too, so a user on a headless machine can copy it.
+//!
+//! The command runs on the blocking pool and is not waited for: a browser outlives the
+//! sign-in, and a thread only reaps it. The logged URL shows its `resource` through
+//! `redacted_url`.
 
 use std::process::Stdio;
 

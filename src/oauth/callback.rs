@@ -3,6 +3,11 @@
 //! It binds only a loopback address, lives for one flow, answers a request with a
 //! wrong or missing `state` with HTTP 400 and keeps waiting, and ends after the one
 //! callback with the right `state` or when the flow's timeout passes.
+//!
+//! The redirect URI is `http://<host>:<port>/callback`. The right callback's request waits
+//! for the outcome of the code exchange (`Callback::reply`) before its page is sent.
+//! `held_by_another_program` tells whether a port in use is held by another sign-in (by the
+//! page the holder answers), which `flow.rs` then waits for.
 
 use std::{
     net::SocketAddr,

@@ -5,6 +5,9 @@
 //! A failure says why: the problem rmcp reported (an issuer or resource mismatch), the
 //! outcome of every candidate URL, and the hint to set `oauth.issuer` only when no
 //! metadata was published at all.
+//!
+//! From the configured issuer (`from_issuer`), path insertion is tried first, and redirects
+//! are followed only to https or loopback on the issuer's origin.
 
 use std::sync::Arc;
 

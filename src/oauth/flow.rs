@@ -2,6 +2,14 @@
 //! listener, the scopes, the authorization URL and code exchange (`authorize.rs`), with
 //! the client, the RFC 8707 `resource` and the token-cache entry from `grant.rs`; a
 //! headless sign-in that the server offers the device grant for goes to `device.rs`.
+//!
+//! It binds the callback listener first (a port held by another program fails at once; one
+//! held by another sign-in is waited for, `bind_callback`), picks the client, the scopes
+//! and the `resource`, builds the authorization URL, then opens the browser and waits for
+//! the callback, or with `ShellSignIn::PasteBack` also reads the address or code the user
+//! pastes on stdin. In a bridge it shows the URL on the upstream's `PromptBoard` and takes
+//! a paste from there too. The callback page reports the outcome of the code exchange. The
+//! result is a `TokenEntry`: the caller holds the lock and writes it.
 
 use std::time::Duration;
 

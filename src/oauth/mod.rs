@@ -15,6 +15,13 @@
 //!
 //! This module does not own connections to upstreams (`upstream/` does) and never
 //! logs a token.
+//!
+//! [`Target`] is an upstream as OAuth sees it: its config name, canonical URL, OAuth
+//! settings and TLS verification (`Target::for_remote` is `None` when OAuth is off for it).
+//! [`SignInContext`] is what every sign-in of one process needs: the token store, the
+//! browser, the callback host and port, the sign-in timeout and the pause after a failed
+//! sign-in, and `shell`, how a sign-in started from a shell reaches the user
+//! ([`ShellSignIn`]).
 
 pub mod authorize;
 pub mod browser;

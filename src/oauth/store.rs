@@ -47,6 +47,14 @@
 //! 2. [`TokenStore::write`] and [`TokenStore::list`] remove every temp file, of any URL, whose
 //!    mtime is older than the store's stale age ([`STALE_TEMP_AGE`], 60 s by default; see
 //!    [`TokenStore::with_stale_temp_age`]). This catches URLs that are never written again.
+//!
+//! # Notes and scans
+//!
+//! Next to a URL's entries, `<url hash>.signin` holds a `SignInNote` (the last sign-in
+//! failed, or the user signed out). It is written under the lock and removed by any entry
+//! write. A scan skips (and logs once) a file it cannot read or that is not a regular file,
+//! so one bad file affects only itself. The `*_async` forms run the file work on the
+//! blocking pool; the bridge uses only those.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

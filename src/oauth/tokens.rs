@@ -9,6 +9,26 @@
 //! signed in, its result is used. So N processes with one expired token make exactly
 //! one refresh request (rotating refresh tokens survive), and N processes that need a
 //! sign-in open exactly one browser tab while the others wait for its tokens.
+//!
+//! `access_token` returns the cached token, refreshing first when it is about to expire
+//! (`needs_refresh`), and never opens a browser. `refresh` and `sign_in` take an in-process
+//! mutex, then the file lock, then read the entry again and use another process's newer
+//! token if there is one (for a step-up, one whose granted scopes cover the request).
+//!
+//! A refresh is an `oauth2` refresh-token grant to the stored token endpoint, with the
+//! stored client (`authorize::token_client`) and `resource`. A response without a refresh
+//! token keeps the old one. `invalid_grant`, and `invalid_client`/`unauthorized_client` or
+//! an expired secret of a dynamic client, remove the entry: the user is signed out. Any
+//! other failure keeps the tokens (`OAuthError::Transient`, which no caller turns into a
+//! sign-in) and backs refreshes off.
+//!
+//! An automatic sign-in (one not started from a shell) is refused while the upstream's
+//! `SignInNote` says the user signed out, or that the last sign-in failed less than
+//! `signInRetryAfter` ago; a failed sign-in writes that note. `user_sign_in` (the
+//! placeholder tool) skips that check and, without a display, prefers the device grant.
+//! `board` is the upstream's `PromptBoard`: the URL or device code of the sign-in under
+//! way, the pastes handed back to it, and how each sign-in ended. `signed_out` tells a
+//! running session that the user ran `oauth logout`.
 
 use std::{
     sync::Mutex,

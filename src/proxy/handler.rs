@@ -1,5 +1,11 @@
 //! The rmcp `ServerHandler` of [`Bridge`]: one method per MCP request, each a thin
 //! mapping from exposed names to an upstream request.
+//!
+//! It declares the server capabilities the bridge relays, minus the kinds turned off in
+//! `bridge.aggregation`, and the protocol versions the bridge serves. On `initialize` it
+//! hands the client's peer to the link and adds the merged instructions. An upstream's
+//! `-32601` gets the upstream's name and the method; a (un)subscription to a resource of an
+//! upstream that does not offer `subscribe` is refused.
 
 use std::borrow::Cow;
 

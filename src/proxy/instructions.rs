@@ -5,6 +5,10 @@
 //! text is cut at [`MAX_PER_UPSTREAM`] bytes and the whole at [`MAX_TOTAL`] bytes (at a
 //! character boundary, with a line saying so). An upstream that connects after the
 //! client's `initialize` was answered cannot be added: MCP has no way to update them.
+//!
+//! The answer to `initialize` waits for upstreams only as long as `bridge.instructionsWait`
+//! says (`Bridge::instructions`); by default it holds the instructions of the upstreams
+//! connected already.
 
 use crate::{config::Settings, upstream::View};
 

@@ -4,6 +4,12 @@
 //! It forwards server→client requests only when the client declared the capability
 //! they need, maps resource URIs in notifications to their exposed form, and relays
 //! cancellation of those requests in both directions.
+//!
+//! A request for a capability the client did not declare is refused with `-32601` naming
+//! the capability. Toward the client it also maps task ids in `notifications/tasks/status`
+//! to their exposed form and prefixes a log message's `logger` with the upstream's name.
+//! `client_capabilities` is what upstreams are initialized with: the sampling, elicitation
+//! and roots capabilities the client declared (none from a shell).
 
 use std::sync::{Arc, OnceLock};
 

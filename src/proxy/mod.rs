@@ -3,9 +3,46 @@
 //! [`Bridge`] is an rmcp `ServerHandler` that answers `initialize` at once, serves the
 //! merged [`Catalog`] of the upstreams, and routes every request to the upstream behind
 //! the exposed name it uses. It owns naming (`naming.rs`), the merged catalog
-//! (`catalog.rs`), the way back from upstreams to the client (`link.rs`) and the stdio
+//! (`catalog/`), the way back from upstreams to the client (`link.rs`) and the stdio
 //! transport with its JSON-RPC error handling (`stdio.rs`). It does not own upstream
 //! connections: it talks to them only through [`Upstreams`].
+//!
+//! **Starting.** `Bridge::start` builds the upstream set and the catalog task and returns
+//! at once; `Bridge::begin` lets the upstreams connect (the `stdio` command calls it once
+//! `initialize` is answered). `Bridge::start_for_shell` (`tools`, `call`, `doctor`) begins
+//! at once, and its first list also waits while an upstream signs in, because the user is
+//! at the browser. `Bridge::start_inner` is the one place that names `UpstreamSet`.
+//!
+//! **The catalog task** (`maintain_catalog`) rebuilds the `Catalog` from every new `View`
+//! of the upstreams and every reloaded config, keeps the search mode when its input did not
+//! change, and sends `notifications/*/list_changed` for the lists that changed.
+//!
+//! **Routing.** `route` looks an exposed name up in the current catalog (routes of ready
+//! upstreams, then of upstreams that are down, so an error can name the upstream). While
+//! upstreams are still starting, a miss waits for `settled_catalog` before the name counts
+//! as unknown (`-32602`, with the names the caller probably meant).
+//!
+//! **A `tools/call` on the general route** (`relay_tool_call`: the rmcp handler, the
+//! transport's call task and the `call` command all come here):
+//!
+//! 1. In search mode, `foxxy__search_tools` is answered here, and `foxxy__call_tool` is
+//!    unwrapped into the call it names, which then goes the same way as a direct call.
+//! 2. The route gives the upstream and the tool's own name. A call of the sign-in
+//!    placeholder goes to `sign_in::call`; a call of a tool of an upstream that waits for a
+//!    sign-in (a known route, or an unknown name in its namespace) gets an error result
+//!    that names the placeholder.
+//! 3. The call's name is replaced by the upstream's, and the call goes to
+//!    `Upstreams::call_tool` with the request options its caller made (the cancellation
+//!    token, the client's progress token, the rest of `_meta`).
+//! 4. `tool_outcome` shapes what comes back, on this route and on the transport's direct
+//!    lane alike: a result the upstream wrote in the shape the client expects is relayed as
+//!    written; an upstream's JSON-RPC error passes through unchanged; a failure of the
+//!    bridge (not connected, timeout, transport) becomes an `isError` result "cannot call
+//!    `<tool>`: <cause>", so the model sees the reason; a multi-round `InputRequiredResult`
+//!    of a newer protocol becomes an error, since a client on an older protocol cannot
+//!    answer it.
+//!
+//! `route_tool_call` does the same for callers that need the result typed.
 
 // Logging, sampling, roots and subscriptions are deprecated by SEP-2577 for protocol
 // 2026-07-28, but they are live parts of the 2024-11-05 … 2025-11-25 protocols we serve.

@@ -10,6 +10,9 @@
 //!
 //! Resource URIs that need a namespace (several upstreams list the same URI, or the
 //! server sets `resourceNamespace`) are exposed as `foxxy://<namespace>/<original URI>`.
+//!
+//! The hash is a 32-bit FNV-1a, pinned by a test: exposed names must not change between
+//! releases.
 
 /// The separator between namespace and name.
 pub const SEPARATOR: &str = "__";

@@ -14,6 +14,9 @@
 //! The catalog lookups of placeholders are in `mod.rs`. In search mode the placeholder is listed next to the meta-tools (`search/mod.rs`):
 //! it is how the user gets the upstream's tools back, so it must not hide behind a
 //! search.
+//!
+//! The placeholder's route names `ROUTE_NAME`, which no upstream tool can have, so the
+//! router tells it from the upstream's own tools by the route alone.
 
 use std::sync::{
     Arc,

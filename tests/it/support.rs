@@ -1,6 +1,12 @@
 //! Shared test harness: a temporary state directory and config, the built binaries,
 //! an rmcp test client that drives `foxxy-bridge stdio` over pipes like a real MCP
 //! client, and a raw line-level driver for malformed input.
+//!
+//! `TestEnv` is a temporary state root and config file. `Session` is `foxxy-bridge stdio`
+//! driven by an rmcp `TestClient` that answers sampling, elicitation and roots and records
+//! notifications. `RawSession` is a line-level driver for malformed input and stdout
+//! purity. There are also helpers for processes (`descendants`, `alive`), the log, and
+//! commands run in a private network namespace.
 
 #![allow(dead_code, deprecated)]
 

@@ -5,6 +5,11 @@
 //! `token_type`, `expires_in`, `scope`, `created_at`) with what a refresh needs without
 //! repeating discovery. Unknown fields are ignored on read, so a newer bridge may add fields
 //! without breaking an older one; an incompatible change bumps [`FORMAT_VERSION`].
+//!
+//! [`TokenEntry`] holds the tokens and their expiry, the client registration (with its
+//! secret's expiry), the token endpoint, the `resource` sent and the granted scopes.
+//! `SignInNote` is the note kept beside a URL's entries. Tokens and client secrets are
+//! [`Secret`]s, whose `Debug` prints `[REDACTED]`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -1,5 +1,8 @@
 //! The keys of the cache: the canonical form of an upstream URL, and the stable hash that
 //! turns a URL (lock files) or a URL and an issuer (entry files) into a file name.
+//!
+//! `redacted_url` is how a server URL is shown in logs and messages: `user:***@`, query
+//! values `***`.
 
 use sha2::{Digest, Sha256};
 

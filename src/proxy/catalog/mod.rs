@@ -5,6 +5,14 @@
 //! A [`Catalog`] is an immutable value rebuilt from the upstream [`View`] whenever it
 //! changes, so the request path only ever reads an `Arc<Catalog>`: no locks, no
 //! re-listing of upstreams per call.
+//!
+//! `Catalog::build` takes the tools and prompts of ready upstreams, applies each server's
+//! `toolFilter` and `bridge.aggregation`, names them (`naming.rs`), and resolves clashes by
+//! `bridge.conflictResolution`; resources and templates are namespaced when needed. The
+//! result holds the lists the client sees and the routes back ([`Route`]: upstream and
+//! original name). Tools of an upstream that is down are kept as routes only, so a call of
+//! one can name the upstream and its cause. An upstream waiting for a sign-in adds its
+//! placeholder tool (`sign_in_candidate`, `proxy/sign_in.rs`).
 
 pub mod search;
 

@@ -9,6 +9,11 @@
 //! out, cancelled and answered exactly as a direct call of that tool.
 //!
 //! The index reads tools only through [`tool_fields`].
+//!
+//! In search mode `tools/list` holds the meta-tools, then the pinned tools and the sign-in
+//! placeholders, and `tools/list_changed` follows that list, not the catalog. A meta-tool
+//! call always takes the general route (`Bridge::relay_tool_call`), never the transport's
+//! direct lane; a `foxxy__call_tool` of an unknown name is answered with the closest names.
 
 pub mod index;
 
