@@ -12,9 +12,8 @@ use foxxy_bridge::{
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // One thread runs everything: a proxied message then costs no hand-over between
-    // threads (measured in docs/performance.md: about a third less CPU per call and a
-    // third of the context switches of the multi-threaded runtime). Blocking work
-    // (file locks) goes to `spawn_blocking`, which this runtime has as well.
+    // threads (docs/performance.md compares it with the multi-threaded runtime).
+    // Blocking work (file locks) goes to `spawn_blocking`, which this runtime has as well.
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
