@@ -11,6 +11,7 @@ pub mod clients;
 pub mod commands;
 pub mod config;
 pub mod doctor;
+pub mod http_client;
 pub mod locks;
 pub mod logging;
 pub mod memory;

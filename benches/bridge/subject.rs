@@ -149,7 +149,7 @@ impl Session {
     /// `pooled`, with a plain `reqwest::Client` that keeps connections alive as the
     /// bridge's does.
     pub async fn http(url: &str, pooled: bool) -> anyhow::Result<Session> {
-        foxxy_bridge::upstream::install_crypto_provider();
+        foxxy_bridge::http_client::install_crypto_provider();
         let started = Instant::now();
         let transport = if pooled {
             StreamableHttpClientTransport::with_client(

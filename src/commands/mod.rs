@@ -131,7 +131,7 @@ impl Context {
             self.log_level
                 .clone()
                 .or_else(|| settings.and_then(|settings| settings.bridge.log_level.clone()))
-                .unwrap_or_else(|| "info".to_owned())
+                .unwrap_or_else(|| crate::config::DEFAULT_LOG_LEVEL.to_owned())
         };
         let logs = self.paths.logs_dir();
         logging::init(&logs, &level).with_context(|| format!("cannot write logs in `{}`", logs.display()))

@@ -34,6 +34,7 @@ mod tests;
 
 pub use error::{ConfigError, Location, Problem};
 pub use load::{load, load_str, locate};
+pub use raw::DEFAULT_LOG_LEVEL;
 pub use settings::*;
 
 /// The JSON Schema of the config file, pretty-printed, ending in a newline: the committed

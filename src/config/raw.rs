@@ -15,6 +15,10 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// The log file's level when neither the command line, the environment nor
+/// `bridge.logLevel` sets one.
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+
 /// The whole file. Unknown keys are errors.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
@@ -359,7 +363,7 @@ pub struct RawBridge {
     /// Level of the log file: `error`, `warn`, `info`, `debug` or `trace`. `--debug`,
     /// `--log-level` and `FOXXY_BRIDGE_LOG` override it. Default: `info`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("default" = "info"))]
+    #[schemars(extend("default" = DEFAULT_LOG_LEVEL))]
     pub log_level: Option<RawLogLevel>,
     /// After an automatic sign-in failed (denied, timed out, closed), how long bridges wait
     /// before starting another one by themselves, in seconds. A sign-in the user starts

@@ -336,18 +336,7 @@ fn resolve_oauth(raw: &RawOAuth, path: &str, report: &mut Report) -> OAuthSettin
             );
         }
     }
-    OAuthSettings {
-        enabled: raw.enabled,
-        issuer: raw.issuer.clone(),
-        client_name: raw.client_name.clone(),
-        client_uri: raw.client_uri.clone(),
-        scopes: raw.scopes.clone(),
-        additional_params: raw.additional_params.clone(),
-        client_id: raw.client_id.clone(),
-        client_secret: raw.client_secret.as_ref().map(Secret::new),
-        client_metadata_url: raw.client_metadata_url.clone(),
-        send_resource: raw.send_resource,
-    }
+    OAuthSettings::from(raw)
 }
 
 fn check_url(text: &str, path: &str, report: &mut Report) {

@@ -12,6 +12,8 @@
 
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
+use super::raw::RawOAuth;
+
 /// The whole bridge configuration, resolved.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
@@ -130,19 +132,27 @@ pub struct OAuthSettings {
 }
 
 impl OAuthSettings {
-    /// OAuth for an upstream without an `oauth` block, started by a 401 challenge.
+    /// OAuth for an upstream without an `oauth` block, started by a 401 challenge: the
+    /// settings of an empty `oauth` block, whose defaults `raw.rs` writes.
     pub fn defaults() -> Self {
+        Self::from(&RawOAuth::default())
+    }
+}
+
+/// An `oauth` block's settings as written, with their defaults (checked by `resolve.rs`).
+impl From<&RawOAuth> for OAuthSettings {
+    fn from(raw: &RawOAuth) -> Self {
         Self {
-            enabled: true,
-            issuer: None,
-            client_name: None,
-            client_uri: None,
-            scopes: Vec::new(),
-            additional_params: BTreeMap::new(),
-            client_id: None,
-            client_secret: None,
-            client_metadata_url: None,
-            send_resource: true,
+            enabled: raw.enabled,
+            issuer: raw.issuer.clone(),
+            client_name: raw.client_name.clone(),
+            client_uri: raw.client_uri.clone(),
+            scopes: raw.scopes.clone(),
+            additional_params: raw.additional_params.clone(),
+            client_id: raw.client_id.clone(),
+            client_secret: raw.client_secret.as_ref().map(Secret::new),
+            client_metadata_url: raw.client_metadata_url.clone(),
+            send_resource: raw.send_resource,
         }
     }
 }

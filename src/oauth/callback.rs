@@ -4,10 +4,11 @@
 //! wrong or missing `state` with HTTP 400 and keeps waiting, and ends after the one
 //! callback with the right `state` or when the flow's timeout passes.
 //!
-//! The redirect URI is `http://<host>:<port>/callback`. The right callback's request waits
-//! for the outcome of the code exchange (`Callback::reply`) before its page is sent.
-//! `held_by_another_program` tells whether a port in use is held by another sign-in (by the
-//! page the holder answers), which `flow.rs` then waits for.
+//! The redirect URI is `http://<host>:<port>/callback`. The right callback's request
+//! waits for the exchange's outcome ([`Callback::reply`]) before its page is sent, so the
+//! page says whether the sign-in worked. A port held by another sign-in is retried by
+//! the flow; [`held_by_another_program`] tells that apart from a port another program
+//! holds, by the page the holder answers.
 
 use std::{
     net::SocketAddr,
@@ -83,7 +84,7 @@ pub async fn bind(host: &str, port: u16) -> Result<CallbackListener, CallbackErr
 /// listener of another sign-in (whose pages name foxxy-bridge). No answer at all counts
 /// as another sign-in: a listener is bound a moment before it starts serving.
 pub async fn held_by_another_program(host: &str, port: u16) -> bool {
-    crate::upstream::install_crypto_provider();
+    crate::http_client::install_crypto_provider();
     let Ok(client) = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .redirect(reqwest::redirect::Policy::none())
@@ -292,7 +293,7 @@ mod tests {
     use super::*;
 
     async fn get(url: impl AsRef<str>) -> (u16, String) {
-        crate::upstream::install_crypto_provider();
+        crate::http_client::install_crypto_provider();
         let response = reqwest::get(url.as_ref()).await.expect("request");
         (response.status().as_u16(), response.text().await.unwrap_or_default())
     }

@@ -1,5 +1,6 @@
-//! [`BearerClient`]: rmcp's streamable HTTP client with the upstream's access token on
-//! every request.
+//! [`BearerClient`]: the streamable HTTP client layer that puts the upstream's access
+//! token on every request (rmcp's client trait is implemented for it by the shared
+//! forwarding layer in `http_client/`; [`BearerClient::client`] gives that client).
 //!
 //! rmcp's own `AuthClient` refreshes through its `AuthorizationManager`, which cannot
 //! tell that another process already refreshed; this client gets its token from the
@@ -7,27 +8,27 @@
 //! it asks the source for a fresher token (refresh, or another process's); on a 403
 //! `insufficient_scope` it signs in again for the union of the scopes, at most
 //! [`MAX_STEP_UPS`] times per session.
+//!
+//! Sign-ins start here only once the session is up ([`BearerClient::set_interactive`]):
+//! during `initialize` the upstream's session code signs in itself, so that the
+//! upstream's status shows it. Before that, a 401 without a better token is passed on.
+//! OAuth failures reach rmcp as transport errors whose text starts with `OAuth:`.
 
 use std::{
     borrow::Cow,
-    collections::HashMap,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU32, Ordering},
     },
 };
 
-use futures::stream::BoxStream;
-use reqwest::header::{HeaderName, HeaderValue};
 use rmcp::{
     model::ClientJsonRpcMessage,
-    transport::streamable_http_client::{
-        StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse, StreamableHttpResponseLimits,
-    },
+    transport::streamable_http_client::{StreamableHttpError, StreamableHttpPostResponse},
 };
-use sse_stream::{Error as SseError, Sse};
 
 use super::{OAuthError, TokenSource, store::Secret};
+use crate::http_client::{LayeredHttpClient, StreamableHttpLayer, StreamableHttpRequest};
 
 /// Scope step-ups allowed per session before a 403 is passed on: with the first
 /// sign-in, at most three authorizations (the conformance suite's limit).
@@ -48,6 +49,11 @@ pub struct BearerClient {
 impl BearerClient {
     pub fn new(inner: reqwest::Client, source: Arc<TokenSource>) -> Self {
         Self { inner, source, interactive: Arc::default(), step_ups: Arc::default() }
+    }
+
+    /// rmcp's streamable HTTP client for this layer (sharing its state).
+    pub fn client(&self) -> LayeredHttpClient<Self> {
+        LayeredHttpClient::new(self.clone())
     }
 
     /// Allow sign-ins from now on (the session is established).
@@ -128,103 +134,30 @@ fn auth_error(error: &OAuthError) -> HttpError {
     StreamableHttpError::UnexpectedServerResponse(Cow::Owned(format!("OAuth: {error}")))
 }
 
-impl StreamableHttpClient for BearerClient {
-    type Error = reqwest::Error;
+impl StreamableHttpLayer for BearerClient {
+    type Inner = reqwest::Client;
+    type PostNote = ();
 
-    async fn post_message(
-        &self,
-        uri: Arc<str>,
-        message: ClientJsonRpcMessage,
-        session_id: Option<Arc<str>>,
-        _auth_header: Option<String>,
-        custom_headers: HashMap<HeaderName, HeaderValue>,
-    ) -> Result<StreamableHttpPostResponse, HttpError> {
-        self.call(|token| {
-            self.inner.post_message(
-                uri.clone(),
-                message.clone(),
-                session_id.clone(),
-                token,
-                custom_headers.clone(),
-            )
-        })
-        .await
+    fn inner(&self) -> &reqwest::Client {
+        &self.inner
     }
 
-    async fn post_message_with_response_limits(
+    /// `request` with the current token instead of rmcp's auth header (rmcp has none).
+    fn send<R: StreamableHttpRequest<reqwest::Client>>(
         &self,
-        uri: Arc<str>,
-        message: ClientJsonRpcMessage,
-        session_id: Option<Arc<str>>,
+        request: R,
         _auth_header: Option<String>,
-        custom_headers: HashMap<HeaderName, HeaderValue>,
-        limits: StreamableHttpResponseLimits,
-    ) -> Result<StreamableHttpPostResponse, HttpError> {
-        self.call(|token| {
-            self.inner.post_message_with_response_limits(
-                uri.clone(),
-                message.clone(),
-                session_id.clone(),
-                token,
-                custom_headers.clone(),
-                limits,
-            )
-        })
-        .await
+    ) -> impl Future<Output = Result<R::Output, HttpError>> + Send + '_ {
+        self.call(move |token| request.clone().send(&self.inner, token))
     }
 
-    async fn delete_session(
-        &self,
-        uri: Arc<str>,
-        session_id: Arc<str>,
-        _auth_header: Option<String>,
-        custom_headers: HashMap<HeaderName, HeaderValue>,
-    ) -> Result<(), HttpError> {
-        self.call(|token| {
-            self.inner.delete_session(uri.clone(), session_id.clone(), token, custom_headers.clone())
-        })
-        .await
-    }
+    fn note_post(&self, _message: &ClientJsonRpcMessage) {}
 
-    async fn get_stream(
+    fn read_post(
         &self,
-        uri: Arc<str>,
-        session_id: Option<Arc<str>>,
-        last_event_id: Option<String>,
-        _auth_header: Option<String>,
-        custom_headers: HashMap<HeaderName, HeaderValue>,
-    ) -> Result<BoxStream<'static, Result<Sse, SseError>>, HttpError> {
-        self.call(|token| {
-            self.inner.get_stream(
-                uri.clone(),
-                session_id.clone(),
-                last_event_id.clone(),
-                token,
-                custom_headers.clone(),
-            )
-        })
-        .await
-    }
-
-    async fn get_stream_with_max_sse_event_size(
-        &self,
-        uri: Arc<str>,
-        session_id: Option<Arc<str>>,
-        last_event_id: Option<String>,
-        _auth_header: Option<String>,
-        custom_headers: HashMap<HeaderName, HeaderValue>,
-        max_sse_event_size: usize,
-    ) -> Result<BoxStream<'static, Result<Sse, SseError>>, HttpError> {
-        self.call(|token| {
-            self.inner.get_stream_with_max_sse_event_size(
-                uri.clone(),
-                session_id.clone(),
-                last_event_id.clone(),
-                token,
-                custom_headers.clone(),
-                max_sse_event_size,
-            )
-        })
-        .await
+        (): (),
+        response: StreamableHttpPostResponse,
+    ) -> impl Future<Output = StreamableHttpPostResponse> + Send + '_ {
+        std::future::ready(response)
     }
 }

@@ -8,7 +8,8 @@
 //! - `send_resource: false` removes the RFC 8707 `resource` parameter from token
 //!   requests (for servers that reject it, such as Entra ID);
 //! - every URL tried and the status it answered are recorded, so a failed discovery
-//!   can be reported with all of them (the discovery check at start names each).
+//!   can be reported with all of them (the discovery check at start names each);
+//! - each request is bounded in time and in the size of its answer's body.
 
 use std::{
     sync::{Arc, Mutex},
@@ -63,7 +64,7 @@ pub struct BridgeOAuthHttp {
 
 impl BridgeOAuthHttp {
     pub fn new(verify_ssl: bool, send_resource: bool) -> Result<Self, OAuthHttpError> {
-        crate::upstream::install_crypto_provider();
+        crate::http_client::install_crypto_provider();
         let build = |policy: reqwest::redirect::Policy| {
             reqwest::Client::builder()
                 .timeout(TIMEOUT)
@@ -120,7 +121,7 @@ impl BridgeOAuthHttp {
         let response = match client.execute(request).await {
             Ok(response) => response,
             Err(error) => {
-                let reason = crate::upstream::describe_http_error(&error);
+                let reason = crate::http_client::describe_http_error(&error);
                 self.record(&method, &url, reason.clone());
                 return Err(OAuthHttpError::Request { url: super::store::redacted_url(&url), reason });
             }

@@ -8,27 +8,24 @@
 //! After taking it, the entry is read again: if another process already refreshed or
 //! signed in, its result is used. So N processes with one expired token make exactly
 //! one refresh request (rotating refresh tokens survive), and N processes that need a
-//! sign-in open exactly one browser tab while the others wait for its tokens.
+//! sign-in open exactly one browser tab while the others wait for its tokens. A step-up
+//! uses another process's newer token only when its granted scopes cover the request.
 //!
-//! `access_token` returns the cached token, refreshing first when it is about to expire
-//! (`needs_refresh`), and never opens a browser. `refresh` and `sign_in` take an in-process
-//! mutex, then the file lock, then read the entry again and use another process's newer
-//! token if there is one (for a step-up, one whose granted scopes cover the request).
+//! [`TokenSource::access_token`] refreshes first when the token expires within a minute
+//! (within half its lifetime for a short-lived token) and never opens a browser. A refresh is an `oauth2` refresh-token grant to the stored token endpoint,
+//! with the stored client (`authorize::token_client`) and `resource`. A response without
+//! a refresh token keeps the old one. `invalid_grant`, and `invalid_client` or
+//! `unauthorized_client` or an expired secret of a dynamic client, remove the entry (the
+//! upstream is signed out); any other failure keeps the tokens
+//! ([`OAuthError::Transient`], which no caller turns into a sign-in) and backs further
+//! refreshes off, doubling up to [`MAX_BACKOFF`].
 //!
-//! A refresh is an `oauth2` refresh-token grant to the stored token endpoint, with the
-//! stored client (`authorize::token_client`) and `resource`. A response without a refresh
-//! token keeps the old one. `invalid_grant`, and `invalid_client`/`unauthorized_client` or
-//! an expired secret of a dynamic client, remove the entry: the user is signed out. Any
-//! other failure keeps the tokens (`OAuthError::Transient`, which no caller turns into a
-//! sign-in) and backs refreshes off.
-//!
-//! An automatic sign-in (one not started from a shell) is refused while the upstream's
-//! `SignInNote` says the user signed out, or that the last sign-in failed less than
-//! `signInRetryAfter` ago; a failed sign-in writes that note. `user_sign_in` (the
-//! placeholder tool) skips that check and, without a display, prefers the device grant.
-//! `board` is the upstream's `PromptBoard`: the URL or device code of the sign-in under
-//! way, the pastes handed back to it, and how each sign-in ended. `signed_out` tells a
-//! running session that the user ran `oauth logout`.
+//! An automatic sign-in (not started from a shell) is refused while the store's sign-in
+//! note says the user signed out, or that the last sign-in failed less than
+//! `signInRetryAfter` ago; a failed sign-in writes that note. A sign-in the user asked
+//! for through the placeholder tool skips that check and, without a display, prefers
+//! the device grant. The sign-in under way is shown on the upstream's
+//! [`PromptBoard`](super::prompt::PromptBoard).
 
 use std::{
     sync::Mutex,

@@ -337,9 +337,10 @@ impl Connection {
             ServiceError::McpError(error) => UpstreamError::Mcp(error),
             ServiceError::Cancelled { .. } => UpstreamError::Cancelled,
             ServiceError::TransportClosed => self.closed(),
-            other => {
-                UpstreamError::Transport { name: self.name.to_string(), cause: super::http::describe(&other) }
-            }
+            other => UpstreamError::Transport {
+                name: self.name.to_string(),
+                cause: crate::http_client::describe_http_error(&other),
+            },
         }
     }
 }

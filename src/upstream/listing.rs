@@ -10,7 +10,8 @@ use rmcp::{
     service::{PeerRequestOptions, ServiceError},
 };
 
-use super::{UpstreamCatalog, connection::Connection, http as remote};
+use super::{UpstreamCatalog, connection::Connection};
+use crate::http_client::describe_http_error;
 
 /// List everything the upstream offers, per its declared capabilities.
 pub async fn list_catalog(connection: &Connection, timeout: Duration) -> Result<UpstreamCatalog, String> {
@@ -55,7 +56,7 @@ pub async fn list_catalog(connection: &Connection, timeout: Duration) -> Result<
         })
     };
     match tokio::time::timeout(timeout, listing).await {
-        Ok(result) => result.map_err(|error| remote::describe(&error)),
+        Ok(result) => result.map_err(|error| describe_http_error(&error)),
         Err(_) => Err(format!("listing did not finish within {} s", timeout.as_secs())),
     }
 }

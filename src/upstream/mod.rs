@@ -33,7 +33,6 @@ mod tap;
 use std::{fmt, sync::Arc};
 
 use futures::future::{BoxFuture, FutureExt};
-pub use http::{describe as describe_http_error, install_crypto_provider};
 pub use relay::{RawToolResult, ToolAnswer, ToolCall, ToolCallRef, number_or_string};
 use rmcp::{
     ErrorData,

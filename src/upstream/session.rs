@@ -411,7 +411,7 @@ async fn streamable(
         Some(tokens) => {
             let bearer = BearerClient::new(client.clone(), tokens.clone());
             let transport = pending.tap(remote::streamable_transport(
-                bearer.clone(),
+                bearer.client(),
                 settings,
                 max,
                 pending.raw_results(),

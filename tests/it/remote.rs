@@ -104,7 +104,7 @@ async fn streamable_http_passes_everything_through() {
 }
 
 /// A `tools/call` over streamable HTTP whose answer has not begun (the bridge reads the
-/// first events of its stream itself, `answers.rs`) is still cancelled upstream, by the
+/// first events of its stream itself, `response_reader.rs`) is still cancelled upstream, by the
 /// client or by `requestTimeout`, and the session goes on.
 #[tokio::test]
 async fn an_http_call_waiting_for_its_answer_is_cancelled_and_timed_out_upstream() {

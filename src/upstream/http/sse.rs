@@ -1,8 +1,10 @@
 //! The legacy HTTP+SSE client transport (MCP 2024-11-05), which rmcp does not have.
 //!
 //! The client opens a `GET` event stream; the server's first event, `endpoint`, names
-//! the URL to `POST` JSON-RPC messages to; every server message then arrives on the
-//! stream as a `message` event. SSE framing is parsed by the `sse-stream` crate.
+//! the URL to `POST` JSON-RPC messages to (an endpoint on another origin is refused);
+//! every server message then arrives on the stream as a `message` event, which a reader
+//! task turns into a JSON-RPC message. The task is aborted when the transport is closed
+//! or dropped. SSE framing is parsed by the `sse-stream` crate.
 //!
 //! A legacy session lives and dies with its stream: when the stream ends, `receive`
 //! returns `None` and the supervisor starts a new session (the server has dropped
@@ -12,9 +14,12 @@
 //! parser would otherwise buffer it whole), and a `POST` that gets no answer within the
 //! upstream's `timeout` fails instead of hanging.
 //!
-//! With OAuth, every request carries the upstream's current token; a `POST` answered 401
-//! is sent once more with a newer token (a refresh, or another process's), so an access
-//! token that the server stops accepting mid-session does not end the session.
+//! With OAuth, every request carries the upstream's current token, asked of the
+//! `TokenSource` each time (so it refreshes by expiry); a 401 with a challenge on the
+//! `GET` is [`SseTransportError::AuthRequired`], which starts discovery and sign-in. A
+//! `POST` answered 401 is sent once more with a newer token (a refresh, or another
+//! process's), so an access token that the server stops accepting mid-session does not
+//! end the session.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -30,9 +35,12 @@ use tokio::{sync::mpsc, task::JoinHandle};
 use tokio_util::bytes::Bytes;
 use url::Url;
 
-use super::{describe, describe_status};
 use crate::upstream::raw_results::RawResults;
-use crate::{config::Secret, oauth::TokenSource};
+use crate::{
+    config::Secret,
+    http_client::{describe_http_error, describe_status},
+    oauth::TokenSource,
+};
 
 /// Messages buffered from the event stream before the reader waits.
 const INBOX: usize = 64;
@@ -82,7 +90,7 @@ impl Drop for SseTransport {
 /// Why the byte stream under the SSE parser ended.
 #[derive(Debug, thiserror::Error)]
 enum StreamError {
-    #[error("{}", describe(.0))]
+    #[error("{}", describe_http_error(.0))]
     Http(reqwest::Error),
     #[error("an event exceeded the {0} byte limit (`bridge.maxMessageBytes`)")]
     TooLarge(usize),
@@ -172,7 +180,7 @@ pub async fn connect(
     let response = tokio::time::timeout(timeout, request.send())
         .await
         .map_err(|_| SseTransportError::Http(format!("no answer within {} s", timeout.as_secs())))?
-        .map_err(|error| SseTransportError::Http(describe(&error)))?;
+        .map_err(|error| SseTransportError::Http(describe_http_error(&error)))?;
     let status = response.status();
     if status == reqwest::StatusCode::UNAUTHORIZED
         && let Some(challenge) =
@@ -274,8 +282,10 @@ impl Transport<RoleClient> for SseTransport {
                 if let Some(token) = &token {
                     attempt = attempt.header(AUTHORIZATION, format!("Bearer {}", token.expose()));
                 }
-                let response =
-                    attempt.send().await.map_err(|error| SseTransportError::Http(describe(&error)))?;
+                let response = attempt
+                    .send()
+                    .await
+                    .map_err(|error| SseTransportError::Http(describe_http_error(&error)))?;
                 let status = response.status();
                 // The token was rejected mid-session: ask for a newer one (a refresh, or
                 // another process's) and send once more, as the streamable HTTP client does.

@@ -1,11 +1,12 @@
-//! [`Answers`]: the streamable HTTP client that reads a `tools/call` answer itself.
+//! [`ResponseReader`]: the streamable HTTP client layer that reads a `tools/call`'s
+//! answer itself, and offers answers wanted as written to the raw-result capture.
 //!
 //! A streamable HTTP server may answer any POST with an SSE stream, and most answer a
 //! `tools/call` that way even when the stream holds nothing but the result. rmcp's
 //! transport then spawns a task to read that stream and decodes each event as its
-//! untagged `ServerJsonRpcMessage`, trying one result type after another (sixteen
-//! failed attempts for a tool result): together about half of the bridge's whole cost
-//! per call to an HTTP upstream. This wrapper, around the client that does the HTTP
+//! untagged `ServerJsonRpcMessage`, trying one result type after another and failing
+//! on each before the tool result: together a large share of the bridge's cost per
+//! call to an HTTP upstream (the figures are in `docs/performance.md`). This wrapper, around the client that does the HTTP
 //! (plain reqwest, or the OAuth bearer client), reads the first events of a
 //! `tools/call`'s stream before handing the response to rmcp. When the first message
 //! in it is that call's answer, it is decoded as `CallToolResult` directly (the decoder
@@ -18,24 +19,29 @@
 //! not arrived with the answer, which with hyper is the usual case) so that the
 //! connection goes back to the pool; a server that keeps the stream open after the
 //! answer gets [`DRAIN_LIMIT`] before the connection is dropped.
+//!
+//! Invariant: rmcp sees either exactly the server's events, in order, or the one answer.
+//!
+//! The layer is one [`StreamableHttpLayer`]: rmcp's client trait is implemented for it by
+//! the shared forwarding layer in `http_client/`.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
-use futures::{FutureExt, StreamExt, stream::BoxStream};
-use reqwest::header::{HeaderName, HeaderValue};
+use futures::{FutureExt, StreamExt};
 use rmcp::{
     model::{
         ClientJsonRpcMessage, ClientRequest, GetExtensions, JsonRpcMessage, RequestId, ServerJsonRpcMessage,
     },
-    transport::streamable_http_client::{
-        StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse, StreamableHttpResponseLimits,
-    },
+    transport::streamable_http_client::{StreamableHttpClient, StreamableHttpPostResponse},
 };
-use sse_stream::{Error as SseError, Sse};
+use sse_stream::Sse;
 
-use crate::upstream::{
-    raw_results::{RawResultWanted, RawResults},
-    stdio::transport::tool_response,
+use crate::{
+    http_client::{SseEvents, StreamableHttpLayer},
+    upstream::{
+        raw_results::{RawResultWanted, RawResults},
+        stdio::transport::tool_response,
+    },
 };
 
 /// How long the rest of an answered stream may take to end before its connection is
@@ -46,164 +52,88 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 /// on the shortcut; more than a few means this is not a plain answer.
 const MAX_EMPTY_EVENTS: usize = 4;
 
-type SseStream = BoxStream<'static, Result<Sse, SseError>>;
-
+/// The streamable HTTP client layer over `C` that reads POST responses itself: a
+/// `tools/call`'s answer, and the raw text of answers wanted as written.
 #[derive(Clone)]
-pub struct Answers<C> {
+pub struct ResponseReader<C> {
     inner: C,
     /// Offered the events of each `tools/list` response stream (`raw_results.rs`).
     raw_results: Arc<RawResults>,
 }
 
-impl<C> Answers<C> {
+impl<C> ResponseReader<C> {
     pub fn new(inner: C, raw_results: Arc<RawResults>) -> Self {
         Self { inner, raw_results }
     }
+}
+
+/// How the bridge reads the response to a POSTed message.
+pub enum ResponseReading {
+    /// A `tools/call`: its answer, if it is the first message of an SSE stream.
+    ToolAnswer(RequestId),
+    /// A `tools/list`, or a request whose result is wanted as written
+    /// (`raw_results.rs`): every message offered to the capture.
+    RawCapture,
+    /// Left to rmcp.
+    AsIs,
+}
+
+impl ResponseReading {
+    fn of(message: &ClientJsonRpcMessage) -> Self {
+        match message {
+            JsonRpcMessage::Request(request) => match request.request {
+                ClientRequest::CallToolRequest(_) => ResponseReading::ToolAnswer(request.id.clone()),
+                ClientRequest::ListToolsRequest(_) => ResponseReading::RawCapture,
+                _ if request.request.extensions().get::<RawResultWanted>().is_some() => {
+                    ResponseReading::RawCapture
+                }
+                _ => ResponseReading::AsIs,
+            },
+            _ => ResponseReading::AsIs,
+        }
+    }
+}
+
+impl<C: StreamableHttpClient + Sync> StreamableHttpLayer for ResponseReader<C> {
+    type Inner = C;
+    type PostNote = ResponseReading;
+
+    fn inner(&self) -> &C {
+        &self.inner
+    }
+
+    fn note_post(&self, message: &ClientJsonRpcMessage) -> ResponseReading {
+        ResponseReading::of(message)
+    }
 
     /// `response` as it came, a `tools/list` answer's stream offered to the capture on
-    /// its way to rmcp; a `tools/call` answer read by [`shortcut`].
-    async fn read(&self, message: &Kind, response: StreamableHttpPostResponse) -> StreamableHttpPostResponse {
-        match (message, response) {
-            (Kind::Raw, StreamableHttpPostResponse::Sse(stream, session_id)) => {
+    /// its way to rmcp; a `tools/call` answer read by [`answer_from_stream`].
+    async fn read_post(
+        &self,
+        reading: ResponseReading,
+        response: StreamableHttpPostResponse,
+    ) -> StreamableHttpPostResponse {
+        match (reading, response) {
+            (ResponseReading::RawCapture, StreamableHttpPostResponse::Sse(stream, session_id)) => {
                 let raw_results = self.raw_results.clone();
                 let stream = stream.inspect(move |item| {
                     if let Ok(event) = item
-                        && let Payload::Message(data) = payload(event)
+                        && let SseEventData::Message(data) = event_data(event)
                     {
                         raw_results.offer(data.as_bytes());
                     }
                 });
                 StreamableHttpPostResponse::Sse(stream.boxed(), session_id)
             }
-            (Kind::ToolCall(call), response) => shortcut(Some(call.clone()), response).await,
+            (ResponseReading::ToolAnswer(call), response) => answer_from_stream(Some(call), response).await,
             (_, response) => response,
         }
     }
 }
 
-/// What the bridge reads itself in a POST's response.
-enum Kind {
-    ToolCall(RequestId),
-    /// A `tools/list`, or a request whose result is wanted as written (`raw_results.rs`).
-    Raw,
-    Other,
-}
-
-impl Kind {
-    fn of(message: &ClientJsonRpcMessage) -> Self {
-        match message {
-            JsonRpcMessage::Request(request) => match request.request {
-                ClientRequest::CallToolRequest(_) => Kind::ToolCall(request.id.clone()),
-                ClientRequest::ListToolsRequest(_) => Kind::Raw,
-                _ if request.request.extensions().get::<RawResultWanted>().is_some() => Kind::Raw,
-                _ => Kind::Other,
-            },
-            _ => Kind::Other,
-        }
-    }
-}
-
-impl<C: StreamableHttpClient + Sync> StreamableHttpClient for Answers<C> {
-    type Error = C::Error;
-
-    async fn post_message(
-        &self,
-        uri: Arc<str>,
-        message: ClientJsonRpcMessage,
-        session_id: Option<Arc<str>>,
-        auth_header: Option<String>,
-        custom_headers: HashMap<HeaderName, HeaderValue>,
-    ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
-        let kind = Kind::of(&message);
-        let response = self.inner.post_message(uri, message, session_id, auth_header, custom_headers).await?;
-        Ok(self.read(&kind, response).await)
-    }
-
-    async fn post_message_with_max_sse_event_size(
-        &self,
-        uri: Arc<str>,
-        message: ClientJsonRpcMessage,
-        session_id: Option<Arc<str>>,
-        auth_header: Option<String>,
-        custom_headers: HashMap<HeaderName, HeaderValue>,
-        max_sse_event_size: usize,
-    ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
-        let kind = Kind::of(&message);
-        let response = self
-            .inner
-            .post_message_with_max_sse_event_size(
-                uri,
-                message,
-                session_id,
-                auth_header,
-                custom_headers,
-                max_sse_event_size,
-            )
-            .await?;
-        Ok(self.read(&kind, response).await)
-    }
-
-    async fn post_message_with_response_limits(
-        &self,
-        uri: Arc<str>,
-        message: ClientJsonRpcMessage,
-        session_id: Option<Arc<str>>,
-        auth_header: Option<String>,
-        custom_headers: HashMap<HeaderName, HeaderValue>,
-        limits: StreamableHttpResponseLimits,
-    ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
-        let kind = Kind::of(&message);
-        let response = self
-            .inner
-            .post_message_with_response_limits(uri, message, session_id, auth_header, custom_headers, limits)
-            .await?;
-        Ok(self.read(&kind, response).await)
-    }
-
-    fn delete_session(
-        &self,
-        uri: Arc<str>,
-        session_id: Arc<str>,
-        auth_header: Option<String>,
-        custom_headers: HashMap<HeaderName, HeaderValue>,
-    ) -> impl Future<Output = Result<(), StreamableHttpError<Self::Error>>> + Send + '_ {
-        self.inner.delete_session(uri, session_id, auth_header, custom_headers)
-    }
-
-    fn get_stream(
-        &self,
-        uri: Arc<str>,
-        session_id: Option<Arc<str>>,
-        last_event_id: Option<String>,
-        auth_header: Option<String>,
-        custom_headers: HashMap<HeaderName, HeaderValue>,
-    ) -> impl Future<Output = Result<SseStream, StreamableHttpError<Self::Error>>> + Send + '_ {
-        self.inner.get_stream(uri, session_id, last_event_id, auth_header, custom_headers)
-    }
-
-    fn get_stream_with_max_sse_event_size(
-        &self,
-        uri: Arc<str>,
-        session_id: Option<Arc<str>>,
-        last_event_id: Option<String>,
-        auth_header: Option<String>,
-        custom_headers: HashMap<HeaderName, HeaderValue>,
-        max_sse_event_size: usize,
-    ) -> impl Future<Output = Result<SseStream, StreamableHttpError<Self::Error>>> + Send + '_ {
-        self.inner.get_stream_with_max_sse_event_size(
-            uri,
-            session_id,
-            last_event_id,
-            auth_header,
-            custom_headers,
-            max_sse_event_size,
-        )
-    }
-}
-
 /// `response` as a JSON response if it is an SSE stream whose first message answers
 /// `call`; otherwise as it came.
-async fn shortcut(
+async fn answer_from_stream(
     call: Option<RequestId>,
     response: StreamableHttpPostResponse,
 ) -> StreamableHttpPostResponse {
@@ -213,17 +143,17 @@ async fn shortcut(
     };
     let mut read = Vec::new();
     while let Some(item) = stream.next().await {
-        let seen = match &item {
-            Ok(event) => Seen::of(event, &call),
-            Err(_) => Seen::Other,
+        let event = match &item {
+            Ok(event) => ToolStreamEvent::of(event, &call),
+            Err(_) => ToolStreamEvent::Other,
         };
-        match seen {
-            Seen::Answer(answer) => {
-                drain(stream, DRAIN_LIMIT);
+        match event {
+            ToolStreamEvent::Answer(answer) => {
+                drain_answered_stream(stream, DRAIN_LIMIT);
                 return StreamableHttpPostResponse::Json(*answer, session_id);
             }
-            Seen::Empty if read.len() < MAX_EMPTY_EVENTS => read.push(item),
-            Seen::Empty | Seen::Other => {
+            ToolStreamEvent::Empty if read.len() < MAX_EMPTY_EVENTS => read.push(item),
+            ToolStreamEvent::Empty | ToolStreamEvent::Other => {
                 read.push(item);
                 break;
             }
@@ -234,7 +164,7 @@ async fn shortcut(
 }
 
 /// What one SSE event of a `tools/call`'s response is to the shortcut.
-enum Seen {
+enum ToolStreamEvent {
     /// No message in it (a resumption primer, a keep-alive): look at the next one.
     Empty,
     /// The call's answer, decoded.
@@ -244,18 +174,18 @@ enum Seen {
     Other,
 }
 
-impl Seen {
+impl ToolStreamEvent {
     fn of(event: &Sse, call: &RequestId) -> Self {
-        match payload(event) {
-            Payload::Empty => Seen::Empty,
-            Payload::Control => Seen::Other,
-            Payload::Message(data) => tool_response(data.as_bytes(), |id| id == call)
-                .map_or(Seen::Other, |answer| Seen::Answer(Box::new(answer))),
+        match event_data(event) {
+            SseEventData::Empty => ToolStreamEvent::Empty,
+            SseEventData::Control => ToolStreamEvent::Other,
+            SseEventData::Message(data) => tool_response(data.as_bytes(), |id| id == call)
+                .map_or(ToolStreamEvent::Other, |answer| ToolStreamEvent::Answer(Box::new(answer))),
         }
     }
 }
 
-enum Payload<'a> {
+enum SseEventData<'a> {
     Empty,
     Control,
     Message(&'a str),
@@ -263,13 +193,13 @@ enum Payload<'a> {
 
 /// Which events carry a message, decided as rmcp does: those named `message`, or not
 /// named, whose data is not blank.
-fn payload(event: &Sse) -> Payload<'_> {
+fn event_data(event: &Sse) -> SseEventData<'_> {
     if !matches!(event.event.as_deref(), None | Some("" | "message")) {
-        return Payload::Control;
+        return SseEventData::Control;
     }
     match event.data.as_deref() {
-        Some(data) if !data.trim().is_empty() => Payload::Message(data),
-        _ => Payload::Empty,
+        Some(data) if !data.trim().is_empty() => SseEventData::Message(data),
+        _ => SseEventData::Empty,
     }
 }
 
@@ -278,7 +208,7 @@ fn payload(event: &Sse) -> Payload<'_> {
 /// task delivers the end after the answer), and a task waits for it, up to `limit`. A
 /// server sends nothing for a call after its answer; should one, what it sent is
 /// logged and dropped.
-fn drain(mut stream: SseStream, limit: Duration) {
+fn drain_answered_stream(mut stream: SseEvents, limit: Duration) {
     let first = match stream.next().now_or_never() {
         Some(None) => return,
         Some(Some(item)) => Some(item),
@@ -288,7 +218,7 @@ fn drain(mut stream: SseStream, limit: Duration) {
     tokio::spawn(async move {
         let read = rest.for_each(|item| {
             if let Ok(event) = &item
-                && matches!(payload(event), Payload::Message(_))
+                && matches!(event_data(event), SseEventData::Message(_))
             {
                 tracing::debug!("a message after a tool call's answer on the same SSE stream was dropped");
             }
@@ -306,6 +236,7 @@ fn drain(mut stream: SseStream, limit: Duration) {
 mod tests {
     use futures::stream;
     use rmcp::model::ServerResult;
+    use sse_stream::Error as SseError;
 
     use super::*;
 
@@ -327,7 +258,7 @@ mod tests {
         events: Vec<Result<Sse, SseError>>,
     ) -> StreamableHttpPostResponse {
         let response = StreamableHttpPostResponse::Sse(stream::iter(events).boxed(), Some("session".into()));
-        shortcut(call.map(RequestId::Number), response).await
+        answer_from_stream(call.map(RequestId::Number), response).await
     }
 
     /// The events of a response handed on as a stream: their data, or `error`.
@@ -387,8 +318,8 @@ mod tests {
             (Some(7), vec![], vec![]),
         ];
         for (call, events, expected) in cases {
-            let seen = replayed(shortcut_of(call, events).await).await;
-            assert_eq!(seen, expected, "call {call:?}");
+            let handed_on = replayed(shortcut_of(call, events).await).await;
+            assert_eq!(handed_on, expected, "call {call:?}");
         }
         assert_answered(
             shortcut_of(Some(7), vec![primer(), primer(), primer(), primer(), message(ANSWER)]).await,
@@ -400,12 +331,12 @@ mod tests {
         let json = serde_json::from_str::<ServerJsonRpcMessage>(ANSWER).expect("answer");
         let response = StreamableHttpPostResponse::Json(json, None);
         assert!(matches!(
-            shortcut(Some(RequestId::Number(7)), response).await,
+            answer_from_stream(Some(RequestId::Number(7)), response).await,
             StreamableHttpPostResponse::Json(..)
         ));
         let response = StreamableHttpPostResponse::Accepted;
         assert!(matches!(
-            shortcut(Some(RequestId::Number(7)), response).await,
+            answer_from_stream(Some(RequestId::Number(7)), response).await,
             StreamableHttpPostResponse::Accepted
         ));
     }
@@ -417,7 +348,7 @@ mod tests {
         let stream = futures::stream::unfold(receiver, |mut receiver| async move {
             receiver.recv().await.map(|item| (item, receiver))
         });
-        drain(stream.boxed(), Duration::from_millis(50));
+        drain_answered_stream(stream.boxed(), Duration::from_millis(50));
         tokio::time::timeout(Duration::from_secs(5), sender.closed()).await.expect("the stream was dropped");
     }
 }
