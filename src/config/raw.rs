@@ -221,7 +221,8 @@ pub enum RawTransportType {
     Http,
 }
 
-/// OAuth 2.1 settings of a remote server. Field names follow the predecessor's guide.
+/// OAuth 2.1 settings of a remote server. Field names are mcp-foxxy-bridge's, so its
+/// configs load unchanged.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 #[schemars(rename = "OAuth")]

@@ -16,6 +16,7 @@ use std::{
     time::Duration,
 };
 
+use crate::locks::Unpoisoned;
 use axum::{
     Router,
     extract::{Query, State},
@@ -230,7 +231,7 @@ async fn callback(
             )),
         );
     }
-    let Some(done) = flow.done.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take() else {
+    let Some(done) = flow.done.lock_unpoisoned().take() else {
         return (
             StatusCode::BAD_REQUEST,
             Html(page("Already answered", "This sign-in was already answered. You can close this tab.")),

@@ -16,6 +16,7 @@ use std::{
     time::Duration,
 };
 
+use crate::locks::Unpoisoned;
 use futures::StreamExt;
 use oauth2::http;
 use rmcp::transport::{
@@ -83,13 +84,13 @@ impl BridgeOAuthHttp {
 
     /// Every request made so far, oldest first.
     pub fn attempts(&self) -> Vec<Attempt> {
-        self.attempts.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        self.attempts.lock_unpoisoned().clone()
     }
 
     fn record(&self, method: &str, url: &str, outcome: String) {
         let url = &super::store::redacted_url(url);
         tracing::debug!(%method, %url, %outcome, "oauth http");
-        self.attempts.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(Attempt {
+        self.attempts.lock_unpoisoned().push(Attempt {
             method: method.to_owned(),
             url: url.to_owned(),
             outcome,

@@ -70,6 +70,7 @@ mod keys;
 #[cfg(test)]
 mod tests;
 
+use crate::locks::Unpoisoned;
 pub use entry::{
     ClientRegistration, ClientSource, EntryStatus, FORMAT_VERSION, NoteKind, Secret, SignInNote, TokenEntry,
     now,
@@ -437,7 +438,7 @@ fn report_unreadable(error: &StoreError) {
     static REPORTED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
     let StoreError::Io { path, source } = error else { return };
     let key = format!("{}\n{:?}", path.display(), source.kind());
-    let mut reported = REPORTED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut reported = REPORTED.lock_unpoisoned();
     if reported.get_or_insert_with(HashSet::new).insert(key) {
         tracing::warn!(
             "skipping the token file `{}`, which cannot be read: {source}; other entries are unaffected",

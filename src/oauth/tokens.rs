@@ -40,6 +40,7 @@ use super::{
     prompt::PromptBoard,
     store::{self, ClientSource, EntryLock, NoteKind, Secret, SignInNote, TokenEntry},
 };
+use crate::locks::Unpoisoned;
 
 /// How often the token file is looked at for changes made by other processes.
 const RECHECK: Duration = Duration::from_millis(500);
@@ -116,7 +117,7 @@ impl TokenSource {
     /// this process update the cache directly. File reads run on the blocking pool.
     pub async fn entry(&self) -> Result<Option<TokenEntry>, OAuthError> {
         let previous = {
-            let cached = self.cached.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let cached = self.cached.lock_unpoisoned();
             if cached.checked.is_some_and(|checked| checked.elapsed() < RECHECK) {
                 return Ok(cached.entry.clone());
             }
@@ -124,7 +125,7 @@ impl TokenSource {
         };
         let stamp = self.context.store.stamp_async(&self.target.url).await;
         if previous == Some(stamp) {
-            let mut cached = self.cached.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut cached = self.cached.lock_unpoisoned();
             cached.checked = Some(Instant::now());
             return Ok(cached.entry.clone());
         }
@@ -136,7 +137,7 @@ impl TokenSource {
                 None
             }
         };
-        *self.cached.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+        *self.cached.lock_unpoisoned() =
             Cached { entry: entry.clone(), stamp, checked: Some(Instant::now()) };
         Ok(entry)
     }
@@ -189,12 +190,12 @@ impl TokenSource {
             return Err(self.sign_in_required("the access token expired and there is no refresh token"));
         };
         if let Some(wait) = self.backing_off() {
-            let reason = self.backoff.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).reason.clone();
+            let reason = self.backoff.lock_unpoisoned().reason.clone();
             return Err(self.transient(&format!("{reason}; the next try is in {} s", wait.as_secs().max(1))));
         }
         match refresh(&self.target, &latest, &refresh_token).await {
             Ok(fresh) => {
-                *self.backoff.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Backoff::default();
+                *self.backoff.lock_unpoisoned() = Backoff::default();
                 self.context
                     .store
                     .write_async(lock, fresh.clone())
@@ -214,7 +215,7 @@ impl TokenSource {
             Err(RefreshFailure::Transient(reason)) => {
                 tracing::warn!(upstream = %self.target.name, "token refresh failed, keeping the tokens: {reason}");
                 {
-                    let mut backoff = self.backoff.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    let mut backoff = self.backoff.lock_unpoisoned();
                     let delay = if backoff.delay.is_zero() {
                         FIRST_BACKOFF
                     } else {
@@ -324,7 +325,7 @@ impl TokenSource {
 
     /// How long refreshes still wait after one failed for now; `None` when one may run.
     fn backing_off(&self) -> Option<Duration> {
-        let backoff = self.backoff.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let backoff = self.backoff.lock_unpoisoned();
         backoff
             .until
             .and_then(|until| until.checked_duration_since(Instant::now()))
@@ -368,12 +369,11 @@ impl TokenSource {
 
     async fn remember(&self, entry: TokenEntry) {
         let stamp = self.context.store.stamp_async(&self.target.url).await;
-        *self.cached.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
-            Cached { entry: Some(entry), stamp, checked: Some(Instant::now()) };
+        *self.cached.lock_unpoisoned() = Cached { entry: Some(entry), stamp, checked: Some(Instant::now()) };
     }
 
     fn forget(&self) {
-        *self.cached.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Cached::default();
+        *self.cached.lock_unpoisoned() = Cached::default();
     }
 
     fn sign_in_required(&self, reason: &str) -> OAuthError {
