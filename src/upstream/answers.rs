@@ -115,6 +115,7 @@ impl<C: StreamableHttpClient + Sync> StreamableHttpClient for Answers<C> {
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
         let kind = Kind::of(&message);
+        let message = super::client_tasks::declare_tasks(message);
         let response = self.inner.post_message(uri, message, session_id, auth_header, custom_headers).await?;
         Ok(self.read(&kind, response).await)
     }
@@ -129,6 +130,7 @@ impl<C: StreamableHttpClient + Sync> StreamableHttpClient for Answers<C> {
         max_sse_event_size: usize,
     ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
         let kind = Kind::of(&message);
+        let message = super::client_tasks::declare_tasks(message);
         let response = self
             .inner
             .post_message_with_max_sse_event_size(
@@ -153,6 +155,7 @@ impl<C: StreamableHttpClient + Sync> StreamableHttpClient for Answers<C> {
         limits: StreamableHttpResponseLimits,
     ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
         let kind = Kind::of(&message);
+        let message = super::client_tasks::declare_tasks(message);
         let response = self
             .inner
             .post_message_with_response_limits(uri, message, session_id, auth_header, custom_headers, limits)

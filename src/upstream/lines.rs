@@ -353,7 +353,7 @@ where
             self.in_flight.insert(request.id.clone());
         }
         // Encoded now, so messages are queued in the order rmcp sends them.
-        let bytes = serde_json::to_vec(&item).map(|mut bytes| {
+        let bytes = serde_json::to_vec(&super::client_tasks::declare_tasks(item)).map(|mut bytes| {
             bytes.push(b'\n');
             bytes
         });

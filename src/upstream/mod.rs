@@ -20,6 +20,7 @@
 mod answers;
 mod child;
 mod child_output;
+mod client_tasks;
 mod connection;
 mod lane;
 mod lines;
@@ -39,6 +40,7 @@ pub mod watchdog;
 
 use std::{fmt, sync::Arc};
 
+pub use client_tasks::{RequestOrigin, origin_of};
 use futures::future::{BoxFuture, FutureExt};
 pub use lane::{AnswerSink, Ticket as LaneTicket};
 pub use relay::{RawToolResult, ToolAnswer, ToolCall, ToolCallRef, number_or_string};
@@ -167,6 +169,13 @@ pub trait ClientLink: Send + Sync + 'static {
     /// (`tools` and `call` from a shell); upstreams start only after it.
     fn client_capabilities(&self) -> ClientCapabilities {
         ClientCapabilities::default()
+    }
+
+    /// The client's `capabilities.tasks` as it declared them, limited to what the bridge
+    /// relays, declared in turn to each upstream (rmcp's capability type has no `tasks`).
+    /// `None` when the client declared none.
+    fn client_tasks(&self) -> Option<serde_json::Value> {
+        None
     }
 }
 

@@ -258,7 +258,7 @@ impl Transport<RoleClient> for SseTransport {
         let request = (self.client.post(self.endpoint.as_ref().clone()))
             .headers(self.headers.clone())
             .timeout(self.timeout)
-            .json(&item);
+            .json(&super::client_tasks::declare_tasks(item));
         let tokens = self.tokens.clone();
         async move {
             let mut token = match &tokens {
