@@ -24,19 +24,14 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use futures::{FutureExt, StreamExt, stream::BoxStream};
 use reqwest::header::{HeaderName, HeaderValue};
 use rmcp::{
-    model::{
-        ClientJsonRpcMessage, ClientRequest, GetExtensions, JsonRpcMessage, RequestId, ServerJsonRpcMessage,
-    },
+    model::{ClientJsonRpcMessage, ClientRequest, JsonRpcMessage, RequestId, ServerJsonRpcMessage},
     transport::streamable_http_client::{
         StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse, StreamableHttpResponseLimits,
     },
 };
 use sse_stream::{Error as SseError, Sse};
 
-use super::{
-    lines::tool_response,
-    raw_results::{RawResultWanted, RawResults},
-};
+use super::{lines::tool_response, raw_results::RawResults};
 
 /// How long the rest of an answered stream may take to end before its connection is
 /// dropped instead of reused.
@@ -51,7 +46,7 @@ type SseStream = BoxStream<'static, Result<Sse, SseError>>;
 #[derive(Clone)]
 pub struct Answers<C> {
     inner: C,
-    /// Offered the events of each `tools/list` response stream (`raw_results.rs`).
+    /// Offered the events of every stream handed to rmcp (`raw_results.rs`).
     raw_results: Arc<RawResults>,
 }
 
@@ -60,32 +55,39 @@ impl<C> Answers<C> {
         Self { inner, raw_results }
     }
 
-    /// `response` as it came, a `tools/list` answer's stream offered to the capture on
-    /// its way to rmcp; a `tools/call` answer read by [`shortcut`].
+    /// `response` as it came, a `tools/call` answer read by [`shortcut`]; the events of
+    /// a stream handed on are offered to the capture on their way to rmcp.
     async fn read(&self, message: &Kind, response: StreamableHttpPostResponse) -> StreamableHttpPostResponse {
-        match (message, response) {
-            (Kind::Raw, StreamableHttpPostResponse::Sse(stream, session_id)) => {
-                let raw_results = self.raw_results.clone();
-                let stream = stream.inspect(move |item| {
-                    if let Ok(event) = item
-                        && let Payload::Message(data) = payload(event)
-                    {
-                        raw_results.offer(data.as_bytes());
-                    }
-                });
-                StreamableHttpPostResponse::Sse(stream.boxed(), session_id)
+        let response = match message {
+            Kind::ToolCall(call) => shortcut(Some(call.clone()), response).await,
+            Kind::Other => response,
+        };
+        match response {
+            StreamableHttpPostResponse::Sse(stream, session_id) => {
+                StreamableHttpPostResponse::Sse(offered(stream, self.raw_results.clone()), session_id)
             }
-            (Kind::ToolCall(call), response) => shortcut(Some(call.clone()), response).await,
-            (_, response) => response,
+            other => other,
         }
     }
+}
+
+/// `stream` with each message offered to `raw_results` (a `tools/list` answer, a task
+/// result, a request of the server's with `params.task`) on its way to rmcp.
+fn offered(stream: SseStream, raw_results: Arc<RawResults>) -> SseStream {
+    stream
+        .inspect(move |item| {
+            if let Ok(event) = item
+                && let Payload::Message(data) = payload(event)
+            {
+                raw_results.offer(data.as_bytes());
+            }
+        })
+        .boxed()
 }
 
 /// What the bridge reads itself in a POST's response.
 enum Kind {
     ToolCall(RequestId),
-    /// A `tools/list`, or a request whose result is wanted as written (`raw_results.rs`).
-    Raw,
     Other,
 }
 
@@ -94,8 +96,6 @@ impl Kind {
         match message {
             JsonRpcMessage::Request(request) => match request.request {
                 ClientRequest::CallToolRequest(_) => Kind::ToolCall(request.id.clone()),
-                ClientRequest::ListToolsRequest(_) => Kind::Raw,
-                _ if request.request.extensions().get::<RawResultWanted>().is_some() => Kind::Raw,
                 _ => Kind::Other,
             },
             _ => Kind::Other,
@@ -181,7 +181,10 @@ impl<C: StreamableHttpClient + Sync> StreamableHttpClient for Answers<C> {
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> impl Future<Output = Result<SseStream, StreamableHttpError<Self::Error>>> + Send + '_ {
-        self.inner.get_stream(uri, session_id, last_event_id, auth_header, custom_headers)
+        let raw_results = self.raw_results.clone();
+        self.inner
+            .get_stream(uri, session_id, last_event_id, auth_header, custom_headers)
+            .map(|stream| stream.map(|stream| offered(stream, raw_results)))
     }
 
     fn get_stream_with_max_sse_event_size(
@@ -193,14 +196,17 @@ impl<C: StreamableHttpClient + Sync> StreamableHttpClient for Answers<C> {
         custom_headers: HashMap<HeaderName, HeaderValue>,
         max_sse_event_size: usize,
     ) -> impl Future<Output = Result<SseStream, StreamableHttpError<Self::Error>>> + Send + '_ {
-        self.inner.get_stream_with_max_sse_event_size(
-            uri,
-            session_id,
-            last_event_id,
-            auth_header,
-            custom_headers,
-            max_sse_event_size,
-        )
+        let raw_results = self.raw_results.clone();
+        self.inner
+            .get_stream_with_max_sse_event_size(
+                uri,
+                session_id,
+                last_event_id,
+                auth_header,
+                custom_headers,
+                max_sse_event_size,
+            )
+            .map(|stream| stream.map(|stream| offered(stream, raw_results)))
     }
 }
 

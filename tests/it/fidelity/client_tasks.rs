@@ -6,8 +6,8 @@
 use serde_json::{Value, json};
 
 use super::{
-    ALL_CAPABILITIES, LineClient, PREFIX, bridge_tools_settling_on, canned_result, everything_env, recorded,
-    recording,
+    ALL_CAPABILITIES, LineClient, PREFIX, bridge_tools_settling_on, canned_result, everything_env,
+    everything_http, recorded, recording,
 };
 use crate::support::TestEnv;
 
@@ -89,17 +89,37 @@ async fn an_upstreams_sampling_and_elicitation_run_as_client_tasks_as_directly()
         );
     }
 
+    let check = |transport: &str, results: Vec<Value>, asked: Vec<Value>| {
+        assert_eq!(results, expected, "the tools' results through the bridge over {transport}");
+        let methods =
+            |asked: &[Value]| asked.iter().map(|request| request["method"].clone()).collect::<Vec<_>>();
+        assert_eq!(methods(&asked), methods(&direct_asked), "over {transport}");
+        for (relayed, own) in asked.iter().zip(&direct_asked) {
+            assert_eq!(
+                relayed["params"], own["params"],
+                "relayed as the upstream wrote it, over {transport}"
+            );
+        }
+    };
     let env = everything_env();
     let mut bridge = LineClient::bridge(&env);
-    bridge.initialize(capabilities).await;
+    bridge.initialize(capabilities.clone()).await;
     let tools = bridge_tools_settling_on(&mut bridge, &expected_tools).await;
     assert_eq!(tools, expected_tools, "the client-task tools are offered as directly");
     let (results, asked) = run_client_tasks(&mut bridge, PREFIX).await;
-    assert_eq!(results, expected, "the tools' results through the bridge");
-    let methods = |asked: &[Value]| asked.iter().map(|request| request["method"].clone()).collect::<Vec<_>>();
-    assert_eq!(methods(&asked), methods(&direct_asked));
-    for (relayed, own) in asked.iter().zip(&direct_asked) {
-        assert_eq!(relayed["params"], own["params"], "relayed as the upstream wrote it");
+    check("stdio", results, asked);
+
+    for (mode, path, transport) in [("streamableHttp", "/mcp", "streamablehttp"), ("sse", "/sse", "sse")] {
+        let (_server, port) = everything_http(mode).await;
+        let env = TestEnv::new();
+        let url = format!("http://127.0.0.1:{port}{path}");
+        env.write_config(&json!({"mcpServers": {"ev": {"url": url, "transport": transport}}}));
+        let mut bridge = LineClient::bridge(&env);
+        bridge.initialize(capabilities.clone()).await;
+        let tools = bridge_tools_settling_on(&mut bridge, &expected_tools).await;
+        assert_eq!(tools, expected_tools, "the client-task tools are offered over {mode}");
+        let (results, asked) = run_client_tasks(&mut bridge, PREFIX).await;
+        check(mode, results, asked);
     }
 }
 
