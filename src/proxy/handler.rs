@@ -304,12 +304,13 @@ impl ServerHandler for Bridge {
     /// that upstream.
     async fn on_custom_notification(
         &self,
-        notification: CustomNotification,
-        _context: NotificationContext<RoleServer>,
+        mut notification: CustomNotification,
+        context: NotificationContext<RoleServer>,
     ) {
         if notification.method != "notifications/tasks/status" {
             return;
         }
+        super::upstream_requests::restore_meta(&mut notification, &context);
         let task_id = notification.params.as_ref().and_then(|params| params.get("taskId"));
         let owner = task_id
             .and_then(serde_json::Value::as_str)

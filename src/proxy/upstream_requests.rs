@@ -235,6 +235,25 @@ pub fn sending(bridge: Option<&super::Bridge>, request: &mut rmcp::model::JsonRp
     }
 }
 
+/// Give `notification` back the `_meta` the client wrote, which rmcp moved into
+/// `context` (leaving an empty one that would be sent as `"_meta": {}`).
+pub fn restore_meta(
+    notification: &mut rmcp::model::CustomNotification,
+    context: &rmcp::service::NotificationContext<rmcp::RoleServer>,
+) {
+    use rmcp::model::NotificationMetaObject;
+    let written = context
+        .extensions
+        .get::<NotificationMetaObject>()
+        .filter(|meta| !meta.0.is_empty())
+        .cloned()
+        .or_else(|| (!context.meta.0.is_empty()).then(|| context.meta.clone()));
+    notification.extensions.remove::<NotificationMetaObject>();
+    if let Some(meta) = written {
+        notification.extensions.insert(meta);
+    }
+}
+
 fn lookup<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
     path.iter().try_fold(value, |value, key| value.get(key))
 }

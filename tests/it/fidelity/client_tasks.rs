@@ -165,9 +165,9 @@ async fn the_clients_progress_on_an_upstreams_request_goes_back_under_its_token(
         answered["result"]["content"][0]["text"].as_str().is_some_and(|text| text.contains("\"ok\"")),
         "{answered}"
     );
-    let forwarded: Vec<Value> = recorded(&log)
-        .into_iter()
-        .filter(|message| message["method"] == "notifications/progress")
+    let forwarded: Vec<Value> = recorded_soon(&log, "notifications/progress")
+        .await
+        .iter()
         .map(|message| message["params"].clone())
         .collect();
     assert_eq!(forwarded.len(), 1, "{forwarded:?}");
@@ -175,6 +175,71 @@ async fn the_clients_progress_on_an_upstreams_request_goes_back_under_its_token(
     assert_eq!(forwarded[0]["progress"].as_f64(), Some(1.0));
     assert_eq!(forwarded[0]["total"].as_f64(), Some(2.0));
     assert_eq!(forwarded[0]["message"], "half");
+}
+
+/// The messages `method` a recording upstream received, once there is one (at most
+/// 10 s).
+async fn recorded_soon(log: &std::path::Path, method: &str) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let found: Vec<Value> =
+            recorded(log).into_iter().filter(|message| message["method"] == method).collect();
+        if !found.is_empty() || tokio::time::Instant::now() >= deadline {
+            return found;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_status_of_a_client_task_goes_to_the_upstream_that_created_it() {
+    let env = TestEnv::new();
+    let (log_a, log_b) = (env.path("a.jsonl"), env.path("b.jsonl"));
+    let ask = json!({"method": "sampling/createMessage", "params": {"messages": [], "maxTokens": 5, "task": {"ttl": 1000}}});
+    let described =
+        json!({"tools": [{"name": "work", "inputSchema": {"type": "object"}}], "ask_client": ask});
+    env.write_config(
+        &json!({"mcpServers": {"a": recording(&log_a, &described), "b": recording(&log_b, &described)}}),
+    );
+    let mut bridge = LineClient::bridge(&env);
+    bridge
+        .initialize(json!({"sampling": {}, "tasks": {"requests": {"sampling": {"createMessage": {}}}}}))
+        .await;
+    assert_eq!(bridge.tools().await.len(), 2);
+    bridge
+        .raw
+        .send(&json!({"jsonrpc": "2.0", "id": 90, "method": "tools/call", "params": {"name": "a__work"}}))
+        .await;
+    let request = loop {
+        let message = bridge.raw.recv().await;
+        if message["method"] == "sampling/createMessage" {
+            break message;
+        }
+    };
+    assert_eq!(request["params"]["task"], json!({"ttl": 1000}), "{request}");
+    let task = json!({"taskId": "t-a", "status": "working", "createdAt": "2026-01-01T00:00:00Z",
+        "lastUpdatedAt": "2026-01-01T00:00:00Z", "ttl": 1000});
+    bridge.raw.send(&json!({"jsonrpc": "2.0", "id": request["id"], "result": {"task": task}})).await;
+    let answered = loop {
+        let message = bridge.raw.recv().await;
+        if message["id"] == 90 {
+            break message;
+        }
+    };
+    let text = answered["result"]["content"][0]["text"].as_str().unwrap_or_default();
+    assert_eq!(serde_json::from_str::<Value>(text).ok(), Some(json!({"task": task})), "{answered}");
+    let mut status = task.clone();
+    status["status"] = json!("completed");
+    bridge
+        .raw
+        .send(&json!({"jsonrpc": "2.0", "method": "notifications/tasks/status", "params": status}))
+        .await;
+    let notified = recorded_soon(&log_a, "notifications/tasks/status").await;
+    assert_eq!(notified.first().map(|message| &message["params"]), Some(&status), "{notified:?}");
+    bridge.request("ping", json!({})).await;
+    let elsewhere =
+        recorded(&log_b).into_iter().filter(|message| message["method"] == "notifications/tasks/status");
+    assert_eq!(elsewhere.count(), 0, "only the upstream that created the task hears of it");
 }
 
 #[tokio::test]
