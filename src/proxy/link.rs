@@ -3,7 +3,10 @@
 //!
 //! It forwards server→client requests only when the client declared the capability
 //! they need, maps resource URIs in notifications to their exposed form, and relays
-//! cancellation of those requests in both directions.
+//! cancellation of those requests in both directions. A custom request (a task the
+//! upstream asks the client to run, its `tasks/*`) goes to the client as the upstream
+//! wrote it and is answered with the client's result as written; progress tokens and
+//! client task ids are kept in `upstream_requests.rs`.
 
 use std::sync::{Arc, OnceLock};
 
