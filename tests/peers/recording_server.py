@@ -17,7 +17,8 @@ tasks/get and tasks/cancel answer with the task, tasks/result with a text result
 naming it, tasks/list with every task; an unknown task id gets -32602. With
 "exit_after_task": true the server exits right after creating a task; with
 "result_delay_ms": N, tasks/result answers N ms late. With "ask_client": {"method",
-"params"}, a tools/call first sends that request to the client (id "ask-N") and
+"params"} (or a list of them, one per tools/call in turn), a tools/call first sends that
+request to the client (id "ask-N") and
 answers, once the client has, with a text result holding the client's answer as JSON
 (a JSON-RPC error from the client becomes the text "error: " and its message).
 With "failing": ["METHOD", ...], those methods get -32603 "METHOD failed on purpose".
@@ -66,7 +67,9 @@ def main() -> None:
                 asked += 1
                 ask_id = "ask-%d" % asked
                 waiting[ask_id] = message["id"]
-                ask = dict(description["ask_client"], jsonrpc="2.0", id=ask_id)
+                asks = description["ask_client"]
+                asks = asks if isinstance(asks, list) else [asks]
+                ask = dict(asks[(asked - 1) % len(asks)], jsonrpc="2.0", id=ask_id)
                 sys.stdout.write(json.dumps(ask) + "\n")
                 sys.stdout.flush()
                 continue

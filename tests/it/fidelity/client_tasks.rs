@@ -192,15 +192,15 @@ async fn recorded_soon(log: &std::path::Path, method: &str) -> Vec<Value> {
 }
 
 #[tokio::test]
-async fn the_status_of_a_client_task_goes_to_the_upstream_that_created_it() {
+async fn a_client_task_belongs_to_the_upstream_that_created_it() {
     let env = TestEnv::new();
     let (log_a, log_b) = (env.path("a.jsonl"), env.path("b.jsonl"));
-    let ask = json!({"method": "sampling/createMessage", "params": {"messages": [], "maxTokens": 5, "task": {"ttl": 1000}}});
-    let described =
-        json!({"tools": [{"name": "work", "inputSchema": {"type": "object"}}], "ask_client": ask});
-    env.write_config(
-        &json!({"mcpServers": {"a": recording(&log_a, &described), "b": recording(&log_b, &described)}}),
-    );
+    let create = json!({"method": "sampling/createMessage", "params": {"messages": [], "maxTokens": 5, "task": {"ttl": 1000}}});
+    let get = json!({"method": "tasks/get", "params": {"taskId": "t-a"}});
+    let tools = json!([{"name": "work", "inputSchema": {"type": "object"}}]);
+    let a = json!({"tools": tools, "ask_client": [create, get]});
+    let b = json!({"tools": tools, "ask_client": get});
+    env.write_config(&json!({"mcpServers": {"a": recording(&log_a, &a), "b": recording(&log_b, &b)}}));
     let mut bridge = LineClient::bridge(&env);
     bridge
         .initialize(json!({"sampling": {}, "tasks": {"requests": {"sampling": {"createMessage": {}}}}}))
@@ -240,6 +240,16 @@ async fn the_status_of_a_client_task_goes_to_the_upstream_that_created_it() {
     let elsewhere =
         recorded(&log_b).into_iter().filter(|message| message["method"] == "notifications/tasks/status");
     assert_eq!(elsewhere.count(), 0, "only the upstream that created the task hears of it");
+
+    // Another upstream cannot ask about it; its creator can.
+    let refused = bridge.request("tools/call", json!({"name": "b__work"})).await;
+    assert_eq!(refused["result"]["content"][0]["text"], "error: unknown task `t-a`", "{refused}");
+    assert!(!bridge.asked.iter().any(|request| request["method"] == "tasks/get"), "{:?}", bridge.asked);
+    let got = bridge.request("tools/call", json!({"name": "a__work"})).await;
+    let text = got["result"]["content"][0]["text"].as_str().unwrap_or_default();
+    let task = serde_json::from_str::<Value>(text).unwrap_or_default();
+    assert_eq!((&task["taskId"], &task["status"]), (&json!("t-a"), &json!("completed")), "{got}");
+    assert!(bridge.asked.iter().any(|request| request["method"] == "tasks/get"), "{:?}", bridge.asked);
 }
 
 #[tokio::test]
