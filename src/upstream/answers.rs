@@ -14,6 +14,10 @@
 //! server, an error, an empty stream) is handed over as the same stream, with the
 //! events already read put back in front, so rmcp sees exactly what the server sent.
 //!
+//! Every stream handed to rmcp (a POST's answer, the GET stream) has its messages offered
+//! to the session's `RawResults` on the way (`raw_results.rs`): a `tools/list` answer, a
+//! task's result, or a server request with `params.task` is then kept as written.
+//!
 //! The stream's remaining bytes are read to its end (by a small task when the end has
 //! not arrived with the answer, which with hyper is the usual case) so that the
 //! connection goes back to the pool; a server that keeps the stream open after the
