@@ -17,7 +17,7 @@
 
 use std::{collections::HashMap, future::Future, sync::Arc};
 
-use futures::stream::BoxStream;
+use futures::{FutureExt, stream::BoxStream};
 use reqwest::header::{HeaderName, HeaderValue};
 use rmcp::{
     model::ClientJsonRpcMessage,
@@ -55,6 +55,16 @@ pub trait StreamableHttpLayer: Clone + Send + Sync + 'static {
 
     /// What to remember of `message`, which is about to be POSTed.
     fn note_post(&self, message: &ClientJsonRpcMessage) -> Self::PostNote;
+
+    /// `message` as it is to be POSTed; by default unchanged.
+    fn prepare_post(&self, message: ClientJsonRpcMessage) -> ClientJsonRpcMessage {
+        message
+    }
+
+    /// A GET's event stream, as rmcp is to read it; by default unchanged.
+    fn read_stream(&self, stream: SseEvents) -> SseEvents {
+        stream
+    }
 
     /// The response to a POST, as rmcp is to read it.
     fn read_post(
@@ -211,10 +221,11 @@ impl<L: StreamableHttpLayer> LayeredHttpClient<L> {
 
     async fn post(
         &self,
-        request: PostMessage,
+        mut request: PostMessage,
         auth_header: Option<String>,
     ) -> Result<StreamableHttpPostResponse, HttpLayerError<L::Inner>> {
         let note = self.0.note_post(&request.message);
+        request.message = self.0.prepare_post(request.message);
         let response = self.0.send(request, auth_header).await?;
         Ok(self.0.read_post(note, response).await)
     }
@@ -280,7 +291,7 @@ impl<L: StreamableHttpLayer> StreamableHttpClient for LayeredHttpClient<L> {
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> impl Future<Output = Result<SseEvents, StreamableHttpError<Self::Error>>> + Send + '_ {
         let request = GetStream { uri, session_id, last_event_id, custom_headers, max_sse_event_size: None };
-        self.0.send(request, auth_header)
+        self.0.send(request, auth_header).map(|stream| stream.map(|stream| self.0.read_stream(stream)))
     }
 
     fn get_stream_with_max_sse_event_size(
@@ -294,6 +305,6 @@ impl<L: StreamableHttpLayer> StreamableHttpClient for LayeredHttpClient<L> {
     ) -> impl Future<Output = Result<SseEvents, StreamableHttpError<Self::Error>>> + Send + '_ {
         let max_sse_event_size = Some(max_sse_event_size);
         let request = GetStream { uri, session_id, last_event_id, custom_headers, max_sse_event_size };
-        self.0.send(request, auth_header)
+        self.0.send(request, auth_header).map(|stream| stream.map(|stream| self.0.read_stream(stream)))
     }
 }

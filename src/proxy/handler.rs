@@ -13,13 +13,13 @@ use rmcp::{
     ErrorData, RoleServer, ServerHandler,
     model::{
         CallToolRequestParams, CallToolResponse, ClientNotification, ClientRequest, CompleteRequest,
-        CompleteRequestParams, CompleteResult, ErrorCode, GetPromptRequest, GetPromptRequestParams,
-        GetPromptResponse, Implementation, InitializeRequestParams, InitializeResult, ListPromptsResult,
-        ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
-        ProtocolVersion, ReadResourceRequest, ReadResourceRequestParams, ReadResourceResponse, Reference,
-        ResourceContents, RootsListChangedNotification, ServerCapabilities, ServerInfo, ServerResult,
-        SetLevelRequestParams, SubscribeRequest, SubscribeRequestParams, UnsubscribeRequest,
-        UnsubscribeRequestParams,
+        CompleteRequestParams, CompleteResult, CustomNotification, ErrorCode, GetPromptRequest,
+        GetPromptRequestParams, GetPromptResponse, Implementation, InitializeRequestParams, InitializeResult,
+        ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult, ListToolsResult,
+        PaginatedRequestParams, ProgressNotificationParam, ProtocolVersion, ReadResourceRequest,
+        ReadResourceRequestParams, ReadResourceResponse, Reference, ResourceContents,
+        RootsListChangedNotification, ServerCapabilities, ServerInfo, ServerResult, SetLevelRequestParams,
+        SubscribeRequest, SubscribeRequestParams, UnsubscribeRequest, UnsubscribeRequestParams,
     },
     service::{NotificationContext, RequestContext},
 };
@@ -295,6 +295,35 @@ impl ServerHandler for Bridge {
     ) -> Result<(), ErrorData> {
         self.upstreams.set_log_level(request.level).await;
         Ok(())
+    }
+
+    /// The client's progress on a request an upstream sent it (`upstream_requests.rs`).
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleServer>,
+    ) {
+        self.link.upstream_requests().progress(params).await;
+    }
+
+    /// `notifications/tasks/status` of a task the client runs for an upstream goes to
+    /// that upstream.
+    async fn on_custom_notification(
+        &self,
+        mut notification: CustomNotification,
+        context: NotificationContext<RoleServer>,
+    ) {
+        if notification.method != "notifications/tasks/status" {
+            return;
+        }
+        super::upstream_requests::restore_meta(&mut notification, &context);
+        let task_id = notification.params.as_ref().and_then(|params| params.get("taskId"));
+        let owner = task_id
+            .and_then(serde_json::Value::as_str)
+            .and_then(|id| self.link.upstream_requests().owner(id));
+        if let Some(owner) = owner {
+            owner.notify(notification).await;
+        }
     }
 
     async fn on_roots_list_changed(&self, _context: NotificationContext<RoleServer>) {

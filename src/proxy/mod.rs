@@ -57,6 +57,7 @@ mod service;
 mod sign_in;
 pub mod stdio;
 pub(crate) mod tasks;
+mod upstream_requests;
 
 use std::{
     sync::{Arc, OnceLock},

@@ -324,6 +324,10 @@ fn parse_line(line: &[u8], outbox: &Arc<Outbox>) -> Verdict {
     if line.is_empty() {
         return Verdict::Drop;
     }
+    if let Some(bridge) = &outbox.bridge {
+        // An answer to an upstream's request relayed raw is kept as written.
+        bridge.link.upstream_requests().offer(line);
+    }
     if let Some(bridge) = &outbox.bridge
         && outbox.initialized.load(Ordering::Acquire)
         && let Some((id, params)) = calls::decode(line)
@@ -364,6 +368,9 @@ fn parse_line(line: &[u8], outbox: &Arc<Outbox>) -> Verdict {
             // for its id must leave the next one free to (this reader is the only writer).
             if initialize {
                 outbox.initialized.store(true, Ordering::Release);
+                if let Some(bridge) = &outbox.bridge {
+                    bridge.link.upstream_requests().remember_initialize(line);
+                }
             }
             Verdict::Pass(JsonRpcMessage::Request(request))
         }
@@ -557,10 +564,7 @@ impl Transport<RoleServer> for StdioTransport {
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
         let mut item = item;
         if let JsonRpcMessage::Request(request) = &mut item {
-            // rmcp gives every request a progress token. The upstream's request this
-            // one relays (roots, sampling, elicitation) is answered without progress,
-            // so the client gets none it would have to report on.
-            crate::upstream::drop_progress_token(&mut request.request);
+            super::upstream_requests::sending(self.outbox.bridge.as_deref(), request);
         }
         let line = match &item {
             JsonRpcMessage::Response(response)

@@ -6,8 +6,10 @@
 //! upstreams' ids never collide, and the id alone says where a `tasks/*` request goes
 //! (the longest configured upstream name that prefixes it, so no table is kept and a
 //! task listed by `tasks/list` routes as well as one created here). `tasks/list` walks
-//! the task-capable upstreams in config order, one upstream's page per page; its cursor
-//! is `<upstream>:<that upstream's cursor>`.
+//! the upstreams that declared `tasks.list` in config order, one upstream's page per
+//! page; its cursor is `<upstream>:<that upstream's cursor>`. When one of them fails it,
+//! the answer is that error, naming the upstream: a page that left its tasks out would
+//! tell the client they are gone.
 
 use rmcp::ErrorData;
 use serde_json::{Map, Value};
@@ -119,7 +121,7 @@ impl Bridge {
             let view = view.borrow();
             view.upstreams
                 .iter()
-                .filter(|state| state.is_ready())
+                .filter(|state| state.is_ready() && lists_tasks(state))
                 .map(|state| state.name.to_string())
                 .collect()
         };
@@ -140,10 +142,14 @@ impl Bridge {
             if let Some(cursor) = cursor.take() {
                 page.insert("cursor".to_owned(), Value::String(cursor));
             }
-            let listed = self.raw(upstream, "tasks/list", page, options.clone()).await;
+            // A page without one upstream's tasks would say they are gone: its failure
+            // is the answer.
+            let mut listed =
+                self.raw(upstream, "tasks/list", page, options.clone()).await.map_err(|error| {
+                    let message = format!("`tasks/list` failed at upstream `{upstream}`: {}", error.message);
+                    ErrorData::internal_error(message, None)
+                })?;
             index += 1;
-            // An upstream without tasks lists none.
-            let Ok(mut listed) = listed else { continue };
             expose_ids(upstream, &mut listed);
             if let Some(Value::Array(listed_tasks)) = listed.get_mut("tasks").map(Value::take) {
                 tasks.extend(listed_tasks);
@@ -187,6 +193,15 @@ impl Bridge {
         let (owner, own) = owner_of(settings.servers.iter().map(|server| server.name.as_str()), exposed)?;
         Some((owner.to_owned(), own.to_owned()))
     }
+}
+
+/// Whether `state`'s upstream declared `tasks.list` (one that did not has no task list).
+fn lists_tasks(state: &crate::upstream::UpstreamState) -> bool {
+    state
+        .catalog
+        .as_ref()
+        .and_then(|catalog| catalog.tasks.as_ref())
+        .is_some_and(|tasks| tasks.get("list").is_some())
 }
 
 /// Of `names`, the longest that `exposed` starts with followed by `:` and an id; that

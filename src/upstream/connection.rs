@@ -463,11 +463,17 @@ pub struct UpstreamHandler {
 }
 
 impl UpstreamHandler {
+    /// The client's `capabilities.tasks` for the upstream (`client_tasks.rs`).
+    pub fn client_tasks(&self) -> Option<serde_json::Value> {
+        self.link.client_tasks()
+    }
+
     async fn ask_client(
         &self,
-        request: ServerRequest,
+        mut request: ServerRequest,
         context: RequestContext<RoleClient>,
     ) -> Result<ClientResult, ErrorData> {
+        super::client_tasks::attach_origin(&self.name, &mut request, &context);
         let result = self.link.request(&self.name, request, context.ct).await;
         if let Err(error) = &result {
             tracing::info!(upstream = %self.name, "answered a request of the upstream with an error: {}", error.message);

@@ -17,6 +17,7 @@
 // protocol 2026-07-28, but they are live parts of 2025-11-25, which the bridge speaks.
 #![allow(deprecated)]
 
+mod client_tasks;
 mod connection;
 mod entry;
 mod http;
@@ -32,6 +33,7 @@ mod tap;
 
 use std::{fmt, sync::Arc};
 
+pub use client_tasks::{RequestOrigin, origin_of};
 use futures::future::{BoxFuture, FutureExt};
 pub use relay::{RawToolResult, ToolAnswer, ToolCall, ToolCallRef, number_or_string};
 use rmcp::{
@@ -160,6 +162,13 @@ pub trait ClientLink: Send + Sync + 'static {
     /// (`tools` and `call` from a shell); upstreams start only after it.
     fn client_capabilities(&self) -> ClientCapabilities {
         ClientCapabilities::default()
+    }
+
+    /// The client's `capabilities.tasks` as it declared them, limited to what the bridge
+    /// relays, declared in turn to each upstream (rmcp's capability type has no `tasks`).
+    /// `None` when the client declared none.
+    fn client_tasks(&self) -> Option<serde_json::Value> {
+        None
     }
 }
 

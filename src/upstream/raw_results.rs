@@ -48,6 +48,8 @@ pub struct RawResults {
     initialize: std::sync::OnceLock<RequestId>,
     /// Its result's `capabilities.tasks`, once taken (every re-listing reads it).
     initialize_tasks: std::sync::OnceLock<Option<Value>>,
+    /// Requests to the client with `params.task`, as written (`client_tasks.rs`).
+    pub task_requests: super::client_tasks::TaskRequests,
 }
 
 impl RawResults {
@@ -67,6 +69,7 @@ impl RawResults {
 
     /// `text` is an incoming message: keep its result if it answers an open id.
     pub fn offer(&self, text: &[u8]) {
+        self.task_requests.offer(text);
         if self.open.load(Ordering::SeqCst) == 0 {
             return;
         }

@@ -152,6 +152,7 @@ impl Pending {
     fn tap<T>(&self, transport: T) -> TapTransport<T> {
         let raw_results = self.raw_results();
         TapTransport::new(transport, self.parts.tapped_tx.clone(), self.closed.clone(), raw_results)
+            .with_client_tasks(self.parts.handler.client_tasks())
     }
 
     /// Where the transport offers `tools/list` answers as written (`listing.rs`).

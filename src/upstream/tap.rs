@@ -29,7 +29,10 @@ use rmcp::{
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::raw_results::{RawResultWanted, RawResults};
+use super::{
+    client_tasks::DeclaredTasks,
+    raw_results::{RawResultWanted, RawResults},
+};
 
 /// Marks a request (in its rmcp extensions, never sent) whose `_meta.progressToken`
 /// the upstream should get: the client gave one, and progress is routed back to it.
@@ -135,11 +138,23 @@ pub struct TapTransport<T> {
     /// Told the id of each outgoing `tools/list`, whose answer the inner transport
     /// offers it as written (`raw_results.rs`).
     raw_results: Arc<RawResults>,
+    /// The client's `capabilities.tasks`, declared to the upstream (`client_tasks.rs`).
+    client_tasks: Option<Arc<serde_json::Value>>,
 }
 
 impl<T> TapTransport<T> {
     pub fn new(inner: T, tapped: TapQueue, closed: CancellationToken, raw_results: Arc<RawResults>) -> Self {
-        Self { inner, tapped, closed, raw_results }
+        Self { inner, tapped, closed, raw_results, client_tasks: None }
+    }
+
+    /// Declare the client's `capabilities.tasks` to the upstream, and relay the
+    /// task-augmented requests it then sends as written (`client_tasks.rs`).
+    pub fn with_client_tasks(mut self, tasks: Option<serde_json::Value>) -> Self {
+        if tasks.as_ref().is_some_and(super::client_tasks::declares_requests) {
+            self.raw_results.task_requests.enable();
+        }
+        self.client_tasks = tasks.map(Arc::new);
+        self
     }
 }
 
@@ -152,8 +167,11 @@ impl<T: Transport<RoleClient>> Transport<RoleClient> for TapTransport<T> {
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
         let mut item = item;
         if let JsonRpcMessage::Request(request) = &mut item {
-            if matches!(request.request, ClientRequest::InitializeRequest(_)) {
+            if let ClientRequest::InitializeRequest(initialize) = &mut request.request {
                 self.raw_results.expect_initialize(request.id.clone());
+                if let Some(tasks) = &self.client_tasks {
+                    initialize.extensions.insert(DeclaredTasks(tasks.clone()));
+                }
             } else if matches!(request.request, ClientRequest::ListToolsRequest(_))
                 || request.request.extensions().get::<RawResultWanted>().is_some()
             {
@@ -183,6 +201,13 @@ impl<T: Transport<RoleClient>> Transport<RoleClient> for TapTransport<T> {
                         }));
                     }
                 },
+                JsonRpcMessage::Request(mut request) => {
+                    // rmcp's request types drop `params.task`: the request as written.
+                    if let Some(written) = self.raw_results.task_requests.take(&request.id) {
+                        request.request = rmcp::model::ServerRequest::CustomRequest(written);
+                    }
+                    return Some(JsonRpcMessage::Request(request));
+                }
                 other => return Some(other),
             };
             // A closed queue means the connection is being torn down: drop the message.

@@ -16,7 +16,12 @@ answer is its CreateTaskResult, then a notifications/tasks/status says it comple
 tasks/get and tasks/cancel answer with the task, tasks/result with a text result
 naming it, tasks/list with every task; an unknown task id gets -32602. With
 "exit_after_task": true the server exits right after creating a task; with
-"result_delay_ms": N, tasks/result answers N ms late.
+"result_delay_ms": N, tasks/result answers N ms late. With "ask_client": {"method",
+"params"} (or a list of them, one per tools/call in turn), a tools/call first sends that
+request to the client (id "ask-N") and
+answers, once the client has, with a text result holding the client's answer as JSON
+(a JSON-RPC error from the client becomes the text "error: " and its message).
+With "failing": ["METHOD", ...], those methods get -32603 "METHOD failed on purpose".
 """
 
 import json
@@ -28,6 +33,8 @@ def main() -> None:
     log_path, description = sys.argv[1], json.loads(sys.argv[2])
     capabilities = description.get("capabilities", {"tools": {}})
     tasks = {}
+    waiting = {}  # our request id -> the id of the tools/call that waits for its answer
+    asked = 0
     with open(log_path, "a", encoding="utf-8") as log:
         for line in sys.stdin:
             line = line.strip()
@@ -36,10 +43,36 @@ def main() -> None:
             log.write(line + "\n")
             log.flush()
             message = json.loads(line)
+            if "method" not in message and message.get("id") in waiting:
+                call_id = waiting.pop(message["id"])
+                if "error" in message:
+                    text = "error: " + message["error"].get("message", "")
+                else:
+                    text = json.dumps(message.get("result"), sort_keys=True)
+                reply = {"jsonrpc": "2.0", "id": call_id, "result": {"content": [{"type": "text", "text": text}]}}
+                sys.stdout.write(json.dumps(reply) + "\n")
+                sys.stdout.flush()
+                continue
             if "id" not in message or "method" not in message:
                 continue
             method, params = message["method"], message.get("params") or {}
             result = None
+            if method in description.get("failing", []):
+                reply = {"jsonrpc": "2.0", "id": message["id"],
+                         "error": {"code": -32603, "message": method + " failed on purpose"}}
+                sys.stdout.write(json.dumps(reply) + "\n")
+                sys.stdout.flush()
+                continue
+            if method == "tools/call" and "ask_client" in description and "task" not in params:
+                asked += 1
+                ask_id = "ask-%d" % asked
+                waiting[ask_id] = message["id"]
+                asks = description["ask_client"]
+                asks = asks if isinstance(asks, list) else [asks]
+                ask = dict(asks[(asked - 1) % len(asks)], jsonrpc="2.0", id=ask_id)
+                sys.stdout.write(json.dumps(ask) + "\n")
+                sys.stdout.flush()
+                continue
             if method == "initialize":
                 result = {
                     "protocolVersion": params.get("protocolVersion", "2025-06-18"),

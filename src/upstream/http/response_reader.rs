@@ -15,6 +15,10 @@
 //! server, an error, an empty stream) is handed over as the same stream, with the
 //! events already read put back in front, so rmcp sees exactly what the server sent.
 //!
+//! Every stream handed to rmcp (a POST's answer, the GET stream) has its messages offered
+//! to the session's `RawResults` on the way (`raw_results.rs`): a `tools/list` answer, a
+//! task's result, or a server request with `params.task` is then kept as written.
+//!
 //! The stream's remaining bytes are read to its end (by a small task when the end has
 //! not arrived with the answer, which with hyper is the usual case) so that the
 //! connection goes back to the pool; a server that keeps the stream open after the
@@ -29,19 +33,14 @@ use std::{sync::Arc, time::Duration};
 
 use futures::{FutureExt, StreamExt};
 use rmcp::{
-    model::{
-        ClientJsonRpcMessage, ClientRequest, GetExtensions, JsonRpcMessage, RequestId, ServerJsonRpcMessage,
-    },
+    model::{ClientJsonRpcMessage, ClientRequest, JsonRpcMessage, RequestId, ServerJsonRpcMessage},
     transport::streamable_http_client::{StreamableHttpClient, StreamableHttpPostResponse},
 };
 use sse_stream::Sse;
 
 use crate::{
     http_client::{SseEvents, StreamableHttpLayer},
-    upstream::{
-        raw_results::{RawResultWanted, RawResults},
-        stdio::transport::tool_response,
-    },
+    upstream::{raw_results::RawResults, stdio::transport::tool_response},
 };
 
 /// How long the rest of an answered stream may take to end before its connection is
@@ -57,7 +56,7 @@ const MAX_EMPTY_EVENTS: usize = 4;
 #[derive(Clone)]
 pub struct ResponseReader<C> {
     inner: C,
-    /// Offered the events of each `tools/list` response stream (`raw_results.rs`).
+    /// Offered the events of every stream handed to rmcp (`raw_results.rs`).
     raw_results: Arc<RawResults>,
 }
 
@@ -71,11 +70,9 @@ impl<C> ResponseReader<C> {
 pub enum ResponseReading {
     /// A `tools/call`: its answer, if it is the first message of an SSE stream.
     ToolAnswer(RequestId),
-    /// A `tools/list`, or a request whose result is wanted as written
-    /// (`raw_results.rs`): every message offered to the capture.
-    RawCapture,
-    /// Left to rmcp.
-    AsIs,
+    /// Anything else: a stream is handed to rmcp with its messages offered to the
+    /// capture of results wanted as written (`raw_results.rs`).
+    Other,
 }
 
 impl ResponseReading {
@@ -83,13 +80,9 @@ impl ResponseReading {
         match message {
             JsonRpcMessage::Request(request) => match request.request {
                 ClientRequest::CallToolRequest(_) => ResponseReading::ToolAnswer(request.id.clone()),
-                ClientRequest::ListToolsRequest(_) => ResponseReading::RawCapture,
-                _ if request.request.extensions().get::<RawResultWanted>().is_some() => {
-                    ResponseReading::RawCapture
-                }
-                _ => ResponseReading::AsIs,
+                _ => ResponseReading::Other,
             },
-            _ => ResponseReading::AsIs,
+            _ => ResponseReading::Other,
         }
     }
 }
@@ -106,29 +99,48 @@ impl<C: StreamableHttpClient + Sync> StreamableHttpLayer for ResponseReader<C> {
         ResponseReading::of(message)
     }
 
-    /// `response` as it came, a `tools/list` answer's stream offered to the capture on
-    /// its way to rmcp; a `tools/call` answer read by [`answer_from_stream`].
+    /// The upstream's `initialize` with the client's `capabilities.tasks` in it.
+    fn prepare_post(&self, message: ClientJsonRpcMessage) -> ClientJsonRpcMessage {
+        crate::upstream::client_tasks::declare_tasks(message)
+    }
+
+    /// The GET stream, its messages offered to the capture as a POST's are.
+    fn read_stream(&self, stream: SseEvents) -> SseEvents {
+        offered(stream, self.raw_results.clone())
+    }
+
+    /// `response` as it came, a `tools/call` answer read by [`answer_from_stream`]; the
+    /// events of a stream handed on are offered to the capture on their way to rmcp.
     async fn read_post(
         &self,
         reading: ResponseReading,
         response: StreamableHttpPostResponse,
     ) -> StreamableHttpPostResponse {
-        match (reading, response) {
-            (ResponseReading::RawCapture, StreamableHttpPostResponse::Sse(stream, session_id)) => {
-                let raw_results = self.raw_results.clone();
-                let stream = stream.inspect(move |item| {
-                    if let Ok(event) = item
-                        && let SseEventData::Message(data) = event_data(event)
-                    {
-                        raw_results.offer(data.as_bytes());
-                    }
-                });
-                StreamableHttpPostResponse::Sse(stream.boxed(), session_id)
+        let response = match reading {
+            ResponseReading::ToolAnswer(call) => answer_from_stream(Some(call), response).await,
+            ResponseReading::Other => response,
+        };
+        match response {
+            StreamableHttpPostResponse::Sse(stream, session_id) => {
+                StreamableHttpPostResponse::Sse(offered(stream, self.raw_results.clone()), session_id)
             }
-            (ResponseReading::ToolAnswer(call), response) => answer_from_stream(Some(call), response).await,
-            (_, response) => response,
+            other => other,
         }
     }
+}
+
+/// `stream` with each message offered to `raw_results` (a `tools/list` answer, a task
+/// result, a request of the server's with `params.task`) on its way to rmcp.
+fn offered(stream: SseEvents, raw_results: Arc<RawResults>) -> SseEvents {
+    stream
+        .inspect(move |item| {
+            if let Ok(event) = item
+                && let SseEventData::Message(data) = event_data(event)
+            {
+                raw_results.offer(data.as_bytes());
+            }
+        })
+        .boxed()
 }
 
 /// `response` as a JSON response if it is an SSE stream whose first message answers

@@ -267,7 +267,7 @@ impl Transport<RoleClient> for SseTransport {
         let request = (self.client.post(self.endpoint.as_ref().clone()))
             .headers(self.headers.clone())
             .timeout(self.timeout)
-            .json(&item);
+            .json(&crate::upstream::client_tasks::declare_tasks(item));
         let tokens = self.tokens.clone();
         async move {
             let mut token = match &tokens {

@@ -271,7 +271,7 @@ impl<R: AsyncRead + Unpin> LineTransport<R> {
 /// `line` decoded as the response to a `tools/call` request whose id `is_call` claims,
 /// its result read as `CallToolResult` directly rather than tried against every result
 /// type; `None` for any other message, or a result that does not decode that way (the
-/// general decoder then decides). Shared with the streamable HTTP client (`answers.rs`).
+/// general decoder then decides). Shared with the streamable HTTP client (`http/response_reader.rs`).
 pub(crate) fn tool_response(
     line: &[u8],
     is_call: impl FnOnce(&RequestId) -> bool,
@@ -353,10 +353,11 @@ where
             self.in_flight.insert(request.id.clone());
         }
         // Encoded now, so messages are queued in the order rmcp sends them.
-        let bytes = serde_json::to_vec(&item).map(|mut bytes| {
-            bytes.push(b'\n');
-            bytes
-        });
+        let bytes =
+            serde_json::to_vec(&crate::upstream::client_tasks::declare_tasks(item)).map(|mut bytes| {
+                bytes.push(b'\n');
+                bytes
+            });
         let send = bytes.map(|bytes| self.outlet.send_later(bytes));
         async move { send?.await }
     }

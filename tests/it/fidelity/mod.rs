@@ -10,6 +10,7 @@ use tokio::{
     process::Command,
 };
 
+mod client_tasks;
 mod tasks;
 
 use super::{
@@ -98,13 +99,9 @@ impl LineClient {
 
     async fn answer(&mut self, request: Value) {
         let result = match request["method"].as_str() {
-            Some("roots/list") => json!({"roots": [{"uri": "file:///tmp", "name": "tmp"}]}),
-            Some("ping") => json!({}),
-            Some("sampling/createMessage") => json!({
-                "role": "assistant", "content": {"type": "text", "text": "sampled"}, "model": "test",
-            }),
-            Some("elicitation/create") => json!({"action": "decline"}),
-            _ => Value::Null,
+            _ if client_tasks::is_task_request(&request) => client_tasks::answer(&request),
+            Some(method) => canned_result(method),
+            None => Value::Null,
         };
         let reply = if result.is_null() {
             json!({"jsonrpc": "2.0", "id": request["id"], "error": {"code": -32601, "message": "not supported"}})
@@ -119,6 +116,19 @@ impl LineClient {
     async fn tools(&mut self) -> Vec<Value> {
         let response = self.request("tools/list", json!({})).await;
         response["result"]["tools"].as_array().unwrap_or_else(|| panic!("a tool list: {response}")).clone()
+    }
+}
+
+/// What the test client answers to request `method`; `null` for "not supported".
+fn canned_result(method: &str) -> Value {
+    match method {
+        "roots/list" => json!({"roots": [{"uri": "file:///tmp", "name": "tmp"}]}),
+        "ping" => json!({}),
+        "sampling/createMessage" => json!({
+            "role": "assistant", "content": {"type": "text", "text": "sampled"}, "model": "test",
+        }),
+        "elicitation/create" => json!({"action": "decline"}),
+        _ => Value::Null,
     }
 }
 
@@ -366,6 +376,16 @@ async fn tool_lists_match_the_direct_ones_under_every_client_capability() {
             }
         }
     }
+    // Tools that need the client to run tasks: `tasks.requests` with and without the
+    // capability the request itself needs.
+    let sampling_tasks = json!({"requests": {"sampling": {"createMessage": {}}}});
+    let elicitation_tasks = json!({"list": {}, "requests": {"elicitation": {"create": {}}}});
+    combinations.extend([
+        json!({"sampling": {}, "tasks": sampling_tasks}),
+        json!({"elicitation": {}, "tasks": elicitation_tasks}),
+        json!({"sampling": {}, "elicitation": {"form": {}}, "roots": {}, "tasks": client_tasks::all()}),
+        json!({"tasks": client_tasks::all()}),
+    ]);
     let mut counts = std::collections::BTreeSet::new();
     for chunk in combinations.chunks(4) {
         let runs = chunk.iter().map(|capabilities| tools_both_ways(capabilities.clone()));
