@@ -14,6 +14,7 @@
 pub mod catalog;
 mod handler;
 mod instructions;
+mod instructions_store;
 pub mod link;
 pub mod naming;
 mod service;
@@ -34,9 +35,10 @@ use serde::de::DeserializeOwned;
 use tokio::{sync::watch, time::Instant};
 use tokio_util::sync::CancellationToken;
 
-pub use self::{catalog::Catalog, service::BridgeService};
+pub use self::{catalog::Catalog, instructions_store::InstructionsStore, service::BridgeService};
 use self::{
     catalog::search::{self, SearchMode},
+    instructions_store::Remembered,
     link::DownstreamLink,
 };
 use crate::{
@@ -46,6 +48,9 @@ use crate::{
         LaneTicket, RequestOptions, Status, ToolAnswer, ToolCall, UpstreamError, UpstreamSet, Upstreams, View,
     },
 };
+
+/// What a bridge that does not remember instructions remembers.
+static NOTHING_REMEMBERED: Remembered = Remembered::EMPTY;
 
 /// The aggregating server. Cheap to share: everything inside is behind `Arc`s.
 pub struct Bridge {
@@ -64,6 +69,9 @@ pub struct Bridge {
     cancel: CancellationToken,
     /// The settings in force; a config reload replaces them.
     settings: watch::Sender<Arc<Settings>>,
+    /// The instructions remembered from earlier sessions, read at start; set by
+    /// [`Bridge::remember_instructions`].
+    remembered: OnceLock<Remembered>,
 }
 
 impl Bridge {
@@ -129,7 +137,27 @@ impl Bridge {
             aggregation: settings.bridge.aggregation,
             cancel,
             settings: settings_tx,
+            remembered: OnceLock::new(),
         }
+    }
+
+    /// Remember each upstream's instructions in `store` for later sessions, and answer
+    /// `initialize` with the remembered ones of the upstreams not ready by then. Call it
+    /// once, right after start and before serving the client: it reads the store on
+    /// this thread.
+    pub fn remember_instructions(&self, store: InstructionsStore) {
+        let settings = self.settings.borrow().clone();
+        let (remembered, on_disk) = store.load(&settings);
+        if self.remembered.set(remembered).is_err() {
+            return;
+        }
+        tokio::spawn(instructions_store::keep_instructions(
+            store,
+            on_disk,
+            self.settings.subscribe(),
+            self.upstreams.view(),
+            self.cancel.clone(),
+        ));
     }
 
     /// Apply a reloaded config: upstreams whose settings changed are restarted, new
@@ -277,9 +305,11 @@ impl Bridge {
     /// The merged instructions of the upstreams, for the answer to `initialize`. With
     /// `bridge.instructionsWait`, the upstreams are let go now and waited for (until
     /// all have made their first attempt, at most that long); without, only those
-    /// connected already count.
+    /// connected already give today's text. The others give the text remembered from
+    /// an earlier session ([`Bridge::remember_instructions`]).
     async fn instructions(&self) -> Option<String> {
         let settings = self.settings.borrow().clone();
+        let remembered = self.remembered.get().unwrap_or(&NOTHING_REMEMBERED);
         let mut view = self.upstreams.view();
         let wait = settings.bridge.instructions_wait;
         if !wait.is_zero() {
@@ -292,7 +322,7 @@ impl Bridge {
                 }
             }
         }
-        instructions::merge(&view.borrow(), &settings)
+        instructions::merge(&view.borrow(), &settings, remembered)
     }
 
     /// Stop the catalog task and every upstream (bounded time).

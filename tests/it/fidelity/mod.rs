@@ -10,6 +10,7 @@ use tokio::{
     process::Command,
 };
 
+mod instructions;
 mod tasks;
 
 use super::{
