@@ -84,6 +84,7 @@ mod tests {
                 ..UpstreamCatalog::default()
             })),
             generation: 0,
+            note: None,
         }
     }
 

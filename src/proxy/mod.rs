@@ -537,6 +537,7 @@ mod tests {
             settled: false,
             catalog: None,
             generation: 0,
+            note: None,
         };
         let idle = Arc::new(Idle {
             view: watch::channel(Arc::new(View { upstreams: vec![connecting] })).0,
