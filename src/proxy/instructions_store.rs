@@ -215,6 +215,11 @@ impl Remembered {
         self.by_key.get(&server_key(server)).map(String::as_str)
     }
 
+    /// How many upstreams' instructions are remembered.
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
     #[cfg(test)]
     pub fn insert(&mut self, server: &ServerSettings, text: &str) {
         self.by_key.insert(server_key(server), text.to_owned());

@@ -72,7 +72,13 @@ pub struct Bridge {
     /// The instructions remembered from earlier sessions, read at start; set by
     /// [`Bridge::remember_instructions`].
     remembered: OnceLock<Remembered>,
+    /// The task that remembers instructions; [`Bridge::shutdown`] lets its write in
+    /// progress finish, since the process exits without waiting for blocking work.
+    remembering: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
+
+/// How long shutdown waits for an instructions file being written.
+const REMEMBERING_LIMIT: Duration = Duration::from_secs(1);
 
 impl Bridge {
     /// Start every upstream of `settings` and the task that keeps the merged catalog
@@ -138,6 +144,7 @@ impl Bridge {
             cancel,
             settings: settings_tx,
             remembered: OnceLock::new(),
+            remembering: std::sync::Mutex::new(None),
         }
     }
 
@@ -148,16 +155,18 @@ impl Bridge {
     pub fn remember_instructions(&self, store: InstructionsStore) {
         let settings = self.settings.borrow().clone();
         let (remembered, on_disk) = store.load(&settings);
+        tracing::debug!(upstreams = remembered.len(), "read the remembered instructions");
         if self.remembered.set(remembered).is_err() {
             return;
         }
-        tokio::spawn(instructions_store::keep_instructions(
+        let task = tokio::spawn(instructions_store::keep_instructions(
             store,
             on_disk,
             self.settings.subscribe(),
             self.upstreams.view(),
             self.cancel.clone(),
         ));
+        *self.remembering.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(task);
     }
 
     /// Apply a reloaded config: upstreams whose settings changed are restarted, new
@@ -328,6 +337,12 @@ impl Bridge {
     /// Stop the catalog task and every upstream (bounded time).
     pub async fn shutdown(&self) {
         self.cancel.cancel();
+        let remembering = self.remembering.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        if let Some(task) = remembering
+            && tokio::time::timeout(REMEMBERING_LIMIT, task).await.is_err()
+        {
+            tracing::warn!("an upstream's instructions were still being remembered at exit");
+        }
         self.upstreams.shutdown().await;
     }
 }

@@ -102,3 +102,28 @@ fn the_key_follows_what_identifies_the_server() {
     assert_ne!(key_of(r#"{ "url": "https://a.example/mcp", "transport": "sse" }"#), remote);
     assert_eq!(key_of(r#"{ "url": "https://a.example/mcp", "timeout": 9 }"#), remote);
 }
+
+#[test]
+fn concurrent_writers_never_leave_a_torn_file() {
+    let root = tempfile::tempdir().expect("temp dir");
+    let store = InstructionsStore::new(root.path());
+    let texts: Vec<String> = (0..4).map(|writer| format!("{writer}").repeat(200_000)).collect();
+    store.write("k", Some(&texts[0])).expect("first write");
+    std::thread::scope(|scope| {
+        for text in &texts {
+            let store = store.clone();
+            scope.spawn(move || {
+                for _ in 0..20 {
+                    store.write("k", Some(text)).expect("write");
+                }
+            });
+        }
+        for _ in 0..200 {
+            let read = store.read("k").expect("always a whole file");
+            assert!(texts.contains(&read), "a torn file of {} bytes", read.len());
+        }
+    });
+    let names: Vec<_> =
+        fs::read_dir(root.path()).expect("list").flatten().map(|entry| entry.file_name()).collect();
+    assert_eq!(names, ["k.json"], "no temp file is left");
+}

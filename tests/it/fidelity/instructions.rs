@@ -23,11 +23,15 @@ fn gated_fixture(env: &TestEnv) -> Value {
     json!({"command": "sh", "args": ["-c", script]})
 }
 
-/// The remembered instructions files of `env`, each file's text.
+/// The remembered instructions files of `env` (not temp files), each file's text.
 fn remembered(env: &TestEnv) -> Vec<String> {
     let dir = env.home().join("cache").join("instructions");
     let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
-    let mut paths: Vec<PathBuf> = entries.flatten().map(|entry| entry.path()).collect();
+    let mut paths: Vec<PathBuf> = entries
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "json"))
+        .collect();
     paths.sort();
     paths.iter().map(|path| std::fs::read_to_string(path).unwrap_or_default()).collect()
 }
@@ -71,7 +75,13 @@ async fn instructions_are_remembered_and_served_before_the_upstream_is_up() {
     std::fs::write(env.path("gate"), "").expect("write gate");
     let mut second = LineClient::bridge(&env);
     let result = second.initialize(json!({})).await;
-    assert_eq!(result["instructions"].as_str(), Some(fx_section("first").as_str()), "{result} {}", env.log());
+    assert_eq!(
+        result["instructions"].as_str(),
+        Some(fx_section("first").as_str()),
+        "{result} {:?} {}",
+        remembered(&env),
+        env.log()
+    );
     let events = std::fs::read_to_string(env.path("events")).unwrap_or_default();
     assert_eq!(
         events.matches("initialized").count(),
@@ -163,4 +173,15 @@ async fn remembered_instructions_are_cut_like_fresh_ones() {
     let expected = format!("## rec (tools `rec__*`)\n\n{}\n(cut at 8192 bytes)", &long[..8192]);
     assert_eq!(result["instructions"].as_str(), Some(expected.as_str()));
     close(second).await;
+
+    // A damaged file is ignored, with a warning in the log.
+    let dir = env.home().join("cache").join("instructions");
+    for entry in std::fs::read_dir(&dir).expect("list").flatten() {
+        std::fs::write(entry.path(), "{\"instructions\": ").expect("damage");
+    }
+    let mut third = LineClient::bridge(&env);
+    let result = third.initialize(json!({})).await;
+    assert_eq!(result.get("instructions"), None, "{result}");
+    env.wait_log("ignoring the remembered instructions").await;
+    close(third).await;
 }
