@@ -338,12 +338,15 @@ impl Bridge {
     pub async fn shutdown(&self) {
         self.cancel.cancel();
         let remembering = self.remembering.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
-        if let Some(task) = remembering
-            && tokio::time::timeout(REMEMBERING_LIMIT, task).await.is_err()
-        {
-            tracing::warn!("an upstream's instructions were still being remembered at exit");
-        }
-        self.upstreams.shutdown().await;
+        let remembered = async {
+            if let Some(task) = remembering
+                && tokio::time::timeout(REMEMBERING_LIMIT, task).await.is_err()
+            {
+                tracing::warn!("an upstream's instructions were still being remembered at exit");
+            }
+        };
+        // In parallel: the upstreams' processes end as soon as they can either way.
+        tokio::join!(remembered, self.upstreams.shutdown());
     }
 }
 
