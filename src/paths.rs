@@ -1,5 +1,6 @@
 //! Where the bridge keeps its state: one root (`~/.foxxy-bridge` or `$FOXXY_BRIDGE_HOME`)
-//! holding `auth/` (token cache) and `logs/`.
+//! holding `auth/` (token cache), `logs/` and `cache/` (what may be deleted at any time,
+//! such as the upstreams' remembered instructions).
 //!
 //! Resolved once at start-up from the environment; the rest of the program receives a
 //! [`StatePaths`] value and never looks at the environment itself.
@@ -39,5 +40,10 @@ impl StatePaths {
 
     pub fn logs_dir(&self) -> PathBuf {
         self.root.join("logs")
+    }
+
+    /// The upstreams' instructions remembered across sessions.
+    pub fn instructions_dir(&self) -> PathBuf {
+        self.root.join("cache").join("instructions")
     }
 }

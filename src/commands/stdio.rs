@@ -26,7 +26,7 @@ use super::{Context, Outcome, selection::Narrowing};
 use crate::{
     config::{self, Settings},
     output,
-    proxy::{Bridge, BridgeService, stdio},
+    proxy::{Bridge, BridgeService, InstructionsStore, stdio},
 };
 
 /// How long the MCP session may take to flush its last messages on the way out.
@@ -45,6 +45,7 @@ pub async fn run(context: &Context, narrowing: &Narrowing) -> anyhow::Result<Out
     let _log = context.start_logging(Some(&settings), true);
     tracing::info!(config = %settings.source.display(), "starting stdio bridge");
     let bridge = Arc::new(Bridge::start(settings.clone(), context.sign_in_context(&settings)?));
+    bridge.remember_instructions(InstructionsStore::new(context.paths.instructions_dir()));
     let stop = CancellationToken::new();
     let stdin_closed = CancellationToken::new();
     spawn_signal_watch(stop.clone())?;

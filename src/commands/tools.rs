@@ -59,7 +59,7 @@ fn catalog_json(catalog: &Catalog) -> Value {
                 "name": status.name.as_ref(),
                 "transport": status.transport,
                 "status": status.status.label(),
-                "error": status.status.error(),
+                "error": status.problem(),
             })
         })
         .collect();
@@ -85,7 +85,7 @@ fn print_catalog(catalog: &Catalog) {
                 status.name.to_string(),
                 status.transport.to_owned(),
                 status.status.label().to_owned(),
-                status.status.error().unwrap_or("").to_owned(),
+                status.problem().unwrap_or("").to_owned(),
             ]
         })
         .collect();

@@ -379,8 +379,9 @@ pub struct RawBridge {
     pub pinned_tools: Vec<String>,
     /// How long the answer to the client's `initialize` may wait for the servers to
     /// connect, in milliseconds, so that their `instructions` are in it (a server that
-    /// connects later cannot add its own). 0 answers at once, with the instructions of
-    /// the servers connected by then. At most 10000. Default: 0.
+    /// connects later cannot add its own). 0 answers at once, with the instructions each
+    /// server gave in an earlier session (remembered under the state root). At most
+    /// 10000. Default: 0.
     #[schemars(range(max = 10000))]
     pub instructions_wait: u64,
 }

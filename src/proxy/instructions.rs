@@ -1,15 +1,14 @@
-//! The bridge's `instructions`: every ready upstream's own, each under a heading that
-//! names the upstream and the prefix of its tools, in config order.
+//! The bridge's `instructions`: every enabled upstream's own, each under a heading that
+//! names the upstream and the prefix of its tools, in config order. A ready upstream
+//! gives what it said in this session; one not ready yet gives what it said in an
+//! earlier one, as remembered by `instructions_store.rs`.
 //!
 //! Clients put this text into the model's context, so it is bounded: each upstream's
 //! text is cut at [`MAX_PER_UPSTREAM`] bytes and the whole at [`MAX_TOTAL`] bytes (at a
 //! character boundary, with a line saying so). An upstream that connects after the
-//! client's `initialize` was answered cannot be added: MCP has no way to update them.
-//!
-//! The answer to `initialize` waits for upstreams only as long as `bridge.instructionsWait`
-//! says (`Bridge::instructions`); by default it holds the instructions of the upstreams
-//! connected already.
+//! client's `initialize` was answered cannot change them: MCP has no way to update them.
 
+use super::instructions_store::Remembered;
 use crate::{config::Settings, upstream::View};
 
 /// Most bytes of one upstream's instructions that are passed on.
@@ -18,26 +17,26 @@ pub const MAX_PER_UPSTREAM: usize = 8 * 1024;
 /// Most bytes of the merged instructions.
 pub const MAX_TOTAL: usize = 32 * 1024;
 
-/// The merged instructions of the ready upstreams in `view`; `None` when none has any.
-pub fn merge(view: &View, settings: &Settings) -> Option<String> {
+/// The merged instructions of the enabled upstreams of `settings`: those ready in
+/// `view` with their own, the others with what `remembered` holds for them; `None` when
+/// none has any.
+pub fn merge(view: &View, settings: &Settings, remembered: &Remembered) -> Option<String> {
     let mut merged = String::new();
-    for state in view.upstreams.iter().filter(|state| state.is_ready()) {
-        let Some(text) = state.catalog.as_ref().and_then(|catalog| catalog.instructions.as_deref()) else {
+    for server in settings.enabled_servers() {
+        let text = match view.get(&server.name).filter(|state| state.is_ready()) {
+            Some(state) => state.catalog.as_ref().and_then(|catalog| catalog.instructions.as_deref()),
+            None => remembered.get(server),
+        };
+        let Some(text) = text.map(str::trim).filter(|text| !text.is_empty()) else {
             continue;
         };
-        let text = text.trim();
-        if text.is_empty() {
-            continue;
-        }
-        let namespace = settings.server(&state.name).and_then(|server| {
-            server
-                .tool_namespace
-                .clone()
-                .or_else(|| settings.bridge.default_namespace.then(|| server.name.clone()))
-        });
+        let namespace = server
+            .tool_namespace
+            .clone()
+            .or_else(|| settings.bridge.default_namespace.then(|| server.name.clone()));
         let heading = match namespace {
-            Some(namespace) => format!("## {} (tools `{namespace}__*`)", state.name),
-            None => format!("## {}", state.name),
+            Some(namespace) => format!("## {} (tools `{namespace}__*`)", server.name),
+            None => format!("## {}", server.name),
         };
         let section = format!("{heading}\n\n{}", bounded(text, MAX_PER_UPSTREAM));
         let separator = if merged.is_empty() { "" } else { "\n\n" };
@@ -45,7 +44,7 @@ pub fn merge(view: &View, settings: &Settings) -> Option<String> {
             merged.push_str(separator);
             merged.push_str(&format!(
                 "(instructions of `{}` and later servers left out: too long)",
-                state.name
+                server.name
             ));
             break;
         }
@@ -85,13 +84,14 @@ mod tests {
                 ..UpstreamCatalog::default()
             })),
             generation: 0,
+            note: None,
         }
     }
 
     fn check(upstreams: Vec<UpstreamState>, expected: Option<&str>) {
         let text = r#"{ "mcpServers": { "a": { "command": "x" }, "b": { "command": "x", "toolNamespace": "bee" }, "c": { "command": "x" } } }"#;
         let settings = crate::config::load_str(text, Path::new("c.json5"), &|_| None).unwrap();
-        assert_eq!(merge(&View { upstreams }, &settings).as_deref(), expected);
+        assert_eq!(merge(&View { upstreams }, &settings, &Remembered::default()).as_deref(), expected);
     }
 
     #[test]
@@ -109,6 +109,29 @@ mod tests {
     }
 
     #[test]
+    fn upstreams_not_ready_give_their_remembered_instructions() {
+        let text = r#"{ "mcpServers": { "a": { "command": "xa" }, "b": { "command": "xb" }, "c": { "command": "xc", "enabled": false } } }"#;
+        let settings = crate::config::load_str(text, Path::new("c.json5"), &|_| None).unwrap();
+        let mut remembered = Remembered::default();
+        for server in &settings.servers {
+            remembered.insert(server, &format!("old {}", server.name));
+        }
+        let merged = |upstreams| merge(&View { upstreams }, &settings, &remembered);
+        assert_eq!(
+            merged(vec![]).as_deref(),
+            Some("## a (tools `a__*`)\n\nold a\n\n## b (tools `b__*`)\n\nold b")
+        );
+        let upstreams =
+            vec![state("a", Status::Ready, Some("new a")), state("b", Status::Connecting, Some("new b"))];
+        assert_eq!(
+            merged(upstreams).as_deref(),
+            Some("## a (tools `a__*`)\n\nnew a\n\n## b (tools `b__*`)\n\nold b")
+        );
+        let upstreams = vec![state("a", Status::Ready, None), state("b", Status::Failed("x".into()), None)];
+        assert_eq!(merged(upstreams).as_deref(), Some("## b (tools `b__*`)\n\nold b"), "a said none now");
+    }
+
+    #[test]
     fn long_texts_are_cut() {
         let long = "é".repeat(MAX_PER_UPSTREAM);
         let merged = merge_one(&long);
@@ -122,7 +145,7 @@ mod tests {
         let many: Vec<_> = names.iter().map(|name| state(name, Status::Ready, Some(&long))).collect();
         let text = r#"{ "mcpServers": { "a": { "command": "x" }, "b": { "command": "x" }, "c": { "command": "x" }, "d": { "command": "x" }, "e": { "command": "x" } } }"#;
         let settings = crate::config::load_str(text, Path::new("c.json5"), &|_| None).unwrap();
-        let merged = merge(&View { upstreams: many }, &settings).unwrap();
+        let merged = merge(&View { upstreams: many }, &settings, &Remembered::default()).unwrap();
         assert!(merged.len() <= MAX_TOTAL, "{}", merged.len());
         assert!(merged.contains("## c") && !merged.contains("## d"), "three fit");
         assert!(merged.ends_with("(instructions of `d` and later servers left out: too long)"));
@@ -135,6 +158,11 @@ mod tests {
             &|_| None,
         )
         .unwrap();
-        merge(&View { upstreams: vec![state("a", Status::Ready, Some(text))] }, &settings).unwrap()
+        merge(
+            &View { upstreams: vec![state("a", Status::Ready, Some(text))] },
+            &settings,
+            &Remembered::default(),
+        )
+        .unwrap()
     }
 }

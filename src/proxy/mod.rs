@@ -51,6 +51,7 @@
 pub mod catalog;
 mod handler;
 mod instructions;
+mod instructions_store;
 pub mod link;
 pub mod naming;
 mod service;
@@ -72,9 +73,10 @@ use serde::de::DeserializeOwned;
 use tokio::{sync::watch, time::Instant};
 use tokio_util::sync::CancellationToken;
 
-pub use self::{catalog::Catalog, service::BridgeService};
+pub use self::{catalog::Catalog, instructions_store::InstructionsStore, service::BridgeService};
 use self::{
     catalog::search::{self, SearchMode},
+    instructions_store::Remembered,
     link::DownstreamLink,
 };
 use crate::{
@@ -84,6 +86,9 @@ use crate::{
         LaneTicket, RequestOptions, Status, ToolAnswer, ToolCall, UpstreamError, UpstreamSet, Upstreams, View,
     },
 };
+
+/// What a bridge that does not remember instructions remembers.
+static NOTHING_REMEMBERED: Remembered = Remembered::EMPTY;
 
 /// The aggregating server. Cheap to share: everything inside is behind `Arc`s.
 pub struct Bridge {
@@ -102,7 +107,16 @@ pub struct Bridge {
     cancel: CancellationToken,
     /// The settings in force; a config reload replaces them.
     settings: watch::Sender<Arc<Settings>>,
+    /// The instructions remembered from earlier sessions, read at start; set by
+    /// [`Bridge::remember_instructions`].
+    remembered: OnceLock<Remembered>,
+    /// The task that remembers instructions; [`Bridge::shutdown`] lets its write in
+    /// progress finish, since the process exits without waiting for blocking work.
+    remembering: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
+
+/// How long shutdown waits for an instructions file being written.
+const REMEMBERING_LIMIT: Duration = Duration::from_secs(1);
 
 impl Bridge {
     /// Start every upstream of `settings` and the task that keeps the merged catalog
@@ -167,7 +181,30 @@ impl Bridge {
             aggregation: settings.bridge.aggregation,
             cancel,
             settings: settings_tx,
+            remembered: OnceLock::new(),
+            remembering: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Remember each upstream's instructions in `store` for later sessions, and answer
+    /// `initialize` with the remembered ones of the upstreams not ready by then. Call it
+    /// once, right after start and before serving the client: it reads the store on
+    /// this thread.
+    pub fn remember_instructions(&self, store: InstructionsStore) {
+        let settings = self.settings.borrow().clone();
+        let (remembered, on_disk) = store.load(&settings);
+        tracing::debug!(upstreams = remembered.len(), "read the remembered instructions");
+        if self.remembered.set(remembered).is_err() {
+            return;
+        }
+        let task = tokio::spawn(instructions_store::keep_instructions(
+            store,
+            on_disk,
+            self.settings.subscribe(),
+            self.upstreams.view(),
+            self.cancel.clone(),
+        ));
+        *self.remembering.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(task);
     }
 
     /// Apply a reloaded config: upstreams whose settings changed are restarted, new
@@ -315,9 +352,11 @@ impl Bridge {
     /// The merged instructions of the upstreams, for the answer to `initialize`. With
     /// `bridge.instructionsWait`, the upstreams are let go now and waited for (until
     /// all have made their first attempt, at most that long); without, only those
-    /// connected already count.
+    /// connected already give today's text. The others give the text remembered from
+    /// an earlier session ([`Bridge::remember_instructions`]).
     async fn instructions(&self) -> Option<String> {
         let settings = self.settings.borrow().clone();
+        let remembered = self.remembered.get().unwrap_or(&NOTHING_REMEMBERED);
         let mut view = self.upstreams.view();
         let wait = settings.bridge.instructions_wait;
         if !wait.is_zero() {
@@ -330,13 +369,22 @@ impl Bridge {
                 }
             }
         }
-        instructions::merge(&view.borrow(), &settings)
+        instructions::merge(&view.borrow(), &settings, remembered)
     }
 
     /// Stop the catalog task and every upstream (bounded time).
     pub async fn shutdown(&self) {
         self.cancel.cancel();
-        self.upstreams.shutdown().await;
+        let remembering = self.remembering.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        let remembered = async {
+            if let Some(task) = remembering
+                && tokio::time::timeout(REMEMBERING_LIMIT, task).await.is_err()
+            {
+                tracing::warn!("an upstream's instructions were still being remembered at exit");
+            }
+        };
+        // In parallel: the upstreams' processes end as soon as they can either way.
+        tokio::join!(remembered, self.upstreams.shutdown());
     }
 }
 
@@ -545,6 +593,7 @@ mod tests {
             settled: false,
             catalog: None,
             generation: 0,
+            note: None,
         };
         let idle = Arc::new(Idle {
             view: watch::channel(Arc::new(View { upstreams: vec![connecting] })).0,

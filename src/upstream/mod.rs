@@ -229,6 +229,9 @@ pub struct UpstreamState {
     /// Which incarnation of the upstream this is: a config reload that restarts an
     /// upstream makes a new one, and the old supervisor's late updates are ignored.
     pub generation: u64,
+    /// While `Connecting`: what the upstream did in this attempt that may be why it does
+    /// not finish (a line on stdout that is not JSON-RPC). Cleared by the next attempt.
+    pub note: Option<String>,
 }
 
 impl UpstreamState {

@@ -113,8 +113,6 @@ async fn connect(entry: &Arc<Entry>, shared: &Arc<Shared>) -> Result<Session, Co
 enum InitFailure {
     Timeout,
     Failed(Box<ClientInitializeError>),
-    /// The session's `give_up` future ended first, with this cause.
-    GaveUp(String),
 }
 
 /// A session's handler and queues, plus the token its transport cancels on close.
@@ -122,8 +120,6 @@ struct Pending {
     parts: SessionParts,
     closed: CancellationToken,
     lifecycle: ClientLifecycleMode,
-    /// Ends `initialize` early with a cause (a child that wrote noise on stdout).
-    give_up: Option<futures::future::BoxFuture<'static, String>>,
 }
 
 impl Pending {
@@ -134,12 +130,7 @@ impl Pending {
             entry.lists_changed.clone(),
             entry.settings.request_timeout,
         );
-        Self {
-            parts,
-            closed: CancellationToken::new(),
-            lifecycle: ClientLifecycleMode::Initialize,
-            give_up: None,
-        }
+        Self { parts, closed: CancellationToken::new(), lifecycle: ClientLifecycleMode::Initialize }
     }
 
     /// Open the session the 2026-07-28 way (`server/discover`, no `initialize`).
@@ -171,13 +162,7 @@ impl Pending {
         label: &'static str,
         lane: Option<Arc<Lane>>,
     ) -> Result<Session, (InitFailure, Option<ChildGuard>)> {
-        let Pending { parts, closed, lifecycle, give_up } = self;
-        let give_up = async {
-            match give_up {
-                Some(give_up) => give_up.await,
-                None => std::future::pending().await,
-            }
-        };
+        let Pending { parts, closed, lifecycle } = self;
         // rmcp's session task inherits this span, so what is logged from inside it (by
         // rmcp, and by the transport: unparsable lines, oversized messages) names it.
         let span = tracing::info_span!("upstream", upstream = %entry.name);
@@ -188,13 +173,10 @@ impl Pending {
             entry.cancel.child_token(),
         )
         .instrument(span);
-        let service = tokio::select! {
-            served = tokio::time::timeout(entry.settings.connect_timeout, serve) => match served {
-                Ok(Ok(service)) => service,
-                Ok(Err(error)) => return Err((InitFailure::Failed(Box::new(error)), child)),
-                Err(_) => return Err((InitFailure::Timeout, child)),
-            },
-            cause = give_up => return Err((InitFailure::GaveUp(cause), child)),
+        let service = match tokio::time::timeout(entry.settings.connect_timeout, serve).await {
+            Ok(Ok(service)) => service,
+            Ok(Err(error)) => return Err((InitFailure::Failed(Box::new(error)), child)),
+            Err(_) => return Err((InitFailure::Timeout, child)),
         };
         let routes = parts.connection_parts.routes.clone();
         // The lane speaks the protocol of 2025-11-25 and before; a 2026-07-28 session
@@ -260,18 +242,32 @@ async fn start_stdio(
     let lane = lines.lane();
     let transport = pending.tap(lines);
     let label = "stdio";
-    let mut pending = pending;
-    pending.give_up = Some(Box::pin(async move { noise.as_failure().await }));
-    match pending.initialize(entry, shared, transport, Some(spawned.guard), label, Some(lane)).await {
+    let initialize = pending.initialize(entry, shared, transport, Some(spawned.guard), label, Some(lane));
+    // A line of noise does not end the start; it is shown while the start goes on.
+    let show_noise = async {
+        let note = StdoutNoise::note(noise.first_line().await);
+        shared.publish(entry, |state| state.note = Some(note));
+        std::future::pending::<std::convert::Infallible>().await
+    };
+    let initialized = tokio::select! {
+        initialized = initialize => initialized,
+        never = show_noise => match never {},
+    };
+    match initialized {
         Ok(session) => Ok(session),
         Err((failure, child)) => {
             let mut child = child.expect("a stdio session attempt keeps its child");
             let cause = match failure {
-                InitFailure::Timeout => StdioFailure::Other(format!(
-                    "it did not finish initialize within {} s",
-                    entry.settings.connect_timeout.as_secs()
-                )),
-                InitFailure::GaveUp(cause) => StdioFailure::Other(cause),
+                InitFailure::Timeout => {
+                    let seconds = entry.settings.connect_timeout.as_secs();
+                    StdioFailure::Other(match noise.line() {
+                        Some(line) => format!(
+                            "it did not finish initialize within {seconds} s; {}",
+                            StdoutNoise::note(line)
+                        ),
+                        None => format!("it did not finish initialize within {seconds} s"),
+                    })
+                }
                 InitFailure::Failed(error) if is_handshake_refusal(&error) => {
                     StdioFailure::Refused(remote::describe_initialize(&error))
                 }
@@ -452,7 +448,6 @@ async fn dial(
     };
     let bearer = tokens.filter(|_| settings.oauth.is_some() || stored);
     let failed = |failure: InitFailure| match failure {
-        InitFailure::GaveUp(cause) => Dial::Failed(cause),
         InitFailure::Timeout => {
             Dial::Failed(format!("no answer to initialize within {} s", timeout.as_secs()))
         }

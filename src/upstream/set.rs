@@ -117,6 +117,7 @@ impl UpstreamSet {
                             settled: false,
                             catalog: None,
                             generation: entry.generation,
+                            note: None,
                         })
                 })
                 .collect();

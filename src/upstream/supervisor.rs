@@ -41,7 +41,10 @@ pub async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
             break;
         }
         if !std::mem::take(&mut after_sign_in) {
-            shared.publish(&entry, |state| state.status = Status::Connecting);
+            shared.publish(&entry, |state| {
+                state.status = Status::Connecting;
+                state.note = None;
+            });
         }
         tracing::debug!(upstream = %entry.name, failures, "connecting");
         entry.attempt_started();
@@ -69,6 +72,7 @@ pub async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
                 shared.publish(&entry, |state| {
                     state.transport = session.transport;
                     state.status = Status::Ready;
+                    state.note = None;
                     state.settled = true;
                     state.catalog = Some(Arc::new(catalog));
                 });

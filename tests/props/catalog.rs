@@ -209,6 +209,7 @@ fn view(scenario: &Scenario) -> View {
                 settled: true,
                 catalog: Some(Arc::new(catalog)),
                 generation: 0,
+                note: None,
             }
         })
         .collect();

@@ -42,6 +42,15 @@ pub struct UpstreamStatus {
     pub name: Arc<str>,
     pub transport: &'static str,
     pub status: Status,
+    /// While connecting: what may be why it does not finish (`UpstreamState::note`).
+    pub note: Option<String>,
+}
+
+impl UpstreamStatus {
+    /// The error of a failed upstream, else the note of one still connecting.
+    pub fn problem(&self) -> Option<&str> {
+        self.status.error().or(self.note.as_deref())
+    }
 }
 
 #[derive(Debug, Default)]
@@ -103,6 +112,7 @@ impl Catalog {
                     name: state.name.clone(),
                     transport: state.transport,
                     status: state.status.clone(),
+                    note: state.note.clone().filter(|_| state.status == Status::Connecting),
                 })
                 .collect(),
             ..Catalog::default()

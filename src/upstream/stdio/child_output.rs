@@ -12,12 +12,13 @@ use std::{
 use crate::locks::Unpoisoned;
 use tokio::sync::{Notify, watch};
 
-/// How long a server that wrote something other than JSON-RPC on stdout still gets to
-/// answer `initialize` before that counts as why it failed.
-const NOISE_GRACE: Duration = Duration::from_secs(2);
-
 /// The first line a child wrote on stdout that is not JSON-RPC. Set by its transport
 /// (`lines.rs`), awaited by the session's start (`session.rs`).
+///
+/// Such a line does not end the start: many servers print a banner on stdout and then
+/// work, so the server keeps its whole `timeout` to answer `initialize`. Meanwhile the
+/// line is shown as a note on its `connecting` status, and if the start times out, it is
+/// the cause given.
 #[derive(Default)]
 pub struct StdoutNoise {
     first: OnceLock<String>,
@@ -33,16 +34,24 @@ impl StdoutNoise {
         }
     }
 
-    /// Resolves [`NOISE_GRACE`] after the first such line, with the failure it means.
-    pub async fn as_failure(&self) -> String {
+    /// The first such line, once there is one.
+    pub async fn first_line(&self) -> &str {
         let seen = self.seen.notified();
         if self.first.get().is_none() {
             seen.await;
         }
-        tokio::time::sleep(NOISE_GRACE).await;
-        let line = self.first.get().map(String::as_str).unwrap_or_default();
+        self.first.get().map(String::as_str).unwrap_or_default()
+    }
+
+    /// The first such line, if there was one.
+    pub fn line(&self) -> Option<&str> {
+        self.first.get().map(String::as_str)
+    }
+
+    /// What `line` on stdout means while the server has not finished `initialize`.
+    pub fn note(line: &str) -> String {
         format!(
-            "it wrote `{line}` on stdout, which is not JSON-RPC, and did not finish initialize (an MCP server must write only JSON-RPC on stdout; logs go to stderr)"
+            "it wrote `{line}` on stdout, which is not JSON-RPC (an MCP server must write only JSON-RPC on stdout; logs go to stderr)"
         )
     }
 }

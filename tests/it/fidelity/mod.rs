@@ -11,6 +11,8 @@ use tokio::{
 };
 
 mod client_tasks;
+mod instructions;
+mod stdout_noise;
 mod tasks;
 
 use super::{
@@ -478,7 +480,8 @@ async fn errors_name_the_tool_meant_and_who_does_not_support_what() {
 async fn tools_shows_why_a_local_upstream_failed_and_where_the_log_is() {
     let env = TestEnv::new();
     let crashy = super::support::fixture("crashy", &["--exit-immediately"]);
-    let noisy = json!({"command": "sh", "args": ["-c", "echo 'hello from a banner'; sleep 30"]});
+    let noisy =
+        json!({"command": "sh", "args": ["-c", "echo 'hello from a banner'; sleep 30"], "timeout": 2});
     env.write_config(&json!({"mcpServers": {"crashy": crashy, "noisy": noisy}}));
     let output = env.run(&["tools"]).await;
     assert_eq!(output.code, Some(1), "{output:?}");
