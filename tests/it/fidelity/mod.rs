@@ -10,6 +10,7 @@ use tokio::{
     process::Command,
 };
 
+mod http_json;
 mod tasks;
 
 use super::{
