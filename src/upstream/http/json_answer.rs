@@ -228,3 +228,154 @@ impl StreamableHttpClient for JsonAnswerClient {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{
+        Mutex,
+        atomic::{AtomicUsize, Ordering},
+    };
+
+    use axum::{body::Body, http::HeaderMap, response::Response};
+    use rmcp::model::RequestId;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    const LISTED: &str = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"a","inputSchema":{"type":"object"},"execution":{"taskSupport":"optional"}}]}}"#;
+
+    /// A loopback server answering every request with `respond()`: its URL, how many
+    /// requests it got, and the headers of the last one.
+    struct TestServer {
+        url: Arc<str>,
+        requests: Arc<AtomicUsize>,
+        headers: Arc<Mutex<HeaderMap>>,
+    }
+
+    async fn serve(respond: fn() -> Response) -> TestServer {
+        let requests = Arc::new(AtomicUsize::new(0));
+        let headers = Arc::new(Mutex::new(HeaderMap::new()));
+        let (counted, seen) = (requests.clone(), headers.clone());
+        let app = axum::Router::new().fallback(move |request_headers: HeaderMap| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            *seen.lock().expect("headers") = request_headers;
+            std::future::ready(respond())
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}/mcp", listener.local_addr().expect("address"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        TestServer { url: url.into(), requests, headers }
+    }
+
+    fn answer(status: u16, content_type: &str, body: &'static str) -> Response {
+        Response::builder()
+            .status(status)
+            .header("content-type", content_type)
+            .header("mcp-session-id", "answered")
+            .header("www-authenticate", r#"Bearer resource_metadata="http://127.0.0.1/x""#)
+            .body(Body::from(body))
+            .expect("a response")
+    }
+
+    fn message(value: Value) -> ClientJsonRpcMessage {
+        serde_json::from_value(value).expect("a client message")
+    }
+
+    fn tools_list() -> ClientJsonRpcMessage {
+        message(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+    }
+
+    /// POST `sent` to `server` as rmcp's transport does, with `max_json` as the JSON
+    /// limit; the response and the raw result captured for id 1.
+    async fn post(
+        server: &TestServer,
+        sent: ClientJsonRpcMessage,
+        max_json: usize,
+    ) -> (Result<StreamableHttpPostResponse, HttpError>, Option<Value>) {
+        let raw_results = Arc::new(RawResults::default());
+        raw_results.expect(RequestId::Number(1));
+        crate::http_client::install_crypto_provider();
+        let client = JsonAnswerClient::new(reqwest::Client::new(), raw_results.clone());
+        let mut limits = StreamableHttpResponseLimits::default();
+        limits.max_json_response_size = max_json;
+        let custom = HashMap::from([
+            (HeaderName::from_static("x-custom"), HeaderValue::from_static("yes")),
+            (HeaderName::from_static("mcp-protocol-version"), HeaderValue::from_static("2025-11-25")),
+        ]);
+        let response = client
+            .post_message_with_response_limits(
+                server.url.clone(),
+                sent,
+                Some("session".into()),
+                Some("token".to_owned()),
+                custom,
+                limits,
+            )
+            .await;
+        (response, raw_results.take(&RequestId::Number(1)))
+    }
+
+    #[tokio::test]
+    async fn a_list_answered_as_one_json_body_is_captured_and_sent_once() {
+        let server = serve(|| answer(200, "application/json; charset=utf-8", LISTED)).await;
+        let (response, raw) = post(&server, tools_list(), 1 << 20).await;
+        let Ok(StreamableHttpPostResponse::Json(_, session)) = response else {
+            panic!("expected the JSON answer, got {response:?}");
+        };
+        assert_eq!(session.as_deref(), Some("answered"));
+        assert_eq!(raw.expect("captured")["tools"][0]["execution"], json!({"taskSupport": "optional"}));
+        assert_eq!(server.requests.load(Ordering::SeqCst), 1);
+        let headers = server.headers.lock().expect("headers").clone();
+        for (name, value) in [
+            ("authorization", "Bearer token"),
+            ("mcp-session-id", "session"),
+            ("x-custom", "yes"),
+            ("mcp-protocol-version", "2025-11-25"),
+            ("accept", POST_ACCEPT),
+            ("content-type", "application/json"),
+        ] {
+            assert_eq!(headers.get(name).and_then(|value| value.to_str().ok()), Some(value), "{name}");
+        }
+    }
+
+    #[tokio::test]
+    async fn any_other_answer_is_left_to_rmcps_client_after_one_more_send() {
+        let sse = serve(|| answer(200, "text/event-stream", "data: {}\n\n")).await;
+        let (response, _) = post(&sse, tools_list(), 1 << 20).await;
+        assert!(matches!(response, Ok(StreamableHttpPostResponse::Sse(..))), "{response:?}");
+        assert_eq!(sse.requests.load(Ordering::SeqCst), 2);
+
+        let unauthorized = serve(|| answer(401, "text/plain", "no")).await;
+        let (response, _) = post(&unauthorized, tools_list(), 1 << 20).await;
+        assert!(matches!(response, Err(StreamableHttpError::AuthRequired(_))), "{response:?}");
+        assert_eq!(unauthorized.requests.load(Ordering::SeqCst), 2);
+
+        let accepted = serve(|| answer(202, "application/json", "")).await;
+        let (response, _) = post(&accepted, tools_list(), 1 << 20).await;
+        assert!(matches!(response, Ok(StreamableHttpPostResponse::Accepted)), "{response:?}");
+        assert_eq!(accepted.requests.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_json_body_over_the_limit_fails_as_rmcps_client_fails_it() {
+        let server = serve(|| answer(200, "application/json", LISTED)).await;
+        let (response, raw) = post(&server, tools_list(), 16).await;
+        assert!(
+            matches!(response, Err(StreamableHttpError::ResponseBodyTooLarge { max_size: 16 })),
+            "{response:?}"
+        );
+        assert!(raw.is_none());
+        assert_eq!(server.requests.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn other_requests_go_through_rmcps_client_only() {
+        let server = serve(|| answer(200, "application/json", LISTED)).await;
+        let call =
+            message(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "a"}}));
+        let (response, raw) = post(&server, call, 1 << 20).await;
+        assert!(matches!(response, Ok(StreamableHttpPostResponse::Json(..))), "{response:?}");
+        assert!(raw.is_none(), "not offered to the capture");
+        assert_eq!(server.requests.load(Ordering::SeqCst), 1);
+    }
+}
