@@ -24,7 +24,9 @@ use std::{
 
 use rmcp::{
     model::ClientJsonRpcMessage,
-    transport::streamable_http_client::{StreamableHttpError, StreamableHttpPostResponse},
+    transport::streamable_http_client::{
+        StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
+    },
 };
 
 use super::{OAuthError, TokenSource, store::Secret};
@@ -36,9 +38,11 @@ pub const MAX_STEP_UPS: u32 = 2;
 
 type HttpError = StreamableHttpError<reqwest::Error>;
 
+/// The bearer layer over `C`, the client that does the HTTP (rmcp's reqwest client, or
+/// one that reads some answers itself).
 #[derive(Clone)]
-pub struct BearerClient {
-    inner: reqwest::Client,
+pub struct BearerClient<C = reqwest::Client> {
+    inner: C,
     source: Arc<TokenSource>,
     /// Set once the session is up: from then on a 401/403 may start a browser sign-in.
     /// During `initialize` the supervisor handles sign-in itself (with status updates).
@@ -46,8 +50,8 @@ pub struct BearerClient {
     step_ups: Arc<AtomicU32>,
 }
 
-impl BearerClient {
-    pub fn new(inner: reqwest::Client, source: Arc<TokenSource>) -> Self {
+impl<C: StreamableHttpClient<Error = reqwest::Error> + Sync> BearerClient<C> {
+    pub fn new(inner: C, source: Arc<TokenSource>) -> Self {
         Self { inner, source, interactive: Arc::default(), step_ups: Arc::default() }
     }
 
@@ -134,16 +138,16 @@ fn auth_error(error: &OAuthError) -> HttpError {
     StreamableHttpError::UnexpectedServerResponse(Cow::Owned(format!("OAuth: {error}")))
 }
 
-impl StreamableHttpLayer for BearerClient {
-    type Inner = reqwest::Client;
+impl<C: StreamableHttpClient<Error = reqwest::Error> + Sync> StreamableHttpLayer for BearerClient<C> {
+    type Inner = C;
     type PostNote = ();
 
-    fn inner(&self) -> &reqwest::Client {
+    fn inner(&self) -> &C {
         &self.inner
     }
 
     /// `request` with the current token instead of rmcp's auth header (rmcp has none).
-    fn send<R: StreamableHttpRequest<reqwest::Client>>(
+    fn send<R: StreamableHttpRequest<C>>(
         &self,
         request: R,
         _auth_header: Option<String>,

@@ -12,9 +12,10 @@
 //! `Connection::request_raw` takes the others whole.
 //!
 //! The capture costs one atomic load per incoming message while no `tools/list` is
-//! open. When a transport cannot offer the text (a streamable HTTP response sent as one
-//! JSON body, which rmcp decodes below the bridge), the decoded tool is served as rmcp
-//! encodes it.
+//! open. Over streamable HTTP, an answer sent as one JSON body is decoded inside rmcp's
+//! client, so the bridge's own client POSTs these requests and offers that body
+//! (`http/json_answer.rs`). When a transport cannot offer the text, the decoded tool is
+//! served as rmcp encodes it.
 
 use std::sync::{
     Mutex,

@@ -404,9 +404,11 @@ async fn streamable(
     pending: Pending,
 ) -> Result<Session, (InitFailure, Option<ChildGuard>)> {
     let max = shared.max_message_bytes;
+    // POSTs lists itself, so that a list answered as one JSON body keeps its fields.
+    let http = remote::JsonAnswerClient::new(client.clone(), pending.raw_results());
     match tokens {
         Some(tokens) => {
-            let bearer = BearerClient::new(client.clone(), tokens.clone());
+            let bearer = BearerClient::new(http, tokens.clone());
             let transport = pending.tap(remote::streamable_transport(
                 bearer.client(),
                 settings,
@@ -419,12 +421,8 @@ async fn streamable(
             attempt
         }
         None => {
-            let transport = pending.tap(remote::streamable_transport(
-                client.clone(),
-                settings,
-                max,
-                pending.raw_results(),
-            ));
+            let transport =
+                pending.tap(remote::streamable_transport(http, settings, max, pending.raw_results()));
             pending.initialize(entry, shared, transport, None, "streamable-http", None).await
         }
     }

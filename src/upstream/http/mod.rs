@@ -9,7 +9,9 @@
 //!   response and of one SSE event, and `reinit_on_expired_session`, with which rmcp
 //!   answers a 404 for a lost session by repeating `initialize` and sending the request
 //!   once more. [`streamable_transport`] layers `response_reader.rs` over the client
-//!   (reqwest, or the OAuth bearer client).
+//!   (the bottom one, or the OAuth bearer client over it). The bottom client is
+//!   [`JsonAnswerClient`] (`json_answer.rs`): rmcp's reqwest client, but for the POSTs
+//!   of lists, whose answers sent as one JSON body it offers to the raw-result capture.
 //! - [`challenge`] finds the `WWW-Authenticate` challenge of a 401 in an `initialize`
 //!   failure, from either transport, which is what starts OAuth discovery.
 //! - [`should_fall_back_to_sse`] is the auto-detection rule: a streamable HTTP
@@ -32,9 +34,11 @@ use rmcp::{
     },
 };
 
+mod json_answer;
 mod response_reader;
 pub mod sse;
 
+pub use self::json_answer::JsonAnswerClient;
 use self::response_reader::ResponseReader;
 use super::raw_results::RawResults;
 pub use crate::http_client::{describe_initialize, describe_status};
@@ -96,7 +100,7 @@ pub fn streamable_config(
         .reinit_on_expired_session(true)
 }
 
-/// A streamable HTTP transport over `client` (plain reqwest, or the OAuth bearer
+/// A streamable HTTP transport over `client` ([`JsonAnswerClient`], or the OAuth bearer
 /// client), which reads `tools/call` answers itself (`response_reader.rs`).
 pub fn streamable_transport<C: StreamableHttpClient + Sync>(
     client: C,

@@ -7,7 +7,7 @@
 //! untagged `ServerJsonRpcMessage`, trying one result type after another and failing
 //! on each before the tool result: together a large share of the bridge's cost per
 //! call to an HTTP upstream (the figures are in `docs/performance.md`). This wrapper, around the client that does the HTTP
-//! (plain reqwest, or the OAuth bearer client), reads the first events of a
+//! (`JsonAnswerClient`, or the OAuth bearer client over it), reads the first events of a
 //! `tools/call`'s stream before handing the response to rmcp. When the first message
 //! in it is that call's answer, it is decoded as `CallToolResult` directly (the decoder
 //! the stdio transport uses) and handed over as a plain JSON response, which rmcp
@@ -76,7 +76,7 @@ pub enum ResponseReading {
 }
 
 impl ResponseReading {
-    fn of(message: &ClientJsonRpcMessage) -> Self {
+    pub(super) fn of(message: &ClientJsonRpcMessage) -> Self {
         match message {
             JsonRpcMessage::Request(request) => match request.request {
                 ClientRequest::CallToolRequest(_) => ResponseReading::ToolAnswer(request.id.clone()),

@@ -11,6 +11,7 @@ use tokio::{
 };
 
 mod client_tasks;
+mod http_json;
 mod instructions;
 mod stdout_noise;
 mod tasks;
