@@ -5,7 +5,7 @@
 //! rmcp's reqwest client decodes a JSON body into its own types before any layer sees
 //! it, so fields it does not model (a tool's `execution`, a vendor's field) would be lost
 //! on that path (an SSE answer is read by `response_reader.rs`). For a request that
-//! `ResponseReading` reads as a raw capture (`tools/list` and the other lists, all
+//! `response_reader::wants_raw_result` marks (`tools/list` and the other lists, all
 //! idempotent), this client sends the POST with the same headers rmcp would: `Accept`
 //! for both JSON and SSE, the bearer token it was given, the session id, and the
 //! transport's own headers (the configured ones and the negotiated protocol version).
@@ -34,7 +34,7 @@ use rmcp::{
     },
 };
 
-use super::response_reader::ResponseReading;
+use super::response_reader::wants_raw_result;
 use crate::{http_client::SseEvents, upstream::raw_results::RawResults};
 
 /// The session header of streamable HTTP.
@@ -167,7 +167,7 @@ impl StreamableHttpClient for JsonAnswerClient {
         custom_headers: HashMap<HeaderName, HeaderValue>,
         limits: StreamableHttpResponseLimits,
     ) -> Result<StreamableHttpPostResponse, HttpError> {
-        if matches!(ResponseReading::of(&message), ResponseReading::RawCapture)
+        if wants_raw_result(&message)
             && let Some(answer) = self
                 .post_for_json(
                     &uri,

@@ -33,14 +33,19 @@ use std::{sync::Arc, time::Duration};
 
 use futures::{FutureExt, StreamExt};
 use rmcp::{
-    model::{ClientJsonRpcMessage, ClientRequest, JsonRpcMessage, RequestId, ServerJsonRpcMessage},
+    model::{
+        ClientJsonRpcMessage, ClientRequest, GetExtensions, JsonRpcMessage, RequestId, ServerJsonRpcMessage,
+    },
     transport::streamable_http_client::{StreamableHttpClient, StreamableHttpPostResponse},
 };
 use sse_stream::Sse;
 
 use crate::{
     http_client::{SseEvents, StreamableHttpLayer},
-    upstream::{raw_results::RawResults, stdio::transport::tool_response},
+    upstream::{
+        raw_results::{RawResultWanted, RawResults},
+        stdio::transport::tool_response,
+    },
 };
 
 /// How long the rest of an answered stream may take to end before its connection is
@@ -73,6 +78,18 @@ pub enum ResponseReading {
     /// Anything else: a stream is handed to rmcp with its messages offered to the
     /// capture of results wanted as written (`raw_results.rs`).
     Other,
+}
+
+/// Whether `message` is a request whose result is wanted as the upstream wrote it: a
+/// `tools/list`, or one marked [`RawResultWanted`] (`raw_results.rs`).
+pub fn wants_raw_result(message: &ClientJsonRpcMessage) -> bool {
+    match message {
+        JsonRpcMessage::Request(request) => {
+            matches!(request.request, ClientRequest::ListToolsRequest(_))
+                || request.request.extensions().get::<RawResultWanted>().is_some()
+        }
+        _ => false,
+    }
 }
 
 impl ResponseReading {
