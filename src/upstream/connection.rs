@@ -1,81 +1,42 @@
-//! One live MCP session with an upstream: the rmcp client handler that answers the
-//! upstream's requests by asking the client, the ordered notification forwarder, and
-//! the request path with progress routing, cancellation and timeouts.
+//! The request side of one live MCP session with an upstream ([`Connection`]): every
+//! request the bridge sends it, with progress routing, cancellation and timeouts, and
+//! the pieces a new session is built from ([`session_parts`]).
+//!
+//! A `tools/call` on a stdio session before protocol 2026-07-28 goes on the session's
+//! direct lane (`stdio/lane.rs`) as a lane call whose outcome this task awaits; the
+//! session's engine for requests in flight (`in_flight/`) times it out, cancels it and
+//! routes its progress. Every other request (and every call on other sessions) goes
+//! through rmcp's session ([`Connection::request`]), and this task waits for it
+//! itself ([`Connection::wait`]): the client's cancellation and a quiet request's
+//! deadline send `notifications/cancelled` upstream, and progress restarts the
+//! deadline through the same progress routes (`in_flight/progress.rs`).
 
-use std::{
-    future::Future,
-    sync::{Arc, Weak},
-    time::Duration,
-};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use futures::future::{BoxFuture, FutureExt};
 use rmcp::{
-    ClientHandler, ErrorData, Peer, RoleClient,
+    Peer, RoleClient,
     model::{
-        CancelledNotification, CancelledNotificationParam, ClientCapabilities, ClientInfo,
-        ClientNotification, ClientRequest, ClientResult, CreateMessageRequest, CreateMessageRequestParams,
-        CreateMessageResult, CustomNotification, CustomRequest, CustomResult, ElicitRequest,
-        ElicitRequestParams, ElicitResult, GetExtensions, Implementation, ListRootsRequest, ListRootsResult,
-        LoggingMessageNotification, NumberOrString, ProgressNotification, ProgressToken, ProtocolVersion,
-        RequestId, ResourceUpdatedNotification, ResourceUpdatedNotificationParam, ServerNotification,
-        ServerRequest, ServerResult,
+        CancelledNotification, CancelledNotificationParam, ClientNotification, ClientRequest, CustomRequest,
+        GetExtensions, ProgressToken, RequestId, ServerResult,
     },
-    service::{NotificationContext, PeerRequestOptions, RequestContext, ServiceError},
+    service::{PeerRequestOptions, ServiceError},
 };
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::{
     ClientLink, RequestOptions, UpstreamError,
+    client_handler::UpstreamHandler,
+    in_flight::{
+        InFlightContext,
+        progress::{ProgressRoute, ProgressRoutes},
+    },
     raw_results::{RawResultWanted, RawResults},
-    relay::{self, ToolAnswer, ToolCall},
-    stdio::lane::{self, Call, Lane, Ticket},
-    tap::{ProgressWanted, TapQueue, TapReceiver, Tapped},
+    relay::{ToolAnswer, ToolCall},
+    stdio::lane::{Lane, LaneTicket},
+    tap::{ProgressWanted, TapQueue, TapReceiver},
 };
-
-/// Where progress for one in-flight request goes.
-pub struct ProgressRoute {
-    client_token: ProgressToken,
-    /// Told of each progress notification; restarts the request timeout.
-    activity: Activity,
-}
-
-/// Who restarts a request's timeout when progress arrives.
-enum Activity {
-    /// The task waiting for the request ([`Connection::wait`]).
-    Waiter(Arc<Notify>),
-    /// The lane the call was sent on without a waiting task (`lane::Ticket`).
-    Lane(Weak<Lane>),
-}
-
-impl ProgressRoute {
-    /// The route of a lane call that no task waits for.
-    pub fn for_lane(client_token: ProgressToken, lane: Weak<Lane>) -> Self {
-        Self { client_token, activity: Activity::Lane(lane) }
-    }
-
-    fn waiter(client_token: ProgressToken, activity: &Arc<Notify>) -> Self {
-        Self { client_token, activity: Activity::Waiter(activity.clone()) }
-    }
-
-    /// Progress arrived under upstream token `token`.
-    fn touch(&self, token: &ProgressToken) {
-        match &self.activity {
-            Activity::Waiter(activity) => activity.notify_one(),
-            Activity::Lane(lane) => {
-                if let (Some(lane), NumberOrString::Number(id)) = (lane.upgrade(), &token.0) {
-                    lane.touch(*id);
-                }
-            }
-        }
-    }
-}
-
-/// Upstream progress token → route. A request through rmcp (which picks the token) locks
-/// it from before its message is queued until its route is in; a lane call knows its
-/// token and puts the route in before writing. The forwarder locks it per progress
-/// notification. Either way a fast upstream's first progress can never miss its route.
-pub type ProgressRoutes = Mutex<foldhash::HashMap<ProgressToken, ProgressRoute>>;
 
 /// The request side of a live upstream session, shared by every caller.
 pub struct Connection {
@@ -110,8 +71,8 @@ impl Connection {
     }
 
     /// An id on the session's direct lane for a `tools/call` no task will wait for
-    /// (`lane::Ticket`); `None` for sessions without a lane, or once it closed.
-    pub fn ticket(&self) -> Option<Ticket> {
+    /// ([`LaneTicket`]); `None` for sessions without a lane, or once it closed.
+    pub fn ticket(&self) -> Option<LaneTicket> {
         self.lane.as_ref()?.ticket()
     }
 
@@ -197,7 +158,7 @@ impl Connection {
         let handle = self.send(request, peer_options).await?;
         let routed_token = routing.map(|(mut routes, client_token)| {
             let token = handle.progress_token.clone();
-            routes.insert(token.clone(), ProgressRoute::waiter(client_token, &activity));
+            routes.insert(token.clone(), ProgressRoute::for_waiter(client_token, &activity));
             token
         });
         let id = handle.id.clone();
@@ -211,54 +172,46 @@ impl Connection {
     }
 
     /// A `tools/call` on the session's direct lane (`lane.rs`): the same contract as
-    /// [`Connection::request`], without rmcp's session task in the path.
+    /// [`Connection::request`], without rmcp's session task in the path. The call is a
+    /// [`LaneTicket`] like a call that no task waits for; its sink is a oneshot sender
+    /// whose receiver this task awaits, so the session's engine for requests in flight
+    /// (`in_flight/`) times it out, routes its progress and fails it when the session
+    /// ends, as for every lane call.
     async fn call_on_lane(
         &self,
-        lane: &Lane,
-        mut params: ToolCall,
+        lane: &Arc<Lane>,
+        params: ToolCall,
         options: RequestOptions,
     ) -> Result<ToolAnswer, UpstreamError> {
-        let Some(mut call) = lane.reserve() else {
+        let Some(ticket) = lane.ticket() else {
             self.broken.cancel();
             return Err(self.closed());
         };
-        let mut meta = params.meta.take().unwrap_or_default();
-        if let Some(forwarded) = options.meta {
-            meta.0.0.extend(forwarded.0.0);
+        let (sink, outcome) = oneshot::channel();
+        ticket.send_owned(&params, options.meta, options.progress_token, options.timeout, Box::new(sink));
+        drop(params);
+        // If this future is dropped before the outcome, the call is forgotten.
+        let _forget = ForgetOnDrop(&ticket);
+        tokio::pin!(outcome);
+        tokio::select! {
+            outcome = &mut outcome => return self.lane_outcome(outcome),
+            () = options.cancel.cancelled() => {}
         }
-        let activity = Arc::new(Notify::new());
-        // The lane knows the upstream's progress token (the call's id) before the request
-        // leaves, so the route goes in first and no lock is held while it is written.
-        let routed_token = match options.progress_token {
-            Some(client_token) => {
-                let token = ProgressToken(NumberOrString::Number(call.id));
-                meta.set_progress_token(token.clone());
-                let route = ProgressRoute::waiter(client_token, &activity);
-                self.routes.lock().await.insert(token.clone(), route);
-                Some(token)
-            }
-            None => None,
-        };
-        params.meta = (!meta.0.0.is_empty()).then_some(meta);
-        if let Err(error) = lane.send(&call, &params).await {
-            self.unroute(routed_token).await;
+        // The outcome follows the call's queued progress, unless the answer won the race.
+        ticket.abort(UpstreamError::Cancelled);
+        self.lane_outcome(outcome.await)
+    }
+
+    /// What a lane call's oneshot sink delivered; a sink dropped unused means the
+    /// session ended.
+    fn lane_outcome(
+        &self,
+        outcome: Result<Result<ToolAnswer, UpstreamError>, oneshot::error::RecvError>,
+    ) -> Result<ToolAnswer, UpstreamError> {
+        outcome.unwrap_or_else(|_| {
             self.broken.cancel();
-            return Err(UpstreamError::Transport { name: self.name.to_string(), cause: error.to_string() });
-        }
-        let id = RequestId::Number(call.id);
-        let Call { answer, .. } = &mut call;
-        let response = async {
-            match answer.await {
-                Ok(answer) => relay::tool_answer(answer),
-                Err(_) => {
-                    self.broken.cancel();
-                    Err(self.closed())
-                }
-            }
-        };
-        let result = self.wait(response, id, &options.cancel, options.timeout, &activity).await;
-        self.unroute(routed_token).await;
-        result
+            Err(self.closed())
+        })
     }
 
     /// Wait for `response`, or give up on the request (id `id` upstream) when the client
@@ -376,7 +329,7 @@ impl ConnectionParts {
         lane: Option<Arc<Lane>>,
     ) -> Connection {
         if let Some(lane) = &lane {
-            lane.attach(lane::Context {
+            lane.attach(InFlightContext {
                 name: self.name.clone(),
                 routes: self.routes.clone(),
                 tapped: tapped.clone(),
@@ -407,162 +360,19 @@ pub fn session_parts(
     let (tapped_tx, tapped_rx) = super::tap::queue();
     let routes = Arc::new(ProgressRoutes::default());
     SessionParts {
-        handler: UpstreamHandler { name: name.clone(), link, lists_changed },
+        handler: UpstreamHandler::new(name.clone(), link, lists_changed),
         connection_parts: ConnectionParts { name, routes, request_timeout, raw_results: Arc::default() },
         tapped_rx,
         tapped_tx,
     }
 }
 
-/// Drain the ordered notification queue of one session until it closes: progress goes
-/// to the request that asked for it, log messages to the client, barriers are acked.
-pub async fn forward_tapped(
-    name: Arc<str>,
-    link: Arc<dyn ClientLink>,
-    routes: Arc<ProgressRoutes>,
-    mut tapped: TapReceiver,
-) {
-    while let Some(item) = tapped.recv().await {
-        forward_one(&name, &link, &routes, item).await;
-        tapped.done();
-    }
-}
+/// Forgets a lane call whose waiting task went away ([`LaneTicket::forget`]); after its
+/// outcome, there is nothing left to forget.
+struct ForgetOnDrop<'a>(&'a LaneTicket);
 
-/// Forward one queued item; see [`forward_tapped`].
-async fn forward_one(name: &str, link: &Arc<dyn ClientLink>, routes: &ProgressRoutes, item: Tapped) {
-    match item {
-        Tapped::Progress(mut progress) => {
-            let routes_guard = routes.lock().await;
-            let Some(route) = routes_guard.get(&progress.progress_token) else {
-                tracing::debug!(upstream = %name, "progress for an unknown or finished request dropped");
-                return;
-            };
-            route.touch(&progress.progress_token);
-            progress.progress_token = route.client_token.clone();
-            drop(routes_guard);
-            let notification = ProgressNotification::new(progress);
-            link.notify(name, ServerNotification::ProgressNotification(notification)).await;
-        }
-        Tapped::Log(log) => {
-            let notification = LoggingMessageNotification::new(log);
-            link.notify(name, ServerNotification::LoggingMessageNotification(notification)).await;
-        }
-        Tapped::Barrier(done) => {
-            let _ = done.send(());
-        }
-    }
-}
-
-/// The rmcp client handler of one upstream session.
-pub struct UpstreamHandler {
-    name: Arc<str>,
-    link: Arc<dyn ClientLink>,
-    /// Signalled when the upstream says one of its lists changed; the supervisor re-lists.
-    lists_changed: Arc<Notify>,
-}
-
-impl UpstreamHandler {
-    async fn ask_client(
-        &self,
-        request: ServerRequest,
-        context: RequestContext<RoleClient>,
-    ) -> Result<ClientResult, ErrorData> {
-        let result = self.link.request(&self.name, request, context.ct).await;
-        if let Err(error) = &result {
-            tracing::info!(upstream = %self.name, "answered a request of the upstream with an error: {}", error.message);
-        }
-        result
-    }
-}
-
-fn unexpected(method: &str) -> ErrorData {
-    ErrorData::internal_error(format!("the client answered `{method}` with an unexpected result"), None)
-}
-
-impl ClientHandler for UpstreamHandler {
-    fn get_info(&self) -> ClientInfo {
-        // What the client declared, no more: a server that sees sampling, elicitation or
-        // roots may offer tools that need them, and those would always fail.
-        let declared = self.link.client_capabilities();
-        let mut capabilities = ClientCapabilities::default();
-        capabilities.roots = declared.roots;
-        capabilities.sampling = declared.sampling;
-        capabilities.elicitation = declared.elicitation;
-        ClientInfo::new(capabilities, Implementation::new("foxxy-bridge", env!("CARGO_PKG_VERSION")))
-            .with_protocol_version(ProtocolVersion::V_2025_11_25)
-    }
-
-    async fn create_message(
-        &self,
-        params: CreateMessageRequestParams,
-        context: RequestContext<RoleClient>,
-    ) -> Result<CreateMessageResult, ErrorData> {
-        let request = ServerRequest::CreateMessageRequest(CreateMessageRequest::new(params));
-        match self.ask_client(request, context).await? {
-            ClientResult::CreateMessageResult(result) => Ok(*result),
-            _ => Err(unexpected("sampling/createMessage")),
-        }
-    }
-
-    async fn list_roots(&self, context: RequestContext<RoleClient>) -> Result<ListRootsResult, ErrorData> {
-        let request = ServerRequest::ListRootsRequest(ListRootsRequest::default());
-        match self.ask_client(request, context).await? {
-            ClientResult::ListRootsResult(result) => Ok(result),
-            _ => Err(unexpected("roots/list")),
-        }
-    }
-
-    async fn create_elicitation(
-        &self,
-        params: ElicitRequestParams,
-        context: RequestContext<RoleClient>,
-    ) -> Result<ElicitResult, ErrorData> {
-        let request = ServerRequest::ElicitRequest(ElicitRequest::new(params));
-        match self.ask_client(request, context).await? {
-            ClientResult::ElicitResult(result) => Ok(result),
-            _ => Err(unexpected("elicitation/create")),
-        }
-    }
-
-    async fn on_custom_request(
-        &self,
-        request: CustomRequest,
-        context: RequestContext<RoleClient>,
-    ) -> Result<CustomResult, ErrorData> {
-        match self.ask_client(ServerRequest::CustomRequest(request), context).await? {
-            ClientResult::CustomResult(result) => Ok(result),
-            other => serde_json::to_value(other)
-                .map(CustomResult)
-                .map_err(|error| ErrorData::internal_error(error.to_string(), None)),
-        }
-    }
-
-    async fn on_resource_updated(
-        &self,
-        params: ResourceUpdatedNotificationParam,
-        _context: NotificationContext<RoleClient>,
-    ) {
-        let notification = ResourceUpdatedNotification::new(params);
-        self.link.notify(&self.name, ServerNotification::ResourceUpdatedNotification(notification)).await;
-    }
-
-    async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
-        self.lists_changed.notify_one();
-    }
-
-    async fn on_prompt_list_changed(&self, _context: NotificationContext<RoleClient>) {
-        self.lists_changed.notify_one();
-    }
-
-    async fn on_resource_list_changed(&self, _context: NotificationContext<RoleClient>) {
-        self.lists_changed.notify_one();
-    }
-
-    async fn on_custom_notification(
-        &self,
-        notification: CustomNotification,
-        _context: NotificationContext<RoleClient>,
-    ) {
-        self.link.notify(&self.name, ServerNotification::CustomNotification(notification)).await;
+impl Drop for ForgetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.forget();
     }
 }

@@ -17,8 +17,10 @@
 // protocol 2026-07-28, but they are live parts of 2025-11-25, which the bridge speaks.
 #![allow(deprecated)]
 
+mod client_handler;
 mod connection;
 mod http;
+mod in_flight;
 mod listing;
 mod raw_results;
 mod relay;
@@ -33,6 +35,7 @@ use std::{fmt, sync::Arc};
 
 use futures::future::{BoxFuture, FutureExt};
 pub use http::{describe as describe_http_error, install_crypto_provider};
+pub use in_flight::AnswerSink;
 pub use relay::{RawToolResult, ToolAnswer, ToolCall, ToolCallRef, number_or_string};
 use rmcp::{
     ErrorData,
@@ -43,7 +46,7 @@ use rmcp::{
     },
 };
 pub use set::UpstreamSet;
-pub use stdio::lane::{AnswerSink, Ticket as LaneTicket};
+pub use stdio::lane::LaneTicket;
 pub use stdio::watchdog;
 pub use tap::drop_progress_token;
 use tokio::sync::watch;

@@ -21,8 +21,10 @@ use tracing::Instrument as _;
 
 use super::{
     Status, UpstreamCatalog,
-    connection::{self, Connection, SessionParts, UpstreamHandler},
+    client_handler::UpstreamHandler,
+    connection::{self, Connection, SessionParts},
     http::{self as remote, sse},
+    in_flight::progress,
     raw_results::RawResults,
     set::{Entry, Shared},
     stdio::{
@@ -117,8 +119,9 @@ enum InitFailure {
     GaveUp(String),
 }
 
-/// A session's handler and queues, plus the token its transport cancels on close.
-struct Pending {
+/// A session being opened: its handler and queues, plus the token its transport
+/// cancels on close.
+struct OpeningSession {
     parts: SessionParts,
     closed: CancellationToken,
     lifecycle: ClientLifecycleMode,
@@ -126,7 +129,7 @@ struct Pending {
     give_up: Option<futures::future::BoxFuture<'static, String>>,
 }
 
-impl Pending {
+impl OpeningSession {
     fn new(entry: &Entry, shared: &Shared) -> Self {
         let parts = connection::session_parts(
             entry.name.clone(),
@@ -170,7 +173,7 @@ impl Pending {
         label: &'static str,
         lane: Option<Arc<Lane>>,
     ) -> Result<Session, (InitFailure, Option<ChildGuard>)> {
-        let Pending { parts, closed, lifecycle, give_up } = self;
+        let OpeningSession { parts, closed, lifecycle, give_up } = self;
         let give_up = async {
             match give_up {
                 Some(give_up) => give_up.await,
@@ -208,7 +211,7 @@ impl Pending {
             closed.clone(),
             lane.filter(|_| legacy),
         ));
-        let forwarder = tokio::spawn(connection::forward_tapped(
+        let forwarder = tokio::spawn(progress::forward_tapped(
             entry.name.clone(),
             shared.link.clone(),
             routes,
@@ -219,18 +222,18 @@ impl Pending {
 }
 
 async fn connect_stdio(entry: &Entry, shared: &Shared, spec: &SpawnSpec<'_>) -> Result<Session, String> {
-    match start_stdio(entry, shared, spec, Pending::new(entry, shared)).await {
+    match start_stdio(entry, shared, spec, OpeningSession::new(entry, shared)).await {
         // The server refused `initialize` itself: it may speak only 2026-07-28.
         Err(StdioFailure::Refused(error)) => {
             tracing::info!(upstream = %entry.name, "initialize was refused ({error}); trying protocol 2026-07-28");
-            start_stdio(entry, shared, spec, Pending::new(entry, shared).modern()).await.map_err(|failure| {
-                match failure {
+            start_stdio(entry, shared, spec, OpeningSession::new(entry, shared).modern()).await.map_err(
+                |failure| match failure {
                     StdioFailure::Refused(_) => {
                         format!("the server refused both initialize ({error}) and server/discover")
                     }
                     StdioFailure::Other(cause) => cause,
-                }
-            })
+                },
+            )
         }
         Err(StdioFailure::Other(cause)) => Err(cause),
         Ok(session) => Ok(session),
@@ -247,21 +250,21 @@ async fn start_stdio(
     entry: &Entry,
     shared: &Shared,
     spec: &SpawnSpec<'_>,
-    pending: Pending,
+    opening: OpeningSession,
 ) -> Result<Session, StdioFailure> {
     let spawned = child::spawn(&entry.name, spec).map_err(StdioFailure::Other)?;
     let stderr_tail = spawned.stderr_tail.clone();
     let noise = Arc::new(StdoutNoise::default());
     let lines = LineTransport::new(spawned.stdout, spawned.stdin, shared.max_message_bytes)
-        .with_raw_results(pending.raw_results())
+        .with_raw_results(opening.raw_results())
         .with_noise(noise.clone())
         .for_upstream(entry.name.clone());
     let lane = lines.lane();
-    let transport = pending.tap(lines);
+    let transport = opening.tap(lines);
     let label = "stdio";
-    let mut pending = pending;
-    pending.give_up = Some(Box::pin(async move { noise.as_failure().await }));
-    match pending.initialize(entry, shared, transport, Some(spawned.guard), label, Some(lane)).await {
+    let mut opening = opening;
+    opening.give_up = Some(Box::pin(async move { noise.as_failure().await }));
+    match opening.initialize(entry, shared, transport, Some(spawned.guard), label, Some(lane)).await {
         Ok(session) => Ok(session),
         Err((failure, child)) => {
             let mut child = child.expect("a stdio session attempt keeps its child");
@@ -404,31 +407,31 @@ async fn streamable(
     settings: &RemoteSettings,
     client: &reqwest::Client,
     tokens: Option<&Arc<TokenSource>>,
-    pending: Pending,
+    opening: OpeningSession,
 ) -> Result<Session, (InitFailure, Option<ChildGuard>)> {
     let max = shared.max_message_bytes;
     match tokens {
         Some(tokens) => {
             let bearer = BearerClient::new(client.clone(), tokens.clone());
-            let transport = pending.tap(remote::streamable_transport(
+            let transport = opening.tap(remote::streamable_transport(
                 bearer.clone(),
                 settings,
                 max,
-                pending.raw_results(),
+                opening.raw_results(),
             ));
-            let attempt = pending.initialize(entry, shared, transport, None, "streamable-http", None).await;
+            let attempt = opening.initialize(entry, shared, transport, None, "streamable-http", None).await;
             // Once connected, a 401/403 mid-session may start a sign-in itself.
             bearer.set_interactive();
             attempt
         }
         None => {
-            let transport = pending.tap(remote::streamable_transport(
+            let transport = opening.tap(remote::streamable_transport(
                 client.clone(),
                 settings,
                 max,
-                pending.raw_results(),
+                opening.raw_results(),
             ));
-            pending.initialize(entry, shared, transport, None, "streamable-http", None).await
+            opening.initialize(entry, shared, transport, None, "streamable-http", None).await
         }
     }
 }
@@ -461,13 +464,21 @@ async fn dial(
         },
     };
     if settings.kind != RemoteKind::Sse {
-        let attempt = streamable(entry, shared, settings, &client, bearer, Pending::new(entry, shared)).await;
+        let attempt =
+            streamable(entry, shared, settings, &client, bearer, OpeningSession::new(entry, shared)).await;
         let attempt = match attempt {
             // The server refused `initialize` itself: it may speak only 2026-07-28.
             Err((InitFailure::Failed(error), _)) if is_handshake_refusal(&error) => {
                 tracing::info!(upstream = %entry.name, "initialize was refused; trying protocol 2026-07-28");
-                streamable(entry, shared, settings, &client, bearer, Pending::new(entry, shared).modern())
-                    .await
+                streamable(
+                    entry,
+                    shared,
+                    settings,
+                    &client,
+                    bearer,
+                    OpeningSession::new(entry, shared).modern(),
+                )
+                .await
             }
             other => other,
         };
@@ -488,7 +499,7 @@ async fn dial(
             Err((failure, _)) => return Err(failed(failure)),
         }
     }
-    let pending = Pending::new(entry, shared);
+    let opening = OpeningSession::new(entry, shared);
     let headers = remote::headers(settings).into_iter().collect();
     let stream = match sse::connect(
         client,
@@ -501,14 +512,14 @@ async fn dial(
     )
     .await
     {
-        Ok(stream) => stream.with_raw_results(pending.raw_results()),
+        Ok(stream) => stream.with_raw_results(opening.raw_results()),
         Err(sse::SseTransportError::AuthRequired(challenge)) if tokens.is_some() => {
             return Err(Dial::Challenge(challenge));
         }
         Err(error) => return Err(Dial::Failed(error.to_string())),
     };
-    let transport = pending.tap(stream);
-    match pending.initialize(entry, shared, transport, None, "sse", None).await {
+    let transport = opening.tap(stream);
+    match opening.initialize(entry, shared, transport, None, "sse", None).await {
         Ok(session) => {
             tracing::info!(upstream = %entry.name, url = %crate::oauth::store::redacted_url(&settings.url), "connected over legacy SSE");
             Ok(session)

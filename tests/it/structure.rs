@@ -49,12 +49,8 @@ const LAYERS: &[&[&str]] = &[
 /// entry when its arrow goes: the test fails while a listed arrow no longer exists or no
 /// longer closes a cycle or points up.
 const KNOWN_DEBT: &[&str] = &[
-    // The streamable HTTP client decodes tool answers with the stdio transport's decoder.
-    "upstream::http -> upstream::stdio",
     // The tool-call wire types use the lane's answer type.
     "upstream::relay -> upstream::stdio",
-    // The lane routes progress through the connection's progress routes.
-    "upstream::stdio -> upstream::connection",
     // A session and a supervisor reach back into the set's shared part and entries; the
     // set runs supervisors, a supervisor opens sessions.
     "upstream::session -> upstream::set",
