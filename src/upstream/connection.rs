@@ -3,15 +3,16 @@
 //! the pieces a new session is built from ([`session_parts`]).
 //!
 //! A `tools/call` on a stdio session before protocol 2026-07-28 goes on the session's
-//! direct lane (`stdio/lane.rs`) as a lane call whose outcome this task awaits; the
-//! session's engine for requests in flight (`in_flight/`) times it out, cancels it and
-//! routes its progress. Every other request (and every call on other sessions) goes
-//! through rmcp's session ([`Connection::request`]), and this task waits for it
-//! itself ([`Connection::wait`]): the client's cancellation and a quiet request's
-//! deadline send `notifications/cancelled` upstream, and progress restarts the
-//! deadline through the same progress routes (`in_flight/progress.rs`).
+//! direct lane (`stdio/lane.rs`) as a lane call whose outcome this task awaits. Every
+//! other request (and every call on other sessions) goes through rmcp's session
+//! ([`Connection::request`]), which delivers its answer here. Either way the session's
+//! engine for requests in flight (`in_flight/`) tracks the request: it times out a
+//! quiet request and tells the upstream (`notifications/cancelled`), cancels it when
+//! the client does, restarts its deadline on progress and fails it when the session
+//! ends; its progress route (`in_flight/progress.rs`) maps the upstream's progress
+//! token back to the client's.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use futures::future::{BoxFuture, FutureExt};
 use rmcp::{
@@ -29,8 +30,9 @@ use super::{
     ClientLink, RequestOptions, UpstreamError,
     client_handler::UpstreamHandler,
     in_flight::{
-        InFlightContext,
+        InFlight, InFlightContext, Refused, UpstreamCanceller,
         progress::{ProgressRoute, ProgressRoutes},
+        spawn_detached,
     },
     raw_results::{RawResultWanted, RawResults},
     relay::{ToolAnswer, ToolCall},
@@ -45,12 +47,13 @@ pub struct Connection {
     routes: Arc<ProgressRoutes>,
     /// Producer side of the ordered queue, used to post flush barriers.
     tapped: TapQueue,
-    request_timeout: Duration,
     /// Cancelled when a request finds the connection dead, so the supervisor
     /// reconnects instead of waiting for the transport to notice.
     broken: CancellationToken,
     /// The direct path for `tools/call` (`lane.rs`); stdio sessions before 2026-07-28.
     lane: Option<Arc<Lane>>,
+    /// The session's requests in flight, on the lane or through rmcp (`in_flight/`).
+    requests: Arc<InFlight>,
     /// The session's `tools/list` answers as written (`raw_results.rs`).
     raw_results: Arc<RawResults>,
 }
@@ -147,7 +150,12 @@ impl Connection {
         if let Some(meta) = options.meta {
             peer_options = peer_options.with_meta(meta);
         }
-        let activity = Arc::new(Notify::new());
+        // The engine tracks the request under an id of its own: its deadline, the
+        // client's cancellation, and what its progress restarts.
+        let Some(key) = self.requests.next_id() else {
+            self.broken.cancel();
+            return Err(self.closed());
+        };
         // With a progress token, the routes stay locked from before the request leaves
         // until its route is in place, so no progress notification can miss it. (One
         // `send` for both cases: each await of it would add its state to this future.)
@@ -158,15 +166,39 @@ impl Connection {
         let handle = self.send(request, peer_options).await?;
         let routed_token = routing.map(|(mut routes, client_token)| {
             let token = handle.progress_token.clone();
-            routes.insert(token.clone(), ProgressRoute::for_waiter(client_token, &activity));
+            routes
+                .insert(token.clone(), ProgressRoute::new(client_token, Arc::downgrade(&self.requests), key));
             token
         });
-        let id = handle.id.clone();
         if let Some(sent_as) = sent_as {
-            let _ = sent_as.set(id.clone());
+            let _ = sent_as.set(handle.id.clone());
         }
-        let response = async { handle.await_response().await.map_err(|error| self.failed(error)) };
-        let result = self.wait(response, id, &options.cancel, options.timeout, &activity).await;
+        let (sink, ended) = oneshot::channel();
+        let result = match self.requests.insert_rmcp(key, handle.id.clone(), Box::new(sink), options.timeout)
+        {
+            Ok(_) => {
+                tokio::select! {
+                    response = handle.await_response() => {
+                        self.requests.forget(key);
+                        response.map_err(|error| self.failed(error))
+                    }
+                    // The engine timed it out (and told the upstream), or the session ended.
+                    ended = ended => Err(match ended {
+                        Ok(Err(error)) => error,
+                        Ok(Ok(_)) | Err(_) => self.closed(),
+                    }),
+                    () = options.cancel.cancelled() => {
+                        self.requests.cancel(key);
+                        Err(UpstreamError::Cancelled)
+                    }
+                }
+            }
+            Err(Refused::Closed(_, error)) => {
+                self.broken.cancel();
+                Err(error)
+            }
+            Err(Refused::Detached) => Err(self.closed()),
+        };
         self.unroute(routed_token).await;
         result
     }
@@ -212,40 +244,6 @@ impl Connection {
             self.broken.cancel();
             Err(self.closed())
         })
-    }
-
-    /// Wait for `response`, or give up on the request (id `id` upstream) when the client
-    /// cancels it or it has been quiet for `timeout` (else the request timeout). Progress
-    /// (`activity`) restarts the timeout.
-    async fn wait<T>(
-        &self,
-        response: impl Future<Output = Result<T, UpstreamError>>,
-        id: RequestId,
-        cancel: &CancellationToken,
-        timeout: Option<Duration>,
-        activity: &Notify,
-    ) -> Result<T, UpstreamError> {
-        tokio::pin!(response);
-        let timeout = timeout.unwrap_or(self.request_timeout);
-        let deadline = tokio::time::sleep(timeout);
-        tokio::pin!(deadline);
-        loop {
-            tokio::select! {
-                result = &mut response => return result,
-                () = cancel.cancelled() => {
-                    // Boxed: the rare paths should not make every request's future larger.
-                    Box::pin(cancel_upstream(&self.peer, id, "cancelled by the client")).await;
-                    return Err(UpstreamError::Cancelled);
-                }
-                () = &mut deadline => {
-                    Box::pin(cancel_upstream(&self.peer, id, "request timeout")).await;
-                    return Err(UpstreamError::Timeout { name: self.name.to_string(), seconds: timeout.as_secs() });
-                }
-                () = activity.notified() => {
-                    deadline.as_mut().reset(tokio::time::Instant::now() + timeout);
-                }
-            }
-        }
     }
 
     /// After a request with a progress route: let its queued progress reach the client
@@ -297,10 +295,19 @@ impl Connection {
     }
 }
 
-async fn cancel_upstream(peer: &Peer<RoleClient>, id: rmcp::model::RequestId, reason: &str) {
-    let notification =
-        CancelledNotification::new(CancelledNotificationParam::new(Some(id), Some(reason.to_owned())));
-    let _ = peer.send_notification(ClientNotification::CancelledNotification(notification)).await;
+/// Cancels requests sent through rmcp's session, behind the requests it queued: the
+/// engine's way to reach the upstream for them.
+struct RmcpCanceller(Peer<RoleClient>);
+
+impl UpstreamCanceller for RmcpCanceller {
+    fn cancel_upstream(&self, id: RequestId, reason: &str) {
+        let notification =
+            CancelledNotification::new(CancelledNotificationParam::new(Some(id), Some(reason.to_owned())));
+        let peer = self.0.clone();
+        spawn_detached(async move {
+            let _ = peer.send_notification(ClientNotification::CancelledNotification(notification)).await;
+        });
+    }
 }
 
 /// The pieces a new session is made of; see [`start`].
@@ -328,23 +335,33 @@ impl ConnectionParts {
         broken: CancellationToken,
         lane: Option<Arc<Lane>>,
     ) -> Connection {
-        if let Some(lane) = &lane {
-            lane.attach(InFlightContext {
-                name: self.name.clone(),
-                routes: self.routes.clone(),
-                tapped: tapped.clone(),
-                timeout: self.request_timeout,
-                broken: broken.clone(),
-            });
-        }
+        let context = InFlightContext {
+            name: self.name.clone(),
+            routes: self.routes.clone(),
+            tapped: tapped.clone(),
+            timeout: self.request_timeout,
+            broken: broken.clone(),
+        };
+        let rmcp = Box::new(RmcpCanceller(peer.clone()));
+        let requests = match &lane {
+            Some(lane) => {
+                lane.attach(context, rmcp);
+                lane.requests().clone()
+            }
+            None => {
+                let requests = Arc::new(InFlight::default());
+                requests.attach(context, None, rmcp);
+                requests
+            }
+        };
         Connection {
             name: self.name,
             peer,
             routes: self.routes,
             tapped,
-            request_timeout: self.request_timeout,
             broken,
             lane,
+            requests,
             raw_results: self.raw_results,
         }
     }
@@ -364,6 +381,14 @@ pub fn session_parts(
         connection_parts: ConnectionParts { name, routes, request_timeout, raw_results: Arc::default() },
         tapped_rx,
         tapped_tx,
+    }
+}
+
+impl Drop for Connection {
+    /// The session is over: its engine's deadline task ends (a lane's transport may
+    /// have ended it already).
+    fn drop(&mut self) {
+        self.requests.close();
     }
 }
 

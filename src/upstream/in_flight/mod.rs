@@ -2,10 +2,9 @@
 //! its cancellation and its progress route, from the moment it is sent until its
 //! outcome is handed over.
 //!
-//! [`InFlight`] is one session's table of such requests. A request is sent under an id
-//! the table hands out ([`InFlight::next_id`], numbers from [`FIRST_ID`] up, far above
-//! rmcp's own counters, which start at 0, and within 32 bits for servers that read ids
-//! as `int`). Its outcome goes to an [`AnswerSink`], exactly once, from whoever ends
+//! [`InFlight`] is one session's table of such requests, keyed by an id the table hands
+//! out ([`InFlight::next_id`], numbers from [`FIRST_ID`] up, far above rmcp's own
+//! counters, which start at 0, and within 32 bits for servers that read ids as `int`). Its outcome goes to an [`AnswerSink`], exactly once, from whoever ends
 //! the request:
 //!
 //! - **the answer**: the transport's reader finds the answer line and hands it over
@@ -25,11 +24,20 @@
 //!   is marked broken ([`InFlight::close`]); a request the transport could not write
 //!   fails the same way ([`InFlight::fail`]).
 //!
-//! A caller that waits for the outcome on a task gives a oneshot sender as the sink
-//! (it implements [`AnswerSink`]), so a call with a waiting task and one without take
-//! the same path. The direct lane of a stdio session (`stdio/lane.rs`) is the transport
-//! that sends requests tracked here; every other request goes through rmcp's session,
-//! which keeps its own table, and waits in `Connection::wait`.
+//! Every request a session sends is tracked here, whichever way it goes:
+//!
+//! - **on the direct lane** of a stdio session (`stdio/lane.rs`, [`InFlight::insert`]):
+//!   the engine's id is the request's id upstream, its progress token too, and the
+//!   answer line comes back to the engine. A caller that waits on a task gives a
+//!   oneshot sender as the sink (it implements [`AnswerSink`]), so a call with a
+//!   waiting task and one without take the same path;
+//! - **through rmcp's session** (every other request, and every call on other
+//!   sessions; [`InFlight::insert_rmcp`]): rmcp picks the request's id and progress
+//!   token and delivers the answer to the waiting caller (`Connection`), which ends
+//!   the request in the engine then; the engine keeps its deadline, the route's
+//!   timeout restarts, and the cancellation, which it queues through rmcp behind the
+//!   request ([`UpstreamCanceller`]). Its sink gets only a timeout or the session's
+//!   end.
 
 pub mod progress;
 
@@ -38,6 +46,7 @@ use std::{
     time::Duration,
 };
 
+use rmcp::model::RequestId;
 use tokio::{
     sync::{Notify, oneshot},
     time::Instant,
@@ -81,16 +90,27 @@ impl InFlightContext {
 }
 
 /// How the engine tells the upstream to stop working on a request it ends early: the
-/// transport's side of the engine.
+/// side of the engine that sent the request (the lane, or rmcp's session).
 pub trait UpstreamCanceller: Send + Sync + 'static {
-    /// Send `notifications/cancelled` for request `id` with `reason`. Nothing waits for
-    /// it: a failure only means the session is ending anyway.
-    fn cancel_upstream(&self, id: i64, reason: &str);
+    /// Send `notifications/cancelled` for request `id` (its id upstream) with `reason`.
+    /// Nothing waits for it: a failure only means the session is ending anyway.
+    fn cancel_upstream(&self, id: RequestId, reason: &str);
+}
+
+/// Which way a request went to the upstream, so its cancellation follows it.
+enum SentThrough {
+    /// The direct lane, under the request's own id.
+    Lane,
+    /// rmcp's session, under rmcp's id for it (its cancellation is queued behind it).
+    Rmcp(RequestId),
 }
 
 struct Attached {
     context: InFlightContext,
-    upstream: Weak<dyn UpstreamCanceller>,
+    /// The session's direct lane, if it has one.
+    lane: Option<Weak<dyn UpstreamCanceller>>,
+    /// rmcp's session.
+    rmcp: Box<dyn UpstreamCanceller>,
 }
 
 struct Table {
@@ -108,8 +128,10 @@ struct InFlightRequest {
     deadline: Instant,
     /// How long it may be quiet.
     timeout: Duration,
-    /// Whether progress is routed under the request's id.
+    /// Whether progress is routed under the request's id; the engine then forgets the
+    /// route when the request ends.
     routed: bool,
+    sent_through: SentThrough,
 }
 
 /// Where the outcome of a request goes. Called exactly once, unless the client cancels
@@ -155,10 +177,17 @@ impl InFlight {
         self.table.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Give the engine what ending requests needs, and start the task that times them
-    /// out. Once per session; must be called inside the runtime.
-    pub fn attach(self: &Arc<Self>, context: InFlightContext, upstream: Weak<dyn UpstreamCanceller>) {
-        if self.attached.set(Attached { context, upstream }).is_ok() {
+    /// Give the engine what ending requests needs (with the two ways a request goes
+    /// upstream: the session's `lane`, if it has one, and `rmcp`'s session), and start
+    /// the task that times them out. Once per session; must be called inside the
+    /// runtime.
+    pub fn attach(
+        self: &Arc<Self>,
+        context: InFlightContext,
+        lane: Option<Weak<dyn UpstreamCanceller>>,
+        rmcp: Box<dyn UpstreamCanceller>,
+    ) {
+        if self.attached.set(Attached { context, lane, rmcp }).is_ok() {
             tokio::spawn(sweep(self.clone()));
         }
     }
@@ -181,7 +210,7 @@ impl InFlight {
         Some(id)
     }
 
-    /// Track request `id` (from [`InFlight::next_id`]), about to be sent, until its
+    /// Track lane request `id` (from [`InFlight::next_id`]), about to be sent, until its
     /// outcome goes to `sink`. It times out after `timeout` of quiet (the session's
     /// request timeout if `None`); `routed` says its progress is routed under its id
     /// ([`progress::request_token`]). Returns the request's context.
@@ -192,6 +221,33 @@ impl InFlight {
         timeout: Option<Duration>,
         routed: bool,
     ) -> Result<&InFlightContext, Refused> {
+        self.track(id, sink, timeout, routed, SentThrough::Lane)
+    }
+
+    /// Track request `id` (from [`InFlight::next_id`]), just sent through rmcp under
+    /// rmcp's id `sent_as`: its deadline and cancellation, not its answer, which rmcp
+    /// delivers to the caller. `sink` gets only the error of a timeout or of the
+    /// session ending; the caller ends the request when the answer comes
+    /// ([`InFlight::forget`]) or when it gives up ([`InFlight::cancel`]), and forgets
+    /// its progress route itself (rmcp picked its token).
+    pub fn insert_rmcp(
+        &self,
+        id: i64,
+        sent_as: RequestId,
+        sink: Box<dyn AnswerSink>,
+        timeout: Option<Duration>,
+    ) -> Result<&InFlightContext, Refused> {
+        self.track(id, sink, timeout, false, SentThrough::Rmcp(sent_as))
+    }
+
+    fn track(
+        &self,
+        id: i64,
+        sink: Box<dyn AnswerSink>,
+        timeout: Option<Duration>,
+        routed: bool,
+        sent_through: SentThrough,
+    ) -> Result<&InFlightContext, Refused> {
         let Some(context) = self.context() else { return Err(Refused::Detached) };
         let mut table = self.table();
         if table.closed {
@@ -199,7 +255,8 @@ impl InFlight {
             return Err(Refused::Closed(sink, context.closed()));
         }
         let timeout = timeout.unwrap_or(context.timeout);
-        let request = InFlightRequest { sink, deadline: Instant::now() + timeout, timeout, routed };
+        let request =
+            InFlightRequest { sink, deadline: Instant::now() + timeout, timeout, routed, sent_through };
         table.requests.insert(id, request);
         if std::mem::take(&mut table.sweeper_idle) {
             self.sweeper.notify_one();
@@ -226,6 +283,11 @@ impl InFlight {
         }
         let Some((id, found)) = read() else { return false };
         let Some(request) = table.requests.remove(&id) else { return false };
+        if let SentThrough::Rmcp(_) = request.sent_through {
+            // Not a lane call: rmcp answers it under its own id; this line is rmcp's.
+            table.requests.insert(id, request);
+            return false;
+        }
         drop(table);
         self.end(id, request, answer(found));
         true
@@ -269,7 +331,7 @@ impl InFlight {
     /// and the upstream is told. Nothing happens if it has already ended.
     pub fn cancel(&self, id: i64) {
         let Some(request) = self.take(id) else { return };
-        self.cancel_upstream(id, "cancelled by the client");
+        self.cancel_upstream(id, &request, "cancelled by the client");
         self.unroute(id, request.routed);
     }
 
@@ -278,7 +340,7 @@ impl InFlight {
     /// queued before it has reached the client. Nothing happens if it has already ended.
     pub fn abort(&self, id: i64, error: UpstreamError) {
         let Some(request) = self.take(id) else { return };
-        self.cancel_upstream(id, "cancelled by the client");
+        self.cancel_upstream(id, &request, "cancelled by the client");
         self.end(id, request, Err(error));
     }
 
@@ -295,9 +357,16 @@ impl InFlight {
         self.table().requests.remove(&id)
     }
 
-    fn cancel_upstream(&self, id: i64, reason: &str) {
-        if let Some(upstream) = self.attached.get().and_then(|attached| attached.upstream.upgrade()) {
-            upstream.cancel_upstream(id, reason);
+    /// Tell the upstream to stop working on `request` (id `id`), the way it was sent.
+    fn cancel_upstream(&self, id: i64, request: &InFlightRequest, reason: &str) {
+        let Some(attached) = self.attached.get() else { return };
+        match &request.sent_through {
+            SentThrough::Lane => {
+                if let Some(lane) = attached.lane.as_ref().and_then(Weak::upgrade) {
+                    lane.cancel_upstream(RequestId::Number(id), reason);
+                }
+            }
+            SentThrough::Rmcp(sent_as) => attached.rmcp.cancel_upstream(sent_as.clone(), reason),
         }
     }
 
@@ -362,7 +431,7 @@ async fn sweep(engine: Arc<InFlight>) {
             (expired, next)
         };
         for (id, request) in expired {
-            engine.cancel_upstream(id, "request timeout");
+            engine.cancel_upstream(id, &request, "request timeout");
             let seconds = request.timeout.as_secs();
             engine.end(id, request, Err(UpstreamError::Timeout { name: context.name.to_string(), seconds }));
         }

@@ -16,7 +16,7 @@ use std::sync::{Arc, Weak};
 use rmcp::model::{
     LoggingMessageNotification, NumberOrString, ProgressNotification, ProgressToken, ServerNotification,
 };
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::Mutex;
 
 use super::InFlight;
 use crate::upstream::{
@@ -27,39 +27,23 @@ use crate::upstream::{
 /// Where progress for one in-flight request goes.
 pub struct ProgressRoute {
     client_token: ProgressToken,
-    /// Told of each progress notification; restarts the request timeout.
-    activity: Activity,
-}
-
-/// Who restarts a request's timeout when progress arrives.
-enum Activity {
-    /// The task waiting for a request sent through rmcp (`Connection::wait`).
-    Waiter(Arc<Notify>),
-    /// The engine tracking the request (its id is the upstream token).
-    Engine(Weak<InFlight>),
+    /// The engine tracking the request, told of each progress notification: it
+    /// restarts the request's timeout.
+    engine: Weak<InFlight>,
+    /// The request's id in the engine.
+    id: i64,
 }
 
 impl ProgressRoute {
-    /// The route of a request tracked by `engine`.
-    pub fn for_engine(client_token: ProgressToken, engine: Weak<InFlight>) -> Self {
-        Self { client_token, activity: Activity::Engine(engine) }
+    /// The route of request `id` of `engine`, whose progress goes to `client_token`.
+    pub fn new(client_token: ProgressToken, engine: Weak<InFlight>, id: i64) -> Self {
+        Self { client_token, engine, id }
     }
 
-    /// The route of a request sent through rmcp, whose waiting task is woken on
-    /// `activity`.
-    pub fn for_waiter(client_token: ProgressToken, activity: &Arc<Notify>) -> Self {
-        Self { client_token, activity: Activity::Waiter(activity.clone()) }
-    }
-
-    /// Progress arrived under upstream token `token`.
-    fn touch(&self, token: &ProgressToken) {
-        match &self.activity {
-            Activity::Waiter(activity) => activity.notify_one(),
-            Activity::Engine(engine) => {
-                if let (Some(engine), NumberOrString::Number(id)) = (engine.upgrade(), &token.0) {
-                    engine.touch(*id);
-                }
-            }
+    /// Progress arrived: the request's timeout starts again.
+    fn touch(&self) {
+        if let Some(engine) = self.engine.upgrade() {
+            engine.touch(self.id);
         }
     }
 }
@@ -99,7 +83,7 @@ async fn forward_one(name: &str, link: &Arc<dyn ClientLink>, routes: &ProgressRo
                 tracing::debug!(upstream = %name, "progress for an unknown or finished request dropped");
                 return;
             };
-            route.touch(&progress.progress_token);
+            route.touch();
             progress.progress_token = route.client_token.clone();
             drop(routes_guard);
             let notification = ProgressNotification::new(progress);

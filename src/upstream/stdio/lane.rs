@@ -73,12 +73,18 @@ impl Lane {
         Self { outlet, requests: Arc::default() }
     }
 
-    /// Give the lane's engine what ending calls needs, and start the task that times
-    /// them out. Once per session; must be called inside the runtime.
-    pub fn attach(self: &Arc<Self>, context: InFlightContext) {
+    /// Give the lane's engine, which the session's requests through rmcp (cancelled by
+    /// `rmcp`) share, what ending requests needs, and start the task that times them
+    /// out. Once per session; must be called inside the runtime.
+    pub fn attach(self: &Arc<Self>, context: InFlightContext, rmcp: Box<dyn UpstreamCanceller>) {
         // Coerced here: the engine tells this lane's upstream about calls it ends early.
-        let upstream: std::sync::Weak<dyn UpstreamCanceller> = Arc::downgrade(self) as _;
-        self.requests.attach(context, upstream);
+        let lane: std::sync::Weak<dyn UpstreamCanceller> = Arc::downgrade(self) as _;
+        self.requests.attach(context, Some(lane), rmcp);
+    }
+
+    /// The session's engine for requests in flight.
+    pub fn requests(&self) -> &Arc<InFlight> {
+        &self.requests
     }
 
     /// A fresh id for a call; `None` once the session ended, or before it is up
@@ -149,11 +155,9 @@ impl Lane {
 }
 
 impl UpstreamCanceller for Lane {
-    fn cancel_upstream(&self, id: i64, reason: &str) {
-        let notification = CancelledNotification::new(CancelledNotificationParam::new(
-            Some(RequestId::Number(id)),
-            Some(reason.to_owned()),
-        ));
+    fn cancel_upstream(&self, id: RequestId, reason: &str) {
+        let notification =
+            CancelledNotification::new(CancelledNotificationParam::new(Some(id), Some(reason.to_owned())));
         let message =
             ClientJsonRpcMessage::notification(ClientNotification::CancelledNotification(notification));
         if let Ok(mut line) = serde_json::to_vec(&message) {
@@ -227,7 +231,7 @@ impl LaneTicket {
         };
         let Some(client_token) = client_token else { return lane.write(line, Some(id)) };
         // The route goes in before the request leaves, so no progress can miss it.
-        let route = ProgressRoute::for_engine(client_token, Arc::downgrade(&lane.requests));
+        let route = ProgressRoute::new(client_token, Arc::downgrade(&lane.requests), id);
         match context.routes.try_lock() {
             Ok(mut routes) => {
                 routes.insert(request_token(id), route);

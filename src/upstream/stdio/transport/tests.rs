@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::{super::lane::LaneTicket, *};
 use crate::upstream::{
     ToolAnswer, UpstreamError,
-    in_flight::{self, AnswerSink, InFlightContext, progress::ProgressRoutes},
+    in_flight::{self, AnswerSink, InFlightContext, UpstreamCanceller, progress::ProgressRoutes},
     relay::{ToolCall, ToolCallRef},
     tap::{self, TapReceiver},
 };
@@ -128,6 +128,13 @@ async fn an_oversized_answer_fails_its_request_at_once() {
     assert_eq!(reply["error"]["code"], -32600);
 }
 
+/// These tests send nothing through rmcp that the engine would cancel.
+struct NoRmcp;
+
+impl UpstreamCanceller for NoRmcp {
+    fn cancel_upstream(&self, _id: RequestId, _reason: &str) {}
+}
+
 /// Bring a lane's session up, as `Connection` does, with request timeout `timeout`:
 /// returns its progress routes, its `broken` token and the tap queue's receiver.
 fn attach(
@@ -137,13 +144,16 @@ fn attach(
     let routes = Arc::new(ProgressRoutes::default());
     let (tapped, forwarder) = tap::queue();
     let broken = CancellationToken::new();
-    lane.attach(InFlightContext {
-        name: "up".into(),
-        routes: routes.clone(),
-        tapped,
-        timeout,
-        broken: broken.clone(),
-    });
+    lane.attach(
+        InFlightContext {
+            name: "up".into(),
+            routes: routes.clone(),
+            tapped,
+            timeout,
+            broken: broken.clone(),
+        },
+        Box::new(NoRmcp),
+    );
     (routes, broken, forwarder)
 }
 
@@ -289,13 +299,16 @@ async fn calls_without_a_waiting_task_end_once_answered_timed_out_cancelled_or_c
     let routes = Arc::new(ProgressRoutes::default());
     let (tapped, _forwarder) = tap::queue();
     let broken = tokio_util::sync::CancellationToken::new();
-    lane.attach(InFlightContext {
-        name: "up".into(),
-        routes: routes.clone(),
-        tapped,
-        timeout: std::time::Duration::from_millis(200),
-        broken: broken.clone(),
-    });
+    lane.attach(
+        InFlightContext {
+            name: "up".into(),
+            routes: routes.clone(),
+            tapped,
+            timeout: std::time::Duration::from_millis(200),
+            broken: broken.clone(),
+        },
+        Box::new(NoRmcp),
+    );
     let (tx, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
     let sink = || Box::new(Capture(tx.clone()));
     let no_params = || ToolCallRef { name: "tool".into(), arguments: None, meta: None };
