@@ -293,9 +293,12 @@ impl InFlight {
         true
     }
 
-    /// The ids of the requests in flight.
-    pub fn ids(&self) -> Vec<i64> {
-        self.table().requests.keys().copied().collect()
+    /// The ids of the lane requests in flight (rmcp knows its own).
+    pub fn lane_ids(&self) -> Vec<i64> {
+        let table = self.table();
+        let lane =
+            table.requests.iter().filter(|(_, request)| matches!(request.sent_through, SentThrough::Lane));
+        lane.map(|(id, _)| *id).collect()
     }
 
     /// Progress arrived for request `id`: its timeout starts again.

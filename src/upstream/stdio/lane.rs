@@ -123,7 +123,7 @@ impl Lane {
 
     /// The ids of the calls waiting for their answer.
     pub fn waiting_ids(&self) -> Vec<i64> {
-        self.requests.ids()
+        self.requests.lane_ids()
     }
 
     /// The session ended: fail every waiting call and refuse new ones.
