@@ -2,15 +2,38 @@
 //! request the bridge sends it, with progress routing, cancellation and timeouts, and
 //! the pieces a new session is built from ([`session_parts`]).
 //!
-//! A `tools/call` on a stdio session before protocol 2026-07-28 goes on the session's
-//! direct lane (`stdio/lane.rs`) as a lane call whose outcome this task awaits. Every
-//! other request (and every call on other sessions) goes through rmcp's session
-//! ([`Connection::request`]), which delivers its answer here. Either way the session's
-//! engine for requests in flight (`in_flight/`) tracks the request: it times out a
-//! quiet request and tells the upstream (`notifications/cancelled`), cancels it when
-//! the client does, restarts its deadline on progress and fails it when the session
-//! ends; its progress route (`in_flight/progress.rs`) maps the upstream's progress
-//! token back to the client's.
+//! The path of a request, from [`Connection::call_tool`] or [`Connection::request`]:
+//!
+//! 1. **The way out.** A `tools/call` on a stdio session before protocol 2026-07-28
+//!    takes the session's direct lane (`stdio/lane.rs`, `Connection::call_on_lane`): a
+//!    [`LaneTicket`] reserves an id (the engine's, far above rmcp's), and
+//!    `LaneTicket::send_owned` writes the request line itself (the arguments as the
+//!    client wrote them; with a client progress token, the call's own token, the same
+//!    number, in `_meta`, its route put in first) onto the session's write queue. Any
+//!    other request, and every request on a remote or 2026-07-28 session, goes through
+//!    rmcp's `Peer::send_request_with_option`, which picks the id and the progress
+//!    token; with a client token, the route table stays locked from before the send
+//!    until the route is in, so no progress can miss it.
+//! 2. **In flight.** Either way the session's engine for requests in flight
+//!    (`in_flight/`) tracks the request: it times out a request that has been quiet for
+//!    the request timeout (or `RequestOptions::timeout`) and tells the upstream
+//!    (`notifications/cancelled`), cancels it when the client does, restarts its
+//!    deadline on progress, and fails it when the session ends. A lane call's outcome
+//!    comes through a oneshot sink the task awaits; an rmcp request's answer comes from
+//!    rmcp, and only a timeout or the session's end through the sink.
+//! 3. **The answer.** On a stdio session `LineTransport` offers each line to the lane
+//!    first (`Lane::claim`): the answer to a lane call completes it in the engine, as
+//!    `relay::tool_answer` makes it (the result's text as written when it already has
+//!    the shape a client before 2026-07-28 expects, else decoded). Other answers go on
+//!    to rmcp, which completes the request's handle.
+//! 4. **Progress and order.** The session's forwarder
+//!    (`in_flight::progress::forward_tapped`) maps each progress notification back to
+//!    the client's token and restarts the request's deadline. Before a request with a
+//!    route returns, a barrier on the tap queue lets the progress queued before its
+//!    answer reach the client first; then the route is removed.
+//!
+//! A request that finds the connection dead cancels the session's `broken` token, so
+//! the supervisor reconnects at once.
 
 use std::{sync::Arc, time::Duration};
 
