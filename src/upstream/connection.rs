@@ -53,7 +53,7 @@ use super::{
     ClientLink, RequestOptions, UpstreamError,
     client_handler::UpstreamHandler,
     in_flight::{
-        InFlight, InFlightContext, Refused, UpstreamCanceller,
+        InFlight, InFlightContext, NotTracked, UpstreamCanceller,
         progress::{ProgressRoute, ProgressRoutes},
         spawn_detached,
     },
@@ -216,11 +216,11 @@ impl Connection {
                     }
                 }
             }
-            Err(Refused::Closed(_, error)) => {
+            Err(NotTracked::Closed(_, error)) => {
                 self.broken.cancel();
                 Err(error)
             }
-            Err(Refused::Detached) => Err(self.closed()),
+            Err(NotTracked::Detached) => Err(self.closed()),
         };
         self.unroute(routed_token).await;
         result

@@ -63,9 +63,9 @@ pub const FIRST_ID: i64 = 1_000_000_000;
 pub struct InFlight {
     /// Requests waiting for their outcome. Entries are added by [`InFlight::insert`],
     /// removed by whoever ends the request, and all failed when the session ends.
-    table: Mutex<Table>,
+    table: Mutex<InFlightTable>,
     /// What ending a request needs from the session; set once it is up.
-    attached: OnceLock<Attached>,
+    attached: OnceLock<AttachedSession>,
     /// Wakes the deadline sweeper ([`sweep`]) when it has nothing to watch.
     sweeper: Notify,
 }
@@ -105,7 +105,7 @@ enum SentThrough {
     Rmcp(RequestId),
 }
 
-struct Attached {
+struct AttachedSession {
     context: InFlightContext,
     /// The session's direct lane, if it has one.
     lane: Option<Weak<dyn UpstreamCanceller>>,
@@ -113,7 +113,7 @@ struct Attached {
     rmcp: Box<dyn UpstreamCanceller>,
 }
 
-struct Table {
+struct InFlightTable {
     next_id: i64,
     requests: foldhash::HashMap<i64, InFlightRequest>,
     closed: bool,
@@ -150,7 +150,7 @@ impl AnswerSink for oneshot::Sender<Result<ToolAnswer, UpstreamError>> {
 }
 
 /// Why [`InFlight::insert`] took no request.
-pub enum Refused {
+pub enum NotTracked {
     /// The session ended: the sink is handed back with its error.
     Closed(Box<dyn AnswerSink>, UpstreamError),
     /// The session is not up yet ([`InFlight::attach`]).
@@ -160,7 +160,7 @@ pub enum Refused {
 impl Default for InFlight {
     fn default() -> Self {
         Self {
-            table: Mutex::new(Table {
+            table: Mutex::new(InFlightTable {
                 next_id: FIRST_ID,
                 requests: foldhash::HashMap::default(),
                 closed: false,
@@ -173,7 +173,7 @@ impl Default for InFlight {
 }
 
 impl InFlight {
-    fn table(&self) -> MutexGuard<'_, Table> {
+    fn table(&self) -> MutexGuard<'_, InFlightTable> {
         self.table.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
@@ -187,7 +187,7 @@ impl InFlight {
         lane: Option<Weak<dyn UpstreamCanceller>>,
         rmcp: Box<dyn UpstreamCanceller>,
     ) {
-        if self.attached.set(Attached { context, lane, rmcp }).is_ok() {
+        if self.attached.set(AttachedSession { context, lane, rmcp }).is_ok() {
             tokio::spawn(sweep(self.clone()));
         }
     }
@@ -220,7 +220,7 @@ impl InFlight {
         sink: Box<dyn AnswerSink>,
         timeout: Option<Duration>,
         routed: bool,
-    ) -> Result<&InFlightContext, Refused> {
+    ) -> Result<&InFlightContext, NotTracked> {
         self.track(id, sink, timeout, routed, SentThrough::Lane)
     }
 
@@ -236,7 +236,7 @@ impl InFlight {
         sent_as: RequestId,
         sink: Box<dyn AnswerSink>,
         timeout: Option<Duration>,
-    ) -> Result<&InFlightContext, Refused> {
+    ) -> Result<&InFlightContext, NotTracked> {
         self.track(id, sink, timeout, false, SentThrough::Rmcp(sent_as))
     }
 
@@ -247,12 +247,12 @@ impl InFlight {
         timeout: Option<Duration>,
         routed: bool,
         sent_through: SentThrough,
-    ) -> Result<&InFlightContext, Refused> {
-        let Some(context) = self.context() else { return Err(Refused::Detached) };
+    ) -> Result<&InFlightContext, NotTracked> {
+        let Some(context) = self.context() else { return Err(NotTracked::Detached) };
         let mut table = self.table();
         if table.closed {
             drop(table);
-            return Err(Refused::Closed(sink, context.closed()));
+            return Err(NotTracked::Closed(sink, context.closed()));
         }
         let timeout = timeout.unwrap_or(context.timeout);
         let request =

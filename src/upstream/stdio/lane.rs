@@ -37,7 +37,7 @@ use serde_json::value::RawValue;
 use super::write_queue::{Outlet, Queued};
 use crate::upstream::{
     in_flight::{
-        AnswerSink, InFlight, InFlightContext, Refused, UpstreamCanceller, progress::ProgressRoute,
+        AnswerSink, InFlight, InFlightContext, NotTracked, UpstreamCanceller, progress::ProgressRoute,
         progress::request_token, spawn_detached,
     },
     relay::{self, MetaRef, ToolCall, ToolCallRef},
@@ -226,8 +226,8 @@ impl LaneTicket {
         let (lane, id) = (&self.lane, self.id);
         let context = match lane.requests.insert(id, sink, timeout, client_token.is_some()) {
             Ok(context) => context,
-            Err(Refused::Closed(sink, error)) => return sink.deliver(Err(error)),
-            Err(Refused::Detached) => return,
+            Err(NotTracked::Closed(sink, error)) => return sink.deliver(Err(error)),
+            Err(NotTracked::Detached) => return,
         };
         let Some(client_token) = client_token else { return lane.write(line, Some(id)) };
         // The route goes in before the request leaves, so no progress can miss it.
