@@ -4,8 +4,8 @@
 //!
 //! [`InFlight`] is one session's table of such requests, keyed by an id the table hands
 //! out ([`InFlight::next_id`], numbers from [`FIRST_ID`] up, far above rmcp's own
-//! counters, which start at 0, and within 32 bits for servers that read ids as `int`). Its outcome goes to an [`AnswerSink`], exactly once, from whoever ends
-//! the request:
+//! counters, which start at 0, and within 32 bits for servers that read ids as `int`).
+//! A request's outcome goes to an [`AnswerSink`], exactly once, from whoever ends it:
 //!
 //! - **the answer**: the transport's reader finds the answer line and hands it over
 //!   ([`InFlight::complete`]);
@@ -22,7 +22,7 @@
 //!   the caller's error after the queued progress); the upstream is told either way;
 //! - **the end of the session**: every request fails as not connected and the session
 //!   is marked broken ([`InFlight::close`]); a request the transport could not write
-//!   fails the same way ([`InFlight::fail`]).
+//!   fails with the transport's error and marks it broken too ([`InFlight::fail`]).
 //!
 //! Every request a session sends is tracked here, whichever way it goes:
 //!
