@@ -1,81 +1,67 @@
-//! One live MCP session with an upstream: the rmcp client handler that answers the
-//! upstream's requests by asking the client, the ordered notification forwarder, and
-//! the request path with progress routing, cancellation and timeouts.
+//! The request side of one live MCP session with an upstream ([`Connection`]): every
+//! request the bridge sends it, with progress routing, cancellation and timeouts, and
+//! the pieces a new session is built from ([`session_parts`]).
+//!
+//! The path of a request, from [`Connection::call_tool`] or [`Connection::request`]:
+//!
+//! 1. **The way out.** A `tools/call` on a stdio session before protocol 2026-07-28
+//!    takes the session's direct lane (`stdio/lane.rs`, `Connection::call_on_lane`): a
+//!    [`LaneTicket`] reserves an id (the engine's, far above rmcp's), and
+//!    `LaneTicket::send_owned` writes the request line itself (the arguments as the
+//!    client wrote them; with a client progress token, the call's own token, the same
+//!    number, in `_meta`, its route put in first) onto the session's write queue. Any
+//!    other request, and every request on a remote or 2026-07-28 session, goes through
+//!    rmcp's `Peer::send_request_with_option`, which picks the id and the progress
+//!    token; with a client token, the route table stays locked from before the send
+//!    until the route is in, so no progress can miss it.
+//! 2. **In flight.** Either way the session's engine for requests in flight
+//!    (`in_flight/`) tracks the request: it times out a request that has been quiet for
+//!    the request timeout (or `RequestOptions::timeout`) and tells the upstream
+//!    (`notifications/cancelled`), cancels it when the client does, restarts its
+//!    deadline on progress, and fails it when the session ends. A lane call's outcome
+//!    comes through a oneshot sink the task awaits; an rmcp request's answer comes from
+//!    rmcp, and only a timeout or the session's end through the sink.
+//! 3. **The answer.** On a stdio session `LineTransport` offers each line to the lane
+//!    first (`Lane::claim`): the answer to a lane call completes it in the engine, as
+//!    `relay::tool_answer` makes it (the result's text as written when it already has
+//!    the shape a client before 2026-07-28 expects, else decoded). Other answers go on
+//!    to rmcp, which completes the request's handle.
+//! 4. **Progress and order.** The session's forwarder
+//!    (`in_flight::progress::forward_tapped`) maps each progress notification back to
+//!    the client's token and restarts the request's deadline. Before a request with a
+//!    route returns, a barrier on the tap queue lets the progress queued before its
+//!    answer reach the client first; then the route is removed.
+//!
+//! A request that finds the connection dead cancels the session's `broken` token, so
+//! the supervisor reconnects at once.
 
-use std::{
-    future::Future,
-    sync::{Arc, Weak},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use futures::future::{BoxFuture, FutureExt};
 use rmcp::{
-    ClientHandler, ErrorData, Peer, RoleClient,
+    Peer, RoleClient,
     model::{
-        CancelledNotification, CancelledNotificationParam, ClientCapabilities, ClientInfo,
-        ClientNotification, ClientRequest, ClientResult, CreateMessageRequest, CreateMessageRequestParams,
-        CreateMessageResult, CustomNotification, CustomRequest, CustomResult, ElicitRequest,
-        ElicitRequestParams, ElicitResult, GetExtensions, Implementation, ListRootsRequest, ListRootsResult,
-        LoggingMessageNotification, NumberOrString, ProgressNotification, ProgressToken, ProtocolVersion,
-        RequestId, ResourceUpdatedNotification, ResourceUpdatedNotificationParam, ServerNotification,
-        ServerRequest, ServerResult,
+        CancelledNotification, CancelledNotificationParam, ClientNotification, ClientRequest, CustomRequest,
+        GetExtensions, ProgressToken, RequestId, ServerResult,
     },
-    service::{NotificationContext, PeerRequestOptions, RequestContext, ServiceError},
+    service::{PeerRequestOptions, ServiceError},
 };
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::{
     ClientLink, RequestOptions, UpstreamError,
+    client_handler::UpstreamHandler,
+    in_flight::{
+        InFlight, InFlightContext, NotTracked, UpstreamCanceller,
+        progress::{ProgressRoute, ProgressRoutes},
+        spawn_detached,
+    },
     raw_results::{RawResultWanted, RawResults},
-    relay::{self, ToolAnswer, ToolCall},
-    stdio::lane::{self, Call, Lane, Ticket},
-    tap::{ProgressWanted, TapQueue, TapReceiver, Tapped},
+    relay::{ToolAnswer, ToolCall},
+    stdio::lane::{Lane, LaneTicket},
+    tap::{ProgressWanted, TapQueue, TapReceiver},
 };
-
-/// Where progress for one in-flight request goes.
-pub struct ProgressRoute {
-    client_token: ProgressToken,
-    /// Told of each progress notification; restarts the request timeout.
-    activity: Activity,
-}
-
-/// Who restarts a request's timeout when progress arrives.
-enum Activity {
-    /// The task waiting for the request ([`Connection::wait`]).
-    Waiter(Arc<Notify>),
-    /// The lane the call was sent on without a waiting task (`lane::Ticket`).
-    Lane(Weak<Lane>),
-}
-
-impl ProgressRoute {
-    /// The route of a lane call that no task waits for.
-    pub fn for_lane(client_token: ProgressToken, lane: Weak<Lane>) -> Self {
-        Self { client_token, activity: Activity::Lane(lane) }
-    }
-
-    fn waiter(client_token: ProgressToken, activity: &Arc<Notify>) -> Self {
-        Self { client_token, activity: Activity::Waiter(activity.clone()) }
-    }
-
-    /// Progress arrived under upstream token `token`.
-    fn touch(&self, token: &ProgressToken) {
-        match &self.activity {
-            Activity::Waiter(activity) => activity.notify_one(),
-            Activity::Lane(lane) => {
-                if let (Some(lane), NumberOrString::Number(id)) = (lane.upgrade(), &token.0) {
-                    lane.touch(*id);
-                }
-            }
-        }
-    }
-}
-
-/// Upstream progress token → route. A request through rmcp (which picks the token) locks
-/// it from before its message is queued until its route is in; a lane call knows its
-/// token and puts the route in before writing. The forwarder locks it per progress
-/// notification. Either way a fast upstream's first progress can never miss its route.
-pub type ProgressRoutes = Mutex<foldhash::HashMap<ProgressToken, ProgressRoute>>;
 
 /// The request side of a live upstream session, shared by every caller.
 pub struct Connection {
@@ -84,12 +70,13 @@ pub struct Connection {
     routes: Arc<ProgressRoutes>,
     /// Producer side of the ordered queue, used to post flush barriers.
     tapped: TapQueue,
-    request_timeout: Duration,
     /// Cancelled when a request finds the connection dead, so the supervisor
     /// reconnects instead of waiting for the transport to notice.
     broken: CancellationToken,
     /// The direct path for `tools/call` (`lane.rs`); stdio sessions before 2026-07-28.
     lane: Option<Arc<Lane>>,
+    /// The session's requests in flight, on the lane or through rmcp (`in_flight/`).
+    requests: Arc<InFlight>,
     /// The session's `tools/list` answers as written (`raw_results.rs`).
     raw_results: Arc<RawResults>,
 }
@@ -110,8 +97,8 @@ impl Connection {
     }
 
     /// An id on the session's direct lane for a `tools/call` no task will wait for
-    /// (`lane::Ticket`); `None` for sessions without a lane, or once it closed.
-    pub fn ticket(&self) -> Option<Ticket> {
+    /// ([`LaneTicket`]); `None` for sessions without a lane, or once it closed.
+    pub fn ticket(&self) -> Option<LaneTicket> {
         self.lane.as_ref()?.ticket()
     }
 
@@ -186,7 +173,12 @@ impl Connection {
         if let Some(meta) = options.meta {
             peer_options = peer_options.with_meta(meta);
         }
-        let activity = Arc::new(Notify::new());
+        // The engine tracks the request under an id of its own: its deadline, the
+        // client's cancellation, and what its progress restarts.
+        let Some(key) = self.requests.next_id() else {
+            self.broken.cancel();
+            return Err(self.closed());
+        };
         // With a progress token, the routes stay locked from before the request leaves
         // until its route is in place, so no progress notification can miss it. (One
         // `send` for both cases: each await of it would add its state to this future.)
@@ -197,102 +189,84 @@ impl Connection {
         let handle = self.send(request, peer_options).await?;
         let routed_token = routing.map(|(mut routes, client_token)| {
             let token = handle.progress_token.clone();
-            routes.insert(token.clone(), ProgressRoute::waiter(client_token, &activity));
+            routes
+                .insert(token.clone(), ProgressRoute::new(client_token, Arc::downgrade(&self.requests), key));
             token
         });
-        let id = handle.id.clone();
         if let Some(sent_as) = sent_as {
-            let _ = sent_as.set(id.clone());
+            let _ = sent_as.set(handle.id.clone());
         }
-        let response = async { handle.await_response().await.map_err(|error| self.failed(error)) };
-        let result = self.wait(response, id, &options.cancel, options.timeout, &activity).await;
+        let (sink, ended) = oneshot::channel();
+        let result = match self.requests.insert_rmcp(key, handle.id.clone(), Box::new(sink), options.timeout)
+        {
+            Ok(_) => {
+                tokio::select! {
+                    response = handle.await_response() => {
+                        self.requests.forget(key);
+                        response.map_err(|error| self.failed(error))
+                    }
+                    // The engine timed it out (and told the upstream), or the session ended.
+                    ended = ended => Err(match ended {
+                        Ok(Err(error)) => error,
+                        Ok(Ok(_)) | Err(_) => self.closed(),
+                    }),
+                    () = options.cancel.cancelled() => {
+                        self.requests.cancel(key);
+                        Err(UpstreamError::Cancelled)
+                    }
+                }
+            }
+            Err(NotTracked::Closed(_, error)) => {
+                self.broken.cancel();
+                Err(error)
+            }
+            Err(NotTracked::Detached) => Err(self.closed()),
+        };
         self.unroute(routed_token).await;
         result
     }
 
     /// A `tools/call` on the session's direct lane (`lane.rs`): the same contract as
-    /// [`Connection::request`], without rmcp's session task in the path.
+    /// [`Connection::request`], without rmcp's session task in the path. The call is a
+    /// [`LaneTicket`] like a call that no task waits for; its sink is a oneshot sender
+    /// whose receiver this task awaits, so the session's engine for requests in flight
+    /// (`in_flight/`) times it out, routes its progress and fails it when the session
+    /// ends, as for every lane call.
     async fn call_on_lane(
         &self,
-        lane: &Lane,
-        mut params: ToolCall,
+        lane: &Arc<Lane>,
+        params: ToolCall,
         options: RequestOptions,
     ) -> Result<ToolAnswer, UpstreamError> {
-        let Some(mut call) = lane.reserve() else {
+        let Some(ticket) = lane.ticket() else {
             self.broken.cancel();
             return Err(self.closed());
         };
-        let mut meta = params.meta.take().unwrap_or_default();
-        if let Some(forwarded) = options.meta {
-            meta.0.0.extend(forwarded.0.0);
+        let (sink, outcome) = oneshot::channel();
+        ticket.send_owned(&params, options.meta, options.progress_token, options.timeout, Box::new(sink));
+        drop(params);
+        // If this future is dropped before the outcome, the call is forgotten.
+        let _forget = ForgetOnDrop(&ticket);
+        tokio::pin!(outcome);
+        tokio::select! {
+            outcome = &mut outcome => return self.lane_outcome(outcome),
+            () = options.cancel.cancelled() => {}
         }
-        let activity = Arc::new(Notify::new());
-        // The lane knows the upstream's progress token (the call's id) before the request
-        // leaves, so the route goes in first and no lock is held while it is written.
-        let routed_token = match options.progress_token {
-            Some(client_token) => {
-                let token = ProgressToken(NumberOrString::Number(call.id));
-                meta.set_progress_token(token.clone());
-                let route = ProgressRoute::waiter(client_token, &activity);
-                self.routes.lock().await.insert(token.clone(), route);
-                Some(token)
-            }
-            None => None,
-        };
-        params.meta = (!meta.0.0.is_empty()).then_some(meta);
-        if let Err(error) = lane.send(&call, &params).await {
-            self.unroute(routed_token).await;
-            self.broken.cancel();
-            return Err(UpstreamError::Transport { name: self.name.to_string(), cause: error.to_string() });
-        }
-        let id = RequestId::Number(call.id);
-        let Call { answer, .. } = &mut call;
-        let response = async {
-            match answer.await {
-                Ok(answer) => relay::tool_answer(answer),
-                Err(_) => {
-                    self.broken.cancel();
-                    Err(self.closed())
-                }
-            }
-        };
-        let result = self.wait(response, id, &options.cancel, options.timeout, &activity).await;
-        self.unroute(routed_token).await;
-        result
+        // The outcome follows the call's queued progress, unless the answer won the race.
+        ticket.abort(UpstreamError::Cancelled);
+        self.lane_outcome(outcome.await)
     }
 
-    /// Wait for `response`, or give up on the request (id `id` upstream) when the client
-    /// cancels it or it has been quiet for `timeout` (else the request timeout). Progress
-    /// (`activity`) restarts the timeout.
-    async fn wait<T>(
+    /// What a lane call's oneshot sink delivered; a sink dropped unused means the
+    /// session ended.
+    fn lane_outcome(
         &self,
-        response: impl Future<Output = Result<T, UpstreamError>>,
-        id: RequestId,
-        cancel: &CancellationToken,
-        timeout: Option<Duration>,
-        activity: &Notify,
-    ) -> Result<T, UpstreamError> {
-        tokio::pin!(response);
-        let timeout = timeout.unwrap_or(self.request_timeout);
-        let deadline = tokio::time::sleep(timeout);
-        tokio::pin!(deadline);
-        loop {
-            tokio::select! {
-                result = &mut response => return result,
-                () = cancel.cancelled() => {
-                    // Boxed: the rare paths should not make every request's future larger.
-                    Box::pin(cancel_upstream(&self.peer, id, "cancelled by the client")).await;
-                    return Err(UpstreamError::Cancelled);
-                }
-                () = &mut deadline => {
-                    Box::pin(cancel_upstream(&self.peer, id, "request timeout")).await;
-                    return Err(UpstreamError::Timeout { name: self.name.to_string(), seconds: timeout.as_secs() });
-                }
-                () = activity.notified() => {
-                    deadline.as_mut().reset(tokio::time::Instant::now() + timeout);
-                }
-            }
-        }
+        outcome: Result<Result<ToolAnswer, UpstreamError>, oneshot::error::RecvError>,
+    ) -> Result<ToolAnswer, UpstreamError> {
+        outcome.unwrap_or_else(|_| {
+            self.broken.cancel();
+            Err(self.closed())
+        })
     }
 
     /// After a request with a progress route: let its queued progress reach the client
@@ -345,10 +319,19 @@ impl Connection {
     }
 }
 
-async fn cancel_upstream(peer: &Peer<RoleClient>, id: rmcp::model::RequestId, reason: &str) {
-    let notification =
-        CancelledNotification::new(CancelledNotificationParam::new(Some(id), Some(reason.to_owned())));
-    let _ = peer.send_notification(ClientNotification::CancelledNotification(notification)).await;
+/// Cancels requests sent through rmcp's session, behind the requests it queued: the
+/// engine's way to reach the upstream for them.
+struct RmcpCanceller(Peer<RoleClient>);
+
+impl UpstreamCanceller for RmcpCanceller {
+    fn cancel_upstream(&self, id: RequestId, reason: &str) {
+        let notification =
+            CancelledNotification::new(CancelledNotificationParam::new(Some(id), Some(reason.to_owned())));
+        let peer = self.0.clone();
+        spawn_detached(async move {
+            let _ = peer.send_notification(ClientNotification::CancelledNotification(notification)).await;
+        });
+    }
 }
 
 /// The pieces a new session is made of; see [`start`].
@@ -376,23 +359,33 @@ impl ConnectionParts {
         broken: CancellationToken,
         lane: Option<Arc<Lane>>,
     ) -> Connection {
-        if let Some(lane) = &lane {
-            lane.attach(lane::Context {
-                name: self.name.clone(),
-                routes: self.routes.clone(),
-                tapped: tapped.clone(),
-                timeout: self.request_timeout,
-                broken: broken.clone(),
-            });
-        }
+        let context = InFlightContext {
+            name: self.name.clone(),
+            routes: self.routes.clone(),
+            tapped: tapped.clone(),
+            timeout: self.request_timeout,
+            broken: broken.clone(),
+        };
+        let rmcp = Box::new(RmcpCanceller(peer.clone()));
+        let requests = match &lane {
+            Some(lane) => {
+                lane.attach(context, rmcp);
+                lane.requests().clone()
+            }
+            None => {
+                let requests = Arc::new(InFlight::default());
+                requests.attach(context, None, rmcp);
+                requests
+            }
+        };
         Connection {
             name: self.name,
             peer,
             routes: self.routes,
             tapped,
-            request_timeout: self.request_timeout,
             broken,
             lane,
+            requests,
             raw_results: self.raw_results,
         }
     }
@@ -408,168 +401,27 @@ pub fn session_parts(
     let (tapped_tx, tapped_rx) = super::tap::queue();
     let routes = Arc::new(ProgressRoutes::default());
     SessionParts {
-        handler: UpstreamHandler { name: name.clone(), link, lists_changed },
+        handler: UpstreamHandler::new(name.clone(), link, lists_changed),
         connection_parts: ConnectionParts { name, routes, request_timeout, raw_results: Arc::default() },
         tapped_rx,
         tapped_tx,
     }
 }
 
-/// Drain the ordered notification queue of one session until it closes: progress goes
-/// to the request that asked for it, log messages to the client, barriers are acked.
-pub async fn forward_tapped(
-    name: Arc<str>,
-    link: Arc<dyn ClientLink>,
-    routes: Arc<ProgressRoutes>,
-    mut tapped: TapReceiver,
-) {
-    while let Some(item) = tapped.recv().await {
-        forward_one(&name, &link, &routes, item).await;
-        tapped.done();
+impl Drop for Connection {
+    /// The session is over: its engine's deadline task ends (a lane's transport may
+    /// have ended it already).
+    fn drop(&mut self) {
+        self.requests.close();
     }
 }
 
-/// Forward one queued item; see [`forward_tapped`].
-async fn forward_one(name: &str, link: &Arc<dyn ClientLink>, routes: &ProgressRoutes, item: Tapped) {
-    match item {
-        Tapped::Progress(mut progress) => {
-            let routes_guard = routes.lock().await;
-            let Some(route) = routes_guard.get(&progress.progress_token) else {
-                tracing::debug!(upstream = %name, "progress for an unknown or finished request dropped");
-                return;
-            };
-            route.touch(&progress.progress_token);
-            progress.progress_token = route.client_token.clone();
-            drop(routes_guard);
-            let notification = ProgressNotification::new(progress);
-            link.notify(name, ServerNotification::ProgressNotification(notification)).await;
-        }
-        Tapped::Log(log) => {
-            let notification = LoggingMessageNotification::new(log);
-            link.notify(name, ServerNotification::LoggingMessageNotification(notification)).await;
-        }
-        Tapped::Barrier(done) => {
-            let _ = done.send(());
-        }
-    }
-}
+/// Forgets a lane call whose waiting task went away ([`LaneTicket::forget`]); after its
+/// outcome, there is nothing left to forget.
+struct ForgetOnDrop<'a>(&'a LaneTicket);
 
-/// The rmcp client handler of one upstream session.
-pub struct UpstreamHandler {
-    name: Arc<str>,
-    link: Arc<dyn ClientLink>,
-    /// Signalled when the upstream says one of its lists changed; the supervisor re-lists.
-    lists_changed: Arc<Notify>,
-}
-
-impl UpstreamHandler {
-    /// The client's `capabilities.tasks` for the upstream (`client_tasks.rs`).
-    pub fn client_tasks(&self) -> Option<serde_json::Value> {
-        self.link.client_tasks()
-    }
-
-    async fn ask_client(
-        &self,
-        mut request: ServerRequest,
-        context: RequestContext<RoleClient>,
-    ) -> Result<ClientResult, ErrorData> {
-        super::client_tasks::attach_origin(&self.name, &mut request, &context);
-        let result = self.link.request(&self.name, request, context.ct).await;
-        if let Err(error) = &result {
-            tracing::info!(upstream = %self.name, "answered a request of the upstream with an error: {}", error.message);
-        }
-        result
-    }
-}
-
-fn unexpected(method: &str) -> ErrorData {
-    ErrorData::internal_error(format!("the client answered `{method}` with an unexpected result"), None)
-}
-
-impl ClientHandler for UpstreamHandler {
-    fn get_info(&self) -> ClientInfo {
-        // What the client declared, no more: a server that sees sampling, elicitation or
-        // roots may offer tools that need them, and those would always fail.
-        let declared = self.link.client_capabilities();
-        let mut capabilities = ClientCapabilities::default();
-        capabilities.roots = declared.roots;
-        capabilities.sampling = declared.sampling;
-        capabilities.elicitation = declared.elicitation;
-        ClientInfo::new(capabilities, Implementation::new("foxxy-bridge", env!("CARGO_PKG_VERSION")))
-            .with_protocol_version(ProtocolVersion::V_2025_11_25)
-    }
-
-    async fn create_message(
-        &self,
-        params: CreateMessageRequestParams,
-        context: RequestContext<RoleClient>,
-    ) -> Result<CreateMessageResult, ErrorData> {
-        let request = ServerRequest::CreateMessageRequest(CreateMessageRequest::new(params));
-        match self.ask_client(request, context).await? {
-            ClientResult::CreateMessageResult(result) => Ok(*result),
-            _ => Err(unexpected("sampling/createMessage")),
-        }
-    }
-
-    async fn list_roots(&self, context: RequestContext<RoleClient>) -> Result<ListRootsResult, ErrorData> {
-        let request = ServerRequest::ListRootsRequest(ListRootsRequest::default());
-        match self.ask_client(request, context).await? {
-            ClientResult::ListRootsResult(result) => Ok(result),
-            _ => Err(unexpected("roots/list")),
-        }
-    }
-
-    async fn create_elicitation(
-        &self,
-        params: ElicitRequestParams,
-        context: RequestContext<RoleClient>,
-    ) -> Result<ElicitResult, ErrorData> {
-        let request = ServerRequest::ElicitRequest(ElicitRequest::new(params));
-        match self.ask_client(request, context).await? {
-            ClientResult::ElicitResult(result) => Ok(result),
-            _ => Err(unexpected("elicitation/create")),
-        }
-    }
-
-    async fn on_custom_request(
-        &self,
-        request: CustomRequest,
-        context: RequestContext<RoleClient>,
-    ) -> Result<CustomResult, ErrorData> {
-        match self.ask_client(ServerRequest::CustomRequest(request), context).await? {
-            ClientResult::CustomResult(result) => Ok(result),
-            other => serde_json::to_value(other)
-                .map(CustomResult)
-                .map_err(|error| ErrorData::internal_error(error.to_string(), None)),
-        }
-    }
-
-    async fn on_resource_updated(
-        &self,
-        params: ResourceUpdatedNotificationParam,
-        _context: NotificationContext<RoleClient>,
-    ) {
-        let notification = ResourceUpdatedNotification::new(params);
-        self.link.notify(&self.name, ServerNotification::ResourceUpdatedNotification(notification)).await;
-    }
-
-    async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
-        self.lists_changed.notify_one();
-    }
-
-    async fn on_prompt_list_changed(&self, _context: NotificationContext<RoleClient>) {
-        self.lists_changed.notify_one();
-    }
-
-    async fn on_resource_list_changed(&self, _context: NotificationContext<RoleClient>) {
-        self.lists_changed.notify_one();
-    }
-
-    async fn on_custom_notification(
-        &self,
-        notification: CustomNotification,
-        _context: NotificationContext<RoleClient>,
-    ) {
-        self.link.notify(&self.name, ServerNotification::CustomNotification(notification)).await;
+impl Drop for ForgetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.forget();
     }
 }

@@ -17,10 +17,12 @@
 // protocol 2026-07-28, but they are live parts of 2025-11-25, which the bridge speaks.
 #![allow(deprecated)]
 
+mod client_handler;
 mod client_tasks;
 mod connection;
 mod entry;
 mod http;
+mod in_flight;
 mod listing;
 mod raw_results;
 mod relay;
@@ -35,6 +37,7 @@ use std::{fmt, sync::Arc};
 
 pub use client_tasks::{RequestOrigin, origin_of};
 use futures::future::{BoxFuture, FutureExt};
+pub use in_flight::AnswerSink;
 pub use relay::{RawToolResult, ToolAnswer, ToolCall, ToolCallRef, number_or_string};
 use rmcp::{
     ErrorData,
@@ -45,7 +48,7 @@ use rmcp::{
     },
 };
 pub use set::UpstreamSet;
-pub use stdio::lane::{AnswerSink, Ticket as LaneTicket};
+pub use stdio::lane::LaneTicket;
 pub use stdio::watchdog;
 pub use tap::drop_progress_token;
 use tokio::sync::watch;

@@ -34,7 +34,7 @@ use rmcp::{
 use serde::{Deserialize, Deserializer, Serialize, de::IgnoredAny};
 use serde_json::value::RawValue;
 
-use super::{UpstreamError, stdio::lane::Answer};
+use super::{UpstreamError, stdio::lane::AnswerLine};
 
 /// The params of a `tools/call`, with its arguments as the client wrote them.
 #[derive(Debug, Clone, Serialize)]
@@ -50,7 +50,7 @@ pub struct ToolCall {
 
 /// The params of a client's `tools/call` as they stand in its line, borrowed from it:
 /// what a lane call needs to write its request without decoding `_meta` into values
-/// and encoding it again ([`super::stdio::lane::Ticket::send`]). Other paths take the owned
+/// and encoding it again ([`super::stdio::lane::LaneTicket::send`]). Other paths take the owned
 /// [`ToolCall`] ([`ToolCallRef::into_owned`]).
 pub struct ToolCallRef<'a> {
     /// The exposed name (unescaped: borrowed unless it has escapes).
@@ -345,7 +345,7 @@ impl ToolAnswer<CallToolResult> {
 
 /// The result of the upstream's `answer` to a lane call: relayed raw when it can be,
 /// else decoded as rmcp would have.
-pub fn tool_answer(answer: Answer) -> Result<ToolAnswer, UpstreamError> {
+pub fn tool_answer(answer: AnswerLine) -> Result<ToolAnswer, UpstreamError> {
     if let Some(result) = answer.result.clone()
         && relayable(&answer.line[result.clone()])
     {
@@ -417,10 +417,10 @@ mod tests {
     use super::*;
 
     /// The answer to a lane call whose result is the JSON text `result`, as the lane hands it over.
-    fn answer(result: &str) -> Answer {
+    fn answer(result: &str) -> AnswerLine {
         let head = r#"{"jsonrpc":"2.0","id":1000000000,"result":"#;
         let line = format!("{head}{result}}}").into_bytes();
-        Answer { line, result: Some(head.len()..head.len() + result.len()) }
+        AnswerLine { line, result: Some(head.len()..head.len() + result.len()) }
     }
 
     /// What the client gets for a decoded result: rmcp's shaping for a client before 2026-07-28.
@@ -544,7 +544,7 @@ mod tests {
             assert!(!matches!(tool_answer(answer(result)), Ok(ToolAnswer::Raw(_))), "relayed raw: {result}");
         }
         let error = br#"{"jsonrpc":"2.0","id":1000000000,"error":{"code":-32602,"message":"bad"}}"#;
-        let answer = Answer { line: error.to_vec(), result: None };
+        let answer = AnswerLine { line: error.to_vec(), result: None };
         let Err(UpstreamError::Mcp(error)) = tool_answer(answer) else { panic!("an error answer") };
         assert_eq!((error.code.0, &*error.message), (-32602, "bad"));
     }

@@ -2,9 +2,7 @@
 //! `initialize`, list its catalog, and end it again.
 //!
 //! Stdio children are spawned here; remote upstreams are reached over streamable HTTP
-//! or legacy SSE, with auto-detection (streamable HTTP first, SSE when the endpoint
-//! answers the `initialize` POST with a 4xx, as the MCP spec's backwards-compatibility
-//! section describes).
+//! or legacy SSE (`session/remote_session.rs`).
 
 use std::{sync::Arc, time::Duration};
 
@@ -20,10 +18,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use super::{
-    Status, UpstreamCatalog,
-    connection::{self, Connection, SessionParts, UpstreamHandler},
+    UpstreamCatalog,
+    client_handler::UpstreamHandler,
+    connection::{self, Connection, SessionParts},
     entry::{Entry, Shared},
-    http::{self as remote, sse},
+    http as remote,
+    in_flight::progress,
     raw_results::RawResults,
     stdio::{
         child::{self, ChildGuard, SpawnSpec},
@@ -33,10 +33,9 @@ use super::{
     },
     tap::TapTransport,
 };
-use crate::{
-    config::{RemoteKind, RemoteSettings, TransportSettings},
-    oauth::{OAuthError, Target, TokenSource, client::BearerClient},
-};
+use crate::config::TransportSettings;
+
+mod remote_session;
 
 /// Listing lives in `listing.rs`; the supervisor finds it here, with the session.
 pub use super::listing::list_catalog;
@@ -105,7 +104,7 @@ async fn connect(entry: &Arc<Entry>, shared: &Arc<Shared>) -> Result<Session, Co
         TransportSettings::Stdio { command, args, env, cwd } => {
             Ok(connect_stdio(entry, shared, &SpawnSpec { command, args, env, cwd: cwd.as_ref() }).await?)
         }
-        TransportSettings::Remote(remote) => connect_remote(entry, shared, remote).await,
+        TransportSettings::Remote(settings) => remote_session::connect_remote(entry, shared, settings).await,
     }
 }
 
@@ -115,14 +114,15 @@ enum InitFailure {
     Failed(Box<ClientInitializeError>),
 }
 
-/// A session's handler and queues, plus the token its transport cancels on close.
-struct Pending {
+/// A session being opened: its handler and queues, plus the token its transport
+/// cancels on close.
+struct OpeningSession {
     parts: SessionParts,
     closed: CancellationToken,
     lifecycle: ClientLifecycleMode,
 }
 
-impl Pending {
+impl OpeningSession {
     fn new(entry: &Entry, shared: &Shared) -> Self {
         let parts = connection::session_parts(
             entry.name.clone(),
@@ -162,7 +162,7 @@ impl Pending {
         label: &'static str,
         lane: Option<Arc<Lane>>,
     ) -> Result<Session, (InitFailure, Option<ChildGuard>)> {
-        let Pending { parts, closed, lifecycle } = self;
+        let OpeningSession { parts, closed, lifecycle } = self;
         // rmcp's session task inherits this span, so what is logged from inside it (by
         // rmcp, and by the transport: unparsable lines, oversized messages) names it.
         let span = tracing::info_span!("upstream", upstream = %entry.name);
@@ -191,7 +191,7 @@ impl Pending {
             closed.clone(),
             lane.filter(|_| legacy),
         ));
-        let forwarder = tokio::spawn(connection::forward_tapped(
+        let forwarder = tokio::spawn(progress::forward_tapped(
             entry.name.clone(),
             shared.link.clone(),
             routes,
@@ -202,18 +202,18 @@ impl Pending {
 }
 
 async fn connect_stdio(entry: &Entry, shared: &Shared, spec: &SpawnSpec<'_>) -> Result<Session, String> {
-    match start_stdio(entry, shared, spec, Pending::new(entry, shared)).await {
+    match start_stdio(entry, shared, spec, OpeningSession::new(entry, shared)).await {
         // The server refused `initialize` itself: it may speak only 2026-07-28.
         Err(StdioFailure::Refused(error)) => {
             tracing::info!(upstream = %entry.name, "initialize was refused ({error}); trying protocol 2026-07-28");
-            start_stdio(entry, shared, spec, Pending::new(entry, shared).modern()).await.map_err(|failure| {
-                match failure {
+            start_stdio(entry, shared, spec, OpeningSession::new(entry, shared).modern()).await.map_err(
+                |failure| match failure {
                     StdioFailure::Refused(_) => {
                         format!("the server refused both initialize ({error}) and server/discover")
                     }
                     StdioFailure::Other(cause) => cause,
-                }
-            })
+                },
+            )
         }
         Err(StdioFailure::Other(cause)) => Err(cause),
         Ok(session) => Ok(session),
@@ -230,19 +230,19 @@ async fn start_stdio(
     entry: &Entry,
     shared: &Shared,
     spec: &SpawnSpec<'_>,
-    pending: Pending,
+    opening: OpeningSession,
 ) -> Result<Session, StdioFailure> {
     let spawned = child::spawn(&entry.name, spec).map_err(StdioFailure::Other)?;
     let stderr_tail = spawned.stderr_tail.clone();
     let noise = Arc::new(StdoutNoise::default());
     let lines = LineTransport::new(spawned.stdout, spawned.stdin, shared.max_message_bytes)
-        .with_raw_results(pending.raw_results())
+        .with_raw_results(opening.raw_results())
         .with_noise(noise.clone())
         .for_upstream(entry.name.clone());
     let lane = lines.lane();
-    let transport = pending.tap(lines);
+    let transport = opening.tap(lines);
     let label = "stdio";
-    let initialize = pending.initialize(entry, shared, transport, Some(spawned.guard), label, Some(lane));
+    let initialize = opening.initialize(entry, shared, transport, Some(spawned.guard), label, Some(lane));
     // A line of noise does not end the start; it is shown while the start goes on.
     let show_noise = async {
         let note = StdoutNoise::note(noise.first_line().await);
@@ -300,213 +300,4 @@ fn is_handshake_refusal(error: &ClientInitializeError) -> bool {
         error,
         ClientInitializeError::JsonRpcError(_) | ClientInitializeError::NoCompatibleProtocolVersion { .. }
     )
-}
-
-async fn connect_remote(
-    entry: &Entry,
-    shared: &Shared,
-    settings: &RemoteSettings,
-) -> Result<Session, ConnectFailure> {
-    let tokens = token_source(entry, shared, settings);
-    // Dial first, with the stored token if there is one: the server's 401 challenge
-    // carries what discovery and scope selection need (`resource_metadata`, `scope`).
-    // All upstreams start at once, so discovery for every OAuth upstream (the preflight)
-    // runs at once too, and its failure is reported with every URL tried.
-    match dial(entry, shared, settings, tokens.as_ref()).await {
-        Err(Dial::Challenge(challenge)) => {
-            let Some(source) = &tokens else {
-                return Err(remote::describe_status(401, None).into());
-            };
-            tracing::info!(upstream = %entry.name, "the server asks for OAuth authorization");
-            ensure_signed_in(entry, shared, source, challenge).await?;
-            dial(entry, shared, settings, tokens.as_ref()).await.map_err(Dial::into_failure)
-        }
-        other => other.map_err(Dial::into_failure),
-    }
-}
-
-/// The token source of an OAuth upstream (`None` when OAuth is off for it).
-fn token_source(entry: &Entry, shared: &Shared, settings: &RemoteSettings) -> Option<Arc<TokenSource>> {
-    entry
-        .tokens
-        .get_or_init(|| match Target::for_remote(&entry.name, settings)? {
-            // Bearer tokens must not travel in clear text to a remote host.
-            Ok(target) if !crate::oauth::http::is_secure_or_loopback(&target.url) => {
-                tracing::warn!(upstream = %entry.name, "OAuth is off for this upstream: its URL is plain http on a non-loopback host, and tokens are only sent over https");
-                None
-            }
-            Ok(target) => Some(Arc::new(TokenSource::new(target, shared.oauth.clone()))),
-            Err(error) => {
-                tracing::warn!(upstream = %entry.name, "OAuth is unavailable for this upstream: {error}");
-                None
-            }
-        })
-        .clone()
-}
-
-/// Sign in (once across processes) because the server answered 401 with `challenge`,
-/// unless another process already has tokens the server has not rejected.
-async fn ensure_signed_in(
-    entry: &Entry,
-    shared: &Shared,
-    source: &TokenSource,
-    challenge: String,
-) -> Result<(), ConnectFailure> {
-    let rejected = source.entry().await.ok().flatten().map(|entry| entry.access_token);
-    // A refresh comes first; one that fails for now keeps the tokens and never starts an
-    // interactive sign-in.
-    if let Some(rejected) = &rejected {
-        match source.after_rejection(rejected).await {
-            Ok(fresh) if &fresh != rejected => return Ok(()),
-            Err(error @ OAuthError::Transient { .. }) => return Err(error.to_string().into()),
-            _ => {}
-        }
-    }
-    // Not settled: the first tools/list waits for a quick sign-in up to the startup
-    // deadline, like any upstream still connecting.
-    shared.publish(entry, |state| state.status = Status::SigningIn);
-    match source.sign_in(Some(&challenge), &[], rejected.as_ref(), false).await {
-        Ok(_) => Ok(()),
-        Err(
-            error @ (OAuthError::Discovery { .. } | OAuthError::NoPkce { .. } | OAuthError::Insecure { .. }),
-        ) => Err(error.to_string().into()),
-        Err(error @ OAuthError::SignInRequired { .. }) => Err(ConnectFailure::sign_in(error.to_string())),
-        Err(error) => Err(ConnectFailure::sign_in(format!(
-            "{error}; hint: run `foxxy-bridge oauth login {}`",
-            entry.name
-        ))),
-    }
-}
-
-/// How dialing a remote upstream failed.
-enum Dial {
-    /// HTTP 401 with this `WWW-Authenticate` challenge.
-    Challenge(String),
-    Failed(String),
-}
-
-impl Dial {
-    fn into_failure(self) -> ConnectFailure {
-        match self {
-            Dial::Challenge(_) => remote::describe_status(401, None).into(),
-            Dial::Failed(cause) => cause.into(),
-        }
-    }
-}
-
-/// One streamable HTTP session attempt, with the bearer client for OAuth upstreams.
-async fn streamable(
-    entry: &Entry,
-    shared: &Shared,
-    settings: &RemoteSettings,
-    client: &reqwest::Client,
-    tokens: Option<&Arc<TokenSource>>,
-    pending: Pending,
-) -> Result<Session, (InitFailure, Option<ChildGuard>)> {
-    let max = shared.max_message_bytes;
-    // POSTs lists itself, so that a list answered as one JSON body keeps its fields.
-    let http = remote::JsonAnswerClient::new(client.clone(), pending.raw_results());
-    match tokens {
-        Some(tokens) => {
-            let bearer = BearerClient::new(http, tokens.clone());
-            let transport = pending.tap(remote::streamable_transport(
-                bearer.client(),
-                settings,
-                max,
-                pending.raw_results(),
-            ));
-            let attempt = pending.initialize(entry, shared, transport, None, "streamable-http", None).await;
-            // Once connected, a 401/403 mid-session may start a sign-in itself.
-            bearer.set_interactive();
-            attempt
-        }
-        None => {
-            let transport =
-                pending.tap(remote::streamable_transport(http, settings, max, pending.raw_results()));
-            pending.initialize(entry, shared, transport, None, "streamable-http", None).await
-        }
-    }
-}
-
-/// Connect over streamable HTTP or SSE (auto-detected unless configured).
-async fn dial(
-    entry: &Entry,
-    shared: &Shared,
-    settings: &RemoteSettings,
-    tokens: Option<&Arc<TokenSource>>,
-) -> Result<Session, Dial> {
-    let timeout = entry.settings.connect_timeout;
-    let client = remote::http_client(&entry.name, settings, timeout).map_err(Dial::Failed)?;
-    // Requests carry a bearer token only once OAuth is in play for this upstream: an
-    // `oauth` block, or tokens from an earlier sign-in. Until then the plain client is
-    // used, and a 401 challenge (mapped below) starts OAuth.
-    let stored = match tokens {
-        Some(source) => source.entry().await.ok().flatten().is_some(),
-        None => false,
-    };
-    let bearer = tokens.filter(|_| settings.oauth.is_some() || stored);
-    let failed = |failure: InitFailure| match failure {
-        InitFailure::Timeout => {
-            Dial::Failed(format!("no answer to initialize within {} s", timeout.as_secs()))
-        }
-        InitFailure::Failed(error) => match remote::challenge(&error) {
-            Some(challenge) if tokens.is_some() => Dial::Challenge(challenge),
-            _ => Dial::Failed(remote::describe_initialize(&error)),
-        },
-    };
-    if settings.kind != RemoteKind::Sse {
-        let attempt = streamable(entry, shared, settings, &client, bearer, Pending::new(entry, shared)).await;
-        let attempt = match attempt {
-            // The server refused `initialize` itself: it may speak only 2026-07-28.
-            Err((InitFailure::Failed(error), _)) if is_handshake_refusal(&error) => {
-                tracing::info!(upstream = %entry.name, "initialize was refused; trying protocol 2026-07-28");
-                streamable(entry, shared, settings, &client, bearer, Pending::new(entry, shared).modern())
-                    .await
-            }
-            other => other,
-        };
-        match attempt {
-            Ok(session) => {
-                tracing::info!(upstream = %entry.name, url = %crate::oauth::store::redacted_url(&settings.url), "connected over streamable HTTP");
-                return Ok(session);
-            }
-            Err((InitFailure::Failed(error), _))
-                if settings.kind == RemoteKind::Auto && remote::should_fall_back_to_sse(&error) =>
-            {
-                tracing::info!(
-                    upstream = %entry.name,
-                    "not a streamable HTTP endpoint ({}); trying the legacy SSE transport",
-                    remote::describe_initialize(&error)
-                );
-            }
-            Err((failure, _)) => return Err(failed(failure)),
-        }
-    }
-    let pending = Pending::new(entry, shared);
-    let headers = remote::headers(settings).into_iter().collect();
-    let stream = match sse::connect(
-        client,
-        &settings.url,
-        headers,
-        bearer.cloned(),
-        timeout,
-        shared.max_message_bytes,
-        &entry.name,
-    )
-    .await
-    {
-        Ok(stream) => stream.with_raw_results(pending.raw_results()),
-        Err(sse::SseTransportError::AuthRequired(challenge)) if tokens.is_some() => {
-            return Err(Dial::Challenge(challenge));
-        }
-        Err(error) => return Err(Dial::Failed(error.to_string())),
-    };
-    let transport = pending.tap(stream);
-    match pending.initialize(entry, shared, transport, None, "sse", None).await {
-        Ok(session) => {
-            tracing::info!(upstream = %entry.name, url = %crate::oauth::store::redacted_url(&settings.url), "connected over legacy SSE");
-            Ok(session)
-        }
-        Err((failure, _)) => Err(failed(failure)),
-    }
 }

@@ -51,8 +51,6 @@ const LAYERS: &[&[&str]] = &[
 const KNOWN_DEBT: &[&str] = &[
     // The tool-call wire types use the lane's answer type.
     "upstream::relay -> upstream::stdio",
-    // The lane routes progress through the connection's progress routes.
-    "upstream::stdio -> upstream::connection",
 ];
 
 /// An arrow between two modules of one level, with every import that makes it.

@@ -65,6 +65,7 @@ impl Outlet {
     }
 
     /// Queue `line` (with its newline).
+    #[cfg(test)]
     pub async fn send(&self, line: Vec<u8>) -> std::io::Result<()> {
         self.send_later(line).await
     }

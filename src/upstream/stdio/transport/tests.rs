@@ -5,10 +5,14 @@ use rmcp::model::{CallToolRequestParams, ClientJsonRpcMessage, ServerJsonRpcMess
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
 
-use super::{super::lane, *};
+use tokio_util::sync::CancellationToken;
+
+use super::{super::lane::LaneTicket, *};
 use crate::upstream::{
     ToolAnswer, UpstreamError,
+    in_flight::{self, AnswerSink, InFlightContext, UpstreamCanceller, progress::ProgressRoutes},
     relay::{ToolCall, ToolCallRef},
+    tap::{self, TapReceiver},
 };
 
 fn call_request(id: i64) -> TxJsonRpcMessage<RoleClient> {
@@ -124,6 +128,54 @@ async fn an_oversized_answer_fails_its_request_at_once() {
     assert_eq!(reply["error"]["code"], -32600);
 }
 
+/// These tests send nothing through rmcp that the engine would cancel.
+struct NoRmcp;
+
+impl UpstreamCanceller for NoRmcp {
+    fn cancel_upstream(&self, _id: RequestId, _reason: &str) {}
+}
+
+/// Bring a lane's session up, as `Connection` does, with request timeout `timeout`:
+/// returns its progress routes, its `broken` token and the tap queue's receiver.
+fn attach(
+    lane: &Arc<Lane>,
+    timeout: std::time::Duration,
+) -> (Arc<ProgressRoutes>, CancellationToken, TapReceiver) {
+    let routes = Arc::new(ProgressRoutes::default());
+    let (tapped, forwarder) = tap::queue();
+    let broken = CancellationToken::new();
+    lane.attach(
+        InFlightContext {
+            name: "up".into(),
+            routes: routes.clone(),
+            tapped,
+            timeout,
+            broken: broken.clone(),
+        },
+        Box::new(NoRmcp),
+    );
+    (routes, broken, forwarder)
+}
+
+/// Send `call` on the lane with a oneshot sink, as a caller on a task does.
+fn send_waited(
+    lane: &Arc<Lane>,
+    call: &ToolCall,
+) -> (LaneTicket, tokio::sync::oneshot::Receiver<Result<ToolAnswer, UpstreamError>>) {
+    let ticket = lane.ticket().expect("an open lane");
+    let (sink, outcome) = tokio::sync::oneshot::channel();
+    ticket.send_owned(call, None, None, None, Box::new(sink));
+    (ticket, outcome)
+}
+
+/// The JSON text of a tool call's answer.
+fn answer_json(answer: &ToolAnswer) -> String {
+    match answer {
+        ToolAnswer::Raw(raw) => String::from_utf8_lossy(raw.json()).into_owned(),
+        ToolAnswer::Decoded(result) => serde_json::to_string(result).unwrap(),
+    }
+}
+
 /// When the dropped line's request cannot be told, every request in flight (through
 /// rmcp and on the lane) gets the error, and the transport ends.
 #[tokio::test]
@@ -137,7 +189,9 @@ async fn an_oversized_line_without_an_id_fails_every_request_and_ends() {
         RequestId::Number(2),
     );
     transport.send(ping).await.unwrap();
-    let mut call = lane.reserve().expect("a lane call");
+    let _session = attach(&lane, std::time::Duration::from_secs(60));
+    let echo = ToolCall { name: "echo".to_owned(), arguments: None, meta: None };
+    let (_ticket, call) = send_waited(&lane, &echo);
     upstream.say(&format!("{}\n", "x".repeat(70_000))).await;
     let mut failed = Vec::new();
     for _ in 0..2 {
@@ -153,9 +207,8 @@ async fn an_oversized_line_without_an_id_fails_every_request_and_ends() {
     failed.sort();
     assert_eq!(failed, [1, 2]);
     assert!(transport.receive().await.is_none(), "the transport ends");
-    let answer = (&mut call.answer).await.expect("the lane call got the error");
-    assert!(answer.result.is_some(), "a tool error result");
-    assert!(String::from_utf8_lossy(&answer.line).contains("`bridge.maxMessageBytes`"));
+    let answer = call.await.expect("the lane call got the error").expect("a tool error result");
+    assert!(answer_json(&answer).contains("`bridge.maxMessageBytes`"));
 }
 
 #[tokio::test]
@@ -182,49 +235,57 @@ async fn an_undecodable_request_is_answered_and_reading_goes_on() {
 async fn answers_to_lane_calls_go_to_their_caller_and_the_rest_to_rmcp() {
     let (mut transport, mut upstream) = pair(1 << 16);
     let lane = transport.lane();
-    let mut call = lane.reserve().expect("an open lane");
-    assert_eq!(call.id, lane::FIRST_ID);
+    let (_routes, broken, _forwarder) = attach(&lane, std::time::Duration::from_secs(60));
     let echo = ToolCall { name: "echo".to_owned(), arguments: None, meta: None };
-    lane.send(&call, &echo).await.unwrap();
+    let (ticket, call) = send_waited(&lane, &echo);
+    assert_eq!(ticket.id(), in_flight::FIRST_ID);
     let request = upstream.heard().await;
     assert_eq!(
         (request["id"].clone(), request["method"].clone(), request["params"]["name"].clone()),
-        (json!(lane::FIRST_ID), json!("tools/call"), json!("echo"))
+        (json!(in_flight::FIRST_ID), json!("tools/call"), json!("echo"))
     );
     // A request from the upstream with the same id, and an answer to someone else,
     // are rmcp's; the answer to the call is not.
-    let ours = json!({"jsonrpc": "2.0", "id": lane::FIRST_ID, "result": {"content": []}});
-    upstream.say(&format!("{}\n", json!({"jsonrpc": "2.0", "id": lane::FIRST_ID, "method": "ping"}))).await;
+    let ours = json!({"jsonrpc": "2.0", "id": in_flight::FIRST_ID, "result": {"content": []}});
+    upstream
+        .say(&format!("{}\n", json!({"jsonrpc": "2.0", "id": in_flight::FIRST_ID, "method": "ping"})))
+        .await;
     upstream.say(&format!("{}\n{ours}\n", json!({"jsonrpc": "2.0", "id": 3, "result": {}}))).await;
     upstream.say(&format!("{}\n", json!({"jsonrpc": "2.0", "id": 4, "result": {}}))).await;
     let first = serde_json::to_value(transport.receive().await.unwrap()).unwrap();
     assert_eq!(first["method"], "ping");
     assert_eq!(serde_json::to_value(transport.receive().await.unwrap()).unwrap()["id"], 3);
     assert_eq!(serde_json::to_value(transport.receive().await.unwrap()).unwrap()["id"], 4);
-    let answer = (&mut call.answer).await.unwrap();
-    assert_eq!(serde_json::from_slice::<serde_json::Value>(&answer.line).unwrap(), ours);
-    let result = answer.result.expect("where the result is");
-    assert_eq!(serde_json::from_slice::<serde_json::Value>(&answer.line[result]).unwrap(), ours["result"]);
+    let answer = call.await.unwrap().expect("the answer");
+    assert!(matches!(answer, ToolAnswer::Raw(_)), "relayed as written");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&answer_json(&answer)).unwrap(), ours["result"]);
 
     // A call given up on is forgotten: its late answer goes to rmcp.
-    let given_up = lane.reserve().unwrap();
-    let late = given_up.id;
-    drop(given_up);
+    let (given_up, _outcome) = send_waited(&lane, &echo);
+    upstream.heard().await;
+    let late = given_up.id();
+    given_up.forget();
     upstream.say(&format!("{}\n", json!({"jsonrpc": "2.0", "id": late, "result": {}}))).await;
     assert_eq!(serde_json::to_value(transport.receive().await.unwrap()).unwrap()["id"], late);
 
     // The end of the session fails the calls still waiting, and refuses new ones.
-    let mut waiting = lane.reserve().unwrap();
+    let (_waiting, outcome) = send_waited(&lane, &echo);
+    upstream.heard().await;
     drop(upstream);
     assert!(transport.receive().await.is_none());
-    assert!((&mut waiting.answer).await.is_err(), "a waiting call learns the session ended");
-    assert!(lane.reserve().is_none(), "a closed lane takes no calls");
+    let outcome = outcome.await.expect("an outcome");
+    assert!(
+        matches!(outcome, Err(UpstreamError::NotConnected { .. })),
+        "a waiting call learns the session ended"
+    );
+    assert!(broken.is_cancelled());
+    assert!(lane.ticket().is_none(), "a closed lane takes no calls");
 }
 
 /// Records what a call without a waiting task ends with.
 struct Capture(tokio::sync::mpsc::UnboundedSender<Result<ToolAnswer, UpstreamError>>);
 
-impl lane::AnswerSink for Capture {
+impl AnswerSink for Capture {
     fn deliver(self: Box<Self>, outcome: Result<ToolAnswer, UpstreamError>) {
         let _ = self.0.send(outcome);
     }
@@ -232,20 +293,22 @@ impl lane::AnswerSink for Capture {
 
 #[tokio::test]
 async fn calls_without_a_waiting_task_end_once_answered_timed_out_cancelled_or_closed() {
-    use crate::upstream::{connection::ProgressRoutes, tap};
     let (mut transport, mut upstream) = pair(1 << 16);
     let lane = transport.lane();
     assert!(lane.ticket().is_none(), "no direct calls before the session is up");
     let routes = Arc::new(ProgressRoutes::default());
     let (tapped, _forwarder) = tap::queue();
     let broken = tokio_util::sync::CancellationToken::new();
-    lane.attach(lane::Context {
-        name: "up".into(),
-        routes: routes.clone(),
-        tapped,
-        timeout: std::time::Duration::from_millis(200),
-        broken: broken.clone(),
-    });
+    lane.attach(
+        InFlightContext {
+            name: "up".into(),
+            routes: routes.clone(),
+            tapped,
+            timeout: std::time::Duration::from_millis(200),
+            broken: broken.clone(),
+        },
+        Box::new(NoRmcp),
+    );
     let (tx, mut outcomes) = tokio::sync::mpsc::unbounded_channel();
     let sink = || Box::new(Capture(tx.clone()));
     let no_params = || ToolCallRef { name: "tool".into(), arguments: None, meta: None };
