@@ -18,3 +18,4 @@ pub mod output;
 pub mod paths;
 pub mod proxy;
 pub mod upstream;
+pub mod wire;

@@ -42,9 +42,8 @@ use self::{
 use crate::{
     config::{Aggregation, Settings},
     oauth::SignInContext,
-    upstream::{
-        LaneTicket, RequestOptions, Status, ToolAnswer, ToolCall, UpstreamError, UpstreamSet, Upstreams, View,
-    },
+    upstream::{LaneTicket, RequestOptions, Status, UpstreamError, UpstreamSet, Upstreams, View},
+    wire::{ToolAnswer, ToolCall},
 };
 
 /// The aggregating server. Cheap to share: everything inside is behind `Arc`s.

@@ -55,7 +55,7 @@ mod tasks;
 pub use pipes::RestoreOnDrop;
 
 use super::Bridge;
-use crate::upstream::{LaneTicket, number_or_string};
+use crate::{upstream::LaneTicket, wire::number_or_string};
 
 /// Messages queued for stdout before senders wait.
 const OUTBOX_CAPACITY: usize = 1024;

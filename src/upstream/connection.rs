@@ -28,10 +28,10 @@ use tokio_util::sync::CancellationToken;
 use super::{
     ClientLink, RequestOptions, UpstreamError,
     raw_results::{RawResultWanted, RawResults},
-    relay::{self, ToolAnswer, ToolCall},
     stdio::lane::{self, Call, Lane, Ticket},
     tap::{ProgressWanted, TapQueue, TapReceiver, Tapped},
 };
+use crate::wire::{self, ToolAnswer, ToolCall};
 
 /// Where progress for one in-flight request goes.
 pub struct ProgressRoute {
@@ -249,7 +249,7 @@ impl Connection {
         let Call { answer, .. } = &mut call;
         let response = async {
             match answer.await {
-                Ok(answer) => relay::tool_answer(answer),
+                Ok(answer) => wire::tool_answer(answer).map_err(UpstreamError::Mcp),
                 Err(_) => {
                     self.broken.cancel();
                     Err(self.closed())

@@ -21,7 +21,6 @@ mod connection;
 mod http;
 mod listing;
 mod raw_results;
-mod relay;
 mod session;
 mod set;
 mod sign_in;
@@ -33,7 +32,6 @@ use std::{fmt, sync::Arc};
 
 use futures::future::{BoxFuture, FutureExt};
 pub use http::{describe as describe_http_error, install_crypto_provider};
-pub use relay::{RawToolResult, ToolAnswer, ToolCall, ToolCallRef, number_or_string};
 use rmcp::{
     ErrorData,
     model::{
@@ -48,6 +46,8 @@ pub use stdio::watchdog;
 pub use tap::drop_progress_token;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+
+use crate::wire::{ToolAnswer, ToolCall};
 
 /// What the proxy needs from the upstreams. Implemented by [`UpstreamSet`].
 pub trait Upstreams: Send + Sync + 'static {

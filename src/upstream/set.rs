@@ -16,8 +16,8 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
-    ClientLink, LaneTicket, RequestOptions, SignInStep, Status, ToolAnswer, ToolCall, UpstreamError,
-    UpstreamState, Upstreams, View,
+    ClientLink, LaneTicket, RequestOptions, SignInStep, Status, UpstreamError, UpstreamState, Upstreams,
+    View,
     connection::Connection,
     sign_in::{self, SignInTarget},
     supervisor,
@@ -25,6 +25,7 @@ use super::{
 use crate::{
     config::{FailoverSettings, ServerSettings, Settings, TransportSettings},
     oauth::{SignInContext, TokenSource},
+    wire::{ToolAnswer, ToolCall},
 };
 
 /// How long `shutdown` waits for every supervisor to end its upstream.

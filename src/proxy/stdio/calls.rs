@@ -32,9 +32,8 @@ use tokio_util::sync::CancellationToken;
 use super::{Outbox, Outgoing, Pending, Verdict};
 use crate::{
     proxy::Bridge,
-    upstream::{
-        AnswerSink, RequestOptions, ToolAnswer, ToolCall, ToolCallRef, UpstreamError, number_or_string,
-    },
+    upstream::{AnswerSink, RequestOptions, UpstreamError},
+    wire::{ToolAnswer, ToolCall, ToolCallRef, number_or_string},
 };
 
 /// A decoded `tools/call`, its id registered as in flight, and the bridge to run it.

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::{Outbox, Outgoing, Pending, Verdict};
-use crate::{proxy::Bridge, upstream::number_or_string};
+use crate::{proxy::Bridge, wire::number_or_string};
 
 const TASK_METHODS: [&str; 4] = ["tasks/get", "tasks/result", "tasks/cancel", "tasks/list"];
 

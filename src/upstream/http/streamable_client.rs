@@ -33,9 +33,9 @@ use rmcp::{
 };
 use sse_stream::{Error as SseError, Sse};
 
-use crate::upstream::{
-    raw_results::{RawResultWanted, RawResults},
-    stdio::transport::tool_response,
+use crate::{
+    upstream::raw_results::{RawResultWanted, RawResults},
+    wire::tool_response,
 };
 
 /// How long the rest of an answered stream may take to end before its connection is

@@ -24,7 +24,6 @@
 //! 2026-07-28; see `session.rs`.
 
 use std::{
-    ops::Range,
     sync::{Arc, Mutex, MutexGuard, OnceLock},
     time::Duration,
 };
@@ -42,11 +41,13 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use super::write_queue::{Outlet, Queued};
-use crate::upstream::{
-    ToolAnswer, UpstreamError,
-    connection::{ProgressRoute, ProgressRoutes},
-    relay::{self, MetaRef, ToolCall, ToolCallRef},
-    tap::TapQueue,
+use crate::{
+    upstream::{
+        UpstreamError,
+        connection::{ProgressRoute, ProgressRoutes},
+        tap::TapQueue,
+    },
+    wire::{self, MetaRef, ResponseLine, ToolAnswer, ToolCall, ToolCallRef},
 };
 
 /// The first request id of the lane; ids wrap back to it after `i32::MAX`.
@@ -93,7 +94,7 @@ struct Waiting {
 /// Who gets the answer to one call.
 enum Waiter {
     /// A task waiting on the other end ([`Call`]).
-    Task(oneshot::Sender<Answer>),
+    Task(oneshot::Sender<ResponseLine>),
     /// Nobody waits: the answer is handed to the sink by whoever ends the call.
     Direct(Direct),
 }
@@ -113,19 +114,12 @@ pub trait AnswerSink: Send + 'static {
     fn deliver(self: Box<Self>, outcome: Result<ToolAnswer, UpstreamError>);
 }
 
-/// The upstream's answer line to a lane call, and where in it its `result` is (none for
-/// an error answer).
-pub struct Answer {
-    pub line: Vec<u8>,
-    pub result: Option<Range<usize>>,
-}
-
 /// One call on the lane, from its id's reservation until its answer or its end.
 pub struct Call<'a> {
     lane: &'a Lane,
     pub id: i64,
     /// Fires with the upstream's answer; fails when the session ended first.
-    pub answer: oneshot::Receiver<Answer>,
+    pub answer: oneshot::Receiver<ResponseLine>,
 }
 
 impl Drop for Call<'_> {
@@ -237,13 +231,15 @@ impl Lane {
             let start = result.get().as_ptr() as usize - line.as_ptr() as usize;
             start..start + result.get().len()
         });
-        let answer = Answer { line: line.to_vec(), result };
+        let answer = ResponseLine { line: line.to_vec(), result };
         match waiter {
             // The caller may have given up this instant; then the answer has no one to go to.
             Waiter::Task(tx) => {
                 let _ = tx.send(answer);
             }
-            Waiter::Direct(direct) => self.end(id, direct, relay::tool_answer(answer)),
+            Waiter::Direct(direct) => {
+                self.end(id, direct, wire::tool_answer(answer).map_err(UpstreamError::Mcp));
+            }
         }
         true
     }
@@ -483,7 +479,7 @@ fn request_line(id: i64, params: &ToolCall) -> std::io::Result<Vec<u8>> {
 /// A JSON-RPC id that is a number (lane ids are), as rmcp reads one; `None` for a
 /// string.
 fn number_id<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
-    Ok(match relay::number_or_string(deserializer)? {
+    Ok(match wire::number_or_string(deserializer)? {
         NumberOrString::Number(id) => Some(id),
         NumberOrString::String(_) => None,
     })

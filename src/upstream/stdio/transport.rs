@@ -29,14 +29,10 @@ use std::{
 
 use rmcp::{
     RoleClient,
-    model::{
-        CallToolResult, ClientRequest, ErrorData, JsonRpcMessage, JsonRpcResponse, JsonRpcVersion2_0,
-        RequestId, ServerResult,
-    },
+    model::{ClientRequest, ErrorData, JsonRpcMessage, RequestId},
     service::{RxJsonRpcMessage, TxJsonRpcMessage},
     transport::Transport,
 };
-use serde::{Deserialize, de::IgnoredAny};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader};
 
 use super::{
@@ -45,7 +41,10 @@ use super::{
     oversize::{self, Oversized},
     write_queue::Outlet,
 };
-use crate::upstream::raw_results::RawResults;
+use crate::{
+    upstream::raw_results::RawResults,
+    wire::{tool_response, tool_result::Envelope},
+};
 
 /// Outstanding `tools/call` ids beyond this are forgotten (answers that never came);
 /// forgetting one only sends its answer down the general decoder.
@@ -268,40 +267,6 @@ impl<R: AsyncRead + Unpin> LineTransport<R> {
     }
 }
 
-/// `line` decoded as the response to a `tools/call` request whose id `is_call` claims,
-/// its result read as `CallToolResult` directly rather than tried against every result
-/// type; `None` for any other message, or a result that does not decode that way (the
-/// general decoder then decides). Shared with the streamable HTTP client (`answers.rs`).
-pub(crate) fn tool_response(
-    line: &[u8],
-    is_call: impl FnOnce(&RequestId) -> bool,
-) -> Option<RxJsonRpcMessage<RoleClient>> {
-    #[derive(Deserialize)]
-    struct ToolResponse {
-        id: RequestId,
-        result: CallToolResult,
-    }
-    let head: Head = serde_json::from_slice(line).ok()?;
-    let id = head.id.filter(|_| head.method.is_none() && head.result.is_some())?;
-    if !is_call(&id) {
-        return None;
-    }
-    let response: ToolResponse = serde_json::from_slice(line).ok()?;
-    Some(JsonRpcMessage::Response(JsonRpcResponse {
-        jsonrpc: JsonRpcVersion2_0,
-        id: response.id,
-        result: ServerResult::from(response.result),
-    }))
-}
-
-/// The envelope of a JSON-RPC line: what kind of message it is, and its id.
-#[derive(Deserialize)]
-struct Head {
-    id: Option<RequestId>,
-    method: Option<IgnoredAny>,
-    result: Option<IgnoredAny>,
-}
-
 /// Why a line was not a message, and what that calls for.
 enum Undecodable {
     /// Not JSON: skipped.
@@ -318,10 +283,10 @@ impl Undecodable {
             Category::Syntax | Category::Eof => Undecodable::Noise(error),
             Category::Data | Category::Io => {
                 // A notification (no id) is skipped; a request is answered.
-                let request_id = serde_json::from_slice::<Head>(line)
+                let request_id = serde_json::from_slice::<Envelope>(line)
                     .ok()
-                    .filter(|head| head.method.is_some())
-                    .and_then(|head| head.id);
+                    .filter(|envelope| envelope.method.is_some())
+                    .and_then(|envelope| envelope.id);
                 Undecodable::Unknown { request_id, error }
             }
         }

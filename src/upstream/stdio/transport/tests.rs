@@ -6,9 +6,9 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
 
 use super::{super::lane, *};
-use crate::upstream::{
-    ToolAnswer, UpstreamError,
-    relay::{ToolCall, ToolCallRef},
+use crate::{
+    upstream::UpstreamError,
+    wire::{ToolAnswer, ToolCall, ToolCallRef},
 };
 
 fn call_request(id: i64) -> TxJsonRpcMessage<RoleClient> {
