@@ -40,7 +40,7 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
-use super::write_queue::{Outlet, Queued};
+use super::write_queue::{Queued, WriteQueue};
 use crate::{
     upstream::{
         UpstreamError,
@@ -54,7 +54,7 @@ use crate::{
 pub const FIRST_ID: i64 = 1_000_000_000;
 
 pub struct Lane {
-    outlet: Arc<Outlet>,
+    write_queue: Arc<WriteQueue>,
     /// Calls waiting for their answer. Entries are added by [`Lane::reserve`] and
     /// [`Ticket::send`], removed by the transport when the answer arrives, by the
     /// [`Call`] when dropped, or by a [`Ticket`]'s cancellation or timeout, and all
@@ -141,9 +141,9 @@ pub struct Ticket {
 }
 
 impl Lane {
-    pub fn new(outlet: Arc<Outlet>) -> Self {
+    pub fn new(write_queue: Arc<WriteQueue>) -> Self {
         Self {
-            outlet,
+            write_queue,
             waiting: Mutex::new(Waiting {
                 next_id: FIRST_ID,
                 answers: foldhash::HashMap::default(),
@@ -199,7 +199,7 @@ impl Lane {
 
     /// Write the `tools/call` request of `call`.
     pub async fn send(&self, call: &Call<'_>, params: &ToolCall) -> std::io::Result<()> {
-        self.outlet.send(request_line(call.id, params)?).await
+        self.write_queue.send(request_line(call.id, params)?).await
     }
 
     /// If `line` answers a call waiting on the lane, hand it over and return `true`;
@@ -309,7 +309,7 @@ impl Lane {
     /// If the session's stdin is closed, direct call `call` (the line's, if it is a
     /// request) fails.
     fn write(self: &Arc<Self>, line: Vec<u8>, call: Option<i64>) {
-        match self.outlet.try_queue(line) {
+        match self.write_queue.try_queue(line) {
             Queued::Yes => {}
             Queued::Closed => {
                 if let Some(id) = call {
