@@ -20,7 +20,7 @@ use crate::{proxy::Bridge, upstream::LaneTicket};
 pub enum ServedBy {
     /// rmcp's session.
     Rmcp,
-    /// A task of `calls.rs`, stopped by this token.
+    /// A task of `calls.rs` or `tasks.rs`, stopped by this token.
     Task(CancellationToken),
     /// An upstream's direct lane; no task waits for it (`calls.rs`).
     Lane(LaneTicket),
