@@ -20,3 +20,4 @@ pub mod output;
 pub mod paths;
 pub mod proxy;
 pub mod upstream;
+pub mod wire;

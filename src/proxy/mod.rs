@@ -82,9 +82,8 @@ use self::{
 use crate::{
     config::{Aggregation, Settings},
     oauth::SignInContext,
-    upstream::{
-        LaneTicket, RequestOptions, Status, ToolAnswer, ToolCall, UpstreamError, UpstreamSet, Upstreams, View,
-    },
+    upstream::{LaneTicket, RequestOptions, Status, UpstreamError, UpstreamSet, Upstreams, View},
+    wire::{ToolAnswer, ToolCall},
 };
 
 /// What a bridge that does not remember instructions remembers.

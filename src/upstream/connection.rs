@@ -23,7 +23,7 @@
 //!    rmcp, and only a timeout or the session's end through the sink.
 //! 3. **The answer.** On a stdio session `LineTransport` offers each line to the lane
 //!    first (`Lane::claim`): the answer to a lane call completes it in the engine, as
-//!    `relay::tool_answer` makes it (the result's text as written when it already has
+//!    `wire::tool_answer` makes it (the result's text as written when it already has
 //!    the shape a client before 2026-07-28 expects, else decoded). Other answers go on
 //!    to rmcp, which completes the request's handle.
 //! 4. **Progress and order.** The session's forwarder
@@ -58,10 +58,10 @@ use super::{
         spawn_detached,
     },
     raw_results::{RawResultWanted, RawResults},
-    relay::{ToolAnswer, ToolCall},
     stdio::lane::{Lane, LaneTicket},
     tap::{ProgressWanted, TapQueue, TapReceiver},
 };
+use crate::wire::{ToolAnswer, ToolCall};
 
 /// The request side of a live upstream session, shared by every caller.
 pub struct Connection {

@@ -25,7 +25,6 @@ mod http;
 mod in_flight;
 mod listing;
 mod raw_results;
-mod relay;
 mod session;
 mod set;
 mod sign_in;
@@ -38,7 +37,6 @@ use std::{fmt, sync::Arc};
 pub use client_tasks::{RequestOrigin, origin_of};
 use futures::future::{BoxFuture, FutureExt};
 pub use in_flight::AnswerSink;
-pub use relay::{RawToolResult, ToolAnswer, ToolCall, ToolCallRef, number_or_string};
 use rmcp::{
     ErrorData,
     model::{
@@ -53,6 +51,8 @@ pub use stdio::watchdog;
 pub use tap::drop_progress_token;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+
+use crate::wire::{ToolAnswer, ToolCall};
 
 /// What the proxy needs from the upstreams. Implemented by [`UpstreamSet`].
 pub trait Upstreams: Send + Sync + 'static {

@@ -15,8 +15,8 @@ use tokio::sync::{Semaphore, watch};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
-    ClientLink, LaneTicket, RequestOptions, SignInStep, Status, ToolAnswer, ToolCall, UpstreamError,
-    UpstreamState, Upstreams, View,
+    ClientLink, LaneTicket, RequestOptions, SignInStep, Status, UpstreamError, UpstreamState, Upstreams,
+    View,
     connection::Connection,
     entry::{Entry, Shared},
     sign_in::{self, SignInTarget},
@@ -26,6 +26,7 @@ use crate::locks::{Unpoisoned, UnpoisonedRw};
 use crate::{
     config::{ServerSettings, Settings, TransportSettings},
     oauth::SignInContext,
+    wire::{ToolAnswer, ToolCall},
 };
 
 /// How long `shutdown` waits for every supervisor to end its upstream.

@@ -14,9 +14,24 @@
 //!   runs on a task of its own, through the same routing the rmcp handler uses
 //!   ([`Bridge::relay_tool_call`]).
 //!
+//! Without a task, the steps a waiting task would take are split between the reader and
+//! the upstream's reader. Here: the call's id is recorded as in flight with its lane
+//! ticket ([`ServedBy::Lane`]), and the ticket's `send` replaces the client's progress
+//! token with the call's own, records the call in the lane's waiting list with its
+//! deadline and a [`Reply`] (the client's id, the tool's exposed name), puts in the
+//! progress route and queues the request line on the upstream's write queue. When the
+//! answer comes, the lane takes the call out of its list and hands the outcome (the
+//! result relayed raw or decoded, `wire::tool_answer`) to the [`Reply`], after flushing
+//! progress queued before it. `Reply::deliver` checks that the id is still in flight
+//! with this ticket (a cancellation that raced the answer suppresses it), shapes the
+//! outcome as the task path does and queues the line for stdout. The lane times the
+//! call out itself (telling the upstream), progress restarts its deadline, a client's
+//! `notifications/cancelled` reaches the ticket's `cancel` (from the stdin reader), and
+//! a session that ends fails it as "not connected".
+//!
 //! Either way the answer goes straight to the outbox, shaped by the same code
 //! ([`crate::proxy::tool_outcome`], `answer_line`): a result the upstream sent in the
-//! shape this client expects is relayed as it was written (`upstream/relay.rs`).
+//! shape this client expects is relayed as it was written (`wire::tool_result`).
 //!
 //! What rmcp's session would have done for the request is done here too: the answer is
 //! shaped for a client before 2026-07-28 (the only protocols the bridge serves), a
@@ -29,16 +44,19 @@ use rmcp::model::{CallToolResult, RequestId, ServerJsonRpcMessage, ServerResult}
 use serde::{Deserialize, de::IgnoredAny};
 use tokio_util::sync::CancellationToken;
 
-use super::{Outbox, Outgoing, Pending, Verdict};
+use super::{
+    Verdict,
+    outbox::{Outbox, ServedBy},
+    writer::Outgoing,
+};
 use crate::{
     proxy::Bridge,
-    upstream::{
-        AnswerSink, RequestOptions, ToolAnswer, ToolCall, ToolCallRef, UpstreamError, number_or_string,
-    },
+    upstream::{AnswerSink, RequestOptions, UpstreamError},
+    wire::{ToolAnswer, ToolCall, ToolCallRef, number_or_string},
 };
 
 /// A decoded `tools/call`, its id registered as in flight, and the bridge to run it.
-pub struct Call {
+pub struct ToolCallTask {
     id: RequestId,
     params: ToolCall,
     cancel: CancellationToken,
@@ -72,7 +90,7 @@ pub fn decode(line: &[u8]) -> Option<(RequestId, ToolCallRef<'_>)> {
 /// Serve the `tools/call` request `id`, or `None` when its id is already in flight
 /// (the general path refuses it). A call whose upstream has a direct lane now is sent
 /// there and answered from the upstream's reader ([`Reply`]); any other runs on a task
-/// of its own ([`Call::spawn`]).
+/// of its own ([`ToolCallTask::spawn`]).
 pub fn serve(
     outbox: &Arc<Outbox>,
     bridge: &Arc<Bridge>,
@@ -85,12 +103,12 @@ pub fn serve(
         // Cannot fail: `_meta` holds JSON text that was just read.
         let params = params.into_owned().ok()?;
         let cancel = CancellationToken::new();
-        slot.insert(Pending::Task(cancel.clone()));
-        return Some(Verdict::Call(Call { id, params, cancel, bridge: bridge.clone() }));
+        slot.insert(ServedBy::Task(cancel.clone()));
+        return Some(Verdict::ToolCallTask(ToolCallTask { id, params, cancel, bridge: bridge.clone() }));
     };
     tracing::debug!(%id, tool = %params.name, "tools/call");
     let key = ticket.key();
-    slot.insert(Pending::Lane(ticket.clone()));
+    slot.insert(ServedBy::Lane(ticket.clone()));
     // The sink may be called at once (a session that just ended), and takes the lock.
     drop(in_flight);
     let reply = Reply { id, outbox: outbox.clone(), exposed: params.name.to_string(), key };
@@ -114,7 +132,7 @@ impl AnswerSink for Reply {
         {
             // Cancelled by the client meanwhile (the answer was on its way): no answer.
             let in_flight = outbox.in_flight();
-            if !matches!(in_flight.get(&id), Some(Pending::Lane(ticket)) if ticket.key() == key) {
+            if !matches!(in_flight.get(&id), Some(ServedBy::Lane(ticket)) if ticket.key() == key) {
                 return;
             }
         }
@@ -132,7 +150,7 @@ fn answer_line(
     outcome: Result<ToolAnswer<CallToolResult>, rmcp::ErrorData>,
 ) -> Option<Vec<u8>> {
     match outcome {
-        // Already in the shape this client expects (`upstream/relay.rs`).
+        // Already in the shape this client expects (`wire::tool_result`).
         Ok(ToolAnswer::Raw(raw)) => outbox.encode_result(id, raw.json()),
         Ok(ToolAnswer::Decoded(result)) => {
             let mut result = ServerResult::CallToolResult(result);
@@ -144,11 +162,11 @@ fn answer_line(
     }
 }
 
-impl Call {
+impl ToolCallTask {
     /// Run the call on a task of its own and queue its answer for the client.
     pub fn spawn(self, outbox: Arc<Outbox>) {
         tokio::spawn(async move {
-            let Call { id, mut params, cancel, bridge } = self;
+            let ToolCallTask { id, mut params, cancel, bridge } = self;
             tracing::debug!(%id, tool = %params.name, "tools/call");
             // As rmcp's request context would: `_meta` travels as options, not as part
             // of the params.

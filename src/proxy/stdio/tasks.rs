@@ -12,8 +12,12 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::{Outbox, Outgoing, Pending, Verdict};
-use crate::{proxy::Bridge, upstream::number_or_string};
+use super::{
+    Verdict,
+    outbox::{Outbox, ServedBy},
+    writer::Outgoing,
+};
+use crate::{proxy::Bridge, wire::number_or_string};
 
 const TASK_METHODS: [&str; 4] = ["tasks/get", "tasks/result", "tasks/cancel", "tasks/list"];
 
@@ -59,7 +63,7 @@ pub fn serve(
     let mut in_flight = outbox.in_flight();
     let Entry::Vacant(slot) = in_flight.entry(id.clone()) else { return None };
     let cancel = CancellationToken::new();
-    slot.insert(Pending::Task(cancel.clone()));
+    slot.insert(ServedBy::Task(cancel.clone()));
     Some(Verdict::TaskRequest(TaskRequest { id, method, params, cancel, bridge: bridge.clone() }))
 }
 

@@ -42,10 +42,8 @@ use sse_stream::Sse;
 
 use crate::{
     http_client::{SseEvents, StreamableHttpLayer},
-    upstream::{
-        raw_results::{RawResultWanted, RawResults},
-        stdio::transport::tool_response,
-    },
+    upstream::raw_results::{RawResultWanted, RawResults},
+    wire::tool_response,
 };
 
 /// How long the rest of an answered stream may take to end before its connection is

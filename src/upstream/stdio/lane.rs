@@ -25,7 +25,7 @@
 //! [`crate::upstream::in_flight::FIRST_ID`] up, far above rmcp's counters). The lane is
 //! used only on sessions that speak a protocol before 2026-07-28; see `session.rs`.
 
-use std::{borrow::Cow, ops::Range, sync::Arc, time::Duration};
+use std::{borrow::Cow, sync::Arc, time::Duration};
 
 use rmcp::model::{
     CancelledNotification, CancelledNotificationParam, ClientJsonRpcMessage, ClientNotification, JsonObject,
@@ -34,28 +34,24 @@ use rmcp::model::{
 use serde::{Deserialize, de::IgnoredAny};
 use serde_json::value::RawValue;
 
-use super::write_queue::{Outlet, Queued};
-use crate::upstream::{
-    in_flight::{
-        AnswerSink, InFlight, InFlightContext, NotTracked, UpstreamCanceller, progress::ProgressRoute,
-        progress::request_token, spawn_detached,
+use super::write_queue::{Queued, WriteQueue};
+use crate::{
+    upstream::{
+        UpstreamError,
+        in_flight::{
+            AnswerSink, InFlight, InFlightContext, NotTracked, UpstreamCanceller, progress::ProgressRoute,
+            progress::request_token, spawn_detached,
+        },
     },
-    relay::{self, MetaRef, ToolCall, ToolCallRef},
+    wire::{self, MetaRef, ResponseLine, ToolCall, ToolCallRef},
 };
 
 /// The direct `tools/call` path of one stdio session: the write side of its calls and
 /// the claim of their answers, over the session's engine for requests in flight.
 pub struct Lane {
-    outlet: Arc<Outlet>,
+    write_queue: Arc<WriteQueue>,
     /// The calls sent on the lane and not yet ended.
     requests: Arc<InFlight>,
-}
-
-/// The upstream's answer line to a lane call, and where in it its `result` is (none for
-/// an error answer).
-pub struct AnswerLine {
-    pub line: Vec<u8>,
-    pub result: Option<Range<usize>>,
 }
 
 /// An id reserved on a lane for one call: send it ([`LaneTicket::send`],
@@ -69,8 +65,8 @@ pub struct LaneTicket {
 }
 
 impl Lane {
-    pub fn new(outlet: Arc<Outlet>) -> Self {
-        Self { outlet, requests: Arc::default() }
+    pub fn new(write_queue: Arc<WriteQueue>) -> Self {
+        Self { write_queue, requests: Arc::default() }
     }
 
     /// Give the lane's engine, which the session's requests through rmcp (cancelled by
@@ -118,7 +114,9 @@ impl Lane {
             });
             Some((id, result))
         };
-        self.requests.complete(read, |result| relay::tool_answer(AnswerLine { line: line.to_vec(), result }))
+        self.requests.complete(read, |result| {
+            wire::tool_answer(ResponseLine { line: line.to_vec(), result }).map_err(UpstreamError::Mcp)
+        })
     }
 
     /// The ids of the calls waiting for their answer.
@@ -135,7 +133,7 @@ impl Lane {
     /// If the session's stdin is closed, call `call` (the line's, if it is a request)
     /// fails.
     fn write(self: &Arc<Self>, line: Vec<u8>, call: Option<i64>) {
-        match self.outlet.try_queue(line) {
+        match self.write_queue.try_queue(line) {
             Queued::Yes => {}
             Queued::Closed => {
                 if let Some(id) = call {
@@ -163,7 +161,7 @@ impl UpstreamCanceller for Lane {
         if let Ok(mut line) = serde_json::to_vec(&message) {
             line.push(b'\n');
             // Not through `write`: a cancellation that cannot be written fails no call.
-            match self.outlet.try_queue(line) {
+            match self.write_queue.try_queue(line) {
                 Queued::Yes | Queued::Closed => {}
                 Queued::Full(full) => spawn_detached(async move {
                     let _ = full.wait().await;
@@ -360,7 +358,7 @@ fn call_line(
 /// A JSON-RPC id that is a number (lane ids are), as rmcp reads one; `None` for a
 /// string.
 fn number_id<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
-    Ok(match relay::number_or_string(deserializer)? {
+    Ok(match wire::number_or_string(deserializer)? {
         NumberOrString::Number(id) => Some(id),
         NumberOrString::String(_) => None,
     })

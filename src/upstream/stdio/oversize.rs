@@ -1,15 +1,12 @@
 //! What a line over `maxMessageBytes` from a stdio upstream was, read from its first
-//! bytes only (the rest is never held in memory): an answer to one of our requests (and
-//! its id), a request or notification of the server's, or something that cannot be
-//! told. `lines.rs` then fails that one request, answers the server's request, or fails
-//! every request in flight and ends the session, so no request waits for an answer that
-//! was dropped.
+//! bytes only (the line reader keeps those, `wire::line_reader`; the rest is never held in
+//! memory): an answer to one of our requests (and its id), a request or notification of
+//! the server's, or something that cannot be told. The transport (`transport.rs`) then
+//! fails that one request, answers the server's request, or fails every request in flight
+//! and ends the session, so no request waits for an answer that was dropped. It also
+//! makes the error lines that stand in for a dropped answer.
 
 use rmcp::model::{ErrorCode, ErrorData, JsonRpcError, JsonRpcVersion2_0, RequestId};
-
-/// How much of an over-limit line is kept to find its id and kind. JSON-RPC writers put
-/// `jsonrpc`, `id` and `method` before the (large) `params` or `result`.
-pub const HEAD_BYTES: usize = 4096;
 
 /// What the start of an over-limit line says it is.
 #[derive(Debug, PartialEq)]
@@ -24,14 +21,14 @@ pub enum Oversized {
 
 /// Read the top-level keys at the start of a JSON object, as far as `head` goes.
 pub fn classify(head: &[u8]) -> Oversized {
-    let mut scanner = Scanner { text: head, at: 0 };
+    let mut reader = TruncatedJsonReader { text: head, at: 0 };
     let mut id = None;
     let mut answer = false;
     let mut server = false;
-    if scanner.expect(b'{') {
-        while let Some(key) = scanner.key() {
+    if reader.expect(b'{') {
+        while let Some(key) = reader.key() {
             match key {
-                b"id" => match scanner.value() {
+                b"id" => match reader.value() {
                     Some(value) => id = serde_json::from_slice::<RequestId>(value).ok(),
                     None => break,
                 },
@@ -41,12 +38,12 @@ pub fn classify(head: &[u8]) -> Oversized {
                     if (answer || server) && id.is_some() {
                         break;
                     }
-                    if scanner.value().is_none() {
+                    if reader.value().is_none() {
                         break;
                     }
                 }
             }
-            if !scanner.expect(b',') {
+            if !reader.expect(b',') {
                 break;
             }
         }
@@ -81,12 +78,12 @@ pub fn error_line(id: RequestId, message: &str) -> Vec<u8> {
 }
 
 /// A forward-only reader of JSON text that may stop anywhere.
-struct Scanner<'a> {
+struct TruncatedJsonReader<'a> {
     text: &'a [u8],
     at: usize,
 }
 
-impl<'a> Scanner<'a> {
+impl<'a> TruncatedJsonReader<'a> {
     fn skip_space(&mut self) {
         while self.text.get(self.at).is_some_and(u8::is_ascii_whitespace) {
             self.at += 1;

@@ -1,16 +1,21 @@
-//! The transport to a stdio upstream: newline-delimited JSON-RPC over the child's pipes.
+//! The transport to a stdio upstream ([`LineTransport`]): newline-delimited JSON-RPC over
+//! the child's pipes, in place of rmcp's `AsyncRwTransport`.
 //!
-//! It replaces rmcp's `AsyncRwTransport` for one reason: speed on the call path. rmcp
-//! decodes every response as its untagged `ServerResult`, trying one result type after
-//! another until one fits; for a `tools/call` result that is sixteen failed attempts,
-//! each building and dropping a `serde_json::Error`, about a quarter of the bridge's
-//! whole cost per proxied call. This transport remembers which of its outgoing requests
-//! are `tools/call` and decodes their responses as `CallToolResult` directly. Every
-//! other line, and a tool response that does not decode that way, goes through the
-//! general decoder, so what reaches rmcp is what it would have decoded itself.
+//! Reading: the child's stdout is framed by the bounded line reader
+//! (`wire::line_reader`). Each line is first offered to the session's direct lane
+//! (`lane.rs`): an answer to a call sent on the lane is handed to its caller before any
+//! decoding for rmcp. Every other line is offered to the raw results (`raw_results.rs`,
+//! which keeps marked answers as written), then decoded for rmcp. The transport remembers
+//! which of its outgoing requests are `tools/call` and decodes their responses as
+//! `CallToolResult` directly (`wire::tool_response`) rather than as rmcp's untagged
+//! `ServerResult`, which tries one result type after another; every other line, and a
+//! tool response that does not decode that way, goes through the general decoder, so what
+//! reaches rmcp is what it would have decoded itself. A leading BOM, a trailing CR and
+//! blank lines are tolerated.
 //!
-//! It also carries the session's direct lane (`lane.rs`): an answer to a call sent on
-//! the lane is handed to its caller before any decoding for rmcp.
+//! Writing: rmcp's messages are encoded when rmcp sends them and queued on the child's
+//! write queue (`write_queue.rs`), which the lane shares, so messages leave in the order
+//! they were sent.
 //!
 //! Lines longer than `maxMessageBytes` are dropped without being held in memory, and
 //! lines that are not JSON-RPC are skipped; both are logged (the session's span names
@@ -29,23 +34,22 @@ use std::{
 
 use rmcp::{
     RoleClient,
-    model::{
-        CallToolResult, ClientRequest, ErrorData, JsonRpcMessage, JsonRpcResponse, JsonRpcVersion2_0,
-        RequestId, ServerResult,
-    },
+    model::{ClientRequest, ErrorData, JsonRpcMessage, RequestId},
     service::{RxJsonRpcMessage, TxJsonRpcMessage},
     transport::Transport,
 };
-use serde::{Deserialize, de::IgnoredAny};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{
     child_output::StdoutNoise,
     lane::Lane,
     oversize::{self, Oversized},
-    write_queue::Outlet,
+    write_queue::WriteQueue,
 };
-use crate::upstream::raw_results::RawResults;
+use crate::{
+    upstream::raw_results::RawResults,
+    wire::{BoundedLineReader, Framed, tool_response, tool_result::Envelope},
+};
 
 /// Outstanding `tools/call` ids beyond this are forgotten (answers that never came);
 /// forgetting one only sends its answer down the general decoder.
@@ -54,18 +58,12 @@ const MAX_TRACKED_CALLS: usize = 4096;
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 pub struct LineTransport<R> {
-    reader: BufReader<R>,
+    /// The child's stdout, one line at a time.
+    lines: BoundedLineReader<R>,
     /// Our side of the child's stdin, shared with the lane.
-    outlet: Arc<Outlet>,
+    write_queue: Arc<WriteQueue>,
     /// The direct `tools/call` path of this session; see `lane.rs`.
     lane: Arc<Lane>,
-    /// The line being read; kept across cancelled `receive` calls.
-    line: Vec<u8>,
-    /// The line under way is over the limit and being skipped.
-    oversized: bool,
-    /// The first bytes of the line being skipped, to tell what it was.
-    oversized_head: Vec<u8>,
-    max_bytes: usize,
     /// The upstream's name, for the error of a dropped answer.
     name: Arc<str>,
     /// Ids of every request sent through rmcp that has not been answered, so a dropped
@@ -89,15 +87,11 @@ pub struct LineTransport<R> {
 
 impl<R: AsyncRead + Unpin> LineTransport<R> {
     pub fn new(read: R, write: impl AsyncWrite + Send + 'static, max_bytes: usize) -> Self {
-        let outlet = Arc::new(Outlet::new(write));
+        let write_queue = Arc::new(WriteQueue::new(write));
         Self {
-            reader: BufReader::with_capacity(64 * 1024, read),
-            lane: Arc::new(Lane::new(outlet.clone())),
-            outlet,
-            line: Vec::new(),
-            oversized: false,
-            oversized_head: Vec::new(),
-            max_bytes,
+            lines: BoundedLineReader::new(read, max_bytes),
+            lane: Arc::new(Lane::new(write_queue.clone())),
+            write_queue,
             name: Arc::from("upstream"),
             in_flight: HashSet::new(),
             stand_ins: VecDeque::new(),
@@ -132,47 +126,23 @@ impl<R: AsyncRead + Unpin> LineTransport<R> {
         self.lane.clone()
     }
 
-    /// Reads up to the next newline: `Some(true)` for a line in `self.line`,
-    /// `Some(false)` for a line over the limit (its start in `oversized_head`). `None` at
-    /// end of input or on a read error. Safe to cancel: a partial line stays in
-    /// `self.line`.
+    /// Reads up to the next newline: `Some(true)` for a line (in `self.lines`),
+    /// `Some(false)` for a line over the limit (its start in `self.lines`). `None` at end
+    /// of input or on a read error. Safe to cancel: a partial line stays in the reader.
     async fn next_line(&mut self) -> Option<bool> {
         loop {
-            let buffer = match self.reader.fill_buf().await {
-                Ok([]) => return None,
-                Ok(buffer) => buffer,
-                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            match self.lines.next().await {
+                Ok(Framed::Line) => return Some(true),
+                Ok(Framed::OverLimit) => tracing::error!(
+                    max_bytes = self.lines.max_bytes(),
+                    "a message from the upstream exceeded the maximum line length (`bridge.maxMessageBytes`); it is dropped"
+                ),
+                Ok(Framed::Oversized) => return Some(false),
+                Ok(Framed::End) => return None,
                 Err(error) => {
                     tracing::warn!("reading the upstream's stdout failed: {error}");
                     return None;
                 }
-            };
-            let (chunk, complete) = match buffer.iter().position(|&byte| byte == b'\n') {
-                Some(end) => (&buffer[..end], true),
-                None => (buffer, false),
-            };
-            if self.line.len() + chunk.len() > self.max_bytes {
-                if !self.oversized {
-                    tracing::error!(
-                        max_bytes = self.max_bytes,
-                        "a message from the upstream exceeded the maximum line length (`bridge.maxMessageBytes`); it is dropped"
-                    );
-                    let mut head = std::mem::take(&mut self.line);
-                    head.truncate(oversize::HEAD_BYTES);
-                    let room = oversize::HEAD_BYTES - head.len();
-                    head.extend_from_slice(&chunk[..room.min(chunk.len())]);
-                    head.shrink_to_fit();
-                    self.oversized_head = head;
-                }
-                self.oversized = true;
-                self.line = Vec::new();
-            } else if !self.oversized {
-                self.line.extend_from_slice(chunk);
-            }
-            let used = chunk.len() + usize::from(complete);
-            self.reader.consume(used);
-            if complete {
-                return Some(!std::mem::take(&mut self.oversized));
             }
         }
     }
@@ -214,10 +184,11 @@ impl<R: AsyncRead + Unpin> LineTransport<R> {
     /// A line over the limit was dropped: make the errors that stand in for what it
     /// answered, or the answer to the server's request it was. Returns that answer.
     fn dropped(&mut self) -> Option<TxJsonRpcMessage<RoleClient>> {
-        let head = std::mem::take(&mut self.oversized_head);
+        let head = self.lines.take_oversized_head();
+        let max_bytes = self.lines.max_bytes();
         let message = format!(
             "upstream `{}` sent a message larger than `bridge.maxMessageBytes` ({} bytes), which was dropped; hint: raise `bridge.maxMessageBytes` in the config",
-            self.name, self.max_bytes
+            self.name, max_bytes
         );
         let lane_ids = self.lane.waiting_ids();
         let is_tool_call = |id: &RequestId| match id {
@@ -236,7 +207,7 @@ impl<R: AsyncRead + Unpin> LineTransport<R> {
             Oversized::ServerMessage(Some(id)) => {
                 return Some(TxJsonRpcMessage::<RoleClient>::error(
                     ErrorData::invalid_request(
-                        format!("the message is larger than the client's limit of {} bytes", self.max_bytes),
+                        format!("the message is larger than the client's limit of {max_bytes} bytes"),
                         None,
                     ),
                     Some(id),
@@ -268,40 +239,6 @@ impl<R: AsyncRead + Unpin> LineTransport<R> {
     }
 }
 
-/// `line` decoded as the response to a `tools/call` request whose id `is_call` claims,
-/// its result read as `CallToolResult` directly rather than tried against every result
-/// type; `None` for any other message, or a result that does not decode that way (the
-/// general decoder then decides). Shared with the streamable HTTP client (`http/response_reader.rs`).
-pub(crate) fn tool_response(
-    line: &[u8],
-    is_call: impl FnOnce(&RequestId) -> bool,
-) -> Option<RxJsonRpcMessage<RoleClient>> {
-    #[derive(Deserialize)]
-    struct ToolResponse {
-        id: RequestId,
-        result: CallToolResult,
-    }
-    let head: Head = serde_json::from_slice(line).ok()?;
-    let id = head.id.filter(|_| head.method.is_none() && head.result.is_some())?;
-    if !is_call(&id) {
-        return None;
-    }
-    let response: ToolResponse = serde_json::from_slice(line).ok()?;
-    Some(JsonRpcMessage::Response(JsonRpcResponse {
-        jsonrpc: JsonRpcVersion2_0,
-        id: response.id,
-        result: ServerResult::from(response.result),
-    }))
-}
-
-/// The envelope of a JSON-RPC line: what kind of message it is, and its id.
-#[derive(Deserialize)]
-struct Head {
-    id: Option<RequestId>,
-    method: Option<IgnoredAny>,
-    result: Option<IgnoredAny>,
-}
-
 /// Why a line was not a message, and what that calls for.
 enum Undecodable {
     /// Not JSON: skipped.
@@ -318,10 +255,10 @@ impl Undecodable {
             Category::Syntax | Category::Eof => Undecodable::Noise(error),
             Category::Data | Category::Io => {
                 // A notification (no id) is skipped; a request is answered.
-                let request_id = serde_json::from_slice::<Head>(line)
+                let request_id = serde_json::from_slice::<Envelope>(line)
                     .ok()
-                    .filter(|head| head.method.is_some())
-                    .and_then(|head| head.id);
+                    .filter(|envelope| envelope.method.is_some())
+                    .and_then(|envelope| envelope.id);
                 Undecodable::Unknown { request_id, error }
             }
         }
@@ -358,7 +295,7 @@ where
                 bytes.push(b'\n');
                 bytes
             });
-        let send = bytes.map(|bytes| self.outlet.send_later(bytes));
+        let send = bytes.map(|bytes| self.write_queue.send_later(bytes));
         async move { send?.await }
     }
 
@@ -384,14 +321,14 @@ where
                         }
                         continue;
                     }
-                    Some(true) => (std::mem::take(&mut self.line), true),
+                    Some(true) => (self.lines.take_line(), true),
                 },
             };
             let text = line.strip_prefix(UTF8_BOM).unwrap_or(&line);
             let text = text.strip_suffix(b"\r").unwrap_or(text).trim_ascii();
             if text.is_empty() || self.lane.claim(text) {
                 if read {
-                    self.line = reuse(line);
+                    self.lines.give_back(line);
                 }
                 continue;
             }
@@ -403,7 +340,7 @@ where
                 noise.record(text);
             }
             if read {
-                self.line = reuse(line);
+                self.lines.give_back(line);
             }
             match decoded {
                 Ok(message) => return Some(message),
@@ -428,7 +365,7 @@ where
     async fn close(&mut self) -> Result<(), Self::Error> {
         self.lane.close();
         // The child's stdin closes once what is queued is written.
-        self.outlet.close();
+        self.write_queue.close();
         Ok(())
     }
 }
@@ -438,15 +375,6 @@ impl<R> Drop for LineTransport<R> {
         // However the session ends, calls waiting on the lane must not wait forever.
         self.lane.close();
     }
-}
-
-/// An emptied line buffer, keeping its allocation unless a huge line made it large.
-fn reuse(mut line: Vec<u8>) -> Vec<u8> {
-    line.clear();
-    if line.capacity() > 1024 * 1024 {
-        line = Vec::new();
-    }
-    line
 }
 
 #[cfg(test)]

@@ -1,10 +1,14 @@
-//! The writing half of a stdio upstream: messages are queued, and one task writes
-//! everything queued at the time in one write.
+//! The write queue of a stdio upstream's stdin ([`WriteQueue`]): messages are queued,
+//! and one task writes everything queued at the time in one write.
 //!
-//! Both rmcp's sends and the lane's (`lane.rs`) go through it, so their order is kept.
-//! With many calls in flight, the calls a client sent together leave together: one
-//! system call instead of one per message, for the bridge and for the server reading
-//! them. A lone message costs one task wake-up more than writing it in place.
+//! Both rmcp's sends (through the transport, `transport.rs`) and the lane's (`lane.rs`)
+//! go through it, so their order is the order in which they were queued. With many calls
+//! in flight, the calls a client sent together leave together: one system call instead of
+//! one per message, for the bridge and for the server reading them. A lone message costs
+//! one task wake-up more than writing it in place. A sender that cannot wait (the lane,
+//! queueing from the client's reader) is told when the queue is full and waits for room
+//! on a task of its own ([`Full::wait`]); back-pressure from the pipe reaches senders
+//! that way. Closing the queue closes the child's stdin once what is queued is written.
 
 use std::sync::Mutex;
 
@@ -18,14 +22,15 @@ const QUEUE: usize = 1024;
 /// A batch is written once it reaches this size, even with more queued.
 const BATCH_LIMIT: usize = 1024 * 1024;
 
-pub struct Outlet {
+/// Our side of a child's stdin.
+pub struct WriteQueue {
     /// `None` once closed. Senders clone it for the duration of one send; the writer task
     /// ends (and closes the child's stdin) when the last clone is gone and the queue is
     /// drained.
     tx: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
 }
 
-impl Outlet {
+impl WriteQueue {
     /// Start the writer task for `out`. Must be called inside the runtime.
     pub fn new(out: impl AsyncWrite + Send + 'static) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
@@ -49,7 +54,7 @@ impl Outlet {
 
     /// Queue `line` (with its newline) now if there is room, so messages keep the
     /// order of the calls; the returned future waits for room otherwise. For senders
-    /// whose future must not borrow the outlet.
+    /// whose future must not borrow the queue.
     pub fn send_later(&self, line: Vec<u8>) -> impl Future<Output = std::io::Result<()>> + Send + 'static {
         let waiting = match self.try_queue(line) {
             Queued::Yes => Ok(None),
@@ -76,12 +81,12 @@ impl Outlet {
     }
 }
 
-/// What [`Outlet::try_queue`] did with a line.
+/// What [`WriteQueue::try_queue`] did with a line.
 pub enum Queued {
     Yes,
     /// No room now: [`Full::wait`] queues the line once there is.
     Full(Full),
-    /// The outlet is closed, or its writer has stopped.
+    /// The queue is closed, or its writer has stopped.
     Closed,
 }
 
@@ -156,14 +161,14 @@ mod tests {
     #[tokio::test]
     async fn lines_queued_together_leave_in_one_write_in_order_and_close_ends_it() {
         let recorder = Recorder::default();
-        let outlet = Outlet::new(recorder.clone());
-        let sends: Vec<_> = ["a\n", "b\n", "c\n"].map(|line| outlet.send_later(line.into())).into();
+        let write_queue = WriteQueue::new(recorder.clone());
+        let sends: Vec<_> = ["a\n", "b\n", "c\n"].map(|line| write_queue.send_later(line.into())).into();
         for send in sends {
             send.await.unwrap();
         }
-        outlet.send(b"d\n".to_vec()).await.unwrap();
-        outlet.close();
-        assert!(outlet.send(b"e\n".to_vec()).await.is_err(), "a closed outlet takes nothing");
+        write_queue.send(b"d\n".to_vec()).await.unwrap();
+        write_queue.close();
+        assert!(write_queue.send(b"e\n".to_vec()).await.is_err(), "a closed queue takes nothing");
         for _ in 0..100 {
             if recorder.0.lock().unwrap().1 {
                 break;
@@ -172,6 +177,6 @@ mod tests {
         }
         let (writes, shut) = recorder.0.lock().unwrap().clone();
         assert_eq!(writes, [b"a\nb\nc\nd\n".to_vec()], "one write, in order");
-        assert!(shut, "closing the outlet closes the stream once the queue is written");
+        assert!(shut, "closing the queue closes the stream once the queue is written");
     }
 }

@@ -27,7 +27,7 @@ pub use self::index::{Ranking, ToolIndex, ToolText};
 use super::Catalog;
 use crate::{
     config::{BridgeSettings, ToolMode},
-    upstream::ToolCall,
+    wire::ToolCall,
 };
 
 pub const SEARCH_TOOLS: &str = "foxxy__search_tools";

@@ -8,11 +8,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
 use tokio_util::sync::CancellationToken;
 
 use super::{super::lane::LaneTicket, *};
-use crate::upstream::{
-    ToolAnswer, UpstreamError,
-    in_flight::{self, AnswerSink, InFlightContext, UpstreamCanceller, progress::ProgressRoutes},
-    relay::{ToolCall, ToolCallRef},
-    tap::{self, TapReceiver},
+use crate::{
+    upstream::{
+        UpstreamError,
+        in_flight::{self, AnswerSink, InFlightContext, UpstreamCanceller, progress::ProgressRoutes},
+        tap::{self, TapReceiver},
+    },
+    wire::{ToolAnswer, ToolCall, ToolCallRef},
 };
 
 fn call_request(id: i64) -> TxJsonRpcMessage<RoleClient> {
