@@ -28,7 +28,7 @@ use reqwest::{
     header::{ACCEPT, CONTENT_TYPE, HeaderName, HeaderValue},
 };
 use rmcp::{
-    model::{ClientJsonRpcMessage, ServerJsonRpcMessage},
+    model::{ClientJsonRpcMessage, ClientRequest, JsonRpcMessage, ServerJsonRpcMessage},
     transport::streamable_http_client::{
         StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse, StreamableHttpResponseLimits,
     },
@@ -60,9 +60,12 @@ impl JsonAnswerClient {
         Self { http, raw_results }
     }
 
-    /// POST `message` and read a `200` JSON answer, as rmcp is to read it. An error is
-    /// a failure to send or read, as rmcp's client reports it; `None` is any other
-    /// answer, dropped (the request is to be sent again through rmcp's client).
+    /// POST `message` and read a `200` answer, as rmcp is to read it: a JSON body read
+    /// here and offered to the capture, an event stream handed on (bounded per event as
+    /// rmcp bounds it; the layer above offers its messages). An error is a failure to
+    /// send or read, as rmcp's client reports it; `None` is any other answer, dropped
+    /// (the request is to be sent again through rmcp's client, which handles
+    /// challenges, lost sessions and errors).
     async fn post_for_json(
         &self,
         uri: &str,
@@ -70,7 +73,7 @@ impl JsonAnswerClient {
         session_id: Option<&str>,
         auth_header: Option<&str>,
         custom_headers: &HashMap<HeaderName, HeaderValue>,
-        max_body: usize,
+        limits: &StreamableHttpResponseLimits,
     ) -> Result<Option<StreamableHttpPostResponse>, HttpError> {
         let mut request = self.http.post(uri).header(ACCEPT, POST_ACCEPT);
         if let Some(token) = auth_header {
@@ -86,22 +89,26 @@ impl JsonAnswerClient {
             request = request.header(SESSION_ID, session_id);
         }
         let response = request.json(message).send().await.map_err(StreamableHttpError::Client)?;
-        let is_json = response
+        let media_type = response
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.split(';').next())
-            .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"));
-        if response.status() != StatusCode::OK || !is_json {
+            .map(|essence| essence.trim().to_ascii_lowercase());
+        let answered_session =
+            response.headers().get(SESSION_ID).and_then(|value| value.to_str().ok()).map(str::to_owned);
+        if response.status() == StatusCode::OK && media_type.as_deref() == Some("text/event-stream") {
+            let events = super::sse::bounded_event_stream(response, limits.max_sse_event_size);
+            return Ok(Some(StreamableHttpPostResponse::Sse(events, answered_session)));
+        }
+        if response.status() != StatusCode::OK || media_type.as_deref() != Some("application/json") {
             tracing::debug!(
                 status = %response.status(),
                 "a list request was not answered with one JSON body; it is sent again through rmcp's client"
             );
             return Ok(None);
         }
-        let answered_session =
-            response.headers().get(SESSION_ID).and_then(|value| value.to_str().ok()).map(str::to_owned);
-        let body = read_body(response, max_body).await?;
+        let body = read_body(response, limits.max_json_response_size).await?;
         let Ok(answer) = serde_json::from_slice::<ServerJsonRpcMessage>(&body) else { return Ok(None) };
         self.raw_results.offer(&body);
         Ok(Some(StreamableHttpPostResponse::Json(answer, answered_session)))
@@ -167,7 +174,7 @@ impl StreamableHttpClient for JsonAnswerClient {
         custom_headers: HashMap<HeaderName, HeaderValue>,
         limits: StreamableHttpResponseLimits,
     ) -> Result<StreamableHttpPostResponse, HttpError> {
-        if wants_raw_result(&message)
+        if posts_itself(&message)
             && let Some(answer) = self
                 .post_for_json(
                     &uri,
@@ -175,7 +182,7 @@ impl StreamableHttpClient for JsonAnswerClient {
                     session_id.as_deref(),
                     auth_header.as_deref(),
                     &custom_headers,
-                    limits.max_json_response_size,
+                    &limits,
                 )
                 .await?
         {
@@ -227,6 +234,20 @@ impl StreamableHttpClient for JsonAnswerClient {
             )
             .await
     }
+}
+
+/// Whether this client POSTs `message` itself: a request whose result is wanted as
+/// written, and which may be sent twice (a list, or reading a task), since an answer
+/// other than a `200` is dropped and the request sent again through rmcp's client. A
+/// `tools/call` (with a task or not), `tasks/result` or `tasks/cancel` never is.
+fn posts_itself(message: &ClientJsonRpcMessage) -> bool {
+    let JsonRpcMessage::Request(request) = message else { return false };
+    let idempotent = match &request.request {
+        ClientRequest::ListToolsRequest(_) => true,
+        ClientRequest::CustomRequest(custom) => matches!(custom.method.as_str(), "tasks/get" | "tasks/list"),
+        _ => false,
+    };
+    idempotent && wants_raw_result(message)
 }
 
 #[cfg(test)]
@@ -339,11 +360,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn any_other_answer_is_left_to_rmcps_client_after_one_more_send() {
+    async fn an_event_stream_is_handed_on_and_any_other_answer_left_to_rmcps_client() {
         let sse = serve(|| answer(200, "text/event-stream", "data: {}\n\n")).await;
         let (response, _) = post(&sse, tools_list(), 1 << 20).await;
         assert!(matches!(response, Ok(StreamableHttpPostResponse::Sse(..))), "{response:?}");
-        assert_eq!(sse.requests.load(Ordering::SeqCst), 2);
+        assert_eq!(sse.requests.load(Ordering::SeqCst), 1, "an event stream is not asked for twice");
 
         let unauthorized = serve(|| answer(401, "text/plain", "no")).await;
         let (response, _) = post(&unauthorized, tools_list(), 1 << 20).await;
@@ -366,6 +387,22 @@ mod tests {
         );
         assert!(raw.is_none());
         assert_eq!(server.requests.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn only_requests_that_may_be_sent_twice_are_posted_here() {
+        let raw = |method: &str| {
+            let mut request =
+                ClientRequest::CustomRequest(rmcp::model::CustomRequest::new(method, Some(json!({}))));
+            rmcp::model::GetExtensions::extensions_mut(&mut request)
+                .insert(crate::upstream::raw_results::RawResultWanted);
+            ClientJsonRpcMessage::request(request, rmcp::model::RequestId::Number(1))
+        };
+        assert!(posts_itself(&tools_list()));
+        assert!(posts_itself(&raw("tasks/get")) && posts_itself(&raw("tasks/list")));
+        for once in ["tools/call", "tasks/result", "tasks/cancel"] {
+            assert!(!posts_itself(&raw(once)), "{once} must be sent once");
+        }
     }
 
     #[tokio::test]

@@ -96,6 +96,12 @@ enum StreamError {
     TooLarge(usize),
 }
 
+/// The event stream of `response`, for rmcp's streamable HTTP client: it ends with an
+/// error once an event grows past `max` bytes.
+pub(super) fn bounded_event_stream(response: reqwest::Response, max: usize) -> crate::http_client::SseEvents {
+    SseStream::from_bytes_stream(bounded_events(response.bytes_stream(), max)).boxed()
+}
+
 /// `bytes`, ended with [`StreamError::TooLarge`] once more than `max` bytes arrive without
 /// an event boundary (a blank line) among them.
 fn bounded_events(
