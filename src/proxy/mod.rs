@@ -79,6 +79,7 @@ use self::{
     instructions_store::Remembered,
     link::DownstreamLink,
 };
+use crate::locks::Unpoisoned;
 use crate::{
     config::{Aggregation, Settings},
     oauth::SignInContext,
@@ -203,7 +204,7 @@ impl Bridge {
             self.upstreams.view(),
             self.cancel.clone(),
         ));
-        *self.remembering.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(task);
+        *self.remembering.lock_unpoisoned() = Some(task);
     }
 
     /// Apply a reloaded config: upstreams whose settings changed are restarted, new
@@ -374,7 +375,7 @@ impl Bridge {
     /// Stop the catalog task and every upstream (bounded time).
     pub async fn shutdown(&self) {
         self.cancel.cancel();
-        let remembering = self.remembering.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        let remembering = self.remembering.lock_unpoisoned().take();
         let remembered = async {
             if let Some(task) = remembering
                 && tokio::time::timeout(REMEMBERING_LIMIT, task).await.is_err()

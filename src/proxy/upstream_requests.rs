@@ -25,6 +25,7 @@ use rmcp::model::{GetExtensions, ProgressNotificationParam, ProgressToken, Reque
 use serde::{Deserialize, de::IgnoredAny};
 use serde_json::{Map, Value};
 
+use crate::locks::Unpoisoned;
 use crate::upstream::RequestOrigin;
 
 /// Marks a request to the client (in its rmcp extensions, never sent) whose answer is
@@ -55,7 +56,7 @@ pub struct UpstreamRequests {
 }
 
 fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex.lock_unpoisoned()
 }
 
 fn bounded<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {

@@ -20,6 +20,7 @@ use std::sync::{
     atomic::{AtomicBool, AtomicUsize, Ordering},
 };
 
+use crate::locks::Unpoisoned;
 use foldhash::HashMap;
 use rmcp::{
     Peer, RoleClient,
@@ -79,7 +80,7 @@ pub struct TaskRequests {
 
 impl TaskRequests {
     fn requests(&self) -> std::sync::MutexGuard<'_, HashMap<RequestId, CustomRequest>> {
-        self.requests.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.requests.lock_unpoisoned()
     }
 
     /// Keep task-augmented requests from now on.

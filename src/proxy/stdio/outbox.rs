@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::writer::Outgoing;
+use crate::locks::Unpoisoned;
 use crate::{proxy::Bridge, upstream::LaneTicket};
 
 /// Who is serving a client request that has not been answered yet.
@@ -41,7 +42,7 @@ pub struct Outbox {
 
 impl Outbox {
     pub fn in_flight(&self) -> std::sync::MutexGuard<'_, foldhash::HashMap<RequestId, ServedBy>> {
-        self.in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.in_flight.lock_unpoisoned()
     }
 
     /// Record `id` as in flight, served by rmcp; `false` when it already is. The

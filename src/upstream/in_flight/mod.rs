@@ -55,6 +55,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::progress::ProgressRoutes;
 use super::{ToolAnswer, UpstreamError, tap::TapQueue};
+use crate::locks::Unpoisoned;
 
 /// The first request id the engine hands out; ids wrap back to it after `i32::MAX`.
 pub const FIRST_ID: i64 = 1_000_000_000;
@@ -174,7 +175,7 @@ impl Default for InFlight {
 
 impl InFlight {
     fn table(&self) -> MutexGuard<'_, InFlightTable> {
-        self.table.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.table.lock_unpoisoned()
     }
 
     /// Give the engine what ending requests needs (with the two ways a request goes

@@ -12,6 +12,7 @@
 
 use std::sync::Mutex;
 
+use crate::locks::Unpoisoned;
 use tokio::{
     io::{AsyncWrite, AsyncWriteExt},
     sync::mpsc,
@@ -39,7 +40,7 @@ impl WriteQueue {
     }
 
     fn sender(&self) -> Option<mpsc::Sender<Vec<u8>>> {
-        self.tx.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        self.tx.lock_unpoisoned().clone()
     }
 
     /// Queue `line` (with its newline) if there is room now.
@@ -77,7 +78,7 @@ impl WriteQueue {
 
     /// Stop taking messages; what is queued is still written, then stdin is closed.
     pub fn close(&self) {
-        self.tx.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
+        self.tx.lock_unpoisoned().take();
     }
 }
 
