@@ -30,13 +30,12 @@ use rmcp::{
 };
 
 use super::{OAuthError, TokenSource, store::Secret};
+use crate::http_client::HttpLayerError;
 use crate::http_client::{LayeredHttpClient, StreamableHttpLayer, StreamableHttpRequest};
 
 /// Scope step-ups allowed per session before a 403 is passed on: with the first
 /// sign-in, at most three authorizations (the conformance suite's limit).
 pub const MAX_STEP_UPS: u32 = 2;
-
-type HttpError = StreamableHttpError<reqwest::Error>;
 
 /// The bearer layer over `C`, the client that does the HTTP (rmcp's reqwest client, or
 /// one that reads some answers itself).
@@ -65,7 +64,7 @@ impl<C: StreamableHttpClient<Error = reqwest::Error> + Sync> BearerClient<C> {
         self.interactive.store(true, Ordering::SeqCst);
     }
 
-    async fn token(&self) -> Result<Option<Secret>, HttpError> {
+    async fn token(&self) -> Result<Option<Secret>, HttpLayerError<reqwest::Client>> {
         match self.source.access_token().await {
             Ok(token) => Ok(Some(token)),
             // Without a token the server answers 401 with its challenge, which is
@@ -76,10 +75,10 @@ impl<C: StreamableHttpClient<Error = reqwest::Error> + Sync> BearerClient<C> {
     }
 
     /// Run `call` with the current token; on 401/403 get a better one and retry.
-    async fn call<T, F, Fut>(&self, call: F) -> Result<T, HttpError>
+    async fn call<T, F, Fut>(&self, call: F) -> Result<T, HttpLayerError<reqwest::Client>>
     where
         F: Fn(Option<String>) -> Fut,
-        Fut: Future<Output = Result<T, HttpError>>,
+        Fut: Future<Output = Result<T, HttpLayerError<reqwest::Client>>>,
     {
         let mut token = self.token().await?;
         let mut retried_401 = false;
@@ -134,7 +133,7 @@ impl<C: StreamableHttpClient<Error = reqwest::Error> + Sync> BearerClient<C> {
 }
 
 /// An OAuth failure in the transport's error type, with our message intact.
-fn auth_error(error: &OAuthError) -> HttpError {
+fn auth_error(error: &OAuthError) -> HttpLayerError<reqwest::Client> {
     StreamableHttpError::UnexpectedServerResponse(Cow::Owned(format!("OAuth: {error}")))
 }
 
@@ -151,7 +150,7 @@ impl<C: StreamableHttpClient<Error = reqwest::Error> + Sync> StreamableHttpLayer
         &self,
         request: R,
         _auth_header: Option<String>,
-    ) -> impl Future<Output = Result<R::Output, HttpError>> + Send + '_ {
+    ) -> impl Future<Output = Result<R::Output, HttpLayerError<reqwest::Client>>> + Send + '_ {
         self.call(move |token| request.clone().send(&self.inner, token))
     }
 

@@ -49,6 +49,7 @@
 #![allow(deprecated)]
 
 pub mod catalog;
+mod catalog_task;
 mod handler;
 mod instructions;
 mod instructions_store;
@@ -65,17 +66,14 @@ use std::{
     time::Duration,
 };
 
-use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ContentBlock, PromptListChangedNotification,
-    ResourceListChangedNotification, ServerNotification, ServerResult, ToolListChangedNotification,
-};
+use rmcp::model::{CallToolRequestParams, CallToolResult, ContentBlock, ServerResult};
 use serde::de::DeserializeOwned;
 use tokio::{sync::watch, time::Instant};
 use tokio_util::sync::CancellationToken;
 
 pub use self::{catalog::Catalog, instructions_store::InstructionsStore, service::BridgeService};
 use self::{
-    catalog::search::{self, SearchMode},
+    catalog::search::{self},
     instructions_store::Remembered,
     link::DownstreamLink,
 };
@@ -164,7 +162,7 @@ impl Bridge {
         let upstreams = connect(link.clone());
         let cancel = CancellationToken::new();
         let (settings_tx, settings_rx) = watch::channel(settings.clone());
-        tokio::spawn(maintain_catalog(
+        tokio::spawn(catalog_task::maintain_catalog(
             upstreams.view(),
             settings_rx,
             catalog_tx,
@@ -478,133 +476,5 @@ fn expect_result<T: DeserializeOwned>(
     })
 }
 
-/// Rebuild the catalog whenever an upstream changes, and tell the client which lists
-/// changed.
-async fn maintain_catalog(
-    mut view: watch::Receiver<Arc<View>>,
-    mut settings: watch::Receiver<Arc<Settings>>,
-    catalog: watch::Sender<Arc<Catalog>>,
-    link: Arc<DownstreamLink>,
-    cancel: CancellationToken,
-) {
-    loop {
-        let snapshot = view.borrow_and_update().clone();
-        let current = settings.borrow_and_update().clone();
-        let mut next = Catalog::build(&snapshot, &current);
-        let previous = catalog.borrow().clone();
-        next.search = SearchMode::follow(previous.search.as_ref(), &previous, &next, &current.bridge);
-        // In search mode the client sees the listed tools only: the others may come and
-        // go without a notification, since it finds them by searching.
-        let tools_changed = match (&previous.search, &next.search) {
-            (Some(before), Some(after)) => before.listed_objects != after.listed_objects,
-            (None, None) => previous.tool_objects != next.tool_objects,
-            _ => true,
-        };
-        let prompts_changed = previous.prompts != next.prompts;
-        let resources_changed =
-            previous.resources != next.resources || previous.resource_templates != next.resource_templates;
-        catalog.send_replace(Arc::new(next));
-        if let Some(peer) = link.peer() {
-            let mut notifications = Vec::new();
-            if tools_changed {
-                notifications.push(ServerNotification::ToolListChangedNotification(
-                    ToolListChangedNotification::default(),
-                ));
-            }
-            if prompts_changed {
-                notifications.push(ServerNotification::PromptListChangedNotification(
-                    PromptListChangedNotification::default(),
-                ));
-            }
-            if resources_changed {
-                notifications.push(ServerNotification::ResourceListChangedNotification(
-                    ResourceListChangedNotification::default(),
-                ));
-            }
-            for notification in notifications {
-                let _ = peer.send_notification(notification).await;
-            }
-        }
-        tokio::select! {
-            changed = view.changed() => if changed.is_err() { break },
-            changed = settings.changed() => if changed.is_err() { break },
-            () = cancel.cancelled() => break,
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use std::{
-        path::Path,
-        sync::atomic::{AtomicBool, Ordering},
-    };
-
-    use futures::{FutureExt, future::BoxFuture};
-    use rmcp::model::{ClientNotification, ClientRequest, LoggingLevel};
-
-    use super::*;
-    use crate::upstream::UpstreamState;
-
-    /// Upstreams that never connect; they only record whether they were let go.
-    struct Idle {
-        view: watch::Sender<Arc<View>>,
-        began: AtomicBool,
-    }
-
-    impl Upstreams for Idle {
-        fn view(&self) -> watch::Receiver<Arc<View>> {
-            self.view.subscribe()
-        }
-        fn request(
-            &self,
-            upstream: &str,
-            _request: ClientRequest,
-            _options: RequestOptions,
-        ) -> BoxFuture<'_, Result<ServerResult, UpstreamError>> {
-            let error = UpstreamError::Unknown(upstream.to_owned());
-            async move { Err(error) }.boxed()
-        }
-        fn notify_all(&self, _notification: ClientNotification) -> BoxFuture<'_, ()> {
-            async {}.boxed()
-        }
-        fn set_log_level(&self, _level: LoggingLevel) -> BoxFuture<'_, ()> {
-            async {}.boxed()
-        }
-        fn begin(&self) {
-            self.began.store(true, Ordering::SeqCst);
-        }
-        fn reconfigure(&self, _settings: &Settings) -> BoxFuture<'_, ()> {
-            async {}.boxed()
-        }
-        fn shutdown(&self) -> BoxFuture<'_, ()> {
-            async {}.boxed()
-        }
-    }
-
-    #[tokio::test]
-    async fn a_request_before_begin_does_not_keep_the_upstreams_waiting() {
-        let text = r#"{ "mcpServers": { "fx": { "command": "x" } }, "bridge": { "startupTimeout": 5 } }"#;
-        let settings = Arc::new(crate::config::load_str(text, Path::new("c.json5"), &|_| None).unwrap());
-        let connecting = UpstreamState {
-            name: "fx".into(),
-            transport: "stdio",
-            status: Status::Connecting,
-            settled: false,
-            catalog: None,
-            generation: 0,
-            note: None,
-        };
-        let idle = Arc::new(Idle {
-            view: watch::channel(Arc::new(View { upstreams: vec![connecting] })).0,
-            began: AtomicBool::new(false),
-        });
-        let upstreams = idle.clone();
-        let bridge = Bridge::assemble(settings, None, move |_| upstreams);
-        // The client's first `tools/list` is handled before `begin`: it waits.
-        let early = tokio::time::timeout(Duration::from_millis(50), bridge.settled_catalog()).await;
-        assert!(early.is_err(), "the list waits for the connecting upstream");
-        bridge.begin();
-        assert!(idle.began.load(Ordering::SeqCst), "the upstreams were let go");
-    }
-}
+mod tests;

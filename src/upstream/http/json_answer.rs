@@ -35,6 +35,7 @@ use rmcp::{
 };
 
 use super::response_reader::wants_raw_result;
+use crate::http_client::HttpLayerError;
 use crate::{http_client::SseEvents, upstream::raw_results::RawResults};
 
 /// The session header of streamable HTTP.
@@ -44,8 +45,6 @@ const POST_ACCEPT: &str = "text/event-stream, application/json";
 /// Headers the transport sets itself; a custom header by one of these names is left
 /// to rmcp's client to refuse.
 const RESERVED: [&str; 3] = ["accept", SESSION_ID, "last-event-id"];
-
-type HttpError = StreamableHttpError<reqwest::Error>;
 
 /// rmcp's reqwest client, but for POSTs of requests whose results are wanted as
 /// written (see the module doc).
@@ -74,7 +73,7 @@ impl JsonAnswerClient {
         auth_header: Option<&str>,
         custom_headers: &HashMap<HeaderName, HeaderValue>,
         limits: &StreamableHttpResponseLimits,
-    ) -> Result<Option<StreamableHttpPostResponse>, HttpError> {
+    ) -> Result<Option<StreamableHttpPostResponse>, HttpLayerError<reqwest::Client>> {
         let mut request = self.http.post(uri).header(ACCEPT, POST_ACCEPT);
         if let Some(token) = auth_header {
             request = request.bearer_auth(token);
@@ -117,7 +116,10 @@ impl JsonAnswerClient {
 
 /// The whole body of `response`, or [`StreamableHttpError::ResponseBodyTooLarge`] once
 /// it (or its announced length) passes `max_size`.
-async fn read_body(response: reqwest::Response, max_size: usize) -> Result<Vec<u8>, HttpError> {
+async fn read_body(
+    response: reqwest::Response,
+    max_size: usize,
+) -> Result<Vec<u8>, HttpLayerError<reqwest::Client>> {
     let too_large = || StreamableHttpError::ResponseBodyTooLarge { max_size };
     if response.content_length().is_some_and(|length| length > max_size as u64) {
         return Err(too_large());
@@ -144,7 +146,7 @@ impl StreamableHttpClient for JsonAnswerClient {
         session_id: Option<Arc<str>>,
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
-    ) -> Result<StreamableHttpPostResponse, HttpError> {
+    ) -> Result<StreamableHttpPostResponse, HttpLayerError<reqwest::Client>> {
         let limits = StreamableHttpResponseLimits::default();
         self.post_message_with_response_limits(uri, message, session_id, auth_header, custom_headers, limits)
             .await
@@ -158,7 +160,7 @@ impl StreamableHttpClient for JsonAnswerClient {
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
         max_sse_event_size: usize,
-    ) -> Result<StreamableHttpPostResponse, HttpError> {
+    ) -> Result<StreamableHttpPostResponse, HttpLayerError<reqwest::Client>> {
         let mut limits = StreamableHttpResponseLimits::default();
         limits.max_sse_event_size = max_sse_event_size;
         self.post_message_with_response_limits(uri, message, session_id, auth_header, custom_headers, limits)
@@ -173,7 +175,7 @@ impl StreamableHttpClient for JsonAnswerClient {
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
         limits: StreamableHttpResponseLimits,
-    ) -> Result<StreamableHttpPostResponse, HttpError> {
+    ) -> Result<StreamableHttpPostResponse, HttpLayerError<reqwest::Client>> {
         if posts_itself(&message)
             && let Some(answer) = self
                 .post_for_json(
@@ -199,7 +201,7 @@ impl StreamableHttpClient for JsonAnswerClient {
         session_id: Arc<str>,
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
-    ) -> Result<(), HttpError> {
+    ) -> Result<(), HttpLayerError<reqwest::Client>> {
         self.http.delete_session(uri, session_id, auth_header, custom_headers).await
     }
 
@@ -210,7 +212,7 @@ impl StreamableHttpClient for JsonAnswerClient {
         last_event_id: Option<String>,
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
-    ) -> Result<SseEvents, HttpError> {
+    ) -> Result<SseEvents, HttpLayerError<reqwest::Client>> {
         self.http.get_stream(uri, session_id, last_event_id, auth_header, custom_headers).await
     }
 
@@ -222,7 +224,7 @@ impl StreamableHttpClient for JsonAnswerClient {
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
         max_sse_event_size: usize,
-    ) -> Result<SseEvents, HttpError> {
+    ) -> Result<SseEvents, HttpLayerError<reqwest::Client>> {
         self.http
             .get_stream_with_max_sse_event_size(
                 uri,
@@ -312,7 +314,7 @@ mod tests {
         server: &TestServer,
         sent: ClientJsonRpcMessage,
         max_json: usize,
-    ) -> (Result<StreamableHttpPostResponse, HttpError>, Option<Value>) {
+    ) -> (Result<StreamableHttpPostResponse, HttpLayerError<reqwest::Client>>, Option<Value>) {
         let raw_results = Arc::new(RawResults::default());
         raw_results.expect(RequestId::Number(1));
         crate::http_client::install_crypto_provider();
