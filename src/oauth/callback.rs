@@ -16,7 +16,6 @@ use std::{
     time::Duration,
 };
 
-use crate::locks::Unpoisoned;
 use axum::{
     Router,
     extract::{Query, State},
@@ -25,6 +24,8 @@ use axum::{
     routing::get,
 };
 use tokio::sync::oneshot;
+
+use crate::locks::Unpoisoned;
 
 pub const CALLBACK_PATH: &str = "/callback";
 

@@ -16,12 +16,13 @@ use std::{
     time::Duration,
 };
 
-use crate::locks::Unpoisoned;
 use futures::StreamExt;
 use oauth2::http;
 use rmcp::transport::{
     OAuthHttpClient, OAuthHttpClientError, OAuthHttpClientFuture, OAuthHttpRedirectPolicy, OAuthHttpRequest,
 };
+
+use crate::locks::Unpoisoned;
 
 /// Largest OAuth response body accepted (metadata documents and token responses are small).
 const MAX_BODY: usize = 1024 * 1024;

@@ -64,13 +64,14 @@ use std::time::{Duration, Instant, SystemTime};
 
 use fs2::FileExt;
 
+use crate::locks::Unpoisoned;
+
 mod entry;
 mod files;
 mod keys;
 #[cfg(test)]
 mod tests;
 
-use crate::locks::Unpoisoned;
 pub use entry::{
     ClientRegistration, ClientSource, EntryStatus, FORMAT_VERSION, NoteKind, Secret, SignInNote, TokenEntry,
     now,

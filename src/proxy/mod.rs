@@ -77,9 +77,9 @@ use self::{
     instructions_store::Remembered,
     link::DownstreamLink,
 };
-use crate::locks::Unpoisoned;
 use crate::{
     config::{Aggregation, Settings},
+    locks::Unpoisoned,
     oauth::SignInContext,
     upstream::{LaneTicket, RequestOptions, Status, UpstreamError, UpstreamSet, Upstreams, View},
     wire::{ToolAnswer, ToolCall},

@@ -25,8 +25,7 @@ use rmcp::model::{GetExtensions, ProgressNotificationParam, ProgressToken, Reque
 use serde::{Deserialize, de::IgnoredAny};
 use serde_json::{Map, Value};
 
-use crate::locks::Unpoisoned;
-use crate::upstream::RequestOrigin;
+use crate::{locks::Unpoisoned, upstream::RequestOrigin};
 
 /// Marks a request to the client (in its rmcp extensions, never sent) whose answer is
 /// wanted as the client wrote it.

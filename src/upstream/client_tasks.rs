@@ -20,7 +20,6 @@ use std::sync::{
     atomic::{AtomicBool, AtomicUsize, Ordering},
 };
 
-use crate::locks::Unpoisoned;
 use foldhash::HashMap;
 use rmcp::{
     Peer, RoleClient,
@@ -33,6 +32,8 @@ use rmcp::{
 };
 use serde::Deserialize;
 use serde_json::Value;
+
+use crate::locks::Unpoisoned;
 
 /// Marks the session's `initialize` request (in its rmcp extensions, never sent): the
 /// client's `capabilities.tasks`, to be declared to the upstream as well.

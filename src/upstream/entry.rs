@@ -17,9 +17,9 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{ClientLink, UpstreamState, View, connection::Connection};
-use crate::locks::{Unpoisoned, UnpoisonedRw};
 use crate::{
     config::{FailoverSettings, ServerSettings},
+    locks::{Unpoisoned, UnpoisonedRw},
     oauth::{SignInContext, TokenSource},
 };
 

@@ -22,11 +22,12 @@ use std::sync::{
     atomic::{AtomicUsize, Ordering},
 };
 
-use crate::locks::Unpoisoned;
 use foldhash::HashMap;
 use rmcp::model::RequestId;
 use serde::{Deserialize, de::IgnoredAny};
 use serde_json::Value;
+
+use crate::locks::Unpoisoned;
 
 /// Open `tools/list` ids beyond this are forgotten (answers that never came).
 const MAX_OPEN: usize = 64;

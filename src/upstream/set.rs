@@ -22,9 +22,9 @@ use super::{
     sign_in::{self, SignInTarget},
     supervisor,
 };
-use crate::locks::{Unpoisoned, UnpoisonedRw};
 use crate::{
     config::{ServerSettings, Settings, TransportSettings},
+    locks::{Unpoisoned, UnpoisonedRw},
     oauth::SignInContext,
     wire::{ToolAnswer, ToolCall},
 };

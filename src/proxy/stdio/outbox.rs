@@ -14,8 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::writer::Outgoing;
-use crate::locks::Unpoisoned;
-use crate::{proxy::Bridge, upstream::LaneTicket};
+use crate::{locks::Unpoisoned, proxy::Bridge, upstream::LaneTicket};
 
 /// Who is serving a client request that has not been answered yet.
 pub enum ServedBy {

@@ -1,7 +1,7 @@
 //! Establishing a session with a remote upstream: over streamable HTTP or legacy SSE,
-//! with auto-detection (streamable HTTP first, SSE when the endpoint answers the
-//! `initialize` POST with a 4xx, as the MCP spec's backwards-compatibility section
-//! describes), and OAuth: a 401 challenge starts a sign-in (once across processes),
+//! with auto-detection (streamable HTTP first; legacy SSE when the endpoint answers the
+//! `initialize` POST with a 4xx other than 401/403, since an old server knows no POST
+//! there), and OAuth: a 401 challenge starts a sign-in (once across processes),
 //! after which the upstream is dialed again with the bearer client.
 
 use std::sync::Arc;

@@ -9,11 +9,12 @@ use std::{
     time::Duration,
 };
 
-use crate::locks::Unpoisoned;
 use tokio::sync::{Notify, watch};
 
+use crate::locks::Unpoisoned;
+
 /// The first line a child wrote on stdout that is not JSON-RPC. Set by its transport
-/// (`lines.rs`), awaited by the session's start (`session.rs`).
+/// (`transport.rs`), awaited by the session's start (`session.rs`).
 ///
 /// Such a line does not end the start: many servers print a banner on stdout and then
 /// work, so the server keeps its whole `timeout` to answer `initialize`. Meanwhile the

@@ -12,7 +12,6 @@
 //! exits, however it exits, the watchdog reads end-of-file, sends SIGTERM and then
 //! SIGKILL to the groups still recorded, and exits. It never outlives the pipe.
 
-use crate::locks::Unpoisoned;
 use std::{
     collections::BTreeSet,
     io::{BufRead, Write},
@@ -21,6 +20,8 @@ use std::{
     sync::{Mutex, OnceLock},
     time::Duration,
 };
+
+use crate::locks::Unpoisoned;
 
 /// The hidden subcommand that runs the watchdog.
 pub const SUBCOMMAND: &str = "__watchdog";

@@ -12,11 +12,12 @@
 
 use std::sync::Mutex;
 
-use crate::locks::Unpoisoned;
 use tokio::{
     io::{AsyncWrite, AsyncWriteExt},
     sync::mpsc,
 };
+
+use crate::locks::Unpoisoned;
 
 /// Messages queued before senders wait (the pipe's back-pressure reaches them then).
 const QUEUE: usize = 1024;
