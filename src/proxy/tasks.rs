@@ -137,6 +137,8 @@ impl Bridge {
             cursor = (!own.is_empty()).then(|| own.to_owned());
         }
         let mut tasks = Vec::new();
+        // The page's other members (`_meta`) are those of the last upstream page read.
+        let mut result = Map::new();
         while let Some(upstream) = upstreams.get(index) {
             let mut page = Map::new();
             if let Some(cursor) = cursor.take() {
@@ -154,20 +156,21 @@ impl Bridge {
             if let Some(Value::Array(listed_tasks)) = listed.get_mut("tasks").map(Value::take) {
                 tasks.extend(listed_tasks);
             }
-            if let Some(next) = listed.get("nextCursor").and_then(Value::as_str) {
-                let mut result = Map::new();
-                result.insert("tasks".to_owned(), Value::Array(tasks));
-                result.insert("nextCursor".to_owned(), Value::String(exposed_task_id(upstream, next)));
-                return Ok(Value::Object(result));
+            let next =
+                listed.get("nextCursor").and_then(Value::as_str).map(|next| exposed_task_id(upstream, next));
+            if let Value::Object(listed) = listed {
+                result = listed;
+                result.remove("nextCursor");
             }
-            if !tasks.is_empty() && index < upstreams.len() {
-                let mut result = Map::new();
+            let next = next.or_else(|| {
+                (!tasks.is_empty() && index < upstreams.len()).then(|| format!("{}:", upstreams[index]))
+            });
+            if let Some(next) = next {
                 result.insert("tasks".to_owned(), Value::Array(tasks));
-                result.insert("nextCursor".to_owned(), Value::String(format!("{}:", upstreams[index])));
+                result.insert("nextCursor".to_owned(), Value::String(next));
                 return Ok(Value::Object(result));
             }
         }
-        let mut result = Map::new();
         result.insert("tasks".to_owned(), Value::Array(tasks));
         Ok(Value::Object(result))
     }

@@ -69,9 +69,11 @@ pub fn declare_tasks(message: ClientJsonRpcMessage) -> ClientJsonRpcMessage {
 /// Open requests beyond this are forgotten (requests rmcp never passed on).
 const MAX_KEPT: usize = 64;
 
-/// Requests to the client that carry `params.task`, as the upstream wrote them, by id,
-/// until the tap takes them. Off (one atomic load per message) unless the client
-/// declared task-augmented requests.
+/// Requests to the client kept as the upstream wrote them, by id, until the tap takes
+/// them: every `sampling/createMessage` and `elicitation/create` (rmcp's types would
+/// change numbers and add defaults), and, when the client declared task-augmented
+/// requests, any request that carries `params.task` (which rmcp's types drop). Lines
+/// answering the direct lane are never offered, so `tools/call` answers cost nothing.
 #[derive(Default)]
 pub struct TaskRequests {
     enabled: AtomicBool,
@@ -89,9 +91,10 @@ impl TaskRequests {
         self.enabled.store(true, Ordering::SeqCst);
     }
 
-    /// `text` is an incoming message: keep it if it is a request with `params.task`.
+    /// `text` is an incoming message: keep it if it is a request to relay as written.
     pub fn offer(&self, text: &[u8]) {
-        if !self.enabled.load(Ordering::Relaxed) || !contains(text, b"\"task\"") {
+        let tasked = self.enabled.load(Ordering::Relaxed) && contains(text, b"\"task\"");
+        if !tasked && !contains(text, b"sampling/createMessage") && !contains(text, b"elicitation/create") {
             return;
         }
         #[derive(Deserialize)]
@@ -101,7 +104,10 @@ impl TaskRequests {
             params: Option<Value>,
         }
         let Ok(request) = serde_json::from_slice::<Request>(text) else { return };
-        if !request.params.as_ref().and_then(|params| params.get("task")).is_some_and(Value::is_object) {
+        let has_task =
+            request.params.as_ref().and_then(|params| params.get("task")).is_some_and(Value::is_object);
+        let as_written = matches!(request.method.as_str(), "sampling/createMessage" | "elicitation/create");
+        if !(as_written || has_task && tasked) {
             return;
         }
         // Decoded as rmcp decodes a custom request: `_meta` goes to its extensions.
@@ -230,22 +236,25 @@ mod tests {
     }
 
     #[test]
-    fn only_requests_with_a_task_are_kept_and_only_when_enabled() {
+    fn sampling_and_elicitation_are_kept_and_other_tasked_requests_when_enabled() {
         let requests = TaskRequests::default();
-        let tasked = br#"{"jsonrpc":"2.0","id":3,"method":"sampling/createMessage","params":{"task":{"ttl":5},"maxTokens":1,"_meta":{"k":1}}}"#;
+        let tasked =
+            br#"{"jsonrpc":"2.0","id":3,"method":"x/ask","params":{"task":{"ttl":5},"_meta":{"k":1}}}"#;
         requests.offer(tasked);
         assert!(requests.take(&RequestId::Number(3)).is_none(), "off by default");
+        let sampling = br#"{"jsonrpc":"2.0","id":4,"method":"sampling/createMessage","params":{"maxTokens":1,"temperature":0.7}}"#;
+        requests.offer(sampling);
+        let kept = requests.take(&RequestId::Number(4)).expect("sampling is always kept");
+        let encoded = serde_json::to_value(&kept).expect("encodes");
+        assert_eq!(encoded["params"], json!({"maxTokens": 1, "temperature": 0.7}), "numbers as written");
         requests.enable();
-        requests
-            .offer(br#"{"jsonrpc":"2.0","id":4,"method":"sampling/createMessage","params":{"maxTokens":1}}"#);
         requests.offer(br#"{"jsonrpc":"2.0","id":5,"result":{"task":{"taskId":"x"}}}"#);
         requests.offer(tasked);
-        assert!(requests.take(&RequestId::Number(4)).is_none());
-        assert!(requests.take(&RequestId::Number(5)).is_none());
+        assert!(requests.take(&RequestId::Number(5)).is_none(), "an answer is no request");
         let kept = requests.take(&RequestId::Number(3)).expect("kept");
-        assert_eq!(kept.method, "sampling/createMessage");
+        assert_eq!(kept.method, "x/ask");
         let encoded = serde_json::to_value(&kept).expect("encodes");
-        assert_eq!(encoded["params"], json!({"task": {"ttl": 5}, "maxTokens": 1, "_meta": {"k": 1}}));
+        assert_eq!(encoded["params"], json!({"task": {"ttl": 5}, "_meta": {"k": 1}}));
         assert!(requests.take(&RequestId::Number(3)).is_none(), "taken once");
     }
 }

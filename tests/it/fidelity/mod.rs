@@ -502,3 +502,36 @@ async fn tools_shows_why_a_local_upstream_failed_and_where_the_log_is() {
         output.stdout
     );
 }
+
+/// `request`'s params without `_meta`, which carries the progress token the bridge maps.
+fn params_without_meta(request: &Value) -> Value {
+    let mut params = request["params"].clone();
+    if let Some(params) = params.as_object_mut() {
+        params.remove("_meta");
+    }
+    params
+}
+
+#[tokio::test]
+async fn sampling_and_elicitation_requests_reach_the_client_as_the_upstream_wrote_them() {
+    let capabilities = json!({"sampling": {}, "elicitation": {}});
+    let calls = [
+        ("sampling/createMessage", "trigger-sampling-request", json!({"prompt": "hi", "maxTokens": 10})),
+        ("elicitation/create", "trigger-elicitation-request", json!({})),
+    ];
+    let mut direct = LineClient::everything();
+    direct.initialize(capabilities.clone()).await;
+    let env = everything_env();
+    let mut bridge = LineClient::bridge(&env);
+    bridge.initialize(capabilities).await;
+    bridge.tools().await;
+    for (method, tool, arguments) in calls {
+        direct.request("tools/call", json!({"name": tool, "arguments": arguments})).await;
+        let exposed = format!("ev__{tool}");
+        bridge.request("tools/call", json!({"name": exposed, "arguments": arguments})).await;
+        let expected = direct.wait_asked(method).await;
+        let relayed = bridge.wait_asked(method).await;
+        // Numbers as written (a `temperature` of 0.7 stays 0.7), no member added or lost.
+        assert_eq!(params_without_meta(&relayed), params_without_meta(&expected), "{method}");
+    }
+}

@@ -65,6 +65,8 @@ async fn a_task_runs_through_the_bridge_as_it_runs_directly() {
     let ids: Vec<&Value> =
         listed["result"]["tasks"].as_array().expect("tasks").iter().map(|task| &task["taskId"]).collect();
     assert!(ids.contains(&&json!(task_id)), "{listed}");
+    let direct_listed = direct.request("tasks/list", json!({})).await;
+    assert_eq!(shape(&listed["result"]), shape(&direct_listed["result"]), "{listed} vs {direct_listed}");
     let params = json!({"name": "ev__simulate-research-query", "arguments": {"topic": "eels"}, "task": {}});
     let second = bridge.request("tools/call", params).await;
     let second_id = second["result"]["task"]["taskId"].clone();
