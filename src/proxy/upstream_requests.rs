@@ -54,10 +54,6 @@ pub struct UpstreamRequests {
     owners: Mutex<HashMap<String, RequestOrigin>>,
 }
 
-fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock_unpoisoned()
-}
-
 fn bounded<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
     if map.len() >= MAX_ENTRIES {
         map.clear();
@@ -134,7 +130,7 @@ impl UpstreamRequests {
         if request.extensions().get::<RawAnswerWanted>().is_none() {
             return;
         }
-        let mut answers = locked(&self.answers);
+        let mut answers = self.answers.lock_unpoisoned();
         bounded(&mut answers);
         answers.insert(id.clone(), None);
         self.open.store(answers.len(), Ordering::SeqCst);
@@ -154,14 +150,14 @@ impl UpstreamRequests {
         let Ok(Answer { id, method: None, result: Some(result) }) = serde_json::from_slice(line) else {
             return;
         };
-        if let Some(slot @ None) = locked(&self.answers).get_mut(&id) {
+        if let Some(slot @ None) = self.answers.lock_unpoisoned().get_mut(&id) {
             *slot = Some(result);
         }
     }
 
     /// The answer to request `id` as written, if it was kept; the id is closed either way.
     pub fn take(&self, id: &RequestId) -> Option<Value> {
-        let mut answers = locked(&self.answers);
+        let mut answers = self.answers.lock_unpoisoned();
         let taken = answers.remove(id).flatten();
         self.open.store(answers.len(), Ordering::SeqCst);
         taken
@@ -169,18 +165,18 @@ impl UpstreamRequests {
 
     /// The client's progress under `token` goes to `origin`.
     pub fn route_progress(&self, token: ProgressToken, origin: RequestOrigin) {
-        let mut progress = locked(&self.progress);
+        let mut progress = self.progress.lock_unpoisoned();
         bounded(&mut progress);
         progress.insert(token, origin);
     }
 
     pub fn unroute_progress(&self, token: &ProgressToken) {
-        locked(&self.progress).remove(token);
+        self.progress.lock_unpoisoned().remove(token);
     }
 
     /// Relay the client's progress to the upstream whose request it is about.
     pub async fn progress(&self, progress: ProgressNotificationParam) {
-        let origin = locked(&self.progress).get(&progress.progress_token).cloned();
+        let origin = self.progress.lock_unpoisoned().get(&progress.progress_token).cloned();
         match origin {
             Some(origin) => origin.progress(progress).await,
             None => tracing::debug!("progress from the client for no request in flight dropped"),
@@ -192,7 +188,7 @@ impl UpstreamRequests {
     pub fn created(&self, origin: &RequestOrigin, result: &Value) {
         if let Some(task_id) = result.get("task").and_then(|task| task.get("taskId")).and_then(Value::as_str)
         {
-            let mut owners = locked(&self.owners);
+            let mut owners = self.owners.lock_unpoisoned();
             bounded(&mut owners);
             owners.insert(task_id.to_owned(), origin.clone());
         }
@@ -200,19 +196,19 @@ impl UpstreamRequests {
 
     /// The upstream that created client task `task_id`, if known.
     pub fn owner(&self, task_id: &str) -> Option<RequestOrigin> {
-        locked(&self.owners).get(task_id).cloned()
+        self.owners.lock_unpoisoned().get(task_id).cloned()
     }
 
     /// Whether the client's task `task_id` may be asked about by `upstream`: it created
     /// it, or its creator is not known.
     pub fn visible_to(&self, task_id: &str, upstream: &str) -> bool {
-        locked(&self.owners).get(task_id).is_none_or(|owner| &*owner.upstream == upstream)
+        self.owners.lock_unpoisoned().get(task_id).is_none_or(|owner| &*owner.upstream == upstream)
     }
 
     /// A `tasks/list` answer of the client with only `upstream`'s tasks.
     pub fn keep_own(&self, upstream: &str, mut listed: Value) -> Value {
         if let Some(Value::Array(tasks)) = listed.get_mut("tasks") {
-            let owners = locked(&self.owners);
+            let owners = self.owners.lock_unpoisoned();
             tasks.retain(|task| {
                 task.get("taskId")
                     .and_then(Value::as_str)

@@ -6,8 +6,8 @@
 use serde_json::{Value, json};
 
 use super::{
-    ALL_CAPABILITIES, LineClient, PREFIX, bridge_tools_settling_on, canned_result, everything_env,
-    everything_http, recorded, recording,
+    ALL_CAPABILITIES, HTTP_MODES, LineClient, PREFIX, bridge_to_everything_over_http,
+    bridge_tools_settling_on, canned_result, everything_env, recorded, recording,
 };
 use crate::support::TestEnv;
 
@@ -109,13 +109,8 @@ async fn an_upstreams_sampling_and_elicitation_run_as_client_tasks_as_directly()
     let (results, asked) = run_client_tasks(&mut bridge, PREFIX).await;
     check("stdio", results, asked);
 
-    for (mode, path, transport) in [("streamableHttp", "/mcp", "streamablehttp"), ("sse", "/sse", "sse")] {
-        let (_server, port) = everything_http(mode).await;
-        let env = TestEnv::new();
-        let url = format!("http://127.0.0.1:{port}{path}");
-        env.write_config(&json!({"mcpServers": {"ev": {"url": url, "transport": transport}}}));
-        let mut bridge = LineClient::bridge(&env);
-        bridge.initialize(capabilities.clone()).await;
+    for mode in HTTP_MODES {
+        let (_server, _env, mut bridge) = bridge_to_everything_over_http(mode, capabilities.clone()).await;
         let tools = bridge_tools_settling_on(&mut bridge, &expected_tools).await;
         assert_eq!(tools, expected_tools, "the client-task tools are offered over {mode}");
         let (results, asked) = run_client_tasks(&mut bridge, PREFIX).await;

@@ -197,6 +197,25 @@ async fn everything_http(mode: &str) -> (tokio::process::Child, u16) {
     (child, port)
 }
 
+/// The modes server-everything serves HTTP in (its `mode` argument).
+const HTTP_MODES: [&str; 2] = ["streamableHttp", "sse"];
+
+/// A bridge, initialized with `capabilities`, whose one upstream `ev` is server-everything
+/// served over HTTP in `mode`; the server and the environment live as long as the tuple.
+async fn bridge_to_everything_over_http(
+    mode: &str,
+    capabilities: Value,
+) -> (tokio::process::Child, TestEnv, LineClient) {
+    let (server, port) = everything_http(mode).await;
+    let (path, transport) = if mode == "sse" { ("/sse", "sse") } else { ("/mcp", "streamablehttp") };
+    let env = TestEnv::new();
+    let url = format!("http://127.0.0.1:{port}{path}");
+    env.write_config(&json!({"mcpServers": {"ev": {"url": url, "transport": transport}}}));
+    let mut bridge = LineClient::bridge(&env);
+    bridge.initialize(capabilities).await;
+    (server, env, bridge)
+}
+
 /// server-everything's own tool objects, for a client that declared every capability.
 async fn direct_tools() -> Vec<Value> {
     let mut direct = LineClient::everything();
@@ -222,13 +241,8 @@ async fn tool_objects_are_the_upstreams_own_but_for_the_name() {
 #[tokio::test]
 async fn tool_objects_over_streamable_http_and_sse_are_the_upstreams_own() {
     let expected = direct_tools().await;
-    for (mode, path, transport) in [("streamableHttp", "/mcp", "streamablehttp"), ("sse", "/sse", "sse")] {
-        let (_server, port) = everything_http(mode).await;
-        let env = TestEnv::new();
-        let url = format!("http://127.0.0.1:{port}{path}");
-        env.write_config(&json!({"mcpServers": {"ev": {"url": url, "transport": transport}}}));
-        let mut bridge = LineClient::bridge(&env);
-        bridge.initialize(ALL_CAPABILITIES()).await;
+    for mode in HTTP_MODES {
+        let (_server, _env, mut bridge) = bridge_to_everything_over_http(mode, ALL_CAPABILITIES()).await;
         let tools = bridge_tools_settling_on(&mut bridge, &expected).await;
         assert_eq!(tools, expected, "tool objects over {mode}, name prefix removed");
     }
