@@ -144,6 +144,10 @@ pub struct RawServer {
     /// Which of the server's tools are exposed, by glob (`*`, `?`, `[abc]`) on the tool's own
     /// name. Default: all of them.
     pub tool_filter: RawToolFilter,
+    /// Run this server once per user, in a hub process that every bridge of this config
+    /// file uses, instead of once per bridge. Do not share a server that keeps per-client
+    /// state or depends on the client's workspace roots. Default: `false`.
+    pub shared: bool,
 }
 
 impl Default for RawServer {
@@ -177,6 +181,7 @@ impl Default for RawServer {
             retry_delay: 1000,
             health_check: RawHealthCheck::default(),
             tool_filter: RawToolFilter::default(),
+            shared: false,
         }
     }
 }

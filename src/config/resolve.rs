@@ -22,8 +22,8 @@ use super::{
     },
     settings::{
         Aggregation, BridgeSettings, ConfigReloadSettings, ConflictResolution, FailoverSettings,
-        HealthCheckSettings, OAUTH_FLOW_PARAMS, OAuthSettings, RemoteKind, RemoteSettings, Secret,
-        ServerSettings, Settings, ToolFilter, ToolMode, TransportSettings,
+        HealthCheckSettings, HubSettings, OAUTH_FLOW_PARAMS, OAuthSettings, RemoteKind, RemoteSettings,
+        Secret, ServerSettings, Settings, ToolFilter, ToolMode, TransportSettings,
     },
     validate::Report,
 };
@@ -107,6 +107,7 @@ fn resolve_bridge(raw: RawBridge, report: &mut Report) -> BridgeSettings {
         },
         pinned_tools: raw.pinned_tools,
         instructions_wait: Duration::from_millis(raw.instructions_wait),
+        hub: HubSettings { idle_timeout: Duration::from_secs(raw.hub.idle_timeout) },
     }
 }
 
@@ -147,6 +148,7 @@ fn resolve_server(
             timeout: Duration::from_millis(raw.health_check.timeout),
         },
         tool_filter: ToolFilter { allow: raw.tool_filter.allow, deny: raw.tool_filter.deny },
+        shared: raw.shared,
     })
 }
 

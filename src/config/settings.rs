@@ -60,6 +60,8 @@ pub struct ServerSettings {
     pub retry_delay: Duration,
     pub health_check: HealthCheckSettings,
     pub tool_filter: ToolFilter,
+    /// `shared`: run once per user in the hub, not in each bridge.
+    pub shared: bool,
 }
 
 /// How to reach an upstream.
@@ -217,6 +219,14 @@ pub struct BridgeSettings {
     /// How long `initialize` may wait for upstreams, for their instructions
     /// (`instructionsWait`, milliseconds, default 0).
     pub instructions_wait: Duration,
+    pub hub: HubSettings,
+}
+
+/// `bridge.hub`: the process that runs the shared upstreams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HubSettings {
+    /// How long the hub outlives its last bridge (`idleTimeout`, seconds, default 60).
+    pub idle_timeout: Duration,
 }
 
 /// How tools are offered to the client (`bridge.toolMode`).

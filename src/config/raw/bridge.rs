@@ -75,6 +75,8 @@ pub struct RawBridge {
     /// 10000. Default: 0.
     #[schemars(range(max = 10000))]
     pub instructions_wait: u64,
+    /// The hub that runs the servers marked `shared`.
+    pub hub: RawHub,
 }
 
 impl Default for RawBridge {
@@ -98,6 +100,7 @@ impl Default for RawBridge {
             tool_mode: RawToolMode::All,
             pinned_tools: Vec::new(),
             instructions_wait: 0,
+            hub: RawHub::default(),
         }
     }
 }
@@ -172,6 +175,22 @@ pub struct RawFailover {
 impl Default for RawFailover {
     fn default() -> Self {
         Self { enabled: true, max_failures: 3, recovery_interval: 60_000 }
+    }
+}
+
+/// `bridge.hub`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(rename = "Hub")]
+pub struct RawHub {
+    /// How long the hub keeps running after the last bridge detached, in seconds; then
+    /// it ends its servers and exits. Default: 60.
+    pub idle_timeout: u64,
+}
+
+impl Default for RawHub {
+    fn default() -> Self {
+        Self { idle_timeout: 60 }
     }
 }
 

@@ -43,6 +43,7 @@ fn full_config_resolves_every_field() {
             timeout: Duration::from_secs(2),
         },
         tool_filter: ToolFilter { allow: strings(&["read_*", "list_?"]), deny: strings(&["*secret*"]) },
+        shared: true,
     };
     assert_eq!(fs_server, &expected);
     assert!(fs_server.tool_filter.allows("read_file"));
@@ -105,6 +106,7 @@ fn full_config_resolves_every_field() {
             tool_mode: ToolMode::All,
             pinned_tools: Vec::new(),
             instructions_wait: Duration::ZERO,
+            hub: HubSettings { idle_timeout: Duration::from_secs(5) },
         }
     );
 }
@@ -153,6 +155,7 @@ fn defaults() {
             tool_mode: ToolMode::All,
             pinned_tools: Vec::new(),
             instructions_wait: Duration::ZERO,
+            hub: HubSettings { idle_timeout: Duration::from_secs(60) },
         }
     );
 }
