@@ -10,7 +10,9 @@
 //! and the upstream sessions on the bridge's side.
 
 pub mod address;
+pub mod launch;
 pub mod socket;
 
 pub use address::HubAddress;
+pub use launch::{HubLifeLock, connect_or_start};
 pub use socket::{Peer, PeerRefused, bind, check_peer, connect};
