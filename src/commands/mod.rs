@@ -16,6 +16,8 @@
 
 mod config;
 mod doctor;
+mod hub;
+mod hub_serve;
 mod import;
 mod install;
 mod oauth;
@@ -28,7 +30,7 @@ use std::{ffi::OsString, path::PathBuf, sync::Arc};
 use anyhow::Context as _;
 
 use crate::{
-    cli::{Cli, Command, ConfigCommand},
+    cli::{Cli, Command, ConfigCommand, HubCommand},
     clients::ClientEnv,
     config::{self as bridge_config, Settings},
     logging::{self, LogGuard},
@@ -151,7 +153,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         own_binary: std::env::current_exe().ok(),
     };
     // Before any upstream starts, from the main thread (see `upstream::watchdog`).
-    if matches!(cli.command, Command::Stdio(_) | Command::Tools { .. } | Command::Call { .. }) {
+    if matches!(
+        cli.command,
+        Command::Stdio(_) | Command::Tools { .. } | Command::Call { .. } | Command::Hub(HubCommand::Serve)
+    ) {
         watchdog::start();
     }
     match cli.command {
@@ -176,5 +181,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             install::run(&context, client, &name, dry_run, remove_imported)
         }
         Command::Doctor { json } => doctor::run(&context, json).await,
+        Command::Hub(command) => hub::run(&context, command).await,
     }
 }
