@@ -33,6 +33,7 @@ use crate::{
     cli::{Cli, Command, ConfigCommand, HubCommand},
     clients::ClientEnv,
     config::{self as bridge_config, Settings},
+    hub_socket::HubAddress,
     logging::{self, LogGuard},
     oauth::{Browser, SignInContext, TokenStore},
     output,
@@ -76,6 +77,14 @@ impl Context {
     pub fn sign_in_context(&self, settings: &Settings) -> anyhow::Result<SignInContext> {
         let browser = Browser::from_setting(self.browser.as_deref()).map_err(anyhow::Error::msg)?;
         Ok(SignInContext::new(TokenStore::new(self.paths.auth_dir()), browser, &settings.bridge))
+    }
+
+    /// Where the hub of `settings`' config file listens, when it has shared upstreams.
+    pub fn hub_address(&self, settings: &Settings) -> Option<HubAddress> {
+        settings
+            .enabled_servers()
+            .any(|server| server.shared)
+            .then(|| HubAddress::for_config(&self.paths, &settings.source))
     }
 
     pub fn config_path(&self) -> anyhow::Result<PathBuf> {
