@@ -125,7 +125,7 @@ fn spawn_hub(
     let mut child = command.spawn().map_err(|error| {
         io::Error::new(error.kind(), format!("cannot start the hub `{}`: {error}", exe.display()))
     })?;
-    tracing::info!(hub = %address.id, pid = child.id(), config = %address.config.display(), "started a hub");
+    tracing::info!(hub_id = %address.id, pid = child.id(), config = %address.config.display(), "started a hub");
     let (sender, receiver) = oneshot::channel();
     tokio::spawn(async move {
         let _ = sender.send(child.wait().await);
