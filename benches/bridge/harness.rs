@@ -82,9 +82,15 @@ struct Args {
 
     /// Only the shared-upstream rows: the same upstreams unshared and shared (run by
     /// the hub), side by side. `--quick` runs them too, in a small form, unless `--only`
-    /// is given.
-    #[arg(long, conflicts_with_all = ["guard", "profile", "only"])]
+    /// is given. With --profile: the bridge's fixture upstream is shared (the hub runs
+    /// natively).
+    #[arg(long, conflicts_with_all = ["guard", "only", "http", "direct", "everything"])]
     shared: bool,
+
+    /// With --profile: run the hub under --wrap instead of the bridge (the fixture is
+    /// the bridge's shared upstream; the bridge runs natively).
+    #[arg(long, requires = "profile", conflicts_with_all = ["http", "direct", "everything", "shared"])]
+    hub: bool,
 
     /// Run only these groups of rows (comma separated) [default: all].
     #[arg(long, value_enum, value_delimiter = ',', value_name = "SCENARIOS")]
@@ -132,10 +138,12 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if let Some(calls) = args.profile {
         let wrapper = shell_words::split(args.wrap.as_deref().unwrap_or_default())?;
-        let target = match (args.direct, args.http, args.everything) {
+        let target = match (args.direct, args.http, args.everything, args.shared, args.hub) {
             (true, ..) => guard::Target::Fixture,
-            (_, true, _) => guard::Target::BridgeHttp,
-            (.., true) => guard::Target::BridgeEverything,
+            (_, true, ..) => guard::Target::BridgeHttp,
+            (_, _, true, ..) => guard::Target::BridgeEverything,
+            (.., true, _) => guard::Target::BridgeShared,
+            (.., true) => guard::Target::Hub,
             _ => guard::Target::Bridge,
         };
         let elapsed = guard::profile(&binaries, &wrapper, calls, target, args.in_flight).await?;

@@ -74,8 +74,9 @@ fn is_helper(pid: u32) -> bool {
 /// the hub started them).
 #[derive(Debug, Clone)]
 pub struct Census {
-    /// The bridges and their helpers.
     pub bridges: BTreeSet<u32>,
+    /// The bridges' helpers.
+    pub helpers: BTreeSet<u32>,
     /// The hub and its helper.
     pub hub: BTreeSet<u32>,
     /// Every process below a bridge or the hub, other than the hub and the helpers.
@@ -89,45 +90,47 @@ impl Census {
         let parents = parents();
         let mut roots: BTreeSet<u32> = bridges.iter().copied().collect();
         roots.extend(hub);
-        let helper_of = |roots: &BTreeSet<u32>| {
-            let mut with_helpers = roots.clone();
-            with_helpers.extend(
-                parents
-                    .iter()
-                    .filter(|(pid, parent)| roots.contains(parent) && is_helper(**pid))
-                    .map(|(pid, _)| *pid),
-            );
-            with_helpers
+        let helpers_of = |roots: &BTreeSet<u32>| -> BTreeSet<u32> {
+            parents
+                .iter()
+                .filter(|(pid, parent)| roots.contains(parent) && is_helper(**pid))
+                .map(|(pid, _)| *pid)
+                .collect()
         };
-        let hub = helper_of(&hub.into_iter().collect());
-        let bridges = helper_of(&bridges.iter().copied().collect());
+        let mut hub: BTreeSet<u32> = hub.into_iter().collect();
+        hub.extend(helpers_of(&hub));
+        let bridges: BTreeSet<u32> = bridges.iter().copied().collect();
+        let helpers = helpers_of(&bridges);
         // The hub is a child of the bridge that started it (until that bridge exits):
         // it and its tree are counted once, as the hub's.
         let mut upstream_processes = descendants(&roots, &parents);
-        upstream_processes.retain(|pid| !hub.contains(pid) && !bridges.contains(pid));
+        upstream_processes
+            .retain(|pid| !hub.contains(pid) && !bridges.contains(pid) && !helpers.contains(pid));
         let upstreams = upstream_processes
             .iter()
             .filter(|pid| parents.get(pid).is_some_and(|parent| roots.contains(parent)))
             .count();
-        Census { bridges, hub, upstream_processes, upstreams }
+        Census { bridges, helpers, hub, upstream_processes, upstreams }
     }
 
     /// Every process of the setup.
     pub fn all(&self) -> BTreeSet<u32> {
         let mut all = self.bridges.clone();
+        all.extend(&self.helpers);
         all.extend(&self.hub);
         all.extend(&self.upstream_processes);
         all
     }
 
-    /// Resident memory, summed: (bridges, hub, upstream processes), each (VmRSS, PSS).
-    pub fn memory(&self) -> [(u64, u64); 3] {
+    /// Resident memory, summed: (bridges, their helpers, hub with its helper, upstream
+    /// processes), each (VmRSS, PSS).
+    pub fn memory(&self) -> [(u64, u64); 4] {
         let sum = |pids: &BTreeSet<u32>| {
             pids.iter()
                 .filter_map(|&pid| memory(pid))
                 .fold((0, 0), |(rss, pss), memory| (rss + memory.rss_kib, pss + memory.pss_kib))
         };
-        [sum(&self.bridges), sum(&self.hub), sum(&self.upstream_processes)]
+        [sum(&self.bridges), sum(&self.helpers), sum(&self.hub), sum(&self.upstream_processes)]
     }
 }
 

@@ -377,22 +377,23 @@ async fn fleet_rows(
         .target("shared ≤ 20 ms", s <= Duration::from_millis(20)),
     );
 
-    let started = Instant::now();
-    for fleet in fleets {
+    let mut closing = [Duration::ZERO; 2];
+    for (fleet, took) in fleets.into_iter().zip(&mut closing) {
+        let started = Instant::now();
         for session in fleet {
             session.close().await;
         }
+        *took = started.elapsed();
     }
-    let mut row = Row::new("  closing the fleets (every bridge's stdin closed, one at a time)");
-    row.bridge = ms(started.elapsed());
-    rows.push(row);
+    let metric = format!("  closing the fleet: stdin closed → exited, {fleet} bridges one after another");
+    rows.push(Row::durations(metric, closing[0], closing[1], ms));
     finish(&setups, &censuses[..1], &censuses[1..]).await
 }
 
 /// Resident memory of each setup's fleet: the total against the target, then where it is.
 fn memory_rows(rows: &mut Vec<Row>, censuses: &[Census; 2]) {
     let [unshared, shared] = [censuses[0].memory(), censuses[1].memory()];
-    let total = |parts: &[(u64, u64); 3], pick: fn(&(u64, u64)) -> u64| parts.iter().map(pick).sum::<u64>();
+    let total = |parts: &[(u64, u64); 4], pick: fn(&(u64, u64)) -> u64| parts.iter().map(pick).sum::<u64>();
     let (rss_u, rss_s) = (total(&unshared, |part| part.0), total(&shared, |part| part.0));
     let mut row =
         Row::new("total VmRSS: bridges + hub (each with its `__watchdog` helper) + every upstream process");
@@ -400,9 +401,10 @@ fn memory_rows(rows: &mut Vec<Row>, censuses: &[Census; 2]) {
     row.bridge = mib(rss_s);
     row.ratio = Some(rss_s as f64 / rss_u as f64);
     rows.push(row.target("shared ≤ 0.25× unshared", rss_s * 4 <= rss_u));
-    let mut row = Row::new("  of which bridges / hub / upstream processes (VmRSS)");
-    row.direct = format!("{} / – / {}", mib(unshared[0].0), mib(unshared[2].0));
-    row.bridge = format!("{} / {} / {}", mib(shared[0].0), mib(shared[1].0), mib(shared[2].0));
+    let mut row = Row::new("  of which bridges / their helpers / hub and its helper / upstream processes");
+    row.direct = format!("{} / {} / – / {}", mib(unshared[0].0), mib(unshared[1].0), mib(unshared[3].0));
+    row.bridge =
+        format!("{} / {} / {} / {}", mib(shared[0].0), mib(shared[1].0), mib(shared[2].0), mib(shared[3].0));
     rows.push(row);
     let (pss_u, pss_s) = (total(&unshared, |part| part.1), total(&shared, |part| part.1));
     let mut row = Row::new("  total PSS (each page shared between processes divided among them)");
