@@ -107,7 +107,7 @@ impl Drop for Setups {
     }
 }
 
-/// The rows, and whether every process was gone at the end.
+/// The rows, the last saying how many processes of each setup outlived the end.
 pub async fn rows(binaries: &Binaries, plan: &Plan, quick: bool) -> anyhow::Result<Vec<Row>> {
     let plan = SharedPlan {
         plan: *plan,
