@@ -40,6 +40,10 @@ pub enum Target {
     BridgeEverything,
     /// The fixture itself, no bridge: the cost of one plain rmcp server, for scale.
     Fixture,
+    /// The bridge, with the fixture as its shared upstream (the hub runs natively).
+    BridgeShared,
+    /// The hub, with the fixture as its shared upstream; the bridge runs natively.
+    Hub,
 }
 
 /// Start `target` under `wrapper` (e.g. a profiler; the bridge always has one fixture
@@ -55,16 +59,23 @@ pub async fn profile(
 ) -> anyhow::Result<Duration> {
     let web = match target {
         Target::BridgeHttp => Some(HttpFixture::start(binaries, "fx").await?),
-        Target::Bridge | Target::BridgeEverything | Target::Fixture => None,
+        _ => None,
     };
     let upstream = match (&web, target) {
         (Some(web), _) => json!({ "url": web.url, "transport": "streamablehttp" }),
         (None, Target::BridgeEverything) => {
             binaries.everything_entry().context("server-everything is not installed (tests/peers)")?
         }
+        (None, Target::BridgeShared | Target::Hub) => {
+            json!({ "command": binaries.fixture, "args": ["--name", "fx"], "shared": true })
+        }
         (None, _) => binaries.fixture_entry("fx", &[]),
     };
     let env = BridgeEnv::new(binaries, json!({ "fx": upstream }))?;
+    let hub = match target {
+        Target::Hub => Some(start_hub(&env, wrapper).await?),
+        _ => None,
+    };
     let (session, request) = if target == Target::Fixture {
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
@@ -77,7 +88,7 @@ pub async fn profile(
         command.args(["--name", "fx"]);
         (Session::spawn(command, std::process::Stdio::null()).await?, echo_call("echo"))
     } else {
-        let session = env.start(wrapper).await?;
+        let session = env.start(if hub.is_some() { &[] } else { wrapper }).await?;
         // The first list waits until the upstream is connected, so every call is routed.
         session.peer().list_all_tools().await.context("tools/list")?;
         (session, echo_call("fx__echo"))
@@ -95,7 +106,42 @@ pub async fn profile(
     }
     let elapsed = started.elapsed();
     ensure!(session.close().await, "the profiled process did not exit after stdin closed");
+    if matches!(target, Target::BridgeShared | Target::Hub) {
+        crate::processes::stop_hubs(&env)?;
+    }
+    if let Some(mut hub) = hub {
+        let exited = tokio::time::timeout(Duration::from_secs(60), hub.wait()).await;
+        ensure!(exited.is_ok(), "the profiled hub did not exit after `hub stop`");
+    }
     Ok(elapsed)
+}
+
+/// `foxxy-bridge hub serve` of `env` under `wrapper`, accepting bridges (the bridges of
+/// `env` use it instead of starting one).
+async fn start_hub(env: &BridgeEnv, wrapper: &[String]) -> anyhow::Result<tokio::process::Child> {
+    let serve = env.command_line(&["hub", "serve"]);
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut command = tokio::process::Command::new(program);
+            command.args(args).arg(serve.get_program());
+            command
+        }
+        None => tokio::process::Command::new(serve.get_program()),
+    };
+    command.args(serve.get_args()).stdin(std::process::Stdio::null()).kill_on_drop(true);
+    for (key, value) in serve.get_envs() {
+        match value {
+            Some(value) => command.env(key, value),
+            None => command.env_remove(key),
+        };
+    }
+    let hub = command.spawn().context("start the hub under the wrapper")?;
+    let started = std::time::Instant::now();
+    while crate::processes::hubs(env).await?.is_empty() {
+        ensure!(started.elapsed() < Duration::from_secs(60), "the profiled hub did not accept within 60 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(hub)
 }
 
 /// Total instructions (`Ir`) of a bridge run with `calls` calls under callgrind.

@@ -8,11 +8,16 @@
 //! unified in, and the figures must be those of the binary users get.
 //!
 //! Files: `subject.rs` (processes and sessions), `scenarios.rs` (the measurements),
-//! `report.rs` (statistics, the table), `guard.rs` (the callgrind regression guard).
+//! `report.rs` (statistics, the table), `relay.rs` (the byte-relay floor rows),
+//! `guard.rs` (the callgrind regression guard), `shared.rs` and `processes.rs`
+//! (unshared vs shared upstreams: the hub).
 
 mod guard;
+mod processes;
+mod relay;
 mod report;
 mod scenarios;
+mod shared;
 mod subject;
 
 use std::{
@@ -75,6 +80,18 @@ struct Args {
     #[arg(long, requires = "profile")]
     in_flight: bool,
 
+    /// Only the shared-upstream rows: the same upstreams unshared and shared (run by
+    /// the hub), side by side. `--quick` runs them too, in a small form, unless `--only`
+    /// is given. With --profile: the bridge's fixture upstream is shared (the hub runs
+    /// natively).
+    #[arg(long, conflicts_with_all = ["guard", "only", "http", "direct", "everything"])]
+    shared: bool,
+
+    /// With --profile: run the hub under --wrap instead of the bridge (the fixture is
+    /// the bridge's shared upstream; the bridge runs natively).
+    #[arg(long, requires = "profile", conflicts_with_all = ["http", "direct", "everything", "shared"])]
+    hub: bool,
+
     /// Run only these groups of rows (comma separated) [default: all].
     #[arg(long, value_enum, value_delimiter = ',', value_name = "SCENARIOS")]
     only: Vec<Scenario>,
@@ -92,7 +109,7 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(command) = &args.relay {
-        return relay(command);
+        return relay::relay(command);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -121,10 +138,12 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if let Some(calls) = args.profile {
         let wrapper = shell_words::split(args.wrap.as_deref().unwrap_or_default())?;
-        let target = match (args.direct, args.http, args.everything) {
+        let target = match (args.direct, args.http, args.everything, args.shared, args.hub) {
             (true, ..) => guard::Target::Fixture,
-            (_, true, _) => guard::Target::BridgeHttp,
-            (.., true) => guard::Target::BridgeEverything,
+            (_, true, ..) => guard::Target::BridgeHttp,
+            (_, _, true, ..) => guard::Target::BridgeEverything,
+            (.., true, _) => guard::Target::BridgeShared,
+            (.., true) => guard::Target::Hub,
             _ => guard::Target::Bridge,
         };
         let elapsed = guard::profile(&binaries, &wrapper, calls, target, args.in_flight).await?;
@@ -133,9 +152,16 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let plan = if args.quick { Plan::QUICK } else { Plan::FULL };
     let started = Instant::now();
-    let rows = measure(&binaries, &plan, &args.only).await?;
+    let rows = if args.shared { Vec::new() } else { measure(&binaries, &plan, &args.only).await? };
+    let shared = args.shared || (args.quick && args.only.is_empty());
+    let shared_rows = if shared { shared::rows(&binaries, &plan, args.quick).await? } else { Vec::new() };
     println!("{}", report::machine(&binaries.bridge));
-    println!("{}", report::table(&rows));
+    if !rows.is_empty() {
+        println!("{}", report::table(&rows));
+    }
+    if !shared_rows.is_empty() {
+        println!("{}", report::table_with(&shared_rows, shared::SUBJECTS));
+    }
     if args.quick {
         println!("(quick mode: few samples, the figures are indicative only)");
     }
@@ -180,7 +206,7 @@ async fn measure(binaries: &Binaries, plan: &Plan, only: &[Scenario]) -> anyhow:
                 };
                 call_rows(&mut rows, "rmcp fixture, stdio", pair, plan, true).await?;
                 let fixture = binaries.fixture.to_string_lossy().into_owned();
-                relay_rows(&mut rows, &[fixture, "--name".into(), "fx".into()], plan).await?;
+                relay::relay_rows(&mut rows, &[fixture, "--name".into(), "fx".into()], plan).await?;
             }
             Scenario::Everything => match (binaries.everything_command(), binaries.everything_entry()) {
                 (Some(command), Some(entry)) => {
@@ -195,7 +221,7 @@ async fn measure(binaries: &Binaries, plan: &Plan, only: &[Scenario]) -> anyhow:
                     call_rows(&mut rows, "server-everything, stdio", pair, plan, false).await?;
                     if let Some(script) = &binaries.everything {
                         let script = script.to_string_lossy().into_owned();
-                        relay_rows(&mut rows, &["node".into(), script, "stdio".into()], plan).await?;
+                        relay::relay_rows(&mut rows, &["node".into(), script, "stdio".into()], plan).await?;
                     }
                 }
                 _ => {
@@ -402,86 +428,6 @@ fn throughput_cpu_rows(rows: &mut Vec<Row>, throughput: &scenarios::Throughput) 
     let upstream = throughput.bridge_upstream_cpu.map_or(f64::NAN, |upstream| upstream.switches);
     row.bridge = format!("{:.2} / {:.2} / {:.2}", bridge.switches, upstream, bridge_client.switches);
     rows.push(row);
-}
-
-/// The floor of any stdio proxy on this machine: the same direct-vs-proxied figures
-/// with the bridge replaced by a process that only copies bytes between the pipes.
-/// `upstream` is the server's command line.
-async fn relay_rows(rows: &mut Vec<Row>, upstream: &[String], plan: &Plan) -> anyhow::Result<()> {
-    progress("tools/call through a byte relay (the floor)");
-    let (program, args) = upstream.split_first().ok_or_else(|| anyhow::anyhow!("no upstream command"))?;
-    let mut direct = tokio::process::Command::new(program);
-    direct.args(args);
-    let mut relay = tokio::process::Command::new(std::env::current_exe()?);
-    relay.arg("--relay").args(upstream);
-    let pair = Pair {
-        direct: Session::spawn(direct, Stdio::null()).await?,
-        direct_call: echo_call("echo"),
-        bridge: Session::spawn(relay, Stdio::null()).await?,
-        bridge_call: echo_call("echo"),
-    };
-    let latency = scenarios::latency(&pair, plan).await?;
-    let throughput = scenarios::throughput(&pair, plan).await?;
-    pair.close().await;
-    let samples = &latency.samples;
-    for (name, q) in [("p50", 0.5), ("p99", 0.99)] {
-        let row = Row::durations(
-            format!("  floor: same {name} with a byte-copying relay process instead of the bridge"),
-            quantile(&samples.direct, q),
-            quantile(&samples.bridge, q),
-            us,
-        );
-        rows.push(row);
-    }
-    let metric = "  floor: same throughput with a byte-copying relay process instead of the bridge";
-    rows.push(throughput_row(metric, &throughput).0);
-    if let (Some(relay), Some(upstream)) = (throughput.bridge_cpu, throughput.bridge_upstream_cpu) {
-        let mut row =
-            Row::new("  floor: CPU time per call at that load: the relay alone / the upstream behind it");
-        row.bridge = format!("{} / {}", us(relay.on_cpu), us(upstream.on_cpu));
-        if let Some(direct) = throughput.direct_cpu {
-            row.direct = format!("– / {}", us(direct.on_cpu));
-        }
-        rows.push(row);
-    }
-    Ok(())
-}
-
-/// `bench --relay COMMAND…`: run COMMAND and copy stdin to it and its stdout back, byte
-/// for byte, one thread per direction, no parsing. A stand-in for the cheapest
-/// possible stdio proxy.
-fn relay(command: &[String]) -> ExitCode {
-    use std::io::{Read, Write};
-    fn copy(from: &mut impl Read, to: &mut impl Write) {
-        let mut buffer = vec![0; 64 * 1024];
-        while let Ok(read @ 1..) = from.read(&mut buffer) {
-            if to.write_all(&buffer[..read]).and_then(|()| to.flush()).is_err() {
-                break;
-            }
-        }
-    }
-    let Some((program, args)) = command.split_first() else { return ExitCode::from(2) };
-    let mut child = match std::process::Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-    {
-        Ok(child) => child,
-        Err(error) => {
-            eprintln!("bench --relay: cannot spawn {program}: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let (Some(mut child_in), Some(mut child_out)) = (child.stdin.take(), child.stdout.take()) else {
-        return ExitCode::FAILURE;
-    };
-    // Stdin EOF drops `child_in`, the child sees EOF and exits, its stdout ends.
-    let inbound = std::thread::spawn(move || copy(&mut std::io::stdin().lock(), &mut child_in));
-    copy(&mut child_out, &mut std::io::stdout().lock());
-    let _ = inbound.join();
-    let _ = child.wait();
-    ExitCode::SUCCESS
 }
 
 /// 10 MB, the memory target, in KiB (`/proc` reports KiB).

@@ -90,7 +90,14 @@ impl Row {
 
 /// The table as aligned Markdown.
 pub fn table(rows: &[Row]) -> String {
-    let header = ["metric", "direct", "bridge", "bridge/direct", "added", "target", "met"];
+    table_with(rows, ["direct", "bridge", "bridge/direct"])
+}
+
+/// The table with other names for the two subjects and their ratio (`Row::direct`,
+/// `Row::bridge`, `Row::ratio`), e.g. unshared and shared.
+pub fn table_with(rows: &[Row], subjects: [&str; 3]) -> String {
+    let [direct, bridge, ratio] = subjects;
+    let header = ["metric", direct, bridge, ratio, "added", "target", "met"];
     let cells: Vec<[String; 7]> = rows
         .iter()
         .map(|row| {

@@ -77,7 +77,7 @@ pub const SLOW_START_MS: u64 = 500;
 const FIXTURE_TOOLS: usize = 13;
 
 /// The subject order of round `round`: direct first in even rounds.
-fn order(round: usize) -> [bool; 2] {
+pub fn order(round: usize) -> [bool; 2] {
     if round.is_multiple_of(2) { [false, true] } else { [true, false] }
 }
 
@@ -89,7 +89,7 @@ pub struct Samples {
 }
 
 impl Samples {
-    fn push(&mut self, bridge: bool, sample: Duration) {
+    pub fn push(&mut self, bridge: bool, sample: Duration) {
         if bridge { self.bridge.push(sample) } else { self.direct.push(sample) }
     }
 }

@@ -40,6 +40,8 @@ pub struct Binaries {
     pub fixture: PathBuf,
     /// `server-everything`'s `dist/index.js`, if the test peers are installed.
     pub everything: Option<PathBuf>,
+    /// The npm test peers' directory (`tests/peers`, or `FOXXY_TEST_PEERS_DIR`).
+    pub peers: PathBuf,
 }
 
 impl Binaries {
@@ -62,7 +64,14 @@ impl Binaries {
         let peers = std::env::var_os("FOXXY_TEST_PEERS_DIR")
             .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("peers"), PathBuf::from);
         let everything = peers.join("node_modules/@modelcontextprotocol/server-everything/dist/index.js");
-        Ok(Binaries { bridge, fixture, everything: everything.exists().then_some(everything) })
+        Ok(Binaries { bridge, fixture, everything: everything.exists().then_some(everything), peers })
+    }
+
+    /// `dist/index.js` of the npm test peer `@modelcontextprotocol/<package>`, if installed.
+    pub fn peer_script(&self, package: &str) -> Option<PathBuf> {
+        let script =
+            self.peers.join("node_modules/@modelcontextprotocol").join(package).join("dist/index.js");
+        script.exists().then_some(script)
     }
 
     /// `fixture-server --name NAME EXTRA…` (stdio).
@@ -191,11 +200,26 @@ pub struct BridgeEnv {
 impl BridgeEnv {
     /// `servers` is the `mcpServers` object.
     pub fn new(binaries: &Binaries, servers: Value) -> anyhow::Result<BridgeEnv> {
+        BridgeEnv::with_config(binaries, json!({ "mcpServers": servers }))
+    }
+
+    /// `config` is the whole config file.
+    pub fn with_config(binaries: &Binaries, config: Value) -> anyhow::Result<BridgeEnv> {
         let dir = tempfile::Builder::new().prefix("foxxy-bench-").tempdir().context("create a temp dir")?;
-        let config = json!({ "mcpServers": servers });
         std::fs::write(dir.path().join("config.json5"), serde_json::to_vec_pretty(&config)?)
             .context("write the bridge config")?;
         Ok(BridgeEnv { dir, bridge: binaries.bridge.clone() })
+    }
+
+    /// `foxxy-bridge ARGS…` (not `stdio`) in this env, e.g. `hub status --json`.
+    pub fn command_line(&self, args: &[&str]) -> std::process::Command {
+        let mut command = std::process::Command::new(&self.bridge);
+        command
+            .args(args)
+            .env("FOXXY_BRIDGE_HOME", self.dir.path().join("home"))
+            .env("FOXXY_BRIDGE_CONFIG", self.dir.path().join("config.json5"))
+            .env_remove("FOXXY_BRIDGE_LOG");
+        command
     }
 
     /// `foxxy-bridge stdio` for this env, run under `wrapper` (a profiler) if not empty.

@@ -1,0 +1,93 @@
+//! The floor rows: what any stdio proxy costs on this machine, measured with a process
+//! that only copies bytes between the pipes (`bench --relay COMMAND…`) in the bridge's
+//! place.
+
+use std::process::{ExitCode, Stdio};
+
+use crate::{
+    progress,
+    report::{Row, quantile, us},
+    scenarios::{self, Pair, Plan},
+    subject::{Session, echo_call},
+    throughput_row,
+};
+
+/// The floor of any stdio proxy on this machine: the same direct-vs-proxied figures
+/// with the bridge replaced by a process that only copies bytes between the pipes.
+/// `upstream` is the server's command line.
+pub async fn relay_rows(rows: &mut Vec<Row>, upstream: &[String], plan: &Plan) -> anyhow::Result<()> {
+    progress("tools/call through a byte relay (the floor)");
+    let (program, args) = upstream.split_first().ok_or_else(|| anyhow::anyhow!("no upstream command"))?;
+    let mut direct = tokio::process::Command::new(program);
+    direct.args(args);
+    let mut relay = tokio::process::Command::new(std::env::current_exe()?);
+    relay.arg("--relay").args(upstream);
+    let pair = Pair {
+        direct: Session::spawn(direct, Stdio::null()).await?,
+        direct_call: echo_call("echo"),
+        bridge: Session::spawn(relay, Stdio::null()).await?,
+        bridge_call: echo_call("echo"),
+    };
+    let latency = scenarios::latency(&pair, plan).await?;
+    let throughput = scenarios::throughput(&pair, plan).await?;
+    pair.close().await;
+    let samples = &latency.samples;
+    for (name, q) in [("p50", 0.5), ("p99", 0.99)] {
+        let row = Row::durations(
+            format!("  floor: same {name} with a byte-copying relay process instead of the bridge"),
+            quantile(&samples.direct, q),
+            quantile(&samples.bridge, q),
+            us,
+        );
+        rows.push(row);
+    }
+    let metric = "  floor: same throughput with a byte-copying relay process instead of the bridge";
+    rows.push(throughput_row(metric, &throughput).0);
+    if let (Some(relay), Some(upstream)) = (throughput.bridge_cpu, throughput.bridge_upstream_cpu) {
+        let mut row =
+            Row::new("  floor: CPU time per call at that load: the relay alone / the upstream behind it");
+        row.bridge = format!("{} / {}", us(relay.on_cpu), us(upstream.on_cpu));
+        if let Some(direct) = throughput.direct_cpu {
+            row.direct = format!("– / {}", us(direct.on_cpu));
+        }
+        rows.push(row);
+    }
+    Ok(())
+}
+
+/// `bench --relay COMMAND…`: run COMMAND and copy stdin to it and its stdout back, byte
+/// for byte, one thread per direction, no parsing. A stand-in for the cheapest
+/// possible stdio proxy.
+pub fn relay(command: &[String]) -> ExitCode {
+    use std::io::{Read, Write};
+    fn copy(from: &mut impl Read, to: &mut impl Write) {
+        let mut buffer = vec![0; 64 * 1024];
+        while let Ok(read @ 1..) = from.read(&mut buffer) {
+            if to.write_all(&buffer[..read]).and_then(|()| to.flush()).is_err() {
+                break;
+            }
+        }
+    }
+    let Some((program, args)) = command.split_first() else { return ExitCode::from(2) };
+    let mut child = match std::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(error) => {
+            eprintln!("bench --relay: cannot spawn {program}: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (Some(mut child_in), Some(mut child_out)) = (child.stdin.take(), child.stdout.take()) else {
+        return ExitCode::FAILURE;
+    };
+    // Stdin EOF drops `child_in`, the child sees EOF and exits, its stdout ends.
+    let inbound = std::thread::spawn(move || copy(&mut std::io::stdin().lock(), &mut child_in));
+    copy(&mut child_out, &mut std::io::stdout().lock());
+    let _ = inbound.join();
+    let _ = child.wait();
+    ExitCode::SUCCESS
+}
