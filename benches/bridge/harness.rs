@@ -1,5 +1,5 @@
-//! `bench`: foxxy-bridge side by side with a direct connection to the same upstream
-//! (issue 6). Not a test: a program that prints a table. Run it with `scripts/bench`,
+//! `bench`: foxxy-bridge side by side with a direct connection to the same upstream.
+//! Not a test: a program that prints a table. Run it with `scripts/bench`,
 //! which builds the release binaries it measures; `docs/performance.md` explains each
 //! row and records a run.
 //!
