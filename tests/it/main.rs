@@ -16,6 +16,7 @@ mod conformance;
 mod core;
 mod doctor;
 mod fidelity;
+mod hub;
 mod interop;
 mod interop_http;
 mod jsonrpc;
