@@ -9,6 +9,7 @@
 //! state root left: [`HubEnv::finish`] stops them, and dropping a [`HubEnv`] (also when a
 //! test panics) kills whatever is left of them and of their upstreams.
 
+mod config;
 mod lifetime;
 mod routing;
 mod sharing;
@@ -50,9 +51,10 @@ impl HubEnv {
     }
 
     /// The live `hub serve` processes of this state root, found in /proc by their
-    /// command line and their `FOXXY_BRIDGE_HOME`.
+    /// command line and their `FOXXY_BRIDGE_HOME` (or config file).
     pub fn hub_pids(&self) -> Vec<u32> {
         let home = format!("FOXXY_BRIDGE_HOME={}", self.home().display());
+        let config = self.config_path().display().to_string();
         let mut found = Vec::new();
         for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else {
@@ -60,7 +62,8 @@ impl HubEnv {
             };
             let args = proc_strings(pid, "cmdline");
             let serves = args.windows(2).any(|pair| pair[0] == "hub" && pair[1] == "serve");
-            if serves && proc_strings(pid, "environ").contains(&home) && alive(pid) {
+            let ours = proc_strings(pid, "environ").contains(&home) || args.contains(&config);
+            if serves && ours && alive(pid) {
                 found.push(pid);
             }
         }
