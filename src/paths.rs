@@ -1,6 +1,7 @@
 //! Where the bridge keeps its state: one root (`~/.foxxy-bridge` or `$FOXXY_BRIDGE_HOME`)
-//! holding `auth/` (token cache), `logs/` and `cache/` (what may be deleted at any time,
-//! such as the upstreams' remembered instructions).
+//! holding `auth/` (token cache), `logs/`, `cache/` (what may be deleted at any time,
+//! such as the upstreams' remembered instructions) and `run/` (the hubs' sockets and lock
+//! files, private to the user: mode 0700).
 //!
 //! Resolved once at start-up from the environment; the rest of the program receives a
 //! [`StatePaths`] value and never looks at the environment itself.
@@ -40,6 +41,11 @@ impl StatePaths {
 
     pub fn logs_dir(&self) -> PathBuf {
         self.root.join("logs")
+    }
+
+    /// The hubs' sockets and lock files.
+    pub fn run_dir(&self) -> PathBuf {
+        self.root.join("run")
     }
 
     /// The upstreams' instructions remembered across sessions.

@@ -33,12 +33,14 @@ use scan::{Import, ModPath};
 
 /// Top-level modules from the bottom layer up. A module may import modules of its own
 /// layer or of lower ones. `http_client` holds what every HTTP client shares, below
-/// `oauth` and `upstream`.
+/// `oauth` and `upstream`. `hub_socket` (reaching and starting a hub) is below `upstream`,
+/// which uses it; `hub` (the serving hub) is above `proxy`, which it uses.
 const LAYERS: &[&[&str]] = &[
-    &["config", "paths", "logging", "output", "memory", "locks", "wire", "http_client"],
+    &["config", "paths", "logging", "output", "memory", "locks", "wire", "http_client", "hub_socket"],
     &["oauth"],
     &["upstream"],
     &["proxy"],
+    &["hub"],
     &["commands", "doctor", "clients", "cli"],
     &["main"],
 ];
