@@ -116,6 +116,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The hub that runs the `shared` upstreams once for every bridge of this user.
+    #[command(subcommand)]
+    Hub(HubCommand),
     /// Internal: the helper that ends the upstreams' process groups when the bridge that
     /// started it dies (it reads their ids from stdin).
     #[command(name = "__watchdog", hide = true)]
@@ -165,6 +168,24 @@ pub enum ToolModeArg {
 pub enum ConfigCommand {
     /// Check the config file: exit 0 if valid, else print every problem and exit 1.
     Validate,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HubCommand {
+    /// Run the hub of the config file in the foreground. Bridges start it by themselves,
+    /// detached, when the config has a `shared` server; it exits `bridge.hub.idleTimeout`
+    /// seconds after its last bridge.
+    Serve,
+    /// List this user's running hubs: socket, pid, config, attached bridges, and each
+    /// shared upstream's status and pid.
+    Status {
+        /// Print JSON: `[{"socket", "pid", "config", "bridges", "upstreams": [{"name",
+        /// "status", "pid"}]}]`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop every running hub of this user, with its upstreams.
+    Stop,
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,6 +12,7 @@ pub mod commands;
 pub mod config;
 pub mod doctor;
 pub mod http_client;
+pub mod hub;
 pub mod hub_socket;
 pub mod locks;
 pub mod logging;

@@ -3,7 +3,8 @@
 //! Lines go to `<state>/logs/foxxy-bridge.<date>.log`, rotated daily, seven kept, with
 //! `foxxy-bridge.log` a symlink to the current file. Writing is non-blocking and lossy
 //! under pressure: a burst of logs can never stall the proxy. Every line carries the
-//! process id, since several bridges of one client share the file. The returned guard
+//! process id, since several bridges of one client share the file, and the hub's lines
+//! also the tag `hub` ([`tag_process`]). The returned guard
 //! flushes what is queued when dropped: keep it until the process ends.
 //!
 //! The log holds sign-in URLs and upstreams' stderr, so the directory is 0700 and every
@@ -53,10 +54,22 @@ struct TimeAndPid {
     pid: u32,
 }
 
+/// What this process is, when it is not a bridge: written after the process id on every
+/// line (`hub` for the process that runs the shared upstreams).
+static PROCESS_TAG: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+/// Tag every line of this process with `tag` (before [`init`]).
+pub fn tag_process(tag: &'static str) {
+    let _ = PROCESS_TAG.set(tag);
+}
+
 impl FormatTime for TimeAndPid {
     fn format_time(&self, writer: &mut Writer<'_>) -> std::fmt::Result {
         tracing_subscriber::fmt::time::SystemTime.format_time(writer)?;
-        write!(writer, " [{}]", self.pid)
+        match PROCESS_TAG.get() {
+            Some(tag) => write!(writer, " [{} {tag}]", self.pid),
+            None => write!(writer, " [{}]", self.pid),
+        }
     }
 }
 

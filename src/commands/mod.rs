@@ -16,6 +16,8 @@
 
 mod config;
 mod doctor;
+mod hub;
+mod hub_serve;
 mod import;
 mod install;
 mod oauth;
@@ -28,9 +30,10 @@ use std::{ffi::OsString, path::PathBuf, sync::Arc};
 use anyhow::Context as _;
 
 use crate::{
-    cli::{Cli, Command, ConfigCommand},
+    cli::{Cli, Command, ConfigCommand, HubCommand},
     clients::ClientEnv,
     config::{self as bridge_config, Settings},
+    hub_socket::HubAddress,
     logging::{self, LogGuard},
     oauth::{Browser, SignInContext, TokenStore},
     output,
@@ -74,6 +77,14 @@ impl Context {
     pub fn sign_in_context(&self, settings: &Settings) -> anyhow::Result<SignInContext> {
         let browser = Browser::from_setting(self.browser.as_deref()).map_err(anyhow::Error::msg)?;
         Ok(SignInContext::new(TokenStore::new(self.paths.auth_dir()), browser, &settings.bridge))
+    }
+
+    /// Where the hub of `settings`' config file listens, when it has shared upstreams.
+    pub fn hub_address(&self, settings: &Settings) -> Option<HubAddress> {
+        settings
+            .enabled_servers()
+            .any(|server| server.shared)
+            .then(|| HubAddress::for_config(&self.paths, &settings.source))
     }
 
     pub fn config_path(&self) -> anyhow::Result<PathBuf> {
@@ -151,7 +162,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         own_binary: std::env::current_exe().ok(),
     };
     // Before any upstream starts, from the main thread (see `upstream::watchdog`).
-    if matches!(cli.command, Command::Stdio(_) | Command::Tools { .. } | Command::Call { .. }) {
+    if matches!(
+        cli.command,
+        Command::Stdio(_) | Command::Tools { .. } | Command::Call { .. } | Command::Hub(HubCommand::Serve)
+    ) {
         watchdog::start();
     }
     match cli.command {
@@ -176,5 +190,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
             install::run(&context, client, &name, dry_run, remove_imported)
         }
         Command::Doctor { json } => doctor::run(&context, json).await,
+        Command::Hub(command) => hub::run(&context, command).await,
     }
 }

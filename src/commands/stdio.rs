@@ -44,7 +44,11 @@ pub async fn run(context: &Context, narrowing: &Narrowing) -> anyhow::Result<Out
     };
     let _log = context.start_logging(Some(&settings), true);
     tracing::info!(config = %settings.source.display(), "starting stdio bridge");
-    let bridge = Arc::new(Bridge::start(settings.clone(), context.sign_in_context(&settings)?));
+    let bridge = Arc::new(Bridge::start(
+        settings.clone(),
+        context.sign_in_context(&settings)?,
+        context.hub_address(&settings),
+    ));
     bridge.remember_instructions(InstructionsStore::new(context.paths.instructions_dir()));
     let stop = CancellationToken::new();
     let stdin_closed = CancellationToken::new();
@@ -114,7 +118,7 @@ fn spawn_reload(bridge: Arc<Bridge>, settings: &Settings, narrowing: &Narrowing,
 }
 
 /// Cancel `stop` on SIGTERM, SIGINT or SIGHUP.
-fn spawn_signal_watch(stop: CancellationToken) -> anyhow::Result<()> {
+pub(super) fn spawn_signal_watch(stop: CancellationToken) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;

@@ -23,7 +23,8 @@ pub async fn list(context: &Context, narrowing: &Narrowing, json: bool) -> anyho
     let settings = Arc::new(narrowing.apply(&*context.load_settings()?)?);
     let _log = context.start_logging(Some(&settings), false);
     let oauth = context.sign_in_context(&settings)?;
-    let bridge = Bridge::start_for_shell(settings, oauth);
+    let hub = context.hub_address(&settings);
+    let bridge = Bridge::start_for_shell(settings, oauth, hub);
     let catalog = bridge.settled_catalog().await;
     bridge.shutdown().await;
     if json {
@@ -113,7 +114,8 @@ pub async fn call(
     let settings = context.load_settings()?;
     let _log = context.start_logging(Some(&settings), false);
     let oauth = context.sign_in_context(&settings)?;
-    let bridge = Arc::new(Bridge::start_for_shell(settings, oauth));
+    let hub = context.hub_address(&settings);
+    let bridge = Arc::new(Bridge::start_for_shell(settings, oauth, hub));
     let mut params = CallToolRequestParams::new(name.to_owned());
     params.arguments = arguments;
     let result = bridge.call_tool(params).await;

@@ -66,7 +66,7 @@ pub async fn check(
         return to_check().map(skipped).collect();
     }
     let started = Instant::now();
-    let bridge = Bridge::start_for_shell(settings.clone(), oauth);
+    let bridge = Bridge::start_for_shell(settings.clone(), oauth, None);
     let attempts = first_attempts(&bridge, started, started + limit).await;
     let catalog = tokio::time::timeout(CATALOG_WAIT, bridge.settled_catalog())
         .await
@@ -148,6 +148,8 @@ fn settings_for_doctor(
         server.enabled && !sign_ins.blocked.contains(&server.name) && !missing_commands.contains(&server.name)
     });
     for server in &mut settings.servers {
+        // The check is of the server itself: a shared one is started here, as if unshared.
+        server.shared = false;
         if let TransportSettings::Remote(remote) = &mut server.transport
             && sign_ins.unsigned.contains(&server.name)
         {

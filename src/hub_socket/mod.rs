@@ -10,7 +10,14 @@
 //! and the upstream sessions on the bridge's side.
 
 pub mod address;
+pub mod control;
+pub mod launch;
 pub mod socket;
 
 pub use address::HubAddress;
+pub use control::{
+    Control, ControlKind, HubStatus, HubUpstreamStatus, answer_line, parse_control, query_status,
+    request_stop,
+};
+pub use launch::{HubLifeLock, connect_or_start};
 pub use socket::{Peer, PeerRefused, bind, check_peer, connect};

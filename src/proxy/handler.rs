@@ -125,6 +125,9 @@ impl ServerHandler for Bridge {
         );
         context.peer.set_peer_info(request.clone());
         self.link.set_peer(context.peer.clone());
+        if let Some(upstream) = self.serves_as.clone() {
+            return self.initialize_as(&upstream, &request).await;
+        }
         let mut result = self.negotiate_initialize(&request)?;
         result.instructions = self.instructions().await;
         Ok(result)

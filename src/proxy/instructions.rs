@@ -85,6 +85,7 @@ mod tests {
             })),
             generation: 0,
             note: None,
+            pid: None,
         }
     }
 

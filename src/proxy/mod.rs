@@ -55,6 +55,7 @@ mod instructions;
 mod instructions_store;
 pub mod link;
 pub mod naming;
+mod one_upstream;
 mod service;
 mod sign_in;
 pub mod stdio;
@@ -79,6 +80,7 @@ use self::{
 };
 use crate::{
     config::{Aggregation, Settings},
+    hub_socket::HubAddress,
     locks::Unpoisoned,
     oauth::SignInContext,
     upstream::{LaneTicket, RequestOptions, Status, UpstreamError, UpstreamSet, Upstreams, View},
@@ -111,6 +113,9 @@ pub struct Bridge {
     /// The task that remembers instructions; [`Bridge::shutdown`] lets its write in
     /// progress finish, since the process exits without waiting for blocking work.
     remembering: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Set for a bridge that serves one upstream as that server itself
+    /// ([`Bridge::for_one_upstream`]): its name.
+    serves_as: Option<Arc<str>>,
 }
 
 /// How long shutdown waits for an instructions file being written.
@@ -119,14 +124,14 @@ const REMEMBERING_LIMIT: Duration = Duration::from_secs(1);
 impl Bridge {
     /// Start every upstream of `settings` and the task that keeps the merged catalog
     /// current. Returns at once; upstreams connect in the background.
-    pub fn start(settings: Arc<Settings>, oauth: SignInContext) -> Bridge {
-        Self::start_inner(settings, oauth, false)
+    pub fn start(settings: Arc<Settings>, oauth: SignInContext, hub: Option<HubAddress>) -> Bridge {
+        Self::start_inner(settings, oauth, hub, false)
     }
 
     /// Like [`Bridge::start`], for shell commands: the upstreams connect at once, and the
     /// first list waits for a sign-in to finish.
-    pub fn start_for_shell(settings: Arc<Settings>, oauth: SignInContext) -> Bridge {
-        let bridge = Self::start_inner(settings, oauth, true);
+    pub fn start_for_shell(settings: Arc<Settings>, oauth: SignInContext, hub: Option<HubAddress>) -> Bridge {
+        let bridge = Self::start_inner(settings, oauth, hub, true);
         bridge.begin();
         bridge
     }
@@ -143,11 +148,16 @@ impl Bridge {
         self.upstreams.begin();
     }
 
-    fn start_inner(settings: Arc<Settings>, oauth: SignInContext, wait_for_sign_in: bool) -> Bridge {
+    fn start_inner(
+        settings: Arc<Settings>,
+        oauth: SignInContext,
+        hub: Option<HubAddress>,
+        wait_for_sign_in: bool,
+    ) -> Bridge {
         let sign_in_extension = wait_for_sign_in.then_some(oauth.sign_in_timeout);
         let upstream_settings = settings.clone();
         Self::assemble(settings, sign_in_extension, move |link| {
-            UpstreamSet::start(&upstream_settings, link, oauth)
+            UpstreamSet::start(&upstream_settings, link, oauth, hub)
         })
     }
 
@@ -181,6 +191,7 @@ impl Bridge {
             settings: settings_tx,
             remembered: OnceLock::new(),
             remembering: std::sync::Mutex::new(None),
+            serves_as: None,
         }
     }
 

@@ -37,7 +37,10 @@ use rmcp::{
     transport::Transport,
 };
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    sync::{mpsc, oneshot},
+};
 use tokio_util::sync::CancellationToken;
 
 mod calls;
@@ -90,6 +93,18 @@ pub fn stdio(
     stdin_closed: CancellationToken,
     bridge: Option<Arc<Bridge>>,
 ) -> StdioTransport {
+    over_streams(pipes::stdin(), pipes::stdout(), max_bytes, stdin_closed, bridge)
+}
+
+/// [`stdio`] over any pair of byte streams: the hub serves each bridge attached to its
+/// Unix socket this way. `input_closed` fires when `input` ends.
+pub fn over_streams(
+    input: impl AsyncRead + Unpin + Send + 'static,
+    output: impl AsyncWrite + Unpin + Send + 'static,
+    max_bytes: usize,
+    input_closed: CancellationToken,
+    bridge: Option<Arc<Bridge>>,
+) -> StdioTransport {
     let (out_tx, out_rx) = mpsc::channel(OUTBOX_CAPACITY);
     let outbox = Arc::new(Outbox {
         tx: out_tx,
@@ -100,12 +115,11 @@ pub fn stdio(
     });
     let (in_tx, incoming) = mpsc::channel(64);
     let reader_outbox = outbox.clone();
-    let input = pipes::stdin();
     tokio::spawn(async move {
         reader::read_stdin(input, &reader_outbox, &in_tx).await;
-        stdin_closed.cancel();
+        input_closed.cancel();
     });
-    tokio::spawn(writer::write_stdout(pipes::stdout(), out_rx));
+    tokio::spawn(writer::write_stdout(output, out_rx));
     StdioTransport { incoming, outbox }
 }
 

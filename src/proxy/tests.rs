@@ -59,6 +59,7 @@ async fn a_request_before_begin_does_not_keep_the_upstreams_waiting() {
         catalog: None,
         generation: 0,
         note: None,
+        pid: None,
     };
     let idle = Arc::new(Idle {
         view: watch::channel(Arc::new(View { upstreams: vec![connecting] })).0,

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::{ClientLink, UpstreamState, View, connection::Connection};
 use crate::{
     config::{FailoverSettings, ServerSettings},
+    hub_socket::HubAddress,
     locks::{Unpoisoned, UnpoisonedRw},
     oauth::{SignInContext, TokenSource},
 };
@@ -36,6 +37,8 @@ pub struct Shared {
     pub(super) log_level: Mutex<Option<LoggingLevel>>,
     /// Token cache and sign-in settings for remote upstreams that use OAuth.
     pub oauth: SignInContext,
+    /// Where the hub that runs the `shared` upstreams listens; `None` in the hub itself.
+    pub hub: Option<HubAddress>,
     /// Supervisors wait for this before their first connection attempt.
     pub go: CancellationToken,
 }

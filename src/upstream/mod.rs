@@ -45,6 +45,7 @@ use rmcp::{
         ServerResult, Tool,
     },
 };
+pub use session::UPSTREAM_META;
 pub use set::UpstreamSet;
 pub use stdio::lane::LaneTicket;
 pub use stdio::watchdog;
@@ -235,6 +236,8 @@ pub struct UpstreamState {
     /// While `Connecting`: what the upstream did in this attempt that may be why it does
     /// not finish (a line on stdout that is not JSON-RPC). Cleared by the next attempt.
     pub note: Option<String>,
+    /// The process id of its local server while a session with it runs.
+    pub pid: Option<u32>,
 }
 
 impl UpstreamState {

@@ -35,7 +35,10 @@ use super::{
 };
 use crate::config::TransportSettings;
 
+mod hub_session;
 mod remote_session;
+
+pub use hub_session::UPSTREAM_META;
 
 /// Listing lives in `listing.rs`; the supervisor finds it here, with the session.
 pub use super::listing::list_catalog;
@@ -100,6 +103,9 @@ pub async fn connect_and_list(
 }
 
 async fn connect(entry: &Arc<Entry>, shared: &Arc<Shared>) -> Result<Session, ConnectFailure> {
+    if entry.settings.shared {
+        return hub_session::connect_shared(entry, shared).await;
+    }
     match &entry.settings.transport {
         TransportSettings::Stdio { command, args, env, cwd } => {
             Ok(connect_stdio(entry, shared, &SpawnSpec { command, args, env, cwd: cwd.as_ref() }).await?)
@@ -120,6 +126,8 @@ struct OpeningSession {
     parts: SessionParts,
     closed: CancellationToken,
     lifecycle: ClientLifecycleMode,
+    /// How long `initialize` may take (the upstream's `timeout` unless set).
+    limit: Duration,
 }
 
 impl OpeningSession {
@@ -130,7 +138,14 @@ impl OpeningSession {
             entry.lists_changed.clone(),
             entry.settings.request_timeout,
         );
-        Self { parts, closed: CancellationToken::new(), lifecycle: ClientLifecycleMode::Initialize }
+        let limit = entry.settings.connect_timeout;
+        Self { parts, closed: CancellationToken::new(), lifecycle: ClientLifecycleMode::Initialize, limit }
+    }
+
+    /// Let `initialize` take `limit`.
+    fn with_limit(mut self, limit: Duration) -> Self {
+        self.limit = limit;
+        self
     }
 
     /// Open the session the 2026-07-28 way (`server/discover`, no `initialize`).
@@ -162,7 +177,7 @@ impl OpeningSession {
         label: &'static str,
         lane: Option<Arc<Lane>>,
     ) -> Result<Session, (InitFailure, Option<ChildGuard>)> {
-        let OpeningSession { parts, closed, lifecycle } = self;
+        let OpeningSession { parts, closed, lifecycle, limit } = self;
         // rmcp's session task inherits this span, so what is logged from inside it (by
         // rmcp, and by the transport: unparsable lines, oversized messages) names it.
         let span = tracing::info_span!("upstream", upstream = %entry.name);
@@ -173,7 +188,7 @@ impl OpeningSession {
             entry.cancel.child_token(),
         )
         .instrument(span);
-        let service = match tokio::time::timeout(entry.settings.connect_timeout, serve).await {
+        let service = match tokio::time::timeout(limit, serve).await {
             Ok(Ok(service)) => service,
             Ok(Err(error)) => return Err((InitFailure::Failed(Box::new(error)), child)),
             Err(_) => return Err((InitFailure::Timeout, child)),

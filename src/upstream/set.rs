@@ -24,6 +24,7 @@ use super::{
 };
 use crate::{
     config::{ServerSettings, Settings, TransportSettings},
+    hub_socket::HubAddress,
     locks::{Unpoisoned, UnpoisonedRw},
     oauth::SignInContext,
     wire::{ToolAnswer, ToolCall},
@@ -43,8 +44,14 @@ pub struct UpstreamSet {
 }
 
 impl UpstreamSet {
-    /// Start every enabled upstream of `settings` in the background.
-    pub fn start(settings: &Settings, link: Arc<dyn ClientLink>, oauth: SignInContext) -> Arc<Self> {
+    /// Start every enabled upstream of `settings` in the background; the `shared` ones
+    /// are reached through the hub at `hub`.
+    pub fn start(
+        settings: &Settings,
+        link: Arc<dyn ClientLink>,
+        oauth: SignInContext,
+        hub: Option<HubAddress>,
+    ) -> Arc<Self> {
         let bridge = &settings.bridge;
         let shared = Arc::new(Shared {
             link,
@@ -55,6 +62,7 @@ impl UpstreamSet {
             failover: bridge.failover,
             log_level: Mutex::new(None),
             oauth,
+            hub,
             go: CancellationToken::new(),
         });
         let set = Arc::new(Self {
@@ -113,12 +121,13 @@ impl UpstreamSet {
                         .cloned()
                         .unwrap_or_else(|| UpstreamState {
                             name: entry.name.clone(),
-                            transport: transport_label(&entry.settings.transport),
+                            transport: transport_label(&entry.settings),
                             status: Status::Connecting,
                             settled: false,
                             catalog: None,
                             generation: entry.generation,
                             note: None,
+                            pid: None,
                         })
                 })
                 .collect();
@@ -224,8 +233,11 @@ impl UpstreamSet {
     }
 }
 
-fn transport_label(transport: &TransportSettings) -> &'static str {
-    match transport {
+fn transport_label(settings: &ServerSettings) -> &'static str {
+    if settings.shared {
+        return "shared";
+    }
+    match &settings.transport {
         TransportSettings::Stdio { .. } => "stdio",
         TransportSettings::Remote(remote) => match remote.kind {
             crate::config::RemoteKind::StreamableHttp => "streamable-http",

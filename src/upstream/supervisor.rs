@@ -71,6 +71,7 @@ pub async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
                 entry.set_connection(Some(session.connection.clone()));
                 shared.publish(&entry, |state| {
                     state.transport = session.transport;
+                    state.pid = session.child.as_ref().and_then(|child| child.pid());
                     state.status = Status::Ready;
                     state.note = None;
                     state.settled = true;
@@ -85,7 +86,10 @@ pub async fn run(entry: Arc<Entry>, shared: Arc<Shared>) {
                 tracing::warn!(upstream = %entry.name, "upstream disconnected: {cause}");
                 // The count restarts with this session's end as its first failure.
                 failures = 1;
-                shared.publish(&entry, |state| state.status = Status::Retrying(cause.clone()));
+                shared.publish(&entry, |state| {
+                    state.status = Status::Retrying(cause.clone());
+                    state.pid = None;
+                });
             }
             Err(failure) if failure.needs_sign_in => {
                 let cause = failure.cause;

@@ -140,11 +140,20 @@ pub struct TapTransport<T> {
     raw_results: Arc<RawResults>,
     /// The client's `capabilities.tasks`, declared to the upstream (`client_tasks.rs`).
     client_tasks: Option<Arc<serde_json::Value>>,
+    /// `_meta` of the `initialize` request (a shared upstream's session names the
+    /// upstream it wants from the hub there).
+    initialize_meta: Option<rmcp::model::RequestMetaObject>,
 }
 
 impl<T> TapTransport<T> {
     pub fn new(inner: T, tapped: TapQueue, closed: CancellationToken, raw_results: Arc<RawResults>) -> Self {
-        Self { inner, tapped, closed, raw_results, client_tasks: None }
+        Self { inner, tapped, closed, raw_results, client_tasks: None, initialize_meta: None }
+    }
+
+    /// Send `meta` as the `_meta` of `initialize`.
+    pub fn with_initialize_meta(mut self, meta: rmcp::model::RequestMetaObject) -> Self {
+        self.initialize_meta = Some(meta);
+        self
     }
 
     /// Declare the client's `capabilities.tasks` to the upstream, and relay the
@@ -171,6 +180,9 @@ impl<T: Transport<RoleClient>> Transport<RoleClient> for TapTransport<T> {
                 self.raw_results.expect_initialize(request.id.clone());
                 if let Some(tasks) = &self.client_tasks {
                     initialize.extensions.insert(DeclaredTasks(tasks.clone()));
+                }
+                if let Some(meta) = &self.initialize_meta {
+                    initialize.params.meta = Some(meta.clone());
                 }
             } else if matches!(request.request, ClientRequest::ListToolsRequest(_))
                 || request.request.extensions().get::<RawResultWanted>().is_some()

@@ -17,6 +17,7 @@ mod core;
 mod doctor;
 mod fidelity;
 mod hub;
+mod hub_cli;
 mod interop;
 mod interop_http;
 mod jsonrpc;

@@ -210,6 +210,7 @@ fn view(scenario: &Scenario) -> View {
                 catalog: Some(Arc::new(catalog)),
                 generation: 0,
                 note: None,
+                pid: None,
             }
         })
         .collect();

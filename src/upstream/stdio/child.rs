@@ -106,6 +106,11 @@ pub struct ChildGuard {
 }
 
 impl ChildGuard {
+    /// The child's process id, while it has not been waited for.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Wait for the child to exit by itself; returns a description of how it ended.
     pub async fn wait(&mut self) -> String {
         match self.child.wait().await {

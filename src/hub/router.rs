@@ -1,0 +1,230 @@
+//! The way back from the hub's shared upstreams to the bridges attached to it
+//! ([`AttachedBridges`], the [`ClientLink`] of the hub's upstream set).
+//!
+//! Each attached connection serves one upstream to one bridge. What an upstream sends
+//! toward "the client" goes to:
+//! - progress: the connection whose request it belongs to. Progress tokens are made
+//!   unique per connection on the way in ([`AttachedBridges::begin_request`]) and
+//!   restored here on the way out, so two bridges may both use token `1`;
+//! - a request (sampling, elicitation, roots): the connection with a request in flight
+//!   on that upstream (the most recent one when several have), else the connection of
+//!   that upstream attached most recently;
+//! - any other notification: every connection of that upstream.
+//!
+//! The client capabilities an upstream is initialized with are those of the bridge
+//! attached most recently, which is the one whose need starts an upstream.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use futures::future::{BoxFuture, FutureExt};
+use rmcp::{
+    ErrorData,
+    model::{
+        ClientCapabilities, ClientResult, NumberOrString, ProgressToken, ServerNotification, ServerRequest,
+    },
+};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::{locks::Unpoisoned, proxy::link::DownstreamLink, upstream::ClientLink};
+
+/// One attached connection.
+struct Attached {
+    id: u64,
+    upstream: Arc<str>,
+    link: Arc<DownstreamLink>,
+    /// The peer's process id, for counting bridges.
+    pid: Option<i32>,
+    /// When it attached, on the router's clock.
+    attached: u64,
+    /// Its requests in flight on the upstream, and when the last of them started.
+    in_flight: usize,
+    last_request: u64,
+}
+
+/// Every bridge connection attached to the hub.
+#[derive(Default)]
+pub struct AttachedBridges {
+    connections: Mutex<Vec<Attached>>,
+    /// Progress tokens given to the upstreams → the connection and its own token.
+    progress: Mutex<HashMap<Arc<str>, (u64, ProgressToken)>>,
+    /// Orders attachments and requests.
+    clock: AtomicU64,
+    /// How many connections are attached; the hub's idle timer watches it.
+    count: watch::Sender<usize>,
+}
+
+/// A request of one connection, in flight: ends its bookkeeping when dropped.
+pub struct RequestInFlight {
+    bridges: Arc<AttachedBridges>,
+    connection: u64,
+    token: Option<Arc<str>>,
+}
+
+impl AttachedBridges {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    fn tick(&self) -> u64 {
+        self.clock.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A new connection's id.
+    pub fn next_id(&self) -> u64 {
+        self.tick()
+    }
+
+    /// Attach connection `id`, serving `upstream` to the bridge behind `link`.
+    pub fn attach(&self, id: u64, upstream: Arc<str>, link: Arc<DownstreamLink>, pid: Option<i32>) {
+        let attached = self.tick();
+        let mut connections = self.connections.lock_unpoisoned();
+        connections.push(Attached { id, upstream, link, pid, attached, in_flight: 0, last_request: 0 });
+        self.count.send_replace(connections.len());
+    }
+
+    pub fn detach(&self, id: u64) {
+        let mut connections = self.connections.lock_unpoisoned();
+        connections.retain(|connection| connection.id != id);
+        self.count.send_replace(connections.len());
+        self.progress.lock_unpoisoned().retain(|_, (connection, _)| *connection != id);
+    }
+
+    /// How many connections are attached, as it changes.
+    pub fn count(&self) -> watch::Receiver<usize> {
+        self.count.subscribe()
+    }
+
+    /// How many distinct bridge processes are attached.
+    pub fn bridges(&self) -> usize {
+        let connections = self.connections.lock_unpoisoned();
+        let mut pids: Vec<Option<i32>> = connections.iter().map(|connection| connection.pid).collect();
+        pids.sort_unstable();
+        pids.dedup();
+        pids.len()
+    }
+
+    /// Connection `id` starts a request with the client's progress token `token`: the
+    /// token the upstream gets instead, and the guard that ends the request.
+    pub fn begin_request(
+        self: &Arc<Self>,
+        id: u64,
+        token: Option<ProgressToken>,
+    ) -> (RequestInFlight, Option<ProgressToken>) {
+        let now = self.tick();
+        if let Some(connection) = self.connections.lock_unpoisoned().iter_mut().find(|c| c.id == id) {
+            connection.in_flight += 1;
+            connection.last_request = now;
+        }
+        let unique = token.map(|token| {
+            let unique: Arc<str> = format!("hub-{id}-{now}").into();
+            self.progress.lock_unpoisoned().insert(unique.clone(), (id, token));
+            unique
+        });
+        let replaced = unique.as_ref().map(|unique| ProgressToken(NumberOrString::String(unique.clone())));
+        (RequestInFlight { bridges: self.clone(), connection: id, token: unique }, replaced)
+    }
+
+    /// The link a request from `upstream` goes to.
+    fn link_for_request(&self, upstream: &str) -> Option<Arc<DownstreamLink>> {
+        let connections = self.connections.lock_unpoisoned();
+        let of_upstream = connections.iter().filter(|connection| &*connection.upstream == upstream);
+        let busy = of_upstream.clone().filter(|connection| connection.in_flight > 0);
+        busy.max_by_key(|connection| connection.last_request)
+            .or_else(|| of_upstream.max_by_key(|connection| connection.attached))
+            .map(|connection| connection.link.clone())
+    }
+
+    fn links_of(&self, upstream: &str) -> Vec<Arc<DownstreamLink>> {
+        let connections = self.connections.lock_unpoisoned();
+        connections
+            .iter()
+            .filter(|connection| &*connection.upstream == upstream)
+            .map(|connection| connection.link.clone())
+            .collect()
+    }
+
+    fn newest_link(&self) -> Option<Arc<DownstreamLink>> {
+        let connections = self.connections.lock_unpoisoned();
+        connections
+            .iter()
+            .max_by_key(|connection| connection.attached)
+            .map(|connection| connection.link.clone())
+    }
+
+    fn link_of(&self, id: u64) -> Option<Arc<DownstreamLink>> {
+        let connections = self.connections.lock_unpoisoned();
+        connections.iter().find(|connection| connection.id == id).map(|connection| connection.link.clone())
+    }
+}
+
+impl Drop for RequestInFlight {
+    fn drop(&mut self) {
+        if let Some(connection) =
+            self.bridges.connections.lock_unpoisoned().iter_mut().find(|c| c.id == self.connection)
+        {
+            connection.in_flight = connection.in_flight.saturating_sub(1);
+        }
+        if let Some(token) = &self.token {
+            self.bridges.progress.lock_unpoisoned().remove(token);
+        }
+    }
+}
+
+/// The hub's way back: the [`ClientLink`] of its upstream set.
+pub struct HubLink(pub Arc<AttachedBridges>);
+
+impl ClientLink for HubLink {
+    fn request(
+        &self,
+        from: &str,
+        request: ServerRequest,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'_, Result<ClientResult, ErrorData>> {
+        let from = from.to_owned();
+        async move {
+            let Some(link) = self.0.link_for_request(&from) else {
+                return Err(ErrorData::internal_error(
+                    format!("no bridge is attached to the hub for `{from}`"),
+                    None,
+                ));
+            };
+            link.request(&from, request, cancel).await
+        }
+        .boxed()
+    }
+
+    fn notify(&self, from: &str, mut notification: ServerNotification) -> BoxFuture<'_, ()> {
+        let from = from.to_owned();
+        async move {
+            if let ServerNotification::ProgressNotification(progress) = &mut notification {
+                let NumberOrString::String(token) = &progress.params.progress_token.0 else { return };
+                let owner = self.0.progress.lock_unpoisoned().get(token.as_ref()).cloned();
+                let Some((connection, own)) = owner else { return };
+                progress.params.progress_token = own;
+                if let Some(link) = self.0.link_of(connection) {
+                    link.notify(&from, notification).await;
+                }
+                return;
+            }
+            for link in self.0.links_of(&from) {
+                link.notify(&from, notification.clone()).await;
+            }
+        }
+        .boxed()
+    }
+
+    fn client_capabilities(&self) -> ClientCapabilities {
+        self.0.newest_link().map(|link| link.client_capabilities()).unwrap_or_default()
+    }
+
+    fn client_tasks(&self) -> Option<serde_json::Value> {
+        self.0.newest_link().and_then(|link| link.client_tasks())
+    }
+}

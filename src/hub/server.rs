@@ -1,0 +1,368 @@
+//! The serving hub: the socket, each connection from its first line to its end, the
+//! idle exit and config reload.
+//!
+//! A connection's first line decides what it is. A control request (`hubStatus`,
+//! `hubStop`, `hub_socket::control`) is answered and the connection closed. Anything else
+//! must be the `initialize` of a bridge, naming in `params._meta` the shared upstream it
+//! wants; the connection then carries one MCP session served by a
+//! `Bridge::for_one_upstream` over that upstream, its first line included. A peer of
+//! another user is refused before anything is read.
+//!
+//! A connection ends when the bridge closes it, when the hub stops, and when the
+//! upstream it serves leaves the session it had: the upstream crashed, or a reload
+//! restarted or removed it. The bridge then reconnects as after any upstream failure,
+//! and meets the upstream's next session.
+//!
+//! The hub exits `bridge.hub.idleTimeout` after the last connection ended (or after its
+//! start, if none ever came), and on `hubStop`, SIGTERM, SIGINT or SIGHUP; it ends its
+//! upstreams and removes its socket on the way out.
+
+use std::{io::Cursor, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use rmcp::ServiceExt as _;
+use serde_json::Value;
+use tokio::{
+    io::{AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, AsyncWriteExt as _, BufReader},
+    net::{UnixListener, UnixStream},
+};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    HubUpstreams,
+    bridge_upstreams::ConnectionUpstreams,
+    router::{AttachedBridges, HubLink},
+};
+use crate::{
+    config::{self, Settings, ToolFilter, ToolMode},
+    hub_socket::{
+        HubAddress,
+        control::{self, ControlKind, HubStatus, HubUpstreamStatus},
+        launch::HubLifeLock,
+        socket,
+    },
+    oauth::SignInContext,
+    proxy::{Bridge, BridgeService, stdio},
+    upstream::{UPSTREAM_META, UpstreamSet, Upstreams},
+};
+
+/// How long a new connection may take to send its first line.
+const FIRST_LINE_LIMIT: Duration = Duration::from_secs(10);
+/// How long closing a connection's MCP session may take.
+const CLOSE_LIMIT: Duration = Duration::from_millis(300);
+
+/// Serve the shared upstreams of `settings` at `address` until idle or stopped.
+pub async fn serve(
+    address: HubAddress,
+    settings: Arc<Settings>,
+    oauth: SignInContext,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let _life = HubLifeLock::acquire(&address)?;
+    let listener =
+        socket::bind(&address).with_context(|| format!("cannot listen on `{}`", address.socket.display()))?;
+    tracing::info!(socket = %address.socket.display(), config = %settings.source.display(), "hub listening");
+    let bridges = AttachedBridges::new();
+    let config = HubUpstreams::shared_only(&settings);
+    let mut nothing_yet = (*config).clone();
+    nothing_yet.servers.clear();
+    let set = UpstreamSet::start(&nothing_yet, Arc::new(HubLink(bridges.clone())), oauth, None);
+    let hub = Arc::new(HubUpstreams::new(set.clone(), config));
+    let serving = Arc::new(Serving { address, hub, bridges, stop: stop.clone() });
+
+    tokio::spawn(exit_when_idle(serving.bridges.clone(), settings.bridge.hub.idle_timeout, stop.clone()));
+    if settings.bridge.config_reload.enabled {
+        spawn_reload(serving.hub.clone(), &settings, stop.clone());
+    }
+    accept(&listener, &serving).await;
+
+    tracing::info!("hub stopping");
+    set.shutdown().await;
+    let _ = std::fs::remove_file(&serving.address.socket);
+    tracing::info!("hub stopped");
+    Ok(())
+}
+
+/// What every connection shares.
+struct Serving {
+    address: HubAddress,
+    hub: Arc<HubUpstreams>,
+    bridges: Arc<AttachedBridges>,
+    stop: CancellationToken,
+}
+
+async fn accept(listener: &UnixListener, serving: &Arc<Serving>) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = serving.stop.cancelled() => return,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                tracing::warn!("accepting a connection failed: {error}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let peer = match socket::check_peer(&stream) {
+            Ok(peer) => peer,
+            Err(refused) => {
+                tracing::warn!("refused a connection: {refused}");
+                continue;
+            }
+        };
+        let serving = serving.clone();
+        tokio::spawn(async move { serving.connection(stream, peer.pid).await });
+    }
+}
+
+impl Serving {
+    /// One connection, from its first line to its end.
+    async fn connection(self: Arc<Self>, stream: UnixStream, pid: Option<i32>) {
+        let (read, mut write) = stream.into_split();
+        let max_bytes = self.hub.config().bridge.max_message_bytes;
+        let mut read = BufReader::new(read);
+        let Ok(Some(first)) = tokio::time::timeout(FIRST_LINE_LIMIT, first_line(&mut read, max_bytes)).await
+        else {
+            return;
+        };
+        if let Some(request) = control::parse_control(&first) {
+            let answer = match request.kind {
+                ControlKind::Status => control::answer_line(&request.id, &self.status()),
+                ControlKind::Stop => control::answer_line(&request.id, &serde_json::json!({})),
+            };
+            let _ = write.write_all(&answer).await;
+            let _ = write.shutdown().await;
+            if matches!(request.kind, ControlKind::Stop) {
+                tracing::info!("asked to stop");
+                self.stop.cancel();
+            }
+            return;
+        }
+        let Some((id, upstream)) = initialize_of(&first) else {
+            tracing::warn!("a connection began with something other than `initialize`; closed it");
+            return;
+        };
+        let Some(server) = self.hub.server(&upstream) else {
+            let error = serde_json::json!({
+                "jsonrpc": "2.0",
+                "id": id,
+                "error": { "code": -32602, "message": format!("the hub has no shared server `{upstream}`") },
+            });
+            let mut line = serde_json::to_vec(&error).unwrap_or_default();
+            line.push(b'\n');
+            let _ = write.write_all(&line).await;
+            return;
+        };
+        let input = Cursor::new(first).chain(read);
+        self.serve_bridge(server.name.as_str().into(), input, write, pid).await;
+    }
+
+    /// One bridge's MCP session with `upstream`.
+    async fn serve_bridge(
+        &self,
+        upstream: Arc<str>,
+        input: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+        output: impl tokio::io::AsyncWrite + Unpin + Send + 'static,
+        pid: Option<i32>,
+    ) {
+        let id = self.bridges.next_id();
+        let config = self.hub.config();
+        let settings = Arc::new(one_upstream_settings(&config, &upstream));
+        let set = self.hub.set.clone();
+        let view = ConnectionUpstreams::narrowed_view(&set, upstream.clone());
+        let bridge = Arc::new(Bridge::for_one_upstream(settings, upstream.clone(), |link| {
+            self.bridges.attach(id, upstream.clone(), link, pid);
+            Arc::new(ConnectionUpstreams {
+                id,
+                upstream: upstream.clone(),
+                set,
+                bridges: self.bridges.clone(),
+                hub: self.hub.clone(),
+                view,
+            })
+        }));
+        tracing::info!(upstream = %upstream, bridge_pid = ?pid, "a bridge attached");
+        let input_closed = CancellationToken::new();
+        let transport = stdio::over_streams(
+            input,
+            output,
+            config.bridge.max_message_bytes,
+            input_closed.clone(),
+            Some(bridge.clone()),
+        );
+        let end = self.stop.child_token();
+        let serve = BridgeService(bridge.clone()).serve_with_ct(transport, end.clone());
+        let service = tokio::select! {
+            service = serve => service.ok(),
+            () = input_closed.cancelled() => None,
+            () = end.cancelled() => None,
+        };
+        if let Some(mut service) = service {
+            tokio::select! {
+                () = input_closed.cancelled() => {}
+                () = end.cancelled() => {}
+                () = session_ended(&self.hub.set, &upstream) => {
+                    tracing::info!(upstream = %upstream, "its session ended; closing the bridges' connections to it");
+                }
+            }
+            bridge.shutdown().await;
+            let _ = service.close_with_timeout(CLOSE_LIMIT).await;
+        } else {
+            bridge.shutdown().await;
+        }
+        self.bridges.detach(id);
+        tracing::info!(upstream = %upstream, bridge_pid = ?pid, "a bridge detached");
+    }
+
+    fn status(&self) -> HubStatus {
+        let view = self.hub.set.view();
+        let view = view.borrow();
+        HubStatus {
+            socket: self.address.socket.clone(),
+            pid: std::process::id(),
+            config: self.address.config.clone(),
+            bridges: self.bridges.bridges(),
+            upstreams: view
+                .upstreams
+                .iter()
+                .map(|state| HubUpstreamStatus {
+                    name: state.name.to_string(),
+                    status: state.status.label().to_owned(),
+                    pid: state.pid,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The first line of a connection, newline included; `None` when the peer sends none
+/// within `max_bytes` (the rest stays buffered in `read`).
+async fn first_line(read: &mut BufReader<impl AsyncRead + Unpin>, max_bytes: usize) -> Option<Vec<u8>> {
+    let mut line = Vec::new();
+    loop {
+        let buffer = read.fill_buf().await.ok()?;
+        if buffer.is_empty() {
+            return None;
+        }
+        let (taken, complete) = match buffer.iter().position(|&byte| byte == b'\n') {
+            Some(end) => (end + 1, true),
+            None => (buffer.len(), false),
+        };
+        line.extend_from_slice(&buffer[..taken]);
+        read.consume(taken);
+        if complete {
+            return Some(line);
+        }
+        if line.len() > max_bytes {
+            return None;
+        }
+    }
+}
+
+/// The id of a bridge's `initialize` on `line`, and the upstream its `_meta` names.
+fn initialize_of(line: &[u8]) -> Option<(Value, String)> {
+    let message: Value = serde_json::from_slice(line).ok()?;
+    if message.get("method")?.as_str()? != "initialize" {
+        return None;
+    }
+    let upstream = message.pointer("/params/_meta")?.get(UPSTREAM_META)?.as_str()?.to_owned();
+    Some((message.get("id")?.clone(), upstream))
+}
+
+/// The settings of a connection's bridge: `upstream` alone, without namespaces or
+/// filters (the bridge on the other side applies its own), every kind served.
+fn one_upstream_settings(config: &Settings, upstream: &str) -> Settings {
+    let mut settings = config.clone();
+    settings.servers.retain(|server| server.name == upstream);
+    for server in &mut settings.servers {
+        server.tool_namespace = None;
+        server.prompt_namespace = None;
+        server.resource_namespace = None;
+        server.tool_filter = ToolFilter::default();
+    }
+    let bridge = &mut settings.bridge;
+    bridge.default_namespace = false;
+    bridge.tool_mode = ToolMode::All;
+    bridge.pinned_tools.clear();
+    bridge.aggregation = config::Aggregation { tools: true, resources: true, prompts: true };
+    bridge.instructions_wait = Duration::ZERO;
+    settings
+}
+
+/// Resolves once `upstream` has been ready and then left that session (crashed,
+/// restarted or removed by a reload).
+async fn session_ended(set: &UpstreamSet, upstream: &str) {
+    let mut view = set.view();
+    let mut serving = None;
+    loop {
+        {
+            let view = view.borrow_and_update();
+            let state = view.get(upstream);
+            match (serving, state) {
+                (None, Some(state)) if state.is_ready() => serving = Some(state.generation),
+                (Some(generation), Some(state)) if state.is_ready() && state.generation == generation => {}
+                (Some(_), _) => return,
+                (None, _) => {}
+            }
+        }
+        if view.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Cancel `stop` once no connection has been attached for `idle`.
+async fn exit_when_idle(bridges: Arc<AttachedBridges>, idle: Duration, stop: CancellationToken) {
+    let mut count = bridges.count();
+    loop {
+        if *count.borrow_and_update() == 0 {
+            tokio::select! {
+                () = tokio::time::sleep(idle) => {
+                    tracing::info!(seconds = idle.as_secs(), "no bridge attached for the idle timeout; exiting");
+                    stop.cancel();
+                    return;
+                }
+                changed = count.changed() => if changed.is_err() { return },
+                () = stop.cancelled() => return,
+            }
+        } else {
+            tokio::select! {
+                changed = count.changed() => if changed.is_err() { return },
+                () = stop.cancelled() => return,
+            }
+        }
+    }
+}
+
+/// Apply config edits to the shared upstreams, as a bridge applies them to its own.
+fn spawn_reload(hub: Arc<HubUpstreams>, settings: &Settings, stop: CancellationToken) {
+    let path = settings.source.clone();
+    let watch = match config::watch::watch(&path, settings.bridge.config_reload.debounce) {
+        Ok(watch) => watch,
+        Err(error) => {
+            tracing::warn!(config = %path.display(), "cannot watch the config file; edits need a hub restart: {error}");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        let mut watch = watch;
+        loop {
+            let change = tokio::select! {
+                change = watch.changes.recv() => change,
+                () = stop.cancelled() => None,
+            };
+            match change {
+                None => break,
+                Some(Ok(settings)) => {
+                    tracing::info!(config = %path.display(), "config changed; applying it to the shared servers");
+                    hub.reload(&settings).await;
+                }
+                Some(Err(error)) => {
+                    tracing::error!(config = %path.display(), "config change rejected, the running config stays:\n{error}");
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,100 @@
+//! A [`Bridge`] that serves one upstream as that server itself: the hub's session with
+//! each attached bridge.
+//!
+//! Such a bridge has one upstream and no namespaces, so names, URIs and tool objects
+//! are the upstream's own. What differs from an aggregating bridge is `initialize`: it
+//! is answered only once the upstream is up, with the upstream's own protocol version,
+//! capabilities and instructions, so that the bridge on the other side sees the server
+//! as if it ran it itself. An upstream that cannot start makes `initialize` fail with
+//! the cause, which the other side reports as its own failure to connect.
+
+use std::{sync::Arc, time::Duration};
+
+use rmcp::{
+    ErrorData,
+    model::{Implementation, InitializeRequestParams, InitializeResult},
+};
+use tokio::time::Instant;
+
+use super::{Bridge, link::DownstreamLink};
+use crate::{
+    config::Settings,
+    upstream::{Status, Upstreams},
+};
+
+/// Waited beyond the upstream's own `timeout`: its supervisor reports the timeout itself.
+const GRACE: Duration = Duration::from_secs(1);
+
+impl Bridge {
+    /// The bridge that serves `upstream` of `settings` (its only server, without
+    /// namespaces) as that server itself, over the upstreams `connect` makes.
+    pub fn for_one_upstream(
+        settings: Arc<Settings>,
+        upstream: Arc<str>,
+        connect: impl FnOnce(Arc<DownstreamLink>) -> Arc<dyn Upstreams>,
+    ) -> Bridge {
+        let mut bridge = Self::assemble(settings, None, connect);
+        bridge.serves_as = Some(upstream);
+        bridge
+    }
+
+    /// The answer to `initialize` of a bridge made by [`Bridge::for_one_upstream`]: the
+    /// upstream's own, once it is up.
+    pub(super) async fn initialize_as(
+        &self,
+        upstream: &str,
+        request: &InitializeRequestParams,
+    ) -> Result<InitializeResult, ErrorData> {
+        self.begin();
+        let timeout = self
+            .settings
+            .borrow()
+            .server(upstream)
+            .map_or(Duration::from_secs(60), |server| server.connect_timeout);
+        let deadline = Instant::now() + timeout + GRACE;
+        let mut view = self.upstreams.view();
+        loop {
+            let outcome = {
+                let view = view.borrow_and_update();
+                match view.get(upstream) {
+                    Some(state) if state.is_ready() => state.catalog.clone().map(Ok),
+                    Some(state) if state.settled => match &state.status {
+                        Status::Connecting | Status::SigningIn => None,
+                        other => Some(Err(other.error().unwrap_or("it is not connected").to_owned())),
+                    },
+                    _ => None,
+                }
+            };
+            match outcome {
+                Some(Ok(catalog)) => {
+                    let protocol_version = serde_json::from_value(catalog.protocol_version.clone().into())
+                        .unwrap_or_else(|_| request.protocol_version.clone());
+                    let mut result = InitializeResult::new(catalog.capabilities.clone())
+                        .with_server_info(Implementation::new(upstream, env!("CARGO_PKG_VERSION")))
+                        .with_protocol_version(protocol_version);
+                    result.instructions = catalog.instructions.clone();
+                    return Ok(result);
+                }
+                Some(Err(cause)) => {
+                    return Err(ErrorData::internal_error(
+                        format!("`{upstream}` did not start: {cause}"),
+                        None,
+                    ));
+                }
+                None => {}
+            }
+            tokio::select! {
+                changed = view.changed() => if changed.is_err() {
+                    return Err(ErrorData::internal_error(format!("`{upstream}` is shutting down"), None));
+                },
+                () = tokio::time::sleep_until(deadline) => {
+                    let seconds = timeout.as_secs();
+                    return Err(ErrorData::internal_error(
+                        format!("`{upstream}` did not start within {seconds} s"),
+                        None,
+                    ));
+                }
+            }
+        }
+    }
+}
