@@ -223,7 +223,7 @@ async fn a_peer_of_another_uid_is_refused() {
         assert!(!other.contains("timeout"), "the connection is closed at once: {other}");
         let log = env.wait_log("65534").await;
         let refusal = log.lines().find(|line| line.contains("65534")).expect("a log line");
-        assert!(refusal.contains(&format!("[{hub}]")) && refusal.contains("WARN"), "{refusal}");
+        assert!(refusal.contains(&format!("[{hub} hub]")) && refusal.contains("WARN"), "{refusal}");
     }
     // The hub serves on after refusing.
     assert_eq!(call_text(&session, "fx__echo", json!({"message": "still"})).await, "fx: still");

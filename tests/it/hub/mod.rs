@@ -158,6 +158,13 @@ fn proc_strings(pid: u32, file: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The processes below a bridge that are not the hub's: the first bridge starts the
+/// hub (in a session of its own), so the hub may be its child.
+pub fn bridge_processes(bridge: u32, hub: u32) -> Vec<u32> {
+    let hubs = descendants(hub);
+    descendants(bridge).into_iter().filter(|pid| *pid != hub && !hubs.contains(pid)).collect()
+}
+
 /// The command line of `pid`, arguments joined by spaces.
 pub fn command_line(pid: u32) -> String {
     proc_strings(pid, "cmdline").join(" ")

@@ -38,7 +38,7 @@ async fn several_bridges_share_one_upstream_process() {
     let hub = env.one_hub().await;
     assert!(descendants(hub).contains(&shared[0]), "the hub runs the shared upstream");
     for (session, own_pid) in sessions.iter().zip(&own) {
-        let family = descendants(session.pid);
+        let family = bridge_processes(session.pid, hub);
         assert!(!family.contains(&shared[0]), "a bridge does not run the shared upstream");
         assert!(family.contains(own_pid), "each bridge runs its own unshared upstream");
     }
@@ -103,11 +103,11 @@ async fn two_bridges_starting_at_once_start_one_hub() {
     env.finish().await;
 }
 
-/// The `node` processes below `pid` that run server-everything.
-fn everything_processes(pid: u32) -> Vec<u32> {
+/// Those of `pids` that run server-everything.
+fn everything_processes(pids: Vec<u32>) -> Vec<u32> {
     let script = peers::server_everything_js();
     let script = script.to_str().expect("UTF-8 path");
-    descendants(pid).into_iter().filter(|&child| command_line(child).contains(script)).collect()
+    pids.into_iter().filter(|&pid| command_line(pid).contains(script)).collect()
 }
 
 /// Tools by name, as JSON, sorted.
@@ -141,9 +141,9 @@ async fn server_everything_shared_lists_and_answers_as_unshared() {
         assert_eq!(text_of(&echoed), format!("Echo: {label}"));
     }
     let hub = env.one_hub().await;
-    assert_eq!(everything_processes(hub).len(), 1, "the hub runs one server-everything");
+    assert_eq!(everything_processes(descendants(hub)).len(), 1, "the hub runs one server-everything");
     for session in [&first, &second] {
-        assert!(everything_processes(session.pid).is_empty(), "a bridge runs none");
+        assert!(everything_processes(bridge_processes(session.pid, hub)).is_empty(), "a bridge runs none");
     }
     first.close().await;
     second.close().await;
