@@ -1,0 +1,122 @@
+//! A shared upstream offers each bridge what it would offer unshared: the same tools,
+//! prompts, resources and completions, and a request to a client that did not declare
+//! the capability refused; a bridge whose `--servers` leave the shared upstream out
+//! neither lists it nor starts a hub.
+
+use std::{process::Stdio, time::Duration};
+
+use rmcp::model::{GetPromptRequestParams, ReadResourceRequestParams};
+use serde_json::{Value, json};
+
+use super::*;
+
+/// Everything a session lists, as JSON (tools, prompts, resources, templates).
+async fn surface(session: &Session) -> Value {
+    let service = &session.service;
+    json!({
+        "tools": service.list_all_tools().await.expect("tools/list"),
+        "prompts": service.list_all_prompts().await.expect("prompts/list"),
+        "resources": service.list_all_resources().await.expect("resources/list"),
+        "templates": service.list_all_resource_templates().await.expect("resources/templates/list"),
+    })
+}
+
+#[tokio::test]
+async fn a_shared_fixture_offers_what_it_offers_unshared() {
+    let unshared_env = TestEnv::new();
+    unshared_env.write_config(&json!({ "mcpServers": { "fx": counted(&unshared_env, "fx", false, &[]) } }));
+    let unshared = Session::start(&unshared_env).await;
+    let expected = surface(&unshared).await;
+    unshared.close().await;
+
+    let env = HubEnv::new();
+    env.write_servers(json!({ "fx": counted(&env, "fx", true, &[]) }), 2);
+    let session = Session::start(&env).await;
+    assert_eq!(surface(&session).await, expected, "the same lists as unshared");
+    let upstream = starts(&env, "fx");
+    assert!(descendants(env.one_hub().await).contains(&upstream[0]), "the hub runs it: {upstream:?}");
+    let service = &session.service;
+    let completion =
+        service.complete_prompt_simple("fx__greet", "who", "al").await.expect("completion/complete");
+    assert_eq!(completion, ["alice", "albert"]);
+    let read =
+        service.read_resource(ReadResourceRequestParams::new("fixture://fx/items/7")).await.expect("read");
+    assert_eq!(text_contents(&read.contents[0]), ("fixture://fx/items/7", "item 7 of fx"));
+    let arguments = json!({"who": "Ada"}).as_object().cloned().unwrap_or_default();
+    let prompt = service
+        .get_prompt(GetPromptRequestParams::new("fx__greet").with_arguments(arguments))
+        .await
+        .expect("prompts/get");
+    let rendered = serde_json::to_string(&prompt.messages).expect("encode");
+    assert!(rendered.contains("Hello Ada from fx"), "{rendered}");
+    session.close().await;
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn sampling_for_a_client_that_did_not_declare_it_is_refused() {
+    let env = HubEnv::new();
+    env.write_servers(json!({ "fx": counted(&env, "fx", true, &[]) }), 2);
+    // The first bridge's client declares sampling, so the upstream is initialized with it.
+    let declaring = Session::start(&env).await;
+    assert_eq!(call_text(&declaring, "fx__echo", json!({"message": "up"})).await, "fx: up");
+    let silent =
+        Session::start_with(&env, TestClient { declare_sampling: false, ..TestClient::default() }).await;
+    let sampled = tokio::time::timeout(
+        Duration::from_secs(30),
+        silent.service.call_tool(call("fx__sample", json!({"prompt": "hello"}))),
+    )
+    .await
+    .expect("answered within 30 s")
+    .expect("call");
+    assert_eq!(sampled.is_error, Some(true), "{sampled:?}");
+    let text = text_of(&sampled);
+    assert!(text.contains("did not declare the `sampling` capability"), "{text}");
+    assert!(declaring.client.seen().sampling_requests.is_empty(), "the other bridge's client was not asked");
+    assert_eq!(starts(&env, "fx").len(), 1, "one upstream, initialized with sampling, served both");
+    silent.close().await;
+    declaring.close().await;
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn a_bridge_whose_servers_leave_out_the_shared_upstream_starts_no_hub() {
+    let env = HubEnv::new();
+    env.write_servers(
+        json!({ "fx": counted(&env, "fx", true, &[]), "own": counted(&env, "own", false, &["--tools", "echo"]) }),
+        2,
+    );
+    let mut narrowed = env
+        .command()
+        .args(["stdio", "--servers", "own"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn foxxy-bridge stdio --servers own");
+    let (stdin, stdout) = (narrowed.stdin.take().expect("stdin"), narrowed.stdout.take().expect("stdout"));
+    let mut narrowed = RawSession::over(narrowed, stdin, stdout);
+    narrowed.initialize().await;
+    narrowed.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})).await;
+    let listed = until_response(&mut narrowed, &json!(1), Duration::from_secs(20)).await;
+    let names: Vec<&str> = listed.last().expect("the response")["result"]["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(|tool| tool["name"].as_str())
+        .collect();
+    assert_eq!(names, ["own__echo"]);
+    assert!(env.hub_pids().is_empty() && env.sockets().is_empty(), "no hub for a bridge that needs none");
+    assert!(starts(&env, "fx").is_empty());
+
+    // A bridge with every server uses the hub; the narrowed one still sees none of it.
+    let full = Session::start(&env).await;
+    assert!(tool_names(&full).await.contains(&"fx__echo".to_owned()));
+    env.one_hub().await;
+    narrowed.send(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})).await;
+    let listed = until_response(&mut narrowed, &json!(2), Duration::from_secs(20)).await;
+    assert_eq!(listed.last().expect("the response")["result"]["tools"].as_array().map(Vec::len), Some(1));
+    full.close().await;
+    drop(narrowed);
+    env.finish().await;
+}
