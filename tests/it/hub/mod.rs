@@ -10,6 +10,7 @@
 //! test panics) kills whatever is left of them and of their upstreams.
 
 mod config;
+mod departures;
 mod features;
 mod lifetime;
 mod routing;

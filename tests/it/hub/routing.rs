@@ -1,7 +1,7 @@
 //! What a shared upstream sends back reaches only the bridge it belongs to: progress of
 //! a call goes to its caller even when two bridges use the same progress token and
-//! request id, a cancellation ends only the caller's call, and sampling and roots
-//! requests are answered by the client of the bridge whose call is in flight.
+//! request id, a cancellation ends only the caller's call, and sampling, roots and
+//! elicitation requests are answered by the client of the bridge whose call is in flight.
 
 use std::time::Duration;
 
@@ -133,6 +133,12 @@ async fn sampling_and_roots_go_to_the_callers_client() {
     let sampled = call_text(&second, "fx__sample", json!({"prompt": "hello"})).await;
     assert_eq!(sampled, "fx: sampled: sampled-by-second");
     assert_eq!(asked(&first).0, asked_before.0.0 + 1, "the first client sampled only once");
+
+    let elicitations = |session: &Session| session.client.seen().elicitations;
+    let elicited_before = (elicitations(&first), elicitations(&second));
+    let elicited = call_text(&second, "fx__elicit", json!({"message": "answer?"})).await;
+    assert_eq!(elicited, r#"fx: elicited: accept {"answer":"42"}"#);
+    assert_eq!((elicitations(&first), elicitations(&second)), (elicited_before.0, elicited_before.1 + 1));
     first.close().await;
     second.close().await;
     env.finish().await;

@@ -1,0 +1,115 @@
+//! Processes that go away under a running hub: a shared upstream that crashes fails the
+//! calls in flight on it and is restarted once for every bridge, by the same hub; a
+//! bridge killed mid-call, even the one that started the hub, leaves the hub serving
+//! the others.
+
+use std::time::Duration;
+
+use rmcp::model::{CallToolRequest, ClientRequest};
+use rmcp::service::PeerRequestOptions;
+use serde_json::json;
+
+use super::*;
+
+/// Call `fx__pid` until it succeeds (bounded): the upstream may be restarting.
+async fn pid_when_back(env: &HubEnv, session: &Session) -> u32 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let result = session.service.call_tool(call("fx__pid", json!({}))).await;
+        match result {
+            Ok(result) if result.is_error != Some(true) => {
+                return text_of(&result).parse().expect("a pid");
+            }
+            other => assert!(
+                tokio::time::Instant::now() < deadline,
+                "fx__pid still fails 20 s on: {other:?}\nlog:\n{}",
+                env.log()
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_crashed_shared_upstream_is_restarted_once_for_every_bridge() {
+    let env = HubEnv::new();
+    let events = env.path("fx.events");
+    env.write_servers(json!({ "fx": counted(&env, "fx", true, &["--events-file", text_path(&events)]) }), 2);
+    let sessions = vec![Session::start(&env).await, Session::start(&env).await];
+    let first_upstream = pid_of(&sessions[0], "fx").await;
+    assert_eq!(pid_of(&sessions[1], "fx").await, first_upstream);
+    let hub = env.one_hub().await;
+
+    let in_flight: Vec<_> = sessions
+        .iter()
+        .map(|session| {
+            let peer = session.service.peer().clone();
+            tokio::spawn(async move { peer.call_tool(call("fx__sleep", json!({"ms": 60_000}))).await })
+        })
+        .collect();
+    let sleeping = || std::fs::read_to_string(&events).unwrap_or_default().matches("sleeping").count();
+    wait_until(Duration::from_secs(10), || sleeping() == 2).await;
+    kill(first_upstream, libc::SIGKILL);
+    for (bridge, call) in in_flight.into_iter().enumerate() {
+        let answer = tokio::time::timeout(Duration::from_secs(10), call)
+            .await
+            .unwrap_or_else(|_| panic!("bridge {bridge}: the in-flight call hangs after the crash"))
+            .expect("join");
+        let text = match answer {
+            Err(error) => error.to_string(),
+            Ok(result) => {
+                assert_eq!(result.is_error, Some(true), "bridge {bridge}: {result:?}");
+                text_of(&result)
+            }
+        };
+        assert!(text.contains("`fx`"), "bridge {bridge}: the error names the upstream: {text}");
+    }
+
+    let restarted = pid_when_back(&env, &sessions[0]).await;
+    assert_eq!(pid_when_back(&env, &sessions[1]).await, restarted, "one restarted upstream for both");
+    assert_eq!(starts(&env, "fx"), vec![first_upstream, restarted], "restarted once, not per bridge");
+    assert_eq!(env.one_hub().await, hub, "by the same hub");
+    for session in sessions {
+        session.close().await;
+    }
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn a_bridge_killed_mid_call_leaves_the_hub_serving_the_others() {
+    let env = HubEnv::new();
+    let events = env.path("fx.events");
+    env.write_servers(json!({ "fx": counted(&env, "fx", true, &["--events-file", text_path(&events)]) }), 2);
+    // The first bridge starts the hub, the second attaches to it.
+    let starter = Session::start(&env).await;
+    let upstream = pid_of(&starter, "fx").await;
+    let hub = env.one_hub().await;
+    let other = Session::start(&env).await;
+    assert_eq!(pid_of(&other, "fx").await, upstream);
+
+    let slow = ClientRequest::CallToolRequest(CallToolRequest::new(call(
+        "fx__slow",
+        json!({"steps": 100, "step_ms": 100}),
+    )));
+    let _handle =
+        starter.service.send_cancellable_request(slow, PeerRequestOptions::no_options()).await.expect("send");
+    starter.wait_seen(Duration::from_secs(10), |seen| !seen.progress.is_empty()).await;
+    kill(starter.pid, libc::SIGKILL);
+
+    assert_eq!(env.one_hub().await, hub, "the hub outlives the bridge that started it");
+    assert!(alive(upstream), "and so does its upstream");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = env.status().await;
+        if status.len() == 1 && status[0]["bridges"] == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the killed bridge is still counted: {status:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(call_text(&other, "fx__echo", json!({"message": "still"})).await, "fx: still");
+    assert_eq!(pid_of(&other, "fx").await, upstream);
+    other.close().await;
+    drop(starter);
+    env.finish().await;
+}
