@@ -228,3 +228,66 @@ impl ClientLink for HubLink {
         self.0.newest_link().and_then(|link| link.client_tasks())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::Catalog;
+
+    fn link() -> Arc<DownstreamLink> {
+        let (_, catalog) = watch::channel(Arc::new(Catalog::default()));
+        Arc::new(DownstreamLink::new(catalog))
+    }
+
+    fn token(value: i64) -> ProgressToken {
+        ProgressToken(NumberOrString::Number(value))
+    }
+
+    #[test]
+    fn a_request_goes_to_the_newest_caller_in_flight_else_the_newest_connection() {
+        let bridges = AttachedBridges::new();
+        let (first, second, other) = (link(), link(), link());
+        bridges.attach(1, "fx".into(), first.clone(), Some(100));
+        bridges.attach(2, "fx".into(), second.clone(), Some(200));
+        bridges.attach(3, "ev".into(), other.clone(), Some(200));
+        let chosen = |upstream| bridges.link_for_request(upstream).expect("a connection of the upstream");
+        assert!(Arc::ptr_eq(&chosen("fx"), &second), "none in flight: the newest connection");
+        let (first_call, _) = bridges.begin_request(1, None);
+        assert!(Arc::ptr_eq(&chosen("fx"), &first), "the one connection with a request in flight");
+        let (second_call, _) = bridges.begin_request(2, None);
+        assert!(Arc::ptr_eq(&chosen("fx"), &second), "the most recent request in flight");
+        drop(second_call);
+        assert!(Arc::ptr_eq(&chosen("fx"), &first), "the request still in flight");
+        drop(first_call);
+        assert!(Arc::ptr_eq(&chosen("ev"), &other), "another upstream's own connection");
+        assert!(bridges.link_for_request("none").is_none());
+        assert_eq!(bridges.bridges(), 2, "two processes, three connections");
+        bridges.detach(2);
+        assert!(Arc::ptr_eq(&chosen("fx"), &first));
+        assert_eq!(*bridges.count().borrow(), 2);
+    }
+
+    #[test]
+    fn equal_progress_tokens_of_two_connections_stay_apart_until_their_requests_end() {
+        let bridges = AttachedBridges::new();
+        bridges.attach(1, "fx".into(), link(), Some(100));
+        bridges.attach(2, "fx".into(), link(), Some(200));
+        let (first_call, first_token) = bridges.begin_request(1, Some(token(1)));
+        let (second_call, second_token) = bridges.begin_request(2, Some(token(1)));
+        let (first_token, second_token) = (first_token.expect("a token"), second_token.expect("a token"));
+        assert_ne!(first_token, second_token);
+        let owner = |unique: &ProgressToken| {
+            let NumberOrString::String(unique) = &unique.0 else { panic!("a string token") };
+            bridges.progress.lock_unpoisoned().get(unique.as_ref()).cloned()
+        };
+        assert_eq!(owner(&first_token), Some((1, token(1))));
+        assert_eq!(owner(&second_token), Some((2, token(1))));
+        drop(first_call);
+        assert_eq!(owner(&first_token), None, "forgotten with its request");
+        bridges.detach(2);
+        assert_eq!(owner(&second_token), None, "forgotten with its connection");
+        drop(second_call);
+        let (_, none) = bridges.begin_request(1, None);
+        assert!(none.is_none(), "no token where the caller gave none");
+    }
+}

@@ -144,7 +144,11 @@ impl Serving {
             tracing::warn!("a connection began with something other than `initialize`; closed it");
             return;
         };
-        let Some(server) = self.hub.server(&upstream) else {
+        let server = match self.hub.server(&upstream) {
+            Some(server) => Some(server),
+            None => self.reread_for(&upstream).await,
+        };
+        let Some(server) = server else {
             let error = serde_json::json!({
                 "jsonrpc": "2.0",
                 "id": id,
@@ -214,6 +218,20 @@ impl Serving {
         }
         self.bridges.detach(id);
         tracing::info!(upstream = %upstream, bridge_pid = ?pid, "a bridge detached");
+    }
+
+    /// A bridge wants a shared upstream this hub does not know: the config file may
+    /// have gained it a moment ago, before the hub's own reload. Read it again now.
+    async fn reread_for(&self, upstream: &str) -> Option<crate::config::ServerSettings> {
+        let path = self.hub.config().source.clone();
+        match config::load(&path) {
+            Ok(settings) if settings.server(upstream).is_some_and(|server| server.shared) => {
+                tracing::info!(upstream = %upstream, "a bridge wants a shared server the config gained; applying the config");
+                self.hub.reload(&settings).await;
+                self.hub.server(upstream)
+            }
+            _ => None,
+        }
     }
 
     fn status(&self) -> HubStatus {

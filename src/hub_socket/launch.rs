@@ -46,7 +46,7 @@ pub async fn connect_or_start(address: &HubAddress, exe: &Path, wait: Duration) 
     }
     let deadline = Instant::now() + wait;
     socket::ensure_run_dir(socket::run_dir(&address.socket)?)?;
-    let start_lock = lock_start(address, wait).await?;
+    let start_lock = lock_start(address, deadline.saturating_duration_since(Instant::now())).await?;
     if let Ok(stream) = connect(&address.socket).await {
         return Ok(stream);
     }
@@ -60,7 +60,7 @@ pub async fn connect_or_start(address: &HubAddress, exe: &Path, wait: Duration) 
         }
         let now = Instant::now();
         if now >= deadline {
-            break Err(did_not_start(address, wait, "did not start"));
+            break Err(did_not_start(address, &format!("did not start within {} s", wait.as_secs_f64())));
         }
         tokio::select! {
             () = tokio::time::sleep(pause.min(deadline - now)) => {}
@@ -73,7 +73,7 @@ pub async fn connect_or_start(address: &HubAddress, exe: &Path, wait: Duration) 
                     Ok(Ok(status)) => format!("exited ({status}) before accepting"),
                     _ => "exited before accepting".to_owned(),
                 };
-                break Err(did_not_start(address, wait, &how));
+                break Err(did_not_start(address, &how));
             }
         }
         pause = (pause * 2).min(CONNECT_POLL_MAX);
@@ -82,13 +82,12 @@ pub async fn connect_or_start(address: &HubAddress, exe: &Path, wait: Duration) 
     result
 }
 
-fn did_not_start(address: &HubAddress, wait: Duration, how: &str) -> io::Error {
+fn did_not_start(address: &HubAddress, how: &str) -> io::Error {
     io::Error::new(
         io::ErrorKind::TimedOut,
         format!(
-            "the hub for `{}` {how} within {} s; see its lines (tagged `hub`) in the log file in `{}`",
+            "the hub for `{}` {how}; see its lines (tagged `hub`) in the log file in `{}`",
             address.config.display(),
-            wait.as_secs_f64(),
             address.log_dir.display()
         ),
     )
@@ -125,7 +124,7 @@ fn spawn_hub(
     let mut child = command.spawn().map_err(|error| {
         io::Error::new(error.kind(), format!("cannot start the hub `{}`: {error}", exe.display()))
     })?;
-    tracing::info!(hub = %address.id, pid = child.id(), config = %address.config.display(), "started a hub");
+    tracing::info!(hub_id = %address.id, pid = child.id(), config = %address.config.display(), "started a hub");
     let (sender, receiver) = oneshot::channel();
     tokio::spawn(async move {
         let _ = sender.send(child.wait().await);

@@ -39,10 +39,26 @@ pub fn bind(address: &HubAddress) -> io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Connect to the hub's socket at `path`.
+/// Connect to the hub's socket at `path`, making sure that the process listening there
+/// runs as this user: bridges send it their requests and their clients' answers.
 pub async fn connect(path: &Path) -> io::Result<UnixStream> {
     check_socket_path(path)?;
-    UnixStream::connect(path).await.map_err(|error| with_path("cannot connect to", path, error))
+    let stream =
+        UnixStream::connect(path).await.map_err(|error| with_path("cannot connect to", path, error))?;
+    match check_peer(&stream) {
+        Ok(_) => Ok(stream),
+        Err(PeerRefused::OtherUser { uid, pid, own_uid }) => Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "`{}` is served by uid {uid} (pid {}), not by this user (uid {own_uid})",
+                path.display(),
+                describe_pid(pid)
+            ),
+        )),
+        Err(PeerRefused::Unknown(error)) => {
+            Err(with_path("cannot read the peer credentials of", path, error))
+        }
+    }
 }
 
 /// Whether `error` from [`connect`] means that no hub listens there (no socket file, or

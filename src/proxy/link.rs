@@ -42,11 +42,24 @@ pub struct DownstreamLink {
     peer: OnceLock<Peer<RoleServer>>,
     catalog: watch::Receiver<Arc<Catalog>>,
     requests: UpstreamRequests,
+    /// Set when the bridge serves one upstream as that server itself: log messages keep
+    /// their `logger` (the bridge on the other side names the upstream).
+    as_upstream: std::sync::atomic::AtomicBool,
 }
 
 impl DownstreamLink {
     pub fn new(catalog: watch::Receiver<Arc<Catalog>>) -> Self {
-        Self { peer: OnceLock::new(), catalog, requests: UpstreamRequests::default() }
+        Self {
+            peer: OnceLock::new(),
+            catalog,
+            requests: UpstreamRequests::default(),
+            as_upstream: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Relay log messages as the one upstream wrote them (`Bridge::for_one_upstream`).
+    pub fn serve_as_upstream(&self) {
+        self.as_upstream.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn set_peer(&self, peer: Peer<RoleServer>) {
@@ -243,7 +256,9 @@ impl ClientLink for DownstreamLink {
                 }
             }
             #[allow(deprecated)]
-            ServerNotification::LoggingMessageNotification(log) => {
+            ServerNotification::LoggingMessageNotification(log)
+                if !self.as_upstream.load(std::sync::atomic::Ordering::Relaxed) =>
+            {
                 log.params.logger = Some(match log.params.logger.take() {
                     Some(logger) => format!("{from}/{logger}"),
                     None => from.to_owned(),

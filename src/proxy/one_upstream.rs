@@ -34,6 +34,7 @@ impl Bridge {
         connect: impl FnOnce(Arc<DownstreamLink>) -> Arc<dyn Upstreams>,
     ) -> Bridge {
         let mut bridge = Self::assemble(settings, None, connect);
+        bridge.link.serve_as_upstream();
         bridge.serves_as = Some(upstream);
         bridge
     }

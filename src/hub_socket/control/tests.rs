@@ -1,3 +1,6 @@
+//! Tests of the control requests: telling them from other first lines, their answer
+//! lines, and the client side against stand-in hubs.
+
 use std::{path::PathBuf, time::Duration};
 
 use serde_json::{Value, json};

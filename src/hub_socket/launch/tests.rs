@@ -181,3 +181,22 @@ fn one_hub_at_a_time_holds_the_life_lock() {
     let mode = std::fs::metadata(&setup.address.lock).expect("lock file").permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
 }
+
+#[tokio::test]
+async fn a_start_lock_held_past_the_wait_is_an_error() {
+    use fs2::FileExt;
+    let setup = setup();
+    std::fs::create_dir_all(setup.address.start_lock.parent().expect("run dir")).expect("run dir");
+    std::fs::set_permissions(
+        setup.address.start_lock.parent().expect("run dir"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .expect("chmod");
+    let held = std::fs::File::create(&setup.address.start_lock).expect("lock file");
+    held.lock_exclusive().expect("hold the start lock");
+    let exe = setup.exe("exit 0");
+    let error = connect_or_start(&setup.address, &exe, Duration::from_millis(200)).await.expect_err("locked");
+    assert_eq!(error.kind(), std::io::ErrorKind::TimedOut);
+    assert!(error.to_string().contains("another bridge held"), "{error}");
+    assert_eq!(kill_running(&setup), 0, "started a hub without the lock");
+}

@@ -1,3 +1,6 @@
+//! Tests of the hub socket: the private run directory, stale and over-long socket paths,
+//! and the peer uid check.
+
 use std::{
     os::unix::fs::{PermissionsExt, symlink},
     path::Path,
