@@ -1,6 +1,7 @@
-//! The hub's life: killed, it fails the calls in flight once each and the bridges start
-//! a new one; idle, it exits with its upstreams and removes its socket; and it serves
-//! only peers of its own uid, behind a 0700 directory and a 0600 socket.
+//! The hub's life: killed, it fails the calls in flight once each, the bridges start a
+//! new one, and no process of its outlives it; idle, it exits with its upstreams' process
+//! groups and removes its socket; and it serves only peers of its own uid, behind a 0700
+//! directory and a 0600 socket.
 
 use std::{collections::HashMap, os::unix::fs::PermissionsExt, time::Duration};
 
@@ -117,13 +118,43 @@ async fn a_killed_hub_fails_in_flight_calls_once_and_is_replaced() {
     env.finish().await;
 }
 
+/// Wait until the upstream (pid `upstream`) has its `sleep 300` grandchild, and return
+/// every process below the hub.
+async fn hub_family(hub: u32, upstream: u32) -> Vec<u32> {
+    let is_sleep = |pid: &u32| command_line(*pid).starts_with("sleep");
+    wait_until(Duration::from_secs(5), || descendants(upstream).iter().any(is_sleep)).await;
+    descendants(hub)
+}
+
 #[tokio::test]
-async fn the_hub_exits_when_idle() {
+async fn a_killed_hub_leaves_no_process_behind() {
     let env = HubEnv::new();
-    env.write_servers(json!({ "fx": counted(&env, "fx", true, &[]) }), 1);
+    env.write_servers(json!({ "fx": counted(&env, "fx", true, &["--spawn-grandchild"]) }), 2);
     let session = Session::start(&env).await;
     let upstream = pid_of(&session, "fx").await;
     let hub = env.one_hub().await;
+    let family = hub_family(hub, upstream).await;
+    kill(hub, libc::SIGKILL);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let survivors = || family.iter().copied().filter(|&pid| alive(pid)).collect::<Vec<_>>();
+    while !survivors().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left: Vec<String> =
+        survivors().into_iter().map(|pid| format!("{pid} {}", command_line(pid))).collect();
+    assert!(left.is_empty(), "outlived the hub: {left:?}");
+    session.close().await;
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn the_hub_exits_when_idle() {
+    let env = HubEnv::new();
+    env.write_servers(json!({ "fx": counted(&env, "fx", true, &["--spawn-grandchild"]) }), 1);
+    let session = Session::start(&env).await;
+    let upstream = pid_of(&session, "fx").await;
+    let hub = env.one_hub().await;
+    let family = hub_family(hub, upstream).await;
     let sockets = env.sockets();
     assert_eq!(sockets.len(), 1, "{sockets:?}");
 
@@ -137,7 +168,10 @@ async fn the_hub_exits_when_idle() {
 
     session.close().await;
     let detached = std::time::Instant::now();
-    wait_until(Duration::from_secs(10), || !alive(hub) && !alive(upstream) && !sockets[0].exists()).await;
+    wait_until(Duration::from_secs(10), || {
+        !alive(hub) && family.iter().all(|&pid| !alive(pid)) && !sockets[0].exists()
+    })
+    .await;
     eprintln!("hub gone {:?} after its last bridge detached (idleTimeout 1 s)", detached.elapsed());
     assert!(env.hub_pids().is_empty());
     assert_eq!(starts(&env, "fx").len(), 1);
