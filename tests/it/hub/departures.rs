@@ -1,7 +1,8 @@
 //! Processes that go away under a running hub: a shared upstream that crashes fails the
 //! calls in flight on it and is restarted once for every bridge, by the same hub; a
 //! bridge killed mid-call, even the one that started the hub, leaves the hub serving
-//! the others.
+//! the others; a hub stopped by `hub stop` fails the calls in flight, ends its upstreams,
+//! and the bridges start a new one.
 
 use std::time::Duration;
 
@@ -111,5 +112,54 @@ async fn a_bridge_killed_mid_call_leaves_the_hub_serving_the_others() {
     assert_eq!(pid_of(&other, "fx").await, upstream);
     other.close().await;
     drop(starter);
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn hub_stop_fails_calls_in_flight_and_the_bridges_start_a_new_hub() {
+    let env = HubEnv::new();
+    let events = env.path("fx.events");
+    let args = ["--events-file", text_path(&events), "--spawn-grandchild"];
+    env.write_servers(json!({ "fx": counted(&env, "fx", true, &args) }), 2);
+    let sessions = vec![Session::start(&env).await, Session::start(&env).await];
+    let upstream = pid_of(&sessions[0], "fx").await;
+    assert_eq!(pid_of(&sessions[1], "fx").await, upstream);
+    let hub = env.one_hub().await;
+    let family = descendants(hub);
+    let socket = env.sockets().pop().expect("the hub's socket");
+
+    let peer = sessions[0].service.peer().clone();
+    let in_flight =
+        tokio::spawn(async move { peer.call_tool(call("fx__sleep", json!({"ms": 60_000}))).await });
+    wait_until(Duration::from_secs(10), || {
+        std::fs::read_to_string(&events).unwrap_or_default().contains("sleeping")
+    })
+    .await;
+    let stopped = env.run(&["hub", "stop"]).await;
+    assert_eq!(stopped.code, Some(0), "{stopped:?}");
+    let answer = tokio::time::timeout(Duration::from_secs(10), in_flight)
+        .await
+        .expect("the in-flight call is answered once the hub stops")
+        .expect("join");
+    let text = match answer {
+        Err(error) => error.to_string(),
+        Ok(result) => {
+            assert_eq!(result.is_error, Some(true), "{result:?}");
+            text_of(&result)
+        }
+    };
+    assert!(text.contains("`fx`"), "the error names the upstream: {text}");
+    wait_until(Duration::from_secs(10), || {
+        !alive(hub) && family.iter().all(|&pid| !alive(pid)) && !socket.exists()
+    })
+    .await;
+
+    let restarted = pid_when_back(&env, &sessions[0]).await;
+    assert_eq!(pid_when_back(&env, &sessions[1]).await, restarted);
+    assert_ne!(restarted, upstream);
+    assert_ne!(env.one_hub().await, hub, "a new hub");
+    for session in sessions {
+        session.close().await;
+    }
     env.finish().await;
 }

@@ -14,6 +14,7 @@ mod departures;
 mod features;
 mod lifetime;
 mod routing;
+mod serve;
 mod sharing;
 
 use std::{
