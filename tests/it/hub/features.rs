@@ -1,7 +1,8 @@
 //! A shared upstream offers each bridge what it would offer unshared: the same tools,
 //! prompts, resources and completions, and a request to a client that did not declare
-//! the capability refused; a bridge whose `--servers` leave the shared upstream out
-//! neither lists it nor starts a hub.
+//! the capability refused, a list change announced to every bridge, and the cause when
+//! it cannot start; a bridge whose `--servers` leave the shared upstream out neither
+//! lists it nor starts a hub.
 
 use std::{process::Stdio, time::Duration};
 
@@ -118,5 +119,52 @@ async fn a_bridge_whose_servers_leave_out_the_shared_upstream_starts_no_hub() {
     assert_eq!(listed.last().expect("the response")["result"]["tools"].as_array().map(Vec::len), Some(1));
     full.close().await;
     drop(narrowed);
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn a_list_change_of_a_shared_upstream_reaches_every_bridge() {
+    let env = HubEnv::new();
+    env.write_servers(json!({ "fx": counted(&env, "fx", true, &[]) }), 2);
+    let first = Session::start(&env).await;
+    let second = Session::start(&env).await;
+    for session in [&first, &second] {
+        assert!(!tool_names(session).await.contains(&"fx__dynamic_tool".to_owned()));
+    }
+    let baseline = second.client.seen().tools_changed;
+    assert_eq!(call_text(&first, "fx__change_tools", json!({})).await, "changed");
+    second.wait_seen(Duration::from_secs(5), |seen| seen.tools_changed > baseline).await;
+    for session in [&first, &second] {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !tool_names(session).await.contains(&"fx__dynamic_tool".to_owned()) {
+            assert!(tokio::time::Instant::now() < deadline, "fx__dynamic_tool never listed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert_eq!(call_text(&second, "fx__dynamic_tool", json!({"message": "new"})).await, "fx: new");
+    assert_eq!(starts(&env, "fx").len(), 1, "one upstream changed for both");
+    first.close().await;
+    second.close().await;
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn a_shared_upstream_that_cannot_start_reports_its_cause() {
+    let env = HubEnv::new();
+    env.write_servers(
+        json!({ "fx": counted(&env, "fx", true, &["--exit-immediately"]), "own": counted(&env, "own", false, &[]) }),
+        2,
+    );
+    let output = env.run(&["tools", "--json"]).await;
+    assert_eq!(output.code, Some(1), "not every upstream is ready: {output:?}");
+    let listed: Value = serde_json::from_str(&output.stdout).expect("tools --json is JSON");
+    let upstreams = listed["upstreams"].as_array().expect("upstreams");
+    let fx = upstreams.iter().find(|upstream| upstream["name"] == "fx").expect("fx listed");
+    assert_eq!(fx["transport"], "shared", "{fx}");
+    assert_ne!(fx["status"], "ready", "{fx}");
+    let error = fx["error"].as_str().unwrap_or_default();
+    assert!(error.contains("fixture crashing on purpose"), "the cause, from the hub: {fx}");
+    let own = upstreams.iter().find(|upstream| upstream["name"] == "own").expect("own listed");
+    assert_eq!(own["status"], "ready", "the others serve on: {own}");
     env.finish().await;
 }
