@@ -16,6 +16,7 @@ mod lifetime;
 mod routing;
 mod serve;
 mod sharing;
+mod timeouts;
 
 use std::{
     ops::Deref,
