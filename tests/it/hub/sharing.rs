@@ -1,6 +1,7 @@
 //! One instance of a shared upstream for every bridge of a config: the same process
-//! answers them all, their calls do not cross, racing bridges start one hub, and a
-//! shared server lists and answers as it would unshared.
+//! answers them all, their calls do not cross, racing bridges start one hub, a bridge
+//! attaching to a running hub waits for no start, and a shared server lists and answers
+//! as it would unshared.
 
 use std::time::Duration;
 
@@ -178,5 +179,29 @@ async fn tools_shows_shared_as_the_transport_of_a_shared_upstream() {
     let upstream_rows: Vec<Vec<&str>> = rows.filter(|cells| cells.get(1) == Some(&"fx")).collect();
     assert_eq!(upstream_rows.len(), 1, "{}", table.stdout);
     assert_eq!(upstream_rows[0].get(2), Some(&"shared"), "{}", table.stdout);
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn a_bridge_attaching_to_a_running_hub_does_not_wait_for_a_start() {
+    let env = HubEnv::new();
+    // A start takes 3 s: a bridge that waited for one would show it.
+    env.write_servers(json!({ "fx": counted(&env, "fx", true, &["--start-delay-ms", "3000"]) }), 2);
+    let first = Session::start(&env).await;
+    assert!(tool_names(&first).await.contains(&"fx__echo".to_owned()));
+
+    let started = std::time::Instant::now();
+    let second = Session::start(&env).await;
+    let initialized = started.elapsed();
+    let names = tool_names(&second).await;
+    let listed = started.elapsed();
+    assert!(names.contains(&"fx__echo".to_owned()), "{names:?}");
+    assert!(listed < Duration::from_secs(2), "the first complete tools/list took {listed:?}");
+    eprintln!(
+        "attaching bridge: initialize answered after {initialized:?}, first complete tools/list after {listed:?}"
+    );
+    assert_eq!(starts(&env, "fx").len(), 1);
+    first.close().await;
+    second.close().await;
     env.finish().await;
 }

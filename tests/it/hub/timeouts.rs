@@ -30,10 +30,7 @@ async fn a_request_timeout_cancels_through_the_hub_while_progress_extends_it() {
     assert!(started.elapsed() < Duration::from_secs(4), "timed out after ~1 s: {:?}", started.elapsed());
     assert_eq!(result.is_error, Some(true), "{result:?}");
     let message = text_of(&result);
-    assert!(
-        message.contains("upstream `fx`") && message.contains("1 s"),
-        "{message}"
-    );
+    assert!(message.contains("upstream `fx`") && message.contains("1 s"), "{message}");
     wait_until(Duration::from_secs(5), || {
         std::fs::read_to_string(&events).unwrap_or_default().contains("cancelled sleep")
     })
