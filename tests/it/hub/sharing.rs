@@ -1,7 +1,7 @@
 //! One instance of a shared upstream for every bridge of a config: the same process
 //! answers them all, their calls do not cross, racing bridges start one hub, a bridge
-//! attaching to a running hub waits for no start, and a shared server lists and answers
-//! as it would unshared.
+//! attaching to a running hub waits for no start, a shared remote upstream has no pid,
+//! and a shared server lists and answers as it would unshared.
 
 use std::time::Duration;
 
@@ -204,4 +204,34 @@ async fn a_bridge_attaching_to_a_running_hub_does_not_wait_for_a_start() {
     first.close().await;
     second.close().await;
     env.finish().await;
+}
+
+#[tokio::test]
+async fn a_shared_remote_upstream_serves_every_bridge_with_no_pid() {
+    let server = crate::remote::HttpFixture::start(0, &["--name", "web"]).await;
+    let env = HubEnv::new();
+    env.write_servers(json!({ "web": { "url": server.url(), "shared": true } }), 2);
+    let sessions = vec![Session::start(&env).await, Session::start(&env).await];
+    for (index, session) in sessions.iter().enumerate() {
+        let message = format!("bridge {index}");
+        assert_eq!(
+            call_text(session, "web__echo", json!({ "message": message })).await,
+            format!("web: {message}")
+        );
+    }
+    let hub = env.one_hub().await;
+    let status = env.status().await;
+    assert_eq!(status.len(), 1, "{status:?}");
+    assert_eq!(status[0]["pid"], json!(hub), "{status:?}");
+    assert_eq!(status[0]["bridges"], json!(2), "{status:?}");
+    assert_eq!(
+        status[0]["upstreams"],
+        json!([{ "name": "web", "status": "ready", "pid": null }]),
+        "{status:?}"
+    );
+    for session in sessions {
+        session.close().await;
+    }
+    env.finish().await;
+    server.stop().await;
 }
