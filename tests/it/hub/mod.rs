@@ -1,9 +1,14 @@
 //! Shared upstreams (`"shared": true`) through the real binary: every `foxxy-bridge stdio`
 //! of one config uses the one instance of a shared upstream that the hub
-//! (`foxxy-bridge hub serve`, started by the first bridge) runs. Calls, progress,
-//! cancellation and server→client requests reach only the bridge they belong to; the hub
-//! exits when idle, is replaced when killed, is started once by racing bridges, and
-//! refuses peers of another uid.
+//! (`foxxy-bridge hub serve`, started by the first bridge) runs.
+//!
+//! `sharing.rs`: one upstream process for many bridges, racing bridges, server-everything
+//! and a remote upstream shared. `features.rs`: what a bridge sees is what it would see
+//! unshared. `routing.rs`: progress, cancellation and server→client requests reach only
+//! their bridge. `timeouts.rs`: `requestTimeout` through the hub. `departures.rs`: an
+//! upstream crash, a killed bridge, `hub stop`. `lifetime.rs`: a killed hub, idle exit,
+//! another uid refused. `serve.rs`: `hub serve` by hand. `config.rs`: a hub per config
+//! file, config edits.
 //!
 //! The hub outlives the bridges by design, so every test here ends with no hub of its
 //! state root left: [`HubEnv::finish`] stops them, and dropping a [`HubEnv`] (also when a
