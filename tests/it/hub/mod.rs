@@ -5,10 +5,10 @@
 //! `sharing.rs`: one upstream process for many bridges, racing bridges, server-everything
 //! and a remote upstream shared. `features.rs`: what a bridge sees is what it would see
 //! unshared. `routing.rs`: progress, cancellation and server→client requests reach only
-//! their bridge. `timeouts.rs`: `requestTimeout` through the hub. `departures.rs`: an
-//! upstream crash, a killed bridge, `hub stop`. `lifetime.rs`: a killed hub, idle exit,
-//! another uid refused. `serve.rs`: `hub serve` by hand. `config.rs`: a hub per config
-//! file, config edits.
+//! their bridge. `limits.rs`: `requestTimeout` and `maxMessageBytes` through the hub.
+//! `departures.rs`: an upstream crash, a killed bridge, `hub stop`. `lifetime.rs`: a
+//! killed hub, idle exit, another uid refused. `serve.rs`: `hub serve` by hand.
+//! `config.rs`: a hub per config file, config edits.
 //!
 //! The hub outlives the bridges by design, so every test here ends with no hub of its
 //! state root left: [`HubEnv::finish`] stops them, and dropping a [`HubEnv`] (also when a
@@ -18,10 +18,10 @@ mod config;
 mod departures;
 mod features;
 mod lifetime;
+mod limits;
 mod routing;
 mod serve;
 mod sharing;
-mod timeouts;
 
 use std::{
     ops::Deref,
