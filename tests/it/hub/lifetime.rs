@@ -1,7 +1,7 @@
 //! The hub's life: killed, it fails the calls in flight once each, the bridges start a
 //! new one, and no process of its outlives it; idle, it exits with its upstreams' process
-//! groups and removes its socket; and it serves only peers of its own uid, behind a 0700
-//! directory and a 0600 socket.
+//! groups and removes its socket, unless a bridge attaches first; and it serves only
+//! peers of its own uid, behind a 0700 directory and a 0600 socket.
 
 use std::{collections::HashMap, os::unix::fs::PermissionsExt, time::Duration};
 
@@ -263,5 +263,30 @@ async fn a_peer_of_another_uid_is_refused() {
     assert_eq!(call_text(&session, "fx__echo", json!({"message": "still"})).await, "fx: still");
     assert!(alive(hub));
     session.close().await;
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn a_bridge_attaching_during_the_idle_wait_keeps_the_hub() {
+    let env = HubEnv::new();
+    env.write_servers(json!({ "fx": counted(&env, "fx", true, &[]) }), 2);
+    let first = Session::start(&env).await;
+    let upstream = pid_of(&first, "fx").await;
+    let hub = env.one_hub().await;
+    first.close().await;
+
+    // Half-way through the idle wait another bridge attaches; it keeps the hub and the
+    // upstream well past the end of the wait that began before it.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let second = Session::start(&env).await;
+    assert_eq!(pid_of(&second, "fx").await, upstream, "attached to the same hub and upstream");
+    let attached = std::time::Instant::now();
+    while attached.elapsed() < Duration::from_millis(3000) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(alive(hub) && alive(upstream), "the hub went away while a bridge was attached");
+    }
+    assert_eq!(pid_of(&second, "fx").await, upstream);
+    assert_eq!(starts(&env, "fx").len(), 1);
+    second.close().await;
     env.finish().await;
 }
