@@ -379,6 +379,18 @@ impl Session {
     /// Start `command stdio` (a `foxxy-bridge` command prepared by the caller).
     pub async fn start_command(mut command: Command, client: TestClient) -> Session {
         command.arg("stdio");
+        Self::start_prepared(command, client).await
+    }
+
+    /// Start `foxxy-bridge stdio ARGS` for `env`.
+    pub async fn start_args(env: &TestEnv, args: &[&str], client: TestClient) -> Session {
+        let mut command = env.command();
+        command.arg("stdio").args(args);
+        Self::start_prepared(command, client).await
+    }
+
+    /// Start `command` as it is (a `foxxy-bridge ... stdio ...` command).
+    async fn start_prepared(command: Command, client: TestClient) -> Session {
         let (process, stderr) = TokioChildProcess::builder(command)
             .stderr(Stdio::piped())
             .spawn()

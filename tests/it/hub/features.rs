@@ -1,8 +1,9 @@
 //! A shared upstream offers each bridge what it would offer unshared: the same tools,
 //! prompts, resources and completions, and a request to a client that did not declare
 //! the capability refused, a list change announced to every bridge, and the cause when
-//! it cannot start; a bridge whose `--servers` leave the shared upstream out neither
-//! lists it nor starts a hub.
+//! it cannot start. Per-bridge options apply: a bridge whose `--servers` leave the shared
+//! upstream out neither lists it nor starts a hub, and one in search mode finds and calls
+//! its tools.
 
 use std::{process::Stdio, time::Duration};
 
@@ -166,5 +167,29 @@ async fn a_shared_upstream_that_cannot_start_reports_its_cause() {
     assert!(error.contains("fixture crashing on purpose"), "the cause, from the hub: {fx}");
     let own = upstreams.iter().find(|upstream| upstream["name"] == "own").expect("own listed");
     assert_eq!(own["status"], "ready", "the others serve on: {own}");
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn a_bridge_in_search_mode_finds_and_calls_a_shared_tool() {
+    let env = HubEnv::new();
+    env.write_servers(json!({ "fx": counted(&env, "fx", true, &[]) }), 2);
+    let listing = Session::start(&env).await;
+    let upstream = pid_of(&listing, "fx").await;
+    let searching = Session::start_args(&env, &["--tool-mode", "search"], TestClient::default()).await;
+    assert_eq!(tool_names(&searching).await, ["foxxy__call_tool", "foxxy__search_tools"]);
+    let found = call_text(&searching, "foxxy__search_tools", json!({"query": "echo a message"})).await;
+    assert!(found.contains("fx__echo"), "{found}");
+    let echoed = call_text(
+        &searching,
+        "foxxy__call_tool",
+        json!({"name": "fx__echo", "arguments": {"message": "found"}}),
+    )
+    .await;
+    assert_eq!(echoed, "fx: found");
+    let pid = call_text(&searching, "foxxy__call_tool", json!({"name": "fx__pid", "arguments": {}})).await;
+    assert_eq!(pid, upstream.to_string(), "the same shared upstream");
+    listing.close().await;
+    searching.close().await;
     env.finish().await;
 }
