@@ -1,7 +1,8 @@
 //! One instance of a shared upstream for every bridge of a config: the same process
 //! answers them all, their calls do not cross, racing bridges start one hub, a bridge
 //! attaching to a running hub waits for no start, a shared remote upstream has no pid,
-//! and a shared server lists and answers as it would unshared.
+//! `hub status` counts bridges (not connections), and a shared server lists and answers
+//! as it would unshared.
 
 use std::time::Duration;
 
@@ -234,4 +235,38 @@ async fn a_shared_remote_upstream_serves_every_bridge_with_no_pid() {
     }
     env.finish().await;
     server.stop().await;
+}
+
+#[tokio::test]
+async fn hub_status_counts_bridges_not_connections() {
+    let env = HubEnv::new();
+    env.write_servers(
+        json!({ "fx": counted(&env, "fx", true, &[]), "gx": counted(&env, "gx", true, &[]) }),
+        2,
+    );
+    let sessions = vec![Session::start(&env).await, Session::start(&env).await];
+    let mut pids = Vec::new();
+    for session in &sessions {
+        pids.push((pid_of(session, "fx").await, pid_of(session, "gx").await));
+    }
+    assert_eq!(pids[0], pids[1], "both bridges use both shared upstreams of one hub");
+    let hub = env.one_hub().await;
+    let status = env.status().await;
+    assert_eq!(status.len(), 1, "{status:?}");
+    assert_eq!(status[0]["pid"], json!(hub));
+    assert_eq!(status[0]["bridges"], json!(2), "two bridges, four connections: {status:?}");
+    let mut upstreams = status[0]["upstreams"].as_array().expect("upstreams").clone();
+    upstreams.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    assert_eq!(
+        upstreams,
+        [
+            json!({ "name": "fx", "status": "ready", "pid": pids[0].0 }),
+            json!({ "name": "gx", "status": "ready", "pid": pids[0].1 }),
+        ],
+        "{status:?}"
+    );
+    for session in sessions {
+        session.close().await;
+    }
+    env.finish().await;
 }
