@@ -43,6 +43,9 @@ async fn a_killed_hub_fails_in_flight_calls_once_and_is_replaced() {
     let old_upstream = starts(&env, "fx");
     assert_eq!(old_upstream.len(), 1, "{old_upstream:?}");
     let old_hub = env.one_hub().await;
+    let status = env.status().await;
+    assert_eq!(status.len(), 1, "{status:?}");
+    assert_eq!(status[0]["pid"], json!(old_hub), "hub status names the hub: {status:?}");
 
     for raw in &mut bridges {
         for id in IN_FLIGHT {
