@@ -137,10 +137,16 @@ impl UpstreamRequests {
     }
 
     /// `line` came from the client: keep its result if it answers an open id.
+    #[inline]
     pub fn offer(&self, line: &[u8]) {
-        if self.open.load(Ordering::SeqCst) == 0 {
-            return;
+        // Asked of every line the client sends; most sessions never have an answer open.
+        if self.open.load(Ordering::SeqCst) != 0 {
+            self.keep_answer(line);
         }
+    }
+
+    /// [`UpstreamRequests::offer`] with some answer wanted as written.
+    fn keep_answer(&self, line: &[u8]) {
         #[derive(Deserialize)]
         struct Answer {
             id: RequestId,

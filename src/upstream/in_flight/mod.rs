@@ -9,14 +9,16 @@
 //!
 //! - **the answer**: the transport's reader finds the answer line and hands it over
 //!   ([`InFlight::complete`]);
-//! - **the deadline**: one sweeper task per session ([`sweep`]) sleeps until the
-//!   earliest deadline and times out a request that has been quiet for its timeout;
-//!   the upstream is told (`notifications/cancelled`, through the
+//! - **the deadline**: one sweeper task per session ([`deadlines::sweep`]) sleeps until
+//!   the earliest deadline and times out a request that has been quiet for its
+//!   timeout; the upstream is told (`notifications/cancelled`, through the
 //!   [`UpstreamCanceller`]), the sink gets [`UpstreamError::Timeout`];
-//! - **progress**: the request's route ([`progress::ProgressRoute`]) forwards the
-//!   upstream's progress under the client's token and pushes the deadline back
-//!   ([`InFlight::touch`]); progress queued before the outcome reaches the client
-//!   first, then the route is forgotten;
+//! - **progress**: the request's route forwards the upstream's progress under the
+//!   client's token and pushes the deadline back; progress queued before the outcome
+//!   reaches the client first, then the route is forgotten. A lane request keeps its
+//!   route in its own entry ([`InFlight::lane_progress`]; one that ends with progress
+//!   still queued keeps it until that progress is forwarded); a request through rmcp
+//!   has a [`progress::ProgressRoute`] (and [`InFlight::touch`]);
 //! - **cancellation**: the client gives the request up ([`InFlight::cancel`]: the sink
 //!   is dropped unused) or its waiting caller does ([`InFlight::abort`]: the sink gets
 //!   the caller's error after the queued progress); the upstream is told either way;
@@ -27,10 +29,11 @@
 //! Every request a session sends is tracked here, whichever way it goes:
 //!
 //! - **on the direct lane** of a stdio session (`stdio/lane.rs`, [`InFlight::insert`]):
-//!   the engine's id is the request's id upstream, its progress token too, and the
-//!   answer line comes back to the engine. A caller that waits on a task gives a
-//!   oneshot sender as the sink (it implements [`AnswerSink`]), so a call with a
-//!   waiting task and one without take the same path;
+//!   the engine's id is the request's id upstream, its progress token too (the
+//!   client's token is kept in its entry), and the answer line comes back to the
+//!   engine. A caller that waits on a task gives a oneshot sender as the sink (it
+//!   implements [`AnswerSink`]), so a call with a waiting task and one without take
+//!   the same path;
 //! - **through rmcp's session** (every other request, and every call on other
 //!   sessions; [`InFlight::insert_rmcp`]): rmcp picks the request's id and progress
 //!   token and delivers the answer to the waiting caller (`Connection`), which ends
@@ -39,6 +42,7 @@
 //!   request ([`UpstreamCanceller`]). Its sink gets only a timeout or the session's
 //!   end.
 
+mod deadlines;
 pub mod progress;
 
 use std::{
@@ -46,7 +50,7 @@ use std::{
     time::Duration,
 };
 
-use rmcp::model::RequestId;
+use rmcp::model::{NumberOrString, ProgressToken, RequestId};
 use tokio::{
     sync::{Notify, oneshot},
     time::Instant,
@@ -67,7 +71,7 @@ pub struct InFlight {
     table: Mutex<InFlightTable>,
     /// What ending a request needs from the session; set once it is up.
     attached: OnceLock<AttachedSession>,
-    /// Wakes the deadline sweeper ([`sweep`]) when it has nothing to watch.
+    /// Wakes the deadline sweeper ([`deadlines::sweep`]) when it has nothing to watch.
     sweeper: Notify,
 }
 
@@ -100,14 +104,17 @@ pub trait UpstreamCanceller: Send + Sync + 'static {
 
 /// Which way a request went to the upstream, so its cancellation follows it.
 enum SentThrough {
-    /// The direct lane, under the request's own id.
-    Lane,
+    /// The direct lane, under the request's own id, which is also its progress token
+    /// upstream; with the client's progress token if the client asked for progress.
+    Lane(Option<ProgressToken>),
     /// rmcp's session, under rmcp's id for it (its cancellation is queued behind it).
     Rmcp(RequestId),
 }
 
 struct AttachedSession {
     context: InFlightContext,
+    /// The engine itself, for the tasks that end a request later.
+    engine: Weak<InFlight>,
     /// The session's direct lane, if it has one.
     lane: Option<Weak<dyn UpstreamCanceller>>,
     /// rmcp's session.
@@ -117,6 +124,10 @@ struct AttachedSession {
 struct InFlightTable {
     next_id: i64,
     requests: foldhash::HashMap<i64, InFlightRequest>,
+    /// The client's progress tokens of lane requests that ended while progress was
+    /// still queued for the client: that progress is forwarded before the outcome is
+    /// handed over, and the route is forgotten then ([`InFlight::end`]).
+    ending: foldhash::HashMap<i64, ProgressToken>,
     closed: bool,
     /// The sweeper is waiting for a request to watch, and needs a wake-up.
     sweeper_idle: bool,
@@ -129,10 +140,17 @@ struct InFlightRequest {
     deadline: Instant,
     /// How long it may be quiet.
     timeout: Duration,
-    /// Whether progress is routed under the request's id; the engine then forgets the
-    /// route when the request ends.
-    routed: bool,
     sent_through: SentThrough,
+}
+
+impl InFlightRequest {
+    /// The client's progress token, for a lane request whose progress is routed here.
+    fn client_token(&self) -> Option<&ProgressToken> {
+        match &self.sent_through {
+            SentThrough::Lane(client_token) => client_token.as_ref(),
+            SentThrough::Rmcp(_) => None,
+        }
+    }
 }
 
 /// Where the outcome of a request goes. Called exactly once, unless the client cancels
@@ -164,6 +182,7 @@ impl Default for InFlight {
             table: Mutex::new(InFlightTable {
                 next_id: FIRST_ID,
                 requests: foldhash::HashMap::default(),
+                ending: foldhash::HashMap::default(),
                 closed: false,
                 sweeper_idle: false,
             }),
@@ -188,8 +207,13 @@ impl InFlight {
         lane: Option<Weak<dyn UpstreamCanceller>>,
         rmcp: Box<dyn UpstreamCanceller>,
     ) {
-        if self.attached.set(AttachedSession { context, lane, rmcp }).is_ok() {
-            tokio::spawn(sweep(self.clone()));
+        let engine = Arc::downgrade(self);
+        if lane.is_some() {
+            // The lane's requests keep their progress routes here.
+            context.routes.route_lane_progress(engine.clone());
+        }
+        if self.attached.set(AttachedSession { context, engine, lane, rmcp }).is_ok() {
+            tokio::spawn(deadlines::sweep(self.clone()));
         }
     }
 
@@ -213,16 +237,17 @@ impl InFlight {
 
     /// Track lane request `id` (from [`InFlight::next_id`]), about to be sent, until its
     /// outcome goes to `sink`. It times out after `timeout` of quiet (the session's
-    /// request timeout if `None`); `routed` says its progress is routed under its id
-    /// ([`progress::request_token`]). Returns the request's context.
+    /// request timeout if `None`). With `client_token`, the upstream's progress under
+    /// the request's id (its progress token upstream) goes to that token
+    /// ([`InFlight::lane_progress`]).
     pub fn insert(
         &self,
         id: i64,
         sink: Box<dyn AnswerSink>,
         timeout: Option<Duration>,
-        routed: bool,
+        client_token: Option<ProgressToken>,
     ) -> Result<&InFlightContext, NotTracked> {
-        self.track(id, sink, timeout, routed, SentThrough::Lane)
+        self.track(id, sink, timeout, SentThrough::Lane(client_token))
     }
 
     /// Track request `id` (from [`InFlight::next_id`]), just sent through rmcp under
@@ -238,7 +263,7 @@ impl InFlight {
         sink: Box<dyn AnswerSink>,
         timeout: Option<Duration>,
     ) -> Result<&InFlightContext, NotTracked> {
-        self.track(id, sink, timeout, false, SentThrough::Rmcp(sent_as))
+        self.track(id, sink, timeout, SentThrough::Rmcp(sent_as))
     }
 
     fn track(
@@ -246,7 +271,6 @@ impl InFlight {
         id: i64,
         sink: Box<dyn AnswerSink>,
         timeout: Option<Duration>,
-        routed: bool,
         sent_through: SentThrough,
     ) -> Result<&InFlightContext, NotTracked> {
         let Some(context) = self.context() else { return Err(NotTracked::Detached) };
@@ -256,18 +280,12 @@ impl InFlight {
             return Err(NotTracked::Closed(sink, context.closed()));
         }
         let timeout = timeout.unwrap_or(context.timeout);
-        let request =
-            InFlightRequest { sink, deadline: Instant::now() + timeout, timeout, routed, sent_through };
+        let request = InFlightRequest { sink, deadline: Instant::now() + timeout, timeout, sent_through };
         table.requests.insert(id, request);
         if std::mem::take(&mut table.sweeper_idle) {
             self.sweeper.notify_one();
         }
         Ok(context)
-    }
-
-    /// Whether request `id` is still in flight.
-    pub fn contains(&self, id: i64) -> bool {
-        self.table().requests.contains_key(&id)
     }
 
     /// If `read` finds the id of a request in flight (it runs under the table's lock,
@@ -278,6 +296,7 @@ impl InFlight {
         read: impl FnOnce() -> Option<(i64, T)>,
         answer: impl FnOnce(T) -> Result<ToolAnswer, UpstreamError>,
     ) -> bool {
+        let Some(context) = self.context() else { return false };
         let mut table = self.table();
         if table.requests.is_empty() {
             return false;
@@ -289,16 +308,32 @@ impl InFlight {
             table.requests.insert(id, request);
             return false;
         }
+        let ending = table.ending(id, request, context);
         drop(table);
-        self.end(id, request, answer(found));
+        self.end(ending, answer(found));
         true
+    }
+
+    /// The upstream sent progress under `token`: if that is the id of a lane request
+    /// whose progress the client asked for, the client's token, and the request's
+    /// timeout starts again. A request that ended with progress still queued for the
+    /// client keeps its route until that progress is forwarded.
+    pub fn lane_progress(&self, token: &ProgressToken) -> Option<ProgressToken> {
+        let NumberOrString::Number(id) = token.0 else { return None };
+        let mut table = self.table();
+        if let Some(request) = table.requests.get_mut(&id) {
+            let client_token = request.client_token()?.clone();
+            request.deadline = Instant::now() + request.timeout;
+            return Some(client_token);
+        }
+        table.ending.get(&id).cloned()
     }
 
     /// The ids of the lane requests in flight (rmcp knows its own).
     pub fn lane_ids(&self) -> Vec<i64> {
         let table = self.table();
         let lane =
-            table.requests.iter().filter(|(_, request)| matches!(request.sent_through, SentThrough::Lane));
+            table.requests.iter().filter(|(_, request)| matches!(request.sent_through, SentThrough::Lane(_)));
         lane.map(|(id, _)| *id).collect()
     }
 
@@ -311,49 +346,54 @@ impl InFlight {
 
     /// The session ended: fail every request in flight and refuse new ones.
     pub fn close(&self) {
-        let requests = {
+        let Some(context) = self.context() else {
+            self.table().closed = true;
+            self.sweeper.notify_one();
+            return;
+        };
+        let ending: Vec<_> = {
             let mut table = self.table();
             table.closed = true;
-            std::mem::take(&mut table.requests)
+            let requests = std::mem::take(&mut table.requests);
+            requests.into_iter().map(|(id, request)| table.ending(id, request, context)).collect()
         };
         self.sweeper.notify_one();
-        let Some(context) = self.context() else { return };
-        for (id, request) in requests {
+        for ending in ending {
             context.broken.cancel();
-            self.end(id, request, Err(context.closed()));
+            self.end(ending, Err(context.closed()));
         }
     }
 
     /// Request `id` could not be written: the session is broken.
     pub fn fail(&self, id: i64, cause: String) {
-        let (Some(context), Some(request)) = (self.context(), self.take(id)) else { return };
+        let Some(context) = self.context() else { return };
+        let Some(ending) = self.take_ending(id, context) else { return };
         context.broken.cancel();
-        self.end(id, request, Err(UpstreamError::Transport { name: context.name.to_string(), cause }));
+        self.end(ending, Err(UpstreamError::Transport { name: context.name.to_string(), cause }));
     }
 
-    /// The client cancelled request `id`: it is forgotten (its sink is dropped unused)
-    /// and the upstream is told. Nothing happens if it has already ended.
+    /// The client cancelled request `id`: it is forgotten (its sink is dropped unused,
+    /// its progress route with it) and the upstream is told. Nothing happens if it has
+    /// already ended.
     pub fn cancel(&self, id: i64) {
         let Some(request) = self.take(id) else { return };
         self.cancel_upstream(id, &request, "cancelled by the client");
-        self.unroute(id, request.routed);
     }
 
     /// The caller waiting for request `id` gave it up with `error` (the client
     /// cancelled it): the upstream is told, and the sink gets `error` once the progress
     /// queued before it has reached the client. Nothing happens if it has already ended.
     pub fn abort(&self, id: i64, error: UpstreamError) {
-        let Some(request) = self.take(id) else { return };
-        self.cancel_upstream(id, &request, "cancelled by the client");
-        self.end(id, request, Err(error));
+        let Some(context) = self.context() else { return };
+        let Some(ending) = self.take_ending(id, context) else { return };
+        self.cancel_upstream(id, &ending.request, "cancelled by the client");
+        self.end(ending, Err(error));
     }
 
     /// Forget request `id` without telling anyone: its caller is gone, and its late
     /// answer goes to rmcp, which logs and drops it.
     pub fn forget(&self, id: i64) {
-        if let Some(request) = self.take(id) {
-            self.unroute(id, request.routed);
-        }
+        self.take(id);
     }
 
     /// Take request `id` out of the table, if it is still there.
@@ -361,11 +401,19 @@ impl InFlight {
         self.table().requests.remove(&id)
     }
 
+    /// Take request `id` out of the table to hand its outcome over, if it is still
+    /// there ([`InFlightTable::ending`]).
+    fn take_ending(&self, id: i64, context: &InFlightContext) -> Option<Ending> {
+        let mut table = self.table();
+        let request = table.requests.remove(&id)?;
+        Some(table.ending(id, request, context))
+    }
+
     /// Tell the upstream to stop working on `request` (id `id`), the way it was sent.
     fn cancel_upstream(&self, id: i64, request: &InFlightRequest, reason: &str) {
         let Some(attached) = self.attached.get() else { return };
         match &request.sent_through {
-            SentThrough::Lane => {
+            SentThrough::Lane(_) => {
                 if let Some(lane) = attached.lane.as_ref().and_then(Weak::upgrade) {
                     lane.cancel_upstream(RequestId::Number(id), reason);
                 }
@@ -374,38 +422,51 @@ impl InFlight {
         }
     }
 
-    /// Forget the progress route of request `id` (if `routed`): now if the routes are
-    /// free, else as soon as they are.
-    fn unroute(&self, id: i64, routed: bool) {
-        let Some(context) = self.context().filter(|_| routed) else { return };
-        if let Ok(mut routes) = context.routes.try_lock() {
-            routes.remove(&progress::request_token(id));
-            return;
+    /// Hand `outcome` (the answer, or why the request failed) to the sink of a request
+    /// taken out of the table. Progress queued before the outcome reaches the client
+    /// first; then the request's route is forgotten.
+    fn end(&self, ending: Ending, outcome: Result<ToolAnswer, UpstreamError>) {
+        let Ending { id, request, after_progress } = ending;
+        if !after_progress {
+            return request.sink.deliver(outcome);
         }
-        let routes = context.routes.clone();
+        let Some(attached) = self.attached.get() else { return };
+        let (engine, tapped) = (attached.engine.clone(), attached.context.tapped.clone());
         spawn_detached(async move {
-            routes.lock().await.remove(&progress::request_token(id));
+            tapped.flush().await;
+            if let Some(engine) = engine.upgrade() {
+                engine.table().ending.remove(&id);
+            }
+            request.sink.deliver(outcome);
         });
     }
+}
 
-    /// Hand `outcome` (the answer, or why the request failed) to the sink of request
-    /// `id`, already out of the table, and forget its progress route. Progress queued
-    /// before the outcome reaches the client first.
-    fn end(&self, id: i64, request: InFlightRequest, outcome: Result<ToolAnswer, UpstreamError>) {
-        let Some(context) = self.context() else { return };
-        if !request.routed {
-            request.sink.deliver(outcome);
-        } else if context.tapped.is_drained() {
-            self.unroute(id, true);
-            request.sink.deliver(outcome);
-        } else {
-            let (routes, tapped) = (context.routes.clone(), context.tapped.clone());
-            spawn_detached(async move {
-                tapped.flush().await;
-                routes.lock().await.remove(&progress::request_token(id));
-                request.sink.deliver(outcome);
-            });
+/// A request taken out of the table, to be ended with an outcome ([`InFlight::end`]).
+struct Ending {
+    id: i64,
+    request: InFlightRequest,
+    /// Progress routed to the client is still queued: the outcome waits for it, and
+    /// the route stays in [`InFlightTable::ending`] until then.
+    after_progress: bool,
+}
+
+impl InFlightTable {
+    /// `request` (id `id`) was just taken out of the table to be ended with an
+    /// outcome. Decided under the table's lock, which the progress forwarder takes to
+    /// find a route ([`InFlight::lane_progress`]): if progress is still queued for the
+    /// client, the route stays until that progress is forwarded. Every notification
+    /// the upstream sent before the answer is queued by then, since the session's one
+    /// reader queues them in order.
+    fn ending(&mut self, id: i64, request: InFlightRequest, context: &InFlightContext) -> Ending {
+        let mut after_progress = false;
+        if let Some(client_token) = request.client_token()
+            && !context.tapped.is_drained()
+        {
+            self.ending.insert(id, client_token.clone());
+            after_progress = true;
         }
+        Ending { id, request, after_progress }
     }
 }
 
@@ -417,37 +478,5 @@ pub fn spawn_detached(task: impl Future<Output = ()> + Send + 'static) {
     }
 }
 
-/// Time out requests that have been quiet for their timeout, until the session ends.
-/// It sleeps until the earliest deadline, or, with no request in flight, until one is
-/// sent.
-async fn sweep(engine: Arc<InFlight>) {
-    let Some(context) = engine.context() else { return };
-    loop {
-        let (expired, next) = {
-            let mut table = engine.table();
-            if table.closed {
-                return;
-            }
-            let now = Instant::now();
-            let expired: Vec<_> = table.requests.extract_if(|_, request| request.deadline <= now).collect();
-            let next = table.requests.values().map(|request| request.deadline).min();
-            table.sweeper_idle = next.is_none();
-            (expired, next)
-        };
-        for (id, request) in expired {
-            engine.cancel_upstream(id, &request, "request timeout");
-            let seconds = request.timeout.as_secs();
-            engine.end(id, request, Err(UpstreamError::Timeout { name: context.name.to_string(), seconds }));
-        }
-        // A close wakes it too, so it lets go of the engine at once.
-        match next {
-            Some(deadline) => {
-                tokio::select! {
-                    () = tokio::time::sleep_until(deadline) => {}
-                    () = engine.sweeper.notified() => {}
-                }
-            }
-            None => engine.sweeper.notified().await,
-        }
-    }
-}
+#[cfg(test)]
+mod tests;

@@ -3,20 +3,19 @@
 //! messages to the client.
 //!
 //! The bridge never forwards the client's own progress token upstream: a request gets
-//! the session's token (for a request tracked by the engine, its id,
-//! [`request_token`]; for one sent through rmcp, the token rmcp picks), and its
-//! [`ProgressRoute`] maps that back. Each progress notification also restarts the
-//! request's timeout. The upstream's notifications arrive in order on the session's
-//! tap queue (`tap.rs`); [`forward_tapped`] drains it, so a request that ends first
-//! flushes the queue and only then forgets its route: progress the upstream sent
-//! before its answer reaches the client before the answer.
+//! the session's token (for a request on the direct lane, its id; for one sent through
+//! rmcp, the token rmcp picks), and its route maps that back: a lane request's is kept
+//! in its entry of the engine ([`InFlight::lane_progress`]), one through rmcp has a
+//! [`ProgressRoute`] in the session's [`ProgressRoutes`]. Each progress notification
+//! also restarts the request's timeout. The upstream's notifications arrive in order on
+//! the session's tap queue (`tap.rs`); [`forward_tapped`] drains it, so a request that
+//! ends first flushes the queue and only then forgets its route: progress the upstream
+//! sent before its answer reaches the client before the answer.
 
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 
-use rmcp::model::{
-    LoggingMessageNotification, NumberOrString, ProgressNotification, ProgressToken, ServerNotification,
-};
-use tokio::sync::Mutex;
+use rmcp::model::{LoggingMessageNotification, ProgressNotification, ProgressToken, ServerNotification};
+use tokio::sync::{Mutex, MutexGuard};
 
 use super::InFlight;
 use crate::upstream::{
@@ -48,16 +47,38 @@ impl ProgressRoute {
     }
 }
 
-/// Upstream progress token → route. A request through rmcp (which picks the token) locks
-/// it from before its message is queued until its route is in; a request tracked by the
-/// engine knows its token and puts the route in before writing. The forwarder locks it
-/// per progress notification. Either way a fast upstream's first progress can never
-/// miss its route.
-pub type ProgressRoutes = Mutex<foldhash::HashMap<ProgressToken, ProgressRoute>>;
+/// The routes of one session's progress. A request through rmcp (which picks the token)
+/// locks the table from before its message is queued until its route is in. A lane
+/// request knows its token (its id) and keeps its route in the engine's entry, made
+/// before the request is written; the forwarder asks the engine first. Either way a
+/// fast upstream's first progress can never miss its route.
+#[derive(Default)]
+pub struct ProgressRoutes {
+    /// Upstream progress token → route, for requests through rmcp. The forwarder locks
+    /// it per progress notification that is not a lane request's.
+    table: Mutex<foldhash::HashMap<ProgressToken, ProgressRoute>>,
+    /// The engine of the session's direct lane, if it has one: it routes the progress
+    /// of the lane's requests ([`InFlight::lane_progress`]).
+    lane: OnceLock<Weak<InFlight>>,
+}
 
-/// The upstream progress token of request `id` tracked by the engine.
-pub fn request_token(id: i64) -> ProgressToken {
-    ProgressToken(NumberOrString::Number(id))
+impl ProgressRoutes {
+    /// The routes of requests through rmcp, once they are free.
+    pub async fn lock(&self) -> MutexGuard<'_, foldhash::HashMap<ProgressToken, ProgressRoute>> {
+        self.table.lock().await
+    }
+
+    /// The session's direct lane tracks its requests in `engine`, which routes their
+    /// progress. Once per session.
+    pub fn route_lane_progress(&self, engine: Weak<InFlight>) {
+        let _ = self.lane.set(engine);
+    }
+
+    /// The client's token for progress under the upstream's `token`, if it is a lane
+    /// request's (its timeout starts again).
+    fn lane_route(&self, token: &ProgressToken) -> Option<ProgressToken> {
+        self.lane.get()?.upgrade()?.lane_progress(token)
+    }
 }
 
 /// Drain the ordered notification queue of one session until it closes: progress goes
@@ -78,14 +99,17 @@ pub async fn forward_tapped(
 async fn forward_one(name: &str, link: &Arc<dyn ClientLink>, routes: &ProgressRoutes, item: Tapped) {
     match item {
         Tapped::Progress(mut progress) => {
-            let routes_guard = routes.lock().await;
-            let Some(route) = routes_guard.get(&progress.progress_token) else {
-                tracing::debug!(upstream = %name, "progress for an unknown or finished request dropped");
-                return;
-            };
-            route.touch();
-            progress.progress_token = route.client_token.clone();
-            drop(routes_guard);
+            if let Some(client_token) = routes.lane_route(&progress.progress_token) {
+                progress.progress_token = client_token;
+            } else {
+                let routes_guard = routes.lock().await;
+                let Some(route) = routes_guard.get(&progress.progress_token) else {
+                    tracing::debug!(upstream = %name, "progress for an unknown or finished request dropped");
+                    return;
+                };
+                route.touch();
+                progress.progress_token = route.client_token.clone();
+            }
             let notification = ProgressNotification::new(progress);
             link.notify(name, ServerNotification::ProgressNotification(notification)).await;
         }

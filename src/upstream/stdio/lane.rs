@@ -38,10 +38,7 @@ use super::write_queue::{Queued, WriteQueue};
 use crate::{
     upstream::{
         UpstreamError,
-        in_flight::{
-            AnswerSink, InFlight, InFlightContext, NotTracked, UpstreamCanceller, progress::ProgressRoute,
-            progress::request_token, spawn_detached,
-        },
+        in_flight::{AnswerSink, InFlight, InFlightContext, NotTracked, UpstreamCanceller, spawn_detached},
     },
     wire::{self, MetaRef, ResponseLine, ToolCall, ToolCallRef},
 };
@@ -214,6 +211,8 @@ impl LaneTicket {
     }
 
     /// Track the call whose request is `line` and write it; see [`InFlight::insert`].
+    /// Its progress route (to `client_token`) is in its entry before the request
+    /// leaves, so no progress can miss it.
     fn dispatch(
         &self,
         line: Vec<u8>,
@@ -222,32 +221,10 @@ impl LaneTicket {
         sink: Box<dyn AnswerSink>,
     ) {
         let (lane, id) = (&self.lane, self.id);
-        let context = match lane.requests.insert(id, sink, timeout, client_token.is_some()) {
-            Ok(context) => context,
-            Err(NotTracked::Closed(sink, error)) => return sink.deliver(Err(error)),
-            Err(NotTracked::Detached) => return,
-        };
-        let Some(client_token) = client_token else { return lane.write(line, Some(id)) };
-        // The route goes in before the request leaves, so no progress can miss it.
-        let route = ProgressRoute::new(client_token, Arc::downgrade(&lane.requests), id);
-        match context.routes.try_lock() {
-            Ok(mut routes) => {
-                routes.insert(request_token(id), route);
-                drop(routes);
-                lane.write(line, Some(id));
-            }
-            Err(_) => {
-                let (lane, routes) = (lane.clone(), context.routes.clone());
-                spawn_detached(async move {
-                    let mut routes = routes.lock().await;
-                    // Unless it was cancelled or timed out meanwhile.
-                    if lane.requests.contains(id) {
-                        routes.insert(request_token(id), route);
-                        drop(routes);
-                        lane.write(line, Some(id));
-                    }
-                });
-            }
+        match lane.requests.insert(id, sink, timeout, client_token) {
+            Ok(_) => lane.write(line, Some(id)),
+            Err(NotTracked::Closed(sink, error)) => sink.deliver(Err(error)),
+            Err(NotTracked::Detached) => {}
         }
     }
 

@@ -1,7 +1,9 @@
 //! Tests of `LineTransport`: the fast path for tool results, noise, oversized lines and
 //! the lane.
 
-use rmcp::model::{CallToolRequestParams, ClientJsonRpcMessage, ServerJsonRpcMessage};
+use rmcp::model::{
+    CallToolRequestParams, ClientJsonRpcMessage, NumberOrString, ProgressToken, ServerJsonRpcMessage,
+};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
 
@@ -336,7 +338,13 @@ async fn calls_without_a_waiting_task_end_once_answered_timed_out_cancelled_or_c
         json!({"name": "echo", "arguments": {"n": 1}, "_meta": {"progressToken": id, "trace": "t"}}),
         "{request}"
     );
-    assert_eq!(routes.lock().await.len(), 1, "progress is routed while the call runs");
+    let upstream_token = ProgressToken(NumberOrString::Number(id));
+    let client_token = ProgressToken(NumberOrString::String("p1".into()));
+    assert_eq!(
+        lane.requests().lane_progress(&upstream_token),
+        Some(client_token),
+        "progress is routed while the call runs"
+    );
     upstream
         .say(&format!("{}\n", json!({"jsonrpc": "2.0", "id": id, "result": {"content": [], "x": 1}})))
         .await;
@@ -344,7 +352,7 @@ async fn calls_without_a_waiting_task_end_once_answered_timed_out_cancelled_or_c
         Ok(ToolAnswer::Raw(raw)) => assert_eq!(raw.json(), br#"{"content":[],"x":1}"#),
         _ => panic!("expected the raw result"),
     }
-    assert!(routes.lock().await.is_empty(), "the route goes with the call");
+    assert_eq!(lane.requests().lane_progress(&upstream_token), None, "the route goes with the call");
 
     // Quiet for the timeout: the upstream is told, the caller gets the timeout.
     let ticket = lane.ticket().unwrap();
