@@ -1,6 +1,7 @@
 //! Which hub a bridge uses and what it runs follow the config file: bridges of another
-//! config file use their own hub, and an edit that adds, changes or removes a shared
-//! upstream reaches every bridge of the config.
+//! config file use their own hub, an edit that adds, changes or removes a shared
+//! upstream reaches every bridge of the config, and one that turns `shared` off or on
+//! moves the upstream between the bridges and the hub.
 
 use std::time::Duration;
 
@@ -104,6 +105,58 @@ async fn a_config_edit_is_applied_by_the_hub_for_every_bridge() {
     wait_until(Duration::from_secs(5), || !alive(gx)).await;
     assert_eq!(env.one_hub().await, hub, "the same hub applied every edit");
     assert_eq!(starts(&env, "fx").len(), 2, "an unchanged upstream is not restarted");
+    for session in sessions {
+        session.close().await;
+    }
+    env.finish().await;
+}
+
+/// Poll `fx__pid` until it answers a pid that `wanted` accepts (bounded); a call in the
+/// moment the upstream moves may fail and is tried again.
+async fn pid_once(env: &TestEnv, session: &Session, wanted: impl Fn(u32) -> bool) -> u32 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let answer = session.service.call_tool(call("fx__pid", json!({}))).await;
+        let pid = answer.as_ref().ok().filter(|result| result.is_error != Some(true)).map(text_of);
+        if let Some(pid) = pid.and_then(|text| text.parse().ok()).filter(|&pid| wanted(pid)) {
+            return pid;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "last answer {answer:?}\nlog:\n{}", env.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_edit_of_shared_moves_an_upstream_between_the_hub_and_the_bridges() {
+    let env = HubEnv::new();
+    let entry = |shared: bool| counted(&env, "fx", shared, &["--tools", "echo,pid"]);
+    env.write_config(&config(json!({ "fx": entry(true) })));
+    let sessions = vec![Session::start(&env).await, Session::start(&env).await];
+    let shared = pid_of(&sessions[0], "fx").await;
+    assert_eq!(pid_of(&sessions[1], "fx").await, shared);
+    let hub = env.one_hub().await;
+
+    // Unshared: each bridge runs its own, and the hub's process ends.
+    env.write_config(&config(json!({ "fx": entry(false) })));
+    let mut own = Vec::new();
+    for session in &sessions {
+        own.push(pid_once(&env, session, |pid| pid != shared).await);
+    }
+    assert_ne!(own[0], own[1], "a process per bridge");
+    for (session, pid) in sessions.iter().zip(&own) {
+        assert!(bridge_processes(session.pid, hub).contains(pid), "run by the bridge itself");
+    }
+    wait_until(Duration::from_secs(5), || !alive(shared)).await;
+
+    // Shared again: one process in a hub, and the bridges' own end.
+    env.write_config(&config(json!({ "fx": entry(true) })));
+    let mut again = Vec::new();
+    for session in &sessions {
+        again.push(pid_once(&env, session, |pid| !own.contains(&pid)).await);
+    }
+    assert_eq!(again[0], again[1], "one shared process again");
+    assert!(descendants(env.one_hub().await).contains(&again[0]), "run by the hub");
+    wait_until(Duration::from_secs(5), || own.iter().all(|&pid| !alive(pid))).await;
     for session in sessions {
         session.close().await;
     }
