@@ -8,7 +8,7 @@
 //! their bridge. `limits.rs`: `requestTimeout` and `maxMessageBytes` through the hub.
 //! `departures.rs`: an upstream crash, a killed bridge, `hub stop`. `lifetime.rs`: a
 //! killed hub, idle exit, another uid refused. `serve.rs`: `hub serve` by hand.
-//! `config.rs`: a hub per config file, config edits.
+//! `config.rs`: a hub per config file, config edits. `oauth.rs`: one sign-in for all.
 //!
 //! The hub outlives the bridges by design, so every test here ends with no hub of its
 //! state root left: [`HubEnv::finish`] stops them, and dropping a [`HubEnv`] (also when a
@@ -19,6 +19,7 @@ mod departures;
 mod features;
 mod lifetime;
 mod limits;
+mod oauth;
 mod routing;
 mod serve;
 mod sharing;
