@@ -1,7 +1,8 @@
 //! The hub's life: killed, it fails the calls in flight once each, the bridges start a
 //! new one, and no process of its outlives it; idle, it exits with its upstreams' process
-//! groups and removes its socket, unless a bridge attaches first; and it serves only
-//! peers of its own uid, behind a 0700 directory and a 0600 socket.
+//! groups and removes its socket, unless a bridge attaches first or waits for a slow
+//! start; and it serves only peers of its own uid, behind a 0700 directory and a 0600
+//! socket.
 
 use std::{collections::HashMap, os::unix::fs::PermissionsExt, time::Duration};
 
@@ -291,5 +292,19 @@ async fn a_bridge_attaching_during_the_idle_wait_keeps_the_hub() {
     assert_eq!(pid_of(&second, "fx").await, upstream);
     assert_eq!(starts(&env, "fx").len(), 1);
     second.close().await;
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn a_bridge_waiting_for_a_slow_start_keeps_the_hub() {
+    let env = HubEnv::new();
+    // The upstream takes three idle timeouts to start.
+    env.write_servers(json!({ "fx": counted(&env, "fx", true, &["--start-delay-ms", "3000"]) }), 1);
+    let session = Session::start(&env).await;
+    assert_eq!(call_text(&session, "fx__echo", json!({"message": "slow"})).await, "fx: slow");
+    let started = starts(&env, "fx");
+    assert_eq!(started.len(), 1, "started once, by the first hub\nlog:\n{}", env.log());
+    assert!(descendants(env.one_hub().await).contains(&started[0]), "which still runs it");
+    session.close().await;
     env.finish().await;
 }
