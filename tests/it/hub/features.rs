@@ -1,9 +1,9 @@
 //! A shared upstream offers each bridge what it would offer unshared: the same tools,
-//! prompts, resources and completions, and a request to a client that did not declare
-//! the capability refused, a list change announced to every bridge, and the cause when
-//! it cannot start. Per-bridge options apply: a bridge whose `--servers` leave the shared
-//! upstream out neither lists it nor starts a hub, and one in search mode finds and calls
-//! its tools.
+//! prompts, resources, completions and instructions, a request to a client that did not
+//! declare the capability refused, a list change announced to every bridge, and the cause
+//! when it cannot start. Per-bridge options apply: a bridge whose `--servers` leave the
+//! shared upstream out neither lists it nor starts a hub, and one in search mode finds
+//! and calls its tools.
 
 use std::{process::Stdio, time::Duration};
 
@@ -191,5 +191,38 @@ async fn a_bridge_in_search_mode_finds_and_calls_a_shared_tool() {
     assert_eq!(pid, upstream.to_string(), "the same shared upstream");
     listing.close().await;
     searching.close().await;
+    env.finish().await;
+}
+
+/// The `instructions` a fresh bridge of `env` answers `initialize` with, waiting for
+/// the upstreams (`bridge.instructionsWait`).
+async fn instructions(env: &TestEnv) -> Value {
+    let mut raw = RawSession::start(env).await;
+    raw.send(&json!({
+        "jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}
+    }))
+    .await;
+    let answer =
+        until_response(&mut raw, &json!(0), Duration::from_secs(20)).await.pop().expect("the answer");
+    answer["result"]["instructions"].clone()
+}
+
+#[tokio::test]
+async fn a_shared_upstreams_instructions_reach_the_client_as_unshared() {
+    let bridge = json!({ "instructionsWait": 5000, "hub": { "idleTimeout": 2 } });
+    let unshared_env = TestEnv::new();
+    unshared_env.write_config(
+        &json!({ "mcpServers": { "fx": counted(&unshared_env, "fx", false, &[]) }, "bridge": bridge }),
+    );
+    let expected = instructions(&unshared_env).await;
+    assert!(expected.as_str().is_some_and(|text| text.contains("Test fixture server fx.")), "{expected}");
+
+    let env = HubEnv::new();
+    env.write_config(&json!({ "mcpServers": { "fx": counted(&env, "fx", true, &[]) }, "bridge": bridge }));
+    assert_eq!(instructions(&env).await, expected, "the first bridge, which starts the hub");
+    assert_eq!(instructions(&env).await, expected, "a bridge attaching to it");
+    assert_eq!(starts(&env, "fx").len(), 1, "one shared upstream");
+    env.one_hub().await;
     env.finish().await;
 }
