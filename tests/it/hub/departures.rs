@@ -1,5 +1,6 @@
 //! Processes that go away under a running hub: a shared upstream that crashes fails the
-//! calls in flight on it and is restarted once for every bridge, by the same hub; a
+//! calls in flight on it and is restarted once for every bridge, by the same hub, and
+//! one that freezes is found by the hub's health checks and replaced once; a
 //! bridge killed mid-call, even the one that started the hub, leaves the hub serving
 //! the others; a hub stopped by `hub stop` fails the calls in flight, ends its upstreams,
 //! and the bridges start a new one.
@@ -158,6 +159,49 @@ async fn hub_stop_fails_calls_in_flight_and_the_bridges_start_a_new_hub() {
     assert_eq!(pid_when_back(&env, &sessions[1]).await, restarted);
     assert_ne!(restarted, upstream);
     assert_ne!(env.one_hub().await, hub, "a new hub");
+    for session in sessions {
+        session.close().await;
+    }
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn a_frozen_shared_upstream_is_replaced_by_the_hubs_health_checks() {
+    let env = HubEnv::new();
+    // The first process freezes after 1.5 s; the ones after it do not.
+    let marker = env.path("fx.frozen-once");
+    let script = format!(
+        "echo $$ >> '{starts}'; if [ -e '{marker}' ]; then exec '{fixture}' --name fx; fi; \
+         touch '{marker}'; exec '{fixture}' --name fx --hang-after-ms 1500",
+        starts = env.path("fx.starts").display(),
+        marker = marker.display(),
+        fixture = fixture_bin().display(),
+    );
+    env.write_config(&json!({
+        "mcpServers": { "fx": {
+            "command": "sh", "args": ["-c", script], "shared": true, "retryDelay": 100,
+            "healthCheck": { "enabled": true, "interval": 200, "timeout": 200 },
+        } },
+        "bridge": { "hub": { "idleTimeout": 2 }, "failover": { "maxFailures": 2 } },
+    }));
+    let sessions = vec![Session::start(&env).await, Session::start(&env).await];
+    let frozen = pid_of(&sessions[0], "fx").await;
+    assert_eq!(pid_of(&sessions[1], "fx").await, frozen);
+    let hub = env.one_hub().await;
+
+    // The hub's pings time out; it ends the frozen process and starts another, which
+    // both bridges then use.
+    let log = env.wait_log("health checks in a row failed").await;
+    assert!(
+        log.lines().any(|line| line.contains("health checks in a row failed") && line.contains("hub]")),
+        "{log}"
+    );
+    wait_until(Duration::from_secs(10), || !alive(frozen)).await;
+    let replaced = pid_when_back(&env, &sessions[0]).await;
+    assert_ne!(replaced, frozen);
+    assert_eq!(pid_when_back(&env, &sessions[1]).await, replaced, "one replacement for both");
+    assert_eq!(starts(&env, "fx"), vec![frozen, replaced], "replaced once, by the hub");
+    assert_eq!(env.one_hub().await, hub);
     for session in sessions {
         session.close().await;
     }
