@@ -16,6 +16,7 @@ mod conformance;
 mod core;
 mod doctor;
 mod fidelity;
+mod hub;
 mod hub_cli;
 mod interop;
 mod interop_http;

@@ -240,6 +240,10 @@ pub struct TestClient {
     pub declare_sampling: bool,
     /// Delay before answering sampling, to test cancellation of a forwarded request.
     pub sampling_delay: Duration,
+    /// The text of every sampling answer.
+    pub sampling_reply: String,
+    /// The URIs `roots/list` answers with.
+    pub roots: Vec<String>,
 }
 
 impl Default for TestClient {
@@ -249,6 +253,8 @@ impl Default for TestClient {
             changed: Arc::new(Notify::new()),
             declare_sampling: true,
             sampling_delay: Duration::ZERO,
+            sampling_reply: "sampled-by-test-client".to_owned(),
+            roots: vec!["file:///tmp/root-a".to_owned(), "file:///tmp/root-b".to_owned()],
         }
     }
 }
@@ -296,7 +302,7 @@ impl ClientHandler for TestClient {
             }
         }
         Ok(CreateMessageResult::new(
-            SamplingMessage::assistant_text("sampled-by-test-client"),
+            SamplingMessage::assistant_text(self.sampling_reply.clone()),
             "test-model".to_owned(),
         ))
     }
@@ -312,7 +318,7 @@ impl ClientHandler for TestClient {
 
     async fn list_roots(&self, _context: RequestContext<RoleClient>) -> Result<ListRootsResult, ErrorData> {
         self.record(|seen| seen.roots_requests += 1);
-        Ok(ListRootsResult::new(vec![Root::new("file:///tmp/root-a"), Root::new("file:///tmp/root-b")]))
+        Ok(ListRootsResult::new(self.roots.iter().map(|uri| Root::new(uri.clone())).collect()))
     }
 
     async fn on_progress(
@@ -373,6 +379,18 @@ impl Session {
     /// Start `command stdio` (a `foxxy-bridge` command prepared by the caller).
     pub async fn start_command(mut command: Command, client: TestClient) -> Session {
         command.arg("stdio");
+        Self::start_prepared(command, client).await
+    }
+
+    /// Start `foxxy-bridge stdio ARGS` for `env`.
+    pub async fn start_args(env: &TestEnv, args: &[&str], client: TestClient) -> Session {
+        let mut command = env.command();
+        command.arg("stdio").args(args);
+        Self::start_prepared(command, client).await
+    }
+
+    /// Start `command` as it is (a `foxxy-bridge ... stdio ...` command).
+    async fn start_prepared(command: Command, client: TestClient) -> Session {
         let (process, stderr) = TokioChildProcess::builder(command)
             .stderr(Stdio::piped())
             .spawn()

@@ -1,0 +1,62 @@
+//! `hub serve` run by hand: with no bridge ever attaching it exits its idle timeout after
+//! its start, and a second hub of the same config exits at once, leaving the first one
+//! serving.
+
+use std::{process::Stdio, time::Duration};
+
+use serde_json::json;
+
+use super::*;
+
+#[tokio::test]
+async fn a_hub_no_bridge_attaches_to_exits_after_its_idle_timeout() {
+    let env = HubEnv::new();
+    env.write_servers(json!({ "fx": counted(&env, "fx", true, &[]) }), 1);
+    let mut hub = env
+        .command()
+        .args(["hub", "serve"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn hub serve");
+    wait_until(Duration::from_secs(10), || env.sockets().len() == 1).await;
+    let socket = env.sockets().pop().expect("the socket");
+    let started = std::time::Instant::now();
+    let status = tokio::time::timeout(Duration::from_secs(10), hub.wait())
+        .await
+        .expect("the hub exits by itself")
+        .expect("wait for the hub");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "it waited for a bridge: {:?}",
+        started.elapsed()
+    );
+    assert!(!socket.exists(), "the socket is removed");
+    assert!(starts(&env, "fx").is_empty(), "no upstream started for nobody");
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn a_second_hub_of_the_same_config_exits_at_once() {
+    let env = HubEnv::new();
+    env.write_servers(json!({ "fx": counted(&env, "fx", true, &[]) }), 2);
+    let session = Session::start(&env).await;
+    let upstream = pid_of(&session, "fx").await;
+    let hub = env.one_hub().await;
+    let socket = env.sockets().pop().expect("the socket");
+
+    let second = tokio::time::timeout(Duration::from_secs(10), env.run(&["hub", "serve"]))
+        .await
+        .expect("a second hub exits at once");
+    assert_ne!(second.code, Some(0), "{second:?}");
+    assert!(!second.stderr.trim().is_empty(), "it says why: {second:?}");
+    assert!(socket.exists(), "the first hub's socket stays");
+    assert_eq!(env.one_hub().await, hub);
+    assert_eq!(call_text(&session, "fx__echo", json!({"message": "still"})).await, "fx: still");
+    assert_eq!(pid_of(&session, "fx").await, upstream);
+    assert_eq!(starts(&env, "fx").len(), 1);
+    session.close().await;
+    env.finish().await;
+}
