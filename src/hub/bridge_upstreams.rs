@@ -17,6 +17,7 @@ use std::sync::Arc;
 use futures::future::{BoxFuture, FutureExt};
 use rmcp::model::{ClientNotification, ClientRequest, LoggingLevel, ServerResult};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::{HubUpstreams, router::AttachedBridges};
 use crate::{
@@ -33,6 +34,12 @@ pub struct ConnectionUpstreams {
     pub bridges: Arc<AttachedBridges>,
     pub hub: Arc<HubUpstreams>,
     pub view: watch::Receiver<Arc<View>>,
+    /// Cancelled when the connection ends: its requests still in flight are cancelled
+    /// upstream, as they would be when an unshared upstream's bridge goes away.
+    pub closing: CancellationToken,
+    /// The connection's socket: closed at once when a request finds the upstream's
+    /// session gone, before the failure is answered (see [`ConnectionUpstreams::tracked`]).
+    pub socket: std::os::unix::net::UnixStream,
 }
 
 impl ConnectionUpstreams {
@@ -62,10 +69,54 @@ impl ConnectionUpstreams {
         receiver
     }
 
-    fn track(&self, options: &mut RequestOptions) -> super::router::RequestInFlight {
+    /// Run `request` with `options` as one of this connection's requests: counted in
+    /// flight, its progress token made unique, cancelled by the client or by the end of
+    /// the connection, whichever comes first.
+    async fn tracked<'a, T>(
+        &'a self,
+        mut options: RequestOptions,
+        request: impl FnOnce(RequestOptions) -> BoxFuture<'a, T>,
+    ) -> T {
         let (guard, token) = self.bridges.begin_request(self.id, options.progress_token.take());
         options.progress_token = token;
-        guard
+        let by_client = std::mem::replace(&mut options.cancel, self.closing.child_token());
+        let cancel = options.cancel.clone();
+        let outcome = request(options);
+        tokio::pin!(outcome);
+        let outcome = tokio::select! {
+            biased;
+            outcome = &mut outcome => outcome,
+            () = by_client.cancelled() => {
+                cancel.cancel();
+                outcome.await
+            }
+        };
+        drop(guard);
+        outcome
+    }
+
+    /// A request that found the upstream's session gone ends the connection instead of
+    /// being answered: the bridge then fails it, and every other call in flight, as it
+    /// fails calls to a server that exited, in its client's words (the tool's name as
+    /// the client knows it), and reconnects.
+    fn end_on_lost_session<T>(&self, result: &Result<T, UpstreamError>) {
+        if matches!(result, Err(UpstreamError::NotConnected { .. } | UpstreamError::Transport { .. })) {
+            let _ = self.socket.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// A subscription reaches the upstream only for the first subscriber of a resource,
+    /// an unsubscription only for the last; the others are answered here.
+    fn subscription(&self, request: &ClientRequest) -> Option<bool> {
+        match request {
+            ClientRequest::SubscribeRequest(subscribe) => {
+                Some(self.bridges.subscribe(self.id, &self.upstream, &subscribe.params.uri))
+            }
+            ClientRequest::UnsubscribeRequest(unsubscribe) => {
+                Some(self.bridges.unsubscribe(self.id, &self.upstream, &unsubscribe.params.uri))
+            }
+            _ => None,
+        }
     }
 }
 
@@ -78,12 +129,20 @@ impl Upstreams for ConnectionUpstreams {
         &self,
         _upstream: &str,
         request: ClientRequest,
-        mut options: RequestOptions,
+        options: RequestOptions,
     ) -> BoxFuture<'_, Result<ServerResult, UpstreamError>> {
-        let guard = self.track(&mut options);
+        if self.subscription(&request) == Some(false) {
+            return async { Ok(ServerResult::empty(())) }.boxed();
+        }
+        let subscribe = matches!(request, ClientRequest::SubscribeRequest(_)).then(|| request.clone());
         async move {
-            let result = self.set.request(&self.upstream, request, options).await;
-            drop(guard);
+            let result =
+                self.tracked(options, |options| self.set.request(&self.upstream, request, options)).await;
+            self.end_on_lost_session(&result);
+            if let (Err(_), Some(ClientRequest::SubscribeRequest(subscribe))) = (&result, subscribe) {
+                // Not subscribed after all: the next subscriber asks again.
+                self.bridges.unsubscribe(self.id, &self.upstream, &subscribe.params.uri);
+            }
             result
         }
         .boxed()
@@ -93,12 +152,12 @@ impl Upstreams for ConnectionUpstreams {
         &self,
         _upstream: &str,
         call: ToolCall,
-        mut options: RequestOptions,
+        options: RequestOptions,
     ) -> BoxFuture<'_, Result<ToolAnswer, UpstreamError>> {
-        let guard = self.track(&mut options);
         async move {
-            let result = self.set.call_tool(&self.upstream, call, options).await;
-            drop(guard);
+            let result =
+                self.tracked(options, |options| self.set.call_tool(&self.upstream, call, options)).await;
+            self.end_on_lost_session(&result);
             result
         }
         .boxed()
@@ -109,12 +168,13 @@ impl Upstreams for ConnectionUpstreams {
         _upstream: &str,
         method: String,
         params: serde_json::Map<String, serde_json::Value>,
-        mut options: RequestOptions,
+        options: RequestOptions,
     ) -> BoxFuture<'_, Result<serde_json::Value, UpstreamError>> {
-        let guard = self.track(&mut options);
         async move {
-            let result = self.set.request_raw(&self.upstream, method, params, options).await;
-            drop(guard);
+            let result = self
+                .tracked(options, |options| self.set.request_raw(&self.upstream, method, params, options))
+                .await;
+            self.end_on_lost_session(&result);
             result
         }
         .boxed()

@@ -36,6 +36,9 @@ use crate::{
     upstream::{UpstreamSet, Upstreams},
 };
 
+/// How much longer a shared upstream's request may take in the hub than in a bridge.
+const REQUEST_TIMEOUT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The hub's upstream set, and which of the config's shared upstreams it runs.
 pub struct HubUpstreams {
     set: Arc<UpstreamSet>,
@@ -52,12 +55,15 @@ impl HubUpstreams {
     }
 
     /// `settings` narrowed to the servers a hub runs: the shared ones, run by the hub
-    /// itself.
+    /// itself. Their requests may take a little longer here than in the bridge, so that a
+    /// request that times out does so in the bridge, which names the tool as its client
+    /// knows it (and cancels the request here).
     fn shared_only(settings: &Settings) -> Arc<Settings> {
         let mut shared = settings.clone();
         shared.servers.retain(|server| server.shared);
         for server in &mut shared.servers {
             server.shared = false;
+            server.request_timeout += REQUEST_TIMEOUT_GRACE;
         }
         Arc::new(shared)
     }

@@ -9,6 +9,8 @@
 //! - a request (sampling, elicitation, roots): the connection with a request in flight
 //!   on that upstream (the most recent one when several have), else the connection of
 //!   that upstream attached most recently;
+//! - `notifications/resources/updated`: the connections subscribed to that resource (the
+//!   upstream stays subscribed while one of them is);
 //! - any other notification: every connection of that upstream.
 //!
 //! The client capabilities an upstream is initialized with are those of the bridge
@@ -34,6 +36,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{locks::Unpoisoned, proxy::link::DownstreamLink, upstream::ClientLink};
 
+/// A resource of an upstream: the upstream's name and the resource's URI.
+type SubscribedResource = (Arc<str>, String);
+
 /// One attached connection.
 struct Attached {
     id: u64,
@@ -58,6 +63,9 @@ pub struct AttachedBridges {
     clock: AtomicU64,
     /// How many connections are attached; the hub's idle timer watches it.
     count: watch::Sender<usize>,
+    /// Which connections subscribed to each resource of each upstream. The upstream is
+    /// subscribed while any of them is.
+    subscriptions: Mutex<HashMap<SubscribedResource, Vec<u64>>>,
 }
 
 /// A request of one connection, in flight: ends its bookkeeping when dropped.
@@ -89,11 +97,62 @@ impl AttachedBridges {
         self.count.send_replace(connections.len());
     }
 
-    pub fn detach(&self, id: u64) {
+    /// Detach connection `id`; returns the resources it alone was subscribed to, which
+    /// the upstream should be unsubscribed from.
+    pub fn detach(&self, id: u64) -> Vec<String> {
         let mut connections = self.connections.lock_unpoisoned();
         connections.retain(|connection| connection.id != id);
         self.count.send_replace(connections.len());
+        drop(connections);
         self.progress.lock_unpoisoned().retain(|_, (connection, _)| *connection != id);
+        let mut orphaned = Vec::new();
+        self.subscriptions.lock_unpoisoned().retain(|(_, uri), subscribers| {
+            let before = subscribers.len();
+            subscribers.retain(|subscriber| *subscriber != id);
+            let keep = !subscribers.is_empty();
+            if !keep && before > 0 {
+                orphaned.push(uri.clone());
+            }
+            keep
+        });
+        orphaned
+    }
+
+    /// Connection `id` subscribes to `uri` of `upstream`: true when no connection was
+    /// subscribed to it, so the upstream must be.
+    pub fn subscribe(&self, id: u64, upstream: &Arc<str>, uri: &str) -> bool {
+        let mut subscriptions = self.subscriptions.lock_unpoisoned();
+        let subscribers = subscriptions.entry((upstream.clone(), uri.to_owned())).or_default();
+        let first = subscribers.is_empty();
+        if !subscribers.contains(&id) {
+            subscribers.push(id);
+        }
+        first
+    }
+
+    /// Connection `id` unsubscribes from `uri` of `upstream`: true when it was the last
+    /// subscriber, so the upstream must be unsubscribed.
+    pub fn unsubscribe(&self, id: u64, upstream: &Arc<str>, uri: &str) -> bool {
+        let mut subscriptions = self.subscriptions.lock_unpoisoned();
+        let key = (upstream.clone(), uri.to_owned());
+        let Some(subscribers) = subscriptions.get_mut(&key) else { return false };
+        let before = subscribers.len();
+        subscribers.retain(|subscriber| *subscriber != id);
+        let last = subscribers.is_empty() && before > 0;
+        if subscribers.is_empty() {
+            subscriptions.remove(&key);
+        }
+        last
+    }
+
+    fn subscribers_of(&self, upstream: &str, uri: &str) -> Vec<Arc<DownstreamLink>> {
+        let subscribed = self
+            .subscriptions
+            .lock_unpoisoned()
+            .get(&(Arc::from(upstream), uri.to_owned()))
+            .cloned()
+            .unwrap_or_default();
+        subscribed.into_iter().filter_map(|id| self.link_of(id)).collect()
     }
 
     /// How many connections are attached, as it changes.
@@ -213,7 +272,13 @@ impl ClientLink for HubLink {
                 }
                 return;
             }
-            for link in self.0.links_of(&from) {
+            let links = match &notification {
+                ServerNotification::ResourceUpdatedNotification(updated) => {
+                    self.0.subscribers_of(&from, &updated.params.uri)
+                }
+                _ => self.0.links_of(&from),
+            };
+            for link in links {
                 link.notify(&from, notification.clone()).await;
             }
         }

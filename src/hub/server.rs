@@ -17,10 +17,17 @@
 //! start, if none ever came), and on `hubStop`, SIGTERM, SIGINT or SIGHUP; it ends its
 //! upstreams and removes its socket on the way out.
 
+// Resource subscriptions are deprecated by SEP-2577 for protocol 2026-07-28, but they
+// are a live part of 2025-11-25, which the hub speaks.
+#![allow(deprecated)]
+
 use std::{io::Cursor, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use rmcp::ServiceExt as _;
+use rmcp::{
+    ServiceExt as _,
+    model::{ClientRequest, UnsubscribeRequest, UnsubscribeRequestParams},
+};
 use serde_json::Value;
 use tokio::{
     io::{AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, AsyncWriteExt as _, BufReader},
@@ -41,13 +48,16 @@ use crate::{
         launch::HubLifeLock,
         socket,
     },
+    locks::Unpoisoned,
     oauth::SignInContext,
     proxy::{Bridge, BridgeService, stdio},
-    upstream::{UPSTREAM_META, UpstreamSet, Upstreams},
+    upstream::{RequestOptions, UPSTREAM_META, UpstreamSet, Upstreams},
 };
 
 /// How long a new connection may take to send its first line.
 const FIRST_LINE_LIMIT: Duration = Duration::from_secs(10);
+/// How long a connection whose `initialize` failed stays open for the answer to leave.
+const FAILED_INITIALIZE_LINGER: Duration = Duration::from_secs(1);
 /// How long closing a connection's MCP session may take.
 const CLOSE_LIMIT: Duration = Duration::from_millis(300);
 
@@ -68,7 +78,8 @@ pub async fn serve(
     nothing_yet.servers.clear();
     let set = UpstreamSet::start(&nothing_yet, Arc::new(HubLink(bridges.clone())), oauth, None);
     let hub = Arc::new(HubUpstreams::new(set.clone(), config));
-    let serving = Arc::new(Serving { address, hub, bridges, stop: stop.clone() });
+    let serving =
+        Arc::new(Serving { address, hub, bridges, stop: stop.clone(), sockets: OpenSockets::default() });
 
     tokio::spawn(exit_when_idle(serving.bridges.clone(), settings.bridge.hub.idle_timeout, stop.clone()));
     if settings.bridge.config_reload.enabled {
@@ -77,6 +88,7 @@ pub async fn serve(
     accept(&listener, &serving).await;
 
     tracing::info!("hub stopping");
+    serving.sockets.close_all();
     set.shutdown().await;
     let _ = std::fs::remove_file(&serving.address.socket);
     tracing::info!("hub stopped");
@@ -89,6 +101,38 @@ struct Serving {
     hub: Arc<HubUpstreams>,
     bridges: Arc<AttachedBridges>,
     stop: CancellationToken,
+    sockets: OpenSockets,
+}
+
+/// A handle on every open connection's socket, so that stopping closes them all before
+/// the upstreams end: the bridges then see their connections end, not answers that the
+/// stopping upstreams would give.
+#[derive(Default)]
+struct OpenSockets {
+    open: std::sync::Mutex<std::collections::HashMap<u64, std::os::unix::net::UnixStream>>,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl OpenSockets {
+    fn open(&self, socket: &std::os::unix::net::UnixStream) -> u64 {
+        let key = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(handle) = socket.try_clone() {
+            self.open.lock_unpoisoned().insert(key, handle);
+        }
+        key
+    }
+
+    fn close(&self, key: u64) {
+        if let Some(socket) = self.open.lock_unpoisoned().remove(&key) {
+            let _ = socket.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn close_all(&self) {
+        for (_, socket) in self.open.lock_unpoisoned().drain() {
+            let _ = socket.shutdown(std::net::Shutdown::Both);
+        }
+    }
 }
 
 async fn accept(listener: &UnixListener, serving: &Arc<Serving>) {
@@ -108,7 +152,7 @@ async fn accept(listener: &UnixListener, serving: &Arc<Serving>) {
         let peer = match socket::check_peer(&stream) {
             Ok(peer) => peer,
             Err(refused) => {
-                tracing::warn!("refused a connection: {refused}");
+                tracing::warn!("{refused}");
                 continue;
             }
         };
@@ -120,6 +164,10 @@ async fn accept(listener: &UnixListener, serving: &Arc<Serving>) {
 impl Serving {
     /// One connection, from its first line to its end.
     async fn connection(self: Arc<Self>, stream: UnixStream, pid: Option<i32>) {
+        // A second handle on the socket, to close it for both sides when the session ends
+        // while its reader and writer still hold their halves.
+        let Some((stream, closer)) = with_closer(stream) else { return };
+        let key = self.sockets.open(&closer);
         let (read, mut write) = stream.into_split();
         let max_bytes = self.hub.config().bridge.max_message_bytes;
         let mut read = BufReader::new(read);
@@ -160,7 +208,8 @@ impl Serving {
             return;
         };
         let input = Cursor::new(first).chain(read);
-        self.serve_bridge(server.name.as_str().into(), input, write, pid).await;
+        self.serve_bridge(server.name.as_str().into(), input, write, pid, &closer).await;
+        self.sockets.close(key);
     }
 
     /// One bridge's MCP session with `upstream`.
@@ -170,12 +219,15 @@ impl Serving {
         input: impl tokio::io::AsyncRead + Unpin + Send + 'static,
         output: impl tokio::io::AsyncWrite + Unpin + Send + 'static,
         pid: Option<i32>,
+        socket: &std::os::unix::net::UnixStream,
     ) {
         let id = self.bridges.next_id();
         let config = self.hub.config();
         let settings = Arc::new(one_upstream_settings(&config, &upstream));
         let set = self.hub.set.clone();
         let view = ConnectionUpstreams::narrowed_view(&set, upstream.clone());
+        let closing = CancellationToken::new();
+        let Ok(socket_handle) = socket.try_clone() else { return };
         let bridge = Arc::new(Bridge::for_one_upstream(settings, upstream.clone(), |link| {
             self.bridges.attach(id, upstream.clone(), link, pid);
             Arc::new(ConnectionUpstreams {
@@ -185,6 +237,8 @@ impl Serving {
                 bridges: self.bridges.clone(),
                 hub: self.hub.clone(),
                 view,
+                closing: closing.clone(),
+                socket: socket_handle,
             })
         }));
         tracing::info!(upstream = %upstream, bridge_pid = ?pid, "a bridge attached");
@@ -215,9 +269,24 @@ impl Serving {
             let _ = service.close_with_timeout(CLOSE_LIMIT).await;
         } else {
             bridge.shutdown().await;
+            // The answer to a failed `initialize` is on its way out: the bridge reads it
+            // and closes its side, or the linger ends.
+            let _ = tokio::time::timeout(FAILED_INITIALIZE_LINGER, input_closed.cancelled()).await;
         }
-        self.bridges.detach(id);
+        // The socket first: requests the end of the connection cancels are not answered,
+        // so that the bridge fails each call in flight once, as when a server exits.
+        let _ = socket.shutdown(std::net::Shutdown::Both);
+        closing.cancel();
+        let orphaned = self.bridges.detach(id);
         tracing::info!(upstream = %upstream, bridge_pid = ?pid, "a bridge detached");
+        for uri in orphaned {
+            let request = ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(
+                UnsubscribeRequestParams::new(uri),
+            ));
+            if let Err(error) = self.hub.set.request(&upstream, request, RequestOptions::default()).await {
+                tracing::debug!(upstream = %upstream, "unsubscribing a departed bridge's resource failed: {error}");
+            }
+        }
     }
 
     /// A bridge wants a shared upstream this hub does not know: the config file may
@@ -253,6 +322,13 @@ impl Serving {
                 .collect(),
         }
     }
+}
+
+/// `stream` and a second handle on its socket.
+fn with_closer(stream: UnixStream) -> Option<(UnixStream, std::os::unix::net::UnixStream)> {
+    let stream = stream.into_std().ok()?;
+    let closer = stream.try_clone().ok()?;
+    Some((UnixStream::from_std(stream).ok()?, closer))
 }
 
 /// The first line of a connection, newline included; `None` when the peer sends none

@@ -19,9 +19,11 @@ use tokio::time::Instant;
 use super::{Bridge, link::DownstreamLink};
 use crate::{
     config::Settings,
-    upstream::{Status, Upstreams},
+    upstream::{NEEDS_SIGN_IN, Status, Upstreams},
 };
 
+/// How long an upstream waiting for a sign-in may take to notice new tokens.
+const SIGN_IN_SETTLE: Duration = Duration::from_millis(1500);
 /// Waited beyond the upstream's own `timeout`: its supervisor reports the timeout itself.
 const GRACE: Duration = Duration::from_secs(1);
 
@@ -54,6 +56,9 @@ impl Bridge {
             .map_or(Duration::from_secs(60), |server| server.connect_timeout);
         let deadline = Instant::now() + timeout + GRACE;
         let mut view = self.upstreams.view();
+        // A bridge that saw new tokens asks at once; this process sees them within its
+        // own poll of the token cache, so a sign-in wait is answered only after that.
+        let sign_in_settled = Instant::now() + SIGN_IN_SETTLE;
         loop {
             let outcome = {
                 let view = view.borrow_and_update();
@@ -61,7 +66,11 @@ impl Bridge {
                     Some(state) if state.is_ready() => state.catalog.clone().map(Ok),
                     Some(state) if state.settled => match &state.status {
                         Status::Connecting | Status::SigningIn => None,
-                        other => Some(Err(other.error().unwrap_or("it is not connected").to_owned())),
+                        Status::NeedsSignIn(_) if Instant::now() < sign_in_settled => None,
+                        other => Some(Err((
+                            other.error().unwrap_or("it is not connected").to_owned(),
+                            matches!(other, Status::NeedsSignIn(_)),
+                        ))),
                     },
                     _ => None,
                 }
@@ -76,10 +85,12 @@ impl Bridge {
                     result.instructions = catalog.instructions.clone();
                     return Ok(result);
                 }
-                Some(Err(cause)) => {
+                Some(Err((cause, needs_sign_in))) => {
+                    // The other side waits for tokens instead of counting a failure.
+                    let data = needs_sign_in.then(|| serde_json::json!({ NEEDS_SIGN_IN: true }));
                     return Err(ErrorData::internal_error(
                         format!("`{upstream}` did not start: {cause}"),
-                        None,
+                        data,
                     ));
                 }
                 None => {}
@@ -88,6 +99,7 @@ impl Bridge {
                 changed = view.changed() => if changed.is_err() {
                     return Err(ErrorData::internal_error(format!("`{upstream}` is shutting down"), None));
                 },
+                () = tokio::time::sleep_until(sign_in_settled), if Instant::now() < sign_in_settled => {}
                 () = tokio::time::sleep_until(deadline) => {
                     let seconds = timeout.as_secs();
                     return Err(ErrorData::internal_error(

@@ -45,7 +45,7 @@ use rmcp::{
         ServerResult, Tool,
     },
 };
-pub use session::UPSTREAM_META;
+pub use session::{NEEDS_SIGN_IN, UPSTREAM_META};
 pub use set::UpstreamSet;
 pub use stdio::lane::LaneTicket;
 pub use stdio::watchdog;

@@ -38,7 +38,7 @@ use crate::config::TransportSettings;
 mod hub_session;
 mod remote_session;
 
-pub use hub_session::UPSTREAM_META;
+pub use hub_session::{NEEDS_SIGN_IN, UPSTREAM_META};
 
 /// Listing lives in `listing.rs`; the supervisor finds it here, with the session.
 pub use super::listing::list_catalog;

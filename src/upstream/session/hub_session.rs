@@ -11,8 +11,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{ConnectFailure, InitFailure, OpeningSession, Session};
+use rmcp::service::ClientInitializeError;
+
+use super::{ConnectFailure, InitFailure, OpeningSession, Session, remote_session};
 use crate::{
+    config::TransportSettings,
     hub_socket::launch,
     upstream::{
         entry::{Entry, Shared},
@@ -23,6 +26,9 @@ use crate::{
 
 /// The `_meta` key of `initialize` that names the upstream the session is for.
 pub const UPSTREAM_META: &str = "foxxy-bridge/upstream";
+/// The key in the `data` of the hub's error answering `initialize` when the upstream
+/// waits for a sign-in there.
+pub const NEEDS_SIGN_IN: &str = "needsSignIn";
 /// How long a hub this bridge starts may take to accept.
 const HUB_START_LIMIT: Duration = Duration::from_secs(10);
 /// Waited for `initialize` beyond the server's `timeout`: the hub fails it itself when
@@ -30,14 +36,51 @@ const HUB_START_LIMIT: Duration = Duration::from_secs(10);
 const HUB_GRACE: Duration = Duration::from_secs(5);
 
 pub(super) async fn connect_shared(entry: &Entry, shared: &Shared) -> Result<Session, ConnectFailure> {
+    match attach(entry, shared).await {
+        // The hub was exiting (idle) as this session attached: the next one starts anew.
+        Err(Attach::Closed(cause)) => {
+            tracing::info!(upstream = %entry.name, "{cause}; trying once more");
+            attach(entry, shared).await.map_err(|failure| failure.into_connect_failure(entry, shared))
+        }
+        other => other.map_err(|failure| failure.into_connect_failure(entry, shared)),
+    }
+}
+
+/// Why attaching to the hub failed.
+enum Attach {
+    /// The hub closed the connection before answering `initialize`.
+    Closed(String),
+    /// The upstream waits for a sign-in in the hub.
+    NeedsSignIn(String),
+    Other(String),
+}
+
+impl Attach {
+    fn into_connect_failure(self, entry: &Entry, shared: &Shared) -> ConnectFailure {
+        match self {
+            Attach::Closed(cause) | Attach::Other(cause) => cause.into(),
+            Attach::NeedsSignIn(cause) => {
+                // Watch the token cache as for an unshared upstream: the hub picks up
+                // new tokens as soon as they are written, and so does this session.
+                if let TransportSettings::Remote(settings) = &entry.settings.transport {
+                    let _ = remote_session::token_source(entry, shared, settings);
+                }
+                ConnectFailure::sign_in(cause)
+            }
+        }
+    }
+}
+
+async fn attach(entry: &Entry, shared: &Shared) -> Result<Session, Attach> {
     let Some(address) = &shared.hub else {
-        return Err("it is shared, but this process has no hub to use".to_owned().into());
+        return Err(Attach::Other("it is shared, but this process has no hub to use".to_owned()));
     };
-    let program = std::env::current_exe()
-        .map_err(|error| format!("cannot find this program's path to start the hub: {error}"))?;
+    let program = std::env::current_exe().map_err(|error| {
+        Attach::Other(format!("cannot find this program's path to start the hub: {error}"))
+    })?;
     let stream = launch::connect_or_start(address, &program, HUB_START_LIMIT)
         .await
-        .map_err(|error| format!("cannot reach the hub: {error}"))?;
+        .map_err(|error| Attach::Other(format!("cannot reach the hub: {error}")))?;
     let (read, write) = stream.into_split();
     let opening = OpeningSession::new(entry, shared).with_limit(entry.settings.connect_timeout + HUB_GRACE);
     let lines = LineTransport::new(read, write, shared.max_message_bytes)
@@ -51,10 +94,19 @@ pub(super) async fn connect_shared(entry: &Entry, shared: &Shared) -> Result<Ses
         Ok(session) => Ok(session),
         Err((InitFailure::Timeout, _)) => {
             let seconds = (entry.settings.connect_timeout + HUB_GRACE).as_secs();
-            Err(format!("the hub did not finish initialize within {seconds} s").into())
+            Err(Attach::Other(format!("the hub did not finish initialize within {seconds} s")))
         }
         Err((InitFailure::Failed(error), _)) => {
-            Err(format!("in the hub: {}", remote::describe_initialize(&error)).into())
+            let cause = format!("in the hub: {}", remote::describe_initialize(&error));
+            Err(match *error {
+                ClientInitializeError::ConnectionClosed(_) => Attach::Closed(cause),
+                ClientInitializeError::JsonRpcError(ref refused)
+                    if refused.data.as_ref().and_then(|data| data.get(NEEDS_SIGN_IN)).is_some() =>
+                {
+                    Attach::NeedsSignIn(cause)
+                }
+                _ => Attach::Other(cause),
+            })
         }
     }
 }

@@ -42,7 +42,11 @@ pub(super) async fn connect_remote(
 }
 
 /// The token source of an OAuth upstream (`None` when OAuth is off for it).
-fn token_source(entry: &Entry, shared: &Shared, settings: &RemoteSettings) -> Option<Arc<TokenSource>> {
+pub(super) fn token_source(
+    entry: &Entry,
+    shared: &Shared,
+    settings: &RemoteSettings,
+) -> Option<Arc<TokenSource>> {
     entry
         .tokens
         .get_or_init(|| match Target::for_remote(&entry.name, settings)? {

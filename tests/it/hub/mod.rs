@@ -16,10 +16,13 @@
 
 mod config;
 mod departures;
+mod exposed_names;
 mod features;
+mod isolation;
 mod lifetime;
 mod limits;
 mod oauth;
+mod oauth_sign_in;
 mod routing;
 mod serve;
 mod sharing;
