@@ -83,37 +83,13 @@ pub async fn run(context: &Context, narrowing: &Narrowing) -> anyhow::Result<Out
     Ok(Outcome::Success)
 }
 
-/// Apply config edits while serving: a valid change reconfigures the bridge; an invalid
-/// one is logged with every problem and the running config stays.
+/// Apply config edits while serving: a valid change, narrowed again by this process's
+/// selection, reconfigures the bridge.
 fn spawn_reload(bridge: Arc<Bridge>, settings: &Settings, narrowing: &Narrowing, stop: CancellationToken) {
-    let path = settings.source.clone();
-    let watch = match config::watch::watch(&path, settings.bridge.config_reload.debounce) {
-        Ok(watch) => watch,
-        Err(error) => {
-            tracing::warn!(config = %path.display(), "cannot watch the config file; edits need a restart: {error}");
-            return;
-        }
-    };
     let narrowing = narrowing.clone();
-    tokio::spawn(async move {
-        // Own the whole watch (not just its channel): dropping it stops watching.
-        let mut watch = watch;
-        loop {
-            let change = tokio::select! {
-                change = watch.changes.recv() => change,
-                () = stop.cancelled() => None,
-            };
-            match change {
-                None => break,
-                Some(Ok(settings)) => {
-                    tracing::info!(config = %path.display(), "config changed; applying it");
-                    bridge.reconfigure(Arc::new(narrowing.apply_to_reload(&settings))).await;
-                }
-                Some(Err(error)) => {
-                    tracing::error!(config = %path.display(), "config change rejected, the running config stays:\n{error}");
-                }
-            }
-        }
+    config::watch::apply_edits(settings, "bridge", stop, move |settings| {
+        let (bridge, narrowing) = (bridge.clone(), narrowing.clone());
+        async move { bridge.reconfigure(Arc::new(narrowing.apply_to_reload(&settings))).await }
     });
 }
 

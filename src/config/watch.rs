@@ -6,8 +6,9 @@
 //! delivered as the result of loading the file again, so an invalid edit arrives as a
 //! [`ConfigError`] with every problem, and the caller keeps the config it runs.
 //!
-//! The `stdio` command is its one user: it applies a valid reload with
-//! `Bridge::reconfigure`, which restarts only the upstreams whose settings changed.
+//! [`apply_edits`] is how its users take them: the `stdio` command applies a valid reload
+//! with `Bridge::reconfigure`, which restarts only the upstreams whose settings changed,
+//! and the hub applies it to the shared upstreams it runs.
 
 use std::{
     path::{Path, PathBuf},
@@ -16,6 +17,7 @@ use std::{
 
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::{ConfigError, Settings, load};
 
@@ -64,4 +66,42 @@ pub fn watch(path: &Path, debounce: Duration) -> notify::Result<ConfigWatch> {
         }
     });
     Ok(ConfigWatch { _watcher: watcher, changes })
+}
+
+/// Watch the file of `settings` and hand each valid settled edit to `apply`, until `stop`;
+/// an invalid edit is logged with every problem, and the running config stays. A file
+/// that cannot be watched is logged: its edits then need a restart of `who`.
+pub fn apply_edits<F, Fut>(settings: &Settings, who: &'static str, stop: CancellationToken, apply: F)
+where
+    F: Fn(Settings) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let path = settings.source.clone();
+    let watch = match watch(&path, settings.bridge.config_reload.debounce) {
+        Ok(watch) => watch,
+        Err(error) => {
+            tracing::warn!(config = %path.display(), "cannot watch the config file; edits need a restart of the {who}: {error}");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        // Own the whole watch (not just its channel): dropping it stops watching.
+        let mut watch = watch;
+        loop {
+            let change = tokio::select! {
+                change = watch.changes.recv() => change,
+                () = stop.cancelled() => None,
+            };
+            match change {
+                None => break,
+                Some(Ok(settings)) => {
+                    tracing::info!(config = %path.display(), "config changed; applying it");
+                    apply(settings).await;
+                }
+                Some(Err(error)) => {
+                    tracing::error!(config = %path.display(), "config change rejected, the running config stays:\n{error}");
+                }
+            }
+        }
+    });
 }

@@ -432,31 +432,8 @@ async fn exit_when_idle(bridges: Arc<AttachedBridges>, idle: Duration, stop: Can
 
 /// Apply config edits to the shared upstreams, as a bridge applies them to its own.
 fn spawn_reload(hub: Arc<HubUpstreams>, settings: &Settings, stop: CancellationToken) {
-    let path = settings.source.clone();
-    let watch = match config::watch::watch(&path, settings.bridge.config_reload.debounce) {
-        Ok(watch) => watch,
-        Err(error) => {
-            tracing::warn!(config = %path.display(), "cannot watch the config file; edits need a hub restart: {error}");
-            return;
-        }
-    };
-    tokio::spawn(async move {
-        let mut watch = watch;
-        loop {
-            let change = tokio::select! {
-                change = watch.changes.recv() => change,
-                () = stop.cancelled() => None,
-            };
-            match change {
-                None => break,
-                Some(Ok(settings)) => {
-                    tracing::info!(config = %path.display(), "config changed; applying it to the shared servers");
-                    hub.reload(&settings).await;
-                }
-                Some(Err(error)) => {
-                    tracing::error!(config = %path.display(), "config change rejected, the running config stays:\n{error}");
-                }
-            }
-        }
+    config::watch::apply_edits(settings, "hub", stop, move |settings| {
+        let hub = hub.clone();
+        async move { hub.reload(&settings).await }
     });
 }
