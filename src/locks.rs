@@ -4,8 +4,22 @@
 //! plain data (tables, counters, cached state) that every write leaves whole, so a
 //! panic elsewhere does not make the data wrong: the right answer is to go on with it
 //! rather than to panic again in every later user. [`Unpoisoned`] says that once.
+//!
+//! Also the one way to open a lock file that processes share ([`open_lock_file`]): the
+//! token cache's entries and the hub's start and life locks use it.
 
-use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::{
+    fs::{File, OpenOptions},
+    os::unix::fs::OpenOptionsExt,
+    path::Path,
+    sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard},
+};
+
+/// Open (creating if needed, 0600) a lock file. Lock files are never truncated or removed:
+/// removing one while a process waits on it would let two processes hold "the" lock.
+pub fn open_lock_file(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path)
+}
 
 /// Lock a mutex, taking the data of a poisoned one as it is.
 pub trait Unpoisoned<T: ?Sized> {

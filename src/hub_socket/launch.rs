@@ -9,9 +9,8 @@
 //! it runs: a second hub of the same config exits at once.
 
 use std::{
-    fs::{File, OpenOptions},
+    fs::File,
     io,
-    os::unix::fs::OpenOptionsExt,
     path::Path,
     process::Stdio,
     sync::{
@@ -206,17 +205,9 @@ impl HubLifeLock {
     }
 }
 
-/// Open (creating if needed, 0600) a lock file. Lock files are never truncated or removed:
-/// removing one while a process waits on it would let two processes hold "the" lock.
+/// [`locks::open_lock_file`], its error naming the path.
 fn open_lock_file(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .map_err(|error| with_path("cannot open", path, error))
+    crate::locks::open_lock_file(path).map_err(|error| with_path("cannot open", path, error))
 }
 
 fn is_contended(error: &io::Error) -> bool {

@@ -34,16 +34,9 @@ pub(super) fn ensure_private_dir(dir: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Opens (creating if needed, 0600) a lock file. Lock files are never truncated or deleted.
+/// [`crate::locks::open_lock_file`], its error a store error naming the path.
 pub(super) fn open_lock_file(path: &Path) -> Result<File, StoreError> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .map_err(io_error(path))
+    crate::locks::open_lock_file(path).map_err(io_error(path))
 }
 
 /// Replaces `target` with `contents` so that a reader sees either the old file or the new
