@@ -3,7 +3,9 @@
 //!
 //! Requests go to the shared set under the upstream's name, each counted as in flight
 //! for this connection (server→client requests are routed by it) and with its progress
-//! token made unique across connections (`router.rs`). Letting the upstreams go starts
+//! token made unique across connections (`router.rs`). A `tools/call` takes the
+//! upstream's direct lane when it can, as in a bridge, with the same bookkeeping done by
+//! the ticket's origin ([`ConnectionCalls`]). Letting the upstreams go starts
 //! this one in the hub if no bridge has needed it yet. Reloading and shutting down
 //! belong to the hub, not to a connection: a connection's `reconfigure` and `shutdown`
 //! do nothing.
@@ -15,14 +17,21 @@
 use std::sync::Arc;
 
 use futures::future::{BoxFuture, FutureExt};
-use rmcp::model::{ClientNotification, ClientRequest, LoggingLevel, ServerResult};
+use rmcp::model::{ClientNotification, ClientRequest, LoggingLevel, ProgressToken, ServerResult};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{HubUpstreams, router::AttachedBridges};
+use super::{
+    HubUpstreams,
+    router::{AttachedBridges, RequestInFlight},
+};
 use crate::{
     config::Settings,
-    upstream::{RequestOptions, SignInStep, UpstreamError, UpstreamSet, Upstreams, View},
+    locks::Unpoisoned,
+    upstream::{
+        LaneCallEnd, LaneCallOrigin, LaneTicket, RequestOptions, SignInStep, UpstreamError, UpstreamSet,
+        Upstreams, View,
+    },
     wire::{ToolAnswer, ToolCall},
 };
 
@@ -40,6 +49,72 @@ pub struct ConnectionUpstreams {
     /// The connection's socket: closed at once when a request finds the upstream's
     /// session gone, before the failure is answered (see [`ConnectionUpstreams::tracked`]).
     pub socket: std::os::unix::net::UnixStream,
+    /// Its calls on the upstream's direct lane.
+    pub calls: Arc<ConnectionCalls>,
+}
+
+/// One connection as the origin of its calls on the upstream's direct lane
+/// ([`Upstreams::tool_ticket`]): they get the bookkeeping of its other requests (counted in
+/// flight, progress tokens made unique), those still running are cancelled when the
+/// connection ends, and one that finds the upstream's session gone ends the connection.
+pub struct ConnectionCalls {
+    id: u64,
+    bridges: Arc<AttachedBridges>,
+    socket: std::os::unix::net::UnixStream,
+    running: std::sync::Mutex<std::collections::HashMap<i64, LaneTicket>>,
+}
+
+impl ConnectionCalls {
+    pub fn new(id: u64, bridges: Arc<AttachedBridges>, socket: std::os::unix::net::UnixStream) -> Arc<Self> {
+        Arc::new(Self { id, bridges, socket, running: std::sync::Mutex::default() })
+    }
+
+    /// Cancel every call still running (the connection ended).
+    pub fn cancel_all(&self) {
+        let running = std::mem::take(&mut *self.running.lock_unpoisoned());
+        for ticket in running.into_values() {
+            ticket.cancel();
+        }
+    }
+}
+
+impl LaneCallOrigin for ConnectionCalls {
+    fn begin(
+        self: Arc<Self>,
+        ticket: &LaneTicket,
+        client_token: Option<ProgressToken>,
+    ) -> (Option<ProgressToken>, Box<dyn LaneCallEnd>) {
+        let (in_flight, token) = self.bridges.begin_request(self.id, client_token);
+        self.running.lock_unpoisoned().insert(ticket.id(), ticket.clone());
+        let lane_id = ticket.id();
+        (token, Box::new(ConnectionCallEnd { calls: self, lane_id, _in_flight: in_flight }))
+    }
+}
+
+/// One lane call of a connection, until it ends.
+struct ConnectionCallEnd {
+    calls: Arc<ConnectionCalls>,
+    lane_id: i64,
+    _in_flight: RequestInFlight,
+}
+
+impl LaneCallEnd for ConnectionCallEnd {
+    fn ended(self: Box<Self>, outcome: &Result<ToolAnswer, UpstreamError>) {
+        if lost_session(outcome) {
+            let _ = self.calls.socket.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for ConnectionCallEnd {
+    fn drop(&mut self) {
+        self.calls.running.lock_unpoisoned().remove(&self.lane_id);
+    }
+}
+
+/// Whether a request failed because the upstream's session is gone.
+fn lost_session<T>(result: &Result<T, UpstreamError>) -> bool {
+    matches!(result, Err(UpstreamError::NotConnected { .. } | UpstreamError::Transport { .. }))
 }
 
 impl ConnectionUpstreams {
@@ -100,7 +175,7 @@ impl ConnectionUpstreams {
     /// fails calls to a server that exited, in its client's words (the tool's name as
     /// the client knows it), and reconnects.
     fn end_on_lost_session<T>(&self, result: &Result<T, UpstreamError>) {
-        if matches!(result, Err(UpstreamError::NotConnected { .. } | UpstreamError::Transport { .. })) {
+        if lost_session(result) {
             let _ = self.socket.shutdown(std::net::Shutdown::Both);
         }
     }
@@ -178,6 +253,11 @@ impl Upstreams for ConnectionUpstreams {
             result
         }
         .boxed()
+    }
+
+    fn tool_ticket(&self, _upstream: &str) -> Option<LaneTicket> {
+        let ticket = self.set.tool_ticket(&self.upstream)?;
+        Some(ticket.with_origin(self.calls.clone()))
     }
 
     fn sign_in(

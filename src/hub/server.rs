@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     HubUpstreams,
-    bridge_upstreams::ConnectionUpstreams,
+    bridge_upstreams::{ConnectionCalls, ConnectionUpstreams},
     router::{AttachedBridges, HubLink},
 };
 use crate::{
@@ -227,7 +227,8 @@ impl Serving {
         let set = self.hub.set.clone();
         let view = ConnectionUpstreams::narrowed_view(&set, upstream.clone());
         let closing = CancellationToken::new();
-        let Ok(socket_handle) = socket.try_clone() else { return };
+        let (Ok(socket_handle), Ok(calls_socket)) = (socket.try_clone(), socket.try_clone()) else { return };
+        let calls = ConnectionCalls::new(id, self.bridges.clone(), calls_socket);
         let bridge = Arc::new(Bridge::for_one_upstream(settings, upstream.clone(), |link| {
             self.bridges.attach(id, upstream.clone(), link, pid);
             Arc::new(ConnectionUpstreams {
@@ -239,6 +240,7 @@ impl Serving {
                 view,
                 closing: closing.clone(),
                 socket: socket_handle,
+                calls: calls.clone(),
             })
         }));
         tracing::info!(upstream = %upstream, bridge_pid = ?pid, "a bridge attached");
@@ -277,6 +279,7 @@ impl Serving {
         // so that the bridge fails each call in flight once, as when a server exits.
         let _ = socket.shutdown(std::net::Shutdown::Both);
         closing.cancel();
+        calls.cancel_all();
         let orphaned = self.bridges.detach(id);
         tracing::info!(upstream = %upstream, bridge_pid = ?pid, "a bridge detached");
         for uri in orphaned {

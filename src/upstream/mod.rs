@@ -47,7 +47,7 @@ use rmcp::{
 };
 pub use session::{NEEDS_SIGN_IN, UPSTREAM_META};
 pub use set::UpstreamSet;
-pub use stdio::lane::LaneTicket;
+pub use stdio::lane::{LaneCallEnd, LaneCallOrigin, LaneTicket};
 pub use stdio::watchdog;
 pub use tap::drop_progress_token;
 use tokio::sync::watch;

@@ -59,6 +59,42 @@ pub struct Lane {
 pub struct LaneTicket {
     lane: Arc<Lane>,
     id: i64,
+    /// For whom the call is made, when that is not this process's client.
+    origin: Option<Arc<dyn LaneCallOrigin>>,
+}
+
+/// For whom a lane call is made when that is not this process's one client: the hub's
+/// connection of one bridge. It may give the upstream another progress token, and hears
+/// of the call's end.
+pub trait LaneCallOrigin: Send + Sync + 'static {
+    /// The call of `ticket`, with the client's progress token `client_token`, is about to
+    /// be sent: the token progress is to be forwarded under, and what hears of its end.
+    fn begin(
+        self: Arc<Self>,
+        ticket: &LaneTicket,
+        client_token: Option<ProgressToken>,
+    ) -> (Option<ProgressToken>, Box<dyn LaneCallEnd>);
+}
+
+/// Told of one lane call's end ([`LaneCallOrigin::begin`]); dropped unused when the call
+/// is forgotten without an outcome (cancelled).
+pub trait LaneCallEnd: Send + 'static {
+    /// The call's outcome, just before its sink gets it.
+    fn ended(self: Box<Self>, outcome: &Result<wire::ToolAnswer, UpstreamError>);
+}
+
+/// A sink that tells the call's origin of the outcome first.
+struct SinkWithEnd {
+    sink: Box<dyn AnswerSink>,
+    end: Box<dyn LaneCallEnd>,
+}
+
+impl AnswerSink for SinkWithEnd {
+    fn deliver(self: Box<Self>, outcome: Result<wire::ToolAnswer, UpstreamError>) {
+        let SinkWithEnd { sink, end } = *self;
+        end.ended(&outcome);
+        sink.deliver(outcome);
+    }
 }
 
 impl Lane {
@@ -84,7 +120,7 @@ impl Lane {
     /// ([`Lane::attach`]).
     pub fn ticket(self: &Arc<Self>) -> Option<LaneTicket> {
         let id = self.requests.next_id()?;
-        Some(LaneTicket { lane: self.clone(), id })
+        Some(LaneTicket { lane: self.clone(), id, origin: None })
     }
 
     /// If `line` answers a call on the lane, hand it over and return `true`; otherwise
@@ -177,6 +213,7 @@ impl LaneTicket {
         // As for any request: the client's progress token is replaced by the call's own
         // (its id), the rest of `_meta` is forwarded.
         let client_token = call.meta.as_ref().and_then(MetaRef::token);
+        let (client_token, sink) = self.for_origin(client_token, sink);
         let rest = call.meta.as_ref().map_or(&[][..], |meta| &meta.rest[..]);
         let line =
             call_line(self.id, name, call.arguments, MetaEntries::Written(rest), client_token.is_some());
@@ -194,6 +231,7 @@ impl LaneTicket {
         timeout: Option<Duration>,
         sink: Box<dyn AnswerSink>,
     ) {
+        let (client_token, sink) = self.for_origin(client_token, sink);
         let joined;
         let meta = match (&call.meta, forwarded) {
             (meta, None) => meta.as_ref().map(|meta| &meta.0.0),
@@ -208,6 +246,27 @@ impl LaneTicket {
         let meta = MetaEntries::Decoded(meta.unwrap_or(&empty));
         let line = call_line(self.id, &call.name, call.arguments.as_deref(), meta, client_token.is_some());
         self.dispatch(line, client_token, timeout, sink);
+    }
+
+    /// The ticket for a call made for `origin` ([`LaneCallOrigin`]).
+    pub fn with_origin(mut self, origin: Arc<dyn LaneCallOrigin>) -> Self {
+        self.origin = Some(origin);
+        self
+    }
+
+    /// The progress token and sink of a call, as its origin (if any) has them.
+    fn for_origin(
+        &self,
+        client_token: Option<ProgressToken>,
+        sink: Box<dyn AnswerSink>,
+    ) -> (Option<ProgressToken>, Box<dyn AnswerSink>) {
+        match &self.origin {
+            None => (client_token, sink),
+            Some(origin) => {
+                let (client_token, end) = origin.clone().begin(self, client_token);
+                (client_token, Box::new(SinkWithEnd { sink, end }))
+            }
+        }
     }
 
     /// Track the call whose request is `line` and write it; see [`InFlight::insert`].
