@@ -46,10 +46,7 @@ pub struct ConnectionUpstreams {
     /// Cancelled when the connection ends: its requests still in flight are cancelled
     /// upstream, as they would be when an unshared upstream's bridge goes away.
     pub closing: CancellationToken,
-    /// The connection's socket: closed at once when a request finds the upstream's
-    /// session gone, before the failure is answered (see [`ConnectionUpstreams::tracked`]).
-    pub socket: std::os::unix::net::UnixStream,
-    /// Its calls on the upstream's direct lane.
+    /// Its calls on the upstream's direct lane, and its socket.
     pub calls: Arc<ConnectionCalls>,
 }
 
@@ -60,6 +57,8 @@ pub struct ConnectionUpstreams {
 pub struct ConnectionCalls {
     id: u64,
     bridges: Arc<AttachedBridges>,
+    /// The connection's socket: closed at once when a request finds the upstream's
+    /// session gone, before the failure is answered.
     socket: std::os::unix::net::UnixStream,
     running: std::sync::Mutex<std::collections::HashMap<i64, LaneTicket>>,
 }
@@ -67,6 +66,11 @@ pub struct ConnectionCalls {
 impl ConnectionCalls {
     pub fn new(id: u64, bridges: Arc<AttachedBridges>, socket: std::os::unix::net::UnixStream) -> Arc<Self> {
         Arc::new(Self { id, bridges, socket, running: std::sync::Mutex::default() })
+    }
+
+    /// End the connection: the bridge sees it closed.
+    fn end_connection(&self) {
+        let _ = self.socket.shutdown(std::net::Shutdown::Both);
     }
 
     /// Cancel every call still running (the connection ended).
@@ -101,7 +105,7 @@ struct ConnectionCallEnd {
 impl LaneCallEnd for ConnectionCallEnd {
     fn ended(self: Box<Self>, outcome: &Result<ToolAnswer, UpstreamError>) {
         if lost_session(outcome) {
-            let _ = self.calls.socket.shutdown(std::net::Shutdown::Both);
+            self.calls.end_connection();
         }
     }
 }
@@ -176,7 +180,7 @@ impl ConnectionUpstreams {
     /// the client knows it), and reconnects.
     fn end_on_lost_session<T>(&self, result: &Result<T, UpstreamError>) {
         if lost_session(result) {
-            let _ = self.socket.shutdown(std::net::Shutdown::Both);
+            self.calls.end_connection();
         }
     }
 

@@ -227,7 +227,7 @@ impl Serving {
         let set = self.hub.set.clone();
         let view = ConnectionUpstreams::narrowed_view(&set, upstream.clone());
         let closing = CancellationToken::new();
-        let (Ok(socket_handle), Ok(calls_socket)) = (socket.try_clone(), socket.try_clone()) else { return };
+        let Ok(calls_socket) = socket.try_clone() else { return };
         let calls = ConnectionCalls::new(id, self.bridges.clone(), calls_socket);
         let bridge = Arc::new(Bridge::for_one_upstream(settings, upstream.clone(), |link| {
             self.bridges.attach(id, upstream.clone(), link, pid);
@@ -239,7 +239,6 @@ impl Serving {
                 hub: self.hub.clone(),
                 view,
                 closing: closing.clone(),
-                socket: socket_handle,
                 calls: calls.clone(),
             })
         }));
