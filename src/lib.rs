@@ -21,5 +21,6 @@ pub mod oauth;
 pub mod output;
 pub mod paths;
 pub mod proxy;
+pub mod socket_halves;
 pub mod upstream;
 pub mod wire;

@@ -51,6 +51,7 @@ use crate::{
     locks::Unpoisoned,
     oauth::SignInContext,
     proxy::{Bridge, BridgeService, stdio},
+    socket_halves,
     upstream::{RequestOptions, UPSTREAM_META, UpstreamSet, Upstreams},
 };
 
@@ -113,13 +114,26 @@ struct OpenSockets {
     next: std::sync::atomic::AtomicU64,
 }
 
+/// A connection's entry in [`OpenSockets`]: dropped when the connection ends, on every
+/// way out of it, which closes the socket.
+struct OpenSocket<'a> {
+    sockets: &'a OpenSockets,
+    key: u64,
+}
+
+impl Drop for OpenSocket<'_> {
+    fn drop(&mut self) {
+        self.sockets.close(self.key);
+    }
+}
+
 impl OpenSockets {
-    fn open(&self, socket: &std::os::unix::net::UnixStream) -> u64 {
+    fn open(&self, socket: &std::os::unix::net::UnixStream) -> OpenSocket<'_> {
         let key = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Ok(handle) = socket.try_clone() {
             self.open.lock_unpoisoned().insert(key, handle);
         }
-        key
+        OpenSocket { sockets: self, key }
     }
 
     fn close(&self, key: u64) {
@@ -167,8 +181,8 @@ impl Serving {
         // A second handle on the socket, to close it for both sides when the session ends
         // while its reader and writer still hold their halves.
         let Some((stream, closer)) = with_closer(stream) else { return };
-        let key = self.sockets.open(&closer);
-        let (read, mut write) = stream.into_split();
+        let Ok((read, mut write)) = socket_halves::split(stream) else { return };
+        let _open = self.sockets.open(&closer);
         let max_bytes = self.hub.config().bridge.max_message_bytes;
         let mut read = BufReader::new(read);
         let Ok(Some(first)) = tokio::time::timeout(FIRST_LINE_LIMIT, first_line(&mut read, max_bytes)).await
@@ -209,7 +223,6 @@ impl Serving {
         };
         let input = Cursor::new(first).chain(read);
         self.serve_bridge(server.name.as_str().into(), input, write, pid, &closer).await;
-        self.sockets.close(key);
     }
 
     /// One bridge's MCP session with `upstream`.
@@ -327,10 +340,12 @@ impl Serving {
 }
 
 /// `stream` and a second handle on its socket.
-fn with_closer(stream: UnixStream) -> Option<(UnixStream, std::os::unix::net::UnixStream)> {
+fn with_closer(
+    stream: UnixStream,
+) -> Option<(std::os::unix::net::UnixStream, std::os::unix::net::UnixStream)> {
     let stream = stream.into_std().ok()?;
     let closer = stream.try_clone().ok()?;
-    Some((UnixStream::from_std(stream).ok()?, closer))
+    Some((stream, closer))
 }
 
 /// The first line of a connection, newline included; `None` when the peer sends none

@@ -36,7 +36,18 @@ use scan::{Import, ModPath};
 /// `oauth` and `upstream`. `hub_socket` (reaching and starting a hub) is below `upstream`,
 /// which uses it; `hub` (the serving hub) is above `proxy`, which it uses.
 const LAYERS: &[&[&str]] = &[
-    &["config", "paths", "logging", "output", "memory", "locks", "wire", "http_client", "hub_socket"],
+    &[
+        "config",
+        "paths",
+        "logging",
+        "output",
+        "memory",
+        "locks",
+        "wire",
+        "http_client",
+        "hub_socket",
+        "socket_halves",
+    ],
     &["oauth"],
     &["upstream"],
     &["proxy"],

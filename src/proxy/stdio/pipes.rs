@@ -15,7 +15,7 @@ use std::{
     io,
     os::{
         fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd},
-        unix::fs::FileTypeExt,
+        unix::{fs::FileTypeExt, net::UnixStream},
     },
     pin::Pin,
     sync::atomic::{AtomicBool, Ordering},
@@ -23,8 +23,10 @@ use std::{
 
 use tokio::{
     io::{AsyncRead, AsyncWrite},
-    net::{UnixStream, unix::pipe},
+    net::unix::pipe,
 };
+
+use crate::socket_halves;
 
 pub type Input = Pin<Box<dyn AsyncRead + Send>>;
 pub type Output = Pin<Box<dyn AsyncWrite + Send>>;
@@ -37,16 +39,22 @@ static STDOUT_NONBLOCKING: AtomicBool = AtomicBool::new(false);
 pub fn stdin() -> Input {
     let stdin = io::stdin();
     let pipe = |file| Ok(Box::pin(pipe::Receiver::from_file(file)?) as Input);
-    reactor_stream(stdin.as_fd(), &STDIN_NONBLOCKING, pipe, |socket| Box::pin(socket))
-        .unwrap_or_else(|| Box::pin(tokio::io::stdin()))
+    reactor_stream(stdin.as_fd(), &STDIN_NONBLOCKING, pipe, |socket| {
+        let (reading, _writing) = socket_halves::split(socket)?;
+        Ok(Box::pin(reading) as Input)
+    })
+    .unwrap_or_else(|| Box::pin(tokio::io::stdin()))
 }
 
 /// The process's stdout. Must be called inside the runtime.
 pub fn stdout() -> Output {
     let stdout = io::stdout();
     let pipe = |file| Ok(Box::pin(pipe::Sender::from_file(file)?) as Output);
-    reactor_stream(stdout.as_fd(), &STDOUT_NONBLOCKING, pipe, |socket| Box::pin(socket))
-        .unwrap_or_else(|| Box::pin(tokio::io::stdout()))
+    reactor_stream(stdout.as_fd(), &STDOUT_NONBLOCKING, pipe, |socket| {
+        let (_reading, writing) = socket_halves::split(socket)?;
+        Ok(Box::pin(writing) as Output)
+    })
+    .unwrap_or_else(|| Box::pin(tokio::io::stdout()))
 }
 
 /// Puts stdin and stdout back in blocking mode when dropped, if [`stdin`] or [`stdout`]
@@ -75,7 +83,7 @@ fn reactor_stream<T: ?Sized>(
     fd: BorrowedFd<'_>,
     flag: &AtomicBool,
     pipe: impl FnOnce(File) -> io::Result<Pin<Box<T>>>,
-    socket: impl FnOnce(UnixStream) -> Pin<Box<T>>,
+    socket: impl FnOnce(UnixStream) -> io::Result<Pin<Box<T>>>,
 ) -> Option<Pin<Box<T>>> {
     let driven = (|| {
         let file = File::from(fd.try_clone_to_owned()?);
@@ -87,12 +95,14 @@ fn reactor_stream<T: ?Sized>(
         if !kind.is_socket() {
             return Ok(None);
         }
-        // Any stream socket reads and writes like a Unix one; tokio's type is only the
-        // vehicle for registering it. The other direction is never used.
-        let std_socket = std::os::unix::net::UnixStream::from(OwnedFd::from(file));
+        // Any stream socket reads and writes like a Unix one; the type is only the
+        // vehicle for registering it. Only the direction used is registered, and a
+        // writing half waits for writability only while the socket is full
+        // (`socket_halves`): otherwise each answer the client reads would wake the
+        // bridge for nothing.
+        let std_socket = UnixStream::from(OwnedFd::from(file));
         flag.store(true, Ordering::Release);
-        std_socket.set_nonblocking(true)?;
-        Ok(Some(socket(UnixStream::from_std(std_socket)?)))
+        socket(std_socket).map(Some)
     })();
     driven.unwrap_or_else(|error| {
         tracing::debug!(fd = fd.as_raw_fd(), "not usable by the reactor, a helper thread serves it: {error}");

@@ -17,6 +17,7 @@ use super::{ConnectFailure, InitFailure, OpeningSession, Session, remote_session
 use crate::{
     config::TransportSettings,
     hub_socket::launch,
+    socket_halves,
     upstream::{
         entry::{Entry, Shared},
         http as remote,
@@ -81,7 +82,8 @@ async fn attach(entry: &Entry, shared: &Shared) -> Result<Session, Attach> {
     let stream = launch::connect_or_start(address, &program, HUB_START_LIMIT)
         .await
         .map_err(|error| Attach::Other(format!("cannot reach the hub: {error}")))?;
-    let (read, write) = stream.into_split();
+    let (read, write) = socket_halves::split_tokio(stream)
+        .map_err(|error| Attach::Other(format!("cannot use the hub's socket: {error}")))?;
     let opening = OpeningSession::new(entry, shared).with_limit(entry.settings.connect_timeout + HUB_GRACE);
     let lines = LineTransport::new(read, write, shared.max_message_bytes)
         .with_raw_results(opening.raw_results())
