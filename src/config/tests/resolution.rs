@@ -107,6 +107,7 @@ fn full_config_resolves_every_field() {
             pinned_tools: Vec::new(),
             instructions_wait: Duration::ZERO,
             hub: HubSettings { idle_timeout: Duration::from_secs(5) },
+            names_as_written: false,
         }
     );
 }
@@ -156,6 +157,7 @@ fn defaults() {
             pinned_tools: Vec::new(),
             instructions_wait: Duration::ZERO,
             hub: HubSettings { idle_timeout: Duration::from_secs(60) },
+            names_as_written: false,
         }
     );
 }

@@ -118,6 +118,10 @@ impl Catalog {
             ..Catalog::default()
         };
         let bridge = &settings.bridge;
+        let exposed = |namespace: Option<&str>, name: &str| match bridge.names_as_written {
+            true => name.to_owned(),
+            false => exposed_name(namespace, name),
+        };
         let mut tools = Vec::new();
         let mut prompts = Vec::new();
         for (order, state) in view.upstreams.iter().enumerate() {
@@ -142,7 +146,7 @@ impl Catalog {
                     priority: server.priority,
                     original: tool.name.to_string(),
                     namespaced: tool_namespace.is_some(),
-                    exposed: exposed_name(tool_namespace.as_deref(), &tool.name),
+                    exposed: exposed(tool_namespace.as_deref(), &tool.name),
                     item: (tool.clone(), object),
                 };
                 if state.is_ready() {
@@ -163,7 +167,7 @@ impl Catalog {
                         priority: server.priority,
                         original: prompt.name.clone(),
                         namespaced: prompt_namespace.is_some(),
-                        exposed: exposed_name(prompt_namespace.as_deref(), &prompt.name),
+                        exposed: exposed(prompt_namespace.as_deref(), &prompt.name),
                         item: prompt.clone(),
                     });
                 }
