@@ -7,7 +7,8 @@
 //!
 //! A request for a capability the client did not declare is refused with `-32601` naming
 //! the capability. Toward the client it also maps task ids in `notifications/tasks/status`
-//! to their exposed form and prefixes a log message's `logger` with the upstream's name.
+//! to their exposed form and prefixes a log message's `logger` with the upstream's name
+//! (neither when the bridge serves one upstream as that server itself).
 //! `client_capabilities` is what upstreams are initialized with: the sampling, elicitation
 //! and roots capabilities the client declared (none from a shell).
 //! A custom request (a task the upstream asks the client to run, its `tasks/*`) goes to
@@ -43,7 +44,8 @@ pub struct DownstreamLink {
     catalog: watch::Receiver<Arc<Catalog>>,
     requests: UpstreamRequests,
     /// Set when the bridge serves one upstream as that server itself: log messages keep
-    /// their `logger` (the bridge on the other side names the upstream).
+    /// their `logger` and task status notifications their task ids (the bridge on the
+    /// other side names the upstream and exposes the ids).
     as_upstream: std::sync::atomic::AtomicBool,
 }
 
@@ -57,7 +59,8 @@ impl DownstreamLink {
         }
     }
 
-    /// Relay log messages as the one upstream wrote them (`Bridge::for_one_upstream`).
+    /// Relay log messages and task statuses as the one upstream wrote them
+    /// (`Bridge::for_one_upstream`).
     pub fn serve_as_upstream(&self) {
         self.as_upstream.store(true, std::sync::atomic::Ordering::Relaxed);
     }
@@ -249,7 +252,8 @@ impl ClientLink for DownstreamLink {
                 updated.params.uri = self.catalog.borrow().expose_uri(from, &updated.params.uri);
             }
             ServerNotification::CustomNotification(custom)
-                if custom.method == "notifications/tasks/status" =>
+                if custom.method == "notifications/tasks/status"
+                    && !self.as_upstream.load(std::sync::atomic::Ordering::Relaxed) =>
             {
                 if let Some(task) = custom.params.as_mut() {
                     super::tasks::expose_ids(from, task);

@@ -10,6 +10,10 @@
 //! page; its cursor is `<upstream>:<that upstream's cursor>`. When one of them fails it,
 //! the answer is that error, naming the upstream: a page that left its tasks out would
 //! tell the client they are gone.
+//!
+//! A bridge that serves one upstream as that server itself (the hub's connections)
+//! passes task ids and cursors as the upstream wrote them: the bridge on the other side
+//! exposes them.
 
 use rmcp::ErrorData;
 use serde_json::{Map, Value};
@@ -90,7 +94,7 @@ impl Bridge {
                 };
                 params.insert("taskId".to_owned(), Value::String(own));
                 let mut result = self.raw(&upstream, method, params, options).await?;
-                expose_ids(&upstream, &mut result);
+                self.expose_ids(&upstream, &mut result);
                 Ok(result)
             }
         }
@@ -107,7 +111,7 @@ impl Bridge {
         };
         params.insert("name".to_owned(), Value::String(route.name.clone()));
         let mut result = self.raw(&route.upstream, "tools/call", params, options).await?;
-        expose_ids(&route.upstream, &mut result);
+        self.expose_ids(&route.upstream, &mut result);
         Ok(result)
     }
 
@@ -116,6 +120,9 @@ impl Bridge {
         params: Map<String, Value>,
         options: RequestOptions,
     ) -> Result<Value, ErrorData> {
+        if let Some(upstream) = &self.serves_as {
+            return self.raw(upstream, "tasks/list", params, options).await;
+        }
         let upstreams: Vec<String> = {
             let view = self.upstreams.view();
             let view = view.borrow();
@@ -190,8 +197,19 @@ impl Bridge {
         })
     }
 
+    /// Expose the task ids in `value`, a result of `upstream`; a bridge that serves one
+    /// upstream as that server itself keeps them as the upstream wrote them.
+    fn expose_ids(&self, upstream: &str, value: &mut Value) {
+        if self.serves_as.is_none() {
+            expose_ids(upstream, value);
+        }
+    }
+
     /// The upstream that owns the exposed task id, and its own id.
     fn task_owner(&self, exposed: &str) -> Option<(String, String)> {
+        if let Some(upstream) = &self.serves_as {
+            return Some((upstream.to_string(), exposed.to_owned()));
+        }
         let settings = self.settings.borrow().clone();
         let (owner, own) = owner_of(settings.servers.iter().map(|server| server.name.as_str()), exposed)?;
         Some((owner.to_owned(), own.to_owned()))

@@ -202,3 +202,44 @@ async fn the_declared_tasks_capability_is_the_union_of_the_upstreams_own() {
         assert_eq!(result["capabilities"].get("tasks"), expected.as_ref(), "{servers}");
     }
 }
+
+#[tokio::test]
+async fn a_shared_upstreams_task_ids_are_those_it_has_unshared() {
+    let env = crate::hub::HubEnv::new();
+    let log = env.path("a.jsonl");
+    let tasked = json!({
+        "capabilities": {"tools": {}, "tasks": {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}},
+        "tools": [{"name": "work", "inputSchema": {"type": "object"}, "execution": {"taskSupport": "optional"}}],
+    });
+    let mut shared = recording(&log, &tasked);
+    shared["shared"] = json!(true);
+    env.write_servers(json!({"a": shared}), 2);
+    let mut bridge = LineClient::bridge(&env);
+    bridge.initialize(json!({})).await;
+    assert_eq!(bridge.tools().await.len(), 1);
+    let created = bridge.request("tools/call", json!({"name": "a__work", "task": {"ttl": 60000}})).await;
+    assert_eq!(created["result"]["task"]["taskId"], "a:task-1", "{created}");
+    let got = bridge.request("tasks/get", json!({"taskId": "a:task-1"})).await;
+    assert_eq!(got["result"]["taskId"], "a:task-1", "{got}");
+    let result = bridge.request("tasks/result", json!({"taskId": "a:task-1"})).await;
+    assert_eq!(result["result"]["content"][0]["text"], "result of task-1", "{result}");
+    assert_eq!(result["result"]["_meta"]["io.modelcontextprotocol/related-task"]["taskId"], "a:task-1");
+    let listed = bridge.request("tasks/list", json!({})).await;
+    let ids: Vec<&Value> =
+        listed["result"]["tasks"].as_array().expect("tasks").iter().map(|task| &task["taskId"]).collect();
+    assert_eq!(ids, [&json!("a:task-1")], "{listed}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) =
+            bridge.notified.iter().find(|message| message["method"] == "notifications/tasks/status")
+        {
+            break status["params"]["taskId"].clone();
+        }
+        let message =
+            tokio::time::timeout_at(deadline, bridge.raw.recv()).await.expect("a status notification");
+        bridge.notified.push(message);
+    };
+    assert_eq!(status, "a:task-1");
+    drop(bridge);
+    env.finish().await;
+}
