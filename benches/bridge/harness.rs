@@ -100,6 +100,11 @@ struct Args {
     #[arg(long, hide = true, num_args = 1.., allow_hyphen_values = true, value_name = "COMMAND")]
     relay: Option<Vec<String>>,
 
+    /// Internal: be a byte-copying relay between a hub socket and COMMAND (the shared
+    /// rows' floor).
+    #[arg(long, hide = true, num_args = 2.., allow_hyphen_values = true, value_name = "SOCKET COMMAND")]
+    hub_relay: Option<Vec<String>>,
+
     /// The bridge binary to measure [default: `foxxy-bridge` next to this harness, i.e.
     /// target/bench/ from scripts/bench, else target/release/].
     #[arg(long, env = "FOXXY_BENCH_BRIDGE", value_name = "PATH")]
@@ -110,6 +115,9 @@ fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(command) = &args.relay {
         return relay::relay(command);
+    }
+    if let Some(arguments) = &args.hub_relay {
+        return relay::hub_relay(arguments);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,

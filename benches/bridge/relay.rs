@@ -59,6 +59,46 @@ pub async fn relay_rows(rows: &mut Vec<Row>, upstream: &[String], plan: &Plan) -
 /// for byte, one thread per direction, no parsing. A stand-in for the cheapest
 /// possible stdio proxy.
 pub fn relay(command: &[String]) -> ExitCode {
+    relay_between(std::io::stdin(), std::io::stdout(), command, "--relay")
+}
+
+/// `bench --hub-relay SOCKET COMMAND…`: listen on the Unix socket SOCKET (where a bridge
+/// looks for its hub), accept one connection, run COMMAND and copy between the two as
+/// `--relay` does. A stand-in for the cheapest possible hub: it serves one bridge and
+/// one upstream, whose `initialize` answers the bridge's.
+pub fn hub_relay(arguments: &[String]) -> ExitCode {
+    use std::os::unix::fs::PermissionsExt;
+    let Some((socket, command)) = arguments.split_first() else { return ExitCode::from(2) };
+    let socket = std::path::Path::new(socket);
+    let listening = (|| {
+        if let Some(dir) = socket.parent() {
+            std::fs::create_dir_all(dir)?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+        let listener = std::os::unix::net::UnixListener::bind(socket)?;
+        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
+        listener.accept()
+    })();
+    let connection = match listening {
+        Ok((connection, _)) => connection,
+        Err(error) => {
+            eprintln!("bench --hub-relay: cannot serve {}: {error}", socket.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let _ = std::fs::remove_file(socket);
+    let Ok(reading) = connection.try_clone() else { return ExitCode::FAILURE };
+    relay_between(reading, connection, command, "--hub-relay")
+}
+
+/// Run `command`, copy `input` to its stdin and its stdout to `output` until either
+/// ends.
+fn relay_between(
+    mut input: impl std::io::Read + Send + 'static,
+    mut output: impl std::io::Write,
+    command: &[String],
+    mode: &str,
+) -> ExitCode {
     use std::io::{Read, Write};
     fn copy(from: &mut impl Read, to: &mut impl Write) {
         let mut buffer = vec![0; 64 * 1024];
@@ -77,16 +117,16 @@ pub fn relay(command: &[String]) -> ExitCode {
     {
         Ok(child) => child,
         Err(error) => {
-            eprintln!("bench --relay: cannot spawn {program}: {error}");
+            eprintln!("bench {mode}: cannot spawn {program}: {error}");
             return ExitCode::FAILURE;
         }
     };
     let (Some(mut child_in), Some(mut child_out)) = (child.stdin.take(), child.stdout.take()) else {
         return ExitCode::FAILURE;
     };
-    // Stdin EOF drops `child_in`, the child sees EOF and exits, its stdout ends.
-    let inbound = std::thread::spawn(move || copy(&mut std::io::stdin().lock(), &mut child_in));
-    copy(&mut child_out, &mut std::io::stdout().lock());
+    // The input's EOF drops `child_in`, the child sees EOF and exits, its stdout ends.
+    let inbound = std::thread::spawn(move || copy(&mut input, &mut child_in));
+    copy(&mut child_out, &mut output);
     let _ = inbound.join();
     let _ = child.wait();
     ExitCode::SUCCESS

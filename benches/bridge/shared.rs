@@ -256,10 +256,66 @@ async fn call_rows(
         }
         let Pair { direct, bridge, .. } = pair;
         (unshared, shared) = (direct, bridge);
+        if name == "fx" {
+            unshared = relay_floor_row(rows, binaries, plan, unshared).await?;
+        }
     }
     unshared.close().await;
     shared.close().await;
     finish(&setups, &[before.0], &[before.1]).await
+}
+
+/// The floor of the shared rows: the fixture's p50 through `unshared`, and through a
+/// bridge whose hub is a process that only copies bytes between the hub's socket and
+/// the fixture (`bench --hub-relay`): what one more local process hop costs here.
+/// Returns `unshared`.
+async fn relay_floor_row(
+    rows: &mut Vec<Row>,
+    binaries: &Binaries,
+    plan: &SharedPlan,
+    unshared: Session,
+) -> anyhow::Result<Session> {
+    eprintln!("bench: tools/call with a byte relay in place of the hub (the floor)");
+    let mut entry = binaries.fixture_entry("fx", &[]);
+    entry["shared"] = json!(true);
+    let env = BridgeEnv::with_config(binaries, json!({ "mcpServers": { "fx": entry } }))?;
+    let socket = env.hub_socket();
+    let mut relay = tokio::process::Command::new(std::env::current_exe().context("the harness's path")?)
+        .arg("--hub-relay")
+        .arg(&socket)
+        .arg(&binaries.fixture)
+        .args(["--name", "fx"])
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("start `bench --hub-relay`")?;
+    let started = Instant::now();
+    while !socket.exists() {
+        ensure!(
+            started.elapsed() < Duration::from_secs(10),
+            "`bench --hub-relay` did not listen within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let relayed = env.start(&[]).await?;
+    let tools = relayed.peer().list_all_tools().await.context("tools/list through the relay")?;
+    ensure!(tools.iter().any(|tool| tool.name == "fx__echo"), "no `fx__echo` through the relay");
+    let call = echo_call("fx__echo");
+    let pair = Pair { direct: unshared, direct_call: call.clone(), bridge: relayed, bridge_call: call };
+    let latency = scenarios::latency(&pair, &plan.plan).await?;
+    let samples = &latency.samples;
+    rows.push(Row::durations(
+        "  floor: same p50 (rmcp fixture) with a byte-copying relay process in place of the hub",
+        quantile(&samples.direct, 0.5),
+        quantile(&samples.bridge, 0.5),
+        us,
+    ));
+    let Pair { direct, bridge, .. } = pair;
+    bridge.close().await;
+    if tokio::time::timeout(Duration::from_secs(10), relay.wait()).await.is_err() {
+        let _ = relay.kill().await;
+    }
+    Ok(direct)
 }
 
 /// Stop the shared setup's hub and wait for every process of both setups to be gone.

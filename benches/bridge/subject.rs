@@ -211,6 +211,12 @@ impl BridgeEnv {
         Ok(BridgeEnv { dir, bridge: binaries.bridge.clone() })
     }
 
+    /// Where a bridge of this env looks for its hub.
+    pub fn hub_socket(&self) -> PathBuf {
+        let paths = foxxy_bridge::paths::StatePaths::new(self.dir.path().join("home"));
+        foxxy_bridge::hub_socket::HubAddress::for_config(&paths, &self.dir.path().join("config.json5")).socket
+    }
+
     /// `foxxy-bridge ARGS…` (not `stdio`) in this env, e.g. `hub status --json`.
     pub fn command_line(&self, args: &[&str]) -> std::process::Command {
         let mut command = std::process::Command::new(&self.bridge);
