@@ -60,3 +60,30 @@ async fn a_second_hub_of_the_same_config_exits_at_once() {
     session.close().await;
     env.finish().await;
 }
+
+/// The descriptors process `pid` has open.
+fn open_descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|entries| entries.count()).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn control_requests_leave_no_socket_open_in_the_hub() {
+    let env = HubEnv::new();
+    env.write_servers(json!({ "fx": counted(&env, "fx", true, &[]) }), 30);
+    let session = Session::start(&env).await;
+    call_text(&session, "fx__echo", json!({"message": "up"})).await;
+    let hub = env.one_hub().await;
+    let before = open_descriptors(hub);
+    for _ in 0..20 {
+        assert_eq!(env.status().await.len(), 1);
+    }
+    // The hub closes a control connection after answering; give the last one a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while open_descriptors(hub) >= before + 5 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let after = open_descriptors(hub);
+    assert!(after < before + 5, "the hub had {before} descriptors open, {after} after 20 `hub status`");
+    session.close().await;
+    env.finish().await;
+}
