@@ -17,7 +17,10 @@
 use std::sync::Arc;
 
 use futures::future::{BoxFuture, FutureExt};
-use rmcp::model::{ClientNotification, ClientRequest, LoggingLevel, ProgressToken, ServerResult};
+use rmcp::model::{
+    ClientNotification, ClientRequest, LoggingLevel, ProgressToken, ServerResult, SetLevelRequest,
+    SetLevelRequestParams,
+};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -113,6 +116,15 @@ impl LaneCallEnd for ConnectionCallEnd {
 impl Drop for ConnectionCallEnd {
     fn drop(&mut self) {
         self.calls.running.lock_unpoisoned().remove(&self.lane_id);
+    }
+}
+
+/// Run `upstream` at log `level`: the most verbose level its bridges set (each bridge
+/// hears the messages at its own level, `router.rs`).
+pub async fn set_upstream_level(set: &UpstreamSet, upstream: &str, level: LoggingLevel) {
+    let request = ClientRequest::SetLevelRequest(SetLevelRequest::new(SetLevelRequestParams::new(level)));
+    if let Err(error) = set.request(upstream, request, RequestOptions::default()).await {
+        tracing::debug!(upstream = %upstream, "logging/setLevel failed: {error}");
     }
 }
 
@@ -277,7 +289,13 @@ impl Upstreams for ConnectionUpstreams {
     }
 
     fn set_log_level(&self, level: LoggingLevel) -> BoxFuture<'_, ()> {
-        self.set.set_log_level(level)
+        let wanted = self.bridges.set_log_level(self.id, level);
+        async move {
+            if let Some(level) = wanted {
+                set_upstream_level(&self.set, &self.upstream, level).await;
+            }
+        }
+        .boxed()
     }
 
     fn begin(&self) {

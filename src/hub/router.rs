@@ -11,10 +11,17 @@
 //!   that upstream attached most recently;
 //! - `notifications/resources/updated`: the connections subscribed to that resource (the
 //!   upstream stays subscribed while one of them is);
+//! - a log message (`notifications/message`): every connection of that upstream whose
+//!   bridge set no level or one the message meets. The upstream itself runs at the most
+//!   verbose level its connections set ([`AttachedBridges::set_log_level`]);
 //! - any other notification: every connection of that upstream.
 //!
 //! The client capabilities an upstream is initialized with are those of the bridge
 //! attached most recently, which is the one whose need starts an upstream.
+
+// Logging is deprecated by SEP-2577 for protocol 2026-07-28, but it is a live part of
+// 2025-11-25, which the hub speaks.
+#![allow(deprecated)]
 
 use std::{
     collections::HashMap,
@@ -28,7 +35,8 @@ use futures::future::{BoxFuture, FutureExt};
 use rmcp::{
     ErrorData,
     model::{
-        ClientCapabilities, ClientResult, NumberOrString, ProgressToken, ServerNotification, ServerRequest,
+        ClientCapabilities, ClientResult, LoggingLevel, NumberOrString, ProgressToken, ServerNotification,
+        ServerRequest,
     },
 };
 use tokio::sync::watch;
@@ -51,6 +59,8 @@ struct Attached {
     /// Its requests in flight on the upstream, and when the last of them started.
     in_flight: usize,
     last_request: u64,
+    /// The level its bridge set with `logging/setLevel`, if any.
+    log_level: Option<LoggingLevel>,
 }
 
 /// Every bridge connection attached to the hub.
@@ -93,7 +103,16 @@ impl AttachedBridges {
     pub fn attach(&self, id: u64, upstream: Arc<str>, link: Arc<DownstreamLink>, pid: Option<i32>) {
         let attached = self.tick();
         let mut connections = self.connections.lock_unpoisoned();
-        connections.push(Attached { id, upstream, link, pid, attached, in_flight: 0, last_request: 0 });
+        connections.push(Attached {
+            id,
+            upstream,
+            link,
+            pid,
+            attached,
+            in_flight: 0,
+            last_request: 0,
+            log_level: None,
+        });
         self.count.send_replace(connections.len());
     }
 
@@ -153,6 +172,32 @@ impl AttachedBridges {
             .cloned()
             .unwrap_or_default();
         subscribed.into_iter().filter_map(|id| self.link_of(id)).collect()
+    }
+
+    /// Connection `id`'s bridge set log level `level`: the level its upstream should
+    /// run at now, the most verbose one its connections set.
+    pub fn set_log_level(&self, id: u64, level: LoggingLevel) -> Option<LoggingLevel> {
+        let mut connections = self.connections.lock_unpoisoned();
+        let connection = connections.iter_mut().find(|connection| connection.id == id)?;
+        connection.log_level = Some(level);
+        let upstream = connection.upstream.clone();
+        most_verbose(&connections, &upstream)
+    }
+
+    /// The level `upstream` should run at: the most verbose one its connections set.
+    pub fn wanted_log_level(&self, upstream: &str) -> Option<LoggingLevel> {
+        most_verbose(&self.connections.lock_unpoisoned(), upstream)
+    }
+
+    /// The links of `upstream`'s connections that hear a log message at `level`.
+    fn listeners_at(&self, upstream: &str, level: LoggingLevel) -> Vec<Arc<DownstreamLink>> {
+        let connections = self.connections.lock_unpoisoned();
+        connections
+            .iter()
+            .filter(|connection| &*connection.upstream == upstream)
+            .filter(|connection| connection.log_level.is_none_or(|wanted| level as u8 >= wanted as u8))
+            .map(|connection| connection.link.clone())
+            .collect()
     }
 
     /// How many connections are attached, as it changes.
@@ -223,6 +268,15 @@ impl AttachedBridges {
     }
 }
 
+/// The most verbose level the connections of `upstream` set.
+fn most_verbose(connections: &[Attached], upstream: &str) -> Option<LoggingLevel> {
+    connections
+        .iter()
+        .filter(|connection| &*connection.upstream == upstream)
+        .filter_map(|connection| connection.log_level)
+        .min_by_key(|level| *level as u8)
+}
+
 impl Drop for RequestInFlight {
     fn drop(&mut self) {
         if let Some(connection) =
@@ -275,6 +329,9 @@ impl ClientLink for HubLink {
             let links = match &notification {
                 ServerNotification::ResourceUpdatedNotification(updated) => {
                     self.0.subscribers_of(&from, &updated.params.uri)
+                }
+                ServerNotification::LoggingMessageNotification(message) => {
+                    self.0.listeners_at(&from, message.params.level)
                 }
                 _ => self.0.links_of(&from),
             };

@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     HubUpstreams,
-    bridge_upstreams::{ConnectionCalls, ConnectionUpstreams},
+    bridge_upstreams::{ConnectionCalls, ConnectionUpstreams, set_upstream_level},
     router::{AttachedBridges, HubLink},
 };
 use crate::{
@@ -294,6 +294,10 @@ impl Serving {
         calls.cancel_all();
         let orphaned = self.bridges.detach(id);
         tracing::info!(upstream = %upstream, bridge_pid = ?pid, "a bridge detached");
+        if let Some(level) = self.bridges.wanted_log_level(&upstream) {
+            // It may have been the most verbose one.
+            set_upstream_level(&self.hub.set, &upstream, level).await;
+        }
         for uri in orphaned {
             let request = ClientRequest::UnsubscribeRequest(UnsubscribeRequest::new(
                 UnsubscribeRequestParams::new(uri),

@@ -101,3 +101,34 @@ async fn a_killed_bridges_call_is_cancelled_upstream() {
     drop(caller);
     env.finish().await;
 }
+
+/// The log messages `session`'s client heard, as text.
+fn heard_logs(session: &Session) -> Vec<String> {
+    session.client.seen().logs.iter().map(|log| log.data.as_str().unwrap_or_default().to_owned()).collect()
+}
+
+#[tokio::test]
+async fn each_bridge_hears_log_messages_at_the_level_it_set() {
+    use rmcp::model::{LoggingLevel, SetLevelRequestParams};
+    let env = HubEnv::new();
+    let (quiet, verbose) = two_bridges(&env).await;
+    call_text(&quiet, "fx__echo", json!({"message": "up"})).await;
+    call_text(&verbose, "fx__echo", json!({"message": "up"})).await;
+    quiet.service.set_level(SetLevelRequestParams::new(LoggingLevel::Warning)).await.expect("setLevel");
+    verbose.service.set_level(SetLevelRequestParams::new(LoggingLevel::Debug)).await.expect("setLevel");
+    call_text(&verbose, "fx__log", json!({"level": "info", "message": "detail"})).await;
+    call_text(&quiet, "fx__log", json!({"level": "error", "message": "trouble"})).await;
+    // The upstream's messages reach the hub in order: once `trouble` is heard, `detail`
+    // would have been heard before it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !(heard_logs(&quiet).contains(&"trouble".to_owned()) && heard_logs(&verbose).len() == 2)
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(heard_logs(&quiet), ["trouble"], "the bridge that set `warning` hears no `info`");
+    assert_eq!(heard_logs(&verbose), ["detail", "trouble"], "the bridge that set `debug` hears both");
+    quiet.close().await;
+    verbose.close().await;
+    env.finish().await;
+}
