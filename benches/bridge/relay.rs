@@ -91,6 +91,51 @@ pub fn hub_relay(arguments: &[String]) -> ExitCode {
     relay_between(reading, connection, command, "--hub-relay")
 }
 
+/// `bench --hub-relay-async SOCKET COMMAND…`: `--hub-relay` on a single-threaded async
+/// runtime (readiness from epoll, as the hub's I/O): the floor of an async hub.
+pub fn hub_relay_async(arguments: &[String]) -> ExitCode {
+    let Some((socket, command)) = arguments.split_first() else { return ExitCode::from(2) };
+    let Some((program, args)) = command.split_first() else { return ExitCode::from(2) };
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+        return ExitCode::FAILURE;
+    };
+    let relayed = runtime.block_on(async {
+        if let Some(dir) = std::path::Path::new(socket).parent() {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::create_dir_all(dir)?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+        let listener = tokio::net::UnixListener::bind(socket)?;
+        let (connection, _) = listener.accept().await?;
+        let _ = std::fs::remove_file(socket);
+        let (mut from_bridge, mut to_bridge) = foxxy_bridge::socket_halves::split_tokio(connection)?;
+        let mut child = tokio::process::Command::new(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let (Some(mut child_in), Some(mut child_out)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(std::io::Error::other("no pipes"));
+        };
+        let inbound = async move {
+            let _ = tokio::io::copy(&mut from_bridge, &mut child_in).await;
+        };
+        let outbound = async move {
+            let _ = tokio::io::copy(&mut child_out, &mut to_bridge).await;
+        };
+        tokio::join!(inbound, outbound);
+        let _ = child.wait().await;
+        Ok::<(), std::io::Error>(())
+    });
+    match relayed {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("bench --hub-relay-async: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Run `command`, copy `input` to its stdin and its stdout to `output` until either
 /// ends.
 fn relay_between(

@@ -257,7 +257,8 @@ async fn call_rows(
         let Pair { direct, bridge, .. } = pair;
         (unshared, shared) = (direct, bridge);
         if name == "fx" {
-            unshared = relay_floor_row(rows, binaries, plan, unshared).await?;
+            unshared = relay_floor_row(rows, binaries, plan, unshared, false).await?;
+            unshared = relay_floor_row(rows, binaries, plan, unshared, true).await?;
         }
     }
     unshared.close().await;
@@ -274,6 +275,7 @@ async fn relay_floor_row(
     binaries: &Binaries,
     plan: &SharedPlan,
     unshared: Session,
+    asynchronous: bool,
 ) -> anyhow::Result<Session> {
     eprintln!("bench: tools/call with a byte relay in place of the hub (the floor)");
     let mut entry = binaries.fixture_entry("fx", &[]);
@@ -281,7 +283,7 @@ async fn relay_floor_row(
     let env = BridgeEnv::with_config(binaries, json!({ "mcpServers": { "fx": entry } }))?;
     let socket = env.hub_socket();
     let mut relay = tokio::process::Command::new(std::env::current_exe().context("the harness's path")?)
-        .arg("--hub-relay")
+        .arg(if asynchronous { "--hub-relay-async" } else { "--hub-relay" })
         .arg(&socket)
         .arg(&binaries.fixture)
         .args(["--name", "fx"])
@@ -304,12 +306,11 @@ async fn relay_floor_row(
     let pair = Pair { direct: unshared, direct_call: call.clone(), bridge: relayed, bridge_call: call };
     let latency = scenarios::latency(&pair, &plan.plan).await?;
     let samples = &latency.samples;
-    rows.push(Row::durations(
-        "  floor: same p50 (rmcp fixture) with a byte-copying relay process in place of the hub",
-        quantile(&samples.direct, 0.5),
-        quantile(&samples.bridge, 0.5),
-        us,
-    ));
+    let metric = match asynchronous {
+        false => "  floor: same p50 (rmcp fixture) with a byte-copying relay process in place of the hub",
+        true => "  floor: the same with the relay on a single-threaded async runtime, as the hub",
+    };
+    rows.push(Row::durations(metric, quantile(&samples.direct, 0.5), quantile(&samples.bridge, 0.5), us));
     let Pair { direct, bridge, .. } = pair;
     bridge.close().await;
     if tokio::time::timeout(Duration::from_secs(10), relay.wait()).await.is_err() {
