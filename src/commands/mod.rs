@@ -30,7 +30,7 @@ use std::{ffi::OsString, path::PathBuf, sync::Arc};
 use anyhow::Context as _;
 
 use crate::{
-    cli::{Cli, Command, ConfigCommand, HubCommand},
+    cli::{Cli, Command, ConfigCommand},
     clients::ClientEnv,
     config::{self as bridge_config, Settings},
     hub_socket::HubAddress,
@@ -161,13 +161,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<Outcome> {
         shell_path: std::env::var_os("PATH"),
         own_binary: std::env::current_exe().ok(),
     };
-    // Before any upstream starts, from the main thread (see `upstream::watchdog`).
-    if matches!(
-        cli.command,
-        Command::Stdio(_) | Command::Tools { .. } | Command::Call { .. } | Command::Hub(HubCommand::Serve)
-    ) {
-        watchdog::start();
-    }
     match cli.command {
         Command::Watchdog => {
             watchdog::serve();

@@ -3,8 +3,9 @@
 //! a crash), on every Unix, where Linux's parent-death signal reaches only the direct
 //! child and macOS has none.
 //!
-//! The bridge starts it once ([`start`], from the main thread, before any upstream) with
-//! a pipe to its stdin and nothing else: its stdout and stderr are `/dev/null`, so the
+//! The bridge starts it once, when it starts the first upstream's process group
+//! ([`started`]; a bridge whose upstreams are all remote or shared runs none), with a
+//! pipe to its stdin and nothing else: its stdout and stderr are `/dev/null`, so the
 //! MCP client never sees it, and it is the leader of its own process group, so a signal
 //! to the bridge's group leaves it to do its work. The bridge writes `+PGID` when it
 //! starts a child's process group and `-PGID` once the group is gone ([`started`],
@@ -34,7 +35,7 @@ static PIPE: OnceLock<Option<Mutex<ChildStdin>>> = OnceLock::new();
 
 /// Start the watchdog of this process (once; later calls do nothing). Failing to start
 /// it is logged, and the bridge runs without it.
-pub fn start() {
+fn start() {
     PIPE.get_or_init(|| match spawn() {
         Ok(pipe) => Some(Mutex::new(pipe)),
         Err(error) => {
@@ -71,8 +72,9 @@ fn spawn() -> std::io::Result<ChildStdin> {
     Ok(pipe)
 }
 
-/// The process group `pgid` was started.
+/// The process group `pgid` was started; the watchdog too, if it was the first.
 pub fn started(pgid: libc::pid_t) {
+    start();
     record(b'+', pgid);
 }
 

@@ -270,3 +270,16 @@ async fn hub_status_counts_bridges_not_connections() {
     }
     env.finish().await;
 }
+
+#[tokio::test]
+async fn a_bridge_whose_upstreams_are_all_shared_runs_no_process_of_its_own() {
+    let env = HubEnv::new();
+    env.write_servers(json!({ "fx": counted(&env, "fx", true, &[]) }), 2);
+    let session = Session::start(&env).await;
+    assert_eq!(call_text(&session, "fx__echo", json!({"message": "hi"})).await, "fx: hi");
+    let hub = env.one_hub().await;
+    let own: Vec<String> = bridge_processes(session.pid, hub).into_iter().map(command_line).collect();
+    assert!(own.is_empty(), "no upstream, so no helper either: {own:?}");
+    session.close().await;
+    env.finish().await;
+}
