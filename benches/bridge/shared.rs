@@ -453,7 +453,7 @@ fn memory_rows(rows: &mut Vec<Row>, censuses: &[Census; 2]) {
     let total = |parts: &[(u64, u64); 4], pick: fn(&(u64, u64)) -> u64| parts.iter().map(pick).sum::<u64>();
     let (rss_u, rss_s) = (total(&unshared, |part| part.0), total(&shared, |part| part.0));
     let mut row =
-        Row::new("total VmRSS: bridges + hub (each with its `__watchdog` helper) + every upstream process");
+        Row::new("total VmRSS: bridges + hub (and their `__watchdog` helpers) + every upstream process");
     row.direct = mib(rss_u);
     row.bridge = mib(rss_s);
     row.ratio = Some(rss_s as f64 / rss_u as f64);
