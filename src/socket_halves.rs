@@ -1,5 +1,6 @@
 //! A connected stream socket as a reading half and a writing half that wake the process
-//! only for what they wait for ([`split`]).
+//! only for what they wait for ([`split`]; a socket used one way only gets one half,
+//! [`SocketReader::new`] or [`SocketWriter::new`]).
 //!
 //! tokio registers a socket with the reactor for readability and writability at once.
 //! A Unix stream socket signals room to write each time the peer reads something it was
@@ -41,10 +42,25 @@ pub struct SocketWriter {
 /// Split a connected socket into its two halves, switching it to non-blocking mode.
 /// Must be called inside the runtime.
 pub fn split(socket: UnixStream) -> io::Result<(SocketReader, SocketWriter)> {
-    socket.set_nonblocking(true)?;
-    let writing = socket.try_clone()?;
-    let reading = register(socket, Interest::READABLE)?;
-    Ok((SocketReader { socket: reading }, SocketWriter { socket: writing, waiting_for_room: None }))
+    let writing = SocketWriter::new(socket.try_clone()?)?;
+    Ok((SocketReader::new(socket)?, writing))
+}
+
+impl SocketReader {
+    /// Read `socket` (its other direction unused), switching it to non-blocking mode.
+    /// Must be called inside the runtime.
+    pub fn new(socket: UnixStream) -> io::Result<Self> {
+        socket.set_nonblocking(true)?;
+        Ok(Self { socket: register(socket, Interest::READABLE)? })
+    }
+}
+
+impl SocketWriter {
+    /// Write to `socket` (its other direction unused), switching it to non-blocking mode.
+    pub fn new(socket: UnixStream) -> io::Result<Self> {
+        socket.set_nonblocking(true)?;
+        Ok(Self { socket, waiting_for_room: None })
+    }
 }
 
 /// `socket` registered with the reactor for `interest` only.

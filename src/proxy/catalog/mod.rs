@@ -118,9 +118,8 @@ impl Catalog {
             ..Catalog::default()
         };
         let bridge = &settings.bridge;
-        let exposed = |namespace: Option<&str>, name: &str| match bridge.names_as_written {
-            true => name.to_owned(),
-            false => exposed_name(namespace, name),
+        let exposed = |namespace: Option<&str>, name: &str| {
+            if bridge.names_as_written { name.to_owned() } else { exposed_name(namespace, name) }
         };
         let mut tools = Vec::new();
         let mut prompts = Vec::new();

@@ -26,7 +26,7 @@ use tokio::{
     net::unix::pipe,
 };
 
-use crate::socket_halves;
+use crate::socket_halves::{SocketReader, SocketWriter};
 
 pub type Input = Pin<Box<dyn AsyncRead + Send>>;
 pub type Output = Pin<Box<dyn AsyncWrite + Send>>;
@@ -40,8 +40,7 @@ pub fn stdin() -> Input {
     let stdin = io::stdin();
     let pipe = |file| Ok(Box::pin(pipe::Receiver::from_file(file)?) as Input);
     reactor_stream(stdin.as_fd(), &STDIN_NONBLOCKING, pipe, |socket| {
-        let (reading, _writing) = socket_halves::split(socket)?;
-        Ok(Box::pin(reading) as Input)
+        Ok(Box::pin(SocketReader::new(socket)?) as Input)
     })
     .unwrap_or_else(|| Box::pin(tokio::io::stdin()))
 }
@@ -51,8 +50,7 @@ pub fn stdout() -> Output {
     let stdout = io::stdout();
     let pipe = |file| Ok(Box::pin(pipe::Sender::from_file(file)?) as Output);
     reactor_stream(stdout.as_fd(), &STDOUT_NONBLOCKING, pipe, |socket| {
-        let (_reading, writing) = socket_halves::split(socket)?;
-        Ok(Box::pin(writing) as Output)
+        Ok(Box::pin(SocketWriter::new(socket)?) as Output)
     })
     .unwrap_or_else(|| Box::pin(tokio::io::stdout()))
 }
