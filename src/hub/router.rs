@@ -184,6 +184,12 @@ impl AttachedBridges {
         most_verbose(&connections, &upstream)
     }
 
+    /// The log level connection `id`'s bridge set, if any.
+    pub fn log_level_of(&self, id: u64) -> Option<LoggingLevel> {
+        let connections = self.connections.lock_unpoisoned();
+        connections.iter().find(|connection| connection.id == id).and_then(|connection| connection.log_level)
+    }
+
     /// The level `upstream` should run at: the most verbose one its connections set.
     pub fn wanted_log_level(&self, upstream: &str) -> Option<LoggingLevel> {
         most_verbose(&self.connections.lock_unpoisoned(), upstream)

@@ -292,10 +292,11 @@ impl Serving {
         let _ = socket.shutdown(std::net::Shutdown::Both);
         closing.cancel();
         calls.cancel_all();
+        let had_level = self.bridges.log_level_of(id).is_some();
         let orphaned = self.bridges.detach(id);
         tracing::info!(upstream = %upstream, bridge_pid = ?pid, "a bridge detached");
-        if let Some(level) = self.bridges.wanted_log_level(&upstream) {
-            // It may have been the most verbose one.
+        if let (true, Some(level)) = (had_level, self.bridges.wanted_log_level(&upstream)) {
+            // Its level may have been the most verbose one.
             set_upstream_level(&self.hub.set, &upstream, level).await;
         }
         for uri in orphaned {

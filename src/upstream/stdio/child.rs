@@ -69,6 +69,7 @@ pub fn spawn(upstream: &str, spec: &SpawnSpec<'_>) -> Result<Spawned, String> {
             Ok(())
         });
     }
+    super::watchdog::start();
     let mut child = command.spawn().map_err(|error| describe_spawn_error(spec, &error))?;
     let pid = child.id().ok_or("the process exited before it could be tracked")?;
     let (Some(stdin), Some(stdout), Some(stderr)) =

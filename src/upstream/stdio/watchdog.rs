@@ -3,8 +3,8 @@
 //! a crash), on every Unix, where Linux's parent-death signal reaches only the direct
 //! child and macOS has none.
 //!
-//! The bridge starts it once, when it starts the first upstream's process group
-//! ([`started`]; a bridge whose upstreams are all remote or shared runs none), with a
+//! The bridge starts it once, just before it starts the first upstream's process group
+//! ([`start`]; a bridge whose upstreams are all remote or shared runs none), with a
 //! pipe to its stdin and nothing else: its stdout and stderr are `/dev/null`, so the
 //! MCP client never sees it, and it is the leader of its own process group, so a signal
 //! to the bridge's group leaves it to do its work. The bridge writes `+PGID` when it
@@ -33,9 +33,10 @@ const TERM_GRACE: Duration = Duration::from_millis(300);
 /// The write end of the watchdog's pipe; `None` inside when it could not be started.
 static PIPE: OnceLock<Option<Mutex<ChildStdin>>> = OnceLock::new();
 
-/// Start the watchdog of this process (once; later calls do nothing). Failing to start
-/// it is logged, and the bridge runs without it.
-fn start() {
+/// Start the watchdog of this process (once; later calls do nothing), before the first
+/// process group it is to watch, so that no group exists unwatched. Failing to start it
+/// is logged, and the bridge runs without it.
+pub fn start() {
     PIPE.get_or_init(|| match spawn() {
         Ok(pipe) => Some(Mutex::new(pipe)),
         Err(error) => {
@@ -72,9 +73,8 @@ fn spawn() -> std::io::Result<ChildStdin> {
     Ok(pipe)
 }
 
-/// The process group `pgid` was started; the watchdog too, if it was the first.
+/// The process group `pgid` was started.
 pub fn started(pgid: libc::pid_t) {
-    start();
     record(b'+', pgid);
 }
 
