@@ -9,7 +9,9 @@
 //! one more context switch per message and process, taken just when the peer needs the
 //! CPU. Here the reading half is registered for readability only, and the writing half
 //! writes in place and registers for writability only while the socket is full, until a
-//! write goes through again.
+//! write goes through again. A read that returns less than it had room for took all the
+//! socket held, so the reading half waits for readiness again instead of asking once
+//! more to hear that nothing is left: one system call per message, not two.
 //!
 //! Both halves hold their own descriptor of the same socket, in non-blocking mode.
 //! Dropping them closes those descriptors but does not shut the socket down (a process's
@@ -80,8 +82,14 @@ impl AsyncRead for SocketReader {
         loop {
             let mut ready = ready!(self.socket.poll_read_ready(cx))?;
             let unfilled = buf.initialize_unfilled();
+            let room = unfilled.len();
             match ready.try_io(|socket| socket.get_ref().read(unfilled)) {
                 Ok(Ok(read)) => {
+                    // A short read took everything the socket had: the next read would
+                    // only say so. New data raises readiness again.
+                    if read > 0 && read < room {
+                        ready.clear_ready();
+                    }
                     buf.advance(read);
                     return Poll::Ready(Ok(()));
                 }

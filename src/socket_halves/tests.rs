@@ -122,3 +122,29 @@ fn the_peer_reading_what_was_written_does_not_wake_the_writers_thread() {
     writing.join().expect("the writer's thread");
     assert_eq!(after - before, 0, "the writer's thread woke {} times while the peer read", after - before);
 }
+
+#[test]
+fn what_comes_after_a_read_that_took_everything_is_read_too() {
+    runtime().block_on(async {
+        let (ours, mut theirs) = UnixStream::pair().expect("a socket pair");
+        let (mut reader, _writer) = split(ours).expect("split");
+        let mut buffer = [0_u8; 64];
+        for round in 0..20_u8 {
+            // Each read takes less than the buffer holds, so it ends the socket's
+            // readiness; the next message must still wake the reader.
+            let message = [b'a' + round; 3];
+            let peer = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(2));
+                theirs.write_all(&message).expect("peer writes");
+                theirs
+            });
+            let read = tokio::time::timeout(Duration::from_secs(5), reader.read(&mut buffer))
+                .await
+                .expect("woken for the message")
+                .expect("read");
+            assert_eq!(&buffer[..read], &message);
+            theirs =
+                tokio::task::spawn_blocking(move || peer.join().expect("peer thread")).await.expect("join");
+        }
+    });
+}
