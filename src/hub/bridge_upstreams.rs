@@ -106,8 +106,8 @@ struct ConnectionCallEnd {
 }
 
 impl LaneCallEnd for ConnectionCallEnd {
-    fn ended(self: Box<Self>, outcome: &Result<ToolAnswer, UpstreamError>) {
-        if lost_session(outcome) {
+    fn ended(self: Box<Self>, error: Option<&UpstreamError>) {
+        if error.is_some_and(ends_session) {
             self.calls.end_connection();
         }
     }
@@ -130,7 +130,12 @@ pub async fn set_upstream_level(set: &UpstreamSet, upstream: &str, level: Loggin
 
 /// Whether a request failed because the upstream's session is gone.
 fn lost_session<T>(result: &Result<T, UpstreamError>) -> bool {
-    matches!(result, Err(UpstreamError::NotConnected { .. } | UpstreamError::Transport { .. }))
+    result.as_ref().err().is_some_and(ends_session)
+}
+
+/// Whether `error` says the upstream's session is gone.
+fn ends_session(error: &UpstreamError) -> bool {
+    matches!(error, UpstreamError::NotConnected { .. } | UpstreamError::Transport { .. })
 }
 
 impl ConnectionUpstreams {

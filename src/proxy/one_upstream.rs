@@ -41,6 +41,14 @@ impl Bridge {
         bridge
     }
 
+    /// Whether the upstream's answers to tool calls go to the client as the upstream
+    /// wrote them, with the client's request ids: so in a bridge made by
+    /// [`Bridge::for_one_upstream`], whose client (the bridge on the other side of the
+    /// hub) reads and checks each answer itself, as it would the server's own.
+    pub(crate) fn relays_answers_as_written(&self) -> bool {
+        self.serves_as.is_some()
+    }
+
     /// The answer to `initialize` of a bridge made by [`Bridge::for_one_upstream`]: the
     /// upstream's own, once it is up.
     pub(super) async fn initialize_as(

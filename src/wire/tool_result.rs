@@ -85,10 +85,11 @@ impl ToolAnswer<CallToolResult> {
     }
 }
 
-/// An upstream's response line to a `tools/call`, and where in it its `result` is (none
-/// for an error response).
+/// An upstream's response line to a `tools/call`, where in it its `id` is, and its
+/// `result` (none for an error response).
 pub struct ResponseLine {
     pub line: Vec<u8>,
+    pub id: Range<usize>,
     pub result: Option<Range<usize>>,
 }
 

@@ -52,7 +52,7 @@ use super::{
 use crate::{
     proxy::Bridge,
     upstream::{AnswerSink, RequestOptions, UpstreamError},
-    wire::{ToolAnswer, ToolCall, ToolCallRef, number_or_string},
+    wire::{ResponseLine, ToolAnswer, ToolCall, ToolCallRef, number_or_string, tool_answer},
 };
 
 /// A decoded `tools/call`, its id registered as in flight, and the bridge to run it.
@@ -111,7 +111,8 @@ pub fn serve(
     slot.insert(ServedBy::Lane(ticket.clone()));
     // The sink may be called at once (a session that just ended), and takes the lock.
     drop(in_flight);
-    let reply = Reply { id, outbox: outbox.clone(), exposed: params.name.to_string(), key };
+    let as_written = bridge.relays_answers_as_written();
+    let reply = Reply { id, outbox: outbox.clone(), exposed: params.name.to_string(), key, as_written };
     ticket.send(&name, &params, Box::new(reply));
     Some(Verdict::Drop)
 }
@@ -124,21 +125,41 @@ struct Reply {
     exposed: String,
     /// The call's ticket ([`LaneTicket::key`]).
     key: (usize, i64),
+    /// The upstream's answer line goes to the client as written, with the client's id
+    /// ([`Bridge::relays_answers_as_written`]).
+    as_written: bool,
+}
+
+impl Reply {
+    /// Whether the call is still the client's: `false` when the client cancelled it
+    /// meanwhile (the answer was on its way), and then it gets no answer.
+    fn still_wanted(&self) -> bool {
+        let in_flight = self.outbox.in_flight();
+        matches!(in_flight.get(&self.id), Some(ServedBy::Lane(ticket)) if ticket.key() == self.key)
+    }
 }
 
 impl AnswerSink for Reply {
     fn deliver(self: Box<Self>, outcome: Result<ToolAnswer, UpstreamError>) {
-        let Reply { id, outbox, exposed, key } = *self;
-        {
-            // Cancelled by the client meanwhile (the answer was on its way): no answer.
-            let in_flight = outbox.in_flight();
-            if !matches!(in_flight.get(&id), Some(ServedBy::Lane(ticket)) if ticket.key() == key) {
-                return;
-            }
+        if !self.still_wanted() {
+            return;
         }
+        let Reply { id, outbox, exposed, .. } = *self;
         let outcome = crate::proxy::tool_outcome(&exposed, outcome);
         if let Some(line) = answer_line(&outbox, id, outcome) {
             outbox.queue(line);
+        }
+    }
+
+    fn deliver_line(self: Box<Self>, answer: ResponseLine) {
+        if !self.as_written {
+            return self.deliver(tool_answer(answer).map_err(UpstreamError::Mcp));
+        }
+        if !self.still_wanted() {
+            return;
+        }
+        if let Some(line) = self.outbox.encode_with_id(self.id, &answer.line, answer.id) {
+            self.outbox.queue(line);
         }
     }
 }

@@ -5,6 +5,7 @@
 
 use std::{
     collections::hash_map::Entry,
+    ops::Range,
     sync::{Arc, Mutex, atomic::AtomicBool},
 };
 
@@ -104,6 +105,18 @@ impl Outbox {
         self.finish(Some(&id), line)
     }
 
+    /// The response `line` of another peer, with request `id` in place of the id at
+    /// `id_at`, and `id` no longer in flight.
+    pub fn encode_with_id(&self, id: RequestId, line: &[u8], id_at: Range<usize>) -> Option<Vec<u8>> {
+        let (head, tail) = (line.get(..id_at.start)?, line.get(id_at.end..)?.trim_ascii_end());
+        let mut encoded = Vec::with_capacity(line.len() + 16);
+        encoded.extend_from_slice(head);
+        // A number or a string: cannot fail.
+        serde_json::to_writer(&mut encoded, &id).ok()?;
+        encoded.extend_from_slice(tail);
+        self.finish(Some(&id), encoded)
+    }
+
     /// The encoded `line`, with request `id` (if it answers one) no longer in flight.
     fn finish(&self, id: Option<&RequestId>, mut line: Vec<u8>) -> Option<Vec<u8>> {
         if let Some(id) = id {
@@ -121,5 +134,46 @@ impl Outbox {
         }
         line.push(b'\n');
         Some(line)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+
+    fn limited_to(max_bytes: usize) -> Outbox {
+        let (tx, _rx) = mpsc::channel(1);
+        Outbox {
+            tx,
+            in_flight: Mutex::default(),
+            initialized: AtomicBool::new(true),
+            max_bytes,
+            bridge: None,
+        }
+    }
+
+    #[test]
+    fn another_peers_answer_gets_the_clients_id_and_nothing_else_changes() {
+        let outbox = limited_to(1 << 16);
+        let line = br#"{ "result" : {"content":[{"type":"text","text":"a \"b\"\n"}]}, "id":1000000007, "jsonrpc":"2.0"}  "#;
+        let at = line.windows(10).position(|window| window == b"1000000007").expect("the id");
+        for id in [RequestId::Number(3), RequestId::String("call \"4\"".into())] {
+            outbox.in_flight().insert(id.clone(), ServedBy::Rmcp);
+            let encoded = outbox.encode_with_id(id.clone(), line, at..at + 10).expect("encoded");
+            assert!(!outbox.in_flight().contains_key(&id), "the id is no longer in flight");
+            assert_eq!(encoded.last(), Some(&b'\n'));
+            let mut expected: Value = serde_json::from_slice(line).expect("JSON");
+            expected["id"] = serde_json::to_value(&id).expect("id");
+            assert_eq!(serde_json::from_slice::<Value>(&encoded).expect("JSON"), expected);
+            let text = String::from_utf8(encoded).expect("UTF-8");
+            assert!(text.starts_with(r#"{ "result" : {"content""#), "written as the peer wrote it: {text}");
+        }
+        // Over the limit: an error that says so, with the client's id.
+        let small = limited_to(40);
+        let encoded = small.encode_with_id(RequestId::Number(9), line, at..at + 10).expect("an error");
+        let error: Value = serde_json::from_slice(&encoded).expect("JSON");
+        assert_eq!((error["id"].as_i64(), error["error"]["code"].as_i64()), (Some(9), Some(-32603)));
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::InFlight;
+use super::{InFlight, Outcome};
 use crate::upstream::UpstreamError;
 
 /// Time out requests that have been quiet for their timeout, until the session ends.
@@ -30,7 +30,8 @@ pub async fn sweep(engine: Arc<InFlight>) {
         for ending in expired {
             engine.cancel_upstream(ending.id, &ending.request, "request timeout");
             let seconds = ending.request.timeout.as_secs();
-            engine.end(ending, Err(UpstreamError::Timeout { name: context.name.to_string(), seconds }));
+            let timeout = UpstreamError::Timeout { name: context.name.to_string(), seconds };
+            engine.end(ending, Outcome::Made(Err(timeout)));
         }
         // A close wakes it too, so it lets go of the engine at once.
         match next {

@@ -59,7 +59,10 @@ use tokio_util::sync::CancellationToken;
 
 use self::progress::ProgressRoutes;
 use super::{ToolAnswer, UpstreamError, tap::TapQueue};
-use crate::locks::Unpoisoned;
+use crate::{
+    locks::Unpoisoned,
+    wire::{self, ResponseLine},
+};
 
 /// The first request id the engine hands out; ids wrap back to it after `i32::MAX`.
 pub const FIRST_ID: i64 = 1_000_000_000;
@@ -158,6 +161,35 @@ impl InFlightRequest {
 /// reader, the deadline sweeper, a caller giving up), never with a lock held.
 pub trait AnswerSink: Send + 'static {
     fn deliver(self: Box<Self>, outcome: Result<ToolAnswer, UpstreamError>);
+
+    /// The upstream answered with `answer`, a response line as it wrote it. By default
+    /// it is read as the answer to a `tools/call` (`wire::tool_answer`) and delivered; a
+    /// sink that hands the line to a peer that reads it itself may take it as it is.
+    fn deliver_line(self: Box<Self>, answer: ResponseLine) {
+        self.deliver(wire::tool_answer(answer).map_err(UpstreamError::Mcp));
+    }
+}
+
+/// How a request ended, for its sink.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "made once per request and moved straight to its sink; boxing costs an allocation"
+)]
+enum Outcome {
+    /// The upstream's answer line.
+    Line(ResponseLine),
+    /// An outcome made here: the error of a timeout, of the session ending, of the
+    /// waiting caller giving up.
+    Made(Result<ToolAnswer, UpstreamError>),
+}
+
+impl Outcome {
+    fn deliver_to(self, sink: Box<dyn AnswerSink>) {
+        match self {
+            Outcome::Line(answer) => sink.deliver_line(answer),
+            Outcome::Made(outcome) => sink.deliver(outcome),
+        }
+    }
 }
 
 /// A caller that waits for the outcome on a task: the outcome completes its receiver.
@@ -289,12 +321,12 @@ impl InFlight {
     }
 
     /// If `read` finds the id of a request in flight (it runs under the table's lock,
-    /// only when some request is in flight), end that request with the outcome `answer`
-    /// makes of what `read` found, and return `true`.
+    /// only when some request is in flight), end that request with the answer line
+    /// `answer` makes of what `read` found, and return `true`.
     pub fn complete<T>(
         &self,
         read: impl FnOnce() -> Option<(i64, T)>,
-        answer: impl FnOnce(T) -> Result<ToolAnswer, UpstreamError>,
+        answer: impl FnOnce(T) -> ResponseLine,
     ) -> bool {
         let Some(context) = self.context() else { return false };
         let mut table = self.table();
@@ -310,7 +342,7 @@ impl InFlight {
         }
         let ending = table.ending(id, request, context);
         drop(table);
-        self.end(ending, answer(found));
+        self.end(ending, Outcome::Line(answer(found)));
         true
     }
 
@@ -360,7 +392,7 @@ impl InFlight {
         self.sweeper.notify_one();
         for ending in ending {
             context.broken.cancel();
-            self.end(ending, Err(context.closed()));
+            self.end(ending, Outcome::Made(Err(context.closed())));
         }
     }
 
@@ -369,7 +401,10 @@ impl InFlight {
         let Some(context) = self.context() else { return };
         let Some(ending) = self.take_ending(id, context) else { return };
         context.broken.cancel();
-        self.end(ending, Err(UpstreamError::Transport { name: context.name.to_string(), cause }));
+        self.end(
+            ending,
+            Outcome::Made(Err(UpstreamError::Transport { name: context.name.to_string(), cause })),
+        );
     }
 
     /// The client cancelled request `id`: it is forgotten (its sink is dropped unused,
@@ -387,7 +422,7 @@ impl InFlight {
         let Some(context) = self.context() else { return };
         let Some(ending) = self.take_ending(id, context) else { return };
         self.cancel_upstream(id, &ending.request, "cancelled by the client");
-        self.end(ending, Err(error));
+        self.end(ending, Outcome::Made(Err(error)));
     }
 
     /// Forget request `id` without telling anyone: its caller is gone, and its late
@@ -425,10 +460,10 @@ impl InFlight {
     /// Hand `outcome` (the answer, or why the request failed) to the sink of a request
     /// taken out of the table. Progress queued before the outcome reaches the client
     /// first; then the request's route is forgotten.
-    fn end(&self, ending: Ending, outcome: Result<ToolAnswer, UpstreamError>) {
+    fn end(&self, ending: Ending, outcome: Outcome) {
         let Ending { id, request, after_progress } = ending;
         if !after_progress {
-            return request.sink.deliver(outcome);
+            return outcome.deliver_to(request.sink);
         }
         let Some(attached) = self.attached.get() else { return };
         let (engine, tapped) = (attached.engine.clone(), attached.context.tapped.clone());
@@ -437,7 +472,7 @@ impl InFlight {
             if let Some(engine) = engine.upgrade() {
                 engine.table().ending.remove(&id);
             }
-            request.sink.deliver(outcome);
+            outcome.deliver_to(request.sink);
         });
     }
 }

@@ -5,10 +5,7 @@ use std::sync::Mutex;
 use futures::future::BoxFuture;
 use rmcp::{
     ErrorData,
-    model::{
-        CallToolResult, ClientResult, ProgressNotificationParam, ServerNotification, ServerRequest,
-        ServerResult,
-    },
+    model::{ClientResult, ProgressNotificationParam, ServerNotification, ServerRequest},
 };
 use tokio::sync::mpsc;
 
@@ -61,8 +58,12 @@ impl ClientLink for Client {
     }
 }
 
-fn answered() -> Result<ToolAnswer, UpstreamError> {
-    Ok(ToolAnswer::Decoded(ServerResult::CallToolResult(CallToolResult::success(vec![]))))
+/// An answer line to request `id` with an empty successful result.
+fn answered(id: i64) -> ResponseLine {
+    let head = format!(r#"{{"jsonrpc":"2.0","id":{id},"result":"#);
+    let result = r#"{"content":[]}"#;
+    let line = format!("{head}{result}}}").into_bytes();
+    ResponseLine { line, id: 22..head.len() - 10, result: Some(head.len()..head.len() + result.len()) }
 }
 
 #[tokio::test]
@@ -101,7 +102,7 @@ async fn a_lane_requests_progress_is_routed_from_its_entry_and_reaches_the_clien
     // and the route stays until it is forwarded.
     let progress = ProgressNotificationParam::new(upstream_token(routed), 1.0);
     assert!(tapped.push(Tapped::Progress(progress)).await.is_ok());
-    assert!(engine.complete(|| Some((routed, ())), |()| answered()));
+    assert!(engine.complete(|| Some((routed, ())), |()| answered(routed)));
     assert!(outcomes.try_recv().is_err(), "the outcome waits for the progress queued before it");
     assert_eq!(engine.lane_progress(&upstream_token(routed)), Some(client_token.clone()));
     let client = Arc::new(Client::default());
@@ -111,6 +112,6 @@ async fn a_lane_requests_progress_is_routed_from_its_entry_and_reaches_the_clien
     assert_eq!(engine.lane_progress(&upstream_token(routed)), None, "then the route is forgotten");
 
     // Answered with nothing queued: the outcome goes at once.
-    assert!(engine.complete(|| Some((quiet, ())), |()| answered()));
+    assert!(engine.complete(|| Some((quiet, ())), |()| answered(quiet)));
     assert!(matches!(outcomes.try_recv(), Ok(Ok(_))));
 }

@@ -79,8 +79,9 @@ pub trait LaneCallOrigin: Send + Sync + 'static {
 /// Told of one lane call's end ([`LaneCallOrigin::begin`]); dropped unused when the call
 /// is forgotten without an outcome (cancelled).
 pub trait LaneCallEnd: Send + 'static {
-    /// The call's outcome, just before its sink gets it.
-    fn ended(self: Box<Self>, outcome: &Result<wire::ToolAnswer, UpstreamError>);
+    /// The call ended, answered by the upstream or with `error`, just before its sink
+    /// gets the outcome.
+    fn ended(self: Box<Self>, error: Option<&UpstreamError>);
 }
 
 /// A sink that tells the call's origin of the outcome first.
@@ -92,8 +93,14 @@ struct SinkWithEnd {
 impl AnswerSink for SinkWithEnd {
     fn deliver(self: Box<Self>, outcome: Result<wire::ToolAnswer, UpstreamError>) {
         let SinkWithEnd { sink, end } = *self;
-        end.ended(&outcome);
+        end.ended(outcome.as_ref().err());
         sink.deliver(outcome);
+    }
+
+    fn deliver_line(self: Box<Self>, answer: ResponseLine) {
+        let SinkWithEnd { sink, end } = *self;
+        end.ended(None);
+        sink.deliver_line(answer);
     }
 }
 
@@ -130,26 +137,25 @@ impl Lane {
         // the line again to relay the result.
         #[derive(Deserialize)]
         struct Head<'a> {
-            #[serde(default, deserialize_with = "number_id")]
-            id: Option<i64>,
+            #[serde(borrow)]
+            id: Option<&'a RawValue>,
             method: Option<IgnoredAny>,
             #[serde(borrow)]
             result: Option<&'a RawValue>,
         }
+        // A value borrowed from `line`: its offset is where its text starts.
+        let span = |value: &RawValue| {
+            let start = value.get().as_ptr() as usize - line.as_ptr() as usize;
+            start..start + value.get().len()
+        };
         let read = || {
-            let Ok(Head { id: Some(id), method: None, result }) = serde_json::from_slice(line) else {
+            let Ok(Head { id: Some(raw_id), method: None, result }) = serde_json::from_slice(line) else {
                 return None;
             };
-            let result = result.map(|result| {
-                // `result` borrows from `line`, so its offset is where its text starts.
-                let start = result.get().as_ptr() as usize - line.as_ptr() as usize;
-                start..start + result.get().len()
-            });
-            Some((id, result))
+            let id = number_id(raw_id)?;
+            Some((id, (span(raw_id), result.map(span))))
         };
-        self.requests.complete(read, |result| {
-            wire::tool_answer(ResponseLine { line: line.to_vec(), result }).map_err(UpstreamError::Mcp)
-        })
+        self.requests.complete(read, |(id, result)| ResponseLine { line: line.to_vec(), id, result })
     }
 
     /// The ids of the calls waiting for their answer.
@@ -392,12 +398,12 @@ fn call_line(
 }
 
 /// A JSON-RPC id that is a number (lane ids are), as rmcp reads one; `None` for a
-/// string.
-fn number_id<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
-    Ok(match wire::number_or_string(deserializer)? {
+/// string, or for what is no id.
+fn number_id(id: &RawValue) -> Option<i64> {
+    match wire::number_or_string(&mut serde_json::Deserializer::from_str(id.get())).ok()? {
         NumberOrString::Number(id) => Some(id),
         NumberOrString::String(_) => None,
-    })
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use super::*;
 fn answer(result: &str) -> ResponseLine {
     let head = r#"{"jsonrpc":"2.0","id":1000000000,"result":"#;
     let line = format!("{head}{result}}}").into_bytes();
-    ResponseLine { line, result: Some(head.len()..head.len() + result.len()) }
+    ResponseLine { line, id: 22..32, result: Some(head.len()..head.len() + result.len()) }
 }
 
 /// What the client gets for a decoded result: rmcp's shaping for a client before 2026-07-28.
@@ -73,7 +73,7 @@ fn a_result_that_decoding_or_shaping_would_change_is_decoded() {
         assert!(!matches!(tool_answer(answer(result)), Ok(ToolAnswer::Raw(_))), "relayed raw: {result}");
     }
     let error = br#"{"jsonrpc":"2.0","id":1000000000,"error":{"code":-32602,"message":"bad"}}"#;
-    let answer = ResponseLine { line: error.to_vec(), result: None };
+    let answer = ResponseLine { line: error.to_vec(), id: 22..32, result: None };
     let Err(error) = tool_answer(answer) else { panic!("an error answer") };
     assert_eq!((error.code.0, &*error.message), (-32602, "bad"));
 }

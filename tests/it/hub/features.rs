@@ -1,5 +1,6 @@
 //! A shared upstream offers each bridge what it would offer unshared: the same tools,
-//! prompts, resources, completions and instructions, a request to a client that did not
+//! prompts, resources, completions, instructions and answers to tool calls, a request to
+//! a client that did not
 //! declare the capability refused, a list change announced to every bridge, and the cause
 //! when it cannot start. Per-bridge options apply: a bridge whose `--servers` leave the
 //! shared upstream out neither lists it nor starts a hub, and one in search mode finds
@@ -224,5 +225,44 @@ async fn a_shared_upstreams_instructions_reach_the_client_as_unshared() {
     assert_eq!(instructions(&env).await, expected, "a bridge attaching to it");
     assert_eq!(starts(&env, "fx").len(), 1, "one shared upstream");
     env.one_hub().await;
+    env.finish().await;
+}
+
+/// The answers a client gets to tool calls of the fixture `fx`: results of several
+/// shapes, a tool's own failure, the server's error for bad arguments, with number and
+/// string request ids.
+async fn tool_answers(env: &TestEnv) -> Vec<Value> {
+    let mut raw = RawSession::start(env).await;
+    raw.initialize().await;
+    let calls = [
+        (json!(1), "fx__echo", json!({"message": "é \"quoted\"\n\\"})),
+        (json!("call-2"), "fx__add", json!({"a": 2, "b": 3})),
+        (json!(3), "fx__fail", json!({"message": "on purpose"})),
+        (json!("call \"4\""), "fx__add", json!({"a": "two"})),
+    ];
+    let mut answers = Vec::new();
+    for (id, tool, arguments) in calls {
+        let mut request = tool_call(0, tool, arguments);
+        request["id"] = id.clone();
+        raw.send(&request).await;
+        answers.push(raw.response(&id).await);
+    }
+    raw.close_stdin();
+    let _ = tokio::time::timeout(Duration::from_secs(10), raw.child.wait()).await;
+    answers
+}
+
+#[tokio::test]
+async fn a_shared_upstreams_tool_answers_reach_the_client_as_unshared() {
+    let unshared_env = TestEnv::new();
+    unshared_env.write_config(&json!({ "mcpServers": { "fx": counted(&unshared_env, "fx", false, &[]) } }));
+    let expected = tool_answers(&unshared_env).await;
+    assert!(expected[3].get("error").is_some(), "bad arguments get the server's error: {}", expected[3]);
+
+    let env = HubEnv::new();
+    env.write_servers(json!({ "fx": counted(&env, "fx", true, &[]) }), 2);
+    // The hub relays each answer line as the server wrote it, with the bridge's id; the
+    // bridge reads it as it reads an unshared server's.
+    assert_eq!(tool_answers(&env).await, expected, "the same answers as unshared");
     env.finish().await;
 }
