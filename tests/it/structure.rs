@@ -85,7 +85,7 @@ fn scanner_reads_grouped_use_trees_and_paths_in_code() {
         /* use crate::commented_out; */
         fn f<'a>(x: &'a str) -> char {
             let _ = "crate::in_a_string";
-            let _ = r#"crate::in_a_raw_string"#;
+            let _ = r#"crate::in_a_raw_string"#; let _ = br#"{ "crate::in_raw_bytes" "#;
             crate::proxy::Bridge::start(super::other::g());
             '"'
         }

@@ -256,6 +256,11 @@ fn lex(text: &str) -> Vec<(Token, usize)> {
             if word == "b" && (at(i) == '"' || at(i) == '\'') {
                 continue;
             }
+            if word == "br" && raw_string_start(&chars, start + 1) {
+                // A raw byte string: read from its `r` as a raw string.
+                i = start + 1;
+                continue;
+            }
             tokens.push((Token::Ident(word), line));
         } else if c == ':' && at(i + 1) == ':' {
             tokens.push((Token::PathSep, line));
@@ -272,7 +277,10 @@ fn lex(text: &str) -> Vec<(Token, usize)> {
 
 /// Whether `r` at `i` starts a raw string (`r"` or `r#…#"`), not an identifier.
 fn raw_string_start(chars: &[char], i: usize) -> bool {
-    if i > 0 && (chars[i - 1].is_alphanumeric() || chars[i - 1] == '_') {
+    let in_word = |j: usize| chars[j].is_alphanumeric() || chars[j] == '_';
+    // `br"…"` is a raw byte string when its `b` starts a word.
+    let byte_prefix = i > 0 && chars[i - 1] == 'b' && (i < 2 || !in_word(i - 2));
+    if i > 0 && in_word(i - 1) && !byte_prefix {
         return false;
     }
     let mut j = i + 1;
