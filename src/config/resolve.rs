@@ -108,7 +108,6 @@ fn resolve_bridge(raw: RawBridge, report: &mut Report) -> BridgeSettings {
         pinned_tools: raw.pinned_tools,
         instructions_wait: Duration::from_millis(raw.instructions_wait),
         hub: HubSettings { idle_timeout: Duration::from_secs(raw.hub.idle_timeout) },
-        names_as_written: false,
     }
 }
 

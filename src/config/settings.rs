@@ -220,10 +220,6 @@ pub struct BridgeSettings {
     /// (`instructionsWait`, milliseconds, default 0).
     pub instructions_wait: Duration,
     pub hub: HubSettings,
-    /// Not from the config: tool and prompt names are served as the upstream wrote them,
-    /// neither namespaced nor made valid. The hub serves its connections so, since the
-    /// bridge on the other side makes the exposed names, as for an unshared upstream.
-    pub names_as_written: bool,
 }
 
 /// `bridge.hub`: the process that runs the shared upstreams.

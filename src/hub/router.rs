@@ -364,7 +364,7 @@ mod tests {
 
     fn link() -> Arc<DownstreamLink> {
         let (_, catalog) = watch::channel(Arc::new(Catalog::default()));
-        Arc::new(DownstreamLink::new(catalog))
+        Arc::new(DownstreamLink::new(catalog, false))
     }
 
     fn token(value: i64) -> ProgressToken {

@@ -387,9 +387,8 @@ fn initialize_of(line: &[u8]) -> Option<(Value, String)> {
     Some((message.get("id")?.clone(), upstream))
 }
 
-/// The settings of a connection's bridge: `upstream` alone, its names as written,
-/// without namespaces or filters (the bridge on the other side applies its own), every
-/// kind served.
+/// The settings of a connection's bridge: `upstream` alone, without namespaces or
+/// filters (the bridge on the other side applies its own), every kind served.
 fn one_upstream_settings(config: &Settings, upstream: &str) -> Settings {
     let mut settings = config.clone();
     settings.servers.retain(|server| server.name == upstream);
@@ -405,7 +404,6 @@ fn one_upstream_settings(config: &Settings, upstream: &str) -> Settings {
     bridge.pinned_tools.clear();
     bridge.aggregation = config::Aggregation { tools: true, resources: true, prompts: true };
     bridge.instructions_wait = Duration::ZERO;
-    bridge.names_as_written = true;
     settings
 }
 

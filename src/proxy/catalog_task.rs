@@ -12,7 +12,11 @@ use rmcp::model::{
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{Catalog, catalog::search::SearchMode, link::DownstreamLink};
+use super::{
+    Catalog,
+    catalog::{Naming, search::SearchMode},
+    link::DownstreamLink,
+};
 use crate::{config::Settings, upstream::View};
 
 /// Rebuild the catalog whenever an upstream changes, and tell the client which lists
@@ -21,13 +25,14 @@ pub(super) async fn maintain_catalog(
     mut view: watch::Receiver<Arc<View>>,
     mut settings: watch::Receiver<Arc<Settings>>,
     catalog: watch::Sender<Arc<Catalog>>,
+    naming: Naming,
     link: Arc<DownstreamLink>,
     cancel: CancellationToken,
 ) {
     loop {
         let snapshot = view.borrow_and_update().clone();
         let current = settings.borrow_and_update().clone();
-        let mut next = Catalog::build(&snapshot, &current);
+        let mut next = Catalog::build(&snapshot, &current, naming);
         let previous = catalog.borrow().clone();
         next.search = SearchMode::follow(previous.search.as_ref(), &previous, &next, &current.bridge);
         // In search mode the client sees the listed tools only: the others may come and

@@ -43,26 +43,18 @@ pub struct DownstreamLink {
     peer: OnceLock<Peer<RoleServer>>,
     catalog: watch::Receiver<Arc<Catalog>>,
     requests: UpstreamRequests,
-    /// Set when the bridge serves one upstream as that server itself: log messages keep
-    /// their `logger` and task status notifications their task ids (the bridge on the
-    /// other side names the upstream and exposes the ids).
-    as_upstream: std::sync::atomic::AtomicBool,
+    /// Whether the bridge serves one upstream as that server itself
+    /// (`Bridge::for_one_upstream`): log messages keep their `logger` and task status
+    /// notifications their task ids (the bridge on the other side names the upstream
+    /// and exposes the ids).
+    as_upstream: bool,
 }
 
 impl DownstreamLink {
-    pub fn new(catalog: watch::Receiver<Arc<Catalog>>) -> Self {
-        Self {
-            peer: OnceLock::new(),
-            catalog,
-            requests: UpstreamRequests::default(),
-            as_upstream: std::sync::atomic::AtomicBool::new(false),
-        }
-    }
-
-    /// Relay log messages and task statuses as the one upstream wrote them
-    /// (`Bridge::for_one_upstream`).
-    pub fn serve_as_upstream(&self) {
-        self.as_upstream.store(true, std::sync::atomic::Ordering::Relaxed);
+    /// The link of a bridge whose catalog is `catalog`; `as_upstream` for one that
+    /// serves one upstream as that server itself.
+    pub fn new(catalog: watch::Receiver<Arc<Catalog>>, as_upstream: bool) -> Self {
+        Self { peer: OnceLock::new(), catalog, requests: UpstreamRequests::default(), as_upstream }
     }
 
     pub fn set_peer(&self, peer: Peer<RoleServer>) {
@@ -252,17 +244,14 @@ impl ClientLink for DownstreamLink {
                 updated.params.uri = self.catalog.borrow().expose_uri(from, &updated.params.uri);
             }
             ServerNotification::CustomNotification(custom)
-                if custom.method == "notifications/tasks/status"
-                    && !self.as_upstream.load(std::sync::atomic::Ordering::Relaxed) =>
+                if custom.method == "notifications/tasks/status" && !self.as_upstream =>
             {
                 if let Some(task) = custom.params.as_mut() {
                     super::tasks::expose_ids(from, task);
                 }
             }
             #[allow(deprecated)]
-            ServerNotification::LoggingMessageNotification(log)
-                if !self.as_upstream.load(std::sync::atomic::Ordering::Relaxed) =>
-            {
+            ServerNotification::LoggingMessageNotification(log) if !self.as_upstream => {
                 log.params.logger = Some(match log.params.logger.take() {
                     Some(logger) => format!("{from}/{logger}"),
                     None => from.to_owned(),

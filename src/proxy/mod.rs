@@ -74,7 +74,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::{catalog::Catalog, instructions_store::InstructionsStore, service::BridgeService};
 use self::{
-    catalog::search::{self},
+    catalog::{Naming, search},
     instructions_store::Remembered,
     link::DownstreamLink,
 };
@@ -156,26 +156,32 @@ impl Bridge {
     ) -> Bridge {
         let sign_in_extension = wait_for_sign_in.then_some(oauth.sign_in_timeout);
         let upstream_settings = settings.clone();
-        Self::assemble(settings, sign_in_extension, move |link| {
+        Self::assemble(settings, sign_in_extension, None, move |link| {
             UpstreamSet::start(&upstream_settings, link, oauth, hub)
         })
     }
 
-    /// The bridge over the upstreams `connect` makes (given the way back to the client).
+    /// The bridge over the upstreams `connect` makes (given the way back to the client),
+    /// serving upstream `serves_as` as that server itself if given
+    /// ([`Bridge::for_one_upstream`]).
     fn assemble(
         settings: Arc<Settings>,
         sign_in_extension: Option<Duration>,
+        serves_as: Option<Arc<str>>,
         connect: impl FnOnce(Arc<DownstreamLink>) -> Arc<dyn Upstreams>,
     ) -> Bridge {
         let (catalog_tx, catalog) = watch::channel(Arc::new(Catalog::default()));
-        let link = Arc::new(DownstreamLink::new(catalog.clone()));
+        let as_written = serves_as.is_some();
+        let link = Arc::new(DownstreamLink::new(catalog.clone(), as_written));
         let upstreams = connect(link.clone());
         let cancel = CancellationToken::new();
         let (settings_tx, settings_rx) = watch::channel(settings.clone());
+        let naming = if as_written { Naming::AsWritten } else { Naming::Exposed };
         tokio::spawn(catalog_task::maintain_catalog(
             upstreams.view(),
             settings_rx,
             catalog_tx,
+            naming,
             link.clone(),
             cancel.clone(),
         ));
@@ -191,7 +197,7 @@ impl Bridge {
             settings: settings_tx,
             remembered: OnceLock::new(),
             remembering: std::sync::Mutex::new(None),
-            serves_as: None,
+            serves_as,
         }
     }
 

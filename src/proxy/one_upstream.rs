@@ -35,10 +35,7 @@ impl Bridge {
         upstream: Arc<str>,
         connect: impl FnOnce(Arc<DownstreamLink>) -> Arc<dyn Upstreams>,
     ) -> Bridge {
-        let mut bridge = Self::assemble(settings, None, connect);
-        bridge.link.serve_as_upstream();
-        bridge.serves_as = Some(upstream);
-        bridge
+        Self::assemble(settings, None, Some(upstream), connect)
     }
 
     /// Whether the upstream's answers to tool calls go to the client as the upstream

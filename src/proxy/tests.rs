@@ -66,7 +66,7 @@ async fn a_request_before_begin_does_not_keep_the_upstreams_waiting() {
         began: AtomicBool::new(false),
     });
     let upstreams = idle.clone();
-    let bridge = Bridge::assemble(settings, None, move |_| upstreams);
+    let bridge = Bridge::assemble(settings, None, None, move |_| upstreams);
     // The client's first `tools/list` is handled before `begin`: it waits.
     let early = tokio::time::timeout(Duration::from_millis(50), bridge.settled_catalog()).await;
     assert!(early.is_err(), "the list waits for the connecting upstream");

@@ -17,6 +17,7 @@ use foxxy_bridge::{
     config::{self, ConflictResolution, Settings},
     proxy::{
         Catalog,
+        catalog::Naming,
         naming::{exposed_name, is_valid_name, namespaced_uri, uri_namespace, with_hash_suffix},
     },
     upstream::{Status, UpstreamCatalog, UpstreamState, View},
@@ -380,8 +381,8 @@ fn catalog_merge() {
     fuzz("catalog", scenario(), |scenario| {
         let settings = settings(&scenario);
         let view = view(&scenario);
-        let catalog = Catalog::build(&view, &settings);
-        let again = Catalog::build(&view, &settings);
+        let catalog = Catalog::build(&view, &settings, Naming::Exposed);
+        let again = Catalog::build(&view, &settings, Naming::Exposed);
         let names =
             |catalog: &Catalog| catalog.tools.iter().map(|tool| tool.name.to_string()).collect::<Vec<_>>();
         prop_assert_eq!(names(&catalog), names(&again), "not deterministic");

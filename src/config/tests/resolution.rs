@@ -107,7 +107,6 @@ fn full_config_resolves_every_field() {
             pinned_tools: Vec::new(),
             instructions_wait: Duration::ZERO,
             hub: HubSettings { idle_timeout: Duration::from_secs(5) },
-            names_as_written: false,
         }
     );
 }
@@ -157,7 +156,6 @@ fn defaults() {
             pinned_tools: Vec::new(),
             instructions_wait: Duration::ZERO,
             hub: HubSettings { idle_timeout: Duration::from_secs(60) },
-            names_as_written: false,
         }
     );
 }

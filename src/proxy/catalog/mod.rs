@@ -90,6 +90,17 @@ pub struct Catalog {
     pub search: Option<Arc<search::SearchMode>>,
 }
 
+/// How a catalog names the tools and prompts of its upstreams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Naming {
+    /// Namespaced as configured and made valid for clients (`naming.rs`).
+    Exposed,
+    /// As the upstream wrote them: for a bridge that serves one upstream as that server
+    /// itself, whose client (the bridge on the other side of the hub) makes the exposed
+    /// names, as for an unshared upstream.
+    AsWritten,
+}
+
 /// A name offered by an upstream, before clash resolution.
 struct Candidate<T> {
     order: usize,
@@ -102,7 +113,9 @@ struct Candidate<T> {
 }
 
 impl Catalog {
-    pub fn build(view: &View, settings: &Settings) -> Catalog {
+    /// The catalog of the upstreams in `view` as `settings` configure them, named by
+    /// `naming`.
+    pub fn build(view: &View, settings: &Settings, naming: Naming) -> Catalog {
         let mut catalog = Catalog {
             all_settled: view.all_settled(),
             statuses: view
@@ -118,8 +131,9 @@ impl Catalog {
             ..Catalog::default()
         };
         let bridge = &settings.bridge;
-        let exposed = |namespace: Option<&str>, name: &str| {
-            if bridge.names_as_written { name.to_owned() } else { exposed_name(namespace, name) }
+        let exposed = |namespace: Option<&str>, name: &str| match naming {
+            Naming::AsWritten => name.to_owned(),
+            Naming::Exposed => exposed_name(namespace, name),
         };
         let mut tools = Vec::new();
         let mut prompts = Vec::new();
