@@ -7,14 +7,14 @@
 //! Does not own what is measured with them (`shared.rs`).
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     time::{Duration, Instant},
 };
 
 use anyhow::Context;
 use serde_json::Value;
 
-use crate::subject::{BridgeEnv, CpuUsage, cpu_usage, memory};
+use crate::subject::{BridgeEnv, CpuUsage, memory, thread_cpu_usage};
 
 /// How long the processes of a setup may take to exit once told to.
 const EXIT_WAIT: Duration = Duration::from_secs(10);
@@ -134,9 +134,32 @@ impl Census {
     }
 }
 
-/// CPU time so far of `pids`, summed.
-pub fn cpu_of(pids: &BTreeSet<u32>) -> CpuUsage {
-    pids.iter().filter_map(|&pid| cpu_usage(pid)).fold(CpuUsage::default(), |sum, usage| sum.plus(&usage))
+/// CPU time so far of every live thread of `pids`, by (process, thread) id.
+#[derive(Debug, Clone, Default)]
+pub struct ThreadsCpu(BTreeMap<(u32, u32), CpuUsage>);
+
+/// A [`ThreadsCpu`] reading of `pids` now.
+pub fn cpu_of(pids: &BTreeSet<u32>) -> ThreadsCpu {
+    let threads = pids.iter().filter_map(|&pid| Some((pid, thread_cpu_usage(pid)?)));
+    ThreadsCpu(
+        threads
+            .flat_map(|(pid, threads)| threads.into_iter().map(move |(tid, usage)| ((pid, tid), usage)))
+            .collect(),
+    )
+}
+
+impl ThreadsCpu {
+    /// The usage from reading `earlier` to this one, per one of `count` operations. Each
+    /// thread is compared with itself: a thread that exited meanwhile (Node's workers
+    /// come and go) is in neither sum, so its time cannot make the processes seem to
+    /// have used less than before (its last moments are not counted).
+    pub fn since(&self, earlier: &ThreadsCpu, count: usize) -> CpuUsage {
+        let spent = self.0.iter().fold(CpuUsage::default(), |sum, (thread, now)| {
+            let before = earlier.0.get(thread).copied().unwrap_or_default();
+            sum.plus(&now.per(&before, 1))
+        });
+        spent.per(&CpuUsage::default(), count)
+    }
 }
 
 /// One running hub, from `hub status --json`.
@@ -219,5 +242,24 @@ pub async fn reap(pids: &BTreeSet<u32>) -> usize {
             return left.len();
         }
         tokio::time::sleep(EXIT_POLL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(micros: u64) -> CpuUsage {
+        CpuUsage { on_cpu: Duration::from_micros(micros), switches: 1.0 }
+    }
+
+    #[test]
+    fn a_thread_that_exits_between_readings_does_not_make_the_usage_shrink() {
+        // Process 7: its main thread (7) runs on; a worker (8) with much time exits, and a
+        // new worker (9) starts.
+        let before = ThreadsCpu(BTreeMap::from([((7, 7), usage(1_000)), ((7, 8), usage(50_000))]));
+        let after = ThreadsCpu(BTreeMap::from([((7, 7), usage(3_000)), ((7, 9), usage(500))]));
+        let spent = after.since(&before, 10);
+        assert_eq!(spent.on_cpu, Duration::from_micros((2_000 + 500) / 10));
     }
 }

@@ -22,7 +22,7 @@ use anyhow::{Context, ensure};
 use serde_json::{Map, Value, json};
 
 use crate::{
-    processes::{self, Census, cpu_of},
+    processes::{self, Census, ThreadsCpu, cpu_of},
     report::{Row, median, median_f64, mib, ms, quantile, us},
     scenarios::{self, IN_FLIGHT, Pair, Plan, Samples, order},
     subject::{Binaries, BridgeEnv, CpuUsage, Session, echo_call},
@@ -142,7 +142,7 @@ struct Behind {
 }
 
 impl Behind {
-    fn read(&self) -> [CpuUsage; 3] {
+    fn read(&self) -> [ThreadsCpu; 3] {
         [cpu_of(&self.unshared_upstreams), cpu_of(&self.hub), cpu_of(&self.shared_upstreams)]
     }
 }
@@ -152,14 +152,14 @@ impl Behind {
 fn cpu_row(
     metric: &str,
     bridges: (Option<CpuUsage>, Option<CpuUsage>),
-    behind: ([CpuUsage; 3], [CpuUsage; 3]),
+    behind: ([ThreadsCpu; 3], [ThreadsCpu; 3]),
     calls: (usize, usize),
 ) -> Row {
     let (Some(unshared), Some(shared)) = bridges else { return Row::new(metric) };
     let (before, after) = behind;
-    let upstream = after[0].per(&before[0], calls.0);
-    let hub = after[1].per(&before[1], calls.1);
-    let shared_upstream = after[2].per(&before[2], calls.1);
+    let upstream = after[0].since(&before[0], calls.0);
+    let hub = after[1].since(&before[1], calls.1);
+    let shared_upstream = after[2].since(&before[2], calls.1);
     let unshared_total = unshared.on_cpu + upstream.on_cpu;
     let shared_total = shared.on_cpu + hub.on_cpu + shared_upstream.on_cpu;
     let mut row = Row::new(metric);

@@ -333,19 +333,26 @@ pub struct Memory {
 /// CPU time and context switches of every live thread of process `pid` so far, from
 /// `/proc/PID/task/*/{schedstat,status}` (Linux only).
 pub fn cpu_usage(pid: u32) -> Option<CpuUsage> {
-    let mut usage = CpuUsage::default();
+    let threads = thread_cpu_usage(pid)?;
+    Some(threads.iter().fold(CpuUsage::default(), |sum, (_, usage)| sum.plus(usage)))
+}
+
+/// [`cpu_usage`] of each live thread of process `pid`, by thread id.
+pub fn thread_cpu_usage(pid: u32) -> Option<Vec<(u32, CpuUsage)>> {
+    let mut threads = Vec::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        let Some(tid) = task.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else { continue };
         let schedstat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
         let on_cpu: u64 = schedstat.split_whitespace().next().and_then(|ns| ns.parse().ok()).unwrap_or(0);
-        usage.on_cpu += Duration::from_nanos(on_cpu);
         let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
-        usage.switches += status
+        let switches = status
             .lines()
             .filter(|line| line.contains("ctxt_switches:"))
             .filter_map(|line| line.split_whitespace().nth(1)?.parse::<f64>().ok())
             .sum::<f64>();
+        threads.push((tid, CpuUsage { on_cpu: Duration::from_nanos(on_cpu), switches }));
     }
-    Some(usage)
+    Some(threads)
 }
 
 /// See [`cpu_usage`].
