@@ -10,6 +10,7 @@ pub mod cli;
 pub mod clients;
 pub mod commands;
 pub mod config;
+pub mod descriptor_limit;
 pub mod doctor;
 pub mod http_client;
 pub mod hub;

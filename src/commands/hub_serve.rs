@@ -7,7 +7,7 @@
 use tokio_util::sync::CancellationToken;
 
 use super::{Context, Outcome, stdio::spawn_signal_watch};
-use crate::{hub, hub_socket::HubAddress, logging};
+use crate::{descriptor_limit, hub, hub_socket::HubAddress, logging};
 
 pub async fn run(context: &Context) -> anyhow::Result<Outcome> {
     logging::tag_process("hub");
@@ -15,6 +15,10 @@ pub async fn run(context: &Context) -> anyhow::Result<Outcome> {
     let _log = context.start_logging(Some(&settings), true);
     let address = HubAddress::for_config(&context.paths, &settings.source);
     let oauth = context.sign_in_context(&settings)?;
+    match descriptor_limit::raise() {
+        Ok(limit) => tracing::debug!(limit, "open descriptors allowed"),
+        Err(error) => tracing::warn!("cannot raise the limit on open descriptors: {error}"),
+    }
     let stop = CancellationToken::new();
     spawn_signal_watch(stop.clone())?;
     hub::serve(address, settings, oauth, stop).await?;

@@ -62,12 +62,16 @@ pub struct ConnectionCalls {
     bridges: Arc<AttachedBridges>,
     /// The connection's socket: closed at once when a request finds the upstream's
     /// session gone, before the failure is answered.
-    socket: std::os::unix::net::UnixStream,
+    socket: Arc<std::os::unix::net::UnixStream>,
     running: std::sync::Mutex<std::collections::HashMap<i64, LaneTicket>>,
 }
 
 impl ConnectionCalls {
-    pub fn new(id: u64, bridges: Arc<AttachedBridges>, socket: std::os::unix::net::UnixStream) -> Arc<Self> {
+    pub fn new(
+        id: u64,
+        bridges: Arc<AttachedBridges>,
+        socket: Arc<std::os::unix::net::UnixStream>,
+    ) -> Arc<Self> {
         Arc::new(Self { id, bridges, socket, running: std::sync::Mutex::default() })
     }
 

@@ -110,7 +110,7 @@ struct Serving {
 /// stopping upstreams would give.
 #[derive(Default)]
 struct OpenSockets {
-    open: std::sync::Mutex<std::collections::HashMap<u64, std::os::unix::net::UnixStream>>,
+    open: std::sync::Mutex<std::collections::HashMap<u64, Arc<std::os::unix::net::UnixStream>>>,
     next: std::sync::atomic::AtomicU64,
 }
 
@@ -128,11 +128,9 @@ impl Drop for OpenSocket<'_> {
 }
 
 impl OpenSockets {
-    fn open(&self, socket: &std::os::unix::net::UnixStream) -> OpenSocket<'_> {
+    fn open(&self, socket: &Arc<std::os::unix::net::UnixStream>) -> OpenSocket<'_> {
         let key = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if let Ok(handle) = socket.try_clone() {
-            self.open.lock_unpoisoned().insert(key, handle);
-        }
+        self.open.lock_unpoisoned().insert(key, socket.clone());
         OpenSocket { sockets: self, key }
     }
 
@@ -178,8 +176,8 @@ async fn accept(listener: &UnixListener, serving: &Arc<Serving>) {
 impl Serving {
     /// One connection, from its first line to its end.
     async fn connection(self: Arc<Self>, stream: UnixStream, pid: Option<i32>) {
-        // A second handle on the socket, to close it for both sides when the session ends
-        // while its reader and writer still hold their halves.
+        // A third descriptor of the socket besides its halves', shared by everything
+        // that may have to close it for both sides while the halves are still held.
         let Some((stream, closer)) = with_closer(stream) else { return };
         let Ok((read, mut write)) = socket_halves::split(stream) else { return };
         let _open = self.sockets.open(&closer);
@@ -232,7 +230,7 @@ impl Serving {
         input: impl tokio::io::AsyncRead + Unpin + Send + 'static,
         output: impl tokio::io::AsyncWrite + Unpin + Send + 'static,
         pid: Option<i32>,
-        socket: &std::os::unix::net::UnixStream,
+        socket: &Arc<std::os::unix::net::UnixStream>,
     ) {
         let id = self.bridges.next_id();
         let config = self.hub.config();
@@ -240,8 +238,7 @@ impl Serving {
         let set = self.hub.set.clone();
         let view = ConnectionUpstreams::narrowed_view(&set, upstream.clone());
         let closing = CancellationToken::new();
-        let Ok(calls_socket) = socket.try_clone() else { return };
-        let calls = ConnectionCalls::new(id, self.bridges.clone(), calls_socket);
+        let calls = ConnectionCalls::new(id, self.bridges.clone(), socket.clone());
         let bridge = Arc::new(Bridge::for_one_upstream(settings, upstream.clone(), |link| {
             self.bridges.attach(id, upstream.clone(), link, pid);
             Arc::new(ConnectionUpstreams {
@@ -344,13 +341,13 @@ impl Serving {
     }
 }
 
-/// `stream` and a second handle on its socket.
+/// `stream` and a second handle on its socket, to be shared.
 fn with_closer(
     stream: UnixStream,
-) -> Option<(std::os::unix::net::UnixStream, std::os::unix::net::UnixStream)> {
+) -> Option<(std::os::unix::net::UnixStream, Arc<std::os::unix::net::UnixStream>)> {
     let stream = stream.into_std().ok()?;
     let closer = stream.try_clone().ok()?;
-    Some((stream, closer))
+    Some((stream, Arc::new(closer)))
 }
 
 /// The first line of a connection, newline included; `None` when the peer sends none

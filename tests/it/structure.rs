@@ -47,6 +47,7 @@ const LAYERS: &[&[&str]] = &[
         "http_client",
         "hub_socket",
         "socket_halves",
+        "descriptor_limit",
     ],
     &["oauth"],
     &["upstream"],

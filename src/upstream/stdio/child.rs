@@ -69,6 +69,14 @@ pub fn spawn(upstream: &str, spec: &SpawnSpec<'_>) -> Result<Spawned, String> {
             Ok(())
         });
     }
+    // SAFETY: the closure runs in the forked child before exec and only makes an atomic
+    // load and two system calls (`restore_in_child`).
+    unsafe {
+        command.pre_exec(|| {
+            crate::descriptor_limit::restore_in_child();
+            Ok(())
+        });
+    }
     super::watchdog::start();
     let mut child = command.spawn().map_err(|error| describe_spawn_error(spec, &error))?;
     let pid = child.id().ok_or("the process exited before it could be tracked")?;
