@@ -39,7 +39,7 @@ pub fn raise() -> std::io::Result<u64> {
 }
 
 /// In a forked child before exec: put back the soft limit [`raise`] replaced, if it did.
-/// Only an atomic load and one system call, so it may run between fork and exec.
+/// Only an atomic load and two system calls, so it may run between fork and exec.
 pub fn restore_in_child() {
     let original = ORIGINAL_SOFT.load(Ordering::Relaxed);
     if original == u64::MAX {
