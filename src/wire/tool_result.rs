@@ -85,12 +85,28 @@ impl ToolAnswer<CallToolResult> {
     }
 }
 
-/// An upstream's response line to a `tools/call`, where in it its `id` is, and its
-/// `result` (none for an error response).
+/// An upstream's response line to a `tools/call`, and where in it its `result` is (none
+/// for an error response).
 pub struct ResponseLine {
     pub line: Vec<u8>,
-    pub id: Range<usize>,
     pub result: Option<Range<usize>>,
+}
+
+impl ResponseLine {
+    /// Where the response's `id` stands in the line. Not found when the line is read
+    /// for its result (`tool_answer`): only a relay that writes the line on with another
+    /// id needs it.
+    pub fn id_span(&self) -> Option<Range<usize>> {
+        #[derive(Deserialize)]
+        struct Id<'a> {
+            #[serde(borrow)]
+            id: &'a RawValue,
+        }
+        let Id { id } = serde_json::from_slice(&self.line).ok()?;
+        // `id` borrows from the line, so its offset is where its text starts.
+        let start = id.get().as_ptr() as usize - self.line.as_ptr() as usize;
+        Some(start..start + id.get().len())
+    }
 }
 
 /// The result of the upstream's `response` to a `tools/call`: relayed raw when it can be,

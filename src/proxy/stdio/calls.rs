@@ -158,7 +158,11 @@ impl AnswerSink for Reply {
         if !self.still_wanted() {
             return;
         }
-        if let Some(line) = self.outbox.encode_with_id(self.id, &answer.line, answer.id) {
+        let Some(id_at) = answer.id_span() else {
+            // The lane found its id there: cannot happen.
+            return self.deliver(tool_answer(answer).map_err(UpstreamError::Mcp));
+        };
+        if let Some(line) = self.outbox.encode_with_id(self.id, &answer.line, id_at) {
             self.outbox.queue(line);
         }
     }

@@ -137,25 +137,24 @@ impl Lane {
         // the line again to relay the result.
         #[derive(Deserialize)]
         struct Head<'a> {
-            #[serde(borrow)]
-            id: Option<&'a RawValue>,
+            #[serde(default, deserialize_with = "number_id")]
+            id: Option<i64>,
             method: Option<IgnoredAny>,
             #[serde(borrow)]
             result: Option<&'a RawValue>,
         }
-        // A value borrowed from `line`: its offset is where its text starts.
-        let span = |value: &RawValue| {
-            let start = value.get().as_ptr() as usize - line.as_ptr() as usize;
-            start..start + value.get().len()
-        };
         let read = || {
-            let Ok(Head { id: Some(raw_id), method: None, result }) = serde_json::from_slice(line) else {
+            let Ok(Head { id: Some(id), method: None, result }) = serde_json::from_slice(line) else {
                 return None;
             };
-            let id = number_id(raw_id)?;
-            Some((id, (span(raw_id), result.map(span))))
+            let result = result.map(|result| {
+                // `result` borrows from `line`, so its offset is where its text starts.
+                let start = result.get().as_ptr() as usize - line.as_ptr() as usize;
+                start..start + result.get().len()
+            });
+            Some((id, result))
         };
-        self.requests.complete(read, |(id, result)| ResponseLine { line: line.to_vec(), id, result })
+        self.requests.complete(read, |result| ResponseLine { line: line.to_vec(), result })
     }
 
     /// The ids of the calls waiting for their answer.
@@ -398,12 +397,12 @@ fn call_line(
 }
 
 /// A JSON-RPC id that is a number (lane ids are), as rmcp reads one; `None` for a
-/// string, or for what is no id.
-fn number_id(id: &RawValue) -> Option<i64> {
-    match wire::number_or_string(&mut serde_json::Deserializer::from_str(id.get())).ok()? {
+/// string.
+fn number_id<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    Ok(match wire::number_or_string(deserializer)? {
         NumberOrString::Number(id) => Some(id),
         NumberOrString::String(_) => None,
-    }
+    })
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use super::*;
 fn answer(result: &str) -> ResponseLine {
     let head = r#"{"jsonrpc":"2.0","id":1000000000,"result":"#;
     let line = format!("{head}{result}}}").into_bytes();
-    ResponseLine { line, id: 22..32, result: Some(head.len()..head.len() + result.len()) }
+    ResponseLine { line, result: Some(head.len()..head.len() + result.len()) }
 }
 
 /// What the client gets for a decoded result: rmcp's shaping for a client before 2026-07-28.
@@ -73,7 +73,7 @@ fn a_result_that_decoding_or_shaping_would_change_is_decoded() {
         assert!(!matches!(tool_answer(answer(result)), Ok(ToolAnswer::Raw(_))), "relayed raw: {result}");
     }
     let error = br#"{"jsonrpc":"2.0","id":1000000000,"error":{"code":-32602,"message":"bad"}}"#;
-    let answer = ResponseLine { line: error.to_vec(), id: 22..32, result: None };
+    let answer = ResponseLine { line: error.to_vec(), result: None };
     let Err(error) = tool_answer(answer) else { panic!("an error answer") };
     assert_eq!((error.code.0, &*error.message), (-32602, "bad"));
 }
@@ -87,4 +87,23 @@ fn content_blocks_are_relayed_as_sent() {
     assert_eq!(raw.json(), result.as_bytes());
     assert!(raw.decode().is_err(), "a typed caller still learns that it does not decode");
     assert!(!format!("{raw:?}").contains("hologram"), "Debug shows no tool output");
+}
+
+#[test]
+fn the_id_of_a_response_line_is_found_wherever_it_stands() {
+    for (line, id) in [
+        (r#"{"jsonrpc":"2.0","id":1000000003,"result":{"content":[]}}"#, "1000000003"),
+        // Node's SDK writes the result first; a nested `id` is not the response's.
+        (
+            r#"{"result":{"structuredContent":{"id":7},"content":[]},"jsonrpc":"2.0","id":1000000004}"#,
+            "1000000004",
+        ),
+        (r#"{ "jsonrpc" : "2.0" , "error" : {"code":-32602,"message":"\"id\": 9"} , "id" : 1e9 }"#, "1e9"),
+    ] {
+        let answer = ResponseLine { line: line.as_bytes().to_vec(), result: None };
+        let span = answer.id_span().expect("an id");
+        assert_eq!(&line[span], id, "{line}");
+    }
+    let no_id = ResponseLine { line: br#"{"jsonrpc":"2.0","result":{}}"#.to_vec(), result: None };
+    assert_eq!(no_id.id_span(), None);
 }
