@@ -26,7 +26,7 @@
 //! it would have decoded itself. The stdio transport and the streamable HTTP client both
 //! use it.
 
-use std::ops::Range;
+use std::{borrow::Cow, cell::Cell, ops::Range};
 
 use rmcp::{
     ErrorData,
@@ -35,7 +35,10 @@ use rmcp::{
         ServerResult,
     },
 };
-use serde::{Deserialize, Deserializer, de::IgnoredAny};
+use serde::{
+    Deserialize, Deserializer,
+    de::{IgnoredAny, MapAccess, Visitor},
+};
 use serde_json::value::RawValue;
 
 /// What a `tools/call` to an upstream returned: `R` is the decoded form
@@ -97,15 +100,36 @@ impl ResponseLine {
     /// for its result (`tool_answer`): only a relay that writes the line on with another
     /// id needs it.
     pub fn id_span(&self) -> Option<Range<usize>> {
-        #[derive(Deserialize)]
-        struct Id<'a> {
-            #[serde(borrow)]
-            id: &'a RawValue,
+        /// Reads the object's entries up to `id` only, and notes where its value is.
+        struct UpToId<'s> {
+            line: &'s [u8],
+            found: &'s Cell<Option<Range<usize>>>,
         }
-        let Id { id } = serde_json::from_slice(&self.line).ok()?;
-        // `id` borrows from the line, so its offset is where its text starts.
-        let start = id.get().as_ptr() as usize - self.line.as_ptr() as usize;
-        Some(start..start + id.get().len())
+        impl<'de> Visitor<'de> for UpToId<'_> {
+            type Value = ();
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON-RPC response")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    if key == "id" {
+                        let id: &RawValue = map.next_value()?;
+                        // `id` borrows from the line, so its offset is where its text starts.
+                        let start = id.get().as_ptr() as usize - self.line.as_ptr() as usize;
+                        self.found.set(Some(start..start + id.get().len()));
+                        return Ok(());
+                    }
+                    map.next_value::<IgnoredAny>()?;
+                }
+                Ok(())
+            }
+        }
+        let found = Cell::new(None);
+        let mut reader = serde_json::Deserializer::from_slice(&self.line);
+        // The rest of the line is left unread (the lane read all of it), so serde_json
+        // reports the object unfinished: the id found so far is the answer.
+        let _ = reader.deserialize_map(UpToId { line: &self.line, found: &found });
+        found.take()
     }
 }
 
