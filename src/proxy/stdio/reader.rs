@@ -105,15 +105,18 @@ fn parse_line(line: &[u8], outbox: &Arc<Outbox>) -> Verdict {
         // An answer to an upstream's request relayed raw is kept as written.
         bridge.link.upstream_requests().offer(line);
     }
+    // The fast paths below skip the fields they do not need without checking them,
+    // so a line that is not UTF-8 goes to the general decoder, which refuses it.
+    let fast = outbox.initialized.load(Ordering::Acquire) && std::str::from_utf8(line).is_ok();
     if let Some(bridge) = &outbox.bridge
-        && outbox.initialized.load(Ordering::Acquire)
+        && fast
         && let Some((id, params)) = calls::decode(line)
         && let Some(verdict) = calls::serve(outbox, bridge, id, params)
     {
         return verdict;
     }
     if let Some(bridge) = &outbox.bridge
-        && outbox.initialized.load(Ordering::Acquire)
+        && fast
         && bridge.aggregation.tools
         && let Some((id, method, params)) = tasks::decode(line)
         && let Some(verdict) = tasks::serve(outbox, bridge, id, method, params)
