@@ -152,16 +152,15 @@ impl AnswerSink for Reply {
     }
 
     fn deliver_line(self: Box<Self>, answer: ResponseLine) {
-        if !self.as_written {
+        // Read as any answer unless it goes on as written (the lane found an id there,
+        // so a relayed line always has one).
+        let id_at = if self.as_written { answer.id_span() } else { None };
+        let Some(id_at) = id_at else {
             return self.deliver(tool_answer(answer).map_err(UpstreamError::Mcp));
-        }
+        };
         if !self.still_wanted() {
             return;
         }
-        let Some(id_at) = answer.id_span() else {
-            // The lane found its id there: cannot happen.
-            return self.deliver(tool_answer(answer).map_err(UpstreamError::Mcp));
-        };
         if let Some(line) = self.outbox.encode_with_id(self.id, &answer.line, id_at) {
             self.outbox.queue(line);
         }
