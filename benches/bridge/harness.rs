@@ -109,6 +109,11 @@ struct Args {
     #[arg(long, hide = true, num_args = 2.., allow_hyphen_values = true, value_name = "SOCKET COMMAND")]
     hub_relay_async: Option<Vec<String>>,
 
+    /// Internal: `--hub-relay` for the answers only: COMMAND reads the bridge's
+    /// requests from the socket itself.
+    #[arg(long, hide = true, num_args = 2.., allow_hyphen_values = true, value_name = "SOCKET COMMAND")]
+    hub_relay_answers: Option<Vec<String>>,
+
     /// The bridge binary to measure [default: `foxxy-bridge` next to this harness, i.e.
     /// target/bench/ from scripts/bench, else target/release/].
     #[arg(long, env = "FOXXY_BENCH_BRIDGE", value_name = "PATH")]
@@ -125,6 +130,9 @@ fn main() -> ExitCode {
     }
     if let Some(arguments) = &args.hub_relay_async {
         return relay::hub_relay_async(arguments);
+    }
+    if let Some(arguments) = &args.hub_relay_answers {
+        return relay::hub_relay_answers(arguments);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,

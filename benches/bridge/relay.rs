@@ -67,8 +67,44 @@ pub fn relay(command: &[String]) -> ExitCode {
 /// `--relay` does. A stand-in for the cheapest possible hub: it serves one bridge and
 /// one upstream, whose `initialize` answers the bridge's.
 pub fn hub_relay(arguments: &[String]) -> ExitCode {
-    use std::os::unix::fs::PermissionsExt;
     let Some((socket, command)) = arguments.split_first() else { return ExitCode::from(2) };
+    let Some(connection) = accept_one(socket, "--hub-relay") else { return ExitCode::FAILURE };
+    let Ok(reading) = connection.try_clone() else { return ExitCode::FAILURE };
+    relay_between(reading, connection, command, "--hub-relay")
+}
+
+/// `bench --hub-relay-answers SOCKET COMMAND…`: `--hub-relay` with COMMAND's stdin the
+/// accepted connection itself, so that the bridge's requests reach COMMAND with no
+/// process between, and only its answers are copied back. A stand-in for a hub that
+/// hands each bridge the upstream's stdin: the floor of that design.
+pub fn hub_relay_answers(arguments: &[String]) -> ExitCode {
+    let Some((socket, command)) = arguments.split_first() else { return ExitCode::from(2) };
+    let Some((program, args)) = command.split_first() else { return ExitCode::from(2) };
+    let Some(connection) = accept_one(socket, "--hub-relay-answers") else { return ExitCode::FAILURE };
+    let Ok(requests) = connection.try_clone() else { return ExitCode::FAILURE };
+    let spawned = std::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::from(std::os::fd::OwnedFd::from(requests)))
+        .stdout(Stdio::piped())
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(error) => {
+            eprintln!("bench --hub-relay-answers: cannot spawn {program}: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(mut answers) = child.stdout.take() else { return ExitCode::FAILURE };
+    let mut connection = connection;
+    copy(&mut answers, &mut connection);
+    let _ = child.wait();
+    ExitCode::SUCCESS
+}
+
+/// Listen on the Unix socket `socket` (where a bridge looks for its hub, in a 0700
+/// directory) and accept one connection; the socket file is gone again after.
+fn accept_one(socket: &str, mode: &str) -> Option<std::os::unix::net::UnixStream> {
+    use std::os::unix::fs::PermissionsExt;
     let socket = std::path::Path::new(socket);
     let listening = (|| {
         if let Some(dir) = socket.parent() {
@@ -79,16 +115,14 @@ pub fn hub_relay(arguments: &[String]) -> ExitCode {
         std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
         listener.accept()
     })();
-    let connection = match listening {
-        Ok((connection, _)) => connection,
-        Err(error) => {
-            eprintln!("bench --hub-relay: cannot serve {}: {error}", socket.display());
-            return ExitCode::FAILURE;
-        }
-    };
     let _ = std::fs::remove_file(socket);
-    let Ok(reading) = connection.try_clone() else { return ExitCode::FAILURE };
-    relay_between(reading, connection, command, "--hub-relay")
+    match listening {
+        Ok((connection, _)) => Some(connection),
+        Err(error) => {
+            eprintln!("bench {mode}: cannot serve {}: {error}", socket.display());
+            None
+        }
+    }
 }
 
 /// `bench --hub-relay-async SOCKET COMMAND…`: `--hub-relay` on a single-threaded async
@@ -144,15 +178,6 @@ fn relay_between(
     command: &[String],
     mode: &str,
 ) -> ExitCode {
-    use std::io::{Read, Write};
-    fn copy(from: &mut impl Read, to: &mut impl Write) {
-        let mut buffer = vec![0; 64 * 1024];
-        while let Ok(read @ 1..) = from.read(&mut buffer) {
-            if to.write_all(&buffer[..read]).and_then(|()| to.flush()).is_err() {
-                break;
-            }
-        }
-    }
     let Some((program, args)) = command.split_first() else { return ExitCode::from(2) };
     let mut child = match std::process::Command::new(program)
         .args(args)
@@ -175,4 +200,14 @@ fn relay_between(
     let _ = inbound.join();
     let _ = child.wait();
     ExitCode::SUCCESS
+}
+
+/// Copy `from` to `to` until either ends, each read written and flushed at once.
+fn copy(from: &mut impl std::io::Read, to: &mut impl std::io::Write) {
+    let mut buffer = vec![0; 64 * 1024];
+    while let Ok(read @ 1..) = from.read(&mut buffer) {
+        if to.write_all(&buffer[..read]).and_then(|()| to.flush()).is_err() {
+            break;
+        }
+    }
 }

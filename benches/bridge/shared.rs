@@ -257,13 +257,26 @@ async fn call_rows(
         let Pair { direct, bridge, .. } = pair;
         (unshared, shared) = (direct, bridge);
         if name == "fx" {
-            unshared = relay_floor_row(rows, binaries, plan, unshared, false).await?;
-            unshared = relay_floor_row(rows, binaries, plan, unshared, true).await?;
+            for floor in [Floor::Threads, Floor::Async, Floor::AnswersOnly] {
+                unshared = relay_floor_row(rows, binaries, plan, unshared, floor).await?;
+            }
         }
     }
     unshared.close().await;
     shared.close().await;
     finish(&setups, &[before.0], &[before.1]).await
+}
+
+/// Which byte relay stands in for the hub in a floor row.
+#[derive(Clone, Copy)]
+enum Floor {
+    /// `bench --hub-relay`: one thread per direction.
+    Threads,
+    /// `bench --hub-relay-async`: a single-threaded async runtime, as the hub's.
+    Async,
+    /// `bench --hub-relay-answers`: the fixture's stdin is the bridge's connection, and
+    /// only the answers pass the relay.
+    AnswersOnly,
 }
 
 /// The floor of the shared rows: the fixture's p50 through `unshared`, and through a
@@ -275,7 +288,7 @@ async fn relay_floor_row(
     binaries: &Binaries,
     plan: &SharedPlan,
     unshared: Session,
-    asynchronous: bool,
+    floor: Floor,
 ) -> anyhow::Result<Session> {
     eprintln!("bench: tools/call with a byte relay in place of the hub (the floor)");
     let mut entry = binaries.fixture_entry("fx", &[]);
@@ -283,7 +296,11 @@ async fn relay_floor_row(
     let env = BridgeEnv::with_config(binaries, json!({ "mcpServers": { "fx": entry } }))?;
     let socket = env.hub_socket();
     let mut relay = tokio::process::Command::new(std::env::current_exe().context("the harness's path")?)
-        .arg(if asynchronous { "--hub-relay-async" } else { "--hub-relay" })
+        .arg(match floor {
+            Floor::Threads => "--hub-relay",
+            Floor::Async => "--hub-relay-async",
+            Floor::AnswersOnly => "--hub-relay-answers",
+        })
         .arg(&socket)
         .arg(&binaries.fixture)
         .args(["--name", "fx"])
@@ -306,9 +323,14 @@ async fn relay_floor_row(
     let pair = Pair { direct: unshared, direct_call: call.clone(), bridge: relayed, bridge_call: call };
     let latency = scenarios::latency(&pair, &plan.plan).await?;
     let samples = &latency.samples;
-    let metric = match asynchronous {
-        false => "  floor: same p50 (rmcp fixture) with a byte-copying relay process in place of the hub",
-        true => "  floor: the same with the relay on a single-threaded async runtime, as the hub",
+    let metric = match floor {
+        Floor::Threads => {
+            "  floor: same p50 (rmcp fixture) with a byte-copying relay process in place of the hub"
+        }
+        Floor::Async => "  floor: the same with the relay on a single-threaded async runtime, as the hub",
+        Floor::AnswersOnly => {
+            "  floor: the same with only the answers relayed (the fixture reads the bridge's socket)"
+        }
     };
     rows.push(Row::durations(metric, quantile(&samples.direct, 0.5), quantile(&samples.bridge, 0.5), us));
     let Pair { direct, bridge, .. } = pair;
