@@ -4,7 +4,7 @@
 //! Each attached connection serves one upstream to one bridge. What an upstream sends
 //! toward "the client" goes to:
 //! - progress: the connection whose request it belongs to. Progress tokens are made
-//!   unique per connection on the way in ([`AttachedBridges::begin_request`]) and
+//!   unique in the hub on the way in ([`AttachedBridges::begin_request`]) and
 //!   restored here on the way out, so two bridges may both use token `1`;
 //! - a request (sampling, elicitation, roots): the connection with a request in flight
 //!   on that upstream (the most recent one when several have), else the connection of
@@ -67,8 +67,9 @@ struct Attached {
 #[derive(Default)]
 pub struct AttachedBridges {
     connections: Mutex<Vec<Attached>>,
-    /// Progress tokens given to the upstreams → the connection and its own token.
-    progress: Mutex<HashMap<Arc<str>, (u64, ProgressToken)>>,
+    /// Progress tokens given to the upstreams (numbers, unique in the hub) → the
+    /// connection and its own token.
+    progress: Mutex<HashMap<i64, (u64, ProgressToken)>>,
     /// Orders attachments and requests.
     clock: AtomicU64,
     /// How many connections are attached; the hub's idle timer watches it.
@@ -82,7 +83,7 @@ pub struct AttachedBridges {
 pub struct RequestInFlight {
     bridges: Arc<AttachedBridges>,
     connection: u64,
-    token: Option<Arc<str>>,
+    token: Option<i64>,
 }
 
 impl AttachedBridges {
@@ -232,12 +233,13 @@ impl AttachedBridges {
             connection.in_flight += 1;
             connection.last_request = now;
         }
-        let unique = token.map(|token| {
-            let unique: Arc<str> = format!("hub-{id}-{now}").into();
-            self.progress.lock_unpoisoned().insert(unique.clone(), (id, token));
-            unique
+        // The request's place on the clock is unique in the hub.
+        let unique = token.and_then(|token| {
+            let unique = i64::try_from(now).ok()?;
+            self.progress.lock_unpoisoned().insert(unique, (id, token));
+            Some(unique)
         });
-        let replaced = unique.as_ref().map(|unique| ProgressToken(NumberOrString::String(unique.clone())));
+        let replaced = unique.map(|unique| ProgressToken(NumberOrString::Number(unique)));
         (RequestInFlight { bridges: self.clone(), connection: id, token: unique }, replaced)
     }
 
@@ -323,8 +325,8 @@ impl ClientLink for HubLink {
         let from = from.to_owned();
         async move {
             if let ServerNotification::ProgressNotification(progress) = &mut notification {
-                let NumberOrString::String(token) = &progress.params.progress_token.0 else { return };
-                let owner = self.0.progress.lock_unpoisoned().get(token.as_ref()).cloned();
+                let NumberOrString::Number(token) = &progress.params.progress_token.0 else { return };
+                let owner = self.0.progress.lock_unpoisoned().get(token).cloned();
                 let Some((connection, own)) = owner else { return };
                 progress.params.progress_token = own;
                 if let Some(link) = self.0.link_of(connection) {
@@ -354,6 +356,11 @@ impl ClientLink for HubLink {
 
     fn client_tasks(&self) -> Option<serde_json::Value> {
         self.0.newest_link().and_then(|link| link.client_tasks())
+    }
+
+    fn reads_tool_answers(&self) -> bool {
+        // A bridge reads each answer as it would the server's own.
+        true
     }
 }
 
@@ -405,8 +412,8 @@ mod tests {
         let (first_token, second_token) = (first_token.expect("a token"), second_token.expect("a token"));
         assert_ne!(first_token, second_token);
         let owner = |unique: &ProgressToken| {
-            let NumberOrString::String(unique) = &unique.0 else { panic!("a string token") };
-            bridges.progress.lock_unpoisoned().get(unique.as_ref()).cloned()
+            let NumberOrString::Number(unique) = &unique.0 else { panic!("a number token") };
+            bridges.progress.lock_unpoisoned().get(unique).cloned()
         };
         assert_eq!(owner(&first_token), Some((1, token(1))));
         assert_eq!(owner(&second_token), Some((2, token(1))));

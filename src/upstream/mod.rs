@@ -174,6 +174,14 @@ pub trait ClientLink: Send + Sync + 'static {
     fn client_tasks(&self) -> Option<serde_json::Value> {
         None
     }
+
+    /// Whether the client reads and checks each tool answer itself, as it would a
+    /// server's (the bridges a hub serves): a stdio upstream's answers to lane calls then
+    /// go on as written and are read only up to their id
+    /// ([`stdio::lane::AnswerReading::UpToId`]).
+    fn reads_tool_answers(&self) -> bool {
+        false
+    }
 }
 
 /// Per-request options for [`Upstreams::request`].

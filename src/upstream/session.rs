@@ -28,7 +28,7 @@ use super::{
     stdio::{
         child::{self, ChildGuard, SpawnSpec},
         child_output::StdoutNoise,
-        lane::Lane,
+        lane::{AnswerReading, Lane},
         transport::LineTransport,
     },
     tap::TapTransport,
@@ -250,7 +250,12 @@ async fn start_stdio(
     let spawned = child::spawn(&entry.name, spec).map_err(StdioFailure::Other)?;
     let stderr_tail = spawned.stderr_tail.clone();
     let noise = Arc::new(StdoutNoise::default());
+    let reading = match shared.link.reads_tool_answers() {
+        true => AnswerReading::UpToId,
+        false => AnswerReading::Whole,
+    };
     let lines = LineTransport::new(spawned.stdout, spawned.stdin, shared.max_message_bytes)
+        .reading_answers(reading)
         .with_raw_results(opening.raw_results())
         .with_noise(noise.clone())
         .for_upstream(entry.name.clone());

@@ -20,4 +20,4 @@ pub mod tool_result;
 pub use ids::number_or_string;
 pub use line_reader::{BoundedLineReader, Framed};
 pub use tool_call::{MetaRef, ToolCall, ToolCallRef};
-pub use tool_result::{RawToolResult, ResponseLine, ToolAnswer, tool_answer, tool_response};
+pub use tool_result::{RawToolResult, ResponseLine, ToolAnswer, response_id, tool_answer, tool_response};

@@ -31,8 +31,8 @@ use std::{borrow::Cow, cell::Cell, ops::Range};
 use rmcp::{
     ErrorData,
     model::{
-        CallToolResult, JsonRpcMessage, JsonRpcResponse, JsonRpcVersion2_0, RequestId, ServerJsonRpcMessage,
-        ServerResult,
+        CallToolResult, JsonRpcMessage, JsonRpcResponse, JsonRpcVersion2_0, NumberOrString, RequestId,
+        ServerJsonRpcMessage, ServerResult,
     },
 };
 use serde::{
@@ -40,6 +40,8 @@ use serde::{
     de::{IgnoredAny, MapAccess, Visitor},
 };
 use serde_json::value::RawValue;
+
+use super::ids::number_or_string;
 
 /// What a `tools/call` to an upstream returned: `R` is the decoded form
 /// ([`ServerResult`] from the upstream set, `CallToolResult` once routed).
@@ -88,49 +90,77 @@ impl ToolAnswer<CallToolResult> {
     }
 }
 
-/// An upstream's response line to a `tools/call`, and where in it its `result` is (none
-/// for an error response).
+/// An upstream's response line to a `tools/call`, and what its reader noted of it: where
+/// its `result` is (none for an error response, or when it was not looked for), and
+/// where its `id` is (only when the line goes on as written with another id; see
+/// [`response_id`]).
 pub struct ResponseLine {
     pub line: Vec<u8>,
     pub result: Option<Range<usize>>,
+    pub id_at: Option<Range<usize>>,
 }
 
-impl ResponseLine {
-    /// Where the response's `id` stands in the line. Not found when the line is read
-    /// for its result (`tool_answer`): only a relay that writes the line on with another
-    /// id needs it.
-    pub fn id_span(&self) -> Option<Range<usize>> {
-        /// Reads the object's entries up to `id` only, and notes where its value is.
-        struct UpToId<'s> {
-            line: &'s [u8],
-            found: &'s Cell<Option<Range<usize>>>,
-        }
-        impl<'de> Visitor<'de> for UpToId<'_> {
-            type Value = ();
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON-RPC response")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    if key == "id" {
-                        let id: &RawValue = map.next_value()?;
-                        // `id` borrows from the line, so its offset is where its text starts.
-                        let start = id.get().as_ptr() as usize - self.line.as_ptr() as usize;
-                        self.found.set(Some(start..start + id.get().len()));
-                        return Ok(());
-                    }
-                    map.next_value::<IgnoredAny>()?;
-                }
-                Ok(())
-            }
-        }
-        let found = Cell::new(None);
-        let mut reader = serde_json::Deserializer::from_slice(&self.line);
-        // The rest of the line is left unread (the lane read all of it), so serde_json
-        // reports the object unfinished: the id found so far is the answer.
-        let _ = reader.deserialize_map(UpToId { line: &self.line, found: &found });
-        found.take()
+/// The id of the response `line` when it is a number (lane ids are), and where that id
+/// stands in the line. `None` for a line that is not a response (it has a `method`, or
+/// neither `result` nor `error`), or whose id is a string.
+///
+/// The object is read only up to its id and its `result` or `error`, whichever comes
+/// last; the rest is left unread and unchecked. This is for a relay whose client reads
+/// and checks the whole line itself: the hub, passing an answer to a bridge, need not
+/// read a large result the bridge reads anyway.
+pub fn response_id(line: &[u8]) -> Option<(i64, Range<usize>)> {
+    struct Head<'s> {
+        line: &'s [u8],
+        found: &'s Cell<Option<(i64, Range<usize>)>>,
     }
+    impl<'de> Visitor<'de> for Head<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON-RPC response")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let (mut id, mut response) = (None, false);
+            while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                match &*key {
+                    "id" => {
+                        let raw: &RawValue = map.next_value()?;
+                        let text = raw.get();
+                        let Ok(NumberOrString::Number(number)) =
+                            number_or_string(&mut serde_json::Deserializer::from_str(text))
+                        else {
+                            return Ok(());
+                        };
+                        // `raw` borrows from the line, so its offset is where the id starts.
+                        let start = text.as_ptr() as usize - self.line.as_ptr() as usize;
+                        id = Some((number, start..start + text.len()));
+                    }
+                    "method" => return Ok(()),
+                    "result" | "error" => {
+                        response = true;
+                        if id.is_none() {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                    _ => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                if response && id.is_some() {
+                    break;
+                }
+            }
+            if response {
+                self.found.set(id);
+            }
+            Ok(())
+        }
+    }
+    let found = Cell::new(None);
+    let mut reader = serde_json::Deserializer::from_slice(line);
+    // Stopping inside the object, the visitor leaves it unfinished, which serde_json
+    // reports: what was found before is the answer.
+    let _ = reader.deserialize_map(Head { line, found: &found });
+    found.take()
 }
 
 /// The result of the upstream's `response` to a `tools/call`: relayed raw when it can be,

@@ -152,9 +152,10 @@ impl AnswerSink for Reply {
     }
 
     fn deliver_line(self: Box<Self>, answer: ResponseLine) {
-        // Read as any answer unless it goes on as written (the lane found an id there,
-        // so a relayed line always has one).
-        let id_at = if self.as_written { answer.id_span() } else { None };
+        // Read as any answer unless it goes on as written: with the client's id where the
+        // lane found the upstream's (a lane that reads answers only up to their id notes
+        // where that is).
+        let id_at = if self.as_written { answer.id_at.clone() } else { None };
         let Some(id_at) = id_at else {
             return self.deliver(tool_answer(answer).map_err(UpstreamError::Mcp));
         };

@@ -63,7 +63,7 @@ fn answered(id: i64) -> ResponseLine {
     let head = format!(r#"{{"jsonrpc":"2.0","id":{id},"result":"#);
     let result = r#"{"content":[]}"#;
     let line = format!("{head}{result}}}").into_bytes();
-    ResponseLine { line, result: Some(head.len()..head.len() + result.len()) }
+    ResponseLine { line, result: Some(head.len()..head.len() + result.len()), id_at: None }
 }
 
 #[tokio::test]

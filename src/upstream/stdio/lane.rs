@@ -49,6 +49,18 @@ pub struct Lane {
     write_queue: Arc<WriteQueue>,
     /// The calls sent on the lane and not yet ended.
     requests: Arc<InFlight>,
+    reading: AnswerReading,
+}
+
+/// How far a lane reads an answer line before it hands the line to its call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnswerReading {
+    /// All of it, noting where its result is: this process relays or decodes the result.
+    Whole,
+    /// Only up to its id and its `result` or `error` (`wire::response_id`), noting where
+    /// the id is: the line goes on as written, with another id, to a client that reads
+    /// and checks all of it (the bridges a hub serves).
+    UpToId,
 }
 
 /// An id reserved on a lane for one call: send it ([`LaneTicket::send`],
@@ -105,8 +117,8 @@ impl AnswerSink for SinkWithEnd {
 }
 
 impl Lane {
-    pub fn new(write_queue: Arc<WriteQueue>) -> Self {
-        Self { write_queue, requests: Arc::default() }
+    pub fn new(write_queue: Arc<WriteQueue>, reading: AnswerReading) -> Self {
+        Self { write_queue, requests: Arc::default(), reading }
     }
 
     /// Give the lane's engine, which the session's requests through rmcp (cancelled by
@@ -133,28 +145,24 @@ impl Lane {
     /// If `line` answers a call on the lane, hand it over and return `true`; otherwise
     /// the line is for rmcp. Cheap when no call is in flight.
     pub fn claim(&self, line: &[u8]) -> bool {
-        // One pass finds the id and where the result is, so the caller need not scan
-        // the line again to relay the result.
-        #[derive(Deserialize)]
-        struct Head<'a> {
-            #[serde(default, deserialize_with = "number_id")]
-            id: Option<i64>,
-            method: Option<IgnoredAny>,
-            #[serde(borrow)]
-            result: Option<&'a RawValue>,
+        match self.reading {
+            AnswerReading::Whole => {
+                let read = || read_whole(line);
+                self.requests.complete(read, |result| ResponseLine {
+                    line: line.to_vec(),
+                    result,
+                    id_at: None,
+                })
+            }
+            AnswerReading::UpToId => {
+                let read = || wire::response_id(line);
+                self.requests.complete(read, |id_at| ResponseLine {
+                    line: line.to_vec(),
+                    result: None,
+                    id_at: Some(id_at),
+                })
+            }
         }
-        let read = || {
-            let Ok(Head { id: Some(id), method: None, result }) = serde_json::from_slice(line) else {
-                return None;
-            };
-            let result = result.map(|result| {
-                // `result` borrows from `line`, so its offset is where its text starts.
-                let start = result.get().as_ptr() as usize - line.as_ptr() as usize;
-                start..start + result.get().len()
-            });
-            Some((id, result))
-        };
-        self.requests.complete(read, |result| ResponseLine { line: line.to_vec(), result })
     }
 
     /// The ids of the calls waiting for their answer.
@@ -321,6 +329,29 @@ impl LaneTicket {
     pub fn key(&self) -> (usize, i64) {
         (Arc::as_ptr(&self.lane) as usize, self.id)
     }
+}
+
+/// A response line's number id and where its result is, read in one pass (so that a
+/// relay of the result need not scan the line again); `None` for a line that is not a
+/// response with a number id.
+fn read_whole(line: &[u8]) -> Option<(i64, Option<std::ops::Range<usize>>)> {
+    #[derive(Deserialize)]
+    struct Head<'a> {
+        #[serde(default, deserialize_with = "number_id")]
+        id: Option<i64>,
+        method: Option<IgnoredAny>,
+        #[serde(borrow)]
+        result: Option<&'a RawValue>,
+    }
+    let Ok(Head { id: Some(id), method: None, result }) = serde_json::from_slice(line) else {
+        return None;
+    };
+    let result = result.map(|result| {
+        // `result` borrows from `line`, so its offset is where its text starts.
+        let start = result.get().as_ptr() as usize - line.as_ptr() as usize;
+        start..start + result.get().len()
+    });
+    Some((id, result))
 }
 
 /// The `_meta` entries of a call other than the client's progress token.

@@ -42,7 +42,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{
     child_output::StdoutNoise,
-    lane::Lane,
+    lane::{AnswerReading, Lane},
     oversize::{self, Oversized},
     write_queue::WriteQueue,
 };
@@ -90,7 +90,7 @@ impl<R: AsyncRead + Unpin> LineTransport<R> {
         let write_queue = Arc::new(WriteQueue::new(write));
         Self {
             lines: BoundedLineReader::new(read, max_bytes),
-            lane: Arc::new(Lane::new(write_queue.clone())),
+            lane: Arc::new(Lane::new(write_queue.clone(), AnswerReading::Whole)),
             write_queue,
             name: Arc::from("upstream"),
             in_flight: HashSet::new(),
@@ -106,6 +106,13 @@ impl<R: AsyncRead + Unpin> LineTransport<R> {
     /// Name the upstream in the errors this transport makes.
     pub fn for_upstream(mut self, name: Arc<str>) -> Self {
         self.name = name;
+        self
+    }
+
+    /// Read the answers to lane calls as `reading` says (all of each, unless set here).
+    /// Before the lane is handed out ([`LineTransport::lane`]).
+    pub fn reading_answers(mut self, reading: AnswerReading) -> Self {
+        self.lane = Arc::new(Lane::new(self.write_queue.clone(), reading));
         self
     }
 

@@ -9,7 +9,7 @@ use super::*;
 fn answer(result: &str) -> ResponseLine {
     let head = r#"{"jsonrpc":"2.0","id":1000000000,"result":"#;
     let line = format!("{head}{result}}}").into_bytes();
-    ResponseLine { line, result: Some(head.len()..head.len() + result.len()) }
+    ResponseLine { line, result: Some(head.len()..head.len() + result.len()), id_at: None }
 }
 
 /// What the client gets for a decoded result: rmcp's shaping for a client before 2026-07-28.
@@ -73,7 +73,7 @@ fn a_result_that_decoding_or_shaping_would_change_is_decoded() {
         assert!(!matches!(tool_answer(answer(result)), Ok(ToolAnswer::Raw(_))), "relayed raw: {result}");
     }
     let error = br#"{"jsonrpc":"2.0","id":1000000000,"error":{"code":-32602,"message":"bad"}}"#;
-    let answer = ResponseLine { line: error.to_vec(), result: None };
+    let answer = ResponseLine { line: error.to_vec(), result: None, id_at: None };
     let Err(error) = tool_answer(answer) else { panic!("an error answer") };
     assert_eq!((error.code.0, &*error.message), (-32602, "bad"));
 }
@@ -91,19 +91,37 @@ fn content_blocks_are_relayed_as_sent() {
 
 #[test]
 fn the_id_of_a_response_line_is_found_wherever_it_stands() {
-    for (line, id) in [
-        (r#"{"jsonrpc":"2.0","id":1000000003,"result":{"content":[]}}"#, "1000000003"),
+    for (line, id, number) in [
+        (r#"{"jsonrpc":"2.0","id":1000000003,"result":{"content":[]}}"#, "1000000003", 1_000_000_003),
         // Node's SDK writes the result first; a nested `id` is not the response's.
         (
             r#"{"result":{"structuredContent":{"id":7},"content":[]},"jsonrpc":"2.0","id":1000000004}"#,
             "1000000004",
+            1_000_000_004,
         ),
-        (r#"{ "jsonrpc" : "2.0" , "error" : {"code":-32602,"message":"\"id\": 9"} , "id" : 1e9 }"#, "1e9"),
+        (
+            r#"{ "jsonrpc" : "2.0" , "error" : {"code":-32602,"message":"\"id\": 9"} , "id" : 1e9 }"#,
+            "1e9",
+            1_000_000_000,
+        ),
+        // What follows the id and the result's start is not read: a relay's client reads it.
+        (r#"{"jsonrpc":"2.0","id":5,"result":{"content":[{"type":"#, "5", 5),
     ] {
-        let answer = ResponseLine { line: line.as_bytes().to_vec(), result: None };
-        let span = answer.id_span().expect("an id");
-        assert_eq!(&line[span], id, "{line}");
+        let (found, span) = response_id(line.as_bytes()).expect("an id");
+        assert_eq!((found, &line[span]), (number, id), "{line}");
     }
-    let no_id = ResponseLine { line: br#"{"jsonrpc":"2.0","result":{}}"#.to_vec(), result: None };
-    assert_eq!(no_id.id_span(), None);
+    for line in [
+        r#"{"jsonrpc":"2.0","result":{}}"#,
+        r#"{"jsonrpc":"2.0","id":"s-1","result":{}}"#,
+        r#"{"jsonrpc":"2.0","id":1.5,"result":{}}"#,
+        // A request of the server's, and a notification: not answers.
+        r#"{"jsonrpc":"2.0","id":3,"method":"sampling/createMessage","params":{}}"#,
+        r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":3}}"#,
+        r#"{"jsonrpc":"2.0","id":3}"#,
+        r#"{"jsonrpc":"2.0","id":3,"#,
+        "[1]",
+        "not json",
+    ] {
+        assert_eq!(response_id(line.as_bytes()), None, "{line}");
+    }
 }
