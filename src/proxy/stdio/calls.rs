@@ -65,7 +65,7 @@ pub struct ToolCallTask {
 
 /// Decode `line` as a `tools/call` request. `None` for anything else (and for a
 /// `tools/call` that does not decode: the general decoder then says why).
-pub fn decode(line: &[u8]) -> Option<(RequestId, ToolCallRef<'_>)> {
+pub fn decode(line: &str) -> Option<(RequestId, ToolCallRef<'_>)> {
     #[derive(Deserialize)]
     struct Line<'a> {
         // Borrowed: rmcp's `JsonRpcVersion2_0` reads it into a `String` first.
@@ -81,7 +81,7 @@ pub fn decode(line: &[u8]) -> Option<(RequestId, ToolCallRef<'_>)> {
         result: Option<IgnoredAny>,
         error: Option<IgnoredAny>,
     }
-    let line: Line<'_> = serde_json::from_slice(line).ok()?;
+    let line: Line<'_> = serde_json::from_str(line).ok()?;
     let request =
         line.jsonrpc == "2.0" && line.method == "tools/call" && line.result.is_none() && line.error.is_none();
     request.then_some((line.id, line.params))
@@ -232,7 +232,7 @@ mod tests {
         let escaped = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"a\u00e9\"","arguments":{"t":"\u00e9\ud83d\ude00"}}}"#;
         for line in lines.iter().map(String::as_str).chain([escaped]) {
             let bytes = line.as_bytes().to_vec();
-            let (id, params) = decode(&bytes).expect("a tools/call");
+            let (id, params) = decode(line).expect("a tools/call");
             let params = params.into_owned().unwrap();
             let general: ClientJsonRpcMessage = serde_json::from_slice(&bytes).unwrap();
             let JsonRpcMessage::Request(general) = general else { panic!("{line}") };
@@ -248,7 +248,7 @@ mod tests {
                 r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"a","arguments":{arguments}}}}}"#
             );
             let general = serde_json::from_str::<ClientJsonRpcMessage>(&line).is_ok();
-            assert_eq!(decode(line.as_bytes()).is_some(), general, "arguments nested {depth} deep");
+            assert_eq!(decode(&line).is_some(), general, "arguments nested {depth} deep");
         }
         // Everything else, and a tools/call that does not fit, takes the general path.
         for line in [
@@ -265,7 +265,7 @@ mod tests {
             json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "a", "requestState": "s"}}),
             json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "a", "inputResponses": {}}}),
         ] {
-            assert!(decode(line.to_string().as_bytes()).is_none(), "{line}");
+            assert!(decode(&line.to_string()).is_none(), "{line}");
         }
     }
 }

@@ -106,17 +106,21 @@ fn parse_line(line: &[u8], outbox: &Arc<Outbox>) -> Verdict {
         bridge.link.upstream_requests().offer(line);
     }
     // The fast paths below skip the fields they do not need without checking them,
-    // so a line that is not UTF-8 goes to the general decoder, which refuses it.
-    let fast = outbox.initialized.load(Ordering::Acquire) && std::str::from_utf8(line).is_ok();
+    // so a line that is not UTF-8 goes to the general decoder, which refuses it. Checked
+    // once here, the line's strings need no check of their own.
+    let text = match outbox.initialized.load(Ordering::Acquire) {
+        true => std::str::from_utf8(line).ok(),
+        false => None,
+    };
     if let Some(bridge) = &outbox.bridge
-        && fast
-        && let Some((id, params)) = calls::decode(line)
+        && let Some(text) = text
+        && let Some((id, params)) = calls::decode(text)
         && let Some(verdict) = calls::serve(outbox, bridge, id, params)
     {
         return verdict;
     }
     if let Some(bridge) = &outbox.bridge
-        && fast
+        && text.is_some()
         && bridge.aggregation.tools
         && let Some((id, method, params)) = tasks::decode(line)
         && let Some(verdict) = tasks::serve(outbox, bridge, id, method, params)
