@@ -63,7 +63,7 @@ pub struct ConnectionCalls {
     /// The connection's socket: closed at once when a request finds the upstream's
     /// session gone, before the failure is answered.
     socket: Arc<std::os::unix::net::UnixStream>,
-    running: std::sync::Mutex<std::collections::HashMap<i64, LaneTicket>>,
+    running: std::sync::Mutex<foldhash::HashMap<i64, LaneTicket>>,
 }
 
 impl ConnectionCalls {

@@ -69,7 +69,7 @@ pub struct AttachedBridges {
     connections: Mutex<Vec<Attached>>,
     /// Progress tokens given to the upstreams (numbers, unique in the hub) → the
     /// connection and its own token.
-    progress: Mutex<HashMap<i64, (u64, ProgressToken)>>,
+    progress: Mutex<foldhash::HashMap<i64, (u64, ProgressToken)>>,
     /// Orders attachments and requests.
     clock: AtomicU64,
     /// How many connections are attached; the hub's idle timer watches it.
