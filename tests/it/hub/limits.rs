@@ -1,7 +1,9 @@
 //! A shared upstream's limits work as unshared: a call over its `requestTimeout` gets an
 //! error naming the upstream and is cancelled in the upstream, progress keeps a long call
-//! alive in the bridge and in the hub alike, and an answer over `bridge.maxMessageBytes`
-//! fails only its own call while large answers under it pass whole.
+//! alive in the bridge and in the hub alike, an answer over `bridge.maxMessageBytes`
+//! fails only its own call while large answers under it pass whole, and an answer cut off
+//! after its id (which the hub passes on without reading further) ends its call with the
+//! timeout, as unshared.
 
 use std::time::Duration;
 
@@ -85,5 +87,36 @@ async fn large_answers_pass_the_hub_and_one_over_the_limit_fails_only_its_call()
     assert_eq!(starts(&env, "fx").len(), 1, "one shared upstream served both, and it lives on");
     session.close().await;
     other.close().await;
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn an_answer_cut_off_after_its_id_times_its_call_out_as_unshared() {
+    let env = HubEnv::new();
+    let mut servers = serde_json::Map::new();
+    for (name, shared) in [("fx", true), ("own", false)] {
+        let mut entry = counted(&env, name, shared, &["--garbled-tool", "garbled"]);
+        entry["requestTimeout"] = json!(1);
+        servers.insert(name.to_owned(), entry);
+    }
+    env.write_servers(serde_json::Value::Object(servers), 2);
+    let session = Session::start(&env).await;
+    for name in ["fx", "own"] {
+        let started = std::time::Instant::now();
+        let result = tokio::time::timeout(
+            Duration::from_secs(10),
+            session.service.call_tool(call(&format!("{name}__garbled"), json!({}))),
+        )
+        .await
+        .expect("answered")
+        .expect("call");
+        assert!(started.elapsed() < Duration::from_secs(4), "{name}: after {:?}", started.elapsed());
+        assert_eq!(result.is_error, Some(true), "{name}: {result:?}");
+        let message = text_of(&result);
+        assert!(message.contains(&format!("upstream `{name}`")) && message.contains("1 s"), "{message}");
+        let after = call_text(&session, &format!("{name}__echo"), json!({"message": "after"})).await;
+        assert_eq!(after, format!("{name}: after"), "the next call of {name} is answered");
+    }
+    session.close().await;
     env.finish().await;
 }
