@@ -49,6 +49,7 @@ pub struct Lane {
     write_queue: Arc<WriteQueue>,
     /// The calls sent on the lane and not yet ended.
     requests: Arc<InFlight>,
+    /// How far the answers to its calls are read before they are handed over.
     reading: AnswerReading,
 }
 
