@@ -22,18 +22,7 @@ async fn a_request_timeout_cancels_through_the_hub_while_progress_extends_it() {
     let other = Session::start(&env).await;
     assert_eq!(pid_of(&session, "fx").await, pid_of(&other, "fx").await, "one shared upstream");
 
-    let started = std::time::Instant::now();
-    let result = tokio::time::timeout(
-        Duration::from_secs(10),
-        session.service.call_tool(call("fx__sleep", json!({"ms": 5000}))),
-    )
-    .await
-    .expect("answered")
-    .expect("call");
-    assert!(started.elapsed() < Duration::from_secs(4), "timed out after ~1 s: {:?}", started.elapsed());
-    assert_eq!(result.is_error, Some(true), "{result:?}");
-    let message = text_of(&result);
-    assert!(message.contains("upstream `fx`") && message.contains("1 s"), "{message}");
+    times_out_after_a_second(&session, "fx", "fx__sleep", json!({"ms": 5000})).await;
     wait_until(Duration::from_secs(5), || {
         std::fs::read_to_string(&events).unwrap_or_default().contains("cancelled sleep")
     })
@@ -102,21 +91,30 @@ async fn an_answer_cut_off_after_its_id_times_its_call_out_as_unshared() {
     env.write_servers(serde_json::Value::Object(servers), 2);
     let session = Session::start(&env).await;
     for name in ["fx", "own"] {
-        let started = std::time::Instant::now();
-        let result = tokio::time::timeout(
-            Duration::from_secs(10),
-            session.service.call_tool(call(&format!("{name}__garbled"), json!({}))),
-        )
-        .await
-        .expect("answered")
-        .expect("call");
-        assert!(started.elapsed() < Duration::from_secs(4), "{name}: after {:?}", started.elapsed());
-        assert_eq!(result.is_error, Some(true), "{name}: {result:?}");
-        let message = text_of(&result);
-        assert!(message.contains(&format!("upstream `{name}`")) && message.contains("1 s"), "{message}");
+        times_out_after_a_second(&session, name, &format!("{name}__garbled"), json!({})).await;
         let after = call_text(&session, &format!("{name}__echo"), json!({"message": "after"})).await;
         assert_eq!(after, format!("{name}: after"), "the next call of {name} is answered");
     }
     session.close().await;
     env.finish().await;
+}
+
+/// Call `tool` of `upstream` (whose `requestTimeout` is 1 s) and check that it ends, in
+/// well under 4 s, with the error that names the upstream and the timeout.
+async fn times_out_after_a_second(
+    session: &Session,
+    upstream: &str,
+    tool: &str,
+    arguments: serde_json::Value,
+) {
+    let started = std::time::Instant::now();
+    let result =
+        tokio::time::timeout(Duration::from_secs(10), session.service.call_tool(call(tool, arguments)))
+            .await
+            .expect("answered")
+            .expect("call");
+    assert!(started.elapsed() < Duration::from_secs(4), "{tool}: timed out after {:?}", started.elapsed());
+    assert_eq!(result.is_error, Some(true), "{tool}: {result:?}");
+    let message = text_of(&result);
+    assert!(message.contains(&format!("upstream `{upstream}`")) && message.contains("1 s"), "{message}");
 }
