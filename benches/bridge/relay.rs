@@ -133,16 +133,10 @@ pub fn hub_relay_async(arguments: &[String]) -> ExitCode {
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
         return ExitCode::FAILURE;
     };
+    // The one connection is accepted before the relay starts, blocking, as the others do.
+    let Some(connection) = accept_one(socket, "--hub-relay-async") else { return ExitCode::FAILURE };
     let relayed = runtime.block_on(async {
-        if let Some(dir) = std::path::Path::new(socket).parent() {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::create_dir_all(dir)?;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-        }
-        let listener = tokio::net::UnixListener::bind(socket)?;
-        let (connection, _) = listener.accept().await?;
-        let _ = std::fs::remove_file(socket);
-        let (mut from_bridge, mut to_bridge) = foxxy_bridge::socket_halves::split_tokio(connection)?;
+        let (mut from_bridge, mut to_bridge) = foxxy_bridge::socket_halves::split(connection)?;
         let mut child = tokio::process::Command::new(program)
             .args(args)
             .stdin(Stdio::piped())
