@@ -5,6 +5,9 @@
 //! - Calls: one bridge of each setup with the fixture (and server-everything) as
 //!   upstreams; sequential latency and throughput at 32 in flight, the subjects taking
 //!   turns as in every other row (`scenarios.rs`).
+//! - Floors: the same sequential calls through a bridge whose "hub" is a byte relay
+//!   (`relay.rs`) in front of the same upstream: what one more process on the path
+//!   costs on this machine, with no hub logic at all.
 //! - A fleet of idle bridges (each initialized and its `tools/list` answered): the
 //!   upstream processes and the resident memory of bridges, hub and upstreams.
 //! - Attach: spawn → first complete `tools/list` of one more bridge, with the fleet (and,
@@ -256,10 +259,17 @@ async fn call_rows(
         }
         let Pair { direct, bridge, .. } = pair;
         (unshared, shared) = (direct, bridge);
-        if name == "fx" {
-            for floor in [Floor::Threads, Floor::Async, Floor::AnswersOnly] {
-                unshared = relay_floor_row(rows, binaries, plan, unshared, floor).await?;
-            }
+        // The fixture's floors, and server-everything's floor for the relay the hub is
+        // closest to and the one that passes only answers.
+        let floors: &[Floor] = match name {
+            "fx" => &[Floor::Threads, Floor::Async, Floor::AnswersOnly],
+            _ => &[Floor::Async, Floor::AnswersOnly],
+        };
+        for floor in floors {
+            let entry =
+                upstreams.iter().find(|(upstream, _)| upstream == name).map(|(_, entry)| entry.clone());
+            let upstream = FloorUpstream { name, label, entry: entry.context("the upstream's entry")? };
+            unshared = relay_floor_row(rows, binaries, plan, unshared, &upstream, *floor).await?;
         }
     }
     unshared.close().await;
@@ -279,21 +289,33 @@ enum Floor {
     AnswersOnly,
 }
 
-/// The floor of the shared rows: the fixture's p50 through `unshared`, and through a
+/// The upstream of a floor row: its name in the config, its label in the table, and its
+/// config entry (the relay runs the entry's command).
+struct FloorUpstream<'a> {
+    name: &'a str,
+    label: &'a str,
+    entry: Value,
+}
+
+/// The floor of the shared rows: the upstream's p50 through `unshared`, and through a
 /// bridge whose hub is a process that only copies bytes between the hub's socket and
-/// the fixture (`bench --hub-relay`): what one more local process hop costs here.
+/// the upstream (`bench --hub-relay`): what one more local process hop costs here.
 /// Returns `unshared`.
 async fn relay_floor_row(
     rows: &mut Vec<Row>,
     binaries: &Binaries,
     plan: &SharedPlan,
     unshared: Session,
+    upstream: &FloorUpstream<'_>,
     floor: Floor,
 ) -> anyhow::Result<Session> {
     eprintln!("bench: tools/call with a byte relay in place of the hub (the floor)");
-    let mut entry = binaries.fixture_entry("fx", &[]);
+    let FloorUpstream { name, label, entry } = upstream;
+    let mut entry = entry.clone();
     entry["shared"] = json!(true);
-    let env = BridgeEnv::with_config(binaries, json!({ "mcpServers": { "fx": entry } }))?;
+    let command = entry["command"].as_str().context("the upstream's command")?.to_owned();
+    let args: Vec<String> = serde_json::from_value(entry["args"].clone()).context("the upstream's args")?;
+    let env = BridgeEnv::with_config(binaries, json!({ "mcpServers": { *name: entry } }))?;
     let socket = env.hub_socket();
     let mut relay = tokio::process::Command::new(std::env::current_exe().context("the harness's path")?)
         .arg(match floor {
@@ -302,8 +324,8 @@ async fn relay_floor_row(
             Floor::AnswersOnly => "--hub-relay-answers",
         })
         .arg(&socket)
-        .arg(&binaries.fixture)
-        .args(["--name", "fx"])
+        .arg(command)
+        .args(args)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
@@ -317,21 +339,19 @@ async fn relay_floor_row(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let relayed = env.start(&[]).await?;
+    let tool = format!("{name}__echo");
     let tools = relayed.peer().list_all_tools().await.context("tools/list through the relay")?;
-    ensure!(tools.iter().any(|tool| tool.name == "fx__echo"), "no `fx__echo` through the relay");
-    let call = echo_call("fx__echo");
+    ensure!(tools.iter().any(|listed| listed.name == tool), "no `{tool}` through the relay");
+    let call = echo_call(&tool);
     let pair = Pair { direct: unshared, direct_call: call.clone(), bridge: relayed, bridge_call: call };
     let latency = scenarios::latency(&pair, &plan.plan).await?;
     let samples = &latency.samples;
-    let metric = match floor {
-        Floor::Threads => {
-            "  floor: same p50 (rmcp fixture) with a byte-copying relay process in place of the hub"
-        }
-        Floor::Async => "  floor: the same with the relay on a single-threaded async runtime, as the hub",
-        Floor::AnswersOnly => {
-            "  floor: the same with only the answers relayed (the fixture reads the bridge's socket)"
-        }
+    let how = match floor {
+        Floor::Threads => "a byte-copying relay process in place of the hub",
+        Floor::Async => "the relay on a single-threaded async runtime, as the hub",
+        Floor::AnswersOnly => "only the answers relayed (the upstream reads the bridge's socket)",
     };
+    let metric = format!("  floor: same p50 ({label}) with {how}");
     rows.push(Row::durations(metric, quantile(&samples.direct, 0.5), quantile(&samples.bridge, 0.5), us));
     let Pair { direct, bridge, .. } = pair;
     bridge.close().await;
