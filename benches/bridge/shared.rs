@@ -265,10 +265,9 @@ async fn call_rows(
             "fx" => &[Floor::Threads, Floor::Async, Floor::AnswersOnly],
             _ => &[Floor::Async, Floor::AnswersOnly],
         };
+        let entry = upstreams.iter().find(|(upstream, _)| upstream == name).map(|(_, entry)| entry.clone());
+        let upstream = FloorUpstream { name, label, entry: entry.context("the upstream's entry")? };
         for floor in floors {
-            let entry =
-                upstreams.iter().find(|(upstream, _)| upstream == name).map(|(_, entry)| entry.clone());
-            let upstream = FloorUpstream { name, label, entry: entry.context("the upstream's entry")? };
             unshared = relay_floor_row(rows, binaries, plan, unshared, &upstream, *floor).await?;
         }
     }
