@@ -120,9 +120,9 @@ fn parse_line(line: &[u8], outbox: &Arc<Outbox>) -> Verdict {
         return verdict;
     }
     if let Some(bridge) = &outbox.bridge
-        && text.is_some()
+        && let Some(text) = text
         && bridge.aggregation.tools
-        && let Some((id, method, params)) = tasks::decode(line)
+        && let Some((id, method, params)) = tasks::decode(text)
         && let Some(verdict) = tasks::serve(outbox, bridge, id, method, params)
     {
         return verdict;

@@ -31,7 +31,7 @@ pub struct TaskRequest {
 }
 
 /// `line` as a task request: its id, method and params. `None` for anything else.
-pub fn decode(line: &[u8]) -> Option<(RequestId, String, Map<String, Value>)> {
+pub fn decode(line: &str) -> Option<(RequestId, String, Map<String, Value>)> {
     #[derive(Deserialize)]
     struct Line {
         jsonrpc: String,
@@ -42,10 +42,10 @@ pub fn decode(line: &[u8]) -> Option<(RequestId, String, Map<String, Value>)> {
         params: Map<String, Value>,
     }
     // Cheap first: most lines are nothing of the kind.
-    if !line.windows(4).any(|window| window == b"task") {
+    if !line.contains("task") {
         return None;
     }
-    let line: Line = serde_json::from_slice(line).ok()?;
+    let line: Line = serde_json::from_str(line).ok()?;
     let wanted = TASK_METHODS.contains(&line.method.as_str())
         || (line.method == "tools/call" && line.params.get("task").is_some_and(Value::is_object));
     (line.jsonrpc == "2.0" && wanted).then_some((line.id, line.method, line.params))
